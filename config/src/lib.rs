@@ -1,0 +1,565 @@
+//! Rewind's configuration: one TOML file, `REWIND_*` environment overrides, then flags.
+//!
+//! Precedence is flag > env > file > default. [`Config::finish`] loads the secrets named
+//! by the configuration and validates everything, reporting every problem at once; it
+//! never silently corrects a value. Secrets come from files or the environment only, so a
+//! configuration file can be shared or committed without leaking anything.
+
+mod secret;
+mod units;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use secret::Secret;
+pub use units::{ByteSize, HumanDuration};
+
+/// The whole configuration of a gateway.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listeners, data directory, limits.
+    pub server: ServerConfig,
+    /// The S3 endpoint the gateway forwards to.
+    pub upstream: UpstreamConfig,
+    /// Access keys that clients use to talk to the gateway.
+    pub credentials: CredentialsConfig,
+    /// Which buckets Rewind protects.
+    pub protection: ProtectionConfig,
+    /// Logs.
+    pub telemetry: TelemetryConfig,
+}
+
+/// Listeners, data directory, and the limits that protect the gateway from its clients.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// S3 listener address.
+    pub listen: String,
+    /// Operations listener: /metrics, /health, /ready.
+    pub admin_listen: String,
+    /// Where Rewind keeps its state (generated credentials, the embedded upstream).
+    pub data_dir: PathBuf,
+    /// Base domains for virtual-host-style addressing (`bucket.<domain>`); requests to
+    /// any other host name are path-style.
+    pub base_domains: Vec<String>,
+    /// Connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time a client may take to send a request's headers.
+    pub header_read_timeout: HumanDuration,
+    /// Longest pause allowed while a client sends a request body.
+    pub body_idle_timeout: HumanDuration,
+    /// Largest XML request body accepted (DeleteObjects, CompleteMultipartUpload, configurations).
+    pub max_xml_body_size: ByteSize,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    pub shutdown_grace: HumanDuration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9000".into(),
+            admin_listen: "127.0.0.1:9001".into(),
+            data_dir: PathBuf::from("./rewind-data"),
+            base_domains: vec!["localhost".into()],
+            max_connections: 1024,
+            header_read_timeout: HumanDuration::secs(30),
+            body_idle_timeout: HumanDuration::secs(60),
+            // S3 itself caps these bodies well below this (1,000 keys per DeleteObjects,
+            // 10,000 parts per CompleteMultipartUpload stay under a few MiB).
+            max_xml_body_size: ByteSize::mib(20),
+            shutdown_grace: HumanDuration::secs(30),
+        }
+    }
+}
+
+/// When the upstream client adds a checksum to what it sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChecksumPolicy {
+    /// Whenever the operation supports one (aws-chunked body with a CRC trailer).
+    WhenSupported,
+    /// Only when the operation requires one; for stores that reject aws-chunked bodies.
+    WhenRequired,
+}
+
+/// The S3 endpoint behind the gateway.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Endpoint URL (`http://host:port` or `https://...`); unset means the embedded
+    /// upstream, a local directory under the data dir served as S3.
+    pub endpoint: Option<String>,
+    /// Region used to sign upstream requests.
+    pub region: String,
+    /// Upstream access key id (also `REWIND_UPSTREAM_ACCESS_KEY_ID`).
+    pub access_key_id: Option<String>,
+    /// File holding the upstream secret key (or `REWIND_UPSTREAM_SECRET_ACCESS_KEY`).
+    pub secret_access_key_file: Option<PathBuf>,
+    /// The loaded upstream secret key.
+    #[serde(skip)]
+    pub secret_access_key: Option<Secret>,
+    /// Address buckets as `endpoint/bucket` rather than `bucket.endpoint`.
+    pub force_path_style: bool,
+    /// When the upstream client sends checksums.
+    pub request_checksum_calculation: ChecksumPolicy,
+    /// Time allowed to open a connection to the upstream.
+    pub connect_timeout: HumanDuration,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            region: "us-east-1".into(),
+            access_key_id: None,
+            secret_access_key_file: None,
+            secret_access_key: None,
+            force_path_style: true,
+            request_checksum_calculation: ChecksumPolicy::WhenSupported,
+            connect_timeout: HumanDuration::secs(5),
+        }
+    }
+}
+
+/// Client access keys. With none configured, the gateway generates one pair on first
+/// start into `<data_dir>/credentials.toml`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CredentialsConfig {
+    /// Each key clients may sign with.
+    pub client_keys: Vec<ClientKey>,
+}
+
+/// One client access key.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientKey {
+    /// The access key id clients put in their signatures.
+    pub access_key_id: String,
+    /// File holding the secret key.
+    pub secret_access_key_file: Option<PathBuf>,
+    /// The loaded secret key.
+    #[serde(skip)]
+    pub secret_access_key: Option<Secret>,
+}
+
+/// Which buckets Rewind protects (captures). Forwarding covers every bucket regardless.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProtectionConfig {
+    /// Bucket names, or patterns with one trailing `*` (`"prod-*"`, `"*"` for all).
+    pub buckets: Vec<String>,
+}
+
+impl Default for ProtectionConfig {
+    fn default() -> Self {
+        Self {
+            buckets: vec!["*".into()],
+        }
+    }
+}
+
+impl ProtectionConfig {
+    /// Whether `bucket` is protected.
+    pub fn covers(&self, bucket: &str) -> bool {
+        self.buckets.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => bucket.starts_with(prefix),
+            None => p == bucket,
+        })
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Human,
+    /// One JSON object per line for log pipelines.
+    Json,
+}
+
+/// Logs.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `human` or `json`.
+    pub log_format: LogFormat,
+    /// Filter in `tracing` syntax, e.g. `info` or `info,rewind_gateway=debug`.
+    pub log_level: String,
+    /// Print object keys in logs; off by default since keys are customer data.
+    pub log_object_keys: bool,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Human,
+            log_level: "info".into(),
+            log_object_keys: false,
+        }
+    }
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML for this schema.
+    #[error("config file {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's explanation, with line and column.
+        message: String,
+    },
+    /// One or more values are unusable; every problem is listed.
+    #[error("{}", Problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+/// One unusable setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The setting, as `section.field` (or the env var that set it).
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+struct Problems<'a>(&'a [Problem]);
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} configuration problem(s):", self.0.len())?;
+        for p in self.0 {
+            write!(f, "\n  - {}: {}", p.field, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every environment variable the configuration reads, with the setting it overrides.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("REWIND_LISTEN", "server.listen"),
+    ("REWIND_ADMIN_LISTEN", "server.admin_listen"),
+    ("REWIND_DATA_DIR", "server.data_dir"),
+    (
+        "REWIND_BASE_DOMAINS",
+        "server.base_domains (comma-separated)",
+    ),
+    ("REWIND_UPSTREAM", "upstream.endpoint"),
+    ("REWIND_UPSTREAM_REGION", "upstream.region"),
+    ("REWIND_UPSTREAM_ACCESS_KEY_ID", "upstream.access_key_id"),
+    ("REWIND_UPSTREAM_SECRET_ACCESS_KEY", "upstream secret key"),
+    (
+        "REWIND_ACCESS_KEY_ID",
+        "a client key id (with REWIND_SECRET_ACCESS_KEY)",
+    ),
+    ("REWIND_SECRET_ACCESS_KEY", "that client key's secret"),
+    ("REWIND_LOG_FORMAT", "telemetry.log_format"),
+    ("REWIND_LOG", "telemetry.log_level"),
+];
+
+impl Config {
+    /// Parses a configuration file's text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads and parses a configuration file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Applies `REWIND_*` overrides; `env` looks a variable up (the process environment
+    /// in the binary, a map in tests). Returns problems with values that cannot be parsed.
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if let Some(v) = env("REWIND_LISTEN") {
+            self.server.listen = v;
+        }
+        if let Some(v) = env("REWIND_ADMIN_LISTEN") {
+            self.server.admin_listen = v;
+        }
+        if let Some(v) = env("REWIND_DATA_DIR") {
+            self.server.data_dir = v.into();
+        }
+        if let Some(v) = env("REWIND_BASE_DOMAINS") {
+            self.server.base_domains = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(Into::into)
+                .collect();
+        }
+        if let Some(v) = env("REWIND_UPSTREAM") {
+            self.upstream.endpoint = Some(v);
+        }
+        if let Some(v) = env("REWIND_UPSTREAM_REGION") {
+            self.upstream.region = v;
+        }
+        if let Some(v) = env("REWIND_UPSTREAM_ACCESS_KEY_ID") {
+            self.upstream.access_key_id = Some(v);
+        }
+        if let Some(v) = env("REWIND_UPSTREAM_SECRET_ACCESS_KEY") {
+            self.upstream.secret_access_key = Some(Secret::new(v));
+        }
+        match (env("REWIND_ACCESS_KEY_ID"), env("REWIND_SECRET_ACCESS_KEY")) {
+            (Some(id), Some(secret)) => self.set_client_key(id, Secret::new(secret)),
+            (None, None) => {}
+            (Some(_), None) | (None, Some(_)) => problems.push(Problem {
+                field: "REWIND_ACCESS_KEY_ID/REWIND_SECRET_ACCESS_KEY".into(),
+                message: "set both or neither".into(),
+            }),
+        }
+        if let Some(v) = env("REWIND_LOG_FORMAT") {
+            match v.as_str() {
+                "human" => self.telemetry.log_format = LogFormat::Human,
+                "json" => self.telemetry.log_format = LogFormat::Json,
+                other => problems.push(Problem {
+                    field: "REWIND_LOG_FORMAT".into(),
+                    message: format!("{other:?} is not a log format; use \"human\" or \"json\""),
+                }),
+            }
+        }
+        if let Some(v) = env("REWIND_LOG") {
+            self.telemetry.log_level = v;
+        }
+        problems
+    }
+
+    /// Adds a client key, replacing one with the same id.
+    pub fn set_client_key(&mut self, access_key_id: String, secret: Secret) {
+        self.credentials
+            .client_keys
+            .retain(|k| k.access_key_id != access_key_id);
+        self.credentials.client_keys.push(ClientKey {
+            access_key_id,
+            secret_access_key_file: None,
+            secret_access_key: Some(secret),
+        });
+    }
+
+    /// Loads secrets named by `*_file` settings, then validates. `earlier` carries problems
+    /// found while applying overrides, so that all of them are reported together.
+    pub fn finish(mut self, mut earlier: Vec<Problem>) -> Result<Self, ConfigError> {
+        self.load_secret_files(&mut earlier);
+        earlier.extend(self.validate());
+        if earlier.is_empty() {
+            Ok(self)
+        } else {
+            Err(ConfigError::Invalid(earlier))
+        }
+    }
+
+    fn load_secret_files(&mut self, problems: &mut Vec<Problem>) {
+        if let Some(path) = &self.upstream.secret_access_key_file
+            && self.upstream.secret_access_key.is_none()
+        {
+            self.upstream.secret_access_key =
+                read_secret(path, "upstream.secret_access_key_file", problems);
+        }
+        for (i, key) in self.credentials.client_keys.iter_mut().enumerate() {
+            if let Some(path) = &key.secret_access_key_file
+                && key.secret_access_key.is_none()
+            {
+                let field = format!("credentials.client_keys[{i}].secret_access_key_file");
+                key.secret_access_key = read_secret(path, &field, problems);
+            }
+        }
+    }
+
+    /// Every problem with the current values; empty when the configuration is usable.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut bad = |field: &str, message: String| {
+            problems.push(Problem {
+                field: field.into(),
+                message,
+            })
+        };
+        for (field, addr) in [
+            ("server.listen", &self.server.listen),
+            ("server.admin_listen", &self.server.admin_listen),
+        ] {
+            if addr.parse::<SocketAddr>().is_err() {
+                bad(
+                    field,
+                    format!("{addr:?} is not an address; write IP:PORT, e.g. 127.0.0.1:9000"),
+                );
+            }
+        }
+        if self.server.listen == self.server.admin_listen {
+            bad(
+                "server.admin_listen",
+                "must differ from server.listen".into(),
+            );
+        }
+        for domain in &self.server.base_domains {
+            if !is_host_name(domain) {
+                bad(
+                    "server.base_domains",
+                    format!("{domain:?} is not a host name (letters, digits, '-' and '.')"),
+                );
+            }
+        }
+        if self.server.max_connections == 0 {
+            bad("server.max_connections", "must be at least 1".into());
+        }
+        for (field, d) in [
+            (
+                "server.header_read_timeout",
+                self.server.header_read_timeout,
+            ),
+            ("server.body_idle_timeout", self.server.body_idle_timeout),
+            ("upstream.connect_timeout", self.upstream.connect_timeout),
+        ] {
+            if d.0.is_zero() {
+                bad(field, "must be longer than zero".into());
+            }
+        }
+        if self.server.max_xml_body_size.0 < 64 * 1024 {
+            bad(
+                "server.max_xml_body_size",
+                "must be at least 64KiB or ordinary requests fail".into(),
+            );
+        }
+        if let Some(endpoint) = &self.upstream.endpoint
+            && let Err(msg) = check_endpoint(endpoint)
+        {
+            bad("upstream.endpoint", msg);
+        }
+        if self.upstream.region.trim().is_empty() {
+            bad(
+                "upstream.region",
+                "must not be empty (use us-east-1 when the store ignores regions)".into(),
+            );
+        }
+        // Explicit keys only: a default credential chain would probe cloud metadata
+        // endpoints, and a gateway must never sign with credentials nobody chose.
+        if self.upstream.endpoint.is_some()
+            && (self.upstream.access_key_id.is_none() || self.upstream.secret_access_key.is_none())
+        {
+            bad(
+                "upstream.access_key_id",
+                "an upstream endpoint needs an access key id and a secret key (REWIND_UPSTREAM_ACCESS_KEY_ID and REWIND_UPSTREAM_SECRET_ACCESS_KEY, or upstream.access_key_id and upstream.secret_access_key_file)".into(),
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, key) in self.credentials.client_keys.iter().enumerate() {
+            let field = format!("credentials.client_keys[{i}]");
+            if key.access_key_id.len() < 3
+                || !key.access_key_id.bytes().all(|b| b.is_ascii_alphanumeric())
+            {
+                bad(
+                    &field,
+                    "access_key_id must be at least 3 letters or digits".into(),
+                );
+            }
+            if !seen.insert(&key.access_key_id) {
+                bad(
+                    &field,
+                    format!("access key id {:?} is listed twice", key.access_key_id),
+                );
+            }
+            match &key.secret_access_key {
+                None => bad(&field, "has no secret: set secret_access_key_file".into()),
+                Some(s) if s.expose().len() < 16 => {
+                    bad(&field, "secret key must be at least 16 characters".into())
+                }
+                Some(_) => {}
+            }
+        }
+        for pattern in &self.protection.buckets {
+            if pattern.is_empty() || pattern[..pattern.len() - 1].contains('*') {
+                bad(
+                    "protection.buckets",
+                    format!("{pattern:?}: use a bucket name or a prefix ending in one '*'"),
+                );
+            }
+        }
+        if let Err(e) = tracing_filter_syntax(&self.telemetry.log_level) {
+            bad("telemetry.log_level", e);
+        }
+        problems
+    }
+}
+
+fn read_secret(path: &Path, field: &str, problems: &mut Vec<Problem>) -> Option<Secret> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => Some(Secret::new(text.trim())),
+        Ok(_) => {
+            problems.push(Problem {
+                field: field.into(),
+                message: format!("{} is empty", path.display()),
+            });
+            None
+        }
+        Err(e) => {
+            problems.push(Problem {
+                field: field.into(),
+                message: format!("cannot read {}: {e}", path.display()),
+            });
+            None
+        }
+    }
+}
+
+fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+}
+
+fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let rest = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
+        .ok_or_else(|| format!("{endpoint:?} must start with http:// or https://"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(format!("{endpoint:?} has no host"));
+    }
+    Ok(())
+}
+
+/// A light check of `tracing` filter directives (`level`, `target`, `target=level`,
+/// comma-separated), so a typo is reported with the other problems, not when logging starts.
+fn tracing_filter_syntax(filter: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if let Some((_, level)) = directive.rsplit_once('=')
+            && !LEVELS.contains(&level.to_ascii_lowercase().as_str())
+        {
+            return Err(format!(
+                "{directive:?}: level must be one of {}",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,207 @@
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::*;
+
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k| map.get(k).cloned()
+}
+
+fn fields(err: ConfigError) -> Vec<String> {
+    match err {
+        ConfigError::Invalid(p) => p.into_iter().map(|p| p.field).collect(),
+        other => panic!("expected Invalid, got {other}"),
+    }
+}
+
+#[test]
+fn defaults_are_valid_and_match_the_interface_contract() {
+    let c = Config::default().finish(vec![]).unwrap();
+    assert_eq!(c.server.listen, "127.0.0.1:9000");
+    assert_eq!(c.server.admin_listen, "127.0.0.1:9001");
+    assert_eq!(c.server.data_dir, Path::new("./rewind-data"));
+    assert!(
+        c.upstream.endpoint.is_none(),
+        "embedded upstream by default"
+    );
+    assert!(
+        c.protection.covers("anything"),
+        "all buckets protected by default"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = r#"
+        [server]
+        listen = "nowhere"
+        max_connections = 0
+        base_domains = ["ok.example", "bad domain"]
+        [upstream]
+        endpoint = "ftp://x"
+        [[credentials.client_keys]]
+        access_key_id = "AKIA1"
+        secret_access_key_file = "/nonexistent/secret"
+    "#;
+    let c = Config::from_toml(text, Path::new("t.toml")).unwrap();
+    let got = fields(c.finish(vec![]).unwrap_err());
+    for want in [
+        "server.listen",
+        "server.max_connections",
+        "server.base_domains",
+        "upstream.endpoint",
+        "credentials.client_keys[0].secret_access_key_file",
+        "credentials.client_keys[0]",
+    ] {
+        assert!(got.iter().any(|f| f == want), "missing {want} in {got:?}");
+    }
+}
+
+#[test]
+fn unknown_fields_and_bad_units_are_parse_errors_with_location() {
+    let err =
+        Config::from_toml("[server]\nlisten_addr = \"x\"\n", Path::new("c.toml")).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("c.toml") && msg.contains("listen_addr"),
+        "{msg}"
+    );
+
+    let err = Config::from_toml("[server]\nshutdown_grace = \"soon\"\n", Path::new("c.toml"))
+        .unwrap_err();
+    assert!(err.to_string().contains("not a duration"), "{err}");
+    let c = Config::from_toml(
+        "[server]\nmax_xml_body_size = \"1MiB\"\nshutdown_grace = \"2m\"\n",
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    assert_eq!(c.server.max_xml_body_size, ByteSize::mib(1));
+    assert_eq!(c.server.shutdown_grace, HumanDuration::secs(120));
+}
+
+#[test]
+fn env_overrides_file_and_secrets_come_from_env_or_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("upstream-secret");
+    std::fs::write(&secret_file, "from-file-secret-value\n").unwrap();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:7000\"\n[upstream]\nendpoint = \"http://127.0.0.1:1\"\naccess_key_id = \"up\"\nsecret_access_key_file = {:?}\n",
+        secret_file
+    );
+    let mut c = Config::from_toml(&text, Path::new("c.toml")).unwrap();
+    let problems = c.apply_env(env_of(&[
+        ("REWIND_LISTEN", "127.0.0.1:7100"),
+        ("REWIND_ACCESS_KEY_ID", "CLIENTKEY1"),
+        ("REWIND_SECRET_ACCESS_KEY", "client-secret-0123456789"),
+        ("REWIND_LOG_FORMAT", "json"),
+    ]));
+    let c = c.finish(problems).unwrap();
+    assert_eq!(c.server.listen, "127.0.0.1:7100");
+    assert_eq!(c.telemetry.log_format, LogFormat::Json);
+    assert_eq!(
+        c.upstream.secret_access_key.as_ref().unwrap().expose(),
+        "from-file-secret-value"
+    );
+    assert_eq!(c.credentials.client_keys.len(), 1);
+    let printed = format!("{c:?}");
+    assert!(
+        !printed.contains("from-file-secret-value") && !printed.contains("client-secret"),
+        "{printed}"
+    );
+    assert!(printed.contains("<redacted>"));
+}
+
+#[test]
+fn half_set_credentials_and_bad_env_values_are_problems() {
+    let mut c = Config::default();
+    let problems = c.apply_env(env_of(&[
+        ("REWIND_ACCESS_KEY_ID", "ONLYID"),
+        ("REWIND_LOG_FORMAT", "xml"),
+    ]));
+    let got = fields(c.finish(problems).unwrap_err());
+    assert!(
+        got.contains(&"REWIND_ACCESS_KEY_ID/REWIND_SECRET_ACCESS_KEY".to_string()),
+        "{got:?}"
+    );
+    assert!(got.contains(&"REWIND_LOG_FORMAT".to_string()), "{got:?}");
+
+    let mut c = Config::default();
+    c.upstream.endpoint = Some("http://127.0.0.1:1".into());
+    c.upstream.access_key_id = Some("id".into());
+    assert_eq!(
+        fields(c.finish(vec![]).unwrap_err()),
+        ["upstream.access_key_id"]
+    );
+}
+
+#[test]
+fn protection_patterns() {
+    let p = ProtectionConfig {
+        buckets: vec!["prod-*".into(), "ledger".into()],
+    };
+    assert!(p.covers("prod-eu") && p.covers("ledger"));
+    assert!(!p.covers("ledger2") && !p.covers("dev-prod"));
+    let mut c = Config::default();
+    c.protection.buckets = vec!["a*b*".into()];
+    assert_eq!(
+        fields(c.finish(vec![]).unwrap_err()),
+        ["protection.buckets"]
+    );
+}
+
+#[test]
+fn log_level_typos_are_caught() {
+    let mut c = Config::default();
+    c.telemetry.log_level = "info,rewind_gateway=verbose".into();
+    assert_eq!(
+        fields(c.finish(vec![]).unwrap_err()),
+        ["telemetry.log_level"]
+    );
+    let mut c = Config::default();
+    c.telemetry.log_level = "warn,rewind_gateway=debug,hyper".into();
+    assert!(c.finish(vec![]).is_ok());
+}
+
+/// The shipped example must parse, validate, and mention every option of the schema.
+#[test]
+fn example_config_parses_and_documents_every_option() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rewind.example.toml");
+    let example = Config::from_file(&path).unwrap();
+    assert!(
+        example.finish(vec![]).is_ok(),
+        "the example must be a valid configuration"
+    );
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Optional settings serialize only when set, so set them all.
+    let mut full = Config::default();
+    full.upstream.endpoint = Some("http://127.0.0.1:1".into());
+    full.upstream.access_key_id = Some("id".into());
+    full.upstream.secret_access_key_file = Some("/f".into());
+    let schema = toml::Value::try_from(full).unwrap();
+    let mut missing = Vec::new();
+    for (section, table) in schema.as_table().unwrap() {
+        if !text.contains(&format!("[{section}]")) && !text.contains(&format!("[[{section}.")) {
+            missing.push(section.clone());
+        }
+        for field in table.as_table().unwrap().keys() {
+            if !text.contains(&format!("{field} =")) {
+                missing.push(format!("{section}.{field}"));
+            }
+        }
+    }
+    for field in ["access_key_id =", "secret_access_key_file ="] {
+        assert!(
+            text.contains(field),
+            "example lacks client key field {field}"
+        );
+    }
+    assert!(
+        missing.is_empty(),
+        "deploy/rewind.example.toml does not document: {missing:?}"
+    );
+}

@@ -1,0 +1,93 @@
+//! The operations listener: `/metrics` for Prometheus, `/health` (the process serves),
+//! `/ready` (the upstream answers, so S3 requests can succeed).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+use crate::metrics::Metrics;
+
+/// Longest wait for the upstream during a readiness probe; probes run every few seconds.
+const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The admin listener's service.
+#[derive(Clone)]
+pub struct Admin {
+    metrics: Metrics,
+    upstream: aws_sdk_s3::Client,
+}
+
+impl Admin {
+    /// Serves `metrics`, and probes `upstream` for readiness.
+    pub fn new(metrics: Metrics, upstream: aws_sdk_s3::Client) -> Self {
+        Self { metrics, upstream }
+    }
+
+    async fn route(self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+        }
+        match req.uri().path() {
+            "/metrics" => {
+                let mut res = Response::new(Full::from(self.metrics.render()));
+                res.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                res
+            }
+            "/health" => text(StatusCode::OK, "ok\n"),
+            "/ready" => {
+                let probe = tokio::time::timeout(
+                    READY_PROBE_TIMEOUT,
+                    self.upstream.list_buckets().max_buckets(1).send(),
+                )
+                .await;
+                let ready = matches!(probe, Ok(Ok(_)));
+                self.metrics.upstream_up.set(i64::from(ready));
+                if ready {
+                    text(StatusCode::OK, "ready\n")
+                } else {
+                    let why = match probe {
+                        Err(_) => "upstream did not answer in time".to_owned(),
+                        Ok(Err(e)) => format!(
+                            "upstream error: {}",
+                            aws_sdk_s3::error::DisplayErrorContext(&e)
+                        ),
+                        Ok(Ok(_)) => unreachable!("handled above"),
+                    };
+                    tracing::warn!(reason = %why, "readiness probe failed");
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not ready: the upstream S3 endpoint does not answer; see the gateway log\n",
+                    )
+                }
+            }
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found; try /metrics, /health or /ready\n",
+            ),
+        }
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::from(body));
+    *res.status_mut() = status;
+    res
+}
+
+impl hyper::service::Service<Request<Incoming>> for Admin {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.route(req).await) })
+    }
+}

@@ -1,0 +1,140 @@
+//! Client credentials generated on first start, so a newcomer gets a working endpoint
+//! without writing any configuration.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use rewind_config::Secret;
+use serde::{Deserialize, Serialize};
+
+/// The file, under the data dir, that holds a generated client key pair.
+pub const CREDENTIALS_FILE: &str = "credentials.toml";
+
+/// A client key pair as saved on disk.
+#[derive(Serialize, Deserialize)]
+struct SavedKey {
+    access_key_id: String,
+    secret_access_key: String,
+}
+
+/// A fresh random key pair: a 20-character id (like AWS's) and a 40-character secret.
+pub fn random_key_pair() -> (String, Secret) {
+    let mut rng = rand::rng();
+    let id: String = (0..16)
+        .map(|_| rng.sample(Alphanumeric).to_ascii_uppercase() as char)
+        .collect();
+    let secret: String = (0..40).map(|_| rng.sample(Alphanumeric) as char).collect();
+    (format!("RWND{id}"), Secret::new(secret))
+}
+
+/// The generated client key in `data_dir`: loaded if present, else created (mode 0600).
+/// The flag says whether it was created now, so the caller prints it exactly once.
+pub fn load_or_generate(data_dir: &Path) -> std::io::Result<(String, Secret, bool)> {
+    let path = data_dir.join(CREDENTIALS_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let saved: SavedKey = toml::from_str(&text).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{} is damaged ({e}); delete it to generate a new key pair",
+                        path.display()
+                    ),
+                )
+            })?;
+            Ok((
+                saved.access_key_id,
+                Secret::new(saved.secret_access_key),
+                false,
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let (id, secret) = random_key_pair();
+            let saved = SavedKey {
+                access_key_id: id.clone(),
+                secret_access_key: secret.expose().to_owned(),
+            };
+            let text = toml::to_string(&saved).expect("invariant: two strings serialize");
+            write_durably(&path, text.as_bytes(), 0o600)?;
+            Ok((id, secret, true))
+        }
+        Err(e) => Err(std::io::Error::new(
+            e.kind(),
+            format!("cannot read {}: {e}", path.display()),
+        )),
+    }
+}
+
+/// Writes a file so that after a crash it holds either nothing or all of `data`: temp file,
+/// fsync, rename, fsync of the directory.
+pub fn write_durably(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp: PathBuf = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        file.write_all(data)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// What to show the operator when a key pair was generated: the pair and a command to try.
+pub fn welcome(access_key_id: &str, secret: &Secret, path: &Path, endpoint: &str) -> String {
+    format!(
+        "\nRewind generated a client access key (saved in {path}, mode 0600; shown only now):\n\
+         \n    access key id:     {access_key_id}\n    secret access key: {secret}\n\
+         \nTry it with the aws cli:\n\
+         \n    export AWS_ACCESS_KEY_ID={access_key_id} AWS_SECRET_ACCESS_KEY={secret} AWS_DEFAULT_REGION=us-east-1\
+         \n    aws --endpoint-url {endpoint} s3 mb s3://demo\
+         \n    aws --endpoint-url {endpoint} s3 cp README.md s3://demo/\
+         \n    aws --endpoint-url {endpoint} s3 ls s3://demo/\n",
+        path = path.display(),
+        secret = secret.expose(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn generates_once_with_private_mode_then_loads_the_same_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, secret, created) = load_or_generate(dir.path()).unwrap();
+        assert!(created && id.starts_with("RWND") && id.len() == 20 && secret.expose().len() == 40);
+        let mode = std::fs::metadata(dir.path().join(CREDENTIALS_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let (id2, secret2, created2) = load_or_generate(dir.path()).unwrap();
+        assert_eq!(
+            (id2, secret2.expose(), created2),
+            (id, secret.expose(), false)
+        );
+    }
+
+    #[test]
+    fn a_damaged_file_says_how_to_recover() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CREDENTIALS_FILE), "not toml = = =").unwrap();
+        let err = load_or_generate(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("delete it"), "{err}");
+    }
+}

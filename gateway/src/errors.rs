@@ -1,0 +1,122 @@
+//! The one place where failures become S3 errors for the client.
+//!
+//! - The upstream answered with an S3 error: passed through verbatim (code, message,
+//!   status), which s3s-aws already extracted.
+//! - The client's body failed verification: the S3 error AWS gives for that fault.
+//! - The upstream could not be reached or timed out: 503 ServiceUnavailable, retryable,
+//!   with no internal detail (addresses, causes) in the message.
+
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use s3s::{S3Error, S3ErrorCode};
+
+use crate::request::BodyFault;
+
+/// Maps an error from an upstream call. `fault` is what the client's body did, if it failed:
+/// the upstream call then failed because the gateway stopped the body, not on its own.
+pub fn from_upstream(err: S3Error, fault: Option<&BodyFault>) -> S3Error {
+    if let Some(fault) = fault {
+        return from_body_fault(fault);
+    }
+    if err.status_code().is_none()
+        && *err.code() == S3ErrorCode::InternalError
+        && is_transport_failure(&err)
+    {
+        return S3Error::with_message(
+            S3ErrorCode::ServiceUnavailable,
+            "The gateway could not reach its upstream S3 endpoint; retry later.",
+        );
+    }
+    err
+}
+
+/// The S3 error a client expects for a body fault.
+pub fn from_body_fault(fault: &BodyFault) -> S3Error {
+    match fault {
+        BodyFault::IdleTimeout => S3Error::with_message(
+            S3ErrorCode::RequestTimeout,
+            "Your socket connection to the server was not read from or written to within the timeout period.",
+        ),
+        BodyFault::ChecksumMismatch { algorithm } => S3Error::with_message(
+            S3ErrorCode::BadDigest,
+            format!("The {algorithm} you specified did not match the calculated checksum."),
+        ),
+        BodyFault::PayloadHashMismatch => {
+            let mut e = S3Error::with_message(
+                S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            );
+            e.set_status_code(http::StatusCode::BAD_REQUEST);
+            e
+        }
+        BodyFault::ChunkSignatureMismatch => S3Error::with_message(
+            S3ErrorCode::SignatureDoesNotMatch,
+            "The request signature we calculated does not match the signature you provided.",
+        ),
+        BodyFault::Incomplete => S3Error::with_message(
+            S3ErrorCode::IncompleteBody,
+            "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+        ),
+    }
+}
+
+/// Whether the error's cause is a connection failure or timeout rather than an answer.
+fn is_transport_failure(err: &S3Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = err.source().map(|s| s as _);
+    while let Some(e) = cause {
+        if e.downcast_ref::<ConnectorError>().is_some() {
+            return true;
+        }
+        let text = e.to_string();
+        if text.contains("timeout") || text.contains("dispatch failure") {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_faults_get_the_aws_error_codes() {
+        let cases = [
+            (BodyFault::IdleTimeout, "RequestTimeout", 400),
+            (
+                BodyFault::ChecksumMismatch {
+                    algorithm: "CRC32C",
+                },
+                "BadDigest",
+                400,
+            ),
+            (
+                BodyFault::PayloadHashMismatch,
+                "XAmzContentSHA256Mismatch",
+                400,
+            ),
+            (
+                BodyFault::ChunkSignatureMismatch,
+                "SignatureDoesNotMatch",
+                403,
+            ),
+            (BodyFault::Incomplete, "IncompleteBody", 400),
+        ];
+        for (fault, code, status) in cases {
+            let e = from_upstream(S3Error::new(S3ErrorCode::InternalError), Some(&fault));
+            assert_eq!(e.code().as_str(), code);
+            let got = e.status_code().or_else(|| e.code().status_code()).unwrap();
+            assert_eq!(got.as_u16(), status, "{code}");
+        }
+    }
+
+    #[test]
+    fn upstream_answers_pass_through_unchanged() {
+        let mut e =
+            S3Error::with_message(S3ErrorCode::NoSuchKey, "The specified key does not exist.");
+        e.set_status_code(http::StatusCode::NOT_FOUND);
+        let out = from_upstream(e, None);
+        assert_eq!(out.code(), &S3ErrorCode::NoSuchKey);
+        assert_eq!(out.message(), Some("The specified key does not exist."));
+    }
+}

@@ -1,0 +1,253 @@
+//! The HTTP side of the S3 listener: wraps s3s with what every request needs — a span,
+//! byte counts, the body idle timeout, and one log line and metric update when the
+//! response's last byte has gone (or the client went away).
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body as _, Frame, SizeHint};
+use hyper::body::Incoming;
+use rewind_model::LogKey;
+use tracing::{Instrument, Span, field};
+
+use crate::metrics::{Metrics, UNRESOLVED_OPERATION};
+use crate::request::{BodyFault, RequestInfo};
+
+type StdError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The S3 listener's service.
+#[derive(Clone)]
+pub struct S3Front {
+    s3: s3s::service::S3Service,
+    metrics: Metrics,
+    body_idle_timeout: Duration,
+}
+
+impl S3Front {
+    /// Wraps an s3s service.
+    pub fn new(s3: s3s::service::S3Service, metrics: Metrics, body_idle_timeout: Duration) -> Self {
+        Self {
+            s3,
+            metrics,
+            body_idle_timeout,
+        }
+    }
+}
+
+impl hyper::service::Service<http::Request<Incoming>> for S3Front {
+    type Response = http::Response<ObservedBody>;
+    type Error = Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        let start = Instant::now();
+        let info = Arc::new(RequestInfo::default());
+        let received = Arc::new(AtomicU64::new(0));
+        let span = tracing::info_span!(
+            "s3_request",
+            method = %req.method(),
+            operation = field::Empty,
+            bucket = field::Empty,
+            key = field::Empty,
+        );
+        let (mut parts, body) = req.into_parts();
+        parts.extensions.insert(info.clone());
+        let body = IdleTimeoutBody {
+            inner: body,
+            timeout: self.body_idle_timeout,
+            deadline: None,
+            info: info.clone(),
+            received: received.clone(),
+        };
+        let req = http::Request::from_parts(parts, s3s::Body::http_body(body));
+        let s3 = self.s3.clone();
+        let metrics = self.metrics.clone();
+        metrics.requests_in_flight.inc();
+        Box::pin(async move {
+            let response = s3
+                .call(req)
+                .instrument(span.clone())
+                .await
+                .unwrap_or_else(|_| {
+                    // s3s only fails here when it cannot serialize an error; answer plainly.
+                    let mut res = http::Response::new(s3s::Body::empty());
+                    *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                    res
+                });
+            let (parts, body) = response.into_parts();
+            let completion = Completion {
+                start,
+                status: parts.status,
+                info,
+                received,
+                metrics,
+                span,
+            };
+            Ok(http::Response::from_parts(
+                parts,
+                ObservedBody {
+                    inner: body,
+                    sent: 0,
+                    completion: Some(completion),
+                },
+            ))
+        })
+    }
+}
+
+/// A request body that fails when the client pauses longer than the idle timeout, and
+/// counts the bytes it received.
+struct IdleTimeoutBody {
+    inner: Incoming,
+    timeout: Duration,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    info: Arc<RequestInfo>,
+    received: Arc<AtomicU64>,
+}
+
+impl http_body::Body for IdleTimeoutBody {
+    type Data = Bytes;
+    type Error = StdError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, StdError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.deadline = None;
+                if let Some(Ok(f)) = &frame
+                    && let Some(data) = f.data_ref()
+                {
+                    this.received
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                Poll::Ready(frame.map(|r| r.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let timeout = this.timeout;
+                let deadline = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                ready!(deadline.as_mut().poll(cx));
+                this.info.set_fault(BodyFault::IdleTimeout);
+                Poll::Ready(Some(Err("client stopped sending the request body".into())))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The response body, counting what it sends; completes the request's record when done.
+pub struct ObservedBody {
+    inner: s3s::Body,
+    sent: u64,
+    completion: Option<Completion>,
+}
+
+impl http_body::Body for ObservedBody {
+    type Data = Bytes;
+    type Error = StdError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, StdError>>> {
+        let this = &mut *self;
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let Some(data) = f.data_ref() {
+                    this.sent += data.len() as u64;
+                }
+            }
+            Some(Err(_)) | None => {
+                if let Some(c) = this.completion.take() {
+                    c.finish(this.sent, frame.is_none());
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ObservedBody {
+    fn drop(&mut self) {
+        // Bodies that hyper never polls to the end (HEAD, empty bodies, client gone).
+        if let Some(c) = self.completion.take() {
+            c.finish(self.sent, self.inner.is_end_stream());
+        }
+    }
+}
+
+/// Everything needed to record a finished request.
+struct Completion {
+    start: Instant,
+    status: http::StatusCode,
+    info: Arc<RequestInfo>,
+    received: Arc<AtomicU64>,
+    metrics: Metrics,
+    span: Span,
+}
+
+impl Completion {
+    fn finish(self, sent: u64, complete: bool) {
+        let resolved = self.info.resolved();
+        let operation = resolved
+            .operation
+            .as_deref()
+            .unwrap_or(UNRESOLVED_OPERATION);
+        let received = self.received.load(Ordering::Relaxed);
+        let elapsed = self.start.elapsed();
+        let m = &self.metrics;
+        m.requests_in_flight.dec();
+        m.requests
+            .with_label_values(&[operation, self.status.as_str()])
+            .inc();
+        m.request_duration
+            .with_label_values(&[operation])
+            .observe(elapsed.as_secs_f64());
+        m.received_bytes
+            .with_label_values(&[operation])
+            .inc_by(received);
+        m.sent_bytes.with_label_values(&[operation]).inc_by(sent);
+
+        let span = &self.span;
+        span.record("operation", operation);
+        if let Some(bucket) = &resolved.bucket {
+            span.record("bucket", bucket.as_str());
+        }
+        if let Some(key) = &resolved.key {
+            span.record("key", field::display(LogKey(key)));
+        }
+        let duration_ms = elapsed.as_secs_f64() * 1000.0;
+        let access_key = resolved.access_key.as_deref().unwrap_or("-");
+        let status = self.status.as_u16();
+        if self.status.is_server_error() || !complete {
+            tracing::warn!(parent: span, status, bytes_in = received, bytes_out = sent, duration_ms, access_key, complete, "request");
+        } else {
+            tracing::info!(parent: span, status, bytes_in = received, bytes_out = sent, duration_ms, access_key, "request");
+        }
+    }
+}

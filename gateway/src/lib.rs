@@ -1,0 +1,224 @@
+//! Rewind's S3 gateway: authenticates clients with Rewind's own keys, forwards every S3
+//! operation to the upstream endpoint, and serves metrics and health on a second listener.
+
+pub mod admin;
+pub mod auth;
+pub mod body;
+pub mod credentials;
+pub mod errors;
+pub mod front;
+pub mod metrics;
+pub mod request;
+pub mod s3;
+pub mod server;
+pub mod telemetry;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rewind_config::{Config, Secret};
+use s3s::config::{S3Config, StaticConfigProvider};
+use s3s::service::S3ServiceBuilder;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{AccessPolicy, ClientKeys, VirtualHosts};
+use crate::metrics::Metrics;
+use crate::server::ConnLimits;
+use crate::upstream::{EmbeddedUpstream, UpstreamTarget};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The data directory cannot be created or used.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Generated credentials cannot be read or written.
+    #[error("client credentials: {0}")]
+    Credentials(#[source] std::io::Error),
+    /// The embedded upstream did not start.
+    #[error("embedded upstream: {0}")]
+    Embedded(#[source] std::io::Error),
+    /// A listener could not be bound.
+    #[error("{0}")]
+    Listen(#[source] std::io::Error),
+}
+
+/// What the embedding program wants besides the configuration.
+#[derive(Debug, Default, Clone)]
+pub struct StartOptions {
+    /// Print a newly generated client key pair (and how to use it) to standard output.
+    pub announce_generated_credentials: bool,
+}
+
+/// A running gateway.
+pub struct Gateway {
+    /// Where the S3 listener listens.
+    pub s3_addr: SocketAddr,
+    /// Where the admin listener listens.
+    pub admin_addr: SocketAddr,
+    /// The client access keys in force (id, secret), for callers that generated them.
+    pub client_keys: Vec<(String, Secret)>,
+    /// The metrics registry, for embedding programs and tests.
+    pub metrics: Metrics,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Gateway {
+    /// Starts serving according to `config` (already validated).
+    pub async fn start(config: Config, options: StartOptions) -> Result<Self, StartError> {
+        rewind_model::set_key_redaction(!config.telemetry.log_object_keys);
+        let data_dir = config.server.data_dir.clone();
+        create_private_dir(&data_dir).map_err(|source| StartError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+
+        let client_keys = client_keys(&config, &options)?;
+
+        let target = match &config.upstream.endpoint {
+            Some(endpoint) => UpstreamTarget {
+                endpoint: endpoint.clone(),
+                access_key_id: config
+                    .upstream
+                    .access_key_id
+                    .clone()
+                    .expect("invariant: validate() requires upstream keys"),
+                secret: config
+                    .upstream
+                    .secret_access_key
+                    .clone()
+                    .expect("invariant: validate() requires upstream keys"),
+            },
+            None => {
+                EmbeddedUpstream::start(
+                    &data_dir.join("upstream"),
+                    shutdown.child_token(),
+                    &tracker,
+                )
+                .await
+                .map_err(StartError::Embedded)?
+                .target
+            }
+        };
+        let upstream = upstream::client(&config.upstream, &target);
+        let metrics = Metrics::new();
+
+        let mut builder =
+            S3ServiceBuilder::new(s3::Forwarder::new(upstream.clone(), metrics.clone()));
+        builder.set_auth(ClientKeys::new(
+            client_keys.iter().map(|(id, s)| (id.as_str(), s.expose())),
+        ));
+        builder.set_access(AccessPolicy);
+        builder.set_host(VirtualHosts::new(config.server.base_domains.clone()));
+        let mut s3_config = S3Config::default();
+        s3_config.xml_max_body_size =
+            usize::try_from(config.server.max_xml_body_size.0).unwrap_or(usize::MAX);
+        builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3_config))));
+        let front = front::S3Front::new(
+            builder.build(),
+            metrics.clone(),
+            config.server.body_idle_timeout.0,
+        );
+
+        let s3_listener = server::bind(&config.server.listen, "--listen")
+            .await
+            .map_err(StartError::Listen)?;
+        let admin_listener = server::bind(&config.server.admin_listen, "--admin-listen")
+            .await
+            .map_err(StartError::Listen)?;
+        let s3_addr = s3_listener.local_addr().map_err(StartError::Listen)?;
+        let admin_addr = admin_listener.local_addr().map_err(StartError::Listen)?;
+
+        let limits = ConnLimits {
+            max_connections: config.server.max_connections,
+            header_read_timeout: config.server.header_read_timeout.0,
+            shutdown_grace: config.server.shutdown_grace.0,
+        };
+        tracker.spawn(server::serve(
+            "s3",
+            s3_listener,
+            front,
+            limits.clone(),
+            shutdown.child_token(),
+            Some(metrics.clone()),
+        ));
+        tracker.spawn(server::serve(
+            "admin",
+            admin_listener,
+            admin::Admin::new(metrics.clone(), upstream),
+            limits,
+            shutdown.child_token(),
+            None,
+        ));
+        tracing::info!(s3 = %s3_addr, admin = %admin_addr, upstream = %target.endpoint, "gateway listening");
+        Ok(Self {
+            s3_addr,
+            admin_addr,
+            client_keys,
+            metrics,
+            shutdown,
+            tracker,
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the grace period, and returns
+    /// when every listener has stopped.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// The configured client keys, or the generated pair when none is configured.
+fn client_keys(
+    config: &Config,
+    options: &StartOptions,
+) -> Result<Vec<(String, Secret)>, StartError> {
+    let configured: Vec<(String, Secret)> = config
+        .credentials
+        .client_keys
+        .iter()
+        .map(|k| {
+            let secret = k
+                .secret_access_key
+                .clone()
+                .expect("invariant: validate() requires a secret per key");
+            (k.access_key_id.clone(), secret)
+        })
+        .collect();
+    if !configured.is_empty() {
+        return Ok(configured);
+    }
+    let data_dir = &config.server.data_dir;
+    let (id, secret, created) =
+        credentials::load_or_generate(data_dir).map_err(StartError::Credentials)?;
+    let path = data_dir.join(credentials::CREDENTIALS_FILE);
+    if created && options.announce_generated_credentials {
+        let endpoint = format!("http://{}", config.server.listen);
+        println!("{}", credentials::welcome(&id, &secret, &path, &endpoint));
+    } else {
+        tracing::info!(access_key = %id, file = %path.display(), "using generated client key");
+    }
+    Ok(vec![(id, secret)])
+}
+
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}

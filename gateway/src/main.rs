@@ -1,0 +1,94 @@
+//! `rewind-gateway`: the S3 gateway server.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use rewind_config::Config;
+use rewind_gateway::{Gateway, StartOptions, telemetry};
+
+/// Rewind's S3 gateway. Point S3 clients at it; it forwards to the upstream endpoint.
+///
+/// With no arguments it serves S3 on 127.0.0.1:9000 in front of an embedded local-directory
+/// upstream under ./rewind-data, and prints a generated access key on first start.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Configuration file (TOML; see deploy/rewind.example.toml).
+    #[arg(long, env = "REWIND_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// S3 listener address [default: 127.0.0.1:9000].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Admin listener address: /metrics, /health, /ready [default: 127.0.0.1:9001].
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
+    /// Data directory [default: ./rewind-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Upstream S3 endpoint URL [default: embedded local directory].
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
+    /// Validate the configuration, print it (secrets redacted) and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn load_config(args: &Args) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    let problems = config.apply_env(|name| std::env::var(name).ok());
+    if let Some(v) = &args.listen {
+        config.server.listen = v.clone();
+    }
+    if let Some(v) = &args.admin_listen {
+        config.server.admin_listen = v.clone();
+    }
+    if let Some(v) = &args.data_dir {
+        config.server.data_dir = v.clone();
+    }
+    if let Some(v) = &args.upstream {
+        config.upstream.endpoint = Some(v.clone());
+    }
+    Ok(config.finish(problems)?)
+}
+
+async fn wait_for_signal() -> anyhow::Result<&'static str> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => { r?; Ok("SIGINT") }
+        _ = term.recv() => Ok("SIGTERM"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = match load_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rewind-gateway: {e:#}");
+            eprintln!(
+                "Fix the settings above (file, REWIND_* variables or flags), or run with --check-config to see what is in force."
+            );
+            std::process::exit(2);
+        }
+    };
+    if args.check_config {
+        println!("{config:#?}");
+        return Ok(());
+    }
+    telemetry::init(&config.telemetry).map_err(anyhow::Error::msg)?;
+    let options = StartOptions {
+        announce_generated_credentials: true,
+    };
+    let gateway = Gateway::start(config, options)
+        .await
+        .context("the gateway could not start")?;
+    let signal = wait_for_signal().await?;
+    tracing::info!(signal, "shutting down: draining in-flight requests");
+    gateway.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! What one request learns as it is served, shared between the HTTP layer (which logs
+//! and counts) and the S3 layer (which resolves the operation and streams the body).
+
+use std::sync::{Mutex, OnceLock};
+
+/// Why a client's request body could not be accepted. The first fault wins: a body that
+/// stalled and then failed its checksum was a timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyFault {
+    /// No body bytes arrived within the idle timeout.
+    IdleTimeout,
+    /// The body's trailing checksum differs from what arrived.
+    ChecksumMismatch {
+        /// The checksum's name as S3 spells it (`CRC32`, `SHA256`...).
+        algorithm: &'static str,
+    },
+    /// The signed payload hash (`x-amz-content-sha256`) differs from what arrived.
+    PayloadHashMismatch,
+    /// A chunk signature of an aws-chunked body is wrong.
+    ChunkSignatureMismatch,
+    /// The body was shorter or longer than declared, or its framing was broken.
+    Incomplete,
+}
+
+/// Facts about one request, filled in as they become known.
+#[derive(Debug, Default)]
+pub struct RequestInfo {
+    resolved: Mutex<Resolved>,
+    fault: OnceLock<BodyFault>,
+}
+
+/// What s3s resolved: the operation, and the names it acts on.
+#[derive(Debug, Default, Clone)]
+pub struct Resolved {
+    /// S3 operation name (`PutObject`).
+    pub operation: Option<String>,
+    /// Bucket, when the request names one.
+    pub bucket: Option<String>,
+    /// Object key, when the request names one.
+    pub key: Option<String>,
+    /// The client's access key id (not secret; identifies who acted).
+    pub access_key: Option<String>,
+}
+
+impl RequestInfo {
+    /// Records what the access check saw.
+    pub fn resolve(&self, resolved: Resolved) {
+        *self
+            .resolved
+            .lock()
+            .expect("invariant: no panics while holding this lock") = resolved;
+    }
+
+    /// A copy of what was resolved so far.
+    pub fn resolved(&self) -> Resolved {
+        self.resolved
+            .lock()
+            .expect("invariant: no panics while holding this lock")
+            .clone()
+    }
+
+    /// Records a body fault; later ones are ignored.
+    pub fn set_fault(&self, fault: BodyFault) {
+        let _first_wins = self.fault.set(fault);
+    }
+
+    /// The body fault, if the body failed.
+    pub fn fault(&self) -> Option<&BodyFault> {
+        self.fault.get()
+    }
+}

@@ -1,0 +1,133 @@
+//! The upstream S3 endpoint: a client for a configured one, or the embedded default.
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_smithy_types::timeout::TimeoutConfig;
+use hyper::body::Incoming;
+use rewind_config::{ChecksumPolicy, Secret, UpstreamConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::ClientKeys;
+use crate::credentials::random_key_pair;
+use crate::server::{self, ConnLimits};
+
+/// Where the upstream is and how to sign for it.
+#[derive(Debug, Clone)]
+pub struct UpstreamTarget {
+    /// Endpoint URL.
+    pub endpoint: String,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret key.
+    pub secret: Secret,
+}
+
+/// Builds the aws-sdk-s3 client the gateway forwards with.
+pub fn client(cfg: &UpstreamConfig, target: &UpstreamTarget) -> aws_sdk_s3::Client {
+    let credentials = Credentials::new(
+        &target.access_key_id,
+        target.secret.expose(),
+        None,
+        None,
+        "rewind-upstream",
+    );
+    let checksums = match cfg.request_checksum_calculation {
+        ChecksumPolicy::WhenSupported => RequestChecksumCalculation::WhenSupported,
+        ChecksumPolicy::WhenRequired => RequestChecksumCalculation::WhenRequired,
+    };
+    let config = aws_sdk_s3::config::Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(&target.endpoint)
+        .region(Region::new(cfg.region.clone()))
+        .credentials_provider(credentials)
+        .force_path_style(cfg.force_path_style)
+        .request_checksum_calculation(checksums)
+        // Clients validate what they asked for; validating again here costs CPU per byte.
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(cfg.connect_timeout.0)
+                .build(),
+        )
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// The embedded upstream: a local directory served as S3 on a loopback port that only this
+/// process knows the credentials for. It makes `rewind-gateway` alone a working endpoint.
+pub struct EmbeddedUpstream {
+    /// How to reach it.
+    pub target: UpstreamTarget,
+}
+
+/// Connections the embedded upstream serves at once; the gateway's own pool is the only client.
+const EMBEDDED_MAX_CONNECTIONS: usize = 256;
+
+impl EmbeddedUpstream {
+    /// Serves `root` (created if missing) until `shutdown` is cancelled.
+    pub async fn start(
+        root: &Path,
+        shutdown: CancellationToken,
+        tracker: &tokio_util::task::TaskTracker,
+    ) -> std::io::Result<Self> {
+        std::fs::create_dir_all(root)?;
+        let fs = s3s_fs::FileSystem::new(root).map_err(|e| {
+            std::io::Error::other(format!("embedded upstream at {}: {e:?}", root.display()))
+        })?;
+        let (access_key_id, secret) = random_key_pair();
+        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        builder.set_auth(ClientKeys::new([(access_key_id.as_str(), secret.expose())]));
+        let service = builder.build();
+        let listener = server::bind("127.0.0.1:0", "(embedded upstream)").await?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
+        let limits = ConnLimits {
+            max_connections: EMBEDDED_MAX_CONNECTIONS,
+            header_read_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(5),
+        };
+        tracker.spawn(server::serve(
+            "embedded-upstream",
+            listener,
+            S3sService(service),
+            limits,
+            shutdown,
+            None,
+        ));
+        Ok(Self {
+            target: UpstreamTarget {
+                endpoint,
+                access_key_id,
+                secret,
+            },
+        })
+    }
+}
+
+/// Adapts an s3s service (whose errors are `HttpError`) to the accept loop's `Infallible`.
+#[derive(Clone)]
+pub struct S3sService(pub s3s::service::S3Service);
+
+impl hyper::service::Service<http::Request<Incoming>> for S3sService {
+    type Response = s3s::HttpResponse;
+    type Error = Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move {
+            Ok(service
+                .call(req.map(s3s::Body::from))
+                .await
+                .unwrap_or_else(|_| {
+                    let mut res = http::Response::new(s3s::Body::empty());
+                    *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                    res
+                }))
+        })
+    }
+}

@@ -1,0 +1,5 @@
+//! Rewind's shared vocabulary. Types here carry no I/O so every crate can use them.
+
+pub mod redact;
+
+pub use redact::{LogKey, set_key_redaction};
