@@ -410,7 +410,8 @@ impl Config {
                 );
             }
         }
-        if self.server.listen == self.server.admin_listen {
+        // Port 0 asks the OS for a free port, so two of those never collide.
+        if self.server.listen == self.server.admin_listen && !self.server.listen.ends_with(":0") {
             bad(
                 "server.admin_listen",
                 "must differ from server.listen".into(),

@@ -82,6 +82,7 @@ impl EmbeddedUpstream {
         let (access_key_id, secret) = random_key_pair();
         let mut builder = s3s::service::S3ServiceBuilder::new(fs);
         builder.set_auth(ClientKeys::new([(access_key_id.as_str(), secret.expose())]));
+        builder.set_access(EmbeddedPolicy);
         let service = builder.build();
         let listener = server::bind("127.0.0.1:0", "(embedded upstream)").await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
@@ -105,6 +106,30 @@ impl EmbeddedUpstream {
                 secret,
             },
         })
+    }
+}
+
+/// s3s-fs stores a PutObject's Content-Encoding verbatim, including the `aws-chunked`
+/// marker aws-sdk-s3 adds when it frames a streamed body; real S3 strips it. Without this,
+/// objects in the embedded upstream would come back with `Content-Encoding: aws-chunked`.
+struct EmbeddedPolicy;
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for EmbeddedPolicy {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
+        match cx.credentials() {
+            Some(_) => Ok(()),
+            None => Err(s3s::s3_error!(AccessDenied, "Signature is required")),
+        }
+    }
+
+    async fn put_object(
+        &self,
+        req: &mut s3s::S3Request<s3s::dto::PutObjectInput>,
+    ) -> s3s::S3Result<()> {
+        req.input.content_encoding =
+            crate::body::strip_aws_chunked(req.input.content_encoding.take());
+        Ok(())
     }
 }
 

@@ -1,0 +1,132 @@
+//! Hand-made HTTP/1.1 requests: for what no SDK sends (a body that lies about its hash, a
+//! client that stalls mid-body, a signature from a skewed clock).
+
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign,
+};
+use aws_sigv4::sign::v4;
+use sha2::Digest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A response as read off the wire.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// Status code.
+    pub status: u16,
+    /// Header lines, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// The body bytes (as sent; not de-chunked).
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Hex SHA-256, as x-amz-content-sha256 carries it.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// Signs `req` (SigV4, header auth) as of `time`, declaring `payload_hash` as the body's hash.
+pub fn sign_request(
+    req: &mut http::Request<Vec<u8>>,
+    key: &str,
+    secret: &str,
+    time: SystemTime,
+    payload_hash: &str,
+) {
+    let identity = Credentials::new(key, secret, None, None, "raw").into();
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(time)
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+        .collect();
+    let uri = req.uri().to_string();
+    let signable = SignableRequest::new(
+        req.method().as_str(),
+        &uri,
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SignableBody::Precomputed(payload_hash.to_owned()),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    instructions.apply_to_request_http1x(req);
+}
+
+/// Writes the request line and headers (with Host and Content-Length) to a new connection.
+pub async fn send_head(
+    addr: SocketAddr,
+    req: &http::Request<Vec<u8>>,
+    content_length: usize,
+) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let mut head = format!("{} {} HTTP/1.1\r\n", req.method(), path);
+    for (k, v) in req.headers() {
+        head.push_str(&format!("{}: {}\r\n", k, v.to_str().unwrap()));
+    }
+    if !req.headers().contains_key(http::header::HOST) {
+        head.push_str(&format!("host: {addr}\r\n"));
+    }
+    head.push_str(&format!(
+        "content-length: {content_length}\r\nconnection: close\r\n\r\n"
+    ));
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Reads a whole response until the server closes the connection.
+pub async fn read_response(mut stream: TcpStream) -> RawResponse {
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    RawResponse {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+/// Sends `req` with its body and returns the response.
+pub async fn send(addr: SocketAddr, req: &http::Request<Vec<u8>>) -> RawResponse {
+    let mut stream = send_head(addr, req, req.body().len()).await;
+    stream.write_all(req.body()).await.unwrap();
+    read_response(stream).await
+}
