@@ -17,10 +17,7 @@ pub fn from_upstream(err: S3Error, fault: Option<&BodyFault>) -> S3Error {
     if let Some(fault) = fault {
         return from_body_fault(fault);
     }
-    if err.status_code().is_none()
-        && *err.code() == S3ErrorCode::InternalError
-        && is_transport_failure(&err)
-    {
+    if *err.code() == S3ErrorCode::InternalError && is_transport_failure(&err) {
         return S3Error::with_message(
             S3ErrorCode::ServiceUnavailable,
             "The gateway could not reach its upstream S3 endpoint; retry later.",
@@ -60,14 +57,15 @@ pub fn from_body_fault(fault: &BodyFault) -> S3Error {
 }
 
 /// Whether the error's cause is a connection failure or timeout rather than an answer.
+/// s3s-aws keeps the SDK's `SdkError` as the source; its variants are told apart by their
+/// (stable) display text because the error type is generic over each operation.
 fn is_transport_failure(err: &S3Error) -> bool {
+    const TRANSPORT_FAILURES: [&str; 2] = ["dispatch failure", "request has timed out"];
     let mut cause: Option<&(dyn std::error::Error + 'static)> = err.source().map(|s| s as _);
     while let Some(e) = cause {
-        if e.downcast_ref::<ConnectorError>().is_some() {
-            return true;
-        }
-        let text = e.to_string();
-        if text.contains("timeout") || text.contains("dispatch failure") {
+        if e.downcast_ref::<ConnectorError>().is_some()
+            || TRANSPORT_FAILURES.contains(&e.to_string().as_str())
+        {
             return true;
         }
         cause = e.source();
