@@ -11,19 +11,44 @@ use s3s::{S3Error, S3ErrorCode};
 
 use crate::request::BodyFault;
 
-/// Maps an error from an upstream call. `fault` is what the client's body did, if it failed:
-/// the upstream call then failed because the gateway stopped the body, not on its own.
-pub fn from_upstream(err: S3Error, fault: Option<&BodyFault>) -> S3Error {
+/// Maps an error from an upstream call of `operation`. `fault` is what the client's body
+/// did, if it failed: the upstream call then failed because the gateway stopped the body.
+pub fn from_upstream(operation: &str, err: S3Error, fault: Option<&BodyFault>) -> S3Error {
     if let Some(fault) = fault {
         return from_body_fault(fault);
     }
-    if *err.code() == S3ErrorCode::InternalError && is_transport_failure(&err) {
+    if *err.code() != S3ErrorCode::InternalError {
+        return err; // the upstream's own answer, verbatim
+    }
+    if is_transport_failure(&err) {
+        tracing::warn!(operation, cause = %cause_chain(&err), "upstream unreachable");
         return S3Error::with_message(
             S3ErrorCode::ServiceUnavailable,
             "The gateway could not reach its upstream S3 endpoint; retry later.",
         );
     }
+    // s3s-aws copies the upstream's status onto errors, including a 200 whose body could
+    // not be decoded. An error must never look like success to a client.
+    if err.status_code().is_none_or(|s| s.is_success()) {
+        tracing::warn!(operation, cause = %cause_chain(&err), "upstream answer could not be understood");
+        return S3Error::with_message(
+            S3ErrorCode::InternalError,
+            "The gateway could not understand the upstream's answer.",
+        );
+    }
     err
+}
+
+/// The error and its causes, for the log line (never for the client).
+fn cause_chain(err: &S3Error) -> String {
+    let mut text = err.code().as_str().to_owned();
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = err.source().map(|s| s as _);
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
 }
 
 /// The S3 error a client expects for a body fault.
@@ -101,7 +126,11 @@ mod tests {
             (BodyFault::Incomplete, "IncompleteBody", 400),
         ];
         for (fault, code, status) in cases {
-            let e = from_upstream(S3Error::new(S3ErrorCode::InternalError), Some(&fault));
+            let e = from_upstream(
+                "PutObject",
+                S3Error::new(S3ErrorCode::InternalError),
+                Some(&fault),
+            );
             assert_eq!(e.code().as_str(), code);
             let got = e.status_code().or_else(|| e.code().status_code()).unwrap();
             assert_eq!(got.as_u16(), status, "{code}");
@@ -113,8 +142,25 @@ mod tests {
         let mut e =
             S3Error::with_message(S3ErrorCode::NoSuchKey, "The specified key does not exist.");
         e.set_status_code(http::StatusCode::NOT_FOUND);
-        let out = from_upstream(e, None);
+        let out = from_upstream("GetObject", e, None);
         assert_eq!(out.code(), &S3ErrorCode::NoSuchKey);
         assert_eq!(out.message(), Some("The specified key does not exist."));
+    }
+
+    #[test]
+    fn an_error_never_carries_a_success_status() {
+        let mut e = S3Error::new(S3ErrorCode::InternalError);
+        e.set_status_code(http::StatusCode::OK);
+        let out = from_upstream("CompleteMultipartUpload", e, None);
+        assert_eq!(out.status_code().map(|s| s.as_u16()), Some(500));
+        // A 304 from a conditional GET is an answer, not a failure: it passes.
+        let mut e = S3Error::new(S3ErrorCode::Custom("NotModified".into()));
+        e.set_status_code(http::StatusCode::NOT_MODIFIED);
+        assert_eq!(
+            from_upstream("GetObject", e, None)
+                .status_code()
+                .map(|s| s.as_u16()),
+            Some(304)
+        );
     }
 }

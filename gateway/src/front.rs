@@ -55,6 +55,8 @@ impl hyper::service::Service<http::Request<Incoming>> for S3Front {
             bucket = field::Empty,
             key = field::Empty,
         );
+        // A HEAD response has no body to send, so it is complete when its headers are.
+        let is_head = req.method() == http::Method::HEAD;
         let (mut parts, body) = req.into_parts();
         parts.extensions.insert(info.clone());
         let body = IdleTimeoutBody {
@@ -82,6 +84,7 @@ impl hyper::service::Service<http::Request<Incoming>> for S3Front {
             let (parts, body) = response.into_parts();
             let completion = Completion {
                 start,
+                is_head,
                 status: parts.status,
                 info,
                 received,
@@ -204,6 +207,7 @@ impl Drop for ObservedBody {
 /// Everything needed to record a finished request.
 struct Completion {
     start: Instant,
+    is_head: bool,
     status: http::StatusCode,
     info: Arc<RequestInfo>,
     received: Arc<AtomicU64>,
@@ -212,7 +216,8 @@ struct Completion {
 }
 
 impl Completion {
-    fn finish(self, sent: u64, complete: bool) {
+    fn finish(self, sent: u64, body_complete: bool) {
+        let complete = body_complete || self.is_head;
         let resolved = self.info.resolved();
         let operation = resolved
             .operation

@@ -46,7 +46,7 @@ impl Forwarder {
         let result = call.await;
         self.metrics
             .observe_upstream(operation, result.is_ok(), start.elapsed().as_secs_f64());
-        result.map_err(|e| errors::from_upstream(e, info.fault()))
+        result.map_err(|e| errors::from_upstream(operation, e, info.fault()))
     }
 }
 
