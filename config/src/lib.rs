@@ -157,9 +157,7 @@ pub struct ProtectionConfig {
 
 impl Default for ProtectionConfig {
     fn default() -> Self {
-        Self {
-            buckets: vec!["*".into()],
-        }
+        Self { buckets: vec!["*".into()] }
     }
 }
 
@@ -197,11 +195,7 @@ pub struct TelemetryConfig {
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        Self {
-            log_format: LogFormat::Human,
-            log_level: "info".into(),
-            log_object_keys: false,
-        }
+        Self { log_format: LogFormat::Human, log_level: "info".into(), log_object_keys: false }
     }
 }
 
@@ -257,18 +251,12 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("REWIND_LISTEN", "server.listen"),
     ("REWIND_ADMIN_LISTEN", "server.admin_listen"),
     ("REWIND_DATA_DIR", "server.data_dir"),
-    (
-        "REWIND_BASE_DOMAINS",
-        "server.base_domains (comma-separated)",
-    ),
+    ("REWIND_BASE_DOMAINS", "server.base_domains (comma-separated)"),
     ("REWIND_UPSTREAM", "upstream.endpoint"),
     ("REWIND_UPSTREAM_REGION", "upstream.region"),
     ("REWIND_UPSTREAM_ACCESS_KEY_ID", "upstream.access_key_id"),
     ("REWIND_UPSTREAM_SECRET_ACCESS_KEY", "upstream secret key"),
-    (
-        "REWIND_ACCESS_KEY_ID",
-        "a client key id (with REWIND_SECRET_ACCESS_KEY)",
-    ),
+    ("REWIND_ACCESS_KEY_ID", "a client key id (with REWIND_SECRET_ACCESS_KEY)"),
     ("REWIND_SECRET_ACCESS_KEY", "that client key's secret"),
     ("REWIND_LOG_FORMAT", "telemetry.log_format"),
     ("REWIND_LOG", "telemetry.log_level"),
@@ -277,18 +265,13 @@ pub const ENV_VARS: &[(&str, &str)] = &[
 impl Config {
     /// Parses a configuration file's text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: origin.to_path_buf(),
-            message: e.to_string(),
-        })
+        toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_path_buf(), message: e.to_string() })
     }
 
     /// Reads and parses a configuration file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Self::from_toml(&text, path)
     }
 
@@ -306,12 +289,7 @@ impl Config {
             self.server.data_dir = v.into();
         }
         if let Some(v) = env("REWIND_BASE_DOMAINS") {
-            self.server.base_domains = v
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(Into::into)
-                .collect();
+            self.server.base_domains = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Into::into).collect();
         }
         if let Some(v) = env("REWIND_UPSTREAM") {
             self.upstream.endpoint = Some(v);
@@ -351,9 +329,7 @@ impl Config {
 
     /// Adds a client key, replacing one with the same id.
     pub fn set_client_key(&mut self, access_key_id: String, secret: Secret) {
-        self.credentials
-            .client_keys
-            .retain(|k| k.access_key_id != access_key_id);
+        self.credentials.client_keys.retain(|k| k.access_key_id != access_key_id);
         self.credentials.client_keys.push(ClientKey {
             access_key_id,
             secret_access_key_file: None,
@@ -366,19 +342,14 @@ impl Config {
     pub fn finish(mut self, mut earlier: Vec<Problem>) -> Result<Self, ConfigError> {
         self.load_secret_files(&mut earlier);
         earlier.extend(self.validate());
-        if earlier.is_empty() {
-            Ok(self)
-        } else {
-            Err(ConfigError::Invalid(earlier))
-        }
+        if earlier.is_empty() { Ok(self) } else { Err(ConfigError::Invalid(earlier)) }
     }
 
     fn load_secret_files(&mut self, problems: &mut Vec<Problem>) {
         if let Some(path) = &self.upstream.secret_access_key_file
             && self.upstream.secret_access_key.is_none()
         {
-            self.upstream.secret_access_key =
-                read_secret(path, "upstream.secret_access_key_file", problems);
+            self.upstream.secret_access_key = read_secret(path, "upstream.secret_access_key_file", problems);
         }
         for (i, key) in self.credentials.client_keys.iter_mut().enumerate() {
             if let Some(path) = &key.secret_access_key_file
@@ -393,46 +364,28 @@ impl Config {
     /// Every problem with the current values; empty when the configuration is usable.
     pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
-        let mut bad = |field: &str, message: String| {
-            problems.push(Problem {
-                field: field.into(),
-                message,
-            })
-        };
-        for (field, addr) in [
-            ("server.listen", &self.server.listen),
-            ("server.admin_listen", &self.server.admin_listen),
-        ] {
+        let mut bad = |field: &str, message: String| problems.push(Problem { field: field.into(), message });
+        for (field, addr) in
+            [("server.listen", &self.server.listen), ("server.admin_listen", &self.server.admin_listen)]
+        {
             if addr.parse::<SocketAddr>().is_err() {
-                bad(
-                    field,
-                    format!("{addr:?} is not an address; write IP:PORT, e.g. 127.0.0.1:9000"),
-                );
+                bad(field, format!("{addr:?} is not an address; write IP:PORT, e.g. 127.0.0.1:9000"));
             }
         }
         // Port 0 asks the OS for a free port, so two of those never collide.
         if self.server.listen == self.server.admin_listen && !self.server.listen.ends_with(":0") {
-            bad(
-                "server.admin_listen",
-                "must differ from server.listen".into(),
-            );
+            bad("server.admin_listen", "must differ from server.listen".into());
         }
         for domain in &self.server.base_domains {
             if !is_host_name(domain) {
-                bad(
-                    "server.base_domains",
-                    format!("{domain:?} is not a host name (letters, digits, '-' and '.')"),
-                );
+                bad("server.base_domains", format!("{domain:?} is not a host name (letters, digits, '-' and '.')"));
             }
         }
         if self.server.max_connections == 0 {
             bad("server.max_connections", "must be at least 1".into());
         }
         for (field, d) in [
-            (
-                "server.header_read_timeout",
-                self.server.header_read_timeout,
-            ),
+            ("server.header_read_timeout", self.server.header_read_timeout),
             ("server.body_idle_timeout", self.server.body_idle_timeout),
             ("upstream.connect_timeout", self.upstream.connect_timeout),
         ] {
@@ -441,10 +394,7 @@ impl Config {
             }
         }
         if self.server.max_xml_body_size.0 < 64 * 1024 {
-            bad(
-                "server.max_xml_body_size",
-                "must be at least 64KiB or ordinary requests fail".into(),
-            );
+            bad("server.max_xml_body_size", "must be at least 64KiB or ordinary requests fail".into());
         }
         if let Some(endpoint) = &self.upstream.endpoint
             && let Err(msg) = check_endpoint(endpoint)
@@ -452,10 +402,7 @@ impl Config {
             bad("upstream.endpoint", msg);
         }
         if self.upstream.region.trim().is_empty() {
-            bad(
-                "upstream.region",
-                "must not be empty (use us-east-1 when the store ignores regions)".into(),
-            );
+            bad("upstream.region", "must not be empty (use us-east-1 when the store ignores regions)".into());
         }
         // Explicit keys only: a default credential chain would probe cloud metadata
         // endpoints, and a gateway must never sign with credentials nobody chose.
@@ -470,34 +417,21 @@ impl Config {
         let mut seen = std::collections::HashSet::new();
         for (i, key) in self.credentials.client_keys.iter().enumerate() {
             let field = format!("credentials.client_keys[{i}]");
-            if key.access_key_id.len() < 3
-                || !key.access_key_id.bytes().all(|b| b.is_ascii_alphanumeric())
-            {
-                bad(
-                    &field,
-                    "access_key_id must be at least 3 letters or digits".into(),
-                );
+            if key.access_key_id.len() < 3 || !key.access_key_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                bad(&field, "access_key_id must be at least 3 letters or digits".into());
             }
             if !seen.insert(&key.access_key_id) {
-                bad(
-                    &field,
-                    format!("access key id {:?} is listed twice", key.access_key_id),
-                );
+                bad(&field, format!("access key id {:?} is listed twice", key.access_key_id));
             }
             match &key.secret_access_key {
                 None => bad(&field, "has no secret: set secret_access_key_file".into()),
-                Some(s) if s.expose().len() < 16 => {
-                    bad(&field, "secret key must be at least 16 characters".into())
-                }
+                Some(s) if s.expose().len() < 16 => bad(&field, "secret key must be at least 16 characters".into()),
                 Some(_) => {}
             }
         }
         for pattern in &self.protection.buckets {
             if pattern.is_empty() || pattern[..pattern.len() - 1].contains('*') {
-                bad(
-                    "protection.buckets",
-                    format!("{pattern:?}: use a bucket name or a prefix ending in one '*'"),
-                );
+                bad("protection.buckets", format!("{pattern:?}: use a bucket name or a prefix ending in one '*'"));
             }
         }
         if let Err(e) = tracing_filter_syntax(&self.telemetry.log_level) {
@@ -511,26 +445,18 @@ fn read_secret(path: &Path, field: &str, problems: &mut Vec<Problem>) -> Option<
     match std::fs::read_to_string(path) {
         Ok(text) if !text.trim().is_empty() => Some(Secret::new(text.trim())),
         Ok(_) => {
-            problems.push(Problem {
-                field: field.into(),
-                message: format!("{} is empty", path.display()),
-            });
+            problems.push(Problem { field: field.into(), message: format!("{} is empty", path.display()) });
             None
         }
         Err(e) => {
-            problems.push(Problem {
-                field: field.into(),
-                message: format!("cannot read {}: {e}", path.display()),
-            });
+            problems.push(Problem { field: field.into(), message: format!("cannot read {}: {e}", path.display()) });
             None
         }
     }
 }
 
 fn is_host_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.split('.')
-            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    !s.is_empty() && s.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
 fn check_endpoint(endpoint: &str) -> Result<(), String> {
@@ -553,10 +479,7 @@ fn tracing_filter_syntax(filter: &str) -> Result<(), String> {
         if let Some((_, level)) = directive.rsplit_once('=')
             && !LEVELS.contains(&level.to_ascii_lowercase().as_str())
         {
-            return Err(format!(
-                "{directive:?}: level must be one of {}",
-                LEVELS.join(", ")
-            ));
+            return Err(format!("{directive:?}: level must be one of {}", LEVELS.join(", ")));
         }
     }
     Ok(())

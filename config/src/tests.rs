@@ -4,10 +4,7 @@ use std::path::Path;
 use super::*;
 
 fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-    let map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     move |k| map.get(k).cloned()
 }
 
@@ -24,14 +21,8 @@ fn defaults_are_valid_and_match_the_interface_contract() {
     assert_eq!(c.server.listen, "127.0.0.1:9000");
     assert_eq!(c.server.admin_listen, "127.0.0.1:9001");
     assert_eq!(c.server.data_dir, Path::new("./rewind-data"));
-    assert!(
-        c.upstream.endpoint.is_none(),
-        "embedded upstream by default"
-    );
-    assert!(
-        c.protection.covers("anything"),
-        "all buckets protected by default"
-    );
+    assert!(c.upstream.endpoint.is_none(), "embedded upstream by default");
+    assert!(c.protection.covers("anything"), "all buckets protected by default");
 }
 
 #[test]
@@ -63,22 +54,14 @@ fn every_problem_is_reported_at_once() {
 
 #[test]
 fn unknown_fields_and_bad_units_are_parse_errors_with_location() {
-    let err =
-        Config::from_toml("[server]\nlisten_addr = \"x\"\n", Path::new("c.toml")).unwrap_err();
+    let err = Config::from_toml("[server]\nlisten_addr = \"x\"\n", Path::new("c.toml")).unwrap_err();
     let msg = err.to_string();
-    assert!(
-        msg.contains("c.toml") && msg.contains("listen_addr"),
-        "{msg}"
-    );
+    assert!(msg.contains("c.toml") && msg.contains("listen_addr"), "{msg}");
 
-    let err = Config::from_toml("[server]\nshutdown_grace = \"soon\"\n", Path::new("c.toml"))
-        .unwrap_err();
+    let err = Config::from_toml("[server]\nshutdown_grace = \"soon\"\n", Path::new("c.toml")).unwrap_err();
     assert!(err.to_string().contains("not a duration"), "{err}");
-    let c = Config::from_toml(
-        "[server]\nmax_xml_body_size = \"1MiB\"\nshutdown_grace = \"2m\"\n",
-        Path::new("c.toml"),
-    )
-    .unwrap();
+    let c = Config::from_toml("[server]\nmax_xml_body_size = \"1MiB\"\nshutdown_grace = \"2m\"\n", Path::new("c.toml"))
+        .unwrap();
     assert_eq!(c.server.max_xml_body_size, ByteSize::mib(1));
     assert_eq!(c.server.shutdown_grace, HumanDuration::secs(120));
 }
@@ -102,65 +85,42 @@ fn env_overrides_file_and_secrets_come_from_env_or_files() {
     let c = c.finish(problems).unwrap();
     assert_eq!(c.server.listen, "127.0.0.1:7100");
     assert_eq!(c.telemetry.log_format, LogFormat::Json);
-    assert_eq!(
-        c.upstream.secret_access_key.as_ref().unwrap().expose(),
-        "from-file-secret-value"
-    );
+    assert_eq!(c.upstream.secret_access_key.as_ref().unwrap().expose(), "from-file-secret-value");
     assert_eq!(c.credentials.client_keys.len(), 1);
     let printed = format!("{c:?}");
-    assert!(
-        !printed.contains("from-file-secret-value") && !printed.contains("client-secret"),
-        "{printed}"
-    );
+    assert!(!printed.contains("from-file-secret-value") && !printed.contains("client-secret"), "{printed}");
     assert!(printed.contains("<redacted>"));
 }
 
 #[test]
 fn half_set_credentials_and_bad_env_values_are_problems() {
     let mut c = Config::default();
-    let problems = c.apply_env(env_of(&[
-        ("REWIND_ACCESS_KEY_ID", "ONLYID"),
-        ("REWIND_LOG_FORMAT", "xml"),
-    ]));
+    let problems = c.apply_env(env_of(&[("REWIND_ACCESS_KEY_ID", "ONLYID"), ("REWIND_LOG_FORMAT", "xml")]));
     let got = fields(c.finish(problems).unwrap_err());
-    assert!(
-        got.contains(&"REWIND_ACCESS_KEY_ID/REWIND_SECRET_ACCESS_KEY".to_string()),
-        "{got:?}"
-    );
+    assert!(got.contains(&"REWIND_ACCESS_KEY_ID/REWIND_SECRET_ACCESS_KEY".to_string()), "{got:?}");
     assert!(got.contains(&"REWIND_LOG_FORMAT".to_string()), "{got:?}");
 
     let mut c = Config::default();
     c.upstream.endpoint = Some("http://127.0.0.1:1".into());
     c.upstream.access_key_id = Some("id".into());
-    assert_eq!(
-        fields(c.finish(vec![]).unwrap_err()),
-        ["upstream.access_key_id"]
-    );
+    assert_eq!(fields(c.finish(vec![]).unwrap_err()), ["upstream.access_key_id"]);
 }
 
 #[test]
 fn protection_patterns() {
-    let p = ProtectionConfig {
-        buckets: vec!["prod-*".into(), "ledger".into()],
-    };
+    let p = ProtectionConfig { buckets: vec!["prod-*".into(), "ledger".into()] };
     assert!(p.covers("prod-eu") && p.covers("ledger"));
     assert!(!p.covers("ledger2") && !p.covers("dev-prod"));
     let mut c = Config::default();
     c.protection.buckets = vec!["a*b*".into()];
-    assert_eq!(
-        fields(c.finish(vec![]).unwrap_err()),
-        ["protection.buckets"]
-    );
+    assert_eq!(fields(c.finish(vec![]).unwrap_err()), ["protection.buckets"]);
 }
 
 #[test]
 fn log_level_typos_are_caught() {
     let mut c = Config::default();
     c.telemetry.log_level = "info,rewind_gateway=verbose".into();
-    assert_eq!(
-        fields(c.finish(vec![]).unwrap_err()),
-        ["telemetry.log_level"]
-    );
+    assert_eq!(fields(c.finish(vec![]).unwrap_err()), ["telemetry.log_level"]);
     let mut c = Config::default();
     c.telemetry.log_level = "warn,rewind_gateway=debug,hyper".into();
     assert!(c.finish(vec![]).is_ok());
@@ -171,10 +131,7 @@ fn log_level_typos_are_caught() {
 fn example_config_parses_and_documents_every_option() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rewind.example.toml");
     let example = Config::from_file(&path).unwrap();
-    assert!(
-        example.finish(vec![]).is_ok(),
-        "the example must be a valid configuration"
-    );
+    assert!(example.finish(vec![]).is_ok(), "the example must be a valid configuration");
 
     let text = std::fs::read_to_string(&path).unwrap();
     // Optional settings serialize only when set, so set them all.
@@ -195,13 +152,7 @@ fn example_config_parses_and_documents_every_option() {
         }
     }
     for field in ["access_key_id =", "secret_access_key_file ="] {
-        assert!(
-            text.contains(field),
-            "example lacks client key field {field}"
-        );
+        assert!(text.contains(field), "example lacks client key field {field}");
     }
-    assert!(
-        missing.is_empty(),
-        "deploy/rewind.example.toml does not document: {missing:?}"
-    );
+    assert!(missing.is_empty(), "deploy/rewind.example.toml does not document: {missing:?}");
 }

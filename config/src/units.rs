@@ -18,13 +18,10 @@ impl ByteSize {
     /// Parses `"<number>[unit]"`; white space between number and unit is allowed.
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len());
+        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
         let (digits, unit) = text.split_at(split);
-        let number: u64 = digits.parse().map_err(|_| {
-            format!("{text:?} is not a size; write e.g. \"512\", \"64KiB\" or \"8MiB\"")
-        })?;
+        let number: u64 =
+            digits.parse().map_err(|_| format!("{text:?} is not a size; write e.g. \"512\", \"64KiB\" or \"8MiB\""))?;
         let multiplier: u64 = match unit.trim() {
             "" | "B" => 1,
             "KiB" => 1 << 10,
@@ -41,21 +38,13 @@ impl ByteSize {
                 ));
             }
         };
-        number
-            .checked_mul(multiplier)
-            .map(Self)
-            .ok_or_else(|| format!("{text:?} is too large"))
+        number.checked_mul(multiplier).map(Self).ok_or_else(|| format!("{text:?} is too large"))
     }
 }
 
 impl fmt::Debug for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(&str, u64); 4] = [
-            ("TiB", 1 << 40),
-            ("GiB", 1 << 30),
-            ("MiB", 1 << 20),
-            ("KiB", 1 << 10),
-        ];
+        const UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
         for (name, size) in UNITS {
             if self.0 >= size && self.0.is_multiple_of(size) {
                 return write!(f, "{}{name}", self.0 / size);
@@ -107,9 +96,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         humantime::parse_duration(&text).map(Self).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "{text:?} is not a duration ({e}); write e.g. \"30s\" or \"5m\""
-            ))
+            serde::de::Error::custom(format!("{text:?} is not a duration ({e}); write e.g. \"30s\" or \"5m\""))
         })
     }
 }
@@ -130,17 +117,9 @@ mod tests {
         assert_eq!(ByteSize::parse("64KiB").unwrap(), ByteSize(65_536));
         assert_eq!(ByteSize::parse("8 MiB").unwrap(), ByteSize::mib(8));
         assert_eq!(ByteSize::parse("2GB").unwrap(), ByteSize(2_000_000_000));
-        assert!(
-            ByteSize::parse("8mb")
-                .unwrap_err()
-                .contains("unknown size unit")
-        );
+        assert!(ByteSize::parse("8mb").unwrap_err().contains("unknown size unit"));
         assert!(ByteSize::parse("MiB").is_err());
-        assert!(
-            ByteSize::parse("99999999999TiB")
-                .unwrap_err()
-                .contains("too large")
-        );
+        assert!(ByteSize::parse("99999999999TiB").unwrap_err().contains("too large"));
         assert_eq!(format!("{:?}", ByteSize::mib(20)), "20MiB");
         assert_eq!(format!("{:?}", ByteSize(1000)), "1000B");
     }

@@ -34,19 +34,14 @@ impl Admin {
         match req.uri().path() {
             "/metrics" => {
                 let mut res = Response::new(Full::from(self.metrics.render()));
-                res.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    header::HeaderValue::from_static("text/plain; version=0.0.4"),
-                );
+                res.headers_mut()
+                    .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4"));
                 res
             }
             "/health" => text(StatusCode::OK, "ok\n"),
             "/ready" => {
-                let probe = tokio::time::timeout(
-                    READY_PROBE_TIMEOUT,
-                    self.upstream.list_buckets().max_buckets(1).send(),
-                )
-                .await;
+                let probe =
+                    tokio::time::timeout(READY_PROBE_TIMEOUT, self.upstream.list_buckets().max_buckets(1).send()).await;
                 let ready = matches!(probe, Ok(Ok(_)));
                 self.metrics.upstream_up.set(i64::from(ready));
                 if ready {
@@ -54,10 +49,7 @@ impl Admin {
                 } else {
                     let why = match probe {
                         Err(_) => "upstream did not answer in time".to_owned(),
-                        Ok(Err(e)) => format!(
-                            "upstream error: {}",
-                            aws_sdk_s3::error::DisplayErrorContext(&e)
-                        ),
+                        Ok(Err(e)) => format!("upstream error: {}", aws_sdk_s3::error::DisplayErrorContext(&e)),
                         Ok(Ok(_)) => unreachable!("handled above"),
                     };
                     tracing::warn!(reason = %why, "readiness probe failed");
@@ -67,10 +59,7 @@ impl Admin {
                     )
                 }
             }
-            _ => text(
-                StatusCode::NOT_FOUND,
-                "not found; try /metrics, /health or /ready\n",
-            ),
+            _ => text(StatusCode::NOT_FOUND, "not found; try /metrics, /health or /ready\n"),
         }
     }
 }

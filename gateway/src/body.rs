@@ -36,13 +36,7 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    const ALL: [Self; 5] = [
-        Self::Crc32,
-        Self::Crc32c,
-        Self::Crc64Nvme,
-        Self::Sha1,
-        Self::Sha256,
-    ];
+    const ALL: [Self; 5] = [Self::Crc32, Self::Crc32c, Self::Crc64Nvme, Self::Sha1, Self::Sha256];
 
     /// The name S3 uses (`x-amz-sdk-checksum-algorithm`, error messages).
     pub fn name(self) -> &'static str {
@@ -68,9 +62,7 @@ impl Algorithm {
 
     /// The algorithm whose header is `name`, case-insensitively.
     pub fn from_header(name: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.header().eq_ignore_ascii_case(name.trim()))
+        Self::ALL.into_iter().find(|a| a.header().eq_ignore_ascii_case(name.trim()))
     }
 
     fn hasher(self) -> ChecksumHasher {
@@ -120,17 +112,11 @@ impl ChecksumCheck {
         if let (Some(trailer), Some(handle)) = (headers.get("x-amz-trailer"), trailers)
             && let Some(algorithm) = trailer.to_str().ok().and_then(Algorithm::from_header)
         {
-            return Some(Self {
-                algorithm,
-                expected: Expected::Trailer(handle),
-            });
+            return Some(Self { algorithm, expected: Expected::Trailer(handle) });
         }
         Algorithm::ALL.into_iter().find_map(|algorithm| {
             let value = headers.get(algorithm.header())?.to_str().ok()?;
-            Some(Self {
-                algorithm,
-                expected: Expected::Header(value.trim().to_owned()),
-            })
+            Some(Self { algorithm, expected: Expected::Header(value.trim().to_owned()) })
         })
     }
 
@@ -138,11 +124,7 @@ impl ChecksumCheck {
         match &self.expected {
             Expected::Header(v) => Some(v.clone()),
             Expected::Trailer(t) => t
-                .read(|h| {
-                    h.get(self.algorithm.header())
-                        .and_then(|v| v.to_str().ok())
-                        .map(|v| v.trim().to_owned())
-                })
+                .read(|h| h.get(self.algorithm.header()).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_owned()))
                 .flatten(),
         }
     }
@@ -171,15 +153,7 @@ impl VerifiedUpload {
             let hasher = c.algorithm.hasher();
             (c, hasher)
         });
-        StreamingBlob::new(Self {
-            inner: body.into(),
-            held: None,
-            declared,
-            received: 0,
-            check,
-            info,
-            finished: false,
-        })
+        StreamingBlob::new(Self { inner: body.into(), held: None, declared, received: 0, check, info, finished: false })
     }
 
     fn fail(&mut self, fault: BodyFault) -> Poll<Option<Result<Bytes, StdError>>> {
@@ -199,9 +173,7 @@ impl VerifiedUpload {
             let computed = check.algorithm.finish(hasher);
             // A declared trailer that never came is as bad as a wrong one.
             if check.expected_value().is_none() || computed != check.expected_value() {
-                return Err(BodyFault::ChecksumMismatch {
-                    algorithm: check.algorithm.name(),
-                });
+                return Err(BodyFault::ChecksumMismatch { algorithm: check.algorithm.name() });
             }
         }
         Ok(())
@@ -234,11 +206,7 @@ impl Stream for VerifiedUpload {
                     }
                 }
                 Some(Err(e)) => {
-                    let fault = this
-                        .info
-                        .fault()
-                        .cloned()
-                        .unwrap_or_else(|| classify_s3s_body_error(&*e));
+                    let fault = this.info.fault().cloned().unwrap_or_else(|| classify_s3s_body_error(&*e));
                     return this.fail(fault);
                 }
                 None => {
@@ -257,9 +225,9 @@ impl ByteStream for VerifiedUpload {
         let held = self.held.as_ref().map_or(0, Bytes::len);
         match self.declared {
             // What the upstream still has to receive: declared minus what it already got.
-            Some(d) => RemainingLength::new_exact(
-                usize::try_from(d - (self.received - held as u64)).unwrap_or(usize::MAX),
-            ),
+            Some(d) => {
+                RemainingLength::new_exact(usize::try_from(d - (self.received - held as u64)).unwrap_or(usize::MAX))
+            }
             None => {
                 let rest = self.inner.remaining_length();
                 match rest.exact() {
@@ -302,11 +270,7 @@ mod tests {
     use futures::StreamExt;
 
     fn blob(pieces: Vec<&'static [u8]>) -> StreamingBlob {
-        let stream = futures::stream::iter(
-            pieces
-                .into_iter()
-                .map(|p| Ok::<_, std::io::Error>(Bytes::from_static(p))),
-        );
+        let stream = futures::stream::iter(pieces.into_iter().map(|p| Ok::<_, std::io::Error>(Bytes::from_static(p))));
         StreamingBlob::wrap(stream)
     }
 
@@ -328,22 +292,14 @@ mod tests {
     }
 
     fn header_check(algorithm: Algorithm, value: String) -> Option<ChecksumCheck> {
-        Some(ChecksumCheck {
-            algorithm,
-            expected: Expected::Header(value),
-        })
+        Some(ChecksumCheck { algorithm, expected: Expected::Header(value) })
     }
 
     #[tokio::test]
     async fn passes_a_matching_body_through_unchanged() {
         let info = Arc::new(RequestInfo::default());
         let check = header_check(Algorithm::Crc32, crc32_of(b"hello world"));
-        let body = VerifiedUpload::wrap(
-            blob(vec![b"hello", b" ", b"world"]),
-            Some(11),
-            check,
-            info.clone(),
-        );
+        let body = VerifiedUpload::wrap(blob(vec![b"hello", b" ", b"world"]), Some(11), check, info.clone());
         assert_eq!(body.remaining_length().exact(), Some(11));
         assert_eq!(drain(body).await, (b"hello world".to_vec(), true));
         assert_eq!(info.fault(), None);
@@ -353,35 +309,18 @@ mod tests {
     async fn a_checksum_mismatch_never_releases_the_last_piece() {
         let info = Arc::new(RequestInfo::default());
         let check = header_check(Algorithm::Crc32, crc32_of(b"something else"));
-        let body = VerifiedUpload::wrap(
-            blob(vec![b"hello", b" ", b"world"]),
-            Some(11),
-            check,
-            info.clone(),
-        );
+        let body = VerifiedUpload::wrap(blob(vec![b"hello", b" ", b"world"]), Some(11), check, info.clone());
         let (got, ok) = drain(body).await;
         assert!(!ok);
-        assert!(
-            got.len() < 11,
-            "the upstream must never see the whole body: got {got:?}"
-        );
-        assert_eq!(
-            info.fault(),
-            Some(&BodyFault::ChecksumMismatch { algorithm: "CRC32" })
-        );
+        assert!(got.len() < 11, "the upstream must never see the whole body: got {got:?}");
+        assert_eq!(info.fault(), Some(&BodyFault::ChecksumMismatch { algorithm: "CRC32" }));
     }
 
     #[tokio::test]
     async fn short_and_long_bodies_are_incomplete() {
         for (pieces, declared) in [(vec![b"abc" as &[u8]], 4), (vec![b"abc", b"de"], 4)] {
             let info = Arc::new(RequestInfo::default());
-            let (got, ok) = drain(VerifiedUpload::wrap(
-                blob(pieces),
-                Some(declared),
-                None,
-                info.clone(),
-            ))
-            .await;
+            let (got, ok) = drain(VerifiedUpload::wrap(blob(pieces), Some(declared), None, info.clone())).await;
             assert!(!ok && got.len() < declared as usize);
             assert_eq!(info.fault(), Some(&BodyFault::Incomplete));
         }
@@ -390,14 +329,8 @@ mod tests {
     #[test]
     fn aws_chunked_marker_is_removed_and_other_encodings_kept() {
         assert_eq!(strip_aws_chunked(Some("aws-chunked".into())), None);
-        assert_eq!(
-            strip_aws_chunked(Some("aws-chunked, gzip".into())).as_deref(),
-            Some("gzip")
-        );
-        assert_eq!(
-            strip_aws_chunked(Some("gzip".into())).as_deref(),
-            Some("gzip")
-        );
+        assert_eq!(strip_aws_chunked(Some("aws-chunked, gzip".into())).as_deref(), Some("gzip"));
+        assert_eq!(strip_aws_chunked(Some("gzip".into())).as_deref(), Some("gzip"));
         assert_eq!(strip_aws_chunked(None), None);
     }
 

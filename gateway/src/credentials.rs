@@ -23,9 +23,7 @@ struct SavedKey {
 /// A fresh random key pair: a 20-character id (like AWS's) and a 40-character secret.
 pub fn random_key_pair() -> (String, Secret) {
     let mut rng = rand::rng();
-    let id: String = (0..16)
-        .map(|_| rng.sample(Alphanumeric).to_ascii_uppercase() as char)
-        .collect();
+    let id: String = (0..16).map(|_| rng.sample(Alphanumeric).to_ascii_uppercase() as char).collect();
     let secret: String = (0..40).map(|_| rng.sample(Alphanumeric) as char).collect();
     (format!("RWND{id}"), Secret::new(secret))
 }
@@ -39,32 +37,19 @@ pub fn load_or_generate(data_dir: &Path) -> std::io::Result<(String, Secret, boo
             let saved: SavedKey = toml::from_str(&text).map_err(|e| {
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
-                    format!(
-                        "{} is damaged ({e}); delete it to generate a new key pair",
-                        path.display()
-                    ),
+                    format!("{} is damaged ({e}); delete it to generate a new key pair", path.display()),
                 )
             })?;
-            Ok((
-                saved.access_key_id,
-                Secret::new(saved.secret_access_key),
-                false,
-            ))
+            Ok((saved.access_key_id, Secret::new(saved.secret_access_key), false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let (id, secret) = random_key_pair();
-            let saved = SavedKey {
-                access_key_id: id.clone(),
-                secret_access_key: secret.expose().to_owned(),
-            };
+            let saved = SavedKey { access_key_id: id.clone(), secret_access_key: secret.expose().to_owned() };
             let text = toml::to_string(&saved).expect("invariant: two strings serialize");
             write_durably(&path, text.as_bytes(), 0o600)?;
             Ok((id, secret, true))
         }
-        Err(e) => Err(std::io::Error::new(
-            e.kind(),
-            format!("cannot read {}: {e}", path.display()),
-        )),
+        Err(e) => Err(std::io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display()))),
     }
 }
 
@@ -72,19 +57,9 @@ pub fn load_or_generate(data_dir: &Path) -> std::io::Result<(String, Secret, boo
 /// fsync, rename, fsync of the directory.
 pub fn write_durably(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp: PathBuf = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
+    let tmp: PathBuf = dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
     {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
+        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
         file.write_all(data)?;
         file.sync_all()?;
     }
@@ -118,16 +93,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (id, secret, created) = load_or_generate(dir.path()).unwrap();
         assert!(created && id.starts_with("RWND") && id.len() == 20 && secret.expose().len() == 40);
-        let mode = std::fs::metadata(dir.path().join(CREDENTIALS_FILE))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(dir.path().join(CREDENTIALS_FILE)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let (id2, secret2, created2) = load_or_generate(dir.path()).unwrap();
-        assert_eq!(
-            (id2, secret2.expose(), created2),
-            (id, secret.expose(), false)
-        );
+        assert_eq!((id2, secret2.expose(), created2), (id, secret.expose(), false));
     }
 
     #[test]

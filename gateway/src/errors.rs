@@ -88,9 +88,7 @@ fn is_transport_failure(err: &S3Error) -> bool {
     const TRANSPORT_FAILURES: [&str; 2] = ["dispatch failure", "request has timed out"];
     let mut cause: Option<&(dyn std::error::Error + 'static)> = err.source().map(|s| s as _);
     while let Some(e) = cause {
-        if e.downcast_ref::<ConnectorError>().is_some()
-            || TRANSPORT_FAILURES.contains(&e.to_string().as_str())
-        {
+        if e.downcast_ref::<ConnectorError>().is_some() || TRANSPORT_FAILURES.contains(&e.to_string().as_str()) {
             return true;
         }
         cause = e.source();
@@ -106,31 +104,13 @@ mod tests {
     fn body_faults_get_the_aws_error_codes() {
         let cases = [
             (BodyFault::IdleTimeout, "RequestTimeout", 400),
-            (
-                BodyFault::ChecksumMismatch {
-                    algorithm: "CRC32C",
-                },
-                "BadDigest",
-                400,
-            ),
-            (
-                BodyFault::PayloadHashMismatch,
-                "XAmzContentSHA256Mismatch",
-                400,
-            ),
-            (
-                BodyFault::ChunkSignatureMismatch,
-                "SignatureDoesNotMatch",
-                403,
-            ),
+            (BodyFault::ChecksumMismatch { algorithm: "CRC32C" }, "BadDigest", 400),
+            (BodyFault::PayloadHashMismatch, "XAmzContentSHA256Mismatch", 400),
+            (BodyFault::ChunkSignatureMismatch, "SignatureDoesNotMatch", 403),
             (BodyFault::Incomplete, "IncompleteBody", 400),
         ];
         for (fault, code, status) in cases {
-            let e = from_upstream(
-                "PutObject",
-                S3Error::new(S3ErrorCode::InternalError),
-                Some(&fault),
-            );
+            let e = from_upstream("PutObject", S3Error::new(S3ErrorCode::InternalError), Some(&fault));
             assert_eq!(e.code().as_str(), code);
             let got = e.status_code().or_else(|| e.code().status_code()).unwrap();
             assert_eq!(got.as_u16(), status, "{code}");
@@ -139,8 +119,7 @@ mod tests {
 
     #[test]
     fn upstream_answers_pass_through_unchanged() {
-        let mut e =
-            S3Error::with_message(S3ErrorCode::NoSuchKey, "The specified key does not exist.");
+        let mut e = S3Error::with_message(S3ErrorCode::NoSuchKey, "The specified key does not exist.");
         e.set_status_code(http::StatusCode::NOT_FOUND);
         let out = from_upstream("GetObject", e, None);
         assert_eq!(out.code(), &S3ErrorCode::NoSuchKey);
@@ -156,11 +135,6 @@ mod tests {
         // A 304 from a conditional GET is an answer, not a failure: it passes.
         let mut e = S3Error::new(S3ErrorCode::Custom("NotModified".into()));
         e.set_status_code(http::StatusCode::NOT_MODIFIED);
-        assert_eq!(
-            from_upstream("GetObject", e, None)
-                .status_code()
-                .map(|s| s.as_u16()),
-            Some(304)
-        );
+        assert_eq!(from_upstream("GetObject", e, None).status_code().map(|s| s.as_u16()), Some(304));
     }
 }

@@ -31,11 +31,7 @@ pub struct S3Front {
 impl S3Front {
     /// Wraps an s3s service.
     pub fn new(s3: s3s::service::S3Service, metrics: Metrics, body_idle_timeout: Duration) -> Self {
-        Self {
-            s3,
-            metrics,
-            body_idle_timeout,
-        }
+        Self { s3, metrics, body_idle_timeout }
     }
 }
 
@@ -71,34 +67,15 @@ impl hyper::service::Service<http::Request<Incoming>> for S3Front {
         let metrics = self.metrics.clone();
         metrics.requests_in_flight.inc();
         Box::pin(async move {
-            let response = s3
-                .call(req)
-                .instrument(span.clone())
-                .await
-                .unwrap_or_else(|_| {
-                    // s3s only fails here when it cannot serialize an error; answer plainly.
-                    let mut res = http::Response::new(s3s::Body::empty());
-                    *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-                    res
-                });
+            let response = s3.call(req).instrument(span.clone()).await.unwrap_or_else(|_| {
+                // s3s only fails here when it cannot serialize an error; answer plainly.
+                let mut res = http::Response::new(s3s::Body::empty());
+                *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                res
+            });
             let (parts, body) = response.into_parts();
-            let completion = Completion {
-                start,
-                is_head,
-                status: parts.status,
-                info,
-                received,
-                metrics,
-                span,
-            };
-            Ok(http::Response::from_parts(
-                parts,
-                ObservedBody {
-                    inner: body,
-                    sent: 0,
-                    completion: Some(completion),
-                },
-            ))
+            let completion = Completion { start, is_head, status: parts.status, info, received, metrics, span };
+            Ok(http::Response::from_parts(parts, ObservedBody { inner: body, sent: 0, completion: Some(completion) }))
         })
     }
 }
@@ -117,10 +94,7 @@ impl http_body::Body for IdleTimeoutBody {
     type Data = Bytes;
     type Error = StdError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, StdError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, StdError>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
@@ -128,16 +102,13 @@ impl http_body::Body for IdleTimeoutBody {
                 if let Some(Ok(f)) = &frame
                     && let Some(data) = f.data_ref()
                 {
-                    this.received
-                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    this.received.fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
                 Poll::Ready(frame.map(|r| r.map_err(Into::into)))
             }
             Poll::Pending => {
                 let timeout = this.timeout;
-                let deadline = this
-                    .deadline
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                let deadline = this.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                 ready!(deadline.as_mut().poll(cx));
                 this.info.set_fault(BodyFault::IdleTimeout);
                 Poll::Ready(Some(Err("client stopped sending the request body".into())))
@@ -165,10 +136,7 @@ impl http_body::Body for ObservedBody {
     type Data = Bytes;
     type Error = StdError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, StdError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, StdError>>> {
         let this = &mut *self;
         let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
         match &frame {
@@ -219,23 +187,14 @@ impl Completion {
     fn finish(self, sent: u64, body_complete: bool) {
         let complete = body_complete || self.is_head;
         let resolved = self.info.resolved();
-        let operation = resolved
-            .operation
-            .as_deref()
-            .unwrap_or(UNRESOLVED_OPERATION);
+        let operation = resolved.operation.as_deref().unwrap_or(UNRESOLVED_OPERATION);
         let received = self.received.load(Ordering::Relaxed);
         let elapsed = self.start.elapsed();
         let m = &self.metrics;
         m.requests_in_flight.dec();
-        m.requests
-            .with_label_values(&[operation, self.status.as_str()])
-            .inc();
-        m.request_duration
-            .with_label_values(&[operation])
-            .observe(elapsed.as_secs_f64());
-        m.received_bytes
-            .with_label_values(&[operation])
-            .inc_by(received);
+        m.requests.with_label_values(&[operation, self.status.as_str()]).inc();
+        m.request_duration.with_label_values(&[operation]).observe(elapsed.as_secs_f64());
+        m.received_bytes.with_label_values(&[operation]).inc_by(received);
         m.sent_bytes.with_label_values(&[operation]).inc_by(sent);
 
         let span = &self.span;

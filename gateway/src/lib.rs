@@ -78,14 +78,11 @@ impl Gateway {
     pub async fn start(config: Config, options: StartOptions) -> Result<Self, StartError> {
         rewind_model::set_key_redaction(!config.telemetry.log_object_keys);
         let data_dir = config.server.data_dir.clone();
-        create_private_dir(&data_dir).map_err(|source| StartError::DataDir {
-            path: data_dir.clone(),
-            source,
-        })?;
+        create_private_dir(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
 
-        let client_keys = client_keys(&config, &options)?;
+        let (client_keys, generated) = client_keys(&config)?;
 
         let target = match &config.upstream.endpoint {
             Some(endpoint) => UpstreamTarget {
@@ -102,42 +99,27 @@ impl Gateway {
                     .expect("invariant: validate() requires upstream keys"),
             },
             None => {
-                EmbeddedUpstream::start(
-                    &data_dir.join("upstream"),
-                    shutdown.child_token(),
-                    &tracker,
-                )
-                .await
-                .map_err(StartError::Embedded)?
-                .target
+                EmbeddedUpstream::start(&data_dir.join("upstream"), shutdown.child_token(), &tracker)
+                    .await
+                    .map_err(StartError::Embedded)?
+                    .target
             }
         };
         let upstream = upstream::client(&config.upstream, &target);
         let metrics = Metrics::new();
 
-        let mut builder =
-            S3ServiceBuilder::new(s3::Forwarder::new(upstream.clone(), metrics.clone()));
-        builder.set_auth(ClientKeys::new(
-            client_keys.iter().map(|(id, s)| (id.as_str(), s.expose())),
-        ));
-        builder.set_access(AccessPolicy);
+        let mut builder = S3ServiceBuilder::new(s3::Forwarder::new(upstream.clone(), metrics.clone()));
+        builder.set_auth(ClientKeys::new(client_keys.iter().map(|(id, s)| (id.as_str(), s.expose()))));
+        builder.set_access(AccessPolicy { max_xml_body: config.server.max_xml_body_size.0 });
         builder.set_host(VirtualHosts::new(config.server.base_domains.clone()));
         let mut s3_config = S3Config::default();
-        s3_config.xml_max_body_size =
-            usize::try_from(config.server.max_xml_body_size.0).unwrap_or(usize::MAX);
+        s3_config.xml_max_body_size = usize::try_from(config.server.max_xml_body_size.0).unwrap_or(usize::MAX);
         builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3_config))));
-        let front = front::S3Front::new(
-            builder.build(),
-            metrics.clone(),
-            config.server.body_idle_timeout.0,
-        );
+        let front = front::S3Front::new(builder.build(), metrics.clone(), config.server.body_idle_timeout.0);
 
-        let s3_listener = server::bind(&config.server.listen, "--listen")
-            .await
-            .map_err(StartError::Listen)?;
-        let admin_listener = server::bind(&config.server.admin_listen, "--admin-listen")
-            .await
-            .map_err(StartError::Listen)?;
+        let s3_listener = server::bind(&config.server.listen, "--listen").await.map_err(StartError::Listen)?;
+        let admin_listener =
+            server::bind(&config.server.admin_listen, "--admin-listen").await.map_err(StartError::Listen)?;
         let s3_addr = s3_listener.local_addr().map_err(StartError::Listen)?;
         let admin_addr = admin_listener.local_addr().map_err(StartError::Listen)?;
 
@@ -163,14 +145,12 @@ impl Gateway {
             None,
         ));
         tracing::info!(s3 = %s3_addr, admin = %admin_addr, upstream = %target.endpoint, "gateway listening");
-        Ok(Self {
-            s3_addr,
-            admin_addr,
-            client_keys,
-            metrics,
-            shutdown,
-            tracker,
-        })
+        if generated && options.announce_generated_credentials {
+            let (id, secret) = &client_keys[0];
+            let path = data_dir.join(credentials::CREDENTIALS_FILE);
+            println!("{}", credentials::welcome(id, secret, &path, &format!("http://{s3_addr}")));
+        }
+        Ok(Self { s3_addr, admin_addr, client_keys, metrics, shutdown, tracker })
     }
 
     /// Stops accepting, lets in-flight requests finish within the grace period, and returns
@@ -182,43 +162,31 @@ impl Gateway {
     }
 }
 
-/// The configured client keys, or the generated pair when none is configured.
-fn client_keys(
-    config: &Config,
-    options: &StartOptions,
-) -> Result<Vec<(String, Secret)>, StartError> {
+/// The configured client keys, or the generated pair when none is configured; the flag
+/// says whether that pair was generated just now (so it is shown exactly once).
+fn client_keys(config: &Config) -> Result<(Vec<(String, Secret)>, bool), StartError> {
     let configured: Vec<(String, Secret)> = config
         .credentials
         .client_keys
         .iter()
         .map(|k| {
-            let secret = k
-                .secret_access_key
-                .clone()
-                .expect("invariant: validate() requires a secret per key");
+            let secret = k.secret_access_key.clone().expect("invariant: validate() requires a secret per key");
             (k.access_key_id.clone(), secret)
         })
         .collect();
     if !configured.is_empty() {
-        return Ok(configured);
+        return Ok((configured, false));
     }
     let data_dir = &config.server.data_dir;
-    let (id, secret, created) =
-        credentials::load_or_generate(data_dir).map_err(StartError::Credentials)?;
-    let path = data_dir.join(credentials::CREDENTIALS_FILE);
-    if created && options.announce_generated_credentials {
-        let endpoint = format!("http://{}", config.server.listen);
-        println!("{}", credentials::welcome(&id, &secret, &path, &endpoint));
-    } else {
-        tracing::info!(access_key = %id, file = %path.display(), "using generated client key");
+    let (id, secret, created) = credentials::load_or_generate(data_dir).map_err(StartError::Credentials)?;
+    if !created {
+        let file = data_dir.join(credentials::CREDENTIALS_FILE);
+        tracing::info!(access_key = %id, file = %file.display(), "using the generated client key");
     }
-    Ok(vec![(id, secret)])
+    Ok((vec![(id, secret)], created))
 }
 
 fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }

@@ -80,13 +80,9 @@ async fn main() -> anyhow::Result<()> {
         println!("{config:#?}");
         return Ok(());
     }
-    telemetry::init(&config.telemetry).map_err(anyhow::Error::msg)?;
-    let options = StartOptions {
-        announce_generated_credentials: true,
-    };
-    let gateway = Gateway::start(config, options)
-        .await
-        .context("the gateway could not start")?;
+    let _flush_logs_on_exit = telemetry::init(&config.telemetry).map_err(anyhow::Error::msg)?;
+    let options = StartOptions { announce_generated_credentials: true };
+    let gateway = Gateway::start(config, options).await.context("the gateway could not start")?;
     let signal = wait_for_signal().await?;
     tracing::info!(signal, "shutting down: draining in-flight requests");
     gateway.shutdown().await;

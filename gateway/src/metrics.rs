@@ -3,8 +3,7 @@
 //! codes, small enums) — never a bucket, key, address or error text.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// Metric names, in one place so dashboards, alerts and code agree.
@@ -26,10 +25,8 @@ pub mod names {
 pub const UNRESOLVED_OPERATION: &str = "Unresolved";
 
 /// Request latencies from sub-millisecond cache hits to multi-minute uploads.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    60.0, 300.0,
-];
+const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
 
 /// The gateway's metrics and the registry that serves them.
 #[derive(Clone)]
@@ -52,10 +49,7 @@ impl Metrics {
         let registry = Registry::new();
         let m = Self {
             requests: IntCounterVec::new(
-                Opts::new(
-                    names::REQUESTS_TOTAL,
-                    "S3 requests answered, by operation and HTTP status.",
-                ),
+                Opts::new(names::REQUESTS_TOTAL, "S3 requests answered, by operation and HTTP status."),
                 &["operation", "status_code"],
             )
             .expect("invariant: static metric definition"),
@@ -78,33 +72,21 @@ impl Metrics {
             )
             .expect("invariant: static metric definition"),
             received_bytes: IntCounterVec::new(
-                Opts::new(
-                    names::CLIENT_RECEIVED_BYTES_TOTAL,
-                    "Request body bytes received from clients.",
-                ),
+                Opts::new(names::CLIENT_RECEIVED_BYTES_TOTAL, "Request body bytes received from clients."),
                 &["operation"],
             )
             .expect("invariant: static metric definition"),
             sent_bytes: IntCounterVec::new(
-                Opts::new(
-                    names::CLIENT_SENT_BYTES_TOTAL,
-                    "Response body bytes sent to clients.",
-                ),
+                Opts::new(names::CLIENT_SENT_BYTES_TOTAL, "Response body bytes sent to clients."),
                 &["operation"],
             )
             .expect("invariant: static metric definition"),
-            connections_active: IntGauge::new(
-                names::CONNECTIONS_ACTIVE,
-                "Client connections open now.",
-            )
-            .expect("invariant: static metric definition"),
+            connections_active: IntGauge::new(names::CONNECTIONS_ACTIVE, "Client connections open now.")
+                .expect("invariant: static metric definition"),
             connections: IntCounter::new(names::CONNECTIONS_TOTAL, "Client connections accepted.")
                 .expect("invariant: static metric definition"),
-            requests_in_flight: IntGauge::new(
-                names::REQUESTS_IN_FLIGHT,
-                "S3 requests being served now.",
-            )
-            .expect("invariant: static metric definition"),
+            requests_in_flight: IntGauge::new(names::REQUESTS_IN_FLIGHT, "S3 requests being served now.")
+                .expect("invariant: static metric definition"),
             upstream_up: IntGauge::new(
                 names::UPSTREAM_UP,
                 "1 when the last readiness probe of the upstream succeeded.",
@@ -113,18 +95,12 @@ impl Metrics {
             registry,
         };
         let build_info = IntGaugeVec::new(
-            Opts::new(
-                names::BUILD_INFO,
-                "Always 1; labels say which build is running.",
-            ),
+            Opts::new(names::BUILD_INFO, "Always 1; labels say which build is running."),
             &["version", "commit"],
         )
         .expect("invariant: static metric definition");
         build_info
-            .with_label_values(&[
-                env!("CARGO_PKG_VERSION"),
-                option_env!("REWIND_COMMIT").unwrap_or("unknown"),
-            ])
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("REWIND_COMMIT").unwrap_or("unknown")])
             .set(1);
         let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
             Box::new(m.requests.clone()),
@@ -139,9 +115,7 @@ impl Metrics {
             Box::new(build_info),
         ];
         for c in collectors {
-            m.registry
-                .register(c)
-                .expect("invariant: metric names are unique");
+            m.registry.register(c).expect("invariant: metric names are unique");
         }
         m
     }
@@ -158,9 +132,7 @@ impl Metrics {
     /// Records one upstream call.
     pub fn observe_upstream(&self, operation: &str, ok: bool, seconds: f64) {
         let outcome = if ok { "ok" } else { "error" };
-        self.upstream_duration
-            .with_label_values(&[operation, outcome])
-            .observe(seconds);
+        self.upstream_duration.with_label_values(&[operation, outcome]).observe(seconds);
     }
 }
 

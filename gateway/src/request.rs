@@ -45,18 +45,12 @@ pub struct Resolved {
 impl RequestInfo {
     /// Records what the access check saw.
     pub fn resolve(&self, resolved: Resolved) {
-        *self
-            .resolved
-            .lock()
-            .expect("invariant: no panics while holding this lock") = resolved;
+        *self.resolved.lock().expect("invariant: no panics while holding this lock") = resolved;
     }
 
     /// A copy of what was resolved so far.
     pub fn resolved(&self) -> Resolved {
-        self.resolved
-            .lock()
-            .expect("invariant: no panics while holding this lock")
-            .clone()
+        self.resolved.lock().expect("invariant: no panics while holding this lock").clone()
     }
 
     /// Records a body fault; later ones are ignored.

@@ -29,10 +29,7 @@ pub struct Forwarder {
 impl Forwarder {
     /// A forwarder that sends every operation to `client`'s endpoint.
     pub fn new(client: aws_sdk_s3::Client, metrics: Metrics) -> Self {
-        Self {
-            proxy: s3s_aws::Proxy::from(client),
-            metrics,
-        }
+        Self { proxy: s3s_aws::Proxy::from(client), metrics }
     }
 
     /// Runs one upstream call, timing it and mapping its error.
@@ -44,18 +41,14 @@ impl Forwarder {
     ) -> S3Result<S3Response<O>> {
         let start = Instant::now();
         let result = call.await;
-        self.metrics
-            .observe_upstream(operation, result.is_ok(), start.elapsed().as_secs_f64());
+        self.metrics.observe_upstream(operation, result.is_ok(), start.elapsed().as_secs_f64());
         result.map_err(|e| errors::from_upstream(operation, e, info.fault()))
     }
 }
 
 /// The request's shared info, inserted by the HTTP layer (a fresh one when called directly).
 fn request_info<T>(req: &S3Request<T>) -> Arc<RequestInfo> {
-    req.extensions
-        .get::<Arc<RequestInfo>>()
-        .cloned()
-        .unwrap_or_default()
+    req.extensions.get::<Arc<RequestInfo>>().cloned().unwrap_or_default()
 }
 
 /// `PutObjectInput` -> `PutObject`, at compile time.

@@ -35,10 +35,7 @@ pub struct ConnLimits {
 /// Binds `addr`, saying which setting to change when that fails.
 pub async fn bind(addr: &str, setting: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("cannot listen on {addr} ({e}); choose another address with {setting}"),
-        )
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({e}); choose another address with {setting}"))
     })
 }
 
@@ -51,11 +48,8 @@ pub async fn serve<S, B>(
     shutdown: CancellationToken,
     metrics: Option<Metrics>,
 ) where
-    S: hyper::service::Service<
-            http::Request<Incoming>,
-            Response = http::Response<B>,
-            Error = Infallible,
-        > + Clone
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+        + Clone
         + Send
         + Sync
         + 'static,
@@ -64,10 +58,7 @@ pub async fn serve<S, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
@@ -93,9 +84,7 @@ pub async fn serve<S, B>(
         if let Err(e) = stream.set_nodelay(true) {
             debug!(listener = name, error = %e, "set_nodelay failed");
         }
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service.clone())
-            .into_owned();
+        let conn = builder.serve_connection(TokioIo::new(stream), service.clone()).into_owned();
         let conn = graceful.watch(conn);
         let metrics = metrics.clone();
         if let Some(m) = &metrics {

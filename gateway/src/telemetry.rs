@@ -1,6 +1,9 @@
 //! Log output: human-readable or JSON lines, filtered as configured.
 
+use std::io::IsTerminal;
+
 use rewind_config::{LogFormat, TelemetryConfig};
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 /// s3s logs every refused request at error level with internal detail; the gateway's own
@@ -9,27 +12,29 @@ const QUIET_LIBRARIES: &str = "s3s=off,s3s_aws=off";
 
 /// The filter in force for `level` (the configured directives).
 pub fn filter_directives(level: &str) -> String {
-    if level.contains("s3s") {
-        level.to_owned()
-    } else {
-        format!("{QUIET_LIBRARIES},{level}")
-    }
+    if level.contains("s3s") { level.to_owned() } else { format!("{QUIET_LIBRARIES},{level}") }
 }
 
-/// Installs the global subscriber; call once, early in `main`.
-pub fn init(cfg: &TelemetryConfig) -> Result<(), String> {
-    let filter = EnvFilter::try_new(filter_directives(&cfg.log_level))
-        .map_err(|e| format!("telemetry.log_level: {e}"))?;
+/// Log lines waiting for the writer thread; past this, request tasks wait (lines are
+/// never dropped: they are the access log).
+const LOG_BUFFER_LINES: usize = 64 * 1024;
+
+/// Installs the global subscriber; call once, early in `main`, and keep the returned guard
+/// until exit (dropping it flushes what is buffered).
+pub fn init(cfg: &TelemetryConfig) -> Result<WorkerGuard, String> {
+    let filter =
+        EnvFilter::try_new(filter_directives(&cfg.log_level)).map_err(|e| format!("telemetry.log_level: {e}"))?;
+    // Writing happens on a dedicated thread so a slow terminal or pipe does not stall requests.
+    let (writer, guard) =
+        NonBlockingBuilder::default().buffered_lines_limit(LOG_BUFFER_LINES).lossy(false).finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer);
     let installed = match cfg.log_format {
         LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
     };
-    installed.map_err(|e| e.to_string())
+    installed.map_err(|e| e.to_string())?;
+    Ok(guard)
 }

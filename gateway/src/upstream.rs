@@ -29,13 +29,7 @@ pub struct UpstreamTarget {
 
 /// Builds the aws-sdk-s3 client the gateway forwards with.
 pub fn client(cfg: &UpstreamConfig, target: &UpstreamTarget) -> aws_sdk_s3::Client {
-    let credentials = Credentials::new(
-        &target.access_key_id,
-        target.secret.expose(),
-        None,
-        None,
-        "rewind-upstream",
-    );
+    let credentials = Credentials::new(&target.access_key_id, target.secret.expose(), None, None, "rewind-upstream");
     let checksums = match cfg.request_checksum_calculation {
         ChecksumPolicy::WhenSupported => RequestChecksumCalculation::WhenSupported,
         ChecksumPolicy::WhenRequired => RequestChecksumCalculation::WhenRequired,
@@ -49,11 +43,7 @@ pub fn client(cfg: &UpstreamConfig, target: &UpstreamTarget) -> aws_sdk_s3::Clie
         .request_checksum_calculation(checksums)
         // Clients validate what they asked for; validating again here costs CPU per byte.
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(cfg.connect_timeout.0)
-                .build(),
-        )
+        .timeout_config(TimeoutConfig::builder().connect_timeout(cfg.connect_timeout.0).build())
         .build();
     aws_sdk_s3::Client::from_conf(config)
 }
@@ -76,9 +66,8 @@ impl EmbeddedUpstream {
         tracker: &tokio_util::task::TaskTracker,
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(root)?;
-        let fs = s3s_fs::FileSystem::new(root).map_err(|e| {
-            std::io::Error::other(format!("embedded upstream at {}: {e:?}", root.display()))
-        })?;
+        let fs = s3s_fs::FileSystem::new(root)
+            .map_err(|e| std::io::Error::other(format!("embedded upstream at {}: {e:?}", root.display())))?;
         let (access_key_id, secret) = random_key_pair();
         let mut builder = s3s::service::S3ServiceBuilder::new(fs);
         builder.set_auth(ClientKeys::new([(access_key_id.as_str(), secret.expose())]));
@@ -91,21 +80,8 @@ impl EmbeddedUpstream {
             header_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
         };
-        tracker.spawn(server::serve(
-            "embedded-upstream",
-            listener,
-            S3sService(service),
-            limits,
-            shutdown,
-            None,
-        ));
-        Ok(Self {
-            target: UpstreamTarget {
-                endpoint,
-                access_key_id,
-                secret,
-            },
-        })
+        tracker.spawn(server::serve("embedded-upstream", listener, S3sService(service), limits, shutdown, None));
+        Ok(Self { target: UpstreamTarget { endpoint, access_key_id, secret } })
     }
 }
 
@@ -123,12 +99,8 @@ impl s3s::access::S3Access for EmbeddedPolicy {
         }
     }
 
-    async fn put_object(
-        &self,
-        req: &mut s3s::S3Request<s3s::dto::PutObjectInput>,
-    ) -> s3s::S3Result<()> {
-        req.input.content_encoding =
-            crate::body::strip_aws_chunked(req.input.content_encoding.take());
+    async fn put_object(&self, req: &mut s3s::S3Request<s3s::dto::PutObjectInput>) -> s3s::S3Result<()> {
+        req.input.content_encoding = crate::body::strip_aws_chunked(req.input.content_encoding.take());
         Ok(())
     }
 }
@@ -145,14 +117,11 @@ impl hyper::service::Service<http::Request<Incoming>> for S3sService {
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
         let service = self.0.clone();
         Box::pin(async move {
-            Ok(service
-                .call(req.map(s3s::Body::from))
-                .await
-                .unwrap_or_else(|_| {
-                    let mut res = http::Response::new(s3s::Body::empty());
-                    *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-                    res
-                }))
+            Ok(service.call(req.map(s3s::Body::from)).await.unwrap_or_else(|_| {
+                let mut res = http::Response::new(s3s::Body::empty());
+                *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                res
+            }))
         })
     }
 }

@@ -15,12 +15,7 @@ use rewind_testkit::{FsUpstream, TestGateway, client_config, key_pair, s3_client
 async fn setup() -> (FsUpstream, TestGateway) {
     let upstream = FsUpstream::start().await;
     let gw = TestGateway::start(&upstream.target).await;
-    gw.client()
-        .create_bucket()
-        .bucket("sec")
-        .send()
-        .await
-        .unwrap();
+    gw.client().create_bucket().bucket("sec").send().await.unwrap();
     (upstream, gw)
 }
 
@@ -32,73 +27,35 @@ fn error_code(res: &RawResponse) -> String {
 }
 
 async fn exists_upstream(upstream: &FsUpstream, key: &str) -> bool {
-    upstream
-        .client()
-        .head_object()
-        .bucket("sec")
-        .key(key)
-        .send()
-        .await
-        .is_ok()
+    upstream.client().head_object().bucket("sec").key(key).send().await.is_ok()
 }
 
 fn put_request(gw: &TestGateway, key: &str, body: &[u8]) -> http::Request<Vec<u8>> {
-    http::Request::builder()
-        .method("PUT")
-        .uri(format!("{}/sec/{key}", gw.endpoint()))
-        .body(body.to_vec())
-        .unwrap()
+    http::Request::builder().method("PUT").uri(format!("{}/sec/{key}", gw.endpoint())).body(body.to_vec()).unwrap()
 }
 
 #[tokio::test]
 async fn wrong_secret_unknown_key_and_anonymous_requests_are_refused() {
     let (_upstream, gw) = setup().await;
-    let wrong_secret = s3_client(
-        &gw.endpoint(),
-        &gw.access_key_id,
-        "not-the-secret-at-all-0123456789",
-    );
-    let err = wrong_secret
-        .list_objects_v2()
-        .bucket("sec")
-        .send()
-        .await
-        .unwrap_err();
+    let wrong_secret = s3_client(&gw.endpoint(), &gw.access_key_id, "not-the-secret-at-all-0123456789");
+    let err = wrong_secret.list_objects_v2().bucket("sec").send().await.unwrap_err();
     assert_eq!(err.code(), Some("SignatureDoesNotMatch"), "{err:?}");
     assert_eq!(err.raw_response().unwrap().status().as_u16(), 403);
 
     let (unknown_id, unknown_secret) = key_pair();
-    let err = s3_client(&gw.endpoint(), &unknown_id, &unknown_secret)
-        .list_buckets()
-        .send()
-        .await
-        .unwrap_err();
+    let err = s3_client(&gw.endpoint(), &unknown_id, &unknown_secret).list_buckets().send().await.unwrap_err();
     assert_eq!(err.code(), Some("InvalidAccessKeyId"), "{err:?}");
     assert_eq!(err.raw_response().unwrap().status().as_u16(), 403);
 
-    let anonymous = raw::send(
-        gw.addr(),
-        &http::Request::get(format!("{}/sec", gw.endpoint()))
-            .body(Vec::new())
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (anonymous.status, error_code(&anonymous).as_str()),
-        (403, "AccessDenied"),
-        "{}",
-        anonymous.text()
-    );
+    let anonymous =
+        raw::send(gw.addr(), &http::Request::get(format!("{}/sec", gw.endpoint())).body(Vec::new()).unwrap()).await;
+    assert_eq!((anonymous.status, error_code(&anonymous).as_str()), (403, "AccessDenied"), "{}", anonymous.text());
 }
 
 #[tokio::test]
 async fn the_upstream_keys_do_not_open_the_gateway() {
     let (upstream, gw) = setup().await;
-    let with_upstream_keys = s3_client(
-        &gw.endpoint(),
-        &upstream.target.access_key_id,
-        upstream.target.secret.expose(),
-    );
+    let with_upstream_keys = s3_client(&gw.endpoint(), &upstream.target.access_key_id, upstream.target.secret.expose());
     let err = with_upstream_keys.list_buckets().send().await.unwrap_err();
     assert_eq!(err.code(), Some("InvalidAccessKeyId"));
 }
@@ -111,31 +68,15 @@ async fn a_skewed_client_clock_is_refused() {
         let conf = client_config(&gw.endpoint(), &gw.access_key_id, &gw.secret)
             .time_source(StaticTimeSource::new(past))
             .build();
-        let err = aws_sdk_s3::Client::from_conf(conf)
-            .list_objects_v2()
-            .bucket("sec")
-            .send()
-            .await
-            .unwrap_err();
-        assert_eq!(
-            err.code(),
-            Some("RequestTimeTooSkewed"),
-            "skew {skew:?}: {err:?}"
-        );
+        let err = aws_sdk_s3::Client::from_conf(conf).list_objects_v2().bucket("sec").send().await.unwrap_err();
+        assert_eq!(err.code(), Some("RequestTimeTooSkewed"), "skew {skew:?}: {err:?}");
         assert_eq!(err.raw_response().unwrap().status().as_u16(), 403);
     }
     // Within S3's 15-minute allowance the request is fine.
     let conf = client_config(&gw.endpoint(), &gw.access_key_id, &gw.secret)
-        .time_source(StaticTimeSource::new(
-            SystemTime::now() - Duration::from_secs(300),
-        ))
+        .time_source(StaticTimeSource::new(SystemTime::now() - Duration::from_secs(300)))
         .build();
-    aws_sdk_s3::Client::from_conf(conf)
-        .list_objects_v2()
-        .bucket("sec")
-        .send()
-        .await
-        .unwrap();
+    aws_sdk_s3::Client::from_conf(conf).list_objects_v2().bucket("sec").send().await.unwrap();
 }
 
 #[tokio::test]
@@ -153,11 +94,7 @@ async fn presigned_get_and_put_work_and_expire() {
     for (k, v) in put.headers() {
         req = req.header(k, v);
     }
-    let res = raw::send(
-        gw.addr(),
-        &req.body(b"uploaded with a presigned URL".to_vec()).unwrap(),
-    )
-    .await;
+    let res = raw::send(gw.addr(), &req.body(b"uploaded with a presigned URL".to_vec()).unwrap()).await;
     assert_eq!(res.status, 200, "{}", res.text());
     assert!(exists_upstream(&upstream, "presigned.txt").await);
 
@@ -168,11 +105,7 @@ async fn presigned_get_and_put_work_and_expire() {
         .presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap())
         .await
         .unwrap();
-    let res = raw::send(
-        gw.addr(),
-        &http::Request::get(get.uri()).body(Vec::new()).unwrap(),
-    )
-    .await;
+    let res = raw::send(gw.addr(), &http::Request::get(get.uri()).body(Vec::new()).unwrap()).await;
     assert_eq!(res.status, 200);
     assert_eq!(res.body, b"uploaded with a presigned URL");
 
@@ -189,52 +122,22 @@ async fn presigned_get_and_put_work_and_expire() {
         )
         .await
         .unwrap();
-    let res = raw::send(
-        gw.addr(),
-        &http::Request::get(expired.uri()).body(Vec::new()).unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (res.status, error_code(&res).as_str()),
-        (403, "AccessDenied"),
-        "{}",
-        res.text()
-    );
+    let res = raw::send(gw.addr(), &http::Request::get(expired.uri()).body(Vec::new()).unwrap()).await;
+    assert_eq!((res.status, error_code(&res).as_str()), (403, "AccessDenied"), "{}", res.text());
 
     let tampered = get.uri().replace("presigned.txt", "other.txt");
-    let res = raw::send(
-        gw.addr(),
-        &http::Request::get(tampered).body(Vec::new()).unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (res.status, error_code(&res).as_str()),
-        (403, "SignatureDoesNotMatch")
-    );
+    let res = raw::send(gw.addr(), &http::Request::get(tampered).body(Vec::new()).unwrap()).await;
+    assert_eq!((res.status, error_code(&res).as_str()), (403, "SignatureDoesNotMatch"));
 }
 
 #[tokio::test]
 async fn a_body_that_does_not_match_its_signed_hash_is_not_stored() {
     let (upstream, gw) = setup().await;
     let mut req = put_request(&gw, "forged", b"what was actually sent");
-    raw::sign_request(
-        &mut req,
-        &gw.access_key_id,
-        &gw.secret,
-        SystemTime::now(),
-        &raw::sha256_hex(b"what was signed"),
-    );
+    raw::sign_request(&mut req, &gw.access_key_id, &gw.secret, SystemTime::now(), &raw::sha256_hex(b"what was signed"));
     let res = raw::send(gw.addr(), &req).await;
-    assert_eq!(
-        (res.status, error_code(&res).as_str()),
-        (400, "XAmzContentSHA256Mismatch"),
-        "{}",
-        res.text()
-    );
-    assert!(
-        !exists_upstream(&upstream, "forged").await,
-        "a rejected body must not complete upstream"
-    );
+    assert_eq!((res.status, error_code(&res).as_str()), (400, "XAmzContentSHA256Mismatch"), "{}", res.text());
+    assert!(!exists_upstream(&upstream, "forged").await, "a rejected body must not complete upstream");
 
     // The same request, honestly signed, goes through: the check above can fail.
     let mut req = put_request(&gw, "honest", b"what was actually sent");
@@ -257,52 +160,24 @@ async fn a_wrong_checksum_header_gets_bad_digest() {
     let body = b"checksummed body";
     let mut req = put_request(&gw, "bad-crc", body);
     // CRC32 of something else, base64.
-    req.headers_mut()
-        .insert("x-amz-checksum-crc32", "AAAAAA==".parse().unwrap());
-    raw::sign_request(
-        &mut req,
-        &gw.access_key_id,
-        &gw.secret,
-        SystemTime::now(),
-        &raw::sha256_hex(body),
-    );
+    req.headers_mut().insert("x-amz-checksum-crc32", "AAAAAA==".parse().unwrap());
+    raw::sign_request(&mut req, &gw.access_key_id, &gw.secret, SystemTime::now(), &raw::sha256_hex(body));
     let res = raw::send(gw.addr(), &req).await;
-    assert_eq!(
-        (res.status, error_code(&res).as_str()),
-        (400, "BadDigest"),
-        "{}",
-        res.text()
-    );
+    assert_eq!((res.status, error_code(&res).as_str()), (400, "BadDigest"), "{}", res.text());
     assert!(!exists_upstream(&upstream, "bad-crc").await);
 }
 
 /// An aws-chunked upload (unsigned payload, CRC32 trailer), as current SDKs send it.
-fn chunked_upload(
-    gw: &TestGateway,
-    key: &str,
-    data: &[u8],
-    trailer_crc: &str,
-) -> http::Request<Vec<u8>> {
+fn chunked_upload(gw: &TestGateway, key: &str, data: &[u8], trailer_crc: &str) -> http::Request<Vec<u8>> {
     let mut body = format!("{:x}\r\n", data.len()).into_bytes();
     body.extend_from_slice(data);
-    body.extend_from_slice(
-        format!("\r\n0\r\nx-amz-checksum-crc32:{trailer_crc}\r\n\r\n").as_bytes(),
-    );
+    body.extend_from_slice(format!("\r\n0\r\nx-amz-checksum-crc32:{trailer_crc}\r\n\r\n").as_bytes());
     let mut req = put_request(gw, key, &body);
     let h = req.headers_mut();
     h.insert("content-encoding", "aws-chunked".parse().unwrap());
-    h.insert(
-        "x-amz-decoded-content-length",
-        data.len().to_string().parse().unwrap(),
-    );
+    h.insert("x-amz-decoded-content-length", data.len().to_string().parse().unwrap());
     h.insert("x-amz-trailer", "x-amz-checksum-crc32".parse().unwrap());
-    raw::sign_request(
-        &mut req,
-        &gw.access_key_id,
-        &gw.secret,
-        SystemTime::now(),
-        "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-    );
+    raw::sign_request(&mut req, &gw.access_key_id, &gw.secret, SystemTime::now(), "STREAMING-UNSIGNED-PAYLOAD-TRAILER");
     req
 }
 
@@ -311,42 +186,14 @@ async fn trailing_checksums_are_verified() {
     let (upstream, gw) = setup().await;
     let data = b"hello world";
     // CRC32("hello world") = 0x0d4a1185.
-    let good = raw::send(
-        gw.addr(),
-        &chunked_upload(&gw, "trailer-ok", data, "DUoRhQ=="),
-    )
-    .await;
+    let good = raw::send(gw.addr(), &chunked_upload(&gw, "trailer-ok", data, "DUoRhQ==")).await;
     assert_eq!(good.status, 200, "{}", good.text());
-    let stored = upstream
-        .client()
-        .get_object()
-        .bucket("sec")
-        .key("trailer-ok")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        stored.content_encoding(),
-        None,
-        "the aws-chunked marker is not forwarded"
-    );
-    assert_eq!(
-        stored.body.collect().await.unwrap().into_bytes().as_ref(),
-        data,
-        "framing is decoded, not stored"
-    );
+    let stored = upstream.client().get_object().bucket("sec").key("trailer-ok").send().await.unwrap();
+    assert_eq!(stored.content_encoding(), None, "the aws-chunked marker is not forwarded");
+    assert_eq!(stored.body.collect().await.unwrap().into_bytes().as_ref(), data, "framing is decoded, not stored");
 
-    let bad = raw::send(
-        gw.addr(),
-        &chunked_upload(&gw, "trailer-bad", data, "AAAAAA=="),
-    )
-    .await;
-    assert_eq!(
-        (bad.status, error_code(&bad).as_str()),
-        (400, "BadDigest"),
-        "{}",
-        bad.text()
-    );
+    let bad = raw::send(gw.addr(), &chunked_upload(&gw, "trailer-bad", data, "AAAAAA==")).await;
+    assert_eq!((bad.status, error_code(&bad).as_str()), (400, "BadDigest"), "{}", bad.text());
     assert!(!exists_upstream(&upstream, "trailer-bad").await);
 }
 
@@ -357,34 +204,15 @@ async fn a_stalled_body_times_out_and_is_not_stored() {
         c.server.body_idle_timeout = rewind_config::HumanDuration(Duration::from_millis(300));
     })
     .await;
-    gw.client()
-        .create_bucket()
-        .bucket("sec")
-        .send()
-        .await
-        .unwrap();
+    gw.client().create_bucket().bucket("sec").send().await.unwrap();
     let mut req = put_request(&gw, "stalled", b"");
-    raw::sign_request(
-        &mut req,
-        &gw.access_key_id,
-        &gw.secret,
-        SystemTime::now(),
-        "UNSIGNED-PAYLOAD",
-    );
+    raw::sign_request(&mut req, &gw.access_key_id, &gw.secret, SystemTime::now(), "UNSIGNED-PAYLOAD");
     let mut stream = raw::send_head(gw.addr(), &req, 1000).await;
-    tokio::io::AsyncWriteExt::write_all(&mut stream, &[7u8; 100])
-        .await
-        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stream, &[7u8; 100]).await.unwrap();
     // The client now stalls with 900 bytes owed; the gateway must give up on its own.
-    let res = tokio::time::timeout(Duration::from_secs(20), raw::read_response(stream))
-        .await
-        .expect("the gateway answers");
-    assert_eq!(
-        (res.status, error_code(&res).as_str()),
-        (400, "RequestTimeout"),
-        "{}",
-        res.text()
-    );
+    let res =
+        tokio::time::timeout(Duration::from_secs(20), raw::read_response(stream)).await.expect("the gateway answers");
+    assert_eq!((res.status, error_code(&res).as_str()), (400, "RequestTimeout"), "{}", res.text());
     assert!(!exists_upstream(&upstream, "stalled").await);
 }
 
@@ -392,30 +220,34 @@ async fn a_stalled_body_times_out_and_is_not_stored() {
 async fn browser_post_uploads_are_refused_clearly() {
     let (_upstream, gw) = setup().await;
     let s3 = gw.client();
-    s3.put_object()
-        .bucket("sec")
-        .key("x")
-        .body(ByteStream::from_static(b"1"))
-        .send()
-        .await
-        .unwrap();
+    s3.put_object().bucket("sec").key("x").body(ByteStream::from_static(b"1")).send().await.unwrap();
     let boundary = "XyZ";
     let form = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\nposted\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\nContent-Type: text/plain\r\n\r\ndata\r\n--{boundary}--\r\n"
     );
     let req = http::Request::post(format!("{}/sec", gw.endpoint()))
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
         .body(form.into_bytes())
         .unwrap();
     let res = raw::send(gw.addr(), &req).await;
     // Unsigned form: refused before anything is written, whichever check speaks first.
-    assert!(
-        res.status == 403 || res.status == 501,
-        "{} {}",
-        res.status,
-        res.text()
-    );
+    assert!(res.status == 403 || res.status == 501, "{} {}", res.status, res.text());
+}
+
+#[tokio::test]
+async fn every_configured_client_key_works() {
+    let upstream = FsUpstream::start().await;
+    let (second_id, second_secret) = key_pair();
+    let (id, secret) = (second_id.clone(), second_secret.clone());
+    let gw =
+        TestGateway::start_with(&upstream.target, move |c| c.set_client_key(id, rewind_config::Secret::new(secret)))
+            .await;
+    gw.client().create_bucket().bucket("two").send().await.unwrap();
+    let second = s3_client(&gw.endpoint(), &second_id, &second_secret);
+    second.put_object().bucket("two").key("k").body(ByteStream::from_static(b"v")).send().await.unwrap();
+    assert!(exists_in(&upstream, "two", "k").await);
+}
+
+async fn exists_in(upstream: &FsUpstream, bucket: &str, key: &str) -> bool {
+    upstream.client().head_object().bucket(bucket).key(key).send().await.is_ok()
 }

@@ -6,8 +6,8 @@
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, Delete,
-    MetadataDirective, ObjectIdentifier,
+    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective,
+    ObjectIdentifier,
 };
 use rewind_testkit::{FsUpstream, TestGateway, pattern, raw};
 
@@ -22,13 +22,8 @@ async fn body_of(out: aws_sdk_s3::operation::get_object::GetObjectOutput) -> Vec
     out.body.collect().await.unwrap().into_bytes().to_vec()
 }
 
-fn status_of<E>(
-    err: &aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
-) -> u16 {
-    err.raw_response()
-        .expect("an HTTP answer")
-        .status()
-        .as_u16()
+fn status_of<E>(err: &aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>) -> u16 {
+    err.raw_response().expect("an HTTP answer").status().as_u16()
 }
 
 #[tokio::test]
@@ -36,15 +31,8 @@ async fn buckets_pass_through() {
     let (upstream, _gw, s3) = setup().await;
     s3.create_bucket().bucket("alpha").send().await.unwrap();
     s3.create_bucket().bucket("beta").send().await.unwrap();
-    let mut names: Vec<String> = s3
-        .list_buckets()
-        .send()
-        .await
-        .unwrap()
-        .buckets()
-        .iter()
-        .filter_map(|b| b.name.clone())
-        .collect();
+    let mut names: Vec<String> =
+        s3.list_buckets().send().await.unwrap().buckets().iter().filter_map(|b| b.name.clone()).collect();
     names.sort();
     assert_eq!(names, ["alpha", "beta"]);
     s3.head_bucket().bucket("alpha").send().await.unwrap();
@@ -64,10 +52,7 @@ async fn buckets_pass_through() {
         .collect();
     assert_eq!(direct, ["alpha"]);
     let location = s3.get_bucket_location().bucket("alpha").send().await;
-    assert!(
-        location.is_ok(),
-        "GetBucketLocation is forwarded: {location:?}"
-    );
+    assert!(location.is_ok(), "GetBucketLocation is forwarded: {location:?}");
 }
 
 #[tokio::test]
@@ -88,92 +73,34 @@ async fn objects_round_trip_with_headers_metadata_and_ranges() {
         .send()
         .await
         .unwrap();
-    let get = s3
-        .get_object()
-        .bucket("bkt")
-        .key("dir/file one.bin")
-        .send()
-        .await
-        .unwrap();
+    let get = s3.get_object().bucket("bkt").key("dir/file one.bin").send().await.unwrap();
     assert_eq!(get.e_tag(), put.e_tag(), "ETag passes through");
     assert_eq!(get.content_type(), Some("application/x-test"));
     assert_eq!(get.content_disposition(), Some("attachment"));
     assert_eq!(get.cache_control(), Some("max-age=60"));
-    assert_eq!(
-        get.metadata().unwrap().get("owner").map(String::as_str),
-        Some("alice")
-    );
-    assert_eq!(
-        get.metadata().unwrap().get("purpose").map(String::as_str),
-        Some("round trip")
-    );
+    assert_eq!(get.metadata().unwrap().get("owner").map(String::as_str), Some("alice"));
+    assert_eq!(get.metadata().unwrap().get("purpose").map(String::as_str), Some("round trip"));
     assert_eq!(get.content_length(), Some(300_000));
     assert_eq!(body_of(get).await, data);
 
-    let head = s3
-        .head_object()
-        .bucket("bkt")
-        .key("dir/file one.bin")
-        .send()
-        .await
-        .unwrap();
+    let head = s3.head_object().bucket("bkt").key("dir/file one.bin").send().await.unwrap();
     assert_eq!(head.content_length(), Some(300_000));
     assert_eq!(head.e_tag(), put.e_tag());
 
-    let ranged = s3
-        .get_object()
-        .bucket("bkt")
-        .key("dir/file one.bin")
-        .range("bytes=1000-1999")
-        .send()
-        .await
-        .unwrap();
+    let ranged = s3.get_object().bucket("bkt").key("dir/file one.bin").range("bytes=1000-1999").send().await.unwrap();
     assert_eq!(ranged.content_range(), Some("bytes 1000-1999/300000"));
     assert_eq!(body_of(ranged).await, &data[1000..2000]);
-    let tail = s3
-        .get_object()
-        .bucket("bkt")
-        .key("dir/file one.bin")
-        .range("bytes=-10")
-        .send()
-        .await
-        .unwrap();
+    let tail = s3.get_object().bucket("bkt").key("dir/file one.bin").range("bytes=-10").send().await.unwrap();
     assert_eq!(body_of(tail).await, &data[data.len() - 10..]);
 
     // Byte-exact upstream, and errors are the upstream's.
-    let direct = upstream
-        .client()
-        .get_object()
-        .bucket("bkt")
-        .key("dir/file one.bin")
-        .send()
-        .await
-        .unwrap();
+    let direct = upstream.client().get_object().bucket("bkt").key("dir/file one.bin").send().await.unwrap();
     assert_eq!(body_of(direct).await, data);
-    let err = s3
-        .get_object()
-        .bucket("bkt")
-        .key("nope")
-        .send()
-        .await
-        .unwrap_err();
+    let err = s3.get_object().bucket("bkt").key("nope").send().await.unwrap_err();
     assert!(err.as_service_error().unwrap().is_no_such_key(), "{err:?}");
-    let err = s3
-        .head_object()
-        .bucket("bkt")
-        .key("nope")
-        .send()
-        .await
-        .unwrap_err();
+    let err = s3.head_object().bucket("bkt").key("nope").send().await.unwrap_err();
     assert_eq!(status_of(&err), 404);
-    let err = s3
-        .get_object()
-        .bucket("bkt")
-        .key("dir/file one.bin")
-        .range("bytes=400000-")
-        .send()
-        .await
-        .unwrap_err();
+    let err = s3.get_object().bucket("bkt").key("dir/file one.bin").range("bytes=400000-").send().await.unwrap_err();
     assert_eq!(status_of(&err), 416);
 }
 
@@ -186,27 +113,11 @@ async fn listings_with_prefix_delimiter_and_pagination() {
         .chain(["logs/readme", "photos/a.jpg", "top.txt"].map(String::from))
         .collect();
     for k in &keys {
-        s3.put_object()
-            .bucket("lst")
-            .key(k)
-            .body(ByteStream::from_static(b"x"))
-            .send()
-            .await
-            .unwrap();
+        s3.put_object().bucket("lst").key(k).body(ByteStream::from_static(b"x")).send().await.unwrap();
     }
 
-    let v2 = s3
-        .list_objects_v2()
-        .bucket("lst")
-        .delimiter("/")
-        .send()
-        .await
-        .unwrap();
-    let prefixes: Vec<&str> = v2
-        .common_prefixes()
-        .iter()
-        .filter_map(|p| p.prefix())
-        .collect();
+    let v2 = s3.list_objects_v2().bucket("lst").delimiter("/").send().await.unwrap();
+    let prefixes: Vec<&str> = v2.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
     assert_eq!(prefixes, ["logs/", "photos/"]);
     let top: Vec<&str> = v2.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(top, ["top.txt"]);
@@ -224,47 +135,20 @@ async fn listings_with_prefix_delimiter_and_pagination() {
             .await
             .unwrap();
         assert!(page.contents().len() <= 3);
-        seen.extend(
-            page.contents()
-                .iter()
-                .filter_map(|o| o.key().map(String::from)),
-        );
+        seen.extend(page.contents().iter().filter_map(|o| o.key().map(String::from)));
         token = page.next_continuation_token().map(String::from);
         if !page.is_truncated().unwrap_or(false) {
             break;
         }
     }
-    let want: Vec<String> = keys
-        .iter()
-        .filter(|k| k.starts_with("logs/"))
-        .cloned()
-        .collect();
+    let want: Vec<String> = keys.iter().filter(|k| k.starts_with("logs/")).cloned().collect();
     assert_eq!(seen, want);
 
-    let v1 = s3
-        .list_objects()
-        .bucket("lst")
-        .prefix("logs/2026/")
-        .max_keys(4)
-        .send()
-        .await
-        .unwrap();
+    let v1 = s3.list_objects().bucket("lst").prefix("logs/2026/").max_keys(4).send().await.unwrap();
     assert_eq!(v1.contents().len(), 4);
     assert_eq!(v1.is_truncated(), Some(true));
-    let marker = v1
-        .contents()
-        .last()
-        .and_then(|o| o.key())
-        .unwrap()
-        .to_owned();
-    let v1b = s3
-        .list_objects()
-        .bucket("lst")
-        .prefix("logs/2026/")
-        .marker(marker)
-        .send()
-        .await
-        .unwrap();
+    let marker = v1.contents().last().and_then(|o| o.key()).unwrap().to_owned();
+    let v1b = s3.list_objects().bucket("lst").prefix("logs/2026/").marker(marker).send().await.unwrap();
     assert_eq!(v1b.contents().len(), 3);
 }
 
@@ -282,24 +166,9 @@ async fn copy_object_with_copy_and_replace_directives() {
         .send()
         .await
         .unwrap();
-    s3.copy_object()
-        .bucket("cpy")
-        .key("same-meta")
-        .copy_source("cpy/src")
-        .send()
-        .await
-        .unwrap();
-    let got = s3
-        .get_object()
-        .bucket("cpy")
-        .key("same-meta")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        got.metadata().unwrap().get("k").map(String::as_str),
-        Some("v1")
-    );
+    s3.copy_object().bucket("cpy").key("same-meta").copy_source("cpy/src").send().await.unwrap();
+    let got = s3.get_object().bucket("cpy").key("same-meta").send().await.unwrap();
+    assert_eq!(got.metadata().unwrap().get("k").map(String::as_str), Some("v1"));
     assert_eq!(body_of(got).await, data);
 
     s3.copy_object()
@@ -312,26 +181,10 @@ async fn copy_object_with_copy_and_replace_directives() {
         .send()
         .await
         .unwrap();
-    let got = s3
-        .head_object()
-        .bucket("cpy")
-        .key("new-meta")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        got.metadata().unwrap().get("k").map(String::as_str),
-        Some("v2")
-    );
+    let got = s3.head_object().bucket("cpy").key("new-meta").send().await.unwrap();
+    assert_eq!(got.metadata().unwrap().get("k").map(String::as_str), Some("v2"));
     assert_eq!(got.content_type(), Some("text/x-new"));
-    let err = s3
-        .copy_object()
-        .bucket("cpy")
-        .key("x")
-        .copy_source("cpy/missing")
-        .send()
-        .await
-        .unwrap_err();
+    let err = s3.copy_object().bucket("cpy").key("x").copy_source("cpy/missing").send().await.unwrap_err();
     assert_eq!(status_of(&err), 404);
 }
 
@@ -341,22 +194,10 @@ async fn multipart_upload_with_part_copy_list_parts_and_abort() {
     s3.create_bucket().bucket("mpu").send().await.unwrap();
     let part1 = pattern(5 * 1024 * 1024, 3);
     let source = pattern(2 * 1024 * 1024, 4);
-    s3.put_object()
-        .bucket("mpu")
-        .key("source")
-        .body(ByteStream::from(source.clone()))
-        .send()
-        .await
-        .unwrap();
+    s3.put_object().bucket("mpu").key("source").body(ByteStream::from(source.clone())).send().await.unwrap();
 
-    let upload = s3
-        .create_multipart_upload()
-        .bucket("mpu")
-        .key("big")
-        .content_type("application/x-mp")
-        .send()
-        .await
-        .unwrap();
+    let upload =
+        s3.create_multipart_upload().bucket("mpu").key("big").content_type("application/x-mp").send().await.unwrap();
     let id = upload.upload_id().unwrap();
     let p1 = s3
         .upload_part()
@@ -379,36 +220,15 @@ async fn multipart_upload_with_part_copy_list_parts_and_abort() {
         .send()
         .await
         .unwrap();
-    let parts = s3
-        .list_parts()
-        .bucket("mpu")
-        .key("big")
-        .upload_id(id)
-        .send()
-        .await
-        .unwrap();
+    let parts = s3.list_parts().bucket("mpu").key("big").upload_id(id).send().await.unwrap();
     // s3s-fs lists parts in directory order; S3 sorts them. Compare as sets.
-    let mut numbers: Vec<i32> = parts
-        .parts()
-        .iter()
-        .filter_map(|p| p.part_number())
-        .collect();
+    let mut numbers: Vec<i32> = parts.parts().iter().filter_map(|p| p.part_number()).collect();
     numbers.sort_unstable();
     assert_eq!(numbers, [1, 2]);
 
     let completed = CompletedMultipartUpload::builder()
-        .parts(
-            CompletedPart::builder()
-                .part_number(1)
-                .e_tag(p1.e_tag().unwrap())
-                .build(),
-        )
-        .parts(
-            CompletedPart::builder()
-                .part_number(2)
-                .e_tag(p2.copy_part_result().unwrap().e_tag().unwrap())
-                .build(),
-        )
+        .parts(CompletedPart::builder().part_number(1).e_tag(p1.e_tag().unwrap()).build())
+        .parts(CompletedPart::builder().part_number(2).e_tag(p2.copy_part_result().unwrap().e_tag().unwrap()).build())
         .build();
     let done = s3
         .complete_multipart_upload()
@@ -419,31 +239,14 @@ async fn multipart_upload_with_part_copy_list_parts_and_abort() {
         .send()
         .await
         .unwrap();
-    assert!(
-        done.e_tag().unwrap().contains("-2"),
-        "multipart ETag passes through: {:?}",
-        done.e_tag()
-    );
+    assert!(done.e_tag().unwrap().contains("-2"), "multipart ETag passes through: {:?}", done.e_tag());
 
     let mut want = part1;
     want.extend_from_slice(&source[..1024 * 1024]);
-    let got = upstream
-        .client()
-        .get_object()
-        .bucket("mpu")
-        .key("big")
-        .send()
-        .await
-        .unwrap();
+    let got = upstream.client().get_object().bucket("mpu").key("big").send().await.unwrap();
     assert_eq!(body_of(got).await, want);
 
-    let abandoned = s3
-        .create_multipart_upload()
-        .bucket("mpu")
-        .key("abandoned")
-        .send()
-        .await
-        .unwrap();
+    let abandoned = s3.create_multipart_upload().bucket("mpu").key("abandoned").send().await.unwrap();
     let aid = abandoned.upload_id().unwrap();
     s3.upload_part()
         .bucket("mpu")
@@ -454,23 +257,11 @@ async fn multipart_upload_with_part_copy_list_parts_and_abort() {
         .send()
         .await
         .unwrap();
-    s3.abort_multipart_upload()
-        .bucket("mpu")
-        .key("abandoned")
-        .upload_id(aid)
-        .send()
-        .await
-        .unwrap();
+    s3.abort_multipart_upload().bucket("mpu").key("abandoned").upload_id(aid).send().await.unwrap();
     // After the abort no part is left; the answer is the upstream's own (s3s-fs lists an
     // empty upload where AWS says NoSuchUpload), whichever way it is asked.
-    let via_gateway = s3
-        .list_parts()
-        .bucket("mpu")
-        .key("abandoned")
-        .upload_id(aid)
-        .send()
-        .await
-        .map(|o| o.parts().len());
+    let via_gateway =
+        s3.list_parts().bucket("mpu").key("abandoned").upload_id(aid).send().await.map(|o| o.parts().len());
     let direct = upstream
         .client()
         .list_parts()
@@ -482,14 +273,7 @@ async fn multipart_upload_with_part_copy_list_parts_and_abort() {
         .map(|o| o.parts().len());
     assert_eq!(via_gateway.as_ref().ok(), direct.as_ref().ok());
     assert!(via_gateway.as_ref().map_or(true, |n| *n == 0));
-    assert!(
-        s3.head_object()
-            .bucket("mpu")
-            .key("abandoned")
-            .send()
-            .await
-            .is_err()
-    );
+    assert!(s3.head_object().bucket("mpu").key("abandoned").send().await.is_err());
 }
 
 #[tokio::test]
@@ -497,32 +281,15 @@ async fn delete_object_and_delete_objects() {
     let (upstream, _gw, s3) = setup().await;
     s3.create_bucket().bucket("del").send().await.unwrap();
     for k in ["a", "bkt", "cpy", "keep"] {
-        s3.put_object()
-            .bucket("del")
-            .key(k)
-            .body(ByteStream::from_static(b"1"))
-            .send()
-            .await
-            .unwrap();
+        s3.put_object().bucket("del").key(k).body(ByteStream::from_static(b"1")).send().await.unwrap();
     }
-    s3.delete_object()
-        .bucket("del")
-        .key("a")
-        .send()
-        .await
-        .unwrap();
+    s3.delete_object().bucket("del").key("a").send().await.unwrap();
     let batch = Delete::builder()
         .objects(ObjectIdentifier::builder().key("bkt").build().unwrap())
         .objects(ObjectIdentifier::builder().key("cpy").build().unwrap())
         .build()
         .unwrap();
-    let out = s3
-        .delete_objects()
-        .bucket("del")
-        .delete(batch)
-        .send()
-        .await
-        .unwrap();
+    let out = s3.delete_objects().bucket("del").delete(batch).send().await.unwrap();
     assert_eq!(out.deleted().len(), 2);
     let left: Vec<String> = upstream
         .client()
@@ -561,28 +328,12 @@ async fn uploads_with_every_checksum_algorithm() {
             .send()
             .await
             .unwrap_or_else(|e| panic!("{algorithm:?}: {e:?}"));
-        let got = upstream
-            .client()
-            .get_object()
-            .bucket("cks")
-            .key(&key)
-            .send()
-            .await
-            .unwrap();
+        let got = upstream.client().get_object().bucket("cks").key(&key).send().await.unwrap();
         assert_eq!(body_of(got).await, data, "{algorithm:?}");
     }
-    let head = s3
-        .head_object()
-        .bucket("cks")
-        .key("obj-CRC32C")
-        .checksum_mode(ChecksumMode::Enabled)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        head.checksum_crc32_c().is_some(),
-        "the client's algorithm is stored upstream: {head:?}"
-    );
+    let head =
+        s3.head_object().bucket("cks").key("obj-CRC32C").checksum_mode(ChecksumMode::Enabled).send().await.unwrap();
+    assert!(head.checksum_crc32_c().is_some(), "the client's algorithm is stored upstream: {head:?}");
 }
 
 /// Virtual-host addressing under a configured base domain reaches the same bucket. The Host
@@ -590,16 +341,8 @@ async fn uploads_with_every_checksum_algorithm() {
 #[tokio::test]
 async fn virtual_host_style_addressing() {
     let upstream = FsUpstream::start().await;
-    let gw = TestGateway::start_with(&upstream.target, |c| {
-        c.server.base_domains = vec!["localhost".into()]
-    })
-    .await;
-    gw.client()
-        .create_bucket()
-        .bucket("vhb")
-        .send()
-        .await
-        .unwrap();
+    let gw = TestGateway::start_with(&upstream.target, |c| c.server.base_domains = vec!["localhost".into()]).await;
+    gw.client().create_bucket().bucket("vhb").send().await.unwrap();
     let port = gw.addr().port();
     let mut req = http::Request::builder()
         .method("GET")
@@ -607,13 +350,7 @@ async fn virtual_host_style_addressing() {
         .header("host", format!("vhb.localhost:{port}"))
         .body(Vec::new())
         .unwrap();
-    raw::sign_request(
-        &mut req,
-        &gw.access_key_id,
-        &gw.secret,
-        std::time::SystemTime::now(),
-        &raw::sha256_hex(b""),
-    );
+    raw::sign_request(&mut req, &gw.access_key_id, &gw.secret, std::time::SystemTime::now(), &raw::sha256_hex(b""));
     let res = raw::send(gw.addr(), &req).await;
     assert_eq!(res.status, 200, "{}", res.text());
     assert!(res.text().contains("<Name>vhb</Name>"), "{}", res.text());
@@ -623,25 +360,10 @@ async fn virtual_host_style_addressing() {
 async fn unsupported_operations_answer_not_implemented() {
     let (_upstream, _gw, s3) = setup().await;
     s3.create_bucket().bucket("nim").send().await.unwrap();
-    s3.put_object()
-        .bucket("nim")
-        .key("k")
-        .body(ByteStream::from_static(b"v"))
-        .send()
-        .await
-        .unwrap();
+    s3.put_object().bucket("nim").key("k").body(ByteStream::from_static(b"v")).send().await.unwrap();
     // s3s-fs has no tagging: the upstream's NotImplemented reaches the client unchanged,
     // never a silent fall-through to another action.
-    let err = s3
-        .get_object_tagging()
-        .bucket("nim")
-        .key("k")
-        .send()
-        .await
-        .unwrap_err();
+    let err = s3.get_object_tagging().bucket("nim").key("k").send().await.unwrap_err();
     assert_eq!(status_of(&err), 501);
-    assert_eq!(
-        err.as_service_error().and_then(|e| e.code()),
-        Some("NotImplemented")
-    );
+    assert_eq!(err.as_service_error().and_then(|e| e.code()), Some("NotImplemented"));
 }

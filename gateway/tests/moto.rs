@@ -27,79 +27,29 @@ async fn versioning_tagging_conditionals_and_errors_pass_through() {
 async fn versioning(s3: &aws_sdk_s3::Client, direct: &aws_sdk_s3::Client) {
     s3.put_bucket_versioning()
         .bucket("ver")
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
+        .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
         .send()
         .await
         .unwrap();
-    let v1 = s3
-        .put_object()
-        .bucket("ver")
-        .key("doc")
-        .body(ByteStream::from_static(b"first"))
-        .send()
-        .await
-        .unwrap();
-    let v2 = s3
-        .put_object()
-        .bucket("ver")
-        .key("doc")
-        .body(ByteStream::from_static(b"second"))
-        .send()
-        .await
-        .unwrap();
+    let v1 = s3.put_object().bucket("ver").key("doc").body(ByteStream::from_static(b"first")).send().await.unwrap();
+    let v2 = s3.put_object().bucket("ver").key("doc").body(ByteStream::from_static(b"second")).send().await.unwrap();
     let (id1, id2) = (v1.version_id().unwrap(), v2.version_id().unwrap());
     assert_ne!(id1, id2);
 
-    let old = s3
-        .get_object()
-        .bucket("ver")
-        .key("doc")
-        .version_id(id1)
-        .send()
-        .await
-        .unwrap();
+    let old = s3.get_object().bucket("ver").key("doc").version_id(id1).send().await.unwrap();
     assert_eq!(old.version_id(), Some(id1));
-    assert_eq!(
-        old.body.collect().await.unwrap().into_bytes().as_ref(),
-        b"first"
-    );
+    assert_eq!(old.body.collect().await.unwrap().into_bytes().as_ref(), b"first");
 
-    let deleted = s3
-        .delete_object()
-        .bucket("ver")
-        .key("doc")
-        .send()
-        .await
-        .unwrap();
+    let deleted = s3.delete_object().bucket("ver").key("doc").send().await.unwrap();
     assert_eq!(deleted.delete_marker(), Some(true));
 
-    let via_gateway = s3
-        .list_object_versions()
-        .bucket("ver")
-        .send()
-        .await
-        .unwrap();
-    let upstream = direct
-        .list_object_versions()
-        .bucket("ver")
-        .send()
-        .await
-        .unwrap();
-    let ids =
-        |o: &aws_sdk_s3::operation::list_object_versions::ListObjectVersionsOutput| -> Vec<String> {
-            o.versions()
-                .iter()
-                .filter_map(|v| v.version_id.clone())
-                .collect()
-        };
+    let via_gateway = s3.list_object_versions().bucket("ver").send().await.unwrap();
+    let upstream = direct.list_object_versions().bucket("ver").send().await.unwrap();
+    let ids = |o: &aws_sdk_s3::operation::list_object_versions::ListObjectVersionsOutput| -> Vec<String> {
+        o.versions().iter().filter_map(|v| v.version_id.clone()).collect()
+    };
     assert_eq!(ids(&via_gateway), ids(&upstream));
-    assert!(
-        ids(&via_gateway).contains(&id1.to_owned()) && ids(&via_gateway).contains(&id2.to_owned())
-    );
+    assert!(ids(&via_gateway).contains(&id1.to_owned()) && ids(&via_gateway).contains(&id2.to_owned()));
     assert_eq!(via_gateway.delete_markers().len(), 1);
 }
 
@@ -112,138 +62,41 @@ async fn tagging(s3: &aws_sdk_s3::Client, direct: &aws_sdk_s3::Client) {
         .send()
         .await
         .unwrap();
-    let tags = s3
-        .get_object_tagging()
-        .bucket("ver")
-        .key("tagged")
-        .send()
-        .await
-        .unwrap();
-    let mut pairs: Vec<(String, String)> = tags
-        .tag_set()
-        .iter()
-        .map(|t| (t.key().to_owned(), t.value().to_owned()))
-        .collect();
+    let tags = s3.get_object_tagging().bucket("ver").key("tagged").send().await.unwrap();
+    let mut pairs: Vec<(String, String)> =
+        tags.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
     pairs.sort();
-    assert_eq!(
-        pairs,
-        [
-            ("team".to_owned(), "storage".to_owned()),
-            ("tier".to_owned(), "gold".to_owned())
-        ]
-    );
+    assert_eq!(pairs, [("team".to_owned(), "storage".to_owned()), ("tier".to_owned(), "gold".to_owned())]);
 
-    let new_tags = Tagging::builder()
-        .tag_set(
-            Tag::builder()
-                .key("state")
-                .value("archived")
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
-    s3.put_object_tagging()
-        .bucket("ver")
-        .key("tagged")
-        .tagging(new_tags)
-        .send()
-        .await
-        .unwrap();
-    let upstream_tags = direct
-        .get_object_tagging()
-        .bucket("ver")
-        .key("tagged")
-        .send()
-        .await
-        .unwrap();
+    let new_tags =
+        Tagging::builder().tag_set(Tag::builder().key("state").value("archived").build().unwrap()).build().unwrap();
+    s3.put_object_tagging().bucket("ver").key("tagged").tagging(new_tags).send().await.unwrap();
+    let upstream_tags = direct.get_object_tagging().bucket("ver").key("tagged").send().await.unwrap();
     assert_eq!(upstream_tags.tag_set().len(), 1);
     assert_eq!(upstream_tags.tag_set()[0].value(), "archived");
 
-    s3.delete_object_tagging()
-        .bucket("ver")
-        .key("tagged")
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        direct
-            .get_object_tagging()
-            .bucket("ver")
-            .key("tagged")
-            .send()
-            .await
-            .unwrap()
-            .tag_set()
-            .is_empty()
-    );
+    s3.delete_object_tagging().bucket("ver").key("tagged").send().await.unwrap();
+    assert!(direct.get_object_tagging().bucket("ver").key("tagged").send().await.unwrap().tag_set().is_empty());
 }
 
 async fn conditionals(s3: &aws_sdk_s3::Client) {
-    let put = s3
-        .put_object()
-        .bucket("ver")
-        .key("cond")
-        .body(ByteStream::from_static(b"c"))
-        .send()
-        .await
-        .unwrap();
+    let put = s3.put_object().bucket("ver").key("cond").body(ByteStream::from_static(b"c")).send().await.unwrap();
     let etag = put.e_tag().unwrap();
 
-    let err = s3
-        .get_object()
-        .bucket("ver")
-        .key("cond")
-        .if_none_match(etag)
-        .send()
-        .await
-        .unwrap_err();
+    let err = s3.get_object().bucket("ver").key("cond").if_none_match(etag).send().await.unwrap_err();
     assert_eq!(err.raw_response().unwrap().status().as_u16(), 304);
-    let err = s3
-        .get_object()
-        .bucket("ver")
-        .key("cond")
-        .if_match("\"not-the-etag\"")
-        .send()
-        .await
-        .unwrap_err();
+    let err = s3.get_object().bucket("ver").key("cond").if_match("\"not-the-etag\"").send().await.unwrap_err();
     assert_eq!(err.raw_response().unwrap().status().as_u16(), 412);
-    let ok = s3
-        .get_object()
-        .bucket("ver")
-        .key("cond")
-        .if_match(etag)
-        .send()
-        .await
-        .unwrap();
+    let ok = s3.get_object().bucket("ver").key("cond").if_match(etag).send().await.unwrap();
     assert_eq!(ok.e_tag(), Some(etag));
     let future = aws_sdk_s3::primitives::DateTime::from_secs(4_102_444_800); // 2100-01-01
-    let err = s3
-        .get_object()
-        .bucket("ver")
-        .key("cond")
-        .if_modified_since(future)
-        .send()
-        .await
-        .unwrap_err();
+    let err = s3.get_object().bucket("ver").key("cond").if_modified_since(future).send().await.unwrap_err();
     assert_eq!(err.raw_response().unwrap().status().as_u16(), 304);
 }
 
 async fn errors_match_the_upstream(s3: &aws_sdk_s3::Client, direct: &aws_sdk_s3::Client) {
-    let via_gateway = s3
-        .get_object()
-        .bucket("no-such-bucket-here")
-        .key("k")
-        .send()
-        .await
-        .unwrap_err();
-    let upstream = direct
-        .get_object()
-        .bucket("no-such-bucket-here")
-        .key("k")
-        .send()
-        .await
-        .unwrap_err();
+    let via_gateway = s3.get_object().bucket("no-such-bucket-here").key("k").send().await.unwrap_err();
+    let upstream = direct.get_object().bucket("no-such-bucket-here").key("k").send().await.unwrap_err();
     assert_eq!(via_gateway.code(), upstream.code());
     assert_eq!(via_gateway.code(), Some("NoSuchBucket"));
     assert_eq!(via_gateway.message(), upstream.message());

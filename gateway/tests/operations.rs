@@ -11,18 +11,13 @@ use rewind_testkit::{FsUpstream, TestGateway, eventually, raw};
 use tokio::io::AsyncWriteExt;
 
 async fn admin_get(gw: &TestGateway, path: &str) -> raw::RawResponse {
-    let req = http::Request::get(format!("{}{path}", gw.admin_url()))
-        .body(Vec::new())
-        .unwrap();
+    let req = http::Request::get(format!("{}{path}", gw.admin_url())).body(Vec::new()).unwrap();
     raw::send(gw.gateway.admin_addr, &req).await
 }
 
 /// The value of one sample line, e.g. `rewind_requests_total{operation="PutObject",status_code="200"}`.
 fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|l| {
-        l.strip_prefix(series)
-            .and_then(|rest| rest.trim().parse().ok())
-    })
+    metrics.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
 }
 
 #[tokio::test]
@@ -40,81 +35,22 @@ async fn metrics_count_requests_bytes_and_upstream_calls() {
             .await
             .unwrap();
     }
-    s3.get_object()
-        .bucket("met")
-        .key("k0")
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap();
-    let _ = s3
-        .get_object()
-        .bucket("met")
-        .key("missing")
-        .send()
-        .await
-        .unwrap_err();
-    let _ = rewind_testkit::s3_client(&gw.endpoint(), "NOSUCHKEY1", "wrong-secret-0123456789")
-        .list_buckets()
-        .send()
-        .await;
+    s3.get_object().bucket("met").key("k0").send().await.unwrap().body.collect().await.unwrap();
+    let _ = s3.get_object().bucket("met").key("missing").send().await.unwrap_err();
+    let _ =
+        rewind_testkit::s3_client(&gw.endpoint(), "NOSUCHKEY1", "wrong-secret-0123456789").list_buckets().send().await;
 
     let m = admin_get(&gw, "/metrics").await.text();
+    assert_eq!(sample(&m, r#"rewind_requests_total{operation="PutObject",status_code="200"}"#), Some(3.0), "{m}");
+    assert_eq!(sample(&m, r#"rewind_requests_total{operation="GetObject",status_code="404"}"#), Some(1.0));
+    assert_eq!(sample(&m, r#"rewind_requests_total{operation="Unresolved",status_code="403"}"#), Some(1.0));
+    assert!(sample(&m, r#"rewind_client_received_bytes_total{operation="PutObject"}"#).unwrap() >= 30_000.0);
+    assert!(sample(&m, r#"rewind_client_sent_bytes_total{operation="GetObject"}"#).unwrap() >= 10_000.0);
     assert_eq!(
-        sample(
-            &m,
-            r#"rewind_requests_total{operation="PutObject",status_code="200"}"#
-        ),
-        Some(3.0),
-        "{m}"
-    );
-    assert_eq!(
-        sample(
-            &m,
-            r#"rewind_requests_total{operation="GetObject",status_code="404"}"#
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(
-            &m,
-            r#"rewind_requests_total{operation="Unresolved",status_code="403"}"#
-        ),
-        Some(1.0)
-    );
-    assert!(
-        sample(
-            &m,
-            r#"rewind_client_received_bytes_total{operation="PutObject"}"#
-        )
-        .unwrap()
-            >= 30_000.0
-    );
-    assert!(
-        sample(
-            &m,
-            r#"rewind_client_sent_bytes_total{operation="GetObject"}"#
-        )
-        .unwrap()
-            >= 10_000.0
-    );
-    assert_eq!(
-        sample(
-            &m,
-            r#"rewind_upstream_request_duration_seconds_count{operation="PutObject",outcome="ok"}"#
-        ),
+        sample(&m, r#"rewind_upstream_request_duration_seconds_count{operation="PutObject",outcome="ok"}"#),
         Some(3.0)
     );
-    assert_eq!(
-        sample(
-            &m,
-            r#"rewind_request_duration_seconds_count{operation="PutObject"}"#
-        ),
-        Some(3.0)
-    );
+    assert_eq!(sample(&m, r#"rewind_request_duration_seconds_count{operation="PutObject"}"#), Some(3.0));
     assert!(m.contains("rewind_build_info{"), "{m}");
     assert!(
         !m.contains(&gw.secret) && !m.contains("k0") && !m.contains("\"met\""),
@@ -133,18 +69,8 @@ async fn health_and_readiness_follow_the_upstream() {
     upstream.stop().await;
     let ready = admin_get(&gw, "/ready").await;
     assert_eq!(ready.status, 503, "{}", ready.text());
-    assert_eq!(
-        admin_get(&gw, "/health").await.status,
-        200,
-        "the process itself is fine"
-    );
-    assert_eq!(
-        sample(
-            &admin_get(&gw, "/metrics").await.text(),
-            "rewind_upstream_up"
-        ),
-        Some(0.0)
-    );
+    assert_eq!(admin_get(&gw, "/health").await.status, 200, "the process itself is fine");
+    assert_eq!(sample(&admin_get(&gw, "/metrics").await.text(), "rewind_upstream_up"), Some(0.0));
 
     // S3 requests get a retryable 503 that does not reveal the upstream's address.
     let err = gw.client().list_buckets().send().await.unwrap_err();
@@ -159,15 +85,7 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     let gw = TestGateway::start_with(&upstream.target, |c| c.server.max_connections = 1).await;
     // Holds the only slot: a connection that sends nothing.
     let hog = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
-    assert!(
-        eventually(Duration::from_secs(5), async || gw
-            .gateway
-            .metrics
-            .connections_active
-            .get()
-            == 1)
-        .await
-    );
+    assert!(eventually(Duration::from_secs(5), async || gw.gateway.metrics.connections_active.get() == 1).await);
 
     let s3 = gw.client();
     let waiting = tokio::spawn(async move { s3.list_buckets().send().await });
@@ -179,15 +97,10 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
         }
     })
     .await;
-    assert!(
-        blocked.is_err(),
-        "a second connection must not be served while the cap is reached"
-    );
+    assert!(blocked.is_err(), "a second connection must not be served while the cap is reached");
 
     drop(hog);
-    let served = tokio::time::timeout(Duration::from_secs(10), waiting)
-        .await
-        .expect("served once the slot frees");
+    let served = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("served once the slot frees");
     served.unwrap().unwrap();
 }
 
@@ -195,73 +108,48 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
 async fn shutdown_lets_in_flight_uploads_finish_and_stops_accepting() {
     let upstream = FsUpstream::start().await;
     let gw = TestGateway::start(&upstream.target).await;
-    gw.client()
-        .create_bucket()
-        .bucket("sht")
-        .send()
-        .await
-        .unwrap();
+    gw.client().create_bucket().bucket("sht").send().await.unwrap();
     let addr = gw.addr();
 
     // An upload in progress: headers and half the body sent.
     let body = vec![42u8; 64 * 1024];
-    let mut req = http::Request::put(format!("{}/sht/in-flight", gw.endpoint()))
-        .body(Vec::new())
-        .unwrap();
-    raw::sign_request(
-        &mut req,
-        &gw.access_key_id,
-        &gw.secret,
-        SystemTime::now(),
-        "UNSIGNED-PAYLOAD",
-    );
+    let mut req = http::Request::put(format!("{}/sht/in-flight", gw.endpoint())).body(Vec::new()).unwrap();
+    raw::sign_request(&mut req, &gw.access_key_id, &gw.secret, SystemTime::now(), "UNSIGNED-PAYLOAD");
     let mut stream = raw::send_head(addr, &req, body.len()).await;
     stream.write_all(&body[..32 * 1024]).await.unwrap();
-    assert!(
-        eventually(Duration::from_secs(5), async || gw
-            .gateway
-            .metrics
-            .requests_in_flight
-            .get()
-            == 1)
-        .await
-    );
+    assert!(eventually(Duration::from_secs(5), async || gw.gateway.metrics.requests_in_flight.get() == 1).await);
 
     let client = upstream.client();
-    let TestGateway {
-        gateway, data_dir, ..
-    } = gw;
+    let TestGateway { gateway, data_dir, .. } = gw;
     let shutdown = tokio::spawn(gateway.shutdown());
     // New connections are refused once the listener is closed.
-    assert!(
-        eventually(Duration::from_secs(5), async || {
-            tokio::net::TcpStream::connect(addr).await.is_err()
-        })
-        .await
-    );
+    assert!(eventually(Duration::from_secs(5), async || { tokio::net::TcpStream::connect(addr).await.is_err() }).await);
 
     stream.write_all(&body[32 * 1024..]).await.unwrap();
     let res = raw::read_response(stream).await;
-    assert_eq!(
-        res.status,
-        200,
-        "the in-flight upload completes: {}",
-        res.text()
-    );
-    tokio::time::timeout(Duration::from_secs(10), shutdown)
-        .await
-        .expect("shutdown finishes")
-        .unwrap();
-    let stored = client
-        .get_object()
-        .bucket("sht")
-        .key("in-flight")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        stored.body.collect().await.unwrap().into_bytes().len(),
-        body.len()
-    );
+    assert_eq!(res.status, 200, "the in-flight upload completes: {}", res.text());
+    tokio::time::timeout(Duration::from_secs(10), shutdown).await.expect("shutdown finishes").unwrap();
+    let stored = client.get_object().bucket("sht").key("in-flight").send().await.unwrap();
+    assert_eq!(stored.body.collect().await.unwrap().into_bytes().len(), body.len());
     drop(data_dir);
+}
+
+#[tokio::test]
+async fn oversized_xml_bodies_are_refused() {
+    let upstream = FsUpstream::start().await;
+    let gw = TestGateway::start_with(&upstream.target, |c| {
+        c.server.max_xml_body_size = rewind_config::ByteSize(64 * 1024);
+    })
+    .await;
+    gw.client().create_bucket().bucket("xml").send().await.unwrap();
+    // A DeleteObjects body of ~115 KiB against a 64 KiB limit.
+    let objects: String =
+        (0..2000).map(|i| format!("<Object><Key>some/longish/key/number/{i:05}</Key></Object>")).collect();
+    let body = format!("<Delete>{objects}</Delete>").into_bytes();
+    assert!(body.len() > 64 * 1024);
+    let mut req = http::Request::post(format!("{}/xml?delete", gw.endpoint())).body(body.clone()).unwrap();
+    raw::sign_request(&mut req, &gw.access_key_id, &gw.secret, SystemTime::now(), &raw::sha256_hex(&body));
+    let res = raw::send(gw.addr(), &req).await;
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert!(res.text().contains("MaxMessageLengthExceeded"), "{}", res.text());
 }

@@ -45,15 +45,8 @@ mod tests {
     fn redacts_by_default_and_reveals_when_asked() {
         let shown = LogKey("payroll/2026/alice.csv").to_string();
         assert!(!shown.contains("alice"), "{shown}");
-        assert!(
-            shown.starts_with("key#") && shown.ends_with("/22"),
-            "{shown}"
-        );
-        assert_eq!(
-            shown,
-            LogKey("payroll/2026/alice.csv").to_string(),
-            "stable fingerprint"
-        );
+        assert!(shown.starts_with("key#") && shown.ends_with("/22"), "{shown}");
+        assert_eq!(shown, LogKey("payroll/2026/alice.csv").to_string(), "stable fingerprint");
         assert_ne!(shown, LogKey("payroll/2026/bob.csv").to_string());
 
         set_key_redaction(false);

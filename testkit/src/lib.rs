@@ -32,29 +32,27 @@ pub struct FsUpstream {
 }
 
 impl FsUpstream {
-    /// Starts serving an empty directory.
+    /// Starts serving an empty temporary directory.
     pub async fn start() -> Self {
-        let root = tempfile::tempdir().unwrap();
+        Self::serve(tempfile::tempdir().unwrap()).await
+    }
+
+    /// Starts serving an empty directory created under `parent` (e.g. on /dev/shm).
+    pub async fn start_in(parent: std::path::PathBuf) -> Self {
+        std::fs::create_dir_all(&parent).unwrap();
+        Self::serve(tempfile::tempdir_in(parent).unwrap()).await
+    }
+
+    async fn serve(root: tempfile::TempDir) -> Self {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let up = EmbeddedUpstream::start(root.path(), shutdown.clone(), &tracker)
-            .await
-            .unwrap();
-        Self {
-            target: up.target,
-            root,
-            shutdown,
-            tracker,
-        }
+        let up = EmbeddedUpstream::start(root.path(), shutdown.clone(), &tracker).await.unwrap();
+        Self { target: up.target, root, shutdown, tracker }
     }
 
     /// A client that talks to this upstream directly, bypassing the gateway.
     pub fn client(&self) -> aws_sdk_s3::Client {
-        s3_client(
-            &self.target.endpoint,
-            &self.target.access_key_id,
-            self.target.secret.expose(),
-        )
+        s3_client(&self.target.endpoint, &self.target.access_key_id, self.target.secret.expose())
     }
 
     /// Stops serving and waits for the listener to close.
@@ -104,15 +102,8 @@ impl TestGateway {
         config.set_client_key(id.clone(), Secret::new(secret.clone()));
         adjust(&mut config);
         let config = config.finish(vec![]).unwrap();
-        let gateway = Gateway::start(config, StartOptions::default())
-            .await
-            .unwrap();
-        Self {
-            gateway,
-            access_key_id: id,
-            secret,
-            data_dir,
-        }
+        let gateway = Gateway::start(config, StartOptions::default()).await.unwrap();
+        Self { gateway, access_key_id: id, secret, data_dir }
     }
 
     /// `http://127.0.0.1:PORT` of the S3 listener.
@@ -143,11 +134,7 @@ pub fn s3_client(endpoint: &str, access_key_id: &str, secret: &str) -> aws_sdk_s
 }
 
 /// The configuration builder behind [`s3_client`], for tests that change one thing.
-pub fn client_config(
-    endpoint: &str,
-    access_key_id: &str,
-    secret: &str,
-) -> aws_sdk_s3::config::Builder {
+pub fn client_config(endpoint: &str, access_key_id: &str, secret: &str) -> aws_sdk_s3::config::Builder {
     aws_sdk_s3::config::Builder::new()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint)

@@ -21,17 +21,15 @@ pub struct Moto {
 impl Moto {
     /// Starts `moto_server` on a free loopback port and waits until it answers.
     pub async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run moto_server ({e}); install it with: pip install 'moto[server]' (.ci/run does)"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run moto_server ({e}); install it with: pip install 'moto[server]' (.ci/run does)")
+            });
         let (id, secret) = crate::key_pair();
         let moto = Self {
             child,
@@ -42,9 +40,7 @@ impl Moto {
             },
         };
         let up = crate::eventually(MOTO_START_TIMEOUT, async || {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
         })
         .await;
         assert!(up, "moto_server did not start listening on port {port}");
@@ -53,11 +49,7 @@ impl Moto {
 
     /// A client that talks to moto directly, bypassing the gateway.
     pub fn client(&self) -> aws_sdk_s3::Client {
-        crate::s3_client(
-            &self.target.endpoint,
-            &self.target.access_key_id,
-            self.target.secret.expose(),
-        )
+        crate::s3_client(&self.target.endpoint, &self.target.access_key_id, self.target.secret.expose())
     }
 }
 

@@ -5,9 +5,7 @@ use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign,
-};
+use aws_sigv4::http_request::{PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use sha2::Digest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,13 +35,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
 }
 
 /// Signs `req` (SigV4, header auth) as of `time`, declaring `payload_hash` as the body's hash.
-pub fn sign_request(
-    req: &mut http::Request<Vec<u8>>,
-    key: &str,
-    secret: &str,
-    time: SystemTime,
-    payload_hash: &str,
-) {
+pub fn sign_request(req: &mut http::Request<Vec<u8>>, key: &str, secret: &str, time: SystemTime, payload_hash: &str) {
     let identity = Credentials::new(key, secret, None, None, "raw").into();
     let mut settings = SigningSettings::default();
     settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
@@ -56,11 +48,8 @@ pub fn sign_request(
         .build()
         .unwrap()
         .into();
-    let headers: Vec<(String, String)> = req
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
-        .collect();
+    let headers: Vec<(String, String)> =
+        req.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned())).collect();
     let uri = req.uri().to_string();
     let signable = SignableRequest::new(
         req.method().as_str(),
@@ -74,11 +63,7 @@ pub fn sign_request(
 }
 
 /// Writes the request line and headers (with Host and Content-Length) to a new connection.
-pub async fn send_head(
-    addr: SocketAddr,
-    req: &http::Request<Vec<u8>>,
-    content_length: usize,
-) -> TcpStream {
+pub async fn send_head(addr: SocketAddr, req: &http::Request<Vec<u8>>, content_length: usize) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let mut head = format!("{} {} HTTP/1.1\r\n", req.method(), path);
@@ -88,9 +73,7 @@ pub async fn send_head(
     if !req.headers().contains_key(http::header::HOST) {
         head.push_str(&format!("host: {addr}\r\n"));
     }
-    head.push_str(&format!(
-        "content-length: {content_length}\r\nconnection: close\r\n\r\n"
-    ));
+    head.push_str(&format!("content-length: {content_length}\r\nconnection: close\r\n\r\n"));
     stream.write_all(head.as_bytes()).await.unwrap();
     stream
 }
@@ -99,29 +82,15 @@ pub async fn send_head(
 pub async fn read_response(mut stream: TcpStream) -> RawResponse {
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a complete response head");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response head");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    RawResponse {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    }
+    RawResponse { status, headers, body: raw[split + 4..].to_vec() }
 }
 
 /// Sends `req` with its body and returns the response.

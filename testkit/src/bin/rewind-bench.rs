@@ -1,0 +1,317 @@
+//! `rewind-bench`: the same S3 load, direct to a fast upstream and through the gateway, in
+//! one run, with the ratio of the two and the gateway's memory.
+//!
+//! The upstream is s3s-fs in this process behind the gateway's accept loop (TCP_NODELAY),
+//! on /dev/shm when it exists so that disk speed does not cap the figures. The gateway is
+//! the real `rewind-gateway` binary (release build, next to this one) in a child process,
+//! so its RSS can be read from /proc.
+//!
+//! Build and run:  cargo build --release --bins && target/release/rewind-bench [--quick]
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+use rewind_testkit::{FsUpstream, eventually, key_pair, pattern};
+
+const MIB: usize = 1024 * 1024;
+
+/// One load: an operation on objects of one size, with some concurrency, a number of times.
+#[derive(Clone, Copy)]
+struct Load {
+    name: &'static str,
+    put: bool,
+    size: usize,
+    concurrency: usize,
+    ops: usize,
+    /// Distinct keys cycled through (GETs read what the PUT phase wrote).
+    keys: usize,
+    /// The acceptance target for through-gateway / direct.
+    target: f64,
+    /// PUT bodies signed with their SHA-256 (what SDKs do over plain HTTP), or sent as
+    /// UNSIGNED-PAYLOAD with a CRC32 checksum (what current SDKs do over HTTPS).
+    signed: bool,
+}
+
+struct Outcome {
+    seconds: f64,
+    ops: usize,
+    bytes: usize,
+}
+
+impl Outcome {
+    fn per_second(&self) -> f64 {
+        self.ops as f64 / self.seconds
+    }
+    fn mb_per_second(&self) -> f64 {
+        self.bytes as f64 / self.seconds / 1e6
+    }
+}
+
+fn loads(quick: bool) -> Vec<Load> {
+    let scale = if quick { 4 } else { 1 };
+    vec![
+        Load {
+            name: "PUT 64 MiB x4",
+            put: true,
+            size: 64 * MIB,
+            concurrency: 4,
+            ops: 48 / scale,
+            keys: 8,
+            target: 0.90,
+            signed: false,
+        },
+        Load {
+            name: "PUT 64 MiB x4 signed",
+            put: true,
+            size: 64 * MIB,
+            concurrency: 4,
+            ops: 48 / scale,
+            keys: 8,
+            target: 0.90,
+            signed: true,
+        },
+        Load {
+            name: "GET 64 MiB x4",
+            put: false,
+            size: 64 * MIB,
+            concurrency: 4,
+            ops: 48 / scale,
+            keys: 8,
+            target: 0.90,
+            signed: false,
+        },
+        Load {
+            name: "PUT 4 KiB x32",
+            put: true,
+            size: 4096,
+            concurrency: 32,
+            ops: 20_000 / scale,
+            keys: 1000,
+            target: 0.80,
+            signed: false,
+        },
+        Load {
+            name: "PUT 4 KiB x32 signed",
+            put: true,
+            size: 4096,
+            concurrency: 32,
+            ops: 20_000 / scale,
+            keys: 1000,
+            target: 0.80,
+            signed: true,
+        },
+        Load {
+            name: "GET 4 KiB x32",
+            put: false,
+            size: 4096,
+            concurrency: 32,
+            ops: 20_000 / scale,
+            keys: 1000,
+            target: 0.80,
+            signed: false,
+        },
+    ]
+}
+
+/// A client with the SDK's default upload checksums (CRC32); responses are not re-checked,
+/// so the client's share of the CPU stays small.
+fn client(endpoint: &str, id: &str, secret: &str) -> aws_sdk_s3::Client {
+    let conf = rewind_testkit::client_config(endpoint, id, secret)
+        .request_checksum_calculation(RequestChecksumCalculation::WhenSupported)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+async fn run(client: &aws_sdk_s3::Client, bucket: &str, load: Load, body: Bytes) -> Outcome {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..load.concurrency {
+        let (client, next, body, bucket) = (client.clone(), next.clone(), body.clone(), bucket.to_owned());
+        workers.push(tokio::spawn(async move {
+            let mut bytes = 0;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= load.ops {
+                    return bytes;
+                }
+                let key = format!("{}-{}", load.size, i % load.keys);
+                if load.put {
+                    let put = client.put_object().bucket(&bucket).key(&key).body(ByteStream::from(body.clone()));
+                    if load.signed {
+                        put.send().await.unwrap();
+                    } else {
+                        put.customize().disable_payload_signing().send().await.unwrap();
+                    }
+                    bytes += body.len();
+                } else {
+                    let out = client.get_object().bucket(&bucket).key(&key).send().await.unwrap();
+                    let mut stream = out.body;
+                    while let Some(piece) = stream.try_next().await.unwrap() {
+                        bytes += piece.len();
+                    }
+                }
+            }
+        }));
+    }
+    let mut bytes = 0;
+    for w in workers {
+        bytes += w.await.unwrap();
+    }
+    Outcome { seconds: start.elapsed().as_secs_f64(), ops: load.ops, bytes }
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    // utime and stime are fields 14 and 15 of /proc/PID/stat; index 11 and 12 here.
+    (ticks(11) + ticks(12)) / clock_ticks_per_second()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // USER_HZ is 100 on every Linux this runs on; sysconf would need libc.
+    100.0
+}
+
+/// Peak and current resident memory of a process, in MiB.
+fn memory_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(f64::NAN, |kib| kib / 1024.0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+struct GatewayProcess {
+    child: Child,
+    endpoint: String,
+    id: String,
+    secret: String,
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn start_gateway(binary: &Path, upstream: &FsUpstream, work: &Path) -> GatewayProcess {
+    let (id, secret) = key_pair();
+    let (port, admin) = (free_port(), free_port());
+    let log = std::fs::File::create(work.join("gateway.log")).unwrap();
+    let child = Command::new(binary)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{admin}")])
+        .arg("--data-dir")
+        .arg(work.join("gateway-data"))
+        .args(["--upstream", &upstream.target.endpoint])
+        .env("REWIND_UPSTREAM_ACCESS_KEY_ID", &upstream.target.access_key_id)
+        .env("REWIND_UPSTREAM_SECRET_ACCESS_KEY", upstream.target.secret.expose())
+        .env("REWIND_ACCESS_KEY_ID", &id)
+        .env("REWIND_SECRET_ACCESS_KEY", &secret)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start {}: {e}; build it with: cargo build --release --bins", binary.display())
+        });
+    let ready =
+        eventually(Duration::from_secs(30), async || tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok())
+            .await;
+    assert!(ready, "the gateway did not start; see {}", work.join("gateway.log").display());
+    GatewayProcess { child, endpoint: format!("http://127.0.0.1:{port}"), id, secret }
+}
+
+fn gateway_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().join("rewind-gateway")
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!(
+            "rewind-bench [--quick] [--only LOAD] [--gateway PATH]\n\nRuns PUT/GET loads direct to an in-process s3s-fs and through rewind-gateway, and prints both."
+        );
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let only = args.iter().position(|a| a == "--only").map(|i| args[i + 1].clone());
+    let binary =
+        args.iter().position(|a| a == "--gateway").map_or_else(gateway_binary, |i| PathBuf::from(&args[i + 1]));
+
+    let shm = Path::new("/dev/shm");
+    let work = if shm.is_dir() { tempfile::tempdir_in(shm).unwrap() } else { tempfile::tempdir().unwrap() };
+    let upstream = FsUpstream::start_in(work.path().join("upstream")).await;
+    let gateway = start_gateway(&binary, &upstream, work.path()).await;
+    let pid = gateway.child.id();
+
+    let direct = client(&upstream.target.endpoint, &upstream.target.access_key_id, upstream.target.secret.expose());
+    let through = client(&gateway.endpoint, &gateway.id, &gateway.secret);
+    for (c, bucket) in [(&direct, "direct"), (&through, "gateway")] {
+        c.create_bucket().bucket(bucket).send().await.unwrap();
+    }
+
+    println!("rewind-bench: upstream s3s-fs on {}, gateway {} (pid {pid})", work.path().display(), binary.display());
+    println!("{:<22} {:>16} {:>16} {:>8} {:>8}", "load", "direct", "via gateway", "ratio", "target");
+    let mut missed = 0;
+    for load in loads(quick).into_iter().filter(|l| only.as_deref().is_none_or(|o| l.name.contains(o))) {
+        let body = Bytes::from(pattern(load.size, load.size as u64));
+        // Warm-up: connections, and every key written once (GETs read them).
+        let warm = Load { ops: load.keys, put: true, ..load };
+        run(&direct, "direct", warm, body.clone()).await;
+        run(&through, "gateway", warm, body.clone()).await;
+        let d = run(&direct, "direct", load, body.clone()).await;
+        let (bench_before, gw_before) = (cpu_seconds("self"), cpu_seconds(&pid.to_string()));
+        let g = run(&through, "gateway", load, body).await;
+        let bench_cpu = cpu_seconds("self") - bench_before;
+        let gw_cpu = cpu_seconds(&pid.to_string()) - gw_before;
+        let (dv, gv, unit) = if load.size >= MIB {
+            (d.mb_per_second(), g.mb_per_second(), "MB/s")
+        } else {
+            (d.per_second(), g.per_second(), "op/s")
+        };
+        let ratio = gv / dv;
+        if ratio < load.target {
+            missed += 1;
+        }
+        println!(
+            "{:<22} {:>11.0} {unit} {:>11.0} {unit} {:>7.1}% {:>7.0}%   cpu/op: gateway {:>6.0} us, client+upstream {:>6.0} us",
+            load.name,
+            dv,
+            gv,
+            ratio * 100.0,
+            load.target * 100.0,
+            gw_cpu / g.ops as f64 * 1e6,
+            bench_cpu / g.ops as f64 * 1e6,
+        );
+    }
+    let (peak, now) = memory_mib(pid);
+    println!("gateway memory: peak RSS {peak:.1} MiB, now {now:.1} MiB (target: peak < 200 MiB)");
+    if peak >= 200.0 {
+        missed += 1;
+    }
+    println!("targets missed: {missed}");
+    upstream.stop().await;
+}
