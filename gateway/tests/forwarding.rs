@@ -9,7 +9,7 @@ use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective,
     ObjectIdentifier,
 };
-use rewind_testkit::{FsUpstream, TestGateway, pattern, raw};
+use rewind_testkit::{FsUpstream, TestGateway, bucket_names, list_keys, pattern, raw};
 
 async fn setup() -> (FsUpstream, TestGateway, aws_sdk_s3::Client) {
     let upstream = FsUpstream::start().await;
@@ -31,25 +31,14 @@ async fn buckets_pass_through() {
     let (upstream, _gw, s3) = setup().await;
     s3.create_bucket().bucket("alpha").send().await.unwrap();
     s3.create_bucket().bucket("beta").send().await.unwrap();
-    let mut names: Vec<String> =
-        s3.list_buckets().send().await.unwrap().buckets().iter().filter_map(|b| b.name.clone()).collect();
-    names.sort();
+    let names = bucket_names(&s3).await;
     assert_eq!(names, ["alpha", "beta"]);
     s3.head_bucket().bucket("alpha").send().await.unwrap();
     let err = s3.head_bucket().bucket("missing").send().await.unwrap_err();
     assert_eq!(status_of(&err), 404);
     s3.delete_bucket().bucket("beta").send().await.unwrap();
     // What the client sees is what the upstream holds.
-    let direct: Vec<String> = upstream
-        .client()
-        .list_buckets()
-        .send()
-        .await
-        .unwrap()
-        .buckets()
-        .iter()
-        .filter_map(|b| b.name.clone())
-        .collect();
+    let direct = bucket_names(&upstream.client()).await;
     assert_eq!(direct, ["alpha"]);
     let location = s3.get_bucket_location().bucket("alpha").send().await;
     assert!(location.is_ok(), "GetBucketLocation is forwarded: {location:?}");
@@ -291,17 +280,7 @@ async fn delete_object_and_delete_objects() {
         .unwrap();
     let out = s3.delete_objects().bucket("del").delete(batch).send().await.unwrap();
     assert_eq!(out.deleted().len(), 2);
-    let left: Vec<String> = upstream
-        .client()
-        .list_objects_v2()
-        .bucket("del")
-        .send()
-        .await
-        .unwrap()
-        .contents()
-        .iter()
-        .filter_map(|o| o.key.clone())
-        .collect();
+    let left = list_keys(&upstream.client(), "del").await;
     assert_eq!(left, ["keep"]);
 }
 

@@ -170,3 +170,21 @@ pub async fn eventually(deadline: Duration, mut check: impl AsyncFnMut() -> bool
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Every key in `bucket`, in listing order, across all pages.
+pub async fn list_keys(client: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut pages = client.list_objects_v2().bucket(bucket).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        keys.extend(page.unwrap().contents().iter().filter_map(|o| o.key.clone()));
+    }
+    keys
+}
+
+/// The names of all buckets, sorted (s3s-fs lists them in directory order).
+pub async fn bucket_names(client: &aws_sdk_s3::Client) -> Vec<String> {
+    let out = client.list_buckets().send().await.unwrap();
+    let mut names: Vec<String> = out.buckets().iter().filter_map(|b| b.name.clone()).collect();
+    names.sort();
+    names
+}

@@ -57,67 +57,24 @@ impl Outcome {
 
 fn loads(quick: bool) -> Vec<Load> {
     let scale = if quick { 4 } else { 1 };
+    let large = Load {
+        name: "",
+        put: true,
+        size: 64 * MIB,
+        concurrency: 4,
+        ops: 48 / scale,
+        keys: 8,
+        target: 0.90,
+        signed: false,
+    };
+    let small = Load { size: 4096, concurrency: 32, ops: 20_000 / scale, keys: 1000, target: 0.80, ..large };
     vec![
-        Load {
-            name: "PUT 64 MiB x4",
-            put: true,
-            size: 64 * MIB,
-            concurrency: 4,
-            ops: 48 / scale,
-            keys: 8,
-            target: 0.90,
-            signed: false,
-        },
-        Load {
-            name: "PUT 64 MiB x4 signed",
-            put: true,
-            size: 64 * MIB,
-            concurrency: 4,
-            ops: 48 / scale,
-            keys: 8,
-            target: 0.90,
-            signed: true,
-        },
-        Load {
-            name: "GET 64 MiB x4",
-            put: false,
-            size: 64 * MIB,
-            concurrency: 4,
-            ops: 48 / scale,
-            keys: 8,
-            target: 0.90,
-            signed: false,
-        },
-        Load {
-            name: "PUT 4 KiB x32",
-            put: true,
-            size: 4096,
-            concurrency: 32,
-            ops: 20_000 / scale,
-            keys: 1000,
-            target: 0.80,
-            signed: false,
-        },
-        Load {
-            name: "PUT 4 KiB x32 signed",
-            put: true,
-            size: 4096,
-            concurrency: 32,
-            ops: 20_000 / scale,
-            keys: 1000,
-            target: 0.80,
-            signed: true,
-        },
-        Load {
-            name: "GET 4 KiB x32",
-            put: false,
-            size: 4096,
-            concurrency: 32,
-            ops: 20_000 / scale,
-            keys: 1000,
-            target: 0.80,
-            signed: false,
-        },
+        Load { name: "PUT 64 MiB x4", ..large },
+        Load { name: "PUT 64 MiB x4 signed", signed: true, ..large },
+        Load { name: "GET 64 MiB x4", put: false, ..large },
+        Load { name: "PUT 4 KiB x32", ..small },
+        Load { name: "PUT 4 KiB x32 signed", signed: true, ..small },
+        Load { name: "GET 4 KiB x32", put: false, ..small },
     ]
 }
 
