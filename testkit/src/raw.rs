@@ -99,3 +99,48 @@ pub async fn send(addr: SocketAddr, req: &http::Request<Vec<u8>>) -> RawResponse
     stream.write_all(req.body()).await.unwrap();
     read_response(stream).await
 }
+
+/// SHA-256 of nothing, which every chunk's string-to-sign carries.
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// A PUT with a signed aws-chunked body (STREAMING-AWS4-HMAC-SHA256-PAYLOAD), as the Java
+/// SDKs and MinIO clients send: each chunk's signature chains from the previous one, seeded
+/// by the request's. With `tamper`, that chunk's data is changed after it was signed.
+pub fn signed_chunked_put(
+    uri: &str,
+    key: &str,
+    secret: &str,
+    chunks: &[&[u8]],
+    tamper: Option<usize>,
+) -> http::Request<Vec<u8>> {
+    let time = SystemTime::now();
+    let total: usize = chunks.iter().map(|c| c.len()).sum();
+    let mut req = http::Request::put(uri)
+        .header("content-encoding", "aws-chunked")
+        .header("x-amz-decoded-content-length", total.to_string())
+        .body(Vec::new())
+        .unwrap();
+    sign_request(&mut req, key, secret, time, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD");
+    let header = |name: &str| req.headers()[name].to_str().unwrap().to_owned();
+    let mut previous = header("authorization").rsplit_once("Signature=").unwrap().1.to_owned();
+    let amz_date = header("x-amz-date");
+    let scope = format!("{}/us-east-1/s3/aws4_request", &amz_date[..8]);
+    let signing_key = v4::generate_signing_key(secret, time, "us-east-1", "s3");
+
+    let mut body = Vec::new();
+    for (i, chunk) in chunks.iter().copied().chain(std::iter::once(&[][..])).enumerate() {
+        let to_sign =
+            format!("AWS4-HMAC-SHA256-PAYLOAD\n{amz_date}\n{scope}\n{previous}\n{EMPTY_SHA256}\n{}", sha256_hex(chunk));
+        let signature = v4::calculate_signature(signing_key.as_ref(), to_sign.as_bytes());
+        body.extend_from_slice(format!("{:x};chunk-signature={signature}\r\n", chunk.len()).as_bytes());
+        let mut data = chunk.to_vec();
+        if tamper == Some(i) {
+            data[0] ^= 1;
+        }
+        body.extend_from_slice(&data);
+        body.extend_from_slice(b"\r\n");
+        previous = signature;
+    }
+    *req.body_mut() = body;
+    req
+}
