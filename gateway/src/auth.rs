@@ -47,6 +47,9 @@ pub struct AccessPolicy {
     pub max_xml_body: u64,
 }
 
+/// The longest a presigned URL may be valid, as S3 defines it (7 days).
+const MAX_PRESIGNED_EXPIRY_SECS: u64 = 7 * 24 * 3600;
+
 /// Operations whose request body is streamed rather than read whole into memory.
 const STREAMING_BODY_OPERATIONS: [&str; 3] = ["PutObject", "UploadPart", "PostObject"];
 
@@ -68,6 +71,16 @@ impl S3Access for AccessPolicy {
             return Err(s3_error!(
                 AccessDenied,
                 "Anonymous access is not allowed; sign requests with a Rewind access key."
+            ));
+        }
+        // s3s 0.14 accepts any X-Amz-Expires; a leaked URL must not stay valid for years.
+        let expires = cx.uri().query().and_then(|q| {
+            q.split('&').find_map(|kv| kv.strip_prefix("X-Amz-Expires=")).and_then(|v| v.parse::<u64>().ok())
+        });
+        if expires.is_some_and(|e| e > MAX_PRESIGNED_EXPIRY_SECS) {
+            return Err(s3_error!(
+                AuthorizationQueryParametersError,
+                "X-Amz-Expires must be less than a week (in seconds) that is 604800"
             ));
         }
         // s3s enforces this limit too, but answers a streamed oversized body with 500

@@ -273,3 +273,18 @@ async fn signed_chunked_uploads_verify_every_chunk() {
     assert_eq!((res.status, error_code(&res).as_str()), (403, "SignatureDoesNotMatch"), "{}", res.text());
     assert!(!exists_upstream(&upstream, "chunked-bad").await);
 }
+
+#[tokio::test]
+async fn presigned_urls_longer_than_a_week_are_refused() {
+    let (_upstream, gw) = setup().await;
+    gw.client().put_object().bucket("sec").key("p").body(ByteStream::from_static(b"v")).send().await.unwrap();
+    let uri = format!("{}/sec/p", gw.endpoint());
+    let week = Duration::from_secs(7 * 24 * 3600);
+
+    let ok = raw::presign_get(&uri, &gw.access_key_id, &gw.secret, week);
+    assert_eq!(raw::send(gw.addr(), &http::Request::get(ok).body(Vec::new()).unwrap()).await.status, 200);
+
+    let too_long = raw::presign_get(&uri, &gw.access_key_id, &gw.secret, week + Duration::from_secs(1));
+    let res = raw::send(gw.addr(), &http::Request::get(too_long).body(Vec::new()).unwrap()).await;
+    assert_eq!((res.status, error_code(&res).as_str()), (400, "AuthorizationQueryParametersError"), "{}", res.text());
+}
