@@ -1,5 +1,7 @@
 //! Rewind's shared vocabulary. Types here carry no I/O so every crate can use them.
 
+pub mod ids;
 pub mod redact;
 
+pub use ids::ChunkId;
 pub use redact::{LogKey, set_key_redaction};

@@ -1,0 +1,55 @@
+//! The crypto crate's errors.
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// Authentication failed while unwrapping a key: the key file or passphrase is wrong
+    /// (or the wrapped key was altered; the two cannot be told apart).
+    #[error("wrong key file or passphrase: the vault's master key does not decrypt with it")]
+    WrongKey,
+    /// Authenticated data did not verify: it was altered or belongs elsewhere.
+    #[error("{what} failed authentication: it is corrupted or was tampered with")]
+    Tampered {
+        /// What was being opened.
+        what: &'static str,
+    },
+    /// Bytes that do not have the expected structure.
+    #[error("{what} is malformed: {detail}")]
+    Malformed {
+        /// What was being parsed.
+        what: &'static str,
+        /// How it is malformed.
+        detail: String,
+    },
+    /// A passphrase-derived key could not be computed (bad parameters).
+    #[error("passphrase key derivation failed: {0}")]
+    Kdf(String),
+    /// The system random number generator failed.
+    #[error("the system random number generator failed")]
+    Random,
+}
+
+/// How a caller should treat an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// May succeed if retried.
+    Transient,
+    /// Will not succeed as asked.
+    Permanent,
+    /// Stored data is damaged.
+    Corruption,
+    /// The caller's input is wrong.
+    InvalidInput,
+}
+
+impl CryptoError {
+    /// The error's class.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::WrongKey | Self::Kdf(_) => ErrorClass::InvalidInput,
+            Self::Tampered { .. } | Self::Malformed { .. } => ErrorClass::Corruption,
+            Self::Random => ErrorClass::Transient,
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Rewind's cryptography: the key hierarchy, keyed BLAKE3 chunk ids, and AES-256-GCM
+//! envelopes. Secrets are zeroized when dropped and never formatted.
+
+pub mod aead;
+mod error;
+pub mod keys;
+
+pub use error::{CryptoError, ErrorClass};
+pub use keys::{Argon2Params, KeySet, SecretKey, Unlock, WrappedMasterKey};

@@ -1,0 +1,229 @@
+//! Where vault objects live. Objects are immutable: `put` creates, never overwrites, and
+//! this interface has no delete — the gateway's handle on the vault can add history but
+//! never remove it (G4). Deletion (retention, GC) will get its own, admin-only handle.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::VaultError;
+
+/// A vault storage backend.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync {
+    /// Stores a new object; [`VaultError::AlreadyExists`] if the name is taken. Returns
+    /// once the object is durable.
+    async fn put(&self, name: &str, data: Bytes) -> Result<(), VaultError>;
+    /// Reads a whole object.
+    async fn get(&self, name: &str) -> Result<Bytes, VaultError>;
+    /// Reads `len` bytes of an object from `offset`.
+    async fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Bytes, VaultError>;
+    /// Names starting with `prefix`, sorted.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, VaultError>;
+    /// Whether an object exists.
+    async fn exists(&self, name: &str) -> Result<bool, VaultError>;
+}
+
+/// Vault object names: `/`-separated segments of letters, digits, `-`, `_` and `.`, no
+/// empty, `.` or `..` segment, so that no name can leave the vault's root.
+pub fn check_name(name: &str) -> Result<(), VaultError> {
+    let ok = !name.is_empty()
+        && name.len() <= 512
+        && name.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        });
+    if ok { Ok(()) } else { Err(VaultError::InvalidName { name: name.to_owned() }) }
+}
+
+/// A vault in a local directory. Writes are durable: temp file, fsync, rename, fsync of
+/// the directory, so after a crash an object is either absent or whole.
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    /// A vault rooted at `root` (created if missing).
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, VaultError> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)?;
+        Ok(Self { root })
+    }
+
+    fn path(&self, name: &str) -> Result<PathBuf, VaultError> {
+        check_name(name)?;
+        Ok(self.root.join(name))
+    }
+}
+
+fn not_found(name: &str, e: std::io::Error) -> VaultError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        VaultError::NotFound { name: name.to_owned() }
+    } else {
+        VaultError::Io(e)
+    }
+}
+
+fn put_durably(path: &Path, name: &str, data: &[u8]) -> Result<(), VaultError> {
+    use std::io::Write;
+    let dir = path.parent().expect("invariant: vault paths are under the root");
+    std::fs::create_dir_all(dir)?;
+    if path.exists() {
+        return Err(VaultError::AlreadyExists { name: name.to_owned() });
+    }
+    let mut tmp = tempfile_in(dir)?;
+    tmp.1.write_all(data)?;
+    tmp.1.sync_all()?;
+    // hard_link fails if the target exists, so two writers cannot both "create" a name.
+    match std::fs::hard_link(&tmp.0, path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = std::fs::remove_file(&tmp.0);
+            return Err(VaultError::AlreadyExists { name: name.to_owned() });
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp.0);
+            return Err(e.into());
+        }
+    }
+    std::fs::remove_file(&tmp.0)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// A uniquely named temporary file in `dir` (names start with `.tmp-`, which [`check_name`]
+/// allows but listing skips).
+fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!(".tmp-{}-{n}", std::process::id()));
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(f) => return Ok((path, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn list_under(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            list_under(root, &path, out)?;
+        } else if !entry.file_name().to_string_lossy().starts_with(".tmp-") {
+            let rel = path.strip_prefix(root).expect("invariant: walked from root");
+            out.push(rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/"));
+        }
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Backend for LocalBackend {
+    async fn put(&self, name: &str, data: Bytes) -> Result<(), VaultError> {
+        let path = self.path(name)?;
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || put_durably(&path, &name, &data)).await.expect("invariant: no panic in put")
+    }
+
+    async fn get(&self, name: &str) -> Result<Bytes, VaultError> {
+        let path = self.path(name)?;
+        tokio::fs::read(&path).await.map(Bytes::from).map_err(|e| not_found(name, e))
+    }
+
+    async fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Bytes, VaultError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let path = self.path(name)?;
+        let mut file = tokio::fs::File::open(&path).await.map_err(|e| not_found(name, e))?;
+        let size = file.metadata().await?.len();
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(VaultError::Corrupt {
+                what: format!("vault object {name}"),
+                detail: format!("range {offset}+{len} beyond its {size} bytes"),
+            });
+        }
+        file.seek(std::io::SeekFrom::Start(offset)).await?;
+        let mut buf = vec![0u8; usize::try_from(len).expect("invariant: ranges are chunk-sized")];
+        file.read_exact(&mut buf).await?;
+        Ok(Bytes::from(buf))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, VaultError> {
+        let root = self.root.clone();
+        let prefix = prefix.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut names = Vec::new();
+            list_under(&root, &root, &mut names)?;
+            names.retain(|n| n.starts_with(&prefix));
+            names.sort();
+            Ok(names)
+        })
+        .await
+        .expect("invariant: no panic in list")
+    }
+
+    async fn exists(&self, name: &str) -> Result<bool, VaultError> {
+        Ok(tokio::fs::try_exists(self.path(name)?).await?)
+    }
+}
+
+/// The behaviour every backend must show; run it against each implementation. Test code:
+/// compiled for this crate's tests and, through the `conformance` feature, for others'.
+#[cfg(any(test, feature = "conformance"))]
+#[allow(clippy::unwrap_used)]
+pub mod conformance {
+    use super::*;
+
+    /// Runs every check against `backend`, which must be empty.
+    pub async fn run(backend: &dyn Backend) {
+        round_trip_and_ranges(backend).await;
+        objects_are_immutable(backend).await;
+        listing_is_sorted_and_filtered(backend).await;
+        bad_names_and_missing_objects(backend).await;
+    }
+
+    async fn round_trip_and_ranges(b: &dyn Backend) {
+        let data = Bytes::from((0..100_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+        b.put("packs/ab/one", data.clone()).await.unwrap();
+        assert_eq!(b.get("packs/ab/one").await.unwrap(), data);
+        assert_eq!(b.get_range("packs/ab/one", 1000, 500).await.unwrap(), data.slice(1000..1500));
+        assert!(b.get_range("packs/ab/one", 99_990, 20).await.is_err(), "a range past the end is an error");
+        assert!(b.exists("packs/ab/one").await.unwrap());
+        b.put("empty", Bytes::new()).await.unwrap();
+        assert!(b.get("empty").await.unwrap().is_empty());
+    }
+
+    async fn objects_are_immutable(b: &dyn Backend) {
+        b.put("keys/master", Bytes::from_static(b"first")).await.unwrap();
+        let again = b.put("keys/master", Bytes::from_static(b"second")).await;
+        assert!(matches!(again, Err(VaultError::AlreadyExists { .. })), "{again:?}");
+        assert_eq!(b.get("keys/master").await.unwrap(), Bytes::from_static(b"first"));
+    }
+
+    async fn listing_is_sorted_and_filtered(b: &dyn Backend) {
+        for n in ["seg/0003", "seg/0001", "seg/0002", "segment-other"] {
+            b.put(n, Bytes::from_static(b"x")).await.unwrap();
+        }
+        assert_eq!(b.list("seg/").await.unwrap(), ["seg/0001", "seg/0002", "seg/0003"]);
+        assert!(b.list("nothing/").await.unwrap().is_empty());
+    }
+
+    async fn bad_names_and_missing_objects(b: &dyn Backend) {
+        for bad in ["", "/abs", "a/../b", "..", "a//b", "a b", "a\\b"] {
+            assert!(matches!(b.put(bad, Bytes::new()).await, Err(VaultError::InvalidName { .. })), "{bad:?} accepted");
+        }
+        assert!(matches!(b.get("missing").await, Err(VaultError::NotFound { .. })));
+        assert!(!b.exists("missing").await.unwrap());
+    }
+}

@@ -1,0 +1,112 @@
+//! Rewind's vault: objects are cut into content-defined chunks, each identified by its
+//! keyed BLAKE3, compressed when that pays, sealed with AES-256-GCM under a per-chunk key,
+//! and written into immutable packs on a backend (a local directory or an S3 bucket).
+
+pub mod backend;
+pub mod chunker;
+pub mod compress;
+pub mod pack;
+
+use rewind_crypto::{CryptoError, KeySet};
+use rewind_model::ChunkId;
+
+pub use backend::{Backend, LocalBackend};
+pub use chunker::{ChunkSizes, StreamingChunker};
+pub use pack::{Pack, PackBuilder, PackEntry};
+
+/// What went wrong in the vault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VaultError {
+    /// No object by that name.
+    #[error("vault object {name} does not exist")]
+    NotFound {
+        /// The name.
+        name: String,
+    },
+    /// The name is taken; vault objects are never overwritten.
+    #[error("vault object {name} already exists")]
+    AlreadyExists {
+        /// The name.
+        name: String,
+    },
+    /// A name that could escape the vault or is otherwise unusable.
+    #[error("{name:?} is not a valid vault object name")]
+    InvalidName {
+        /// The name.
+        name: String,
+    },
+    /// Stored data is damaged.
+    #[error("{what} is corrupt: {detail}")]
+    Corrupt {
+        /// What.
+        what: String,
+        /// How.
+        detail: String,
+    },
+    /// Encryption or authentication failed.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The storage failed.
+    #[error("vault storage: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub use rewind_crypto::ErrorClass;
+
+impl VaultError {
+    /// How a caller should treat the error.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::NotFound { .. } | Self::AlreadyExists { .. } => ErrorClass::Permanent,
+            Self::InvalidName { .. } => ErrorClass::InvalidInput,
+            Self::Corrupt { .. } => ErrorClass::Corruption,
+            Self::Crypto(e) => e.class(),
+            Self::Io(_) => ErrorClass::Transient,
+        }
+    }
+}
+
+/// A chunk ready for a pack.
+#[derive(Debug, Clone)]
+pub struct SealedChunk {
+    /// Its identity.
+    pub id: ChunkId,
+    /// Its envelope.
+    pub sealed: Vec<u8>,
+    /// Plaintext length.
+    pub raw_len: u32,
+    /// Whether the plaintext was compressed before sealing.
+    pub compressed: bool,
+}
+
+/// Identifies, compresses (when it pays, at `level`; `None` turns compression off) and
+/// seals one chunk.
+pub fn seal_chunk(keys: &KeySet, chunk: &[u8], level: Option<i32>) -> Result<SealedChunk, VaultError> {
+    let id = keys.chunk_id(chunk);
+    let packed = level.and_then(|l| compress::compress(chunk, l));
+    let sealed = keys.seal_chunk(&id, packed.as_deref().unwrap_or(chunk))?;
+    let raw_len = u32::try_from(chunk.len()).expect("invariant: chunks are at most 8 MiB");
+    Ok(SealedChunk { id, sealed, raw_len, compressed: packed.is_some() })
+}
+
+/// Opens a chunk read from a pack and checks that it is the chunk `entry` names.
+pub fn open_chunk(keys: &KeySet, entry: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>, VaultError> {
+    let stored = keys.open_chunk(&entry.id, sealed)?;
+    let plain = if entry.compressed {
+        compress::decompress(&stored, entry.raw_len as usize)
+            .map_err(|e| VaultError::Corrupt { what: format!("chunk {}", entry.id), detail: e.to_string() })?
+    } else {
+        stored
+    };
+    if keys.chunk_id(&plain) != entry.id || plain.len() != entry.raw_len as usize {
+        return Err(VaultError::Corrupt {
+            what: format!("chunk {}", entry.id),
+            detail: "content does not hash to its id".into(),
+        });
+    }
+    Ok(plain)
+}
+
+#[cfg(test)]
+mod tests;

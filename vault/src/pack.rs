@@ -1,0 +1,152 @@
+//! Packs: immutable files of ~32 MiB holding sealed chunks, named by the BLAKE3 of their
+//! bytes, with an encrypted header at the end (so a pack is written in one pass).
+//!
+//! Layout, version 1:
+//! `"RWPACK" | 0x01 | chunk envelopes… | header envelope | header envelope length (u32 le) | "RWPKEND"`.
+//! The header plaintext is `count (u32 le)` then per chunk `id (32) | offset (u64 le) |
+//! stored length (u32 le) | raw length (u32 le) | flags (u8; bit 0: zstd)`. It is sealed
+//! with the pack-header key, its associated data being the 7-byte pack preamble.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use rewind_crypto::{KeySet, aead};
+use rewind_model::ChunkId;
+
+use crate::VaultError;
+
+const MAGIC: &[u8; 6] = b"RWPACK";
+const VERSION: u8 = 1;
+const TRAILER: &[u8; 7] = b"RWPKEND";
+const PREAMBLE_LEN: usize = MAGIC.len() + 1;
+const ENTRY_LEN: usize = 32 + 8 + 4 + 4 + 1;
+const FLAG_ZSTD: u8 = 1;
+
+/// Packs close once they hold this much: big enough that an S3 vault makes few requests,
+/// small enough to upload, verify or repair one in a second or two.
+pub const TARGET_PACK_SIZE: usize = 32 * 1024 * 1024;
+
+/// Where one chunk sits in a pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackEntry {
+    /// The chunk.
+    pub id: ChunkId,
+    /// Offset of its envelope in the pack.
+    pub offset: u64,
+    /// Length of its envelope.
+    pub stored_len: u32,
+    /// Length of the chunk's plaintext.
+    pub raw_len: u32,
+    /// Whether the plaintext was zstd-compressed before sealing.
+    pub compressed: bool,
+}
+
+/// A finished pack.
+#[derive(Debug, Clone)]
+pub struct Pack {
+    /// Its name: hex BLAKE3 of `bytes`.
+    pub name: String,
+    /// The file.
+    pub bytes: Bytes,
+    /// What it holds.
+    pub entries: Vec<PackEntry>,
+}
+
+/// Accumulates sealed chunks into a pack.
+#[derive(Debug)]
+pub struct PackBuilder {
+    bytes: BytesMut,
+    entries: Vec<PackEntry>,
+}
+
+impl Default for PackBuilder {
+    fn default() -> Self {
+        let mut bytes = BytesMut::with_capacity(TARGET_PACK_SIZE + 8 * 1024 * 1024);
+        bytes.put_slice(MAGIC);
+        bytes.put_u8(VERSION);
+        Self { bytes, entries: Vec::new() }
+    }
+}
+
+impl PackBuilder {
+    /// Adds a sealed chunk.
+    pub fn add(&mut self, id: ChunkId, sealed: &[u8], raw_len: u32, compressed: bool) {
+        let offset = self.bytes.len() as u64;
+        self.bytes.put_slice(sealed);
+        let stored_len = u32::try_from(sealed.len()).expect("invariant: chunks are at most 8 MiB");
+        self.entries.push(PackEntry { id, offset, stored_len, raw_len, compressed });
+    }
+
+    /// Bytes so far; close the pack once this passes [`TARGET_PACK_SIZE`].
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether no chunk was added.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Seals the header and names the pack.
+    pub fn finish(mut self, keys: &KeySet) -> Result<Pack, VaultError> {
+        let mut header = Vec::with_capacity(4 + self.entries.len() * ENTRY_LEN);
+        header.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        for e in &self.entries {
+            header.extend_from_slice(e.id.as_bytes());
+            header.extend_from_slice(&e.offset.to_le_bytes());
+            header.extend_from_slice(&e.stored_len.to_le_bytes());
+            header.extend_from_slice(&e.raw_len.to_le_bytes());
+            header.push(if e.compressed { FLAG_ZSTD } else { 0 });
+        }
+        let sealed = aead::seal(keys.pack_header.expose(), &self.bytes[..PREAMBLE_LEN], &header)?;
+        self.bytes.put_slice(&sealed);
+        self.bytes.put_u32_le(u32::try_from(sealed.len()).expect("invariant: headers are far below 4 GiB"));
+        self.bytes.put_slice(TRAILER);
+        let bytes = self.bytes.freeze();
+        Ok(Pack { name: blake3::hash(&bytes).to_hex().to_string(), bytes, entries: self.entries })
+    }
+}
+
+/// Reads a pack's header, checking that the bytes match `name` and the header is authentic.
+pub fn read_header(keys: &KeySet, name: &str, bytes: &[u8]) -> Result<Vec<PackEntry>, VaultError> {
+    let corrupt = |detail: String| VaultError::Corrupt { what: format!("pack {name}"), detail };
+    if blake3::hash(bytes).to_hex().as_str() != name {
+        return Err(corrupt("its content does not match its name".into()));
+    }
+    let min = PREAMBLE_LEN + 4 + TRAILER.len();
+    if bytes.len() < min || &bytes[..MAGIC.len()] != MAGIC || !bytes.ends_with(TRAILER) {
+        return Err(corrupt("not a Rewind pack".into()));
+    }
+    if bytes[MAGIC.len()] != VERSION {
+        return Err(corrupt(format!("unknown pack version {}", bytes[MAGIC.len()])));
+    }
+    let len_at = bytes.len() - TRAILER.len() - 4;
+    let sealed_len = u32::from_le_bytes(bytes[len_at..len_at + 4].try_into().expect("invariant: 4 bytes")) as usize;
+    let header_at = len_at
+        .checked_sub(sealed_len)
+        .filter(|&h| h >= PREAMBLE_LEN)
+        .ok_or_else(|| corrupt("header length out of range".into()))?;
+    let header =
+        aead::open(keys.pack_header.expose(), &bytes[..PREAMBLE_LEN], &bytes[header_at..len_at], "pack header")?;
+    let count = u32::from_le_bytes(
+        header.get(..4).ok_or_else(|| corrupt("empty header".into()))?.try_into().expect("invariant: 4 bytes"),
+    ) as usize;
+    if header.len() != 4 + count * ENTRY_LEN {
+        return Err(corrupt("header length does not match its entry count".into()));
+    }
+    header[4..]
+        .chunks_exact(ENTRY_LEN)
+        .map(|e| {
+            let entry = PackEntry {
+                id: ChunkId(e[..32].try_into().expect("invariant: 32 bytes")),
+                offset: u64::from_le_bytes(e[32..40].try_into().expect("invariant: 8 bytes")),
+                stored_len: u32::from_le_bytes(e[40..44].try_into().expect("invariant: 4 bytes")),
+                raw_len: u32::from_le_bytes(e[44..48].try_into().expect("invariant: 4 bytes")),
+                compressed: e[48] & FLAG_ZSTD != 0,
+            };
+            let end = entry.offset.checked_add(u64::from(entry.stored_len));
+            if entry.offset < PREAMBLE_LEN as u64 || end.is_none_or(|end| end > header_at as u64) {
+                return Err(corrupt(format!("entry for {:?} points outside the chunk area", entry.id)));
+            }
+            Ok(entry)
+        })
+        .collect()
+}
