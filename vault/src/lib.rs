@@ -6,6 +6,7 @@ pub mod backend;
 pub mod chunker;
 pub mod compress;
 pub mod pack;
+pub mod store;
 
 use rewind_crypto::{CryptoError, KeySet};
 use rewind_model::ChunkId;
@@ -13,6 +14,7 @@ use rewind_model::ChunkId;
 pub use backend::{Backend, LocalBackend};
 pub use chunker::{ChunkSizes, StreamingChunker};
 pub use pack::{Pack, PackBuilder, PackEntry};
+pub use store::{ChunkIndex, Manifest, MemoryIndex, ObjectWriter, Vault, VaultSettings, VaultStats};
 
 /// What went wrong in the vault.
 #[derive(Debug, thiserror::Error)]

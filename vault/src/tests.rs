@@ -130,3 +130,128 @@ proptest! {
         prop_assert!(detected, "flipped bit {} went unnoticed", bit);
     }
 }
+
+mod objects {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::backend::Backend;
+
+    /// Chunk bounds small enough for many chunks in a few MiB.
+    const SMALL: ChunkSizes = ChunkSizes { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 };
+
+    /// A local backend whose writes can be made to fail, like a full disk or a lost vault.
+    struct Flaky {
+        inner: LocalBackend,
+        failing: AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl Backend for Flaky {
+        async fn put(&self, name: &str, data: Bytes) -> Result<(), VaultError> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(VaultError::Io(std::io::Error::other("vault unreachable")));
+            }
+            self.inner.put(name, data).await
+        }
+        async fn get(&self, name: &str) -> Result<Bytes, VaultError> {
+            self.inner.get(name).await
+        }
+        async fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Bytes, VaultError> {
+            self.inner.get_range(name, offset, len).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<String>, VaultError> {
+            self.inner.list(prefix).await
+        }
+        async fn exists(&self, name: &str) -> Result<bool, VaultError> {
+            self.inner.exists(name).await
+        }
+    }
+
+    fn vault(dir: &std::path::Path) -> (Vault, Arc<Flaky>) {
+        let backend = Arc::new(Flaky { inner: LocalBackend::open(dir).unwrap(), failing: AtomicBool::new(false) });
+        let settings = VaultSettings { sizes: SMALL, ..VaultSettings::default() };
+        (Vault::new(Arc::new(keys()), backend.clone(), Arc::new(MemoryIndex::default()), settings), backend)
+    }
+
+    async fn store(vault: &Vault, object: &[u8]) -> Result<Manifest, VaultError> {
+        let mut w = vault.writer();
+        for piece in object.chunks(100_000) {
+            w.push(piece).await?;
+        }
+        w.finish().await
+    }
+
+    #[tokio::test]
+    async fn objects_round_trip_with_a_verified_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vault, _) = vault(dir.path());
+        for object in [Vec::new(), b"tiny".to_vec(), data(3 * 1024 * 1024 + 7, 5)] {
+            let m = store(&vault, &object).await.unwrap();
+            assert_eq!((m.size, m.blake3), (object.len() as u64, *blake3::hash(&object).as_bytes()));
+            assert_eq!(vault.read_object(&m).await.unwrap(), object);
+        }
+    }
+
+    #[tokio::test]
+    async fn identical_objects_are_stored_once_even_when_written_concurrently() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vault, _) = vault(dir.path());
+        let vault = Arc::new(vault);
+        let object = Arc::new(data(2 * 1024 * 1024, 6));
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let (v, o) = (vault.clone(), object.clone());
+                tokio::spawn(async move { store(&v, &o).await.unwrap() })
+            })
+            .collect();
+        let mut manifests = Vec::new();
+        for w in writers {
+            manifests.push(w.await.unwrap());
+        }
+        assert!(manifests.windows(2).all(|m| m[0] == m[1]));
+        let stats = vault.stats();
+        assert_eq!(stats.logical_bytes, 4 * object.len() as u64);
+        assert!(stats.stored_bytes < object.len() as u64 * 21 / 20, "{stats:?}");
+        assert_eq!(stats.new_chunks as usize, manifests[0].chunks.len());
+    }
+
+    #[tokio::test]
+    async fn local_edits_store_little_new_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vault, _) = vault(dir.path());
+        let object = data(8 * 1024 * 1024, 7);
+        store(&vault, &object).await.unwrap();
+        let mut inserted = object.clone();
+        inserted.splice(4_000_000..4_000_000, [0x5a; 1024]);
+        let mut rewritten = object.clone();
+        rewritten[2_000_000..2_000_000 + object.len() / 100].fill(0xee);
+        for edited in [inserted, rewritten] {
+            let before = vault.stats().stored_bytes;
+            let m = store(&vault, &edited).await.unwrap();
+            let new = vault.stats().stored_bytes - before;
+            assert!(new < edited.len() as u64 / 20, "{new} new bytes for a small edit");
+            assert_eq!(vault.read_object(&m).await.unwrap(), edited);
+        }
+    }
+
+    /// G1: a manifest is only returned once its chunks are durable, and chunks of a failed
+    /// flush are written by the next successful one rather than forgotten.
+    #[tokio::test]
+    async fn a_failing_vault_fails_the_write_and_loses_nothing_once_it_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vault, backend) = vault(dir.path());
+        let object = data(1024 * 1024, 8);
+        let mut w = vault.writer();
+        w.push(&object).await.unwrap();
+        backend.failing.store(true, Ordering::SeqCst);
+        assert!(w.finish().await.is_err(), "no manifest while the vault refuses writes");
+
+        backend.failing.store(false, Ordering::SeqCst);
+        vault.sync().await.unwrap();
+        let m = store(&vault, &object).await.unwrap();
+        assert_eq!(vault.read_object(&m).await.unwrap(), object);
+        assert!(!backend.inner.list("packs/").await.unwrap().is_empty());
+    }
+}

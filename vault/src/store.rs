@@ -1,0 +1,260 @@
+//! Storing and reading whole objects: the API capture uses.
+//!
+//! Writers of any number of objects add chunks to one shared open pack, skipping chunks
+//! the vault already holds. [`Vault::sync`] makes every chunk stored so far durable; a
+//! writer whose sync waits behind another's finds its chunks already flushed, so
+//! concurrent commits share pack writes (group flushing).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use rewind_crypto::KeySet;
+use rewind_model::ChunkId;
+
+use crate::pack::{PackBuilder, PackEntry, TARGET_PACK_SIZE};
+use crate::{Backend, ChunkSizes, StreamingChunker, VaultError, open_chunk, seal_chunk};
+
+/// Where a stored chunk is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkLocation {
+    /// The pack's name.
+    pub pack: String,
+    /// The chunk's entry in it.
+    pub entry: PackEntry,
+}
+
+/// Which chunks the vault holds. Entries are added only after their pack is durable, so a
+/// hit always points at data that exists.
+pub trait ChunkIndex: Send + Sync {
+    /// Where `id` is stored, if it is.
+    fn lookup(&self, id: &ChunkId) -> Result<Option<ChunkLocation>, VaultError>;
+    /// Records every chunk of a pack that is now durable.
+    fn insert_pack(&self, pack: &str, entries: &[PackEntry]) -> Result<(), VaultError>;
+}
+
+/// An in-memory [`ChunkIndex`], for tests and tools.
+#[derive(Debug, Default)]
+pub struct MemoryIndex(Mutex<HashMap<ChunkId, ChunkLocation>>);
+
+impl ChunkIndex for MemoryIndex {
+    fn lookup(&self, id: &ChunkId) -> Result<Option<ChunkLocation>, VaultError> {
+        Ok(self.0.lock().expect("invariant: no panics while holding this lock").get(id).cloned())
+    }
+
+    fn insert_pack(&self, pack: &str, entries: &[PackEntry]) -> Result<(), VaultError> {
+        let mut map = self.0.lock().expect("invariant: no panics while holding this lock");
+        for e in entries {
+            map.entry(e.id).or_insert_with(|| ChunkLocation { pack: pack.to_owned(), entry: *e });
+        }
+        Ok(())
+    }
+}
+
+/// How the vault stores chunks.
+#[derive(Debug, Clone, Copy)]
+pub struct VaultSettings {
+    /// Chunk size bounds.
+    pub sizes: ChunkSizes,
+    /// zstd level, or `None` to never compress.
+    pub compression: Option<i32>,
+}
+
+impl Default for VaultSettings {
+    fn default() -> Self {
+        Self { sizes: ChunkSizes::default(), compression: Some(crate::compress::DEFAULT_LEVEL) }
+    }
+}
+
+/// Byte and chunk counts since the vault was opened.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct VaultStats {
+    /// Bytes of object data handed to the vault.
+    pub logical_bytes: u64,
+    /// Bytes of packs written.
+    pub stored_bytes: u64,
+    /// Chunks stored.
+    pub new_chunks: u64,
+    /// Chunks skipped because the vault already held them.
+    pub deduplicated_chunks: u64,
+}
+
+/// What a stored object is made of: enough to read it back and to verify it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// Chunk ids in object order.
+    pub chunks: Vec<ChunkId>,
+    /// Object size in bytes.
+    pub size: u64,
+    /// BLAKE3 of the whole object.
+    pub blake3: [u8; 32],
+}
+
+/// Chunks stored but not yet durable: the pack being filled, and finished packs whose
+/// upload failed (retried by the next sync; a sync succeeds only once they are all written).
+#[derive(Default)]
+struct OpenPack {
+    builder: PackBuilder,
+    ids: HashSet<ChunkId>,
+    unsynced: Vec<(crate::Pack, HashSet<ChunkId>)>,
+}
+
+impl OpenPack {
+    fn holds(&self, id: &ChunkId) -> bool {
+        self.ids.contains(id) || self.unsynced.iter().any(|(_, ids)| ids.contains(id))
+    }
+}
+
+/// A vault: keys, a backend, and an index of what it holds.
+pub struct Vault {
+    keys: Arc<KeySet>,
+    backend: Arc<dyn Backend>,
+    index: Arc<dyn ChunkIndex>,
+    settings: VaultSettings,
+    open: tokio::sync::Mutex<OpenPack>,
+    stats: Mutex<VaultStats>,
+}
+
+impl Vault {
+    /// A vault over `backend`, indexed by `index`.
+    pub fn new(
+        keys: Arc<KeySet>,
+        backend: Arc<dyn Backend>,
+        index: Arc<dyn ChunkIndex>,
+        settings: VaultSettings,
+    ) -> Self {
+        Self { keys, backend, index, settings, open: tokio::sync::Mutex::default(), stats: Mutex::default() }
+    }
+
+    /// Starts writing one object.
+    pub fn writer(&self) -> ObjectWriter<'_> {
+        ObjectWriter {
+            vault: self,
+            chunker: StreamingChunker::new(self.settings.sizes, self.keys.chunker_seed),
+            hasher: blake3::Hasher::new(),
+            size: 0,
+            chunks: Vec::new(),
+        }
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> VaultStats {
+        *self.stats.lock().expect("invariant: no panics while holding this lock")
+    }
+
+    fn count(&self, f: impl FnOnce(&mut VaultStats)) {
+        f(&mut self.stats.lock().expect("invariant: no panics while holding this lock"));
+    }
+
+    /// Stores one chunk unless the vault already holds it; returns its id.
+    async fn store_chunk(&self, chunk: Bytes) -> Result<ChunkId, VaultError> {
+        let id = self.keys.chunk_id(&chunk);
+        if self.index.lookup(&id)?.is_some() || self.open.lock().await.holds(&id) {
+            self.count(|s| s.deduplicated_chunks += 1);
+            return Ok(id);
+        }
+        // Compression and encryption are CPU work: keep them off the async threads.
+        let (keys, level) = (self.keys.clone(), self.settings.compression);
+        let sealed = tokio::task::spawn_blocking(move || seal_chunk(&keys, &chunk, level))
+            .await
+            .expect("invariant: sealing does not panic")?;
+        let mut open = self.open.lock().await;
+        // Another writer may have stored the same content meanwhile, and even flushed and
+        // indexed it: flushes index under this lock, so checking here is conclusive.
+        if open.holds(&sealed.id) || self.index.lookup(&sealed.id)?.is_some() {
+            self.count(|s| s.deduplicated_chunks += 1);
+            return Ok(id);
+        }
+        open.ids.insert(sealed.id);
+        open.builder.add(sealed.id, &sealed.sealed, sealed.raw_len, sealed.compressed);
+        self.count(|s| s.new_chunks += 1);
+        if open.builder.len() >= TARGET_PACK_SIZE {
+            self.flush(&mut open).await?;
+        }
+        Ok(id)
+    }
+
+    /// Makes every chunk stored so far durable.
+    pub async fn sync(&self) -> Result<(), VaultError> {
+        let mut open = self.open.lock().await;
+        self.flush(&mut open).await
+    }
+
+    async fn flush(&self, open: &mut OpenPack) -> Result<(), VaultError> {
+        if !open.builder.is_empty() {
+            let builder = std::mem::take(&mut open.builder);
+            let ids = std::mem::take(&mut open.ids);
+            open.unsynced.push((builder.finish(&self.keys)?, ids));
+        }
+        while let Some((pack, _)) = open.unsynced.first() {
+            let name = format!("packs/{}/{}", &pack.name[..2], pack.name);
+            match self.backend.put(&name, pack.bytes.clone()).await {
+                // The same bytes under their content name: already durable.
+                Ok(()) | Err(VaultError::AlreadyExists { .. }) => {}
+                // The pack stays unsynced; nothing that depends on it is acknowledged.
+                Err(e) => return Err(e),
+            }
+            self.index.insert_pack(&name, &pack.entries)?;
+            self.count(|s| s.stored_bytes += pack.bytes.len() as u64);
+            open.unsynced.remove(0);
+        }
+        Ok(())
+    }
+
+    /// Reads one chunk.
+    pub async fn read_chunk(&self, id: &ChunkId) -> Result<Vec<u8>, VaultError> {
+        let loc = self.index.lookup(id)?.ok_or_else(|| VaultError::NotFound { name: format!("chunk {id}") })?;
+        let sealed = self.backend.get_range(&loc.pack, loc.entry.offset, u64::from(loc.entry.stored_len)).await?;
+        let keys = self.keys.clone();
+        tokio::task::spawn_blocking(move || open_chunk(&keys, &loc.entry, &sealed))
+            .await
+            .expect("invariant: opening does not panic")
+    }
+
+    /// Reads a whole object and checks it against its manifest.
+    pub async fn read_object(&self, manifest: &Manifest) -> Result<Vec<u8>, VaultError> {
+        let mut out = Vec::with_capacity(usize::try_from(manifest.size).unwrap_or(0));
+        for id in &manifest.chunks {
+            out.extend(self.read_chunk(id).await?);
+        }
+        if out.len() as u64 != manifest.size || *blake3::hash(&out).as_bytes() != manifest.blake3 {
+            return Err(VaultError::Corrupt {
+                what: "object".into(),
+                detail: "its chunks do not add up to its manifest".into(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Writes one object into the vault as its bytes arrive.
+pub struct ObjectWriter<'a> {
+    vault: &'a Vault,
+    chunker: StreamingChunker,
+    hasher: blake3::Hasher,
+    size: u64,
+    chunks: Vec<ChunkId>,
+}
+
+impl ObjectWriter<'_> {
+    /// Adds the next piece of the object.
+    pub async fn push(&mut self, piece: &[u8]) -> Result<(), VaultError> {
+        self.hasher.update(piece);
+        self.size += piece.len() as u64;
+        for chunk in self.chunker.push(piece) {
+            self.chunks.push(self.vault.store_chunk(chunk).await?);
+        }
+        Ok(())
+    }
+
+    /// Ends the object: stores its last chunks, makes them durable, returns its manifest.
+    pub async fn finish(self) -> Result<Manifest, VaultError> {
+        let Self { vault, chunker, hasher, size, mut chunks } = self;
+        for chunk in chunker.finish() {
+            chunks.push(vault.store_chunk(chunk).await?);
+        }
+        vault.sync().await?;
+        vault.count(|s| s.logical_bytes += size);
+        Ok(Manifest { chunks, size, blake3: *hasher.finalize().as_bytes() })
+    }
+}
