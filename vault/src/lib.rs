@@ -6,6 +6,7 @@ pub mod backend;
 pub mod chunker;
 pub mod compress;
 pub mod pack;
+pub mod s3;
 pub mod store;
 
 use rewind_crypto::{CryptoError, KeySet};
@@ -14,6 +15,7 @@ use rewind_model::ChunkId;
 pub use backend::{Backend, LocalBackend};
 pub use chunker::{ChunkSizes, StreamingChunker};
 pub use pack::{Pack, PackBuilder, PackEntry};
+pub use s3::S3Backend;
 pub use store::{ChunkIndex, Manifest, MemoryIndex, ObjectWriter, Vault, VaultSettings, VaultStats};
 
 /// What went wrong in the vault.

@@ -1,0 +1,142 @@
+//! A vault in an S3 bucket (any S3-compatible store), under an optional prefix, with
+//! credentials separate from the gateway's upstream. Objects are created with
+//! `If-None-Match: *` where the store honours it, after a HEAD that catches existing names
+//! on stores that do not; names are content hashes or unique, so the remaining race only
+//! ever writes identical bytes.
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+
+use crate::VaultError;
+use crate::backend::{Backend, check_name};
+
+/// A vault in an S3 bucket.
+#[derive(Debug, Clone)]
+pub struct S3Backend {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    prefix: String,
+}
+
+impl S3Backend {
+    /// A vault in `bucket` under `prefix` (empty, or ending in `/`), reached with `client`.
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
+        let mut prefix = prefix.into();
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        Self { client, bucket: bucket.into(), prefix }
+    }
+
+    fn key(&self, name: &str) -> Result<String, VaultError> {
+        check_name(name)?;
+        Ok(format!("{}{name}", self.prefix))
+    }
+}
+
+/// Maps an SDK failure: missing objects are `NotFound`; everything else is I/O, with the
+/// S3 code and message kept for the operator.
+fn sdk_error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
+    name: &str,
+    e: SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> VaultError {
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    if status == Some(404) || matches!(e.code(), Some("NoSuchKey" | "NotFound")) {
+        return VaultError::NotFound { name: name.to_owned() };
+    }
+    if status == Some(412) {
+        return VaultError::AlreadyExists { name: name.to_owned() };
+    }
+    let detail = format!("{}: {}", e.code().unwrap_or("no code"), aws_sdk_s3::error::DisplayErrorContext(&e));
+    VaultError::Io(std::io::Error::other(detail))
+}
+
+#[async_trait::async_trait]
+impl Backend for S3Backend {
+    async fn put(&self, name: &str, data: Bytes) -> Result<(), VaultError> {
+        let key = self.key(name)?;
+        if self.exists(name).await? {
+            return Err(VaultError::AlreadyExists { name: name.to_owned() });
+        }
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_none_match("*")
+            .body(ByteStream::from(data))
+            .send()
+            .await
+            .map_err(|e| sdk_error(name, e))?;
+        Ok(())
+    }
+
+    async fn get(&self, name: &str) -> Result<Bytes, VaultError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(name)?)
+            .send()
+            .await
+            .map_err(|e| sdk_error(name, e))?;
+        let body = out.body.collect().await.map_err(|e| VaultError::Io(std::io::Error::other(e)))?;
+        Ok(body.into_bytes())
+    }
+
+    async fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Bytes, VaultError> {
+        let out_of_range = || VaultError::Corrupt {
+            what: format!("vault object {name}"),
+            detail: format!("range {offset}+{len} beyond its end"),
+        };
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let last = offset.checked_add(len - 1).ok_or_else(out_of_range)?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(name)?)
+            .range(format!("bytes={offset}-{last}"))
+            .send()
+            .await
+            .map_err(|e| match e.raw_response().map(|r| r.status().as_u16()) {
+                Some(416) => out_of_range(),
+                _ => sdk_error(name, e),
+            })?;
+        let body = out.body.collect().await.map_err(|e| VaultError::Io(std::io::Error::other(e)))?.into_bytes();
+        // A store may clamp a range that runs past the end instead of refusing it.
+        if body.len() as u64 != len {
+            return Err(out_of_range());
+        }
+        Ok(body)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, VaultError> {
+        let mut names = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(format!("{}{prefix}", self.prefix))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error(prefix, e))?;
+            names.extend(page.contents().iter().filter_map(|o| o.key()?.strip_prefix(&self.prefix).map(str::to_owned)));
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    async fn exists(&self, name: &str) -> Result<bool, VaultError> {
+        match self.client.head_object().bucket(&self.bucket).key(self.key(name)?).send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match sdk_error(name, e) {
+                VaultError::NotFound { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+}
