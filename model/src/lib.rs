@@ -1,7 +1,9 @@
 //! Rewind's shared vocabulary. Types here carry no I/O so every crate can use them.
 
 pub mod ids;
+pub mod record;
 pub mod redact;
 
 pub use ids::ChunkId;
+pub use record::{Abort, Body, Commit, Effect, Intent, ObjectVersion, Op, Seq};
 pub use redact::{LogKey, set_key_redaction};

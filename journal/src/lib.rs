@@ -1,0 +1,379 @@
+//! Rewind's journal: the only code that touches RocksDB.
+//!
+//! Records are appended by one writer thread that batches whatever requests are waiting
+//! into one `WriteBatch` (group commit): a batch is synced if any request in it asked for
+//! durability, so one fsync covers many concurrent commits. Each record is encrypted and
+//! chained to the previous one (see `record.rs`); every [`CHECKPOINT_EVERY`] records a
+//! checkpoint MAC over (seq, hash) is stored, so `verify` detects a dropped, reordered,
+//! altered or forged record.
+//!
+//! Column families: `records` (seq, big-endian → record), `versions` ((bucket, key, seq) →
+//! empty, for commit records: point-in-time lookups), `meta` (head, checkpoints).
+
+pub mod record;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rewind_crypto::{CryptoError, KeySet};
+use rewind_model::{Body, Seq};
+use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use tokio::sync::{mpsc, oneshot};
+
+pub use record::Record;
+
+const CF_RECORDS: &str = "records";
+const CF_VERSIONS: &str = "versions";
+const CF_META: &str = "meta";
+const HEAD_KEY: &[u8] = b"head";
+const CHECKPOINT_PREFIX: &[u8] = b"checkpoint/";
+
+/// Records between checkpoints. A checkpoint costs one small extra write per batch.
+pub const CHECKPOINT_EVERY: u64 = 1024;
+/// Most requests folded into one batch: bounds the latency a batch adds to its first request.
+const MAX_BATCH: usize = 512;
+/// Appends waiting for the writer; past this, appenders wait (backpressure, not loss).
+const QUEUE_DEPTH: usize = 4096;
+
+/// What went wrong in the journal.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum JournalError {
+    /// RocksDB failed (disk full, I/O error, …).
+    #[error("journal storage: {0}")]
+    Db(#[from] rocksdb::Error),
+    /// A stored record does not decode, decrypt or chain.
+    #[error("journal record {} is corrupt: {detail}", seq.0)]
+    Corrupt {
+        /// The record.
+        seq: Seq,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Encrypting a record failed.
+    #[error("journal encryption: {0}")]
+    Crypto(String),
+    /// The journal was closed.
+    #[error("the journal is closed")]
+    Closed,
+}
+
+impl From<CryptoError> for JournalError {
+    fn from(e: CryptoError) -> Self {
+        Self::Crypto(e.to_string())
+    }
+}
+
+pub use rewind_crypto::ErrorClass;
+
+impl JournalError {
+    /// How a caller should treat the error.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Db(_) | Self::Crypto(_) | Self::Closed => ErrorClass::Transient,
+            Self::Corrupt { .. } => ErrorClass::Corruption,
+        }
+    }
+}
+
+/// Whether an append must be on disk before it is confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync before confirming (commits).
+    Synced,
+    /// In the write-ahead log, synced by the next synced append (intents).
+    Buffered,
+}
+
+/// A confirmed append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Its position.
+    pub seq: Seq,
+    /// Its hash.
+    pub hash: [u8; 32],
+    /// Its gateway timestamp, µs since the epoch.
+    pub timestamp_us: i64,
+}
+
+const GENESIS_HEAD: Appended = Appended { seq: Seq(0), hash: record::GENESIS, timestamp_us: 0 };
+
+struct Request {
+    body: Body,
+    durability: Durability,
+    reply: oneshot::Sender<Result<Appended, JournalError>>,
+}
+
+/// An open journal.
+pub struct Journal {
+    db: Arc<DB>,
+    keys: Arc<KeySet>,
+    tx: Option<mpsc::Sender<Request>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `dir`.
+    pub fn open(dir: &Path, keys: Arc<KeySet>) -> Result<Self, JournalError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let cfs = [CF_RECORDS, CF_VERSIONS, CF_META].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let db = Arc::new(DB::open_cf_descriptors(&opts, dir, cfs)?);
+        let head = read_head(&db)?;
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let writer = {
+            let (db, keys) = (db.clone(), keys.clone());
+            std::thread::Builder::new()
+                .name("journal-writer".into())
+                .spawn(move || Writer { db, keys, head, last_checkpoint: head.seq }.run(rx))
+                .map_err(|e| JournalError::Crypto(format!("cannot start the journal writer: {e}")))?
+        };
+        Ok(Self { db, keys, tx: Some(tx), writer: Some(writer) })
+    }
+
+    /// Appends a record; returns once it is stored with the asked durability.
+    pub async fn append(&self, body: Body, durability: Durability) -> Result<Appended, JournalError> {
+        let (reply, answer) = oneshot::channel();
+        let tx = self.tx.as_ref().ok_or(JournalError::Closed)?;
+        tx.send(Request { body, durability, reply }).await.map_err(|_| JournalError::Closed)?;
+        answer.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// The last record's position, hash and time (seq 0 when empty).
+    pub fn head(&self) -> Result<Appended, JournalError> {
+        read_head(&self.db)
+    }
+
+    /// One record.
+    pub fn record(&self, seq: Seq) -> Result<Option<Record>, JournalError> {
+        let cf = self.cf(CF_RECORDS);
+        match self.db.get_cf(cf, seq.0.to_be_bytes())? {
+            Some(bytes) => record::decode(&self.keys, seq, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Records from `from` on, at most `limit`.
+    pub fn records(&self, from: Seq, limit: usize) -> Result<Vec<Record>, JournalError> {
+        let start = from.0.to_be_bytes();
+        let iter = self.db.iterator_cf(self.cf(CF_RECORDS), IteratorMode::From(&start, Direction::Forward));
+        iter.take(limit)
+            .map(|item| {
+                let (k, v) = item?;
+                record::decode(&self.keys, seq_of(&k), &v)
+            })
+            .collect()
+    }
+
+    /// The last commit record for `bucket`/`key` at or before `at`.
+    pub fn latest_at(&self, bucket: &str, key: &str, at: Seq) -> Result<Option<Record>, JournalError> {
+        let prefix = version_prefix(bucket, key);
+        let mut target = prefix.clone();
+        target.extend_from_slice(&at.0.to_be_bytes());
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_VERSIONS));
+        it.seek_for_prev(&target);
+        match it.key() {
+            Some(k) if k.len() == prefix.len() + 8 && k.starts_with(&prefix) => self.record(seq_of(&k[prefix.len()..])),
+            _ => {
+                it.status()?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Walks every record and checkpoint, returning what is wrong (empty when intact).
+    pub fn verify(&self) -> Result<Vec<String>, JournalError> {
+        let mut problems = Vec::new();
+        let mut prev = GENESIS_HEAD;
+        let mut hashes = std::collections::HashMap::new();
+        for item in self.db.iterator_cf(self.cf(CF_RECORDS), IteratorMode::Start) {
+            let (k, v) = item?;
+            let seq = seq_of(&k);
+            if seq.0 != prev.seq.0 + 1 {
+                problems.push(format!("records {} to {} are missing", prev.seq.0 + 1, seq.0 - 1));
+            }
+            match record::decode(&self.keys, seq, &v) {
+                Ok(r) => {
+                    if r.prev_hash != prev.hash {
+                        problems.push(format!("record {} does not chain to record {}", seq.0, prev.seq.0));
+                    }
+                    hashes.insert(seq.0, r.hash);
+                    prev = Appended { seq, hash: r.hash, timestamp_us: r.timestamp_us };
+                }
+                Err(e) => {
+                    problems.push(e.to_string());
+                    prev = Appended { seq, hash: *blake3::hash(&v).as_bytes(), timestamp_us: prev.timestamp_us };
+                }
+            }
+        }
+        let head = self.head()?;
+        if head.seq != prev.seq || head.hash != prev.hash {
+            problems.push(format!("the head says record {} but the last record is {}", head.seq.0, prev.seq.0));
+        }
+        let meta = self.cf(CF_META);
+        for item in self.db.iterator_cf(meta, IteratorMode::From(CHECKPOINT_PREFIX, Direction::Forward)) {
+            let (k, v) = item?;
+            if !k.starts_with(CHECKPOINT_PREFIX) {
+                break;
+            }
+            let seq = seq_of(&k[CHECKPOINT_PREFIX.len()..]);
+            let ok = v.len() == 64
+                && hashes.get(&seq.0).is_some_and(|h| h[..] == v[..32])
+                && record::checkpoint_mac(&self.keys, seq, v[..32].try_into().expect("invariant: 32 bytes"))[..]
+                    == v[32..];
+            if !ok {
+                problems.push(format!("checkpoint at record {} does not verify", seq.0));
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Stops the writer after it has written what was queued.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.tx.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("invariant: column families are created on open")
+    }
+
+    /// Raw access for tests that simulate damage.
+    #[doc(hidden)]
+    pub fn raw_records(&self) -> (&DB, &rocksdb::ColumnFamily) {
+        (&self.db, self.cf(CF_RECORDS))
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn read_head(db: &DB) -> Result<Appended, JournalError> {
+    let meta = db.cf_handle(CF_META).expect("invariant: column families are created on open");
+    Ok(match db.get_cf(meta, HEAD_KEY)? {
+        Some(v) if v.len() == 48 => Appended {
+            seq: seq_of(&v[..8]),
+            hash: v[8..40].try_into().expect("invariant: 32 bytes"),
+            timestamp_us: i64::from_be_bytes(v[40..48].try_into().expect("invariant: 8 bytes")),
+        },
+        Some(_) => return Err(JournalError::Corrupt { seq: Seq(0), detail: "the stored head is malformed".into() }),
+        None => GENESIS_HEAD,
+    })
+}
+
+fn seq_of(be: &[u8]) -> Seq {
+    Seq(u64::from_be_bytes(be[..8].try_into().expect("invariant: keys end in an 8-byte seq")))
+}
+
+/// Escapes a name so that concatenations sort like the names and never prefix each other:
+/// 0x00 becomes 0x00 0xFF, and 0x00 0x00 ends it.
+fn push_escaped(out: &mut Vec<u8>, s: &str) {
+    for &b in s.as_bytes() {
+        out.push(b);
+        if b == 0 {
+            out.push(0xFF);
+        }
+    }
+    out.extend_from_slice(&[0, 0]);
+}
+
+fn version_prefix(bucket: &str, key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bucket.len() + key.len() + 12);
+    push_escaped(&mut out, bucket);
+    push_escaped(&mut out, key);
+    out
+}
+
+fn now_us() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+struct Writer {
+    db: Arc<DB>,
+    keys: Arc<KeySet>,
+    head: Appended,
+    last_checkpoint: Seq,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            self.write(batch);
+        }
+    }
+
+    /// Writes one group; on failure every request in it fails and the head is unchanged.
+    fn write(&mut self, requests: Vec<Request>) {
+        let start = (self.head, self.last_checkpoint);
+        let db = &self.db;
+        let cf = |n| db.cf_handle(n).expect("invariant: column families are created on open");
+        let mut wb = WriteBatch::default();
+        let mut sync = false;
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for req in &requests {
+            let seq = Seq(self.head.seq.0 + 1);
+            // The gateway clock, never going backwards within the journal.
+            let timestamp_us = now_us().max(self.head.timestamp_us);
+            match record::encode(&self.keys, seq, timestamp_us, &self.head.hash, &req.body) {
+                Ok((bytes, hash)) => {
+                    wb.put_cf(cf(CF_RECORDS), seq.0.to_be_bytes(), bytes);
+                    if let Body::Commit(c) = &req.body {
+                        let mut k = version_prefix(&c.bucket, &c.key);
+                        k.extend_from_slice(&seq.0.to_be_bytes());
+                        wb.put_cf(cf(CF_VERSIONS), k, []);
+                    }
+                    self.head = Appended { seq, hash, timestamp_us };
+                    sync |= req.durability == Durability::Synced;
+                    outcomes.push(Ok(self.head));
+                }
+                Err(e) => outcomes.push(Err(e)),
+            }
+        }
+        if self.head.seq.0 - self.last_checkpoint.0 >= CHECKPOINT_EVERY {
+            let mut k = CHECKPOINT_PREFIX.to_vec();
+            k.extend_from_slice(&self.head.seq.0.to_be_bytes());
+            let mut v = self.head.hash.to_vec();
+            v.extend_from_slice(&record::checkpoint_mac(&self.keys, self.head.seq, &self.head.hash));
+            wb.put_cf(cf(CF_META), k, v);
+            self.last_checkpoint = self.head.seq;
+        }
+        let mut head = self.head.seq.0.to_be_bytes().to_vec();
+        head.extend_from_slice(&self.head.hash);
+        head.extend_from_slice(&self.head.timestamp_us.to_be_bytes());
+        wb.put_cf(cf(CF_META), HEAD_KEY, head);
+        let mut wo = WriteOptions::default();
+        wo.set_sync(sync);
+        if let Err(e) = self.db.write_opt(wb, &wo) {
+            (self.head, self.last_checkpoint) = start;
+            for req in requests {
+                let _ = req.reply.send(Err(JournalError::Db(e.clone())));
+            }
+            return;
+        }
+        for (req, outcome) in requests.into_iter().zip(outcomes) {
+            // The appender may have gone away (client disconnected); the record stands.
+            let _ = req.reply.send(outcome);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

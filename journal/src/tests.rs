@@ -1,0 +1,188 @@
+use std::sync::Arc;
+
+use rewind_crypto::{KeySet, SecretKey};
+use rewind_model::{Abort, Body, Commit, Effect, Intent, Op, Seq};
+
+use super::*;
+
+fn keys() -> Arc<KeySet> {
+    Arc::new(KeySet::derive(&SecretKey::generate().unwrap()))
+}
+
+fn intent(key: &str) -> Body {
+    Body::Intent(Intent {
+        op: Op::Put,
+        bucket: "b".into(),
+        key: key.into(),
+        access_key: "AK".into(),
+        request_id: "r".into(),
+    })
+}
+
+fn commit(intent: Seq, key: &str, tags: &str) -> Body {
+    Body::Commit(Commit {
+        intent,
+        bucket: "b".into(),
+        key: key.into(),
+        effect: Effect::Tags(vec![("v".into(), tags.into())]),
+    })
+}
+
+#[tokio::test]
+async fn appends_read_back_in_order_and_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), keys()).unwrap();
+    let a = j.append(intent("k"), Durability::Buffered).await.unwrap();
+    let b = j.append(commit(a.seq, "k", "1"), Durability::Synced).await.unwrap();
+    let c = j.append(Body::Abort(Abort { intent: Seq(9), reason: "x".into() }), Durability::Synced).await.unwrap();
+    assert_eq!((a.seq, b.seq, c.seq), (Seq(1), Seq(2), Seq(3)));
+    assert!(a.timestamp_us <= b.timestamp_us && b.timestamp_us <= c.timestamp_us);
+    let records = j.records(Seq(1), 10).unwrap();
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[1].body, commit(a.seq, "k", "1"));
+    assert_eq!(records[1].prev_hash, a.hash);
+    assert_eq!(j.head().unwrap(), c);
+    assert!(j.verify().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_appenders_get_one_gap_free_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Arc::new(Journal::open(dir.path(), keys()).unwrap());
+    let tasks: Vec<_> = (0..50)
+        .map(|t| {
+            let j = j.clone();
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for i in 0..40 {
+                    let d = if i % 2 == 0 { Durability::Buffered } else { Durability::Synced };
+                    seqs.push(j.append(intent(&format!("{t}/{i}")), d).await.unwrap().seq.0);
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=2000).collect::<Vec<_>>());
+    assert_eq!(j.head().unwrap().seq, Seq(2000));
+    assert!(j.verify().unwrap().is_empty(), "{:?}", j.verify());
+}
+
+#[tokio::test]
+async fn the_chain_continues_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys();
+    let head = {
+        let j = Journal::open(dir.path(), keys.clone()).unwrap();
+        for i in 0..3 {
+            j.append(intent(&i.to_string()), Durability::Synced).await.unwrap();
+        }
+        let head = j.head().unwrap();
+        j.close();
+        head
+    };
+    let j = Journal::open(dir.path(), keys).unwrap();
+    assert_eq!(j.head().unwrap(), head);
+    let next = j.append(intent("after"), Durability::Synced).await.unwrap();
+    assert_eq!(next.seq, Seq(4));
+    assert_eq!(j.record(Seq(4)).unwrap().unwrap().prev_hash, head.hash);
+    assert!(j.verify().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn another_key_cannot_read_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let j = Journal::open(dir.path(), keys()).unwrap();
+        j.append(intent("secret-key-name"), Durability::Synced).await.unwrap();
+    }
+    let j = Journal::open(dir.path(), keys()).unwrap();
+    assert!(matches!(j.record(Seq(1)), Err(JournalError::Corrupt { .. })));
+}
+
+#[tokio::test]
+async fn point_in_time_lookup_finds_the_last_commit_at_or_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), keys()).unwrap();
+    let mut commits = Vec::new();
+    for v in ["1", "2", "3"] {
+        let i = j.append(intent("doc"), Durability::Buffered).await.unwrap();
+        j.append(intent("doc2"), Durability::Buffered).await.unwrap();
+        commits.push(j.append(commit(i.seq, "doc", v), Durability::Synced).await.unwrap().seq);
+    }
+    // A key that extends "doc" must not be mistaken for it.
+    j.append(commit(Seq(1), "doc\u{0}x", "other"), Durability::Synced).await.unwrap();
+    assert!(j.latest_at("b", "doc", Seq(commits[0].0 - 1)).unwrap().is_none());
+    for (n, at) in commits.iter().enumerate() {
+        let r = j.latest_at("b", "doc", Seq(at.0 + 1)).unwrap().unwrap();
+        assert_eq!(r.seq, *at, "as of {} the version is commit {n}", at.0 + 1);
+    }
+    assert_eq!(j.latest_at("b", "doc", Seq(u64::MAX)).unwrap().unwrap().seq, commits[2]);
+    assert!(j.latest_at("b", "nope", Seq(u64::MAX)).unwrap().is_none());
+    assert!(j.latest_at("other-bucket", "doc", Seq(u64::MAX)).unwrap().is_none());
+}
+
+async fn journal_with(n: u64) -> (tempfile::TempDir, Journal) {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), keys()).unwrap();
+    for i in 0..n {
+        j.append(intent(&i.to_string()), Durability::Synced).await.unwrap();
+    }
+    (dir, j)
+}
+
+#[tokio::test]
+async fn verify_detects_an_edited_record() {
+    let (_d, j) = journal_with(5).await;
+    let (db, cf) = j.raw_records();
+    let mut bytes = db.get_cf(cf, 3u64.to_be_bytes()).unwrap().unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    db.put_cf(cf, 3u64.to_be_bytes(), bytes).unwrap();
+    let problems = j.verify().unwrap();
+    assert!(problems.iter().any(|p| p.contains("record 3 is corrupt")), "{problems:?}");
+}
+
+#[tokio::test]
+async fn verify_detects_a_removed_record() {
+    let (_d, j) = journal_with(5).await;
+    let (db, cf) = j.raw_records();
+    db.delete_cf(cf, 3u64.to_be_bytes()).unwrap();
+    let problems = j.verify().unwrap();
+    assert!(problems.iter().any(|p| p.contains("missing")), "{problems:?}");
+    assert!(problems.iter().any(|p| p.contains("does not chain")), "{problems:?}");
+}
+
+#[tokio::test]
+async fn verify_detects_a_removed_last_record_and_swapped_records() {
+    let (_d, j) = journal_with(5).await;
+    let (db, cf) = j.raw_records();
+    db.delete_cf(cf, 5u64.to_be_bytes()).unwrap();
+    assert!(j.verify().unwrap().iter().any(|p| p.contains("head")), "truncation is caught by the head");
+
+    let (_d, j) = journal_with(5).await;
+    let (db, cf) = j.raw_records();
+    let (two, four) =
+        (db.get_cf(cf, 2u64.to_be_bytes()).unwrap().unwrap(), db.get_cf(cf, 4u64.to_be_bytes()).unwrap().unwrap());
+    db.put_cf(cf, 2u64.to_be_bytes(), four).unwrap();
+    db.put_cf(cf, 4u64.to_be_bytes(), two).unwrap();
+    assert!(!j.verify().unwrap().is_empty(), "swapped records are caught");
+}
+
+#[tokio::test]
+async fn checkpoints_are_written_and_checked() {
+    let (_d, j) = journal_with(CHECKPOINT_EVERY + 5).await;
+    assert!(j.verify().unwrap().is_empty());
+    let (db, _) = j.raw_records();
+    let meta = db.cf_handle(CF_META).unwrap();
+    let mut k = CHECKPOINT_PREFIX.to_vec();
+    k.extend_from_slice(&CHECKPOINT_EVERY.to_be_bytes());
+    let mut v = db.get_cf(meta, &k).unwrap().expect("a checkpoint after CHECKPOINT_EVERY records");
+    v[40] ^= 1;
+    db.put_cf(meta, &k, v).unwrap();
+    assert!(j.verify().unwrap().iter().any(|p| p.contains("checkpoint")));
+}

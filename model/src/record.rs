@@ -1,0 +1,418 @@
+//! What the journal records, and its versioned binary encoding (the plaintext of a record
+//! body; the journal encrypts and chains it).
+//!
+//! Body encoding, version 1: `version (1) | kind (1) | fields`, where strings and byte
+//! strings are `u32 le length | bytes`, optional values a `0`/`1` byte then the value,
+//! lists a `u32 le count` then the items, integers little-endian.
+
+use crate::ChunkId;
+
+/// A journal sequence number: the position of a record in the one global order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Seq(pub u64);
+
+/// The mutations the journal distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Op {
+    /// PutObject.
+    Put,
+    /// CopyObject.
+    Copy,
+    /// CompleteMultipartUpload.
+    CompleteMultipart,
+    /// DeleteObject, or one key of DeleteObjects.
+    Delete,
+    /// PutObjectTagging.
+    PutTagging,
+    /// DeleteObjectTagging.
+    DeleteTagging,
+    /// CreateBucket.
+    CreateBucket,
+    /// DeleteBucket.
+    DeleteBucket,
+    /// A version found upstream that the journal lacked (before install, or behind the
+    /// gateway's back), captured before it could be destroyed.
+    CaptureExisting,
+}
+
+impl Op {
+    const ALL: [Self; 9] = [
+        Self::Put,
+        Self::Copy,
+        Self::CompleteMultipart,
+        Self::Delete,
+        Self::PutTagging,
+        Self::DeleteTagging,
+        Self::CreateBucket,
+        Self::DeleteBucket,
+        Self::CaptureExisting,
+    ];
+
+    fn code(self) -> u8 {
+        Self::ALL.iter().position(|o| *o == self).expect("invariant: ALL lists every op") as u8 + 1
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(code).checked_sub(1)?).copied()
+    }
+}
+
+/// A mutation about to be applied upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    /// What kind.
+    pub op: Op,
+    /// The bucket.
+    pub bucket: String,
+    /// The object key (empty for bucket operations).
+    pub key: String,
+    /// The client's access key id.
+    pub access_key: String,
+    /// The gateway's request id, to match log lines.
+    pub request_id: String,
+}
+
+/// One stored version of an object: everything needed to restore it byte-exact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    /// Size in bytes.
+    pub size: u64,
+    /// BLAKE3 of the whole object.
+    pub blake3: [u8; 32],
+    /// Its chunks in order.
+    pub chunks: Vec<ChunkId>,
+    /// The upstream's ETag.
+    pub etag: String,
+    /// The upstream's version id, if it versions.
+    pub version_id: Option<String>,
+    /// Content headers (content-type, cache-control, …), names lower-case.
+    pub headers: Vec<(String, String)>,
+    /// User metadata (x-amz-meta-*), without the prefix.
+    pub metadata: Vec<(String, String)>,
+    /// Object tags.
+    pub tags: Vec<(String, String)>,
+}
+
+/// What a committed mutation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// A new current version.
+    Version(ObjectVersion),
+    /// The key was deleted (a delete marker on versioned buckets).
+    Deleted {
+        /// The upstream version id of the delete marker, if any.
+        version_id: Option<String>,
+    },
+    /// The current version's tags changed.
+    Tags(Vec<(String, String)>),
+    /// A bucket was created or deleted.
+    Bucket,
+}
+
+/// A mutation that succeeded upstream and whose data is durable in the vault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// The intent it completes.
+    pub intent: Seq,
+    /// The bucket (repeated from the intent so indexes need no second lookup).
+    pub bucket: String,
+    /// The key.
+    pub key: String,
+    /// What changed.
+    pub effect: Effect,
+}
+
+/// A mutation that did not happen (or whose capture failed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Abort {
+    /// The intent it ends.
+    pub intent: Seq,
+    /// Why, for operators.
+    pub reason: String,
+}
+
+/// A record body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Body {
+    /// See [`Intent`].
+    Intent(Intent),
+    /// See [`Commit`].
+    Commit(Commit),
+    /// See [`Abort`].
+    Abort(Abort),
+}
+
+/// Why bytes are not a valid body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed record body: {0}")]
+pub struct DecodeError(pub String);
+
+const BODY_V1: u8 = 1;
+const KIND_INTENT: u8 = 1;
+const KIND_COMMIT: u8 = 2;
+const KIND_ABORT: u8 = 3;
+const EFFECT_VERSION: u8 = 1;
+const EFFECT_DELETED: u8 = 2;
+const EFFECT_TAGS: u8 = 3;
+const EFFECT_BUCKET: u8 = 4;
+
+impl Body {
+    /// The versioned encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Enc(Vec::with_capacity(128));
+        e.u8(BODY_V1);
+        match self {
+            Self::Intent(i) => {
+                e.u8(KIND_INTENT);
+                e.u8(i.op.code());
+                for s in [&i.bucket, &i.key, &i.access_key, &i.request_id] {
+                    e.str(s);
+                }
+            }
+            Self::Commit(c) => {
+                e.u8(KIND_COMMIT);
+                e.u64(c.intent.0);
+                e.str(&c.bucket);
+                e.str(&c.key);
+                match &c.effect {
+                    Effect::Version(v) => {
+                        e.u8(EFFECT_VERSION);
+                        e.u64(v.size);
+                        e.raw(&v.blake3);
+                        e.u32(v.chunks.len() as u32);
+                        for id in &v.chunks {
+                            e.raw(id.as_bytes());
+                        }
+                        e.str(&v.etag);
+                        e.opt(v.version_id.as_deref());
+                        for pairs in [&v.headers, &v.metadata, &v.tags] {
+                            e.pairs(pairs);
+                        }
+                    }
+                    Effect::Deleted { version_id } => {
+                        e.u8(EFFECT_DELETED);
+                        e.opt(version_id.as_deref());
+                    }
+                    Effect::Tags(tags) => {
+                        e.u8(EFFECT_TAGS);
+                        e.pairs(tags);
+                    }
+                    Effect::Bucket => e.u8(EFFECT_BUCKET),
+                }
+            }
+            Self::Abort(a) => {
+                e.u8(KIND_ABORT);
+                e.u64(a.intent.0);
+                e.str(&a.reason);
+            }
+        }
+        e.0
+    }
+
+    /// Decodes what [`Body::encode`] produced; anything else is an error, never a panic.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut d = Dec(bytes);
+        let version = d.u8()?;
+        if version != BODY_V1 {
+            return Err(DecodeError(format!("unknown body version {version}")));
+        }
+        let body = match d.u8()? {
+            KIND_INTENT => {
+                let op = Op::from_code(d.u8()?).ok_or_else(|| DecodeError("unknown op".into()))?;
+                Self::Intent(Intent { op, bucket: d.str()?, key: d.str()?, access_key: d.str()?, request_id: d.str()? })
+            }
+            KIND_COMMIT => {
+                let (intent, bucket, key) = (Seq(d.u64()?), d.str()?, d.str()?);
+                let effect = match d.u8()? {
+                    EFFECT_VERSION => {
+                        let size = d.u64()?;
+                        let blake3 = d.array()?;
+                        let n = d.count(32)?;
+                        let chunks = (0..n).map(|_| d.array().map(ChunkId)).collect::<Result<_, _>>()?;
+                        Effect::Version(ObjectVersion {
+                            size,
+                            blake3,
+                            chunks,
+                            etag: d.str()?,
+                            version_id: d.opt()?,
+                            headers: d.pairs()?,
+                            metadata: d.pairs()?,
+                            tags: d.pairs()?,
+                        })
+                    }
+                    EFFECT_DELETED => Effect::Deleted { version_id: d.opt()? },
+                    EFFECT_TAGS => Effect::Tags(d.pairs()?),
+                    EFFECT_BUCKET => Effect::Bucket,
+                    other => return Err(DecodeError(format!("unknown effect {other}"))),
+                };
+                Self::Commit(Commit { intent, bucket, key, effect })
+            }
+            KIND_ABORT => Self::Abort(Abort { intent: Seq(d.u64()?), reason: d.str()? }),
+            other => return Err(DecodeError(format!("unknown record kind {other}"))),
+        };
+        if !d.0.is_empty() {
+            return Err(DecodeError(format!("{} trailing bytes", d.0.len())));
+        }
+        Ok(body)
+    }
+}
+
+struct Enc(Vec<u8>);
+
+impl Enc {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn raw(&mut self, b: &[u8]) {
+        self.0.extend_from_slice(b);
+    }
+    fn str(&mut self, s: &str) {
+        self.u32(u32::try_from(s.len()).expect("invariant: record strings are far below 4 GiB"));
+        self.raw(s.as_bytes());
+    }
+    fn opt(&mut self, s: Option<&str>) {
+        match s {
+            None => self.u8(0),
+            Some(s) => {
+                self.u8(1);
+                self.str(s);
+            }
+        }
+    }
+    fn pairs(&mut self, pairs: &[(String, String)]) {
+        self.u32(pairs.len() as u32);
+        for (k, v) in pairs {
+            self.str(k);
+            self.str(v);
+        }
+    }
+}
+
+struct Dec<'a>(&'a [u8]);
+
+impl<'a> Dec<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError(format!("truncated: wanted {n} more bytes, {} left", self.0.len())));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("invariant: 4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("invariant: 8 bytes")))
+    }
+    fn array(&mut self) -> Result<[u8; 32], DecodeError> {
+        Ok(self.take(32)?.try_into().expect("invariant: 32 bytes"))
+    }
+    /// A list length, refused if the remaining bytes cannot hold that many items of at
+    /// least `min_item` bytes (so a forged count cannot allocate gigabytes).
+    fn count(&mut self, min_item: usize) -> Result<usize, DecodeError> {
+        let n = self.u32()? as usize;
+        if n.saturating_mul(min_item) > self.0.len() {
+            return Err(DecodeError(format!("count {n} exceeds the remaining bytes")));
+        }
+        Ok(n)
+    }
+    fn str(&mut self) -> Result<String, DecodeError> {
+        let n = self.u32()? as usize;
+        let bytes = self.take(n)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError("string is not UTF-8".into()))
+    }
+    fn opt(&mut self) -> Result<Option<String>, DecodeError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => self.str().map(Some),
+            other => Err(DecodeError(format!("bad option tag {other}"))),
+        }
+    }
+    fn pairs(&mut self) -> Result<Vec<(String, String)>, DecodeError> {
+        let n = self.count(8)?;
+        (0..n).map(|_| Ok((self.str()?, self.str()?))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop::sample::select(Op::ALL.to_vec())
+    }
+
+    fn pairs() -> impl Strategy<Value = Vec<(String, String)>> {
+        prop::collection::vec((".{0,12}", ".{0,20}"), 0..4)
+    }
+
+    fn body() -> impl Strategy<Value = Body> {
+        let intent = (op(), ".{0,20}", ".{0,40}", "[A-Z0-9]{0,20}", ".{0,16}").prop_map(
+            |(op, bucket, key, access_key, request_id)| {
+                Body::Intent(Intent { op, bucket, key, access_key, request_id })
+            },
+        );
+        let version = (
+            any::<u64>(),
+            any::<[u8; 32]>(),
+            prop::collection::vec(any::<[u8; 32]>(), 0..5),
+            ".{0,34}",
+            prop::option::of(".{0,32}"),
+            pairs(),
+            pairs(),
+            pairs(),
+        )
+            .prop_map(|(size, blake3, chunks, etag, version_id, headers, metadata, tags)| {
+                Effect::Version(ObjectVersion {
+                    size,
+                    blake3,
+                    chunks: chunks.into_iter().map(ChunkId).collect(),
+                    etag,
+                    version_id,
+                    headers,
+                    metadata,
+                    tags,
+                })
+            });
+        let effect = prop_oneof![
+            version,
+            prop::option::of(".{0,32}").prop_map(|version_id| Effect::Deleted { version_id }),
+            pairs().prop_map(Effect::Tags),
+            Just(Effect::Bucket),
+        ];
+        let commit = (any::<u64>(), ".{0,20}", ".{0,40}", effect)
+            .prop_map(|(s, bucket, key, effect)| Body::Commit(Commit { intent: Seq(s), bucket, key, effect }));
+        let abort = (any::<u64>(), ".{0,40}").prop_map(|(s, reason)| Body::Abort(Abort { intent: Seq(s), reason }));
+        prop_oneof![intent, commit, abort]
+    }
+
+    proptest! {
+        #[test]
+        fn bodies_round_trip(b in body()) {
+            prop_assert_eq!(Body::decode(&b.encode()).unwrap(), b);
+        }
+
+        /// Decoding arbitrary or truncated bytes fails cleanly, never panics.
+        #[test]
+        fn garbage_is_rejected_without_panicking(bytes in prop::collection::vec(any::<u8>(), 0..200), b in body(), cut in any::<prop::sample::Index>()) {
+            let _ = Body::decode(&bytes);
+            let encoded = b.encode();
+            let cut = cut.index(encoded.len());
+            prop_assert!(Body::decode(&encoded[..cut]).is_err());
+        }
+    }
+}
