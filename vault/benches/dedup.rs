@@ -12,21 +12,11 @@ use std::time::Instant;
 use rewind_crypto::{KeySet, SecretKey};
 use rewind_vault::{LocalBackend, MemoryIndex, Vault, VaultSettings};
 
+mod common;
+use common::random;
+
 const MIB: usize = 1024 * 1024;
 const SIZE: usize = 256 * MIB;
-
-fn random(len: usize) -> Vec<u8> {
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 async fn store(vault: &Vault, object: &[u8]) -> u64 {
     let before = vault.stats().stored_bytes;

@@ -13,23 +13,13 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use rewind_crypto::{KeySet, SecretKey, aead};
 use rewind_vault::{ChunkSizes, StreamingChunker, compress};
 
+mod common;
+use common::random;
+
 const MIB: usize = 1024 * 1024;
 const DATA: usize = 256 * MIB;
 /// Network-sized pieces, as bodies arrive.
 const PIECE: usize = 64 * 1024;
-
-fn random(len: usize) -> Vec<u8> {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// Log-like text: compresses about 4-6x with zstd -1, like real logs and JSON.
 fn text(len: usize) -> Vec<u8> {

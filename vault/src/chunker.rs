@@ -104,15 +104,7 @@ mod tests {
     const SMALL: ChunkSizes = ChunkSizes { min: 256, avg: 1024, max: 4096 };
 
     fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        crate::tests::generate(len, seed, false)
     }
 
     proptest! {

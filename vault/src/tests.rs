@@ -8,17 +8,22 @@ fn keys() -> KeySet {
     KeySet::derive(&SecretKey::generate().unwrap())
 }
 
-fn data(len: usize, seed: u64) -> Vec<u8> {
+/// Deterministic test data (xorshift). With `compressible`, a quarter of the bytes are the
+/// same letter, so chunks compress; without, the bytes are incompressible.
+pub(crate) fn generate(len: usize, seed: u64, compressible: bool) -> Vec<u8> {
     let mut x = seed | 1;
     (0..len)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            // Mix in some runs so that some chunks compress and some do not.
-            if (x >> 40).is_multiple_of(4) { b'a' } else { x as u8 }
+            if compressible && (x >> 40).is_multiple_of(4) { b'a' } else { x as u8 }
         })
         .collect()
+}
+
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    generate(len, seed, true)
 }
 
 /// Chunks, seals and packs `object`; returns the pack and the chunk ids in object order.
