@@ -225,9 +225,10 @@ impl ByteStream for VerifiedUpload {
         let held = self.held.as_ref().map_or(0, Bytes::len);
         match self.declared {
             // What the upstream still has to receive: declared minus what it already got.
-            Some(d) => {
-                RemainingLength::new_exact(usize::try_from(d - (self.received - held as u64)).unwrap_or(usize::MAX))
-            }
+            // Saturating: after a too-long body was refused, `received` exceeds `d`.
+            Some(d) => RemainingLength::new_exact(
+                usize::try_from(d.saturating_sub(self.received - held as u64)).unwrap_or(usize::MAX),
+            ),
             None => {
                 let rest = self.inner.remaining_length();
                 match rest.exact() {
@@ -314,6 +315,14 @@ mod tests {
         assert!(!ok);
         assert!(got.len() < 11, "the upstream must never see the whole body: got {got:?}");
         assert_eq!(info.fault(), Some(&BodyFault::ChecksumMismatch { algorithm: "CRC32" }));
+    }
+
+    #[tokio::test]
+    async fn the_size_hint_stays_sane_after_a_too_long_body_is_refused() {
+        let info = Arc::new(RequestInfo::default());
+        let mut body = VerifiedUpload::wrap(blob(vec![b"abc", b"defg"]), Some(4), None, info);
+        while body.next().await.is_some() {}
+        assert_eq!(body.remaining_length().exact(), Some(0));
     }
 
     #[tokio::test]

@@ -59,6 +59,7 @@ impl hyper::service::Service<http::Request<Incoming>> for S3Front {
             inner: body,
             timeout: self.body_idle_timeout,
             deadline: None,
+            armed: false,
             info: info.clone(),
             received: received.clone(),
         };
@@ -85,7 +86,9 @@ impl hyper::service::Service<http::Request<Incoming>> for S3Front {
 struct IdleTimeoutBody {
     inner: Incoming,
     timeout: Duration,
+    /// One timer per body, re-armed whenever the client makes us wait (not per frame).
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    armed: bool,
     info: Arc<RequestInfo>,
     received: Arc<AtomicU64>,
 }
@@ -98,7 +101,7 @@ impl http_body::Body for IdleTimeoutBody {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                this.deadline = None;
+                this.armed = false;
                 if let Some(Ok(f)) = &frame
                     && let Some(data) = f.data_ref()
                 {
@@ -107,8 +110,12 @@ impl http_body::Body for IdleTimeoutBody {
                 Poll::Ready(frame.map(|r| r.map_err(Into::into)))
             }
             Poll::Pending => {
-                let timeout = this.timeout;
-                let deadline = this.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                let wake_at = tokio::time::Instant::now() + this.timeout;
+                let deadline = this.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(wake_at)));
+                if !this.armed {
+                    deadline.as_mut().reset(wake_at);
+                    this.armed = true;
+                }
                 ready!(deadline.as_mut().poll(cx));
                 this.info.set_fault(BodyFault::IdleTimeout);
                 Poll::Ready(Some(Err("client stopped sending the request body".into())))
