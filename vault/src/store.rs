@@ -3,7 +3,8 @@
 //! Writers of any number of objects add chunks to one shared open pack, skipping chunks
 //! the vault already holds. [`Vault::sync`] makes every chunk stored so far durable; a
 //! writer whose sync waits behind another's finds its chunks already flushed, so
-//! concurrent commits share pack writes (group flushing).
+//! concurrent commits share pack writes (group flushing). Uploads happen outside the lock
+//! writers take, so a slow (S3) vault does not stop chunks being added meanwhile.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -111,7 +112,10 @@ pub struct Vault {
     backend: Arc<dyn Backend>,
     index: Arc<dyn ChunkIndex>,
     settings: VaultSettings,
-    open: tokio::sync::Mutex<OpenPack>,
+    /// Short critical sections only, never held across an await.
+    open: Mutex<OpenPack>,
+    /// Serializes flushes, which upload outside `open` so writers keep adding chunks.
+    flushing: tokio::sync::Mutex<()>,
     stats: Mutex<VaultStats>,
 }
 
@@ -123,7 +127,15 @@ impl Vault {
         index: Arc<dyn ChunkIndex>,
         settings: VaultSettings,
     ) -> Self {
-        Self { keys, backend, index, settings, open: tokio::sync::Mutex::default(), stats: Mutex::default() }
+        Self {
+            keys,
+            backend,
+            index,
+            settings,
+            open: Mutex::default(),
+            flushing: tokio::sync::Mutex::default(),
+            stats: Mutex::default(),
+        }
     }
 
     /// Starts writing one object.
@@ -146,10 +158,14 @@ impl Vault {
         f(&mut self.stats.lock().expect("invariant: no panics while holding this lock"));
     }
 
+    fn lock_open(&self) -> std::sync::MutexGuard<'_, OpenPack> {
+        self.open.lock().expect("invariant: no panics while holding this lock")
+    }
+
     /// Stores one chunk unless the vault already holds it; returns its id.
     async fn store_chunk(&self, chunk: Bytes) -> Result<ChunkId, VaultError> {
         let id = self.keys.chunk_id(&chunk);
-        if self.index.lookup(&id)?.is_some() || self.open.lock().await.holds(&id) {
+        if self.index.lookup(&id)?.is_some() || self.lock_open().holds(&id) {
             self.count(|s| s.deduplicated_chunks += 1);
             return Ok(id);
         }
@@ -158,45 +174,54 @@ impl Vault {
         let sealed = tokio::task::spawn_blocking(move || seal_chunk(&keys, &chunk, level))
             .await
             .expect("invariant: sealing does not panic")?;
-        let mut open = self.open.lock().await;
-        // Another writer may have stored the same content meanwhile, and even flushed and
-        // indexed it: flushes index under this lock, so checking here is conclusive.
-        if open.holds(&sealed.id) || self.index.lookup(&sealed.id)?.is_some() {
-            self.count(|s| s.deduplicated_chunks += 1);
-            return Ok(id);
-        }
-        open.ids.insert(sealed.id);
-        open.builder.add(sealed.id, &sealed.sealed, sealed.raw_len, sealed.compressed);
-        self.count(|s| s.new_chunks += 1);
-        if open.builder.len() >= TARGET_PACK_SIZE {
-            self.flush(&mut open).await?;
+        let full = {
+            let mut open = self.lock_open();
+            // Another writer may have stored the same content meanwhile, and even flushed
+            // and indexed it: flushes index under this lock, so checking here is conclusive.
+            if open.holds(&sealed.id) || self.index.lookup(&sealed.id)?.is_some() {
+                self.count(|s| s.deduplicated_chunks += 1);
+                return Ok(id);
+            }
+            open.ids.insert(sealed.id);
+            open.builder.add(sealed.id, &sealed.sealed, sealed.raw_len, sealed.compressed);
+            self.count(|s| s.new_chunks += 1);
+            open.builder.len() >= TARGET_PACK_SIZE
+        };
+        if full {
+            self.sync().await?;
         }
         Ok(id)
     }
 
     /// Makes every chunk stored so far durable.
+    ///
+    /// Flushes take turns; each seals the filling pack and uploads, in order, every pack not
+    /// yet durable, outside the lock writers use. Only flushes remove packs from the
+    /// unsynced list, so when this returns, everything stored before the call is durable.
     pub async fn sync(&self) -> Result<(), VaultError> {
-        let mut open = self.open.lock().await;
-        self.flush(&mut open).await
-    }
-
-    async fn flush(&self, open: &mut OpenPack) -> Result<(), VaultError> {
-        if !open.builder.is_empty() {
-            let builder = std::mem::take(&mut open.builder);
-            let ids = std::mem::take(&mut open.ids);
-            open.unsynced.push((builder.finish(&self.keys)?, ids));
-        }
-        while let Some((pack, _)) = open.unsynced.first() {
+        let _turn = self.flushing.lock().await;
+        let pending: Vec<crate::Pack> = {
+            let mut open = self.lock_open();
+            if !open.builder.is_empty() {
+                let builder = std::mem::take(&mut open.builder);
+                let ids = std::mem::take(&mut open.ids);
+                open.unsynced.push((builder.finish(&self.keys)?, ids));
+            }
+            open.unsynced.iter().map(|(pack, _)| pack.clone()).collect()
+        };
+        for pack in pending {
             let name = format!("packs/{}/{}", &pack.name[..2], pack.name);
             match self.backend.put(&name, pack.bytes.clone()).await {
                 // The same bytes under their content name: already durable.
                 Ok(()) | Err(VaultError::AlreadyExists { .. }) => {}
-                // The pack stays unsynced; nothing that depends on it is acknowledged.
+                // The pack stays unsynced for the next sync; nothing depending on it is
+                // acknowledged, since this sync fails.
                 Err(e) => return Err(e),
             }
+            let mut open = self.lock_open();
             self.index.insert_pack(&name, &pack.entries)?;
+            open.unsynced.retain(|(p, _)| p.name != pack.name);
             self.count(|s| s.stored_bytes += pack.bytes.len() as u64);
-            open.unsynced.remove(0);
         }
         Ok(())
     }

@@ -259,4 +259,66 @@ mod objects {
         assert_eq!(vault.read_object(&m).await.unwrap(), object);
         assert!(!backend.inner.list("packs/").await.unwrap().is_empty());
     }
+
+    /// A backend whose uploads wait until the test lets them through.
+    struct Gated {
+        inner: LocalBackend,
+        entered: AtomicBool,
+        gate: tokio::sync::Semaphore,
+    }
+
+    #[async_trait::async_trait]
+    impl Backend for Gated {
+        async fn put(&self, name: &str, data: Bytes) -> Result<(), VaultError> {
+            self.entered.store(true, Ordering::SeqCst);
+            self.gate.acquire().await.unwrap().forget();
+            self.inner.put(name, data).await
+        }
+        async fn get(&self, name: &str) -> Result<Bytes, VaultError> {
+            self.inner.get(name).await
+        }
+        async fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Bytes, VaultError> {
+            self.inner.get_range(name, offset, len).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<String>, VaultError> {
+            self.inner.list(prefix).await
+        }
+        async fn exists(&self, name: &str) -> Result<bool, VaultError> {
+            self.inner.exists(name).await
+        }
+    }
+
+    #[tokio::test]
+    async fn writers_keep_adding_chunks_while_a_flush_uploads() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(Gated {
+            inner: LocalBackend::open(dir.path()).unwrap(),
+            entered: AtomicBool::new(false),
+            gate: tokio::sync::Semaphore::new(0),
+        });
+        let settings = VaultSettings { sizes: SMALL, ..VaultSettings::default() };
+        let vault = Arc::new(Vault::new(Arc::new(keys()), backend.clone(), Arc::new(MemoryIndex::default()), settings));
+        let (first, second) = (data(500_000, 10), data(500_000, 11));
+
+        let flushing = {
+            let (v, o) = (vault.clone(), first.clone());
+            tokio::spawn(async move { store(&v, &o).await.unwrap() })
+        };
+        while !backend.entered.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+        // The first object's upload is stuck; a second writer must still make progress.
+        let mut w = vault.writer();
+        tokio::time::timeout(std::time::Duration::from_secs(10), w.push(&second))
+            .await
+            .expect("adding chunks does not wait for an upload")
+            .unwrap();
+        assert!(!flushing.is_finished(), "the first object is not acknowledged before its pack is durable");
+
+        backend.gate.add_permits(100);
+        let m1 = flushing.await.unwrap();
+        let m2 = w.finish().await.unwrap();
+        assert_eq!(vault.read_object(&m1).await.unwrap(), first);
+        assert_eq!(vault.read_object(&m2).await.unwrap(), second);
+    }
 }
