@@ -146,18 +146,22 @@ mod objects {
     /// Chunk bounds small enough for many chunks in a few MiB.
     const SMALL: ChunkSizes = ChunkSizes { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 };
 
-    /// A local backend whose writes can be made to fail, like a full disk or a lost vault.
-    struct Flaky {
+    /// What a test backend does before each upload: fail it, or hold it back.
+    #[async_trait::async_trait]
+    trait PutHook: Send + Sync {
+        async fn before_put(&self) -> Result<(), VaultError>;
+    }
+
+    /// A local backend whose uploads first go through a test's hook.
+    struct Hooked<H> {
         inner: LocalBackend,
-        failing: AtomicBool,
+        hook: H,
     }
 
     #[async_trait::async_trait]
-    impl Backend for Flaky {
+    impl<H: PutHook> Backend for Hooked<H> {
         async fn put(&self, name: &str, data: Bytes) -> Result<(), VaultError> {
-            if self.failing.load(Ordering::SeqCst) {
-                return Err(VaultError::Io(std::io::Error::other("vault unreachable")));
-            }
+            self.hook.before_put().await?;
             self.inner.put(name, data).await
         }
         async fn get(&self, name: &str) -> Result<Bytes, VaultError> {
@@ -174,8 +178,37 @@ mod objects {
         }
     }
 
-    fn vault(dir: &std::path::Path) -> (Vault, Arc<Flaky>) {
-        let backend = Arc::new(Flaky { inner: LocalBackend::open(dir).unwrap(), failing: AtomicBool::new(false) });
+    /// Uploads fail while `failing` is set, like a full disk or a lost vault.
+    struct Failing(AtomicBool);
+
+    #[async_trait::async_trait]
+    impl PutHook for Failing {
+        async fn before_put(&self) -> Result<(), VaultError> {
+            if self.0.load(Ordering::SeqCst) {
+                return Err(VaultError::Io(std::io::Error::other("vault unreachable")));
+            }
+            Ok(())
+        }
+    }
+
+    /// Uploads wait until the test adds permits; `entered` says one is waiting.
+    struct Gate {
+        entered: AtomicBool,
+        permits: tokio::sync::Semaphore,
+    }
+
+    #[async_trait::async_trait]
+    impl PutHook for Gate {
+        async fn before_put(&self) -> Result<(), VaultError> {
+            self.entered.store(true, Ordering::SeqCst);
+            self.permits.acquire().await.expect("invariant: the semaphore is never closed").forget();
+            Ok(())
+        }
+    }
+
+    fn vault(dir: &std::path::Path) -> (Vault, Arc<Hooked<Failing>>) {
+        let backend =
+            Arc::new(Hooked { inner: LocalBackend::open(dir).unwrap(), hook: Failing(AtomicBool::new(false)) });
         let settings = VaultSettings { sizes: SMALL, ..VaultSettings::default() };
         (Vault::new(Arc::new(keys()), backend.clone(), Arc::new(MemoryIndex::default()), settings), backend)
     }
@@ -250,51 +283,22 @@ mod objects {
         let object = data(1024 * 1024, 8);
         let mut w = vault.writer();
         w.push(&object).await.unwrap();
-        backend.failing.store(true, Ordering::SeqCst);
+        backend.hook.0.store(true, Ordering::SeqCst);
         assert!(w.finish().await.is_err(), "no manifest while the vault refuses writes");
 
-        backend.failing.store(false, Ordering::SeqCst);
+        backend.hook.0.store(false, Ordering::SeqCst);
         vault.sync().await.unwrap();
         let m = store(&vault, &object).await.unwrap();
         assert_eq!(vault.read_object(&m).await.unwrap(), object);
         assert!(!backend.inner.list("packs/").await.unwrap().is_empty());
     }
 
-    /// A backend whose uploads wait until the test lets them through.
-    struct Gated {
-        inner: LocalBackend,
-        entered: AtomicBool,
-        gate: tokio::sync::Semaphore,
-    }
-
-    #[async_trait::async_trait]
-    impl Backend for Gated {
-        async fn put(&self, name: &str, data: Bytes) -> Result<(), VaultError> {
-            self.entered.store(true, Ordering::SeqCst);
-            self.gate.acquire().await.unwrap().forget();
-            self.inner.put(name, data).await
-        }
-        async fn get(&self, name: &str) -> Result<Bytes, VaultError> {
-            self.inner.get(name).await
-        }
-        async fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Bytes, VaultError> {
-            self.inner.get_range(name, offset, len).await
-        }
-        async fn list(&self, prefix: &str) -> Result<Vec<String>, VaultError> {
-            self.inner.list(prefix).await
-        }
-        async fn exists(&self, name: &str) -> Result<bool, VaultError> {
-            self.inner.exists(name).await
-        }
-    }
-
     #[tokio::test]
     async fn writers_keep_adding_chunks_while_a_flush_uploads() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = Arc::new(Gated {
+        let backend = Arc::new(Hooked {
             inner: LocalBackend::open(dir.path()).unwrap(),
-            entered: AtomicBool::new(false),
-            gate: tokio::sync::Semaphore::new(0),
+            hook: Gate { entered: AtomicBool::new(false), permits: tokio::sync::Semaphore::new(0) },
         });
         let settings = VaultSettings { sizes: SMALL, ..VaultSettings::default() };
         let vault = Arc::new(Vault::new(Arc::new(keys()), backend.clone(), Arc::new(MemoryIndex::default()), settings));
@@ -304,7 +308,7 @@ mod objects {
             let (v, o) = (vault.clone(), first.clone());
             tokio::spawn(async move { store(&v, &o).await.unwrap() })
         };
-        while !backend.entered.load(Ordering::SeqCst) {
+        while !backend.hook.entered.load(Ordering::SeqCst) {
             tokio::task::yield_now().await;
         }
         // The first object's upload is stuck; a second writer must still make progress.
@@ -315,7 +319,7 @@ mod objects {
             .unwrap();
         assert!(!flushing.is_finished(), "the first object is not acknowledged before its pack is durable");
 
-        backend.gate.add_permits(100);
+        backend.hook.permits.add_permits(100);
         let m1 = flushing.await.unwrap();
         let m2 = w.finish().await.unwrap();
         assert_eq!(vault.read_object(&m1).await.unwrap(), first);
