@@ -18,7 +18,7 @@ use common::random;
 const MIB: usize = 1024 * 1024;
 const SIZE: usize = 256 * MIB;
 
-async fn store(vault: &Vault, object: &[u8]) -> u64 {
+async fn store(vault: &Arc<Vault>, object: &[u8]) -> u64 {
     let before = vault.stats().stored_bytes;
     let mut w = vault.writer();
     for piece in object.chunks(64 * 1024) {
@@ -37,7 +37,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let keys = Arc::new(KeySet::derive(&SecretKey::generate().unwrap()));
     let backend = Arc::new(LocalBackend::open(dir.path()).unwrap());
-    let vault = Vault::new(keys, backend, Arc::new(MemoryIndex::default()), VaultSettings::default());
+    let vault = Arc::new(Vault::new(keys, backend, Arc::new(MemoryIndex::default()), VaultSettings::default()));
     let object = random(SIZE);
 
     let start = Instant::now();

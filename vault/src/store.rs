@@ -139,9 +139,10 @@ impl Vault {
     }
 
     /// Starts writing one object.
-    pub fn writer(&self) -> ObjectWriter<'_> {
+    pub fn writer(self: &Arc<Self>) -> ObjectWriter {
         ObjectWriter {
-            vault: self,
+            vault: self.clone(),
+            in_flight: std::collections::VecDeque::new(),
             chunker: StreamingChunker::new(self.settings.sizes, self.keys.chunker_seed),
             hasher: blake3::Hasher::new(),
             size: 0,
@@ -252,34 +253,60 @@ impl Vault {
     }
 }
 
-/// Writes one object into the vault as its bytes arrive.
-pub struct ObjectWriter<'a> {
-    vault: &'a Vault,
+/// Chunks of one object being compressed and sealed at once, while the next is cut. Two
+/// keep both cores of a small machine busy; each holds at most a chunk (8 MiB) and its
+/// sealed copy, so this also bounds a writer's memory.
+const SEALS_IN_FLIGHT: usize = 2;
+
+/// Writes one object into the vault as its bytes arrive. Completed chunks are stored by
+/// spawned tasks, so sealing chunk N overlaps cutting chunk N+1; their ids are collected
+/// in object order.
+pub struct ObjectWriter {
+    vault: Arc<Vault>,
+    in_flight: std::collections::VecDeque<tokio::task::JoinHandle<Result<ChunkId, VaultError>>>,
     chunker: StreamingChunker,
     hasher: blake3::Hasher,
     size: u64,
     chunks: Vec<ChunkId>,
 }
 
-impl ObjectWriter<'_> {
+impl ObjectWriter {
     /// Adds the next piece of the object.
     pub async fn push(&mut self, piece: &[u8]) -> Result<(), VaultError> {
         self.hasher.update(piece);
         self.size += piece.len() as u64;
         for chunk in self.chunker.push(piece) {
-            self.chunks.push(self.vault.store_chunk(chunk).await?);
+            self.start(chunk);
+            while self.in_flight.len() > SEALS_IN_FLIGHT {
+                self.collect_one().await?;
+            }
         }
         Ok(())
     }
 
     /// Ends the object: stores its last chunks, makes them durable, returns its manifest.
-    pub async fn finish(self) -> Result<Manifest, VaultError> {
-        let Self { vault, chunker, hasher, size, mut chunks } = self;
+    pub async fn finish(mut self) -> Result<Manifest, VaultError> {
+        let chunker = std::mem::replace(&mut self.chunker, StreamingChunker::new(ChunkSizes::default(), 0));
         for chunk in chunker.finish() {
-            chunks.push(vault.store_chunk(chunk).await?);
+            self.start(chunk);
         }
-        vault.sync().await?;
-        vault.count(|s| s.logical_bytes += size);
-        Ok(Manifest { chunks, size, blake3: *hasher.finalize().as_bytes() })
+        while !self.in_flight.is_empty() {
+            self.collect_one().await?;
+        }
+        self.vault.sync().await?;
+        self.vault.count(|s| s.logical_bytes += self.size);
+        let blake3 = *self.hasher.finalize().as_bytes();
+        Ok(Manifest { chunks: std::mem::take(&mut self.chunks), size: self.size, blake3 })
+    }
+
+    fn start(&mut self, chunk: Bytes) {
+        let vault = self.vault.clone();
+        self.in_flight.push_back(tokio::spawn(async move { vault.store_chunk(chunk).await }));
+    }
+
+    async fn collect_one(&mut self) -> Result<(), VaultError> {
+        let task = self.in_flight.pop_front().expect("invariant: called with tasks in flight");
+        self.chunks.push(task.await.expect("invariant: storing a chunk does not panic")?);
+        Ok(())
     }
 }

@@ -11,7 +11,8 @@ fn keys() -> KeySet {
 /// Deterministic test data (xorshift). With `compressible`, a quarter of the bytes are the
 /// same letter, so chunks compress; without, the bytes are incompressible.
 pub(crate) fn generate(len: usize, seed: u64, compressible: bool) -> Vec<u8> {
-    let mut x = seed | 1;
+    // Mixed first: `seed | 1` alone would give seeds 2n and 2n+1 the same data.
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
             x ^= x << 13;
@@ -206,14 +207,14 @@ mod objects {
         }
     }
 
-    fn vault(dir: &std::path::Path) -> (Vault, Arc<Hooked<Failing>>) {
+    fn vault(dir: &std::path::Path) -> (Arc<Vault>, Arc<Hooked<Failing>>) {
         let backend =
             Arc::new(Hooked { inner: LocalBackend::open(dir).unwrap(), hook: Failing(AtomicBool::new(false)) });
         let settings = VaultSettings { sizes: SMALL, ..VaultSettings::default() };
-        (Vault::new(Arc::new(keys()), backend.clone(), Arc::new(MemoryIndex::default()), settings), backend)
+        (Arc::new(Vault::new(Arc::new(keys()), backend.clone(), Arc::new(MemoryIndex::default()), settings)), backend)
     }
 
-    async fn store(vault: &Vault, object: &[u8]) -> Result<Manifest, VaultError> {
+    async fn store(vault: &Arc<Vault>, object: &[u8]) -> Result<Manifest, VaultError> {
         let mut w = vault.writer();
         for piece in object.chunks(100_000) {
             w.push(piece).await?;
@@ -236,7 +237,6 @@ mod objects {
     async fn identical_objects_are_stored_once_even_when_written_concurrently() {
         let dir = tempfile::tempdir().unwrap();
         let (vault, _) = vault(dir.path());
-        let vault = Arc::new(vault);
         let object = Arc::new(data(2 * 1024 * 1024, 6));
         let writers: Vec<_> = (0..4)
             .map(|_| {
@@ -311,12 +311,17 @@ mod objects {
         while !backend.hook.entered.load(Ordering::SeqCst) {
             tokio::task::yield_now().await;
         }
-        // The first object's upload is stuck; a second writer must still make progress.
+        // The first object's upload is stuck; a second writer's chunks must still be stored.
+        let stored_before = vault.stats().new_chunks;
         let mut w = vault.writer();
-        tokio::time::timeout(std::time::Duration::from_secs(10), w.push(&second))
-            .await
-            .expect("adding chunks does not wait for an upload")
-            .unwrap();
+        w.push(&second).await.unwrap();
+        let progressed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while vault.stats().new_chunks == stored_before {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(progressed.is_ok(), "storing chunks must not wait for an upload");
         assert!(!flushing.is_finished(), "the first object is not acknowledged before its pack is durable");
 
         backend.hook.permits.add_permits(100);
