@@ -1,9 +1,7 @@
 //! Client credentials generated on first start, so a newcomer gets a working endpoint
 //! without writing any configuration.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rand::Rng;
 use rand::distr::Alphanumeric;
@@ -46,25 +44,15 @@ pub fn load_or_generate(data_dir: &Path) -> std::io::Result<(String, Secret, boo
             let (id, secret) = random_key_pair();
             let saved = SavedKey { access_key_id: id.clone(), secret_access_key: secret.expose().to_owned() };
             let text = toml::to_string(&saved).expect("invariant: two strings serialize");
-            write_durably(&path, text.as_bytes(), 0o600)?;
-            Ok((id, secret, true))
+            match rewind_vault::durable::create_new(&path, text.as_bytes(), 0o600) {
+                Ok(()) => Ok((id, secret, true)),
+                // Another gateway on this data dir generated one first: use that.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_generate(data_dir),
+                Err(e) => Err(std::io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))),
+            }
         }
         Err(e) => Err(std::io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display()))),
     }
-}
-
-/// Writes a file so that after a crash it holds either nothing or all of `data`: temp file,
-/// fsync, rename, fsync of the directory.
-pub fn write_durably(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp: PathBuf = dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
-    {
-        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
-        file.write_all(data)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
 }
 
 /// What to show the operator when a key pair was generated: the pair and a command to try.

@@ -247,8 +247,8 @@ impl Journal {
     }
 
     /// Raw access for tests that simulate damage.
-    #[doc(hidden)]
-    pub fn raw_records(&self) -> (&DB, &rocksdb::ColumnFamily) {
+    #[cfg(test)]
+    pub(crate) fn raw_records(&self) -> (&DB, &rocksdb::ColumnFamily) {
         (&self.db, self.cf(CF_RECORDS))
     }
 }

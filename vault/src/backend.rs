@@ -68,46 +68,12 @@ fn not_found(name: &str, e: std::io::Error) -> VaultError {
 }
 
 fn put_durably(path: &Path, name: &str, data: &[u8]) -> Result<(), VaultError> {
-    use std::io::Write;
-    let dir = path.parent().expect("invariant: vault paths are under the root");
-    std::fs::create_dir_all(dir)?;
-    if path.exists() {
-        return Err(VaultError::AlreadyExists { name: name.to_owned() });
-    }
-    let mut tmp = tempfile_in(dir)?;
-    tmp.1.write_all(data)?;
-    tmp.1.sync_all()?;
-    // hard_link fails if the target exists, so two writers cannot both "create" a name.
-    match std::fs::hard_link(&tmp.0, path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let _ = std::fs::remove_file(&tmp.0);
-            return Err(VaultError::AlreadyExists { name: name.to_owned() });
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp.0);
-            return Err(e.into());
-        }
-    }
-    std::fs::remove_file(&tmp.0)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
-}
-
-/// A uniquely named temporary file in `dir` (names start with `.tmp-`, which [`check_name`]
-/// allows but listing skips).
-fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!(".tmp-{}-{n}", std::process::id()));
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(f) => return Ok((path, f)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    std::fs::create_dir_all(path.parent().expect("invariant: vault paths are under the root"))?;
+    // 0o666 before the umask: the permissions any plainly created file gets.
+    crate::durable::create_new(path, data, 0o666).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => VaultError::AlreadyExists { name: name.to_owned() },
+        _ => VaultError::Io(e),
+    })
 }
 
 fn list_under(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
@@ -121,7 +87,7 @@ fn list_under(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result
         let path = entry.path();
         if entry.file_type()?.is_dir() {
             list_under(root, &path, out)?;
-        } else if !entry.file_name().to_string_lossy().starts_with(".tmp-") {
+        } else if !entry.file_name().to_string_lossy().starts_with(crate::durable::TEMP_PREFIX) {
             let rel = path.strip_prefix(root).expect("invariant: walked from root");
             out.push(rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/"));
         }

@@ -67,8 +67,9 @@ impl StreamingChunker {
         out
     }
 
-    /// Ends the stream; returns its last chunks (none for an empty stream).
-    pub fn finish(mut self) -> Vec<Bytes> {
+    /// Ends the stream; returns its last chunks (none for an empty stream). The chunker is
+    /// empty afterwards.
+    pub fn finish(&mut self) -> Vec<Bytes> {
         let mut out = Vec::new();
         while self.start < self.buffer.len() {
             out.push(self.cut());

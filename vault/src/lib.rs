@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod chunker;
 pub mod compress;
+pub mod durable;
 pub mod pack;
 pub mod s3;
 pub mod store;

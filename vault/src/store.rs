@@ -286,8 +286,7 @@ impl ObjectWriter {
 
     /// Ends the object: stores its last chunks, makes them durable, returns its manifest.
     pub async fn finish(mut self) -> Result<Manifest, VaultError> {
-        let chunker = std::mem::replace(&mut self.chunker, StreamingChunker::new(ChunkSizes::default(), 0));
-        for chunk in chunker.finish() {
+        for chunk in self.chunker.finish() {
             self.start(chunk);
         }
         while !self.in_flight.is_empty() {

@@ -134,13 +134,12 @@ fn cpu_seconds(pid: &str) -> f64 {
     let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
     // utime and stime are fields 14 and 15 of /proc/PID/stat; index 11 and 12 here.
-    (ticks(11) + ticks(12)) / clock_ticks_per_second()
+    (ticks(11) + ticks(12)) / USER_HZ
 }
 
-fn clock_ticks_per_second() -> f64 {
-    // USER_HZ is 100 on every Linux this runs on; sysconf would need libc.
-    100.0
-}
+/// Clock ticks per second in /proc (USER_HZ): 100 on every Linux this runs on; reading it
+/// with sysconf would need libc.
+const USER_HZ: f64 = 100.0;
 
 /// Peak and current resident memory of a process, in MiB.
 fn memory_mib(pid: u32) -> (f64, f64) {
