@@ -63,22 +63,54 @@ impl hyper::service::Service<http::Request<Incoming>> for S3Front {
             info: info.clone(),
             received: received.clone(),
         };
+        let refusal = refuse_before_s3s(&parts);
         let req = http::Request::from_parts(parts, s3s::Body::http_body(body));
         let s3 = self.s3.clone();
         let metrics = self.metrics.clone();
         metrics.requests_in_flight.inc();
         Box::pin(async move {
-            let response = s3.call(req).instrument(span.clone()).await.unwrap_or_else(|_| {
-                // s3s only fails here when it cannot serialize an error; answer plainly.
-                let mut res = http::Response::new(s3s::Body::empty());
-                *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-                res
-            });
+            let response = match refusal {
+                Some(err) => error_response(err),
+                None => s3.call(req).instrument(span.clone()).await.unwrap_or_else(|_| plain_500()),
+            };
             let (parts, body) = response.into_parts();
             let completion = Completion { start, is_head, status: parts.status, info, received, metrics, span };
             Ok(http::Response::from_parts(parts, ObservedBody { inner: body, sent: 0, completion: Some(completion) }))
         })
     }
+}
+
+/// Requests answered before s3s sees them, because what s3s would do first is harmful:
+/// - SigV2 (header `AWS key:sig` or query `AWSAccessKeyId=`): retired by AWS, and s3s
+///   0.14.1 compares v2 signatures in variable time (SigV4 uses constant time);
+/// - browser-form POST uploads: s3s buffers the whole file part in memory (up to 5 GB)
+///   before authentication decides anything, and Rewind does not support them anyway.
+fn refuse_before_s3s(parts: &http::request::Parts) -> Option<s3s::S3Error> {
+    let header = |name| parts.headers.get(name).and_then(|v: &http::HeaderValue| v.to_str().ok());
+    let sigv2_header = header(http::header::AUTHORIZATION).is_some_and(|v| v.starts_with("AWS "));
+    let sigv2_query = parts.uri.query().is_some_and(|q| q.split('&').any(|kv| kv.starts_with("AWSAccessKeyId=")));
+    if sigv2_header || sigv2_query {
+        return Some(s3s::S3Error::with_message(
+            s3s::S3ErrorCode::InvalidRequest,
+            "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.",
+        ));
+    }
+    let form = header(http::header::CONTENT_TYPE).is_some_and(|v| v.trim_start().starts_with("multipart/form-data"));
+    if parts.method == http::Method::POST && form {
+        return Some(s3s::S3Error::with_message(s3s::S3ErrorCode::NotImplemented, crate::s3::POST_OBJECT_REFUSAL));
+    }
+    None
+}
+
+fn error_response(err: s3s::S3Error) -> s3s::HttpResponse {
+    err.to_http_response().unwrap_or_else(|_| plain_500())
+}
+
+/// For when even an error document cannot be produced.
+fn plain_500() -> s3s::HttpResponse {
+    let mut res = http::Response::new(s3s::Body::empty());
+    *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    res
 }
 
 /// A request body that fails when the client pauses longer than the idle timeout, and

@@ -20,6 +20,9 @@ use crate::errors;
 use crate::metrics::Metrics;
 use crate::request::RequestInfo;
 
+/// Why browser-form POST uploads are refused.
+pub const POST_OBJECT_REFUSAL: &str = "Browser-form POST uploads are not supported by Rewind; use PutObject.";
+
 /// Forwards S3 operations to the upstream through aws-sdk-s3.
 pub struct Forwarder {
     proxy: s3s_aws::Proxy,
@@ -116,10 +119,8 @@ impl_s3! {
     }
 
     async fn post_object(&self, _req: S3Request<dto::PostObjectInput>) -> S3Result<S3Response<dto::PostObjectOutput>> {
-        Err(S3Error::with_message(
-            S3ErrorCode::NotImplemented,
-            "Browser-form POST uploads are not supported by Rewind; use PutObject.",
-        ))
+        // Normally refused by the HTTP layer before s3s reads the form (front.rs).
+        Err(S3Error::with_message(S3ErrorCode::NotImplemented, POST_OBJECT_REFUSAL))
     }
 
     async fn write_get_object_response(
