@@ -29,6 +29,8 @@ pub struct Config {
     pub credentials: CredentialsConfig,
     /// Which buckets Rewind protects.
     pub protection: ProtectionConfig,
+    /// Where captured data goes, and how capture uses memory.
+    pub vault: VaultConfig,
     /// Logs.
     pub telemetry: TelemetryConfig,
 }
@@ -153,11 +155,74 @@ pub struct ClientKey {
 pub struct ProtectionConfig {
     /// Bucket names, or patterns with one trailing `*` (`"prod-*"`, `"*"` for all).
     pub buckets: Vec<String>,
+    /// Let clients set bucket configurations that delete data behind the journal's back
+    /// (lifecycle expiration, replication of deletes); they are journaled when allowed.
+    pub allow_destructive_bucket_config: bool,
 }
 
 impl Default for ProtectionConfig {
     fn default() -> Self {
-        Self { buckets: vec!["*".into()] }
+        Self { buckets: vec!["*".into()], allow_destructive_bucket_config: false }
+    }
+}
+
+/// The vault (captured bytes) and the capture pipeline's limits.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VaultConfig {
+    /// A directory, or `s3://bucket/prefix`; unset means `<data_dir>/vault`.
+    pub location: Option<String>,
+    /// Endpoint URL of an S3 vault.
+    pub endpoint: Option<String>,
+    /// Region used to sign S3 vault requests.
+    pub region: String,
+    /// S3 vault access key id (also `REWIND_VAULT_ACCESS_KEY_ID`).
+    pub access_key_id: Option<String>,
+    /// File holding the S3 vault secret key (or `REWIND_VAULT_SECRET_ACCESS_KEY`).
+    pub secret_access_key_file: Option<PathBuf>,
+    /// The loaded S3 vault secret key.
+    #[serde(skip)]
+    pub secret_access_key: Option<Secret>,
+    /// Key file that unlocks the vault; unset means `<data_dir>/vault.key`, created with
+    /// the vault. Ignored when `REWIND_VAULT_PASSPHRASE` is set.
+    pub key_file: Option<PathBuf>,
+    /// The vault passphrase, from `REWIND_VAULT_PASSPHRASE` only.
+    #[serde(skip)]
+    pub passphrase: Option<Secret>,
+    /// zstd level for chunks that compress (1–19); 0 stores every chunk uncompressed.
+    pub compression_level: i32,
+    /// Upload bytes all requests together may hold on their way into the vault; when
+    /// it is used up, uploads wait (the vault slows clients, nothing is dropped).
+    pub memory_budget: ByteSize,
+    /// How long an upload may wait for the vault before it is refused with 503 SlowDown.
+    pub capture_timeout: HumanDuration,
+}
+
+impl Default for VaultConfig {
+    fn default() -> Self {
+        Self {
+            location: None,
+            endpoint: None,
+            region: "us-east-1".into(),
+            access_key_id: None,
+            secret_access_key_file: None,
+            secret_access_key: None,
+            key_file: None,
+            passphrase: None,
+            compression_level: 1,
+            // Eight maximum-size chunks: enough for several uploads to stream at full
+            // speed, small enough that a 2 GiB upload stays far below 256 MiB of memory.
+            memory_budget: ByteSize::mib(64),
+            capture_timeout: HumanDuration::secs(60),
+        }
+    }
+}
+
+impl VaultConfig {
+    /// The S3 bucket and prefix when the vault is `s3://bucket/prefix`.
+    pub fn s3_location(&self) -> Option<(&str, &str)> {
+        let rest = self.location.as_deref()?.strip_prefix("s3://")?;
+        Some(rest.split_once('/').map_or((rest, ""), |(b, p)| (b, p.trim_end_matches('/'))))
     }
 }
 
@@ -258,6 +323,13 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("REWIND_UPSTREAM_SECRET_ACCESS_KEY", "upstream secret key"),
     ("REWIND_ACCESS_KEY_ID", "a client key id (with REWIND_SECRET_ACCESS_KEY)"),
     ("REWIND_SECRET_ACCESS_KEY", "that client key's secret"),
+    ("REWIND_VAULT", "vault.location"),
+    ("REWIND_VAULT_ENDPOINT", "vault.endpoint"),
+    ("REWIND_VAULT_REGION", "vault.region"),
+    ("REWIND_VAULT_ACCESS_KEY_ID", "vault.access_key_id"),
+    ("REWIND_VAULT_SECRET_ACCESS_KEY", "S3 vault secret key"),
+    ("REWIND_VAULT_PASSPHRASE", "the vault passphrase (instead of a key file)"),
+    ("REWIND_KEY_FILE", "vault.key_file"),
     ("REWIND_LOG_FORMAT", "telemetry.log_format"),
     ("REWIND_LOG", "telemetry.log_level"),
 ];
@@ -311,6 +383,27 @@ impl Config {
                 message: "set both or neither".into(),
             }),
         }
+        if let Some(v) = env("REWIND_VAULT") {
+            self.vault.location = Some(v);
+        }
+        if let Some(v) = env("REWIND_VAULT_ENDPOINT") {
+            self.vault.endpoint = Some(v);
+        }
+        if let Some(v) = env("REWIND_VAULT_REGION") {
+            self.vault.region = v;
+        }
+        if let Some(v) = env("REWIND_VAULT_ACCESS_KEY_ID") {
+            self.vault.access_key_id = Some(v);
+        }
+        if let Some(v) = env("REWIND_VAULT_SECRET_ACCESS_KEY") {
+            self.vault.secret_access_key = Some(Secret::new(v));
+        }
+        if let Some(v) = env("REWIND_VAULT_PASSPHRASE") {
+            self.vault.passphrase = Some(Secret::new(v));
+        }
+        if let Some(v) = env("REWIND_KEY_FILE") {
+            self.vault.key_file = Some(v.into());
+        }
         if let Some(v) = env("REWIND_LOG_FORMAT") {
             match v.as_str() {
                 "human" => self.telemetry.log_format = LogFormat::Human,
@@ -350,6 +443,11 @@ impl Config {
             && self.upstream.secret_access_key.is_none()
         {
             self.upstream.secret_access_key = read_secret(path, "upstream.secret_access_key_file", problems);
+        }
+        if let Some(path) = &self.vault.secret_access_key_file
+            && self.vault.secret_access_key.is_none()
+        {
+            self.vault.secret_access_key = read_secret(path, "vault.secret_access_key_file", problems);
         }
         for (i, key) in self.credentials.client_keys.iter_mut().enumerate() {
             if let Some(path) = &key.secret_access_key_file
@@ -434,10 +532,65 @@ impl Config {
                 bad("protection.buckets", format!("{pattern:?}: use a bucket name or a prefix ending in one '*'"));
             }
         }
+        self.validate_vault(&mut bad);
         if let Err(e) = tracing_filter_syntax(&self.telemetry.log_level) {
             bad("telemetry.log_level", e);
         }
         problems
+    }
+}
+
+impl Config {
+    fn validate_vault(&self, bad: &mut impl FnMut(&str, String)) {
+        let v = &self.vault;
+        match v.s3_location() {
+            Some((bucket, _)) => {
+                if bucket.is_empty() {
+                    bad("vault.location", "an S3 vault is written s3://bucket or s3://bucket/prefix".into());
+                }
+                match &v.endpoint {
+                    None => bad("vault.endpoint", "an S3 vault needs an endpoint (REWIND_VAULT_ENDPOINT)".into()),
+                    Some(e) => {
+                        if let Err(msg) = check_endpoint(e) {
+                            bad("vault.endpoint", msg);
+                        }
+                    }
+                }
+                if v.access_key_id.is_none() || v.secret_access_key.is_none() {
+                    bad(
+                        "vault.access_key_id",
+                        "an S3 vault needs its own access key id and secret key (REWIND_VAULT_ACCESS_KEY_ID and REWIND_VAULT_SECRET_ACCESS_KEY); use a credential that can write but not delete".into(),
+                    );
+                }
+                if self.upstream.endpoint.is_some()
+                    && v.endpoint == self.upstream.endpoint
+                    && v.access_key_id.is_some()
+                    && v.access_key_id == self.upstream.access_key_id
+                {
+                    bad(
+                        "vault.access_key_id",
+                        "the vault must not use the upstream's credentials: whoever holds those could then destroy history".into(),
+                    );
+                }
+            }
+            None => {
+                if v.location.as_deref().is_some_and(|l| l.contains("://")) {
+                    bad("vault.location", "use a directory path or s3://bucket/prefix".into());
+                }
+            }
+        }
+        if !(0..=19).contains(&v.compression_level) {
+            bad("vault.compression_level", "must be 0 (off) or a zstd level from 1 to 19".into());
+        }
+        if v.memory_budget.0 < 16 * 1024 * 1024 {
+            bad("vault.memory_budget", "must be at least 16MiB (two of the largest chunks)".into());
+        }
+        if v.capture_timeout.0.is_zero() {
+            bad("vault.capture_timeout", "must be longer than zero".into());
+        }
+        if v.passphrase.as_ref().is_some_and(|p| p.expose().len() < 12) {
+            bad("REWIND_VAULT_PASSPHRASE", "must be at least 12 characters".into());
+        }
     }
 }
 

@@ -108,7 +108,7 @@ fn half_set_credentials_and_bad_env_values_are_problems() {
 
 #[test]
 fn protection_patterns() {
-    let p = ProtectionConfig { buckets: vec!["prod-*".into(), "ledger".into()] };
+    let p = ProtectionConfig { buckets: vec!["prod-*".into(), "ledger".into()], ..Default::default() };
     assert!(p.covers("prod-eu") && p.covers("ledger"));
     assert!(!p.covers("ledger2") && !p.covers("dev-prod"));
     let mut c = Config::default();
@@ -139,6 +139,11 @@ fn example_config_parses_and_documents_every_option() {
     full.upstream.endpoint = Some("http://127.0.0.1:1".into());
     full.upstream.access_key_id = Some("id".into());
     full.upstream.secret_access_key_file = Some("/f".into());
+    full.vault.location = Some("/v".into());
+    full.vault.endpoint = Some("http://127.0.0.1:2".into());
+    full.vault.access_key_id = Some("id".into());
+    full.vault.secret_access_key_file = Some("/f".into());
+    full.vault.key_file = Some("/k".into());
     let schema = toml::Value::try_from(full).unwrap();
     let mut missing = Vec::new();
     for (section, table) in schema.as_table().unwrap() {
@@ -155,4 +160,44 @@ fn example_config_parses_and_documents_every_option() {
         assert!(text.contains(field), "example lacks client key field {field}");
     }
     assert!(missing.is_empty(), "deploy/rewind.example.toml does not document: {missing:?}");
+}
+
+#[test]
+fn s3_vaults_need_an_endpoint_and_their_own_keys() {
+    let mut c = Config::default();
+    c.vault.location = Some("s3://vault-bucket/site-a".into());
+    c.vault.compression_level = 25;
+    let got: Vec<String> = c.validate().into_iter().map(|p| p.field).collect();
+    for want in ["vault.endpoint", "vault.access_key_id", "vault.compression_level"] {
+        assert!(got.iter().any(|f| f == want), "missing {want} in {got:?}");
+    }
+    assert_eq!(c.vault.s3_location(), Some(("vault-bucket", "site-a")));
+
+    c.vault.compression_level = 1;
+    c.upstream.endpoint = Some("http://127.0.0.1:1".into());
+    c.upstream.access_key_id = Some("SAME".into());
+    c.upstream.secret_access_key = Some(Secret::new("x".repeat(20)));
+    c.vault.endpoint = c.upstream.endpoint.clone();
+    c.vault.access_key_id = Some("SAME".into());
+    c.vault.secret_access_key = Some(Secret::new("y".repeat(20)));
+    let problems = c.validate();
+    assert!(problems.iter().any(|p| p.message.contains("upstream's credentials")), "{problems:?}");
+    c.vault.access_key_id = Some("VAULTONLY".into());
+    assert!(c.validate().is_empty(), "{:?}", c.validate());
+}
+
+#[test]
+fn vault_env_overrides_apply() {
+    let env: std::collections::HashMap<&str, &str> = [
+        ("REWIND_VAULT", "/srv/vault"),
+        ("REWIND_KEY_FILE", "/etc/k"),
+        ("REWIND_VAULT_PASSPHRASE", "correct horse battery"),
+    ]
+    .into();
+    let mut c = Config::default();
+    assert!(c.apply_env(|n| env.get(n).map(|v| v.to_string())).is_empty());
+    assert_eq!(c.vault.location.as_deref(), Some("/srv/vault"));
+    assert_eq!(c.vault.key_file.as_deref(), Some(Path::new("/etc/k")));
+    assert_eq!(c.vault.passphrase.as_ref().map(|p| p.expose().to_owned()).as_deref(), Some("correct horse battery"));
+    assert!(!format!("{c:?}").contains("horse"), "the passphrase must print redacted");
 }

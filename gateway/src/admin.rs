@@ -19,12 +19,17 @@ const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Admin {
     metrics: Metrics,
     upstream: aws_sdk_s3::Client,
+    vault: Option<std::sync::Arc<rewind_vault::Vault>>,
 }
 
 impl Admin {
-    /// Serves `metrics`, and probes `upstream` for readiness.
-    pub fn new(metrics: Metrics, upstream: aws_sdk_s3::Client) -> Self {
-        Self { metrics, upstream }
+    /// Serves `metrics` (mirroring `vault`'s counters), and probes `upstream` for readiness.
+    pub fn new(
+        metrics: Metrics,
+        upstream: aws_sdk_s3::Client,
+        vault: Option<std::sync::Arc<rewind_vault::Vault>>,
+    ) -> Self {
+        Self { metrics, upstream, vault }
     }
 
     async fn route(self, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -33,6 +38,10 @@ impl Admin {
         }
         match req.uri().path() {
             "/metrics" => {
+                if let Some(vault) = &self.vault {
+                    self.metrics.mirror_vault(vault.stats());
+                    self.metrics.vault_buffered_bytes.set(i64::try_from(vault.buffered_bytes()).unwrap_or(i64::MAX));
+                }
                 let mut res = Response::new(Full::from(self.metrics.render()));
                 res.headers_mut()
                     .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4"));

@@ -81,6 +81,42 @@ pub fn from_body_fault(fault: &BodyFault) -> S3Error {
     }
 }
 
+/// How far a refused mutation got: the client's message says whether the bucket changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Nothing reached the upstream.
+    No,
+    /// The upstream applied it but the journal could not record it; recovery will.
+    Upstream,
+}
+
+/// A mutation refused because it could not be captured (fail closed, G1/G2). Logged here,
+/// once; the client gets a retryable 503 without internal detail.
+pub fn capture_refused(operation: &str, err: &crate::capture::CaptureError, applied: Applied) -> S3Error {
+    use crate::capture::{CaptureError, TeeError};
+    tracing::error!(operation, error = %err, ?applied, "mutation refused: it could not be captured");
+    if matches!(err, CaptureError::Tee(TeeError::Slow)) {
+        return S3Error::with_message(S3ErrorCode::SlowDown, "The gateway's vault is too slow right now; retry later.");
+    }
+    let message = match applied {
+        Applied::No => "The gateway could not record this change durably, so it did not make it; retry later.",
+        Applied::Upstream => {
+            "The change reached the bucket but the gateway could not confirm its record; retry, or check the object."
+        }
+    };
+    S3Error::with_message(S3ErrorCode::ServiceUnavailable, message)
+}
+
+/// A bucket configuration refused because it would delete data behind the journal's back.
+pub fn destructive_config_refused(what: &str) -> S3Error {
+    S3Error::with_message(
+        S3ErrorCode::AccessDenied,
+        format!(
+            "Rewind refuses {what}: it would delete objects without passing through the journal. An operator can allow it with protection.allow_destructive_bucket_config = true."
+        ),
+    )
+}
+
 /// Whether the error's cause is a connection failure or timeout rather than an answer.
 /// s3s-aws keeps the SDK's `SdkError` as the source; its variants are told apart by their
 /// (stable) display text because the error type is generic over each operation.

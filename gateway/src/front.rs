@@ -247,10 +247,11 @@ impl Completion {
         let duration_ms = elapsed.as_secs_f64() * 1000.0;
         let access_key = resolved.access_key.as_deref().unwrap_or("-");
         let status = self.status.as_u16();
+        let request_id = self.info.id();
         if self.status.is_server_error() || !complete {
-            tracing::warn!(parent: span, status, bytes_in = received, bytes_out = sent, duration_ms, access_key, complete, "request");
+            tracing::warn!(parent: span, status, bytes_in = received, bytes_out = sent, duration_ms, access_key, request_id, complete, "request");
         } else {
-            tracing::info!(parent: span, status, bytes_in = received, bytes_out = sent, duration_ms, access_key, "request");
+            tracing::info!(parent: span, status, bytes_in = received, bytes_out = sent, duration_ms, access_key, request_id, "request");
         }
     }
 }

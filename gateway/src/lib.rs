@@ -4,10 +4,12 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod capture;
 pub mod credentials;
 pub mod errors;
 pub mod front;
 pub mod metrics;
+mod mutations;
 pub mod request;
 pub mod s3;
 pub mod server;
@@ -47,6 +49,9 @@ pub enum StartError {
     /// The embedded upstream did not start.
     #[error("embedded upstream: {0}")]
     Embedded(#[source] std::io::Error),
+    /// The vault or the journal could not be opened.
+    #[error(transparent)]
+    Stores(#[from] capture::open::OpenError),
     /// A listener could not be bound.
     #[error("{0}")]
     Listen(#[source] std::io::Error),
@@ -69,6 +74,7 @@ pub struct Gateway {
     pub client_keys: Vec<(String, Secret)>,
     /// The metrics registry, for embedding programs and tests.
     pub metrics: Metrics,
+    capture: Arc<capture::Capture>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -107,8 +113,25 @@ impl Gateway {
         };
         let upstream = upstream::client(&config.upstream, &target);
         let metrics = Metrics::new();
+        let stores = capture::open::open(&config).await?;
+        if let Some(path) = &stores.created_key_file {
+            tracing::warn!(key_file = %path.display(), vault = %stores.vault_location, "created a new vault and its key file: keep a copy of the key file elsewhere, the vault cannot be read without it");
+        }
+        let capture = Arc::new(capture::Capture::new(
+            stores.journal.clone(),
+            stores.vault.clone(),
+            upstream.clone(),
+            config.protection.clone(),
+            config.vault.capture_timeout.0,
+            metrics.clone(),
+        ));
+        {
+            let (capture, stop) = (capture.clone(), shutdown.child_token());
+            tracker.spawn(async move { capture.recover_until_done(stop).await });
+        }
 
-        let mut builder = S3ServiceBuilder::new(s3::Forwarder::new(upstream.clone(), metrics.clone()));
+        let mut builder =
+            S3ServiceBuilder::new(s3::Forwarder::new(upstream.clone(), metrics.clone(), Some(capture.clone())));
         builder.set_auth(ClientKeys::new(client_keys.iter().map(|(id, s)| (id.as_str(), s.expose()))));
         builder.set_access(AccessPolicy { max_xml_body: config.server.max_xml_body_size.0 });
         builder.set_host(VirtualHosts::new(config.server.base_domains.clone()));
@@ -139,7 +162,7 @@ impl Gateway {
         tracker.spawn(server::serve(
             "admin",
             admin_listener,
-            admin::Admin::new(metrics.clone(), upstream),
+            admin::Admin::new(metrics.clone(), upstream, Some(stores.vault.clone())),
             limits,
             shutdown.child_token(),
             None,
@@ -150,7 +173,12 @@ impl Gateway {
             let path = data_dir.join(credentials::CREDENTIALS_FILE);
             println!("{}", credentials::welcome(id, secret, &path, &format!("http://{s3_addr}")));
         }
-        Ok(Self { s3_addr, admin_addr, client_keys, metrics, shutdown, tracker })
+        Ok(Self { s3_addr, admin_addr, client_keys, metrics, capture, shutdown, tracker })
+    }
+
+    /// The capture side (journal and vault), for embedding programs and tests.
+    pub fn capture(&self) -> &Arc<capture::Capture> {
+        &self.capture
     }
 
     /// Stops accepting, lets in-flight requests finish within the grace period, and returns

@@ -18,6 +18,36 @@ pub mod names {
     pub const REQUESTS_IN_FLIGHT: &str = "rewind_requests_in_flight";
     pub const UPSTREAM_UP: &str = "rewind_upstream_up";
     pub const BUILD_INFO: &str = "rewind_build_info";
+    pub const JOURNAL_RECORDS_TOTAL: &str = "rewind_journal_records_total";
+    pub const JOURNAL_COMMIT_DURATION_SECONDS: &str = "rewind_journal_commit_duration_seconds";
+    pub const JOURNAL_LAST_COMMIT_TIMESTAMP_SECONDS: &str = "rewind_journal_last_commit_timestamp_seconds";
+    pub const VAULT_CHUNKS_TOTAL: &str = "rewind_vault_chunks_total";
+    pub const VAULT_WRITTEN_BYTES_TOTAL: &str = "rewind_vault_written_bytes_total";
+    pub const VAULT_BUFFERED_BYTES: &str = "rewind_vault_buffered_bytes";
+    pub const CAPTURE_REFUSALS_TOTAL: &str = "rewind_capture_refusals_total";
+    pub const UNRESOLVED_INTENTS: &str = "rewind_unresolved_intents";
+}
+
+/// Journal record kinds, the `record` label of [`names::JOURNAL_RECORDS_TOTAL`].
+pub mod record_kind {
+    pub const INTENT: &str = "intent";
+    pub const COMMIT: &str = "commit";
+    pub const ABORT: &str = "abort";
+}
+
+/// Why a mutation was refused to protect history, the `reason` label of
+/// [`names::CAPTURE_REFUSALS_TOTAL`].
+pub mod refusal {
+    /// The journal could not record it.
+    pub const JOURNAL: &str = "journal";
+    /// The vault could not store its bytes.
+    pub const VAULT: &str = "vault";
+    /// The version it would destroy could not be captured first (G2).
+    pub const CAPTURE_BEFORE_DESTROY: &str = "capture_before_destroy";
+    /// The vault was too slow for the client's upload.
+    pub const SLOW_VAULT: &str = "slow_vault";
+    /// A bucket configuration that would delete data behind the journal's back.
+    pub const DESTRUCTIVE_CONFIG: &str = "destructive_config";
 }
 
 /// Label value for requests rejected before s3s resolved an operation (bad signature,
@@ -41,6 +71,22 @@ pub struct Metrics {
     pub connections: IntCounter,
     pub requests_in_flight: IntGauge,
     pub upstream_up: IntGauge,
+    pub journal_records: IntCounterVec,
+    pub journal_commit_duration: prometheus::Histogram,
+    pub journal_last_commit: prometheus::Gauge,
+    pub vault_chunks: IntCounterVec,
+    pub vault_written_bytes: IntCounterVec,
+    pub vault_buffered_bytes: IntGauge,
+    pub capture_refusals: IntCounterVec,
+    pub unresolved_intents: IntGauge,
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("invariant: static metric definition")
+}
+
+fn gauge(name: &str, help: &str) -> IntGauge {
+    IntGauge::new(name, help).expect("invariant: static metric definition")
 }
 
 impl Metrics {
@@ -92,6 +138,47 @@ impl Metrics {
                 "1 when the last readiness probe of the upstream succeeded.",
             )
             .expect("invariant: static metric definition"),
+            journal_records: counter_vec(
+                names::JOURNAL_RECORDS_TOTAL,
+                "Journal appends, by record kind and result (ok, error).",
+                &["record", "result"],
+            ),
+            journal_commit_duration: prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    names::JOURNAL_COMMIT_DURATION_SECONDS,
+                    "Time to append a commit record durably (group commit included).",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            )
+            .expect("invariant: static metric definition"),
+            journal_last_commit: prometheus::Gauge::new(
+                names::JOURNAL_LAST_COMMIT_TIMESTAMP_SECONDS,
+                "Unix time of the last durable commit record.",
+            )
+            .expect("invariant: static metric definition"),
+            vault_chunks: counter_vec(
+                names::VAULT_CHUNKS_TOTAL,
+                "Chunks handed to the vault: new (stored) or deduplicated (already held).",
+                &["result"],
+            ),
+            vault_written_bytes: counter_vec(
+                names::VAULT_WRITTEN_BYTES_TOTAL,
+                "Bytes captured: logical (object bytes) and stored (pack bytes written).",
+                &["kind"],
+            ),
+            vault_buffered_bytes: gauge(
+                names::VAULT_BUFFERED_BYTES,
+                "Upload bytes waiting for the vault now (bounded by vault.memory_budget).",
+            ),
+            capture_refusals: counter_vec(
+                names::CAPTURE_REFUSALS_TOTAL,
+                "Mutations refused (503 or AccessDenied) rather than let history be lost, by reason.",
+                &["reason"],
+            ),
+            unresolved_intents: gauge(
+                names::UNRESOLVED_INTENTS,
+                "Journal intents that start-up recovery could not resolve yet.",
+            ),
             registry,
         };
         let build_info = IntGaugeVec::new(
@@ -102,7 +189,15 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("REWIND_COMMIT").unwrap_or("unknown")])
             .set(1);
-        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 18] = [
+            Box::new(m.journal_records.clone()),
+            Box::new(m.journal_commit_duration.clone()),
+            Box::new(m.journal_last_commit.clone()),
+            Box::new(m.vault_chunks.clone()),
+            Box::new(m.vault_written_bytes.clone()),
+            Box::new(m.vault_buffered_bytes.clone()),
+            Box::new(m.capture_refusals.clone()),
+            Box::new(m.unresolved_intents.clone()),
             Box::new(m.requests.clone()),
             Box::new(m.request_duration.clone()),
             Box::new(m.upstream_duration.clone()),
@@ -127,6 +222,15 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("invariant: text encoding into a Vec cannot fail");
         String::from_utf8(out).expect("invariant: the text encoder writes UTF-8")
+    }
+
+    /// Brings the vault counters up to `stats` (the vault counts; this mirrors them).
+    pub fn mirror_vault(&self, stats: rewind_vault::VaultStats) {
+        let raise = |c: prometheus::IntCounter, to: u64| c.inc_by(to.saturating_sub(c.get()));
+        raise(self.vault_chunks.with_label_values(&["new"]), stats.new_chunks);
+        raise(self.vault_chunks.with_label_values(&["deduplicated"]), stats.deduplicated_chunks);
+        raise(self.vault_written_bytes.with_label_values(&["logical"]), stats.logical_bytes);
+        raise(self.vault_written_bytes.with_label_values(&["stored"]), stats.stored_bytes);
     }
 
     /// Records one upstream call.

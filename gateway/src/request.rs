@@ -27,6 +27,7 @@ pub enum BodyFault {
 pub struct RequestInfo {
     resolved: Mutex<Resolved>,
     fault: OnceLock<BodyFault>,
+    id: OnceLock<String>,
 }
 
 /// What s3s resolved: the operation, and the names it acts on.
@@ -51,6 +52,11 @@ impl RequestInfo {
     /// A copy of what was resolved so far.
     pub fn resolved(&self) -> Resolved {
         self.resolved.lock().expect("invariant: no panics while holding this lock").clone()
+    }
+
+    /// This request's id (random, made on first use): journal records and log lines carry it.
+    pub fn id(&self) -> &str {
+        self.id.get_or_init(|| format!("{:016x}", rand::random::<u64>()))
     }
 
     /// Records a body fault; later ones are ignored.

@@ -15,7 +15,10 @@ use std::time::Instant;
 use s3s::dto;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
+use rewind_model::Op;
+
 use crate::body::{ChecksumCheck, VerifiedUpload, strip_aws_chunked};
+use crate::capture::Capture;
 use crate::errors;
 use crate::metrics::Metrics;
 use crate::request::RequestInfo;
@@ -25,18 +28,22 @@ pub const POST_OBJECT_REFUSAL: &str = "Browser-form POST uploads are not support
 
 /// Forwards S3 operations to the upstream through aws-sdk-s3.
 pub struct Forwarder {
-    proxy: s3s_aws::Proxy,
-    metrics: Metrics,
+    pub(crate) proxy: s3s_aws::Proxy,
+    pub(crate) upstream: aws_sdk_s3::Client,
+    pub(crate) metrics: Metrics,
+    /// Captures mutations of protected buckets; `None` forwards everything as is.
+    pub(crate) capture: Option<Arc<Capture>>,
 }
 
 impl Forwarder {
-    /// A forwarder that sends every operation to `client`'s endpoint.
-    pub fn new(client: aws_sdk_s3::Client, metrics: Metrics) -> Self {
-        Self { proxy: s3s_aws::Proxy::from(client), metrics }
+    /// A forwarder that sends every operation to `client`'s endpoint, capturing mutations
+    /// when `capture` is given.
+    pub fn new(client: aws_sdk_s3::Client, metrics: Metrics, capture: Option<Arc<Capture>>) -> Self {
+        Self { proxy: s3s_aws::Proxy::from(client.clone()), upstream: client, metrics, capture }
     }
 
     /// Runs one upstream call, timing it and mapping its error.
-    async fn timed<O>(
+    pub(crate) async fn timed<O>(
         &self,
         operation: &'static str,
         info: &RequestInfo,
@@ -50,7 +57,7 @@ impl Forwarder {
 }
 
 /// The request's shared info, inserted by the HTTP layer (a fresh one when called directly).
-fn request_info<T>(req: &S3Request<T>) -> Arc<RequestInfo> {
+pub(crate) fn request_info<T>(req: &S3Request<T>) -> Arc<RequestInfo> {
     req.extensions.get::<Arc<RequestInfo>>().cloned().unwrap_or_default()
 }
 
@@ -107,7 +114,7 @@ impl_s3! {
         let input = &mut req.input;
         input.content_encoding = strip_aws_chunked(input.content_encoding.take());
         input.body = verified_body(input.body.take(), input.content_length, &mut input.checksum_algorithm, check, &info);
-        self.timed("PutObject", &info, self.proxy.put_object(req)).await
+        self.captured_put_object(req).await
     }
 
     async fn upload_part(&self, mut req: S3Request<dto::UploadPartInput>) -> S3Result<S3Response<dto::UploadPartOutput>> {
@@ -115,7 +122,87 @@ impl_s3! {
         let check = ChecksumCheck::from_request(&req.headers, req.trailing_headers.clone());
         let input = &mut req.input;
         input.body = verified_body(input.body.take(), input.content_length, &mut input.checksum_algorithm, check, &info);
-        self.timed("UploadPart", &info, self.proxy.upload_part(req)).await
+        self.captured_upload_part(req).await
+    }
+
+    async fn create_multipart_upload(&self, req: S3Request<dto::CreateMultipartUploadInput>) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
+        self.captured_create_multipart_upload(req).await
+    }
+
+    async fn upload_part_copy(&self, req: S3Request<dto::UploadPartCopyInput>) -> S3Result<S3Response<dto::UploadPartCopyOutput>> {
+        self.captured_upload_part_copy(req).await
+    }
+
+    async fn complete_multipart_upload(&self, req: S3Request<dto::CompleteMultipartUploadInput>) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
+        self.captured_complete_multipart_upload(req).await
+    }
+
+    async fn abort_multipart_upload(&self, req: S3Request<dto::AbortMultipartUploadInput>) -> S3Result<S3Response<dto::AbortMultipartUploadOutput>> {
+        self.captured_abort_multipart_upload(req).await
+    }
+
+    async fn copy_object(&self, req: S3Request<dto::CopyObjectInput>) -> S3Result<S3Response<dto::CopyObjectOutput>> {
+        self.captured_copy_object(req).await
+    }
+
+    async fn delete_object(&self, req: S3Request<dto::DeleteObjectInput>) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
+        self.captured_delete_object(req).await
+    }
+
+    async fn delete_objects(&self, req: S3Request<dto::DeleteObjectsInput>) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
+        self.captured_delete_objects(req).await
+    }
+
+    async fn put_object_tagging(&self, req: S3Request<dto::PutObjectTaggingInput>) -> S3Result<S3Response<dto::PutObjectTaggingOutput>> {
+        self.captured_put_object_tagging(req).await
+    }
+
+    async fn delete_object_tagging(&self, req: S3Request<dto::DeleteObjectTaggingInput>) -> S3Result<S3Response<dto::DeleteObjectTaggingOutput>> {
+        self.captured_delete_object_tagging(req).await
+    }
+
+    async fn create_bucket(&self, req: S3Request<dto::CreateBucketInput>) -> S3Result<S3Response<dto::CreateBucketOutput>> {
+        let (info, bucket) = (request_info(&req), req.input.bucket.clone());
+        self.captured_bucket_op("CreateBucket", Op::CreateBucket, &bucket, &info, self.proxy.create_bucket(req)).await
+    }
+
+    async fn delete_bucket(&self, req: S3Request<dto::DeleteBucketInput>) -> S3Result<S3Response<dto::DeleteBucketOutput>> {
+        let (info, bucket) = (request_info(&req), req.input.bucket.clone());
+        self.captured_bucket_op("DeleteBucket", Op::DeleteBucket, &bucket, &info, self.proxy.delete_bucket(req)).await
+    }
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<dto::PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<dto::PutBucketLifecycleConfigurationOutput>> {
+        const OP: &str = "PutBucketLifecycleConfiguration";
+        let (info, bucket) = (request_info(&req), req.input.bucket.clone());
+        let rules = req.input.lifecycle_configuration.as_ref().map(|c| c.rules.as_slice()).unwrap_or_default();
+        let expires = rules.iter().any(|r| {
+            r.status.as_str() == dto::ExpirationStatus::ENABLED
+                && (r.expiration.is_some() || r.noncurrent_version_expiration.is_some())
+        });
+        self.check_bucket_config(&bucket, expires, "a lifecycle rule that expires objects")?;
+        if !expires {
+            return self.timed(OP, &info, self.proxy.put_bucket_lifecycle_configuration(req)).await;
+        }
+        self.captured_bucket_op(OP, Op::BucketConfig, &bucket, &info, self.proxy.put_bucket_lifecycle_configuration(req)).await
+    }
+
+    async fn put_bucket_replication(
+        &self,
+        req: S3Request<dto::PutBucketReplicationInput>,
+    ) -> S3Result<S3Response<dto::PutBucketReplicationOutput>> {
+        const OP: &str = "PutBucketReplication";
+        let (info, bucket) = (request_info(&req), req.input.bucket.clone());
+        let deletes = req.input.replication_configuration.rules.iter().any(|r| {
+            r.delete_marker_replication.as_ref().and_then(|d| d.status.as_ref()).is_some_and(|s| s.as_str() == dto::DeleteMarkerReplicationStatus::ENABLED)
+        });
+        self.check_bucket_config(&bucket, deletes, "replication of deletes")?;
+        if !deletes {
+            return self.timed(OP, &info, self.proxy.put_bucket_replication(req)).await;
+        }
+        self.captured_bucket_op(OP, Op::BucketConfig, &bucket, &info, self.proxy.put_bucket_replication(req)).await
     }
 
     async fn post_object(&self, _req: S3Request<dto::PostObjectInput>) -> S3Result<S3Response<dto::PostObjectOutput>> {
@@ -135,14 +222,8 @@ impl_s3! {
 
     }
     forward {
-        abort_multipart_upload(AbortMultipartUploadInput) -> AbortMultipartUploadOutput;
-        complete_multipart_upload(CompleteMultipartUploadInput) -> CompleteMultipartUploadOutput;
-        copy_object(CopyObjectInput) -> CopyObjectOutput;
-        create_bucket(CreateBucketInput) -> CreateBucketOutput;
         create_bucket_metadata_table_configuration(CreateBucketMetadataTableConfigurationInput) -> CreateBucketMetadataTableConfigurationOutput;
-        create_multipart_upload(CreateMultipartUploadInput) -> CreateMultipartUploadOutput;
         create_session(CreateSessionInput) -> CreateSessionOutput;
-        delete_bucket(DeleteBucketInput) -> DeleteBucketOutput;
         delete_bucket_analytics_configuration(DeleteBucketAnalyticsConfigurationInput) -> DeleteBucketAnalyticsConfigurationOutput;
         delete_bucket_cors(DeleteBucketCorsInput) -> DeleteBucketCorsOutput;
         delete_bucket_encryption(DeleteBucketEncryptionInput) -> DeleteBucketEncryptionOutput;
@@ -156,9 +237,6 @@ impl_s3! {
         delete_bucket_replication(DeleteBucketReplicationInput) -> DeleteBucketReplicationOutput;
         delete_bucket_tagging(DeleteBucketTaggingInput) -> DeleteBucketTaggingOutput;
         delete_bucket_website(DeleteBucketWebsiteInput) -> DeleteBucketWebsiteOutput;
-        delete_object(DeleteObjectInput) -> DeleteObjectOutput;
-        delete_object_tagging(DeleteObjectTaggingInput) -> DeleteObjectTaggingOutput;
-        delete_objects(DeleteObjectsInput) -> DeleteObjectsOutput;
         delete_public_access_block(DeletePublicAccessBlockInput) -> DeletePublicAccessBlockOutput;
         get_bucket_accelerate_configuration(GetBucketAccelerateConfigurationInput) -> GetBucketAccelerateConfigurationOutput;
         get_bucket_acl(GetBucketAclInput) -> GetBucketAclOutput;
@@ -210,13 +288,11 @@ impl_s3! {
         put_bucket_encryption(PutBucketEncryptionInput) -> PutBucketEncryptionOutput;
         put_bucket_intelligent_tiering_configuration(PutBucketIntelligentTieringConfigurationInput) -> PutBucketIntelligentTieringConfigurationOutput;
         put_bucket_inventory_configuration(PutBucketInventoryConfigurationInput) -> PutBucketInventoryConfigurationOutput;
-        put_bucket_lifecycle_configuration(PutBucketLifecycleConfigurationInput) -> PutBucketLifecycleConfigurationOutput;
         put_bucket_logging(PutBucketLoggingInput) -> PutBucketLoggingOutput;
         put_bucket_metrics_configuration(PutBucketMetricsConfigurationInput) -> PutBucketMetricsConfigurationOutput;
         put_bucket_notification_configuration(PutBucketNotificationConfigurationInput) -> PutBucketNotificationConfigurationOutput;
         put_bucket_ownership_controls(PutBucketOwnershipControlsInput) -> PutBucketOwnershipControlsOutput;
         put_bucket_policy(PutBucketPolicyInput) -> PutBucketPolicyOutput;
-        put_bucket_replication(PutBucketReplicationInput) -> PutBucketReplicationOutput;
         put_bucket_request_payment(PutBucketRequestPaymentInput) -> PutBucketRequestPaymentOutput;
         put_bucket_tagging(PutBucketTaggingInput) -> PutBucketTaggingOutput;
         put_bucket_versioning(PutBucketVersioningInput) -> PutBucketVersioningOutput;
@@ -225,10 +301,8 @@ impl_s3! {
         put_object_legal_hold(PutObjectLegalHoldInput) -> PutObjectLegalHoldOutput;
         put_object_lock_configuration(PutObjectLockConfigurationInput) -> PutObjectLockConfigurationOutput;
         put_object_retention(PutObjectRetentionInput) -> PutObjectRetentionOutput;
-        put_object_tagging(PutObjectTaggingInput) -> PutObjectTaggingOutput;
         put_public_access_block(PutPublicAccessBlockInput) -> PutPublicAccessBlockOutput;
         restore_object(RestoreObjectInput) -> RestoreObjectOutput;
         select_object_content(SelectObjectContentInput) -> SelectObjectContentOutput;
-        upload_part_copy(UploadPartCopyInput) -> UploadPartCopyOutput;
     }
 }

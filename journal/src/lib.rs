@@ -8,7 +8,10 @@
 //! altered or forged record.
 //!
 //! Column families: `records` (seq, big-endian → record), `versions` ((bucket, key, seq) →
-//! empty, for commit records: point-in-time lookups), `meta` (head, checkpoints).
+//! empty, for commit records: point-in-time lookups), `meta` (head, checkpoints), `open`
+//! (seq of every intent not yet committed or aborted, for start-up recovery), `chunks`
+//! (the vault's chunk index, opaque to the journal) and `pending` (state of multipart
+//! uploads in progress, encrypted with the journal key).
 
 pub mod record;
 
@@ -16,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rewind_crypto::{CryptoError, KeySet};
+use rewind_crypto::{CryptoError, KeySet, aead};
 use rewind_model::{Body, Seq};
 use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, oneshot};
@@ -26,6 +29,10 @@ pub use record::Record;
 const CF_RECORDS: &str = "records";
 const CF_VERSIONS: &str = "versions";
 const CF_META: &str = "meta";
+const CF_OPEN: &str = "open";
+const CF_CHUNKS: &str = "chunks";
+const CF_PENDING: &str = "pending";
+const COLUMN_FAMILIES: [&str; 6] = [CF_RECORDS, CF_VERSIONS, CF_META, CF_OPEN, CF_CHUNKS, CF_PENDING];
 const HEAD_KEY: &[u8] = b"head";
 const CHECKPOINT_PREFIX: &[u8] = b"checkpoint/";
 
@@ -105,6 +112,9 @@ struct Request {
     reply: oneshot::Sender<Result<Appended, JournalError>>,
 }
 
+/// A pending-state entry: key and decrypted value.
+pub type PendingEntry = (Vec<u8>, Vec<u8>);
+
 /// An open journal.
 pub struct Journal {
     db: Arc<DB>,
@@ -119,7 +129,7 @@ impl Journal {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        let cfs = [CF_RECORDS, CF_VERSIONS, CF_META].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let cfs = COLUMN_FAMILIES.map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = Arc::new(DB::open_cf_descriptors(&opts, dir, cfs)?);
         let head = read_head(&db)?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
@@ -181,6 +191,90 @@ impl Journal {
                 Ok(None)
             }
         }
+    }
+
+    /// Every commit record of `bucket`/`key`, oldest first.
+    pub fn history(&self, bucket: &str, key: &str) -> Result<Vec<Record>, JournalError> {
+        let prefix = version_prefix(bucket, key);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_VERSIONS), IteratorMode::From(&prefix, Direction::Forward)) {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) || k.len() != prefix.len() + 8 {
+                break;
+            }
+            out.extend(self.record(seq_of(&k[prefix.len()..]))?);
+        }
+        Ok(out)
+    }
+
+    /// Intents with neither a commit nor an abort, oldest first: what a crash interrupted.
+    pub fn open_intents(&self) -> Result<Vec<Record>, JournalError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_OPEN), IteratorMode::Start) {
+            let (k, _) = item?;
+            out.extend(self.record(seq_of(&k))?);
+        }
+        Ok(out)
+    }
+
+    /// Looks a chunk up in the vault's chunk index (values are the vault's encoding).
+    pub fn chunk_get(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, JournalError> {
+        Ok(self.db.get_cf(self.cf(CF_CHUNKS), id)?)
+    }
+
+    /// Adds chunk index entries durably (synced), keeping existing ones.
+    pub fn chunk_put_all(&self, entries: &[([u8; 32], Vec<u8>)]) -> Result<(), JournalError> {
+        let cf = self.cf(CF_CHUNKS);
+        let mut wb = WriteBatch::default();
+        for (id, location) in entries {
+            if self.db.get_pinned_cf(cf, id)?.is_none() {
+                wb.put_cf(cf, id, location);
+            }
+        }
+        self.write_synced(wb)
+    }
+
+    /// Stores state of work in progress under `key`, encrypted and bound to the key, synced.
+    pub fn pending_put(&self, key: &[u8], value: &[u8]) -> Result<(), JournalError> {
+        let sealed = aead::seal(self.keys.journal.expose(), &pending_aad(key), value)?;
+        let mut wb = WriteBatch::default();
+        wb.put_cf(self.cf(CF_PENDING), key, sealed);
+        self.write_synced(wb)
+    }
+
+    /// Every pending entry whose key starts with `prefix`, decrypted, in key order.
+    pub fn pending_scan(&self, prefix: &[u8]) -> Result<Vec<PendingEntry>, JournalError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_PENDING), IteratorMode::From(prefix, Direction::Forward)) {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            let plain = aead::open(self.keys.journal.expose(), &pending_aad(&k), &v, "pending journal state")
+                .map_err(|e| JournalError::Corrupt { seq: Seq(0), detail: e.to_string() })?;
+            out.push((k.to_vec(), plain));
+        }
+        Ok(out)
+    }
+
+    /// Removes every pending entry whose key starts with `prefix`.
+    pub fn pending_remove(&self, prefix: &[u8]) -> Result<(), JournalError> {
+        let cf = self.cf(CF_PENDING);
+        let mut wb = WriteBatch::default();
+        for item in self.db.iterator_cf(cf, IteratorMode::From(prefix, Direction::Forward)) {
+            let (k, _) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            wb.delete_cf(cf, k);
+        }
+        self.write_synced(wb)
+    }
+
+    fn write_synced(&self, wb: WriteBatch) -> Result<(), JournalError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        Ok(self.db.write_opt(wb, &wo)?)
     }
 
     /// Walks every record and checkpoint, returning what is wrong (empty when intact).
@@ -272,6 +366,12 @@ fn read_head(db: &DB) -> Result<Appended, JournalError> {
     })
 }
 
+fn pending_aad(key: &[u8]) -> Vec<u8> {
+    let mut aad = b"rewind pending v1 ".to_vec();
+    aad.extend_from_slice(key);
+    aad
+}
+
 fn seq_of(be: &[u8]) -> Seq {
     Seq(u64::from_be_bytes(be[..8].try_into().expect("invariant: keys end in an 8-byte seq")))
 }
@@ -335,10 +435,16 @@ impl Writer {
             match record::encode(&self.keys, seq, timestamp_us, &self.head.hash, &req.body) {
                 Ok((bytes, hash)) => {
                     wb.put_cf(cf(CF_RECORDS), seq.0.to_be_bytes(), bytes);
-                    if let Body::Commit(c) = &req.body {
-                        let mut k = version_prefix(&c.bucket, &c.key);
-                        k.extend_from_slice(&seq.0.to_be_bytes());
-                        wb.put_cf(cf(CF_VERSIONS), k, []);
+                    match &req.body {
+                        Body::Intent(_) => wb.put_cf(cf(CF_OPEN), seq.0.to_be_bytes(), []),
+                        Body::Commit(c) => {
+                            let mut k = version_prefix(&c.bucket, &c.key);
+                            k.extend_from_slice(&seq.0.to_be_bytes());
+                            wb.put_cf(cf(CF_VERSIONS), k, []);
+                            wb.delete_cf(cf(CF_OPEN), c.intent.0.to_be_bytes());
+                        }
+                        Body::Abort(a) => wb.delete_cf(cf(CF_OPEN), a.intent.0.to_be_bytes()),
+                        _ => {}
                     }
                     self.head = Appended { seq, hash, timestamp_us };
                     sync |= req.durability == Durability::Synced;

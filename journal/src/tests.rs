@@ -186,3 +186,58 @@ async fn checkpoints_are_written_and_checked() {
     db.put_cf(meta, &k, v).unwrap();
     assert!(j.verify().unwrap().iter().any(|p| p.contains("checkpoint")));
 }
+
+#[tokio::test]
+async fn open_intents_are_those_without_a_commit_or_abort_even_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys();
+    let j = Journal::open(dir.path(), k.clone()).unwrap();
+    let committed = j.append(intent("a"), Durability::Buffered).await.unwrap();
+    let aborted = j.append(intent("b"), Durability::Buffered).await.unwrap();
+    let open = j.append(intent("c"), Durability::Buffered).await.unwrap();
+    j.append(commit(committed.seq, "a", "1"), Durability::Synced).await.unwrap();
+    j.append(Body::Abort(Abort { intent: aborted.seq, reason: "x".into() }), Durability::Synced).await.unwrap();
+    j.close();
+    let j = Journal::open(dir.path(), k).unwrap();
+    let seqs: Vec<Seq> = j.open_intents().unwrap().iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, vec![open.seq]);
+}
+
+#[tokio::test]
+async fn history_lists_one_keys_commits_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), keys()).unwrap();
+    for (key, tag) in [("k", "1"), ("k2", "x"), ("k", "2"), ("k\0", "y")] {
+        let i = j.append(intent(key), Durability::Buffered).await.unwrap();
+        j.append(commit(i.seq, key, tag), Durability::Synced).await.unwrap();
+    }
+    let tags: Vec<Body> = j.history("b", "k").unwrap().into_iter().map(|r| r.body).collect();
+    assert_eq!(tags, vec![commit(Seq(1), "k", "1"), commit(Seq(5), "k", "2")]);
+}
+
+#[tokio::test]
+async fn pending_state_is_encrypted_scanned_by_prefix_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), keys()).unwrap();
+    j.pending_put(b"up1/1", b"secret metadata").unwrap();
+    j.pending_put(b"up1/2", b"two").unwrap();
+    j.pending_put(b"up2/1", b"other").unwrap();
+    let got = j.pending_scan(b"up1/").unwrap();
+    assert_eq!(got, vec![(b"up1/1".to_vec(), b"secret metadata".to_vec()), (b"up1/2".to_vec(), b"two".to_vec())]);
+    let raw = j.db.get_cf(j.cf(CF_PENDING), b"up1/1").unwrap().unwrap();
+    assert!(!raw.windows(6).any(|w| w == b"secret"), "pending state must not be stored in the clear");
+    j.pending_remove(b"up1/").unwrap();
+    assert!(j.pending_scan(b"up1/").unwrap().is_empty());
+    assert_eq!(j.pending_scan(b"up2/").unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn chunk_entries_are_kept_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), keys()).unwrap();
+    j.chunk_put_all(&[([1; 32], b"first".to_vec())]).unwrap();
+    j.chunk_put_all(&[([1; 32], b"second".to_vec()), ([2; 32], b"x".to_vec())]).unwrap();
+    assert_eq!(j.chunk_get(&[1; 32]).unwrap().as_deref(), Some(&b"first"[..]));
+    assert_eq!(j.chunk_get(&[2; 32]).unwrap().as_deref(), Some(&b"x"[..]));
+    assert_eq!(j.chunk_get(&[3; 32]).unwrap(), None);
+}

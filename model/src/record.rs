@@ -34,10 +34,13 @@ pub enum Op {
     /// A version found upstream that the journal lacked (before install, or behind the
     /// gateway's back), captured before it could be destroyed.
     CaptureExisting,
+    /// A bucket configuration that can remove data (lifecycle expiration, replication of
+    /// deletes), applied because the operator allowed it.
+    BucketConfig,
 }
 
 impl Op {
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 10] = [
         Self::Put,
         Self::Copy,
         Self::CompleteMultipart,
@@ -47,6 +50,7 @@ impl Op {
         Self::CreateBucket,
         Self::DeleteBucket,
         Self::CaptureExisting,
+        Self::BucketConfig,
     ];
 
     fn code(self) -> u8 {
@@ -92,6 +96,31 @@ pub struct ObjectVersion {
     pub metadata: Vec<(String, String)>,
     /// Object tags.
     pub tags: Vec<(String, String)>,
+}
+
+impl ObjectVersion {
+    /// Its versioned encoding on its own (`version (1) | fields`), for state kept outside
+    /// records, such as the parts of a multipart upload in progress.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Enc(Vec::with_capacity(128));
+        e.u8(BODY_V1);
+        e.version(self);
+        e.0
+    }
+
+    /// Decodes what [`ObjectVersion::encode`] produced.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut d = Dec(bytes);
+        let version = d.u8()?;
+        if version != BODY_V1 {
+            return Err(DecodeError(format!("unknown object version encoding {version}")));
+        }
+        let v = d.version()?;
+        if !d.0.is_empty() {
+            return Err(DecodeError(format!("{} trailing bytes", d.0.len())));
+        }
+        Ok(v)
+    }
 }
 
 /// What a committed mutation did.
@@ -179,17 +208,7 @@ impl Body {
                 match &c.effect {
                     Effect::Version(v) => {
                         e.u8(EFFECT_VERSION);
-                        e.u64(v.size);
-                        e.raw(&v.blake3);
-                        e.u32(v.chunks.len() as u32);
-                        for id in &v.chunks {
-                            e.raw(id.as_bytes());
-                        }
-                        e.str(&v.etag);
-                        e.opt(v.version_id.as_deref());
-                        for pairs in [&v.headers, &v.metadata, &v.tags] {
-                            e.pairs(pairs);
-                        }
+                        e.version(v);
                     }
                     Effect::Deleted { version_id } => {
                         e.u8(EFFECT_DELETED);
@@ -226,22 +245,7 @@ impl Body {
             KIND_COMMIT => {
                 let (intent, bucket, key) = (Seq(d.u64()?), d.str()?, d.str()?);
                 let effect = match d.u8()? {
-                    EFFECT_VERSION => {
-                        let size = d.u64()?;
-                        let blake3 = d.array()?;
-                        let n = d.count(32)?;
-                        let chunks = (0..n).map(|_| d.array().map(ChunkId)).collect::<Result<_, _>>()?;
-                        Effect::Version(ObjectVersion {
-                            size,
-                            blake3,
-                            chunks,
-                            etag: d.str()?,
-                            version_id: d.opt()?,
-                            headers: d.pairs()?,
-                            metadata: d.pairs()?,
-                            tags: d.pairs()?,
-                        })
-                    }
+                    EFFECT_VERSION => Effect::Version(d.version()?),
                     EFFECT_DELETED => Effect::Deleted { version_id: d.opt()? },
                     EFFECT_TAGS => Effect::Tags(d.pairs()?),
                     EFFECT_BUCKET => Effect::Bucket,
@@ -285,6 +289,19 @@ impl Enc {
                 self.u8(1);
                 self.str(s);
             }
+        }
+    }
+    fn version(&mut self, v: &ObjectVersion) {
+        self.u64(v.size);
+        self.raw(&v.blake3);
+        self.u32(v.chunks.len() as u32);
+        for id in &v.chunks {
+            self.raw(id.as_bytes());
+        }
+        self.str(&v.etag);
+        self.opt(v.version_id.as_deref());
+        for pairs in [&v.headers, &v.metadata, &v.tags] {
+            self.pairs(pairs);
         }
     }
     fn pairs(&mut self, pairs: &[(String, String)]) {
@@ -339,6 +356,22 @@ impl<'a> Dec<'a> {
             1 => self.str().map(Some),
             other => Err(DecodeError(format!("bad option tag {other}"))),
         }
+    }
+    fn version(&mut self) -> Result<ObjectVersion, DecodeError> {
+        let size = self.u64()?;
+        let blake3 = self.array()?;
+        let n = self.count(32)?;
+        let chunks = (0..n).map(|_| self.array().map(ChunkId)).collect::<Result<_, _>>()?;
+        Ok(ObjectVersion {
+            size,
+            blake3,
+            chunks,
+            etag: self.str()?,
+            version_id: self.opt()?,
+            headers: self.pairs()?,
+            metadata: self.pairs()?,
+            tags: self.pairs()?,
+        })
     }
     fn pairs(&mut self) -> Result<Vec<(String, String)>, DecodeError> {
         let n = self.count(8)?;

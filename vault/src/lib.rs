@@ -17,7 +17,7 @@ pub use backend::{Backend, LocalBackend};
 pub use chunker::{ChunkSizes, StreamingChunker};
 pub use pack::{Pack, PackBuilder, PackEntry};
 pub use s3::S3Backend;
-pub use store::{ChunkIndex, Manifest, MemoryIndex, ObjectWriter, Vault, VaultSettings, VaultStats};
+pub use store::{ChunkIndex, ChunkLocation, Manifest, MemoryIndex, ObjectWriter, Vault, VaultSettings, VaultStats};
 
 /// What went wrong in the vault.
 #[derive(Debug, thiserror::Error)]

@@ -25,6 +25,42 @@ pub struct ChunkLocation {
     pub entry: PackEntry,
 }
 
+const LOCATION_V1: u8 = 1;
+
+impl ChunkLocation {
+    /// The encoding an index stores under the chunk id: `version (1) | offset (u64 le) |
+    /// stored length (u32 le) | raw length (u32 le) | flags (1: zstd) | pack name`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(18 + self.pack.len());
+        out.push(LOCATION_V1);
+        out.extend_from_slice(&self.entry.offset.to_le_bytes());
+        out.extend_from_slice(&self.entry.stored_len.to_le_bytes());
+        out.extend_from_slice(&self.entry.raw_len.to_le_bytes());
+        out.push(u8::from(self.entry.compressed));
+        out.extend_from_slice(self.pack.as_bytes());
+        out
+    }
+
+    /// Decodes what [`ChunkLocation::encode`] produced for chunk `id`.
+    pub fn decode(id: ChunkId, bytes: &[u8]) -> Result<Self, VaultError> {
+        let corrupt =
+            |detail: &str| VaultError::Corrupt { what: format!("index entry of chunk {id}"), detail: detail.into() };
+        if bytes.len() < 18 || bytes[0] != LOCATION_V1 {
+            return Err(corrupt("unknown version or too short"));
+        }
+        let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("invariant: length checked"));
+        let entry = PackEntry {
+            id,
+            offset: u64::from_le_bytes(bytes[1..9].try_into().expect("invariant: length checked")),
+            stored_len: u32_at(9),
+            raw_len: u32_at(13),
+            compressed: bytes[17] == 1,
+        };
+        let pack = String::from_utf8(bytes[18..].to_vec()).map_err(|_| corrupt("pack name is not UTF-8"))?;
+        Ok(Self { pack, entry })
+    }
+}
+
 /// Which chunks the vault holds. Entries are added only after their pack is durable, so a
 /// hit always points at data that exists.
 pub trait ChunkIndex: Send + Sync {
@@ -59,11 +95,19 @@ pub struct VaultSettings {
     pub sizes: ChunkSizes,
     /// zstd level, or `None` to never compress.
     pub compression: Option<i32>,
+    /// Bytes of chunks all writers together may have in sealing at once; a writer whose
+    /// next chunk does not fit waits. Sealing finishes without more input, so waiting
+    /// writers cannot deadlock each other.
+    pub memory_budget: usize,
 }
 
 impl Default for VaultSettings {
     fn default() -> Self {
-        Self { sizes: ChunkSizes::default(), compression: Some(crate::compress::DEFAULT_LEVEL) }
+        Self {
+            sizes: ChunkSizes::default(),
+            compression: Some(crate::compress::DEFAULT_LEVEL),
+            memory_budget: 64 * 1024 * 1024,
+        }
     }
 }
 
@@ -117,6 +161,8 @@ pub struct Vault {
     /// Serializes flushes, which upload outside `open` so writers keep adding chunks.
     flushing: tokio::sync::Mutex<()>,
     stats: Mutex<VaultStats>,
+    /// Permits are bytes of chunks being sealed (see [`VaultSettings::memory_budget`]).
+    budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl Vault {
@@ -135,7 +181,13 @@ impl Vault {
             open: Mutex::default(),
             flushing: tokio::sync::Mutex::default(),
             stats: Mutex::default(),
+            budget: Arc::new(tokio::sync::Semaphore::new(settings.memory_budget)),
         }
+    }
+
+    /// Bytes of chunks being sealed now, across all writers.
+    pub fn buffered_bytes(&self) -> usize {
+        self.settings.memory_budget.saturating_sub(self.budget.available_permits())
     }
 
     /// Starts writing one object.
@@ -237,6 +289,19 @@ impl Vault {
             .expect("invariant: opening does not panic")
     }
 
+    /// Size and BLAKE3 of the object made of `chunks`, read back from the vault (for
+    /// objects assembled from separately stored parts). Each chunk is checked on the way.
+    pub async fn hash_chunks(&self, chunks: &[ChunkId]) -> Result<(u64, [u8; 32]), VaultError> {
+        let mut hasher = blake3::Hasher::new();
+        let mut size = 0u64;
+        for id in chunks {
+            let chunk = self.read_chunk(id).await?;
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        Ok((size, *hasher.finalize().as_bytes()))
+    }
+
     /// Reads a whole object and checks it against its manifest.
     pub async fn read_object(&self, manifest: &Manifest) -> Result<Vec<u8>, VaultError> {
         let mut out = Vec::with_capacity(usize::try_from(manifest.size).unwrap_or(0));
@@ -276,7 +341,7 @@ impl ObjectWriter {
         self.hasher.update(piece);
         self.size += piece.len() as u64;
         for chunk in self.chunker.push(piece) {
-            self.start(chunk);
+            self.start(chunk).await;
             while self.in_flight.len() > SEALS_IN_FLIGHT {
                 self.collect_one().await?;
             }
@@ -287,7 +352,7 @@ impl ObjectWriter {
     /// Ends the object: stores its last chunks, makes them durable, returns its manifest.
     pub async fn finish(mut self) -> Result<Manifest, VaultError> {
         for chunk in self.chunker.finish() {
-            self.start(chunk);
+            self.start(chunk).await;
         }
         while !self.in_flight.is_empty() {
             self.collect_one().await?;
@@ -298,9 +363,17 @@ impl ObjectWriter {
         Ok(Manifest { chunks: std::mem::take(&mut self.chunks), size: self.size, blake3 })
     }
 
-    fn start(&mut self, chunk: Bytes) {
+    /// Starts storing `chunk` once the memory budget has room for it.
+    async fn start(&mut self, chunk: Bytes) {
         let vault = self.vault.clone();
-        self.in_flight.push_back(tokio::spawn(async move { vault.store_chunk(chunk).await }));
+        let budget = vault.settings.memory_budget;
+        let bytes = u32::try_from(chunk.len().min(budget)).unwrap_or(u32::MAX);
+        let permit =
+            vault.budget.clone().acquire_many_owned(bytes).await.expect("invariant: the budget is never closed");
+        self.in_flight.push_back(tokio::spawn(async move {
+            let _released_when_sealed = permit;
+            vault.store_chunk(chunk).await
+        }));
     }
 
     async fn collect_one(&mut self) -> Result<(), VaultError> {

@@ -331,3 +331,40 @@ mod objects {
         assert_eq!(vault.read_object(&m2).await.unwrap(), second);
     }
 }
+
+proptest! {
+    #[test]
+    fn chunk_locations_round_trip(offset in any::<u64>(), stored in any::<u32>(), raw in any::<u32>(), compressed in any::<bool>(), pack in "[a-z0-9/]{0,80}") {
+        let loc = store::ChunkLocation { pack, entry: PackEntry { id: ChunkId([7; 32]), offset, stored_len: stored, raw_len: raw, compressed } };
+        prop_assert_eq!(store::ChunkLocation::decode(ChunkId([7; 32]), &loc.encode()).unwrap(), loc);
+    }
+}
+
+#[tokio::test]
+async fn a_small_budget_still_stores_many_concurrent_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    use std::sync::Arc;
+    let small = ChunkSizes { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 };
+    let backend = Arc::new(LocalBackend::open(dir.path()).unwrap());
+    let settings = VaultSettings { sizes: small, memory_budget: 3 * small.max as usize, ..VaultSettings::default() };
+    let vault = Arc::new(Vault::new(Arc::new(keys()), backend, Arc::new(MemoryIndex::default()), settings));
+    let tasks: Vec<_> = (0..8u64)
+        .map(|seed| {
+            let vault = vault.clone();
+            tokio::spawn(async move {
+                let object = data(200_000, seed);
+                let mut w = vault.writer();
+                for piece in object.chunks(7_000) {
+                    w.push(piece).await.unwrap();
+                }
+                let manifest = w.finish().await.unwrap();
+                assert_eq!(vault.read_object(&manifest).await.unwrap(), object);
+                assert_eq!(vault.hash_chunks(&manifest.chunks).await.unwrap(), (manifest.size, manifest.blake3));
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(vault.buffered_bytes(), 0);
+}

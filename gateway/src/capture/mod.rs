@@ -1,0 +1,464 @@
+//! Capture: every mutation of a protected bucket is journaled, and every byte it wrote is
+//! kept in the vault, before the client hears "OK" (DESIGN.md, write path, G1 and G2).
+//!
+//! The S3 layer (`s3.rs`) drives each mutation through these steps:
+//! 1. take the key's mutation lock ([`Capture::lock`]);
+//! 2. capture the version the mutation would destroy, if the vault lacks it
+//!    ([`Capture::protect_current`]);
+//! 3. append an intent ([`Capture::begin`]), buffered: the commit's fsync covers it;
+//! 4. forward upstream, teeing any body into the vault ([`Capture::tee`]);
+//! 5. append a synced commit ([`Capture::commit`]), or an abort.
+//!
+//! An intent left open by a crash or a dropped request is resolved against the upstream by
+//! start-up recovery (`recovery.rs`).
+
+pub mod locks;
+pub mod meta;
+pub mod open;
+pub mod recovery;
+pub mod tee;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_s3::error::SdkError;
+use rewind_config::ProtectionConfig;
+use rewind_journal::{Durability, Journal, JournalError};
+use rewind_model::{Abort, Body, Commit, Effect, Intent, LogKey, ObjectVersion, Op, Seq};
+use rewind_vault::{Manifest, Vault, VaultError};
+use s3s::dto::StreamingBlob;
+
+use crate::metrics::{Metrics, record_kind, refusal};
+use crate::request::RequestInfo;
+
+pub use locks::{Held, KeyLocks};
+pub use meta::ObjectMeta;
+pub use tee::{Tee, TeeError};
+
+/// Why a mutation could not be captured.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaptureError {
+    /// The journal refused an append.
+    #[error("journal: {0}")]
+    Journal(#[from] JournalError),
+    /// The vault could not store or read bytes.
+    #[error("vault: {0}")]
+    Vault(#[from] VaultError),
+    /// The tee into the vault failed.
+    #[error(transparent)]
+    Tee(#[from] TeeError),
+    /// Reading the current version from the upstream failed.
+    #[error("reading from the upstream: {0}")]
+    Upstream(String),
+}
+
+impl CaptureError {
+    /// The `reason` label of the refusal metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Journal(_) => refusal::JOURNAL,
+            Self::Vault(_) | Self::Tee(TeeError::Vault(_)) => refusal::VAULT,
+            Self::Tee(TeeError::Slow) => refusal::SLOW_VAULT,
+            Self::Tee(TeeError::Body | TeeError::UpstreamGone) | Self::Upstream(_) => refusal::CAPTURE_BEFORE_DESTROY,
+        }
+    }
+}
+
+fn upstream_error<E: std::error::Error + 'static>(
+    e: SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> CaptureError {
+    CaptureError::Upstream(aws_smithy_types::error::display::DisplayErrorContext(e).to_string())
+}
+
+/// An intent appended and not yet resolved. Dropping it unresolved (the request went away)
+/// enqueues an abort; recovery and the next capture-before-destroy cover whatever the
+/// upstream did meanwhile.
+pub struct Pending {
+    seq: Seq,
+    bucket: String,
+    key: String,
+    journal: Arc<Journal>,
+    armed: bool,
+}
+
+impl Pending {
+    /// The intent's sequence number.
+    pub fn seq(&self) -> Seq {
+        self.seq
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (journal, intent) = (self.journal.clone(), self.seq);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let body = Body::Abort(Abort { intent, reason: "the request ended before it completed".into() });
+                let _ = journal.append(body, Durability::Buffered).await;
+            });
+        }
+    }
+}
+
+/// The capture side of the gateway.
+pub struct Capture {
+    journal: Arc<Journal>,
+    vault: Arc<Vault>,
+    upstream: aws_sdk_s3::Client,
+    locks: KeyLocks,
+    protection: ProtectionConfig,
+    timeout: Duration,
+    metrics: Metrics,
+}
+
+/// What the upstream holds under a key now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamHead {
+    /// Its ETag.
+    pub etag: String,
+    /// Its size.
+    pub size: u64,
+    /// Its version id, if the bucket versions.
+    pub version_id: Option<String>,
+}
+
+impl Capture {
+    /// Capture over open stores, reading current versions through `upstream`.
+    pub fn new(
+        journal: Arc<Journal>,
+        vault: Arc<Vault>,
+        upstream: aws_sdk_s3::Client,
+        protection: ProtectionConfig,
+        timeout: Duration,
+        metrics: Metrics,
+    ) -> Self {
+        Self { journal, vault, upstream, locks: KeyLocks::default(), protection, timeout, metrics }
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
+    }
+
+    /// The vault.
+    pub fn vault(&self) -> &Arc<Vault> {
+        &self.vault
+    }
+
+    /// Whether mutations of `bucket` are captured.
+    pub fn protects(&self, bucket: &str) -> bool {
+        self.protection.covers(bucket)
+    }
+
+    /// Whether bucket configurations that delete data may be set.
+    pub fn allows_destructive_config(&self) -> bool {
+        self.protection.allow_destructive_bucket_config
+    }
+
+    /// Counts a refusal.
+    pub fn refused(&self, reason: &'static str) {
+        self.metrics.capture_refusals.with_label_values(&[reason]).inc();
+    }
+
+    /// Takes the mutation lock of one key.
+    pub async fn lock(&self, bucket: &str, key: &str) -> Held {
+        self.locks.lock(bucket, key).await
+    }
+
+    /// Takes the mutation locks of several keys of one bucket.
+    pub async fn lock_all<'a>(&self, bucket: &str, keys: impl IntoIterator<Item = &'a str>) -> Held {
+        self.locks.lock_all(bucket, keys).await
+    }
+
+    /// Appends an intent.
+    pub async fn begin(&self, op: Op, bucket: &str, key: &str, info: &RequestInfo) -> Result<Pending, CaptureError> {
+        let intent = Intent {
+            op,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            access_key: info.resolved().access_key.unwrap_or_default(),
+            request_id: info.id().to_owned(),
+        };
+        let result = self.journal.append(Body::Intent(intent), Durability::Buffered).await;
+        self.count(record_kind::INTENT, result.is_ok());
+        Ok(Pending {
+            seq: result?.seq,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            journal: self.journal.clone(),
+            armed: true,
+        })
+    }
+
+    /// Appends the commit of `pending` durably; returns once it is on disk.
+    pub async fn commit(&self, mut pending: Pending, effect: Effect) -> Result<Seq, CaptureError> {
+        let commit = Commit {
+            intent: pending.seq,
+            bucket: std::mem::take(&mut pending.bucket),
+            key: std::mem::take(&mut pending.key),
+            effect,
+        };
+        let start = Instant::now();
+        let result = self.journal.append(Body::Commit(commit), Durability::Synced).await;
+        self.count(record_kind::COMMIT, result.is_ok());
+        let appended = result?;
+        pending.armed = false;
+        self.metrics.journal_commit_duration.observe(start.elapsed().as_secs_f64());
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        self.metrics.journal_last_commit.set(now);
+        Ok(appended.seq)
+    }
+
+    /// Appends an abort of `pending`; a failure is logged (recovery resolves the intent).
+    pub async fn abort(&self, mut pending: Pending, reason: &str) {
+        pending.armed = false;
+        let body = Body::Abort(Abort { intent: pending.seq, reason: reason.to_owned() });
+        let result = self.journal.append(body, Durability::Buffered).await;
+        self.count(record_kind::ABORT, result.is_ok());
+        if let Err(e) = result {
+            tracing::warn!(seq = pending.seq.0, error = %e, "could not journal an abort; recovery will resolve the intent");
+        }
+    }
+
+    fn count(&self, record: &'static str, ok: bool) {
+        self.metrics.journal_records.with_label_values(&[record, if ok { "ok" } else { "error" }]).inc();
+    }
+
+    /// Starts teeing an upload body into the vault.
+    pub fn tee(&self, body: StreamingBlob) -> Tee {
+        tee::start(body, self.vault.writer(), self.timeout)
+    }
+
+    /// The current version of a key as the journal knows it (tags applied), or `None` when
+    /// the journal has no version or its last word is a delete.
+    pub fn current(&self, bucket: &str, key: &str) -> Result<Option<ObjectVersion>, CaptureError> {
+        let mut at = Seq(u64::MAX);
+        let mut newer_tags = None;
+        while let Some(record) = self.journal.latest_at(bucket, key, at)? {
+            let Body::Commit(c) = record.body else { break };
+            match c.effect {
+                Effect::Version(mut v) => {
+                    if let Some(tags) = newer_tags {
+                        v.tags = tags;
+                    }
+                    return Ok(Some(v));
+                }
+                Effect::Deleted { .. } => return Ok(None),
+                Effect::Tags(tags) => {
+                    newer_tags.get_or_insert(tags);
+                }
+                Effect::Bucket => {}
+            }
+            match record.seq.0.checked_sub(1) {
+                Some(prev) => at = Seq(prev),
+                None => break,
+            }
+        }
+        Ok(None)
+    }
+
+    /// What the upstream holds under `bucket`/`key` (a specific version when given), or
+    /// `None` when nothing (or no such bucket).
+    pub async fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<UpstreamHead>, CaptureError> {
+        let result =
+            self.upstream.head_object().bucket(bucket).key(key).set_version_id(version_id.map(Into::into)).send().await;
+        match result {
+            Ok(o) => Ok(Some(UpstreamHead {
+                etag: plain_etag(o.e_tag().unwrap_or_default()).to_owned(),
+                size: o.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                version_id: o.version_id().map(Into::into),
+            })),
+            Err(SdkError::ServiceError(e)) if is_absent(e.raw().status().as_u16(), e.err().meta().code()) => Ok(None),
+            Err(e) => Err(upstream_error(e)),
+        }
+    }
+
+    /// G2: if the upstream's current version of `bucket`/`key` (or `version_id`) is not in
+    /// the journal, captures it from the upstream first. Called under the key's lock.
+    pub async fn protect_current(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        info: &RequestInfo,
+    ) -> Result<(), CaptureError> {
+        let Some(head) = self.head(bucket, key, version_id).await? else { return Ok(()) };
+        if self.known(bucket, key, &head)? {
+            return Ok(());
+        }
+        let pending = self.begin(Op::CaptureExisting, bucket, key, info).await?;
+        match self.capture_upstream(bucket, key, head.version_id.as_deref()).await {
+            Ok(Some(v)) => {
+                tracing::info!(bucket, key = %LogKey(key), size = v.size, "captured a version the journal lacked before it could be destroyed");
+                self.commit(pending, Effect::Version(v)).await?;
+                Ok(())
+            }
+            Ok(None) => {
+                self.abort(pending, "the object vanished upstream while being captured").await;
+                Ok(())
+            }
+            Err(e) => {
+                self.abort(pending, "capture of the existing version failed").await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the journal holds the version `head` describes.
+    fn known(&self, bucket: &str, key: &str, head: &UpstreamHead) -> Result<bool, CaptureError> {
+        if head.version_id.is_some()
+            && self.journal.history(bucket, key)?.iter().any(|r| {
+                matches!(&r.body, Body::Commit(Commit { effect: Effect::Version(v), .. }) if v.version_id == head.version_id && v.etag == head.etag)
+            })
+        {
+            return Ok(true);
+        }
+        Ok(self.current(bucket, key)?.is_some_and(|v| v.etag == head.etag && v.size == head.size))
+    }
+
+    /// Reads an object from the upstream into the vault: its bytes, headers, metadata and
+    /// tags. `None` when it does not exist.
+    pub async fn capture_upstream(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<ObjectVersion>, CaptureError> {
+        let result =
+            self.upstream.get_object().bucket(bucket).key(key).set_version_id(version_id.map(Into::into)).send().await;
+        let mut out = match result {
+            Ok(o) => o,
+            Err(SdkError::ServiceError(e)) if is_absent(e.raw().status().as_u16(), e.err().meta().code()) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(upstream_error(e)),
+        };
+        let mut meta = ObjectMeta::from_get(&out);
+        if out.tag_count().unwrap_or(0) > 0 {
+            meta.tags = self.upstream_tags(bucket, key, out.version_id()).await?;
+        }
+        let body = std::mem::take(&mut out.body);
+        let manifest = self.store_stream(body).await?;
+        Ok(Some(version_of(manifest, plain_etag(out.e_tag().unwrap_or_default()), out.version_id(), meta)))
+    }
+
+    async fn upstream_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Vec<(String, String)>, CaptureError> {
+        let tags = self
+            .upstream
+            .get_object_tagging()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id.map(Into::into))
+            .send()
+            .await
+            .map_err(upstream_error)?;
+        let mut out: Vec<(String, String)> =
+            tags.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Stores a byte stream read from the upstream into the vault.
+    pub async fn store_stream(&self, mut body: aws_sdk_s3::primitives::ByteStream) -> Result<Manifest, CaptureError> {
+        let mut writer = self.vault.writer();
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(|e| CaptureError::Upstream(e.to_string()))?;
+            tokio::time::timeout(self.timeout, writer.push(&piece)).await.map_err(|_| TeeError::Slow)??;
+        }
+        Ok(tokio::time::timeout(self.timeout, writer.finish()).await.map_err(|_| TeeError::Slow)??)
+    }
+
+    /// The pending-state prefix of a multipart upload.
+    pub fn upload_prefix(bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
+        let mut p = b"mpu\0".to_vec();
+        for part in [bucket, key, upload_id] {
+            p.extend_from_slice(part.as_bytes());
+            p.push(0);
+        }
+        p
+    }
+
+    /// Records a multipart upload's headers, metadata and tags until it completes.
+    pub fn start_upload(&self, prefix: &[u8], meta: ObjectMeta) -> Result<(), CaptureError> {
+        let template = version_of(Manifest { chunks: Vec::new(), size: 0, blake3: [0; 32] }, "", None, meta);
+        Ok(self.journal.pending_put(&[prefix, b"t"].concat(), &template.encode())?)
+    }
+
+    /// The upload's template, if the gateway saw it start.
+    pub fn upload_template(&self, prefix: &[u8]) -> Result<Option<ObjectVersion>, CaptureError> {
+        let found = self.journal.pending_scan(&[prefix, b"t"].concat())?;
+        match found.into_iter().next() {
+            Some((_, bytes)) => Ok(Some(decode_pending(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records one captured part.
+    pub fn put_part(&self, prefix: &[u8], number: i32, part: &ObjectVersion) -> Result<(), CaptureError> {
+        let mut k = [prefix, b"p"].concat();
+        k.extend_from_slice(&number.to_be_bytes());
+        Ok(self.journal.pending_put(&k, &part.encode())?)
+    }
+
+    /// Every captured part by number.
+    pub fn parts(&self, prefix: &[u8]) -> Result<std::collections::HashMap<i32, ObjectVersion>, CaptureError> {
+        let p = [prefix, b"p"].concat();
+        let mut out = std::collections::HashMap::new();
+        for (k, v) in self.journal.pending_scan(&p)? {
+            let number = k[p.len()..].try_into().map(i32::from_be_bytes).map_err(|_| {
+                CaptureError::Journal(JournalError::Corrupt { seq: Seq(0), detail: "malformed part key".into() })
+            })?;
+            out.insert(number, decode_pending(&v)?);
+        }
+        Ok(out)
+    }
+
+    /// Forgets an upload's pending state.
+    pub fn end_upload(&self, prefix: &[u8]) -> Result<(), CaptureError> {
+        Ok(self.journal.pending_remove(prefix)?)
+    }
+}
+
+fn decode_pending(bytes: &[u8]) -> Result<ObjectVersion, CaptureError> {
+    ObjectVersion::decode(bytes)
+        .map_err(|e| CaptureError::Journal(JournalError::Corrupt { seq: Seq(0), detail: e.to_string() }))
+}
+
+/// An ETag without its quotes: the SDK keeps them, s3s strips them; the journal stores
+/// the bare value.
+pub fn plain_etag(etag: &str) -> &str {
+    etag.trim_matches('"')
+}
+
+/// Whether an upstream error says the object (or its bucket) is not there.
+fn is_absent(status: u16, code: Option<&str>) -> bool {
+    status == 404 || matches!(code, Some("NoSuchKey" | "NotFound" | "NoSuchBucket" | "NoSuchVersion"))
+}
+
+/// A version record from a manifest and what the upstream said about the object.
+pub fn version_of(manifest: Manifest, etag: &str, version_id: Option<&str>, meta: ObjectMeta) -> ObjectVersion {
+    ObjectVersion {
+        size: manifest.size,
+        blake3: manifest.blake3,
+        chunks: manifest.chunks,
+        etag: etag.to_owned(),
+        version_id: version_id.map(Into::into),
+        headers: meta.headers,
+        metadata: meta.metadata,
+        tags: meta.tags,
+    }
+}

@@ -1,0 +1,273 @@
+//! Opening (or, on first start, creating) the vault and the journal.
+//!
+//! A vault holds its master key wrapped (`keys/master`) and its parameters (`vault.toml`);
+//! the key file (or passphrase) that unwraps it lives outside the vault. The journal's
+//! records are encrypted with a key derived from the same master key, so a journal and a
+//! vault that do not belong together are detected at start-up, not discovered at restore.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rewind_config::Config;
+use rewind_crypto::keys::{key_file_text, parse_key_file};
+use rewind_crypto::{Argon2Params, KeySet, SecretKey, Unlock, WrappedMasterKey};
+use rewind_journal::Journal;
+use rewind_model::ChunkId;
+use rewind_vault::{
+    Backend, ChunkIndex, ChunkLocation, ChunkSizes, LocalBackend, PackEntry, S3Backend, Vault, VaultError,
+    VaultSettings,
+};
+
+/// Vault object holding the wrapped master key.
+pub const MASTER_KEY_OBJECT: &str = "keys/master";
+/// Vault object holding the vault's parameters.
+pub const VAULT_PARAMS_OBJECT: &str = "vault.toml";
+/// Key file name under the data directory when none is configured.
+pub const DEFAULT_KEY_FILE: &str = "vault.key";
+/// The journal's directory under the data directory.
+pub const JOURNAL_DIR: &str = "journal";
+
+/// Why the stores could not be opened; each message says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The vault cannot be reached or read.
+    #[error("vault at {location}: {source}")]
+    Vault {
+        /// Where.
+        location: String,
+        /// Why.
+        #[source]
+        source: VaultError,
+    },
+    /// The vault exists but nothing offered unlocks it.
+    #[error("cannot unlock the vault at {location}: {detail}")]
+    Locked {
+        /// Where.
+        location: String,
+        /// Why, and what to pass.
+        detail: String,
+    },
+    /// The journal and the vault do not belong together, or the journal is unusable.
+    #[error("journal at {path}: {detail}")]
+    Journal {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
+    /// The key file could not be written.
+    #[error("cannot create the key file {path}: {source}")]
+    KeyFile {
+        /// Where.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An open journal and vault sharing one key.
+pub struct Stores {
+    /// The journal.
+    pub journal: Arc<Journal>,
+    /// The vault.
+    pub vault: Arc<Vault>,
+    /// Where the vault is, for messages.
+    pub vault_location: String,
+    /// Set when this start created the vault and its key file.
+    pub created_key_file: Option<PathBuf>,
+}
+
+/// The chunk index kept in the journal's database (so one fsync'd store holds both).
+struct JournalIndex(Arc<Journal>);
+
+impl ChunkIndex for JournalIndex {
+    fn lookup(&self, id: &ChunkId) -> Result<Option<ChunkLocation>, VaultError> {
+        match self.0.chunk_get(id.as_bytes()) {
+            Ok(Some(bytes)) => ChunkLocation::decode(*id, &bytes).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(VaultError::Io(std::io::Error::other(e))),
+        }
+    }
+
+    fn insert_pack(&self, pack: &str, entries: &[PackEntry]) -> Result<(), VaultError> {
+        let rows: Vec<([u8; 32], Vec<u8>)> =
+            entries.iter().map(|e| (e.id.0, ChunkLocation { pack: pack.to_owned(), entry: *e }.encode())).collect();
+        self.0.chunk_put_all(&rows).map_err(|e| VaultError::Io(std::io::Error::other(e)))
+    }
+}
+
+/// The backend named by the configuration.
+pub fn backend(config: &Config) -> Result<(Arc<dyn Backend>, String), OpenError> {
+    let v = &config.vault;
+    if let Some((bucket, prefix)) = v.s3_location() {
+        let location = format!("s3://{bucket}/{prefix}");
+        let target = crate::upstream::UpstreamTarget {
+            endpoint: v.endpoint.clone().expect("invariant: validate() requires an S3 vault endpoint"),
+            access_key_id: v.access_key_id.clone().expect("invariant: validate() requires S3 vault keys"),
+            secret: v.secret_access_key.clone().expect("invariant: validate() requires S3 vault keys"),
+        };
+        let settings = rewind_config::UpstreamConfig { region: v.region.clone(), ..Default::default() };
+        let client = crate::upstream::client(&settings, &target);
+        return Ok((Arc::new(S3Backend::new(client, bucket, prefix)), location));
+    }
+    let dir = v.location.as_ref().map_or_else(|| config.server.data_dir.join("vault"), PathBuf::from);
+    let location = dir.display().to_string();
+    let backend = LocalBackend::open(&dir).map_err(|source| OpenError::Vault { location: location.clone(), source })?;
+    Ok((Arc::new(backend), location))
+}
+
+/// Opens the vault and journal, creating both (and the key file) on first start.
+pub async fn open(config: &Config) -> Result<Stores, OpenError> {
+    let (backend, location) = backend(config)?;
+    let data_dir = &config.server.data_dir;
+    let journal_dir = data_dir.join(JOURNAL_DIR);
+    let vault_err = |source| OpenError::Vault { location: location.clone(), source };
+    let key_file = config.vault.key_file.clone().unwrap_or_else(|| data_dir.join(DEFAULT_KEY_FILE));
+    let passphrase = config.vault.passphrase.as_ref().map(|p| p.expose().to_owned());
+
+    let (master, sizes, created_key_file) = match backend.get(MASTER_KEY_OBJECT).await {
+        Ok(wrapped) => {
+            let wrapped = WrappedMasterKey { bytes: wrapped.to_vec() };
+            let master = unlock(&wrapped, &key_file, passphrase.as_deref(), &location)?;
+            let params = backend.get(VAULT_PARAMS_OBJECT).await.map_err(vault_err)?;
+            (master, parse_params(&params, &location)?, None)
+        }
+        Err(VaultError::NotFound { .. }) => {
+            if journal_dir.join("CURRENT").exists() {
+                return Err(OpenError::Locked {
+                    location,
+                    detail: format!(
+                        "the vault is empty but the journal at {} already has history: is the vault location right (--vault)? Refusing to start a new vault under an existing journal.",
+                        journal_dir.display()
+                    ),
+                });
+            }
+            create(&*backend, &key_file, passphrase.as_deref(), &location).await?
+        }
+        Err(source) => return Err(vault_err(source)),
+    };
+
+    let keys = Arc::new(KeySet::derive(&master));
+    let journal = Journal::open(&journal_dir, keys.clone())
+        .map_err(|e| OpenError::Journal { path: journal_dir.clone(), detail: e.to_string() })?;
+    check_journal_key(&journal, &journal_dir)?;
+    let journal = Arc::new(journal);
+    let settings = VaultSettings {
+        sizes,
+        compression: (config.vault.compression_level > 0).then_some(config.vault.compression_level),
+        memory_budget: usize::try_from(config.vault.memory_budget.0).unwrap_or(usize::MAX),
+    };
+    let vault = Arc::new(Vault::new(keys, backend, Arc::new(JournalIndex(journal.clone())), settings));
+    Ok(Stores { journal, vault, vault_location: location, created_key_file })
+}
+
+/// The last record must decrypt with this vault's key, or the two do not belong together.
+fn check_journal_key(journal: &Journal, dir: &Path) -> Result<(), OpenError> {
+    let fail = |detail: String| OpenError::Journal { path: dir.to_path_buf(), detail };
+    let head = journal.head().map_err(|e| fail(e.to_string()))?;
+    if head.seq.0 > 0 {
+        journal.record(head.seq).map_err(|_| {
+            fail("its records do not decrypt with this vault's key: the journal belongs to another vault (check --vault and --key-file)".into())
+        })?;
+    }
+    Ok(())
+}
+
+fn unlock(
+    wrapped: &WrappedMasterKey,
+    key_file: &Path,
+    passphrase: Option<&str>,
+    location: &str,
+) -> Result<SecretKey, OpenError> {
+    let locked = |detail: String| OpenError::Locked { location: location.to_owned(), detail };
+    let result = match passphrase {
+        Some(p) => wrapped.unwrap(Unlock::Passphrase(p)),
+        None => {
+            let text = std::fs::read_to_string(key_file).map_err(|e| {
+                locked(format!(
+                    "cannot read the key file {}: {e}. Pass the vault's key file with --key-file (or REWIND_KEY_FILE), or its passphrase in REWIND_VAULT_PASSPHRASE.",
+                    key_file.display()
+                ))
+            })?;
+            let key = parse_key_file(&text).map_err(|e| locked(format!("{}: {e}", key_file.display())))?;
+            wrapped.unwrap(Unlock::KeyFile(&key))
+        }
+    };
+    result.map_err(|e| locked(format!("{e}. Check --key-file / REWIND_VAULT_PASSPHRASE.")))
+}
+
+async fn create(
+    backend: &dyn Backend,
+    key_file: &Path,
+    passphrase: Option<&str>,
+    location: &str,
+) -> Result<(SecretKey, ChunkSizes, Option<PathBuf>), OpenError> {
+    let vault_err = |source| OpenError::Vault { location: location.to_owned(), source };
+    let crypto_err = |e: rewind_crypto::CryptoError| vault_err(VaultError::Crypto(e));
+    let master = SecretKey::generate().map_err(crypto_err)?;
+    let mut vault_id = [0u8; 16];
+    rewind_crypto::aead::random_bytes(&mut vault_id).map_err(crypto_err)?;
+    let mut generated = None;
+    let wrapped = match passphrase {
+        Some(p) => WrappedMasterKey::wrap(&master, vault_id, Unlock::Passphrase(p), Argon2Params::default()),
+        None => {
+            let kek = match std::fs::read_to_string(key_file) {
+                // An operator-provided key file for a new vault.
+                Ok(text) => parse_key_file(&text).map_err(|e| OpenError::Locked {
+                    location: location.to_owned(),
+                    detail: format!("{}: {e}", key_file.display()),
+                })?,
+                Err(_) => {
+                    let kek = SecretKey::generate().map_err(crypto_err)?;
+                    if let Some(parent) = key_file.parent() {
+                        std::fs::create_dir_all(parent)
+                            .map_err(|source| OpenError::KeyFile { path: key_file.to_path_buf(), source })?;
+                    }
+                    rewind_vault::durable::create_new(key_file, key_file_text(&kek).as_bytes(), 0o600)
+                        .map_err(|source| OpenError::KeyFile { path: key_file.to_path_buf(), source })?;
+                    generated = Some(key_file.to_path_buf());
+                    kek
+                }
+            };
+            WrappedMasterKey::wrap(&master, vault_id, Unlock::KeyFile(&kek), Argon2Params::default())
+        }
+    };
+    let wrapped = wrapped.map_err(crypto_err)?;
+    let sizes = ChunkSizes::default();
+    let params = format!(
+        "# Rewind vault parameters; written once when the vault was created.\nformat = 1\nvault_id = \"{}\"\nchunk_min = {}\nchunk_avg = {}\nchunk_max = {}\n",
+        hex::encode(vault_id),
+        sizes.min,
+        sizes.avg,
+        sizes.max
+    );
+    backend.put(VAULT_PARAMS_OBJECT, Bytes::from(params)).await.map_err(vault_err)?;
+    backend.put(MASTER_KEY_OBJECT, Bytes::from(wrapped.bytes)).await.map_err(vault_err)?;
+    tracing::info!(vault = %location, "created a new vault");
+    Ok((master, sizes, generated))
+}
+
+fn parse_params(bytes: &[u8], location: &str) -> Result<ChunkSizes, OpenError> {
+    let bad = |detail: String| OpenError::Vault {
+        location: location.to_owned(),
+        source: VaultError::Corrupt { what: VAULT_PARAMS_OBJECT.into(), detail },
+    };
+    let table: toml::Table = std::str::from_utf8(bytes)
+        .map_err(|e| bad(e.to_string()))?
+        .parse()
+        .map_err(|e: toml::de::Error| bad(e.to_string()))?;
+    if table.get("format").and_then(toml::Value::as_integer) != Some(1) {
+        return Err(bad("unknown vault format; a newer Rewind wrote this vault".into()));
+    }
+    let size = |name: &str| {
+        table
+            .get(name)
+            .and_then(toml::Value::as_integer)
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| bad(format!("{name} is missing")))
+    };
+    Ok(ChunkSizes { min: size("chunk_min")?, avg: size("chunk_avg")?, max: size("chunk_max")? })
+}

@@ -1,0 +1,126 @@
+//! Start-up recovery: intents that a crash (or a dropped request) left without a commit or
+//! an abort are resolved against what the upstream holds now.
+//!
+//! For an object mutation, the key's current upstream state is compared with the journal:
+//! a version the journal lacks is captured and committed under the intent; a key that is
+//! gone is committed as deleted; an unchanged key means the mutation never happened, and
+//! the intent is aborted. Bucket operations are checked with HeadBucket. Tag changes are
+//! aborted: the version they applied to is in the journal, and the next reconcile sees
+//! the tags.
+
+use std::time::Duration;
+
+use rewind_journal::Record;
+use rewind_model::{Body, Effect, LogKey, Op};
+
+use super::{Capture, CaptureError, Pending};
+
+/// Pause between recovery rounds while some intent cannot be resolved (upstream down).
+const RETRY_EVERY: Duration = Duration::from_secs(10);
+
+/// What recovery did in one round.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// Intents committed from the upstream's state.
+    pub committed: usize,
+    /// Intents aborted.
+    pub aborted: usize,
+    /// Intents left open (the upstream could not be asked); retried later.
+    pub unresolved: usize,
+}
+
+impl Capture {
+    /// Resolves every open intent once.
+    pub async fn recover(&self) -> Result<Recovered, CaptureError> {
+        let mut done = Recovered::default();
+        for record in self.journal.open_intents()? {
+            match self.resolve(&record).await {
+                Ok(true) => done.committed += 1,
+                Ok(false) => done.aborted += 1,
+                Err(e) => {
+                    tracing::warn!(seq = record.seq.0, error = %e, "could not resolve an interrupted mutation yet; will retry");
+                    done.unresolved += 1;
+                }
+            }
+        }
+        self.metrics.unresolved_intents.set(i64::try_from(done.unresolved).unwrap_or(i64::MAX));
+        Ok(done)
+    }
+
+    /// Runs recovery until nothing is left open, or `stop` is cancelled.
+    pub async fn recover_until_done(&self, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            match self.recover().await {
+                Ok(r) if r.unresolved == 0 => {
+                    if r.committed + r.aborted > 0 {
+                        tracing::info!(committed = r.committed, aborted = r.aborted, "resolved interrupted mutations");
+                    }
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "recovery could not read the journal; will retry"),
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(RETRY_EVERY) => {}
+            }
+        }
+    }
+
+    /// Resolves one intent: `true` when committed, `false` when aborted.
+    async fn resolve(&self, record: &Record) -> Result<bool, CaptureError> {
+        let Body::Intent(intent) = &record.body else { return Ok(false) };
+        let pending = Pending {
+            seq: record.seq,
+            bucket: intent.bucket.clone(),
+            key: intent.key.clone(),
+            journal: self.journal.clone(),
+            armed: false,
+        };
+        let (bucket, key) = (intent.bucket.as_str(), intent.key.as_str());
+        match intent.op {
+            Op::CreateBucket | Op::DeleteBucket => {
+                let exists = self.upstream.head_bucket().bucket(bucket).send().await.is_ok();
+                if exists == (intent.op == Op::CreateBucket) {
+                    self.commit(pending, Effect::Bucket).await?;
+                    return Ok(true);
+                }
+                self.abort(pending, "recovery: the bucket is not in the state the operation would leave").await;
+                Ok(false)
+            }
+            Op::PutTagging | Op::DeleteTagging | Op::BucketConfig => {
+                self.abort(pending, "recovery: interrupted; the next reconcile records the outcome").await;
+                Ok(false)
+            }
+            _ => {
+                let _lock = self.lock(bucket, key).await;
+                let known = self.current(bucket, key)?;
+                match self.head(bucket, key, None).await? {
+                    None if known.is_some() => {
+                        self.commit(pending, Effect::Deleted { version_id: None }).await?;
+                        Ok(true)
+                    }
+                    None => {
+                        self.abort(pending, "recovery: the object is not upstream").await;
+                        Ok(false)
+                    }
+                    Some(head) if known.as_ref().is_some_and(|v| v.etag == head.etag && v.size == head.size) => {
+                        self.abort(pending, "recovery: the upstream still holds the journaled version").await;
+                        Ok(false)
+                    }
+                    Some(head) => match self.capture_upstream(bucket, key, head.version_id.as_deref()).await? {
+                        Some(v) => {
+                            tracing::info!(bucket, key = %LogKey(key), seq = record.seq.0, "recovery captured the outcome of an interrupted mutation");
+                            self.commit(pending, Effect::Version(v)).await?;
+                            Ok(true)
+                        }
+                        None => {
+                            self.abort(pending, "recovery: the object vanished while being captured").await;
+                            Ok(false)
+                        }
+                    },
+                }
+            }
+        }
+    }
+}

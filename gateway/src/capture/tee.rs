@@ -1,0 +1,131 @@
+//! The tee: one upload body into the upstream and into the vault at once.
+//!
+//! A pump task reads the client's (already verified) body and hands each piece to the
+//! vault writer, then to the upstream through a one-slot channel, so the slower of the two
+//! paces the client and nothing is buffered whole. The last piece is held back until the
+//! vault has made every chunk durable: if the vault fails, the upstream sees a truncated
+//! body and discards it, so a refused upload never lands upstream (fail closed).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use rewind_vault::{Manifest, ObjectWriter, VaultError};
+use s3s::dto::StreamingBlob;
+use s3s::stream::{ByteStream, RemainingLength};
+use tokio::sync::mpsc;
+
+type StdError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Pieces in flight to the upstream: one, so the upstream never runs ahead of the vault
+/// by more than a piece.
+const UPSTREAM_SLOTS: usize = 1;
+
+/// Why the vault side of a tee failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TeeError {
+    /// The client's body failed (bad checksum, cut short...); the upstream saw the error.
+    #[error("the request body failed")]
+    Body,
+    /// The vault could not store the bytes.
+    #[error("the vault could not store the upload: {0}")]
+    Vault(#[source] VaultError),
+    /// The vault did not accept a piece within the capture timeout.
+    #[error("the vault was too slow")]
+    Slow,
+    /// The upstream stopped reading (it failed, or the request was dropped).
+    #[error("the upstream stopped reading the body")]
+    UpstreamGone,
+}
+
+/// A running tee: the body to give the upstream, and the vault side's outcome.
+pub struct Tee {
+    /// Give this to the upstream call.
+    pub upstream_body: StreamingBlob,
+    /// Resolves to the vault manifest once every chunk is durable.
+    pub vault: tokio::task::JoinHandle<Result<Manifest, TeeError>>,
+}
+
+/// Starts teeing `body` into `writer`; `timeout` bounds each wait for the vault.
+pub fn start(body: StreamingBlob, writer: ObjectWriter, timeout: Duration) -> Tee {
+    let length = body.remaining_length().exact().map(|n| n as u64);
+    let (tx, rx) = mpsc::channel(UPSTREAM_SLOTS);
+    let vault = tokio::spawn(pump(body, writer, tx, timeout));
+    Tee { upstream_body: StreamingBlob::new(UpstreamBody { rx, remaining: length }), vault }
+}
+
+async fn pump(
+    mut body: StreamingBlob,
+    mut writer: ObjectWriter,
+    tx: mpsc::Sender<Result<Bytes, StdError>>,
+    timeout: Duration,
+) -> Result<Manifest, TeeError> {
+    let mut held: Option<Bytes> = None;
+    while let Some(item) = body.next().await {
+        let piece = match item {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return Err(TeeError::Body);
+            }
+        };
+        if piece.is_empty() {
+            continue;
+        }
+        if let Err(e) = within(timeout, writer.push(&piece)).await {
+            let _ = tx.send(Err(e.to_string().into())).await;
+            return Err(e);
+        }
+        if let Some(previous) = held.replace(piece) {
+            tx.send(Ok(previous)).await.map_err(|_| TeeError::UpstreamGone)?;
+        }
+    }
+    let manifest = match within(timeout, writer.finish()).await {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = tx.send(Err(e.to_string().into())).await;
+            return Err(e);
+        }
+    };
+    if let Some(last) = held {
+        tx.send(Ok(last)).await.map_err(|_| TeeError::UpstreamGone)?;
+    }
+    Ok(manifest)
+}
+
+async fn within<T>(timeout: Duration, f: impl Future<Output = Result<T, VaultError>>) -> Result<T, TeeError> {
+    match tokio::time::timeout(timeout, f).await {
+        Ok(r) => r.map_err(TeeError::Vault),
+        Err(_) => Err(TeeError::Slow),
+    }
+}
+
+/// The upstream's view of the body: pieces from the pump, with the exact remaining length
+/// aws-sdk-s3 needs to send a streamed body.
+struct UpstreamBody {
+    rx: mpsc::Receiver<Result<Bytes, StdError>>,
+    remaining: Option<u64>,
+}
+
+impl Stream for UpstreamBody {
+    type Item = Result<Bytes, StdError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = std::task::ready!(self.rx.poll_recv(cx));
+        if let (Some(Ok(piece)), Some(r)) = (&item, &mut self.remaining) {
+            *r = r.saturating_sub(piece.len() as u64);
+        }
+        Poll::Ready(item)
+    }
+}
+
+impl ByteStream for UpstreamBody {
+    fn remaining_length(&self) -> RemainingLength {
+        match self.remaining {
+            Some(n) => RemainingLength::new_exact(usize::try_from(n).unwrap_or(usize::MAX)),
+            None => RemainingLength::unknown(),
+        }
+    }
+}

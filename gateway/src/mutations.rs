@@ -1,0 +1,609 @@
+//! The mutations of protected buckets, each driven through the capture steps of
+//! `capture/mod.rs`: lock, capture-before-destroy, intent, forward (teeing bodies), then
+//! commit, or abort. Buckets that are not protected are simply forwarded.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::future::join_all;
+use rewind_model::{Effect, ObjectVersion, Op};
+use rewind_vault::Manifest;
+use s3s::dto;
+use s3s::{S3, S3Request, S3Response, S3Result};
+
+use crate::capture::{Capture, CaptureError, ObjectMeta, Pending, TeeError, meta, plain_etag, version_of};
+use crate::errors::{self, Applied};
+use crate::metrics::refusal;
+use crate::request::RequestInfo;
+use crate::s3::{Forwarder, request_info};
+
+/// Concurrent HEADs (and captures) when a batch delete protects its keys first.
+const PROTECT_CONCURRENCY: usize = 16;
+
+/// The vault side of an upload: a running tee, or nothing to read (no body).
+enum VaultSide {
+    Tee(tokio::task::JoinHandle<Result<Manifest, TeeError>>),
+    Empty(Arc<rewind_vault::Vault>),
+}
+
+impl VaultSide {
+    /// Tees `body` (if any) into the vault; the body is replaced by the upstream's half.
+    fn start(capture: &Capture, body: &mut Option<dto::StreamingBlob>) -> Self {
+        match body.take() {
+            Some(b) => {
+                let tee = capture.tee(b);
+                *body = Some(tee.upstream_body);
+                Self::Tee(tee.vault)
+            }
+            None => Self::Empty(capture.vault().clone()),
+        }
+    }
+
+    async fn finish(self) -> Result<Manifest, CaptureError> {
+        match self {
+            Self::Tee(task) => Ok(task.await.expect("invariant: the tee pump does not panic")?),
+            Self::Empty(vault) => Ok(vault.writer().finish().await?),
+        }
+    }
+}
+
+fn refuse(capture: &Capture, operation: &str, err: &CaptureError, applied: Applied) -> s3s::S3Error {
+    capture.refused(err.reason());
+    errors::capture_refused(operation, err, applied)
+}
+
+impl Forwarder {
+    /// The capture side, when `bucket` is protected.
+    fn capture_for(&self, bucket: &str) -> Option<Arc<Capture>> {
+        self.capture.as_ref().filter(|c| c.protects(bucket)).cloned()
+    }
+
+    /// Steps 2 and 3 for one key (called under its lock): capture what would be
+    /// destroyed, then append the intent.
+    async fn prepare(
+        &self,
+        capture: &Capture,
+        operation: &str,
+        op: Op,
+        (bucket, key): (&str, &str),
+        version_id: Option<&str>,
+        info: &RequestInfo,
+    ) -> S3Result<Pending> {
+        if let Err(e) = capture.protect_current(bucket, key, version_id, info).await {
+            capture.refused(refusal::CAPTURE_BEFORE_DESTROY);
+            return Err(errors::capture_refused(operation, &e, Applied::No));
+        }
+        capture.begin(op, bucket, key, info).await.map_err(|e| refuse(capture, operation, &e, Applied::No))
+    }
+
+    /// Step 5: commits `effect`, or answers 503 if the journal cannot record it.
+    async fn finish<O>(
+        &self,
+        capture: &Capture,
+        operation: &str,
+        pending: Pending,
+        effect: Result<Effect, CaptureError>,
+        response: S3Response<O>,
+    ) -> S3Result<S3Response<O>> {
+        let result = match effect {
+            Ok(effect) => capture.commit(pending, effect).await.map(|_| ()),
+            Err(e) => {
+                capture.abort(pending, "the upstream applied it but its capture failed").await;
+                Err(e)
+            }
+        };
+        result.map_err(|e| refuse(capture, operation, &e, Applied::Upstream))?;
+        Ok(response)
+    }
+
+    pub(crate) async fn captured_put_object(
+        &self,
+        mut req: S3Request<dto::PutObjectInput>,
+    ) -> S3Result<S3Response<dto::PutObjectOutput>> {
+        const OP: &str = "PutObject";
+        let info = request_info(&req);
+        let Some(capture) = self.capture_for(&req.input.bucket) else {
+            return self.timed(OP, &info, self.proxy.put_object(req)).await;
+        };
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let _lock = capture.lock(&bucket, &key).await;
+        let pending = self.prepare(&capture, OP, Op::Put, (&bucket, &key), None, &info).await?;
+        let meta = ObjectMeta::from_put(&req.input);
+        let side = VaultSide::start(&capture, &mut req.input.body);
+        let upstream = self.timed(OP, &info, self.proxy.put_object(req)).await;
+        let manifest = side.finish().await;
+        let response = match upstream {
+            Ok(r) => r,
+            Err(up) => return Err(self.failed_upload(&capture, OP, pending, up, manifest).await),
+        };
+        let o = &response.output;
+        let etag = o.e_tag.as_ref().map(dto::ETag::value).unwrap_or_default();
+        let effect = manifest.map(|m| Effect::Version(version_of(m, etag, o.version_id.as_deref(), meta)));
+        self.finish(&capture, OP, pending, effect, response).await
+    }
+
+    /// An upload the upstream refused: abort, and answer with the vault's failure if it
+    /// caused the refusal (the upstream then saw a cut body), else with the upstream's.
+    async fn failed_upload(
+        &self,
+        capture: &Capture,
+        operation: &str,
+        pending: Pending,
+        upstream: s3s::S3Error,
+        manifest: Result<Manifest, CaptureError>,
+    ) -> s3s::S3Error {
+        capture.abort(pending, "the upstream refused it").await;
+        match manifest {
+            Err(e @ CaptureError::Tee(TeeError::Vault(_) | TeeError::Slow)) => {
+                refuse(capture, operation, &e, Applied::No)
+            }
+            _ => upstream,
+        }
+    }
+
+    pub(crate) async fn captured_upload_part(
+        &self,
+        mut req: S3Request<dto::UploadPartInput>,
+    ) -> S3Result<S3Response<dto::UploadPartOutput>> {
+        const OP: &str = "UploadPart";
+        let info = request_info(&req);
+        let i = &req.input;
+        let prefix = Capture::upload_prefix(&i.bucket, &i.key, &i.upload_id);
+        let capture = match self.capture_for(&i.bucket) {
+            // Uploads started before the gateway saw them are captured whole on completion.
+            Some(c) if c.upload_template(&prefix).map_err(|e| refuse(&c, OP, &e, Applied::No))?.is_some() => c,
+            _ => return self.timed(OP, &info, self.proxy.upload_part(req)).await,
+        };
+        let number = req.input.part_number;
+        let side = VaultSide::start(&capture, &mut req.input.body);
+        let upstream = self.timed(OP, &info, self.proxy.upload_part(req)).await;
+        let manifest = side.finish().await;
+        let response = match (upstream, manifest) {
+            (Ok(r), Ok(m)) => (r, m),
+            (Err(_), Err(e @ CaptureError::Tee(TeeError::Vault(_) | TeeError::Slow))) | (Ok(_), Err(e)) => {
+                return Err(refuse(&capture, OP, &e, Applied::No));
+            }
+            (Err(up), _) => return Err(up),
+        };
+        let (response, manifest) = response;
+        let etag = response.output.e_tag.as_ref().map(dto::ETag::value).unwrap_or_default();
+        let part = version_of(manifest, etag, None, ObjectMeta::default());
+        capture.put_part(&prefix, number, &part).map_err(|e| refuse(&capture, OP, &e, Applied::Upstream))?;
+        Ok(response)
+    }
+
+    pub(crate) async fn captured_create_multipart_upload(
+        &self,
+        req: S3Request<dto::CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
+        const OP: &str = "CreateMultipartUpload";
+        let info = request_info(&req);
+        let capture = self.capture_for(&req.input.bucket);
+        let meta = ObjectMeta::from_create_multipart(&req.input);
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let response = self.timed(OP, &info, self.proxy.create_multipart_upload(req)).await?;
+        if let (Some(capture), Some(upload_id)) = (capture, response.output.upload_id.as_deref()) {
+            let prefix = Capture::upload_prefix(&bucket, &key, upload_id);
+            if let Err(e) = capture.start_upload(&prefix, meta) {
+                // Without its headers the upload could not be restored faithfully: undo it.
+                let _ =
+                    self.upstream.abort_multipart_upload().bucket(&bucket).key(&key).upload_id(upload_id).send().await;
+                return Err(refuse(&capture, OP, &e, Applied::No));
+            }
+        }
+        Ok(response)
+    }
+
+    pub(crate) async fn captured_upload_part_copy(
+        &self,
+        req: S3Request<dto::UploadPartCopyInput>,
+    ) -> S3Result<S3Response<dto::UploadPartCopyOutput>> {
+        const OP: &str = "UploadPartCopy";
+        let info = request_info(&req);
+        let i = &req.input;
+        let prefix = Capture::upload_prefix(&i.bucket, &i.key, &i.upload_id);
+        let capture = match self.capture_for(&i.bucket) {
+            Some(c) if c.upload_template(&prefix).map_err(|e| refuse(&c, OP, &e, Applied::No))?.is_some() => c,
+            _ => return self.timed(OP, &info, self.proxy.upload_part_copy(req)).await,
+        };
+        let (number, range) = (i.part_number, i.copy_source_range.clone());
+        let source = match &i.copy_source {
+            dto::CopySource::Bucket { bucket, key, version_id } => {
+                Some((bucket.to_string(), key.to_string(), version_id.as_deref().map(str::to_owned)))
+            }
+            _ => None,
+        };
+        let response = self.timed(OP, &info, self.proxy.upload_part_copy(req)).await?;
+        let etag = response.output.copy_part_result.as_ref().and_then(|r| r.e_tag.as_ref()).map(dto::ETag::value);
+        // A part missing here makes completion capture the whole object from the upstream
+        // instead, so a failure costs time, not history.
+        if let (Some((b, k, v)), Some(etag)) = (source, etag) {
+            let read = self.upstream.get_object().bucket(b).key(k).set_version_id(v).set_range(range).send().await;
+            let stored = match read {
+                Ok(o) => capture.store_stream(o.body).await.map(Some),
+                Err(e) => Err(CaptureError::Upstream(e.to_string())),
+            };
+            match stored {
+                Ok(Some(m)) => {
+                    let part = version_of(m, etag, None, ObjectMeta::default());
+                    if let Err(e) = capture.put_part(&prefix, number, &part) {
+                        tracing::warn!(error = %e, "could not record a copied part; completion will capture the whole object");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not capture a copied part; completion will capture the whole object")
+                }
+            }
+        }
+        Ok(response)
+    }
+
+    pub(crate) async fn captured_complete_multipart_upload(
+        &self,
+        req: S3Request<dto::CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
+        const OP: &str = "CompleteMultipartUpload";
+        let info = request_info(&req);
+        let Some(capture) = self.capture_for(&req.input.bucket) else {
+            return self.timed(OP, &info, self.proxy.complete_multipart_upload(req)).await;
+        };
+        let i = &req.input;
+        let (bucket, key) = (i.bucket.clone(), i.key.clone());
+        let prefix = Capture::upload_prefix(&bucket, &key, &i.upload_id);
+        let chosen: Vec<(i32, String)> = i
+            .multipart_upload
+            .iter()
+            .flat_map(|m| m.parts.iter().flatten())
+            .map(|p| (p.part_number.unwrap_or(0), p.e_tag.as_ref().map(|e| e.value().to_owned()).unwrap_or_default()))
+            .collect();
+        let _lock = capture.lock(&bucket, &key).await;
+        let pending = self.prepare(&capture, OP, Op::CompleteMultipart, (&bucket, &key), None, &info).await?;
+        let response = match self.timed(OP, &info, self.proxy.complete_multipart_upload(req)).await {
+            Ok(r) => r,
+            Err(e) => {
+                capture.abort(pending, "the upstream refused it").await;
+                return Err(e);
+            }
+        };
+        let o = &response.output;
+        let etag = o.e_tag.as_ref().map(dto::ETag::value).unwrap_or_default().to_owned();
+        let version = self.assemble(&capture, &prefix, &chosen, &etag, o.version_id.as_deref(), (&bucket, &key)).await;
+        if let Err(e) = capture.end_upload(&prefix) {
+            tracing::warn!(error = %e, "could not forget a completed upload's parts");
+        }
+        let effect = version.map(Effect::Version);
+        self.finish(&capture, OP, pending, effect, response).await
+    }
+
+    /// The completed object from its captured parts, or, when some part was not captured
+    /// (or differs from what the client chose), read back from the upstream.
+    async fn assemble(
+        &self,
+        capture: &Capture,
+        prefix: &[u8],
+        chosen: &[(i32, String)],
+        etag: &str,
+        version_id: Option<&str>,
+        (bucket, key): (&str, &str),
+    ) -> Result<ObjectVersion, CaptureError> {
+        if let Some(template) = capture.upload_template(prefix)? {
+            let parts = capture.parts(prefix)?;
+            let found: Option<Vec<&ObjectVersion>> =
+                chosen.iter().map(|(n, e)| parts.get(n).filter(|p| plain_etag(&p.etag) == plain_etag(e))).collect();
+            if let Some(found) = found.filter(|f| !f.is_empty()) {
+                let chunks: Vec<_> = found.iter().flat_map(|p| p.chunks.iter().copied()).collect();
+                let (size, blake3) = capture.vault().hash_chunks(&chunks).await?;
+                let meta = ObjectMeta { headers: template.headers, metadata: template.metadata, tags: template.tags };
+                return Ok(version_of(Manifest { chunks, size, blake3 }, etag, version_id, meta));
+            }
+        }
+        capture
+            .capture_upstream(bucket, key, version_id)
+            .await?
+            .ok_or_else(|| CaptureError::Upstream("the completed object is not readable upstream".into()))
+    }
+
+    pub(crate) async fn captured_abort_multipart_upload(
+        &self,
+        req: S3Request<dto::AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::AbortMultipartUploadOutput>> {
+        let info = request_info(&req);
+        let capture = self.capture_for(&req.input.bucket);
+        let prefix = Capture::upload_prefix(&req.input.bucket, &req.input.key, &req.input.upload_id);
+        let response = self.timed("AbortMultipartUpload", &info, self.proxy.abort_multipart_upload(req)).await?;
+        if let Some(Err(e)) = capture.map(|c| c.end_upload(&prefix)) {
+            tracing::warn!(error = %e, "could not forget an aborted upload's parts");
+        }
+        Ok(response)
+    }
+
+    pub(crate) async fn captured_copy_object(
+        &self,
+        req: S3Request<dto::CopyObjectInput>,
+    ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
+        const OP: &str = "CopyObject";
+        let info = request_info(&req);
+        let Some(capture) = self.capture_for(&req.input.bucket) else {
+            return self.timed(OP, &info, self.proxy.copy_object(req)).await;
+        };
+        let i = &req.input;
+        let (bucket, key) = (i.bucket.clone(), i.key.clone());
+        let replace_meta = i.metadata_directive.as_ref().is_some_and(|d| d.as_str() == dto::MetadataDirective::REPLACE);
+        let replace_tags = i.tagging_directive.as_ref().is_some_and(|d| d.as_str() == dto::TaggingDirective::REPLACE);
+        let asked = ObjectMeta::from_copy(i);
+        let source = match &i.copy_source {
+            dto::CopySource::Bucket { bucket, key, .. } => Some((bucket.to_string(), key.to_string())),
+            _ => None,
+        };
+        let _lock = capture.lock(&bucket, &key).await;
+        let pending = self.prepare(&capture, OP, Op::Copy, (&bucket, &key), None, &info).await?;
+        // Read before the copy: when the source is the destination, this is its old state.
+        let known_source = match &source {
+            Some((b, k)) if capture.protects(b) => capture.current(b, k).ok().flatten(),
+            _ => None,
+        };
+        let response = match self.timed(OP, &info, self.proxy.copy_object(req)).await {
+            Ok(r) => r,
+            Err(e) => {
+                capture.abort(pending, "the upstream refused it").await;
+                return Err(e);
+            }
+        };
+        let o = &response.output;
+        let etag =
+            o.copy_object_result.as_ref().and_then(|r| r.e_tag.as_ref()).map(dto::ETag::value).unwrap_or_default();
+        let version = match known_source.filter(|s| plain_etag(&s.etag) == etag) {
+            // Same content as a version the vault holds: reference its chunks.
+            Some(mut v) => {
+                v.etag = etag.to_owned();
+                v.version_id = o.version_id.clone();
+                if replace_meta {
+                    v.headers = asked.headers;
+                    v.metadata = asked.metadata;
+                }
+                if replace_tags {
+                    v.tags = asked.tags;
+                }
+                Ok(v)
+            }
+            None => capture
+                .capture_upstream(&bucket, &key, o.version_id.as_deref())
+                .await
+                .and_then(|v| v.ok_or_else(|| CaptureError::Upstream("the copy is not readable upstream".into()))),
+        };
+        self.finish(&capture, OP, pending, version.map(Effect::Version), response).await
+    }
+
+    pub(crate) async fn captured_delete_object(
+        &self,
+        req: S3Request<dto::DeleteObjectInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
+        const OP: &str = "DeleteObject";
+        let info = request_info(&req);
+        let Some(capture) = self.capture_for(&req.input.bucket) else {
+            return self.timed(OP, &info, self.proxy.delete_object(req)).await;
+        };
+        let (bucket, key, version_id) = (req.input.bucket.clone(), req.input.key.clone(), req.input.version_id.clone());
+        let _lock = capture.lock(&bucket, &key).await;
+        let pending = self.prepare(&capture, OP, Op::Delete, (&bucket, &key), version_id.as_deref(), &info).await?;
+        let response = match self.timed(OP, &info, self.proxy.delete_object(req)).await {
+            Ok(r) => r,
+            Err(e) => {
+                capture.abort(pending, "the upstream refused it").await;
+                return Err(e);
+            }
+        };
+        let marker = response.output.version_id.clone();
+        let effect = after_delete(&capture, (&bucket, &key), version_id.as_deref(), marker).await;
+        match effect {
+            Ok(None) => {
+                capture.abort(pending, "a non-current version was deleted; the current one is unchanged").await;
+                Ok(response)
+            }
+            Ok(Some(effect)) => self.finish(&capture, OP, pending, Ok(effect), response).await,
+            Err(e) => self.finish(&capture, OP, pending, Err(e), response).await,
+        }
+    }
+
+    pub(crate) async fn captured_delete_objects(
+        &self,
+        req: S3Request<dto::DeleteObjectsInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
+        const OP: &str = "DeleteObjects";
+        let info = request_info(&req);
+        let Some(capture) = self.capture_for(&req.input.bucket) else {
+            return self.timed(OP, &info, self.proxy.delete_objects(req)).await;
+        };
+        let bucket = req.input.bucket.clone();
+        let targets: Vec<(String, Option<String>)> =
+            req.input.delete.objects.iter().map(|o| (o.key.clone(), o.version_id.clone())).collect();
+        let _locks = capture.lock_all(&bucket, targets.iter().map(|(k, _)| k.as_str())).await;
+        let (capture_ref, bucket_ref, info_ref) = (&capture, &bucket, &info);
+        let protected = futures::stream::iter(targets.clone())
+            .map(|(k, v)| async move { capture_ref.protect_current(bucket_ref, &k, v.as_deref(), info_ref).await })
+            .buffer_unordered(PROTECT_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+        if let Some(Err(e)) = protected.into_iter().find(Result::is_err) {
+            capture.refused(refusal::CAPTURE_BEFORE_DESTROY);
+            return Err(errors::capture_refused(OP, &e, Applied::No));
+        }
+        let intents = join_all(targets.iter().map(|(k, _)| capture.begin(Op::Delete, &bucket, k, &info))).await;
+        let intents: Vec<Pending> =
+            intents.into_iter().collect::<Result<_, _>>().map_err(|e| refuse(&capture, OP, &e, Applied::No))?;
+        let response = match self.timed(OP, &info, self.proxy.delete_objects(req)).await {
+            Ok(r) => r,
+            Err(e) => {
+                join_all(intents.into_iter().map(|p| capture.abort(p, "the upstream refused it"))).await;
+                return Err(e);
+            }
+        };
+        let o = &response.output;
+        let failed: std::collections::HashSet<(&str, Option<&str>)> = o
+            .errors
+            .iter()
+            .flatten()
+            .map(|e| (e.key.as_deref().unwrap_or_default(), e.version_id.as_deref()))
+            .collect();
+        let marker_of = |key: &str| {
+            o.deleted
+                .iter()
+                .flatten()
+                .find(|d| d.key.as_deref() == Some(key))
+                .and_then(|d| d.delete_marker_version_id.clone())
+        };
+        let outcomes = join_all(targets.iter().zip(intents).map(|((key, version_id), pending)| {
+            let capture = &capture;
+            let failed = failed.contains(&(key.as_str(), version_id.as_deref()));
+            let marker = marker_of(key);
+            let bucket = &bucket;
+            async move {
+                if failed {
+                    capture.abort(pending, "the upstream refused it").await;
+                    return Ok(());
+                }
+                match after_delete(capture, (bucket, key), version_id.as_deref(), marker).await {
+                    Ok(Some(effect)) => capture.commit(pending, effect).await.map(|_| ()),
+                    Ok(None) => {
+                        capture.abort(pending, "a non-current version was deleted").await;
+                        Ok(())
+                    }
+                    Err(e) => {
+                        capture.abort(pending, "the upstream applied it but its capture failed").await;
+                        Err(e)
+                    }
+                }
+            }
+        }))
+        .await;
+        if let Some(Err(e)) = outcomes.into_iter().find(Result::is_err) {
+            return Err(refuse(&capture, OP, &e, Applied::Upstream));
+        }
+        Ok(response)
+    }
+
+    pub(crate) async fn captured_put_object_tagging(
+        &self,
+        req: S3Request<dto::PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<dto::PutObjectTaggingOutput>> {
+        let info = request_info(&req);
+        let tags = meta::tag_set(&req.input.tagging.tag_set);
+        let (bucket, key, version) = (req.input.bucket.clone(), req.input.key.clone(), req.input.version_id.clone());
+        let forward = self.proxy.put_object_tagging(req);
+        self.tagging("PutObjectTagging", Op::PutTagging, &info, (bucket, key, version), tags, forward).await
+    }
+
+    pub(crate) async fn captured_delete_object_tagging(
+        &self,
+        req: S3Request<dto::DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectTaggingOutput>> {
+        let info = request_info(&req);
+        let (bucket, key, version) = (req.input.bucket.clone(), req.input.key.clone(), req.input.version_id.clone());
+        let forward = self.proxy.delete_object_tagging(req);
+        self.tagging("DeleteObjectTagging", Op::DeleteTagging, &info, (bucket, key, version), Vec::new(), forward).await
+    }
+
+    async fn tagging<O>(
+        &self,
+        operation: &'static str,
+        op: Op,
+        info: &Arc<RequestInfo>,
+        (bucket, key, version_id): (String, String, Option<String>),
+        tags: Vec<(String, String)>,
+        forward: impl Future<Output = S3Result<S3Response<O>>>,
+    ) -> S3Result<S3Response<O>> {
+        let Some(capture) = self.capture_for(&bucket) else {
+            return self.timed(operation, info, forward).await;
+        };
+        let _lock = capture.lock(&bucket, &key).await;
+        let pending = self.prepare(&capture, operation, op, (&bucket, &key), version_id.as_deref(), info).await?;
+        // Tags of a non-current version do not change the current state.
+        let current = capture.current(&bucket, &key).ok().flatten();
+        let of_current = version_id.is_none() || current.is_some_and(|v| v.version_id == version_id);
+        let response = match self.timed(operation, info, forward).await {
+            Ok(r) => r,
+            Err(e) => {
+                capture.abort(pending, "the upstream refused it").await;
+                return Err(e);
+            }
+        };
+        if !of_current {
+            capture.abort(pending, "tags of a non-current version").await;
+            return Ok(response);
+        }
+        self.finish(&capture, operation, pending, Ok(Effect::Tags(tags)), response).await
+    }
+
+    /// CreateBucket, DeleteBucket and allowed destructive bucket configurations.
+    pub(crate) async fn captured_bucket_op<O>(
+        &self,
+        operation: &'static str,
+        op: Op,
+        bucket: &str,
+        info: &Arc<RequestInfo>,
+        forward: impl Future<Output = S3Result<S3Response<O>>>,
+    ) -> S3Result<S3Response<O>> {
+        let Some(capture) = self.capture_for(bucket) else {
+            return self.timed(operation, info, forward).await;
+        };
+        let pending =
+            capture.begin(op, bucket, "", info).await.map_err(|e| refuse(&capture, operation, &e, Applied::No))?;
+        match self.timed(operation, info, forward).await {
+            Ok(r) => self.finish(&capture, operation, pending, Ok(Effect::Bucket), r).await,
+            Err(e) => {
+                capture.abort(pending, "the upstream refused it").await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Refuses a destructive bucket configuration unless allowed; `Ok(())` lets it pass.
+    pub(crate) fn check_bucket_config(&self, bucket: &str, destructive: bool, what: &str) -> S3Result<()> {
+        match self.capture_for(bucket) {
+            Some(c) if destructive && !c.allows_destructive_config() => {
+                c.refused(refusal::DESTRUCTIVE_CONFIG);
+                tracing::warn!(
+                    bucket,
+                    what,
+                    "refused a bucket configuration that would delete data behind the journal"
+                );
+                Err(errors::destructive_config_refused(what))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What a delete did to the key's current state: `Deleted` for a plain delete; for a
+/// version-specific one, the version now current (from the journal when it holds it, else
+/// captured), `Deleted` when none is left, or `None` when the current version is unchanged.
+async fn after_delete(
+    capture: &Capture,
+    (bucket, key): (&str, &str),
+    version_id: Option<&str>,
+    marker: Option<String>,
+) -> Result<Option<Effect>, CaptureError> {
+    if version_id.is_none() {
+        return Ok(Some(Effect::Deleted { version_id: marker }));
+    }
+    let Some(head) = capture.head(bucket, key, None).await? else {
+        return Ok(Some(Effect::Deleted { version_id: None }));
+    };
+    if capture.current(bucket, key)?.is_some_and(|v| v.etag == head.etag && v.version_id == head.version_id) {
+        return Ok(None);
+    }
+    let held = capture.journal().history(bucket, key)?.into_iter().rev().find_map(|r| match r.body {
+        rewind_model::Body::Commit(rewind_model::Commit { effect: Effect::Version(v), .. })
+            if v.etag == head.etag && v.version_id == head.version_id =>
+        {
+            Some(v)
+        }
+        _ => None,
+    });
+    let version = match held {
+        Some(v) => Some(v),
+        None => capture.capture_upstream(bucket, key, head.version_id.as_deref()).await?,
+    };
+    Ok(Some(version.map_or(Effect::Deleted { version_id: None }, Effect::Version)))
+}
