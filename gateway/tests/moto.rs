@@ -6,6 +6,7 @@
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketVersioningStatus, Tag, Tagging, VersioningConfiguration};
+use rewind_model::{Body, Effect};
 use rewind_testkit::TestGateway;
 use rewind_testkit::moto::Moto;
 
@@ -20,6 +21,8 @@ async fn versioning_tagging_conditionals_and_errors_pass_through() {
 
     versioning(&s3, &direct).await;
     tagging(&s3, &direct).await;
+    tag_changes_are_journaled(&gw);
+    versioned_deletes_are_journaled(&gw, &s3).await;
     conditionals(&s3).await;
     errors_match_the_upstream(&s3, &direct).await;
 }
@@ -104,4 +107,41 @@ async fn errors_match_the_upstream(s3: &aws_sdk_s3::Client, direct: &aws_sdk_s3:
         via_gateway.raw_response().unwrap().status().as_u16(),
         upstream.raw_response().unwrap().status().as_u16()
     );
+}
+
+fn tag_changes_are_journaled(gw: &TestGateway) {
+    let effects: Vec<Effect> = gw
+        .gateway
+        .capture()
+        .journal()
+        .history("ver", "tagged")
+        .unwrap()
+        .into_iter()
+        .map(|r| match r.body {
+            Body::Commit(c) => c.effect,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(effects.len(), 3, "{effects:?}");
+    let Effect::Version(v) = &effects[0] else { panic!("{effects:?}") };
+    assert_eq!(v.tags, [("team".to_owned(), "storage".to_owned()), ("tier".to_owned(), "gold".to_owned())]);
+    assert_eq!(effects[1], Effect::Tags(vec![("state".into(), "archived".into())]));
+    assert_eq!(effects[2], Effect::Tags(vec![]));
+    let current = gw.gateway.capture().current("ver", "tagged").unwrap().unwrap();
+    assert!(current.tags.is_empty());
+}
+
+/// Deleting a specific version makes the previous one current again; the journal follows.
+async fn versioned_deletes_are_journaled(gw: &TestGateway, s3: &aws_sdk_s3::Client) {
+    let v1 = s3.put_object().bucket("ver").key("vd").body(ByteStream::from_static(b"one")).send().await.unwrap();
+    let v2 = s3.put_object().bucket("ver").key("vd").body(ByteStream::from_static(b"two")).send().await.unwrap();
+    s3.delete_object().bucket("ver").key("vd").version_id(v2.version_id().unwrap()).send().await.unwrap();
+    let capture = gw.gateway.capture();
+    let current = capture.current("ver", "vd").unwrap().unwrap();
+    assert_eq!(current.version_id.as_deref(), v1.version_id());
+    assert_eq!(current.size, 3);
+    // A plain delete on a versioned bucket leaves a delete marker: the key is gone.
+    s3.delete_object().bucket("ver").key("vd").send().await.unwrap();
+    assert!(capture.current("ver", "vd").unwrap().is_none());
+    assert!(capture.journal().open_intents().unwrap().is_empty());
 }

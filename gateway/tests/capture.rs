@@ -1,0 +1,346 @@
+//! Capture end to end: after each kind of mutation through the gateway (s3s-fs upstream,
+//! aws-sdk-s3 over HTTP), the journal holds exactly the expected committed records and the
+//! vault returns the exact bytes of every version, including overwritten and deleted ones.
+
+#![allow(clippy::unwrap_used)] // test helpers, like tests, may unwrap
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    BucketLifecycleConfiguration, CompletedMultipartUpload, CompletedPart, Delete, ExpirationStatus,
+    LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, MetadataDirective, ObjectIdentifier,
+};
+use rewind_gateway::capture::Capture;
+use rewind_journal::Durability;
+use rewind_model::{Body, Commit, Effect, Intent, ObjectVersion, Op};
+use rewind_testkit::{FsUpstream, TestGateway, pattern};
+use rewind_vault::Manifest;
+
+async fn setup() -> (FsUpstream, TestGateway, aws_sdk_s3::Client) {
+    let upstream = FsUpstream::start().await;
+    let gw = TestGateway::start(&upstream.target).await;
+    let client = gw.client();
+    client.create_bucket().bucket("bkt").send().await.unwrap();
+    (upstream, gw, client)
+}
+
+fn capture(gw: &TestGateway) -> &Capture {
+    gw.gateway.capture()
+}
+
+/// Every committed (op, effect) of a key, oldest first.
+fn history(gw: &TestGateway, bucket: &str, key: &str) -> Vec<(Op, Effect)> {
+    let journal = capture(gw).journal();
+    journal
+        .history(bucket, key)
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let Body::Commit(Commit { intent, effect, .. }) = r.body else { panic!("history holds commits only") };
+            let Body::Intent(Intent { op, .. }) = journal.record(intent).unwrap().unwrap().body else {
+                panic!("a commit points at its intent")
+            };
+            (op, effect)
+        })
+        .collect()
+}
+
+fn version(effect: &Effect) -> &ObjectVersion {
+    match effect {
+        Effect::Version(v) => v,
+        other => panic!("expected a version, got {other:?}"),
+    }
+}
+
+async fn vault_bytes(gw: &TestGateway, v: &ObjectVersion) -> Vec<u8> {
+    let manifest = Manifest { chunks: v.chunks.clone(), size: v.size, blake3: v.blake3 };
+    capture(gw).vault().read_object(&manifest).await.unwrap()
+}
+
+async fn put(s3: &aws_sdk_s3::Client, key: &str, data: &[u8]) {
+    s3.put_object().bucket("bkt").key(key).body(ByteStream::from(data.to_vec())).send().await.unwrap();
+}
+
+#[tokio::test]
+async fn overwritten_and_deleted_versions_stay_in_the_vault() {
+    let (_up, gw, s3) = setup().await;
+    let (first, second) = (pattern(1_500_000, 1), pattern(700, 2));
+    s3.put_object()
+        .bucket("bkt")
+        .key("doc")
+        .content_type("text/plain")
+        .metadata("owner", "ops")
+        .tagging("env=prod&team=a%20b")
+        .body(ByteStream::from(first.clone()))
+        .send()
+        .await
+        .unwrap();
+    put(&s3, "doc", &second).await;
+    s3.delete_object().bucket("bkt").key("doc").send().await.unwrap();
+
+    let h = history(&gw, "bkt", "doc");
+    assert_eq!(h.len(), 3, "{h:?}");
+    assert_eq!((h[0].0, h[1].0, h[2].0), (Op::Put, Op::Put, Op::Delete));
+    let v1 = version(&h[0].1);
+    assert_eq!(vault_bytes(&gw, v1).await, first);
+    assert_eq!(v1.size, first.len() as u64);
+    assert_eq!(v1.blake3, *blake3::hash(&first).as_bytes());
+    assert!(v1.headers.contains(&("content-type".into(), "text/plain".into())), "{:?}", v1.headers);
+    assert_eq!(v1.metadata, vec![("owner".into(), "ops".into())]);
+    assert_eq!(v1.tags, vec![("env".into(), "prod".into()), ("team".into(), "a b".into())]);
+    assert_eq!(vault_bytes(&gw, version(&h[1].1)).await, second);
+    assert!(matches!(h[2].1, Effect::Deleted { .. }));
+    assert!(capture(&gw).journal().open_intents().unwrap().is_empty());
+    assert!(capture(&gw).journal().verify().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn objects_written_before_the_gateway_are_captured_before_their_first_overwrite_or_delete() {
+    let (up, gw, s3) = setup().await;
+    let direct = up.client();
+    let (old_a, old_b) = (pattern(3000, 3), pattern(2_000_000, 4));
+    for (key, data) in [("a", &old_a), ("b", &old_b)] {
+        direct.put_object().bucket("bkt").key(key).body(ByteStream::from(data.clone())).send().await.unwrap();
+    }
+    put(&s3, "a", b"new").await;
+    s3.delete_object().bucket("bkt").key("b").send().await.unwrap();
+
+    let a = history(&gw, "bkt", "a");
+    assert_eq!(a.iter().map(|(op, _)| *op).collect::<Vec<_>>(), [Op::CaptureExisting, Op::Put]);
+    assert_eq!(vault_bytes(&gw, version(&a[0].1)).await, old_a);
+    let b = history(&gw, "bkt", "b");
+    assert_eq!(b.iter().map(|(op, _)| *op).collect::<Vec<_>>(), [Op::CaptureExisting, Op::Delete]);
+    assert_eq!(vault_bytes(&gw, version(&b[0].1)).await, old_b);
+
+    // A version the journal already holds is not captured again.
+    put(&s3, "a", b"newer").await;
+    assert_eq!(history(&gw, "bkt", "a").len(), 3);
+}
+
+#[tokio::test]
+async fn multipart_uploads_commit_the_assembled_object_with_the_create_headers() {
+    let (_up, gw, s3) = setup().await;
+    let parts = [pattern(5 * 1024 * 1024, 5), pattern(5 * 1024 * 1024 + 17, 6), pattern(1234, 7)];
+    let created = s3
+        .create_multipart_upload()
+        .bucket("bkt")
+        .key("big")
+        .content_type("application/x-big")
+        .metadata("k", "v")
+        .send()
+        .await
+        .unwrap();
+    let id = created.upload_id().unwrap();
+    let mut done = Vec::new();
+    for (i, data) in parts.iter().enumerate() {
+        let n = i as i32 + 1;
+        let out = s3
+            .upload_part()
+            .bucket("bkt")
+            .key("big")
+            .upload_id(id)
+            .part_number(n)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .unwrap();
+        done.push(CompletedPart::builder().part_number(n).e_tag(out.e_tag().unwrap()).build());
+    }
+    let complete = CompletedMultipartUpload::builder().set_parts(Some(done)).build();
+    s3.complete_multipart_upload()
+        .bucket("bkt")
+        .key("big")
+        .upload_id(id)
+        .multipart_upload(complete)
+        .send()
+        .await
+        .unwrap();
+
+    let h = history(&gw, "bkt", "big");
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].0, Op::CompleteMultipart);
+    let v = version(&h[0].1);
+    let whole = parts.concat();
+    assert_eq!(vault_bytes(&gw, v).await, whole);
+    assert_eq!(v.blake3, *blake3::hash(&whole).as_bytes());
+    assert!(v.headers.contains(&("content-type".into(), "application/x-big".into())));
+    assert_eq!(v.metadata, vec![("k".into(), "v".into())]);
+    let upstream_etag = s3.head_object().bucket("bkt").key("big").send().await.unwrap().e_tag().unwrap().to_owned();
+    assert_eq!(v.etag, upstream_etag.trim_matches('"'));
+    let prefix = Capture::upload_prefix("bkt", "big", id);
+    assert!(capture(&gw).upload_template(&prefix).unwrap().is_none(), "completed uploads leave no pending state");
+}
+
+#[tokio::test]
+async fn copies_reuse_the_sources_chunks_and_honour_the_metadata_directive() {
+    let (_up, gw, s3) = setup().await;
+    let data = pattern(900_000, 8);
+    s3.put_object()
+        .bucket("bkt")
+        .key("src")
+        .content_type("image/png")
+        .metadata("a", "1")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+    let chunks_before = capture(&gw).vault().stats().new_chunks;
+    s3.copy_object().bucket("bkt").key("same").copy_source("bkt/src").send().await.unwrap();
+    s3.copy_object()
+        .bucket("bkt")
+        .key("replaced")
+        .copy_source("bkt/src")
+        .metadata_directive(MetadataDirective::Replace)
+        .content_type("text/csv")
+        .metadata("b", "2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(capture(&gw).vault().stats().new_chunks, chunks_before, "copies store no new chunks");
+
+    let src = history(&gw, "bkt", "src");
+    let same = history(&gw, "bkt", "same");
+    let replaced = history(&gw, "bkt", "replaced");
+    assert_eq!((same[0].0, replaced[0].0), (Op::Copy, Op::Copy));
+    let (s, c, r) = (version(&src[0].1), version(&same[0].1), version(&replaced[0].1));
+    assert_eq!(c.chunks, s.chunks);
+    assert_eq!(vault_bytes(&gw, r).await, data);
+    assert_eq!((c.metadata.clone(), c.headers.clone()), (s.metadata.clone(), s.headers.clone()));
+    assert_eq!(r.metadata, vec![("b".into(), "2".into())]);
+    assert!(r.headers.contains(&("content-type".into(), "text/csv".into())), "{:?}", r.headers);
+}
+
+#[tokio::test]
+async fn batch_deletes_journal_every_key() {
+    let (_up, gw, s3) = setup().await;
+    for k in ["x", "y", "z"] {
+        put(&s3, k, k.as_bytes()).await;
+    }
+    let objects: Vec<ObjectIdentifier> =
+        ["x", "y", "never-existed"].iter().map(|k| ObjectIdentifier::builder().key(*k).build().unwrap()).collect();
+    let delete = Delete::builder().set_objects(Some(objects)).build().unwrap();
+    s3.delete_objects().bucket("bkt").delete(delete).send().await.unwrap();
+    for k in ["x", "y"] {
+        let h = history(&gw, "bkt", k);
+        assert_eq!(h.iter().map(|(op, _)| *op).collect::<Vec<_>>(), [Op::Put, Op::Delete], "{k}");
+    }
+    assert_eq!(history(&gw, "bkt", "z").len(), 1);
+    assert!(capture(&gw).journal().open_intents().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn buckets_are_journaled_and_expiring_lifecycles_refused() {
+    let (_up, gw, s3) = setup().await;
+    s3.create_bucket().bucket("ccc").send().await.unwrap();
+    s3.delete_bucket().bucket("ccc").send().await.unwrap();
+    let ops: Vec<Op> = history(&gw, "ccc", "").into_iter().map(|(op, _)| op).collect();
+    assert_eq!(ops, [Op::CreateBucket, Op::DeleteBucket]);
+
+    let rule = LifecycleRule::builder()
+        .id("expire")
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("").build())
+        .expiration(LifecycleExpiration::builder().days(1).build())
+        .build()
+        .unwrap();
+    let config = BucketLifecycleConfiguration::builder().rules(rule).build().unwrap();
+    let err =
+        s3.put_bucket_lifecycle_configuration().bucket("bkt").lifecycle_configuration(config).send().await.unwrap_err();
+    assert_eq!(err.code(), Some("AccessDenied"));
+    assert!(err.message().unwrap().contains("allow_destructive_bucket_config"), "{err:?}");
+    let metrics = gw.gateway.metrics.render();
+    assert!(metrics.contains(r#"rewind_capture_refusals_total{reason="destructive_config"} 1"#), "{metrics}");
+}
+
+#[tokio::test]
+async fn unprotected_buckets_are_forwarded_without_capture() {
+    let upstream = FsUpstream::start().await;
+    let gw = TestGateway::start_with(&upstream.target, |c| c.protection.buckets = vec!["prod-*".into()]).await;
+    let s3 = gw.client();
+    s3.create_bucket().bucket("scratch").send().await.unwrap();
+    s3.put_object().bucket("scratch").key("k").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    assert!(history(&gw, "scratch", "k").is_empty());
+    assert_eq!(capture(&gw).journal().head().unwrap().seq.0, 0);
+}
+
+#[tokio::test]
+async fn recovery_resolves_interrupted_mutations_from_the_upstream() {
+    let (up, gw, s3) = setup().await;
+    put(&s3, "kept", b"v1").await;
+    let journal = capture(&gw).journal();
+    let intent = |key: &str, op| {
+        Body::Intent(Intent {
+            op,
+            bucket: "bkt".into(),
+            key: key.into(),
+            access_key: "test".into(),
+            request_id: "r".into(),
+        })
+    };
+    // As if the gateway died after these reached the upstream but before their commits.
+    let landed = pattern(4096, 9);
+    journal.append(intent("landed", Op::Put), Durability::Synced).await.unwrap();
+    up.client().put_object().bucket("bkt").key("landed").body(ByteStream::from(landed.clone())).send().await.unwrap();
+    journal.append(intent("kept", Op::Delete), Durability::Synced).await.unwrap();
+    up.client().delete_object().bucket("bkt").key("kept").send().await.unwrap();
+    // And one that never reached it.
+    journal.append(intent("never", Op::Put), Durability::Synced).await.unwrap();
+
+    let done = capture(&gw).recover().await.unwrap();
+    assert_eq!((done.committed, done.aborted, done.unresolved), (2, 1, 0));
+    let landed_h = history(&gw, "bkt", "landed");
+    assert_eq!(vault_bytes(&gw, version(&landed_h[0].1)).await, landed);
+    assert!(matches!(history(&gw, "bkt", "kept").last().unwrap().1, Effect::Deleted { .. }));
+    assert!(history(&gw, "bkt", "never").is_empty());
+    assert!(journal.open_intents().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_vault_that_cannot_write_refuses_uploads_and_nothing_reaches_the_upstream() {
+    let (up, gw, s3) = setup().await;
+    // The vault's pack directory becomes a file: every pack write fails.
+    let packs = gw.data_dir.path().join("vault").join("packs");
+    let _ = std::fs::remove_dir_all(&packs);
+    std::fs::write(&packs, b"not a directory").unwrap();
+    for size in [10, 3_000_000] {
+        let key = format!("refused-{size}");
+        let err =
+            s3.put_object().bucket("bkt").key(&key).body(ByteStream::from(pattern(size, 10))).send().await.unwrap_err();
+        assert_eq!(err.raw_response().unwrap().status().as_u16(), 503, "{err:?}");
+        assert_eq!(err.code(), Some("ServiceUnavailable"));
+        let head = up.client().head_object().bucket("bkt").key(&key).send().await;
+        assert!(head.is_err(), "a refused upload must not be stored upstream");
+    }
+    let metrics = gw.gateway.metrics.render();
+    assert!(metrics.contains(r#"rewind_capture_refusals_total{reason="vault"} 2"#), "{metrics}");
+    // Reads keep working.
+    s3.list_objects_v2().bucket("bkt").send().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_s3_vault_refuses_uploads_and_nothing_reaches_the_upstream() {
+    let up = FsUpstream::start().await;
+    let vault_server = FsUpstream::start().await;
+    vault_server.client().create_bucket().bucket("vault").send().await.unwrap();
+    let t = vault_server.target.clone();
+    let gw = TestGateway::start_with(&up.target, |c| {
+        c.vault.location = Some("s3://vault/site-a".into());
+        c.vault.endpoint = Some(t.endpoint.clone());
+        c.vault.access_key_id = Some(t.access_key_id.clone());
+        c.vault.secret_access_key = Some(t.secret.clone());
+    })
+    .await;
+    let s3 = gw.client();
+    s3.create_bucket().bucket("bkt").send().await.unwrap();
+    let data = pattern(200_000, 11);
+    put(&s3, "ok", &data).await;
+    assert_eq!(vault_bytes(&gw, version(&history(&gw, "bkt", "ok")[0].1)).await, data);
+
+    vault_server.stop().await;
+    // Bytes the vault already holds need no vault write: that upload may succeed.
+    put(&s3, "dedup", &data).await;
+    let fresh = pattern(200_000, 12);
+    let err = s3.put_object().bucket("bkt").key("refused").body(ByteStream::from(fresh)).send().await.unwrap_err();
+    assert_eq!(err.raw_response().unwrap().status().as_u16(), 503, "{err:?}");
+    assert!(up.client().head_object().bucket("bkt").key("refused").send().await.is_err());
+}
