@@ -88,7 +88,12 @@ pub struct SealedChunk {
 /// Identifies, compresses (when it pays, at `level`; `None` turns compression off) and
 /// seals one chunk.
 pub fn seal_chunk(keys: &KeySet, chunk: &[u8], level: Option<i32>) -> Result<SealedChunk, VaultError> {
-    let id = keys.chunk_id(chunk);
+    seal_chunk_as(keys, keys.chunk_id(chunk), chunk, level)
+}
+
+/// [`seal_chunk`] for a chunk whose id (`keys.chunk_id(chunk)`) is already known, so that
+/// the chunk is hashed once.
+pub fn seal_chunk_as(keys: &KeySet, id: ChunkId, chunk: &[u8], level: Option<i32>) -> Result<SealedChunk, VaultError> {
     let packed = level.and_then(|l| compress::compress(chunk, l));
     let sealed = keys.seal_chunk(&id, packed.as_deref().unwrap_or(chunk))?;
     let raw_len = u32::try_from(chunk.len()).expect("invariant: chunks are at most 8 MiB");

@@ -14,7 +14,7 @@ use rewind_crypto::KeySet;
 use rewind_model::ChunkId;
 
 use crate::pack::{PackBuilder, PackEntry, TARGET_PACK_SIZE};
-use crate::{Backend, ChunkSizes, StreamingChunker, VaultError, open_chunk, seal_chunk};
+use crate::{Backend, ChunkSizes, StreamingChunker, VaultError, open_chunk, seal_chunk_as};
 
 /// Where a stored chunk is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,17 +216,27 @@ impl Vault {
     }
 
     /// Stores one chunk unless the vault already holds it; returns its id.
-    async fn store_chunk(&self, chunk: Bytes) -> Result<ChunkId, VaultError> {
-        let id = self.keys.chunk_id(&chunk);
-        if self.index.lookup(&id)?.is_some() || self.lock_open().holds(&id) {
-            self.count(|s| s.deduplicated_chunks += 1);
-            return Ok(id);
-        }
-        // Compression and encryption are CPU work: keep them off the async threads.
-        let (keys, level) = (self.keys.clone(), self.settings.compression);
-        let sealed = tokio::task::spawn_blocking(move || seal_chunk(&keys, &chunk, level))
-            .await
-            .expect("invariant: sealing does not panic")?;
+    async fn store_chunk(self: &Arc<Self>, chunk: Bytes) -> Result<ChunkId, VaultError> {
+        // Hashing, compression and encryption are CPU work: keep them off the async
+        // threads, and hash once (the id decides dedup and keys the encryption).
+        let vault = self.clone();
+        let sealed = tokio::task::spawn_blocking(move || {
+            let id = vault.keys.chunk_id(&chunk);
+            if vault.index.lookup(&id)?.is_some() || vault.lock_open().holds(&id) {
+                return Ok(Err(id));
+            }
+            seal_chunk_as(&vault.keys, id, &chunk, vault.settings.compression).map(Ok)
+        })
+        .await
+        .expect("invariant: sealing does not panic")?;
+        let sealed = match sealed {
+            Ok(sealed) => sealed,
+            Err(id) => {
+                self.count(|s| s.deduplicated_chunks += 1);
+                return Ok(id);
+            }
+        };
+        let id = sealed.id;
         let full = {
             let mut open = self.lock_open();
             // Another writer may have stored the same content meanwhile, and even flushed
