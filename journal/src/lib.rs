@@ -38,6 +38,8 @@ const CHECKPOINT_PREFIX: &[u8] = b"checkpoint/";
 
 /// Records between checkpoints. A checkpoint costs one small extra write per batch.
 pub const CHECKPOINT_EVERY: u64 = 1024;
+/// Longest time a quiet journal goes without a checkpoint of its latest record.
+pub const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 /// Most requests folded into one batch: bounds the latency a batch adds to its first request.
 const MAX_BATCH: usize = 512;
 /// Appends waiting for the writer; past this, appenders wait (backpressure, not loss).
@@ -137,7 +139,10 @@ impl Journal {
             let (db, keys) = (db.clone(), keys.clone());
             std::thread::Builder::new()
                 .name("journal-writer".into())
-                .spawn(move || Writer { db, keys, head, last_checkpoint: head.seq }.run(rx))
+                .spawn(move || {
+                    let last_checkpoint_at = std::time::Instant::now();
+                    Writer { db, keys, head, last_checkpoint: head.seq, last_checkpoint_at }.run(rx)
+                })
                 .map_err(|e| JournalError::Crypto(format!("cannot start the journal writer: {e}")))?
         };
         Ok(Self { db, keys, tx: Some(tx), writer: Some(writer) })
@@ -404,6 +409,7 @@ struct Writer {
     keys: Arc<KeySet>,
     head: Appended,
     last_checkpoint: Seq,
+    last_checkpoint_at: std::time::Instant,
 }
 
 impl Writer {
@@ -453,7 +459,10 @@ impl Writer {
                 Err(e) => outcomes.push(Err(e)),
             }
         }
-        if self.head.seq.0 - self.last_checkpoint.0 >= CHECKPOINT_EVERY {
+        let due = self.head.seq.0 - self.last_checkpoint.0 >= CHECKPOINT_EVERY
+            || (self.head.seq != self.last_checkpoint && self.last_checkpoint_at.elapsed() >= CHECKPOINT_INTERVAL);
+        if due {
+            self.last_checkpoint_at = std::time::Instant::now();
             let mut k = CHECKPOINT_PREFIX.to_vec();
             k.extend_from_slice(&self.head.seq.0.to_be_bytes());
             let mut v = self.head.hash.to_vec();
