@@ -202,11 +202,14 @@ impl Capture {
             key: std::mem::take(&mut pending.key),
             effect,
         };
+        // Disarmed first: if this future is dropped while the commit is queued, the commit
+        // may still be written, and an abort after it would contradict it. An intent left
+        // open instead is resolved by recovery.
+        pending.armed = false;
         let start = Instant::now();
         let result = self.journal.append(Body::Commit(commit), Durability::Synced).await;
         self.count(record_kind::COMMIT, result.is_ok());
         let appended = result?;
-        pending.armed = false;
         self.metrics.journal_commit_duration.observe(start.elapsed().as_secs_f64());
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         self.metrics.journal_last_commit.set(now);
@@ -313,16 +316,20 @@ impl Capture {
         }
     }
 
-    /// Whether the journal holds the version `head` describes.
+    /// Whether the journal holds the version `head` describes: the current one (the usual
+    /// case, one lookup), or on versioned buckets any version with its id and ETag.
     fn known(&self, bucket: &str, key: &str, head: &UpstreamHead) -> Result<bool, CaptureError> {
-        if head.version_id.is_some()
-            && self.journal.history(bucket, key)?.iter().any(|r| {
-                matches!(&r.body, Body::Commit(Commit { effect: Effect::Version(v), .. }) if v.version_id == head.version_id && v.etag == head.etag)
-            })
-        {
+        let current = self.current(bucket, key)?;
+        if current.is_some_and(|v| v.etag == head.etag && v.size == head.size) {
             return Ok(true);
         }
-        Ok(self.current(bucket, key)?.is_some_and(|v| v.etag == head.etag && v.size == head.size))
+        if head.version_id.is_none() {
+            return Ok(false);
+        }
+        Ok(self.journal.history(bucket, key)?.iter().any(|r| {
+            matches!(&r.body, Body::Commit(Commit { effect: Effect::Version(v), .. })
+                if v.version_id == head.version_id && v.etag == head.etag)
+        }))
     }
 
     /// Reads an object from the upstream into the vault: its bytes, headers, metadata and

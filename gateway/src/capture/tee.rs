@@ -63,7 +63,13 @@ async fn pump(
     timeout: Duration,
 ) -> Result<Manifest, TeeError> {
     let mut held: Option<Bytes> = None;
-    while let Some(item) = body.next().await {
+    loop {
+        // Stop as soon as the upstream stops reading, not at the client's next piece.
+        let item = tokio::select! {
+            item = body.next() => item,
+            () = tx.closed() => return Err(TeeError::UpstreamGone),
+        };
+        let Some(item) = item else { break };
         let piece = match item {
             Ok(p) => p,
             Err(e) => {
