@@ -344,3 +344,55 @@ async fn an_unreachable_s3_vault_refuses_uploads_and_nothing_reaches_the_upstrea
     assert_eq!(err.raw_response().unwrap().status().as_u16(), 503, "{err:?}");
     assert!(up.client().head_object().bucket("bkt").key("refused").send().await.is_err());
 }
+
+#[tokio::test]
+async fn the_vault_is_created_once_and_opens_only_with_its_key() {
+    use rewind_gateway::capture::open::{OpenError, open};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rewind_config::Config::default();
+    config.server.data_dir = dir.path().to_path_buf();
+    let config = config.finish(vec![]).unwrap();
+    let first = open(&config).await.unwrap();
+    let key_file = first.created_key_file.clone().expect("the first start creates the key file");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key_file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    drop(first);
+    let again = open(&config).await.unwrap();
+    assert!(again.created_key_file.is_none());
+    drop(again);
+
+    // Another key file: a clear error, never garbage.
+    let other = dir.path().join("other.key");
+    std::fs::write(
+        &other,
+        rewind_crypto::keys::key_file_text(&rewind_crypto::SecretKey::generate().unwrap()).as_bytes(),
+    )
+    .unwrap();
+    let mut wrong = config.clone();
+    wrong.vault.key_file = Some(other);
+    let err = open(&wrong).await.err().expect("a wrong key must not open the vault");
+    assert!(matches!(err, OpenError::Locked { .. }), "{err}");
+    assert!(err.to_string().contains("wrong key file or passphrase"), "{err}");
+
+    // A missing key file says what to pass.
+    let mut missing = config.clone();
+    missing.vault.key_file = Some(dir.path().join("nowhere.key"));
+    let err = open(&missing).await.err().unwrap();
+    assert!(err.to_string().contains("--key-file"), "{err}");
+
+    // An empty vault under a journal with history: refused, not silently replaced.
+    let stores = open(&config).await.unwrap();
+    let intent = Body::Intent(Intent {
+        op: Op::Put,
+        bucket: "bkt".into(),
+        key: "k".into(),
+        access_key: "a".into(),
+        request_id: "r".into(),
+    });
+    stores.journal.append(intent, Durability::Synced).await.unwrap();
+    drop(stores);
+    let mut moved = config.clone();
+    moved.vault.location = Some(dir.path().join("empty-vault").display().to_string());
+    let err = open(&moved).await.err().unwrap();
+    assert!(err.to_string().contains("already has history"), "{err}");
+}
