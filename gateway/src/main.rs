@@ -10,7 +10,8 @@ use rewind_gateway::{Gateway, StartOptions, telemetry};
 /// Rewind's S3 gateway. Point S3 clients at it; it forwards to the upstream endpoint.
 ///
 /// With no arguments it serves S3 on 127.0.0.1:9000 in front of an embedded local-directory
-/// upstream under ./rewind-data, and prints a generated access key on first start.
+/// upstream under ./rewind-data, captures every change into a vault under ./rewind-data/vault
+/// (its key in ./rewind-data/vault.key), and prints a generated access key on first start.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 struct Args {
@@ -29,6 +30,12 @@ struct Args {
     /// Upstream S3 endpoint URL [default: embedded local directory].
     #[arg(long, value_name = "URL")]
     upstream: Option<String>,
+    /// Vault: a directory or s3://bucket/prefix [default: <data-dir>/vault].
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    vault: Option<String>,
+    /// Key file that unlocks the vault [default: <data-dir>/vault.key, created with the vault].
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
     /// Validate the configuration, print it (secrets redacted) and exit.
     #[arg(long)]
     check_config: bool,
@@ -51,6 +58,12 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(v) = &args.upstream {
         config.upstream.endpoint = Some(v.clone());
+    }
+    if let Some(v) = &args.vault {
+        config.vault.location = Some(v.clone());
+    }
+    if let Some(v) = &args.key_file {
+        config.vault.key_file = Some(v.clone());
     }
     Ok(config.finish(problems)?)
 }
