@@ -371,6 +371,16 @@ def check_metrics_saw_the_traffic(env, tmp):
                    'operation="DeleteObjects"', 'operation="ListObjectsV2"']:
         assert f"rewind_requests_total{{{series}" in text, f"no {series} in /metrics"
     assert env.client_key[1] not in text
+    # Every client's writes were captured: commits journaled, chunks stored, none refused.
+    def value(series):
+        for line in text.splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[-1])
+        return 0.0
+    commits = value('rewind_journal_records_total{record="commit",result="ok"}')
+    assert commits >= 20, f"only {commits} commits journaled"
+    assert value('rewind_vault_chunks_total{result="new"}') > 0, "no chunk reached the vault"
+    assert "rewind_capture_refusals_total{" not in text, "a mutation was refused"
 
 
 CHECKS = [check_aws_cli, check_boto3, check_rclone, check_s3cmd, check_metrics_saw_the_traffic]
