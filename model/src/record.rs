@@ -439,6 +439,16 @@ mod tests {
             prop_assert_eq!(Body::decode(&b.encode()).unwrap(), b);
         }
 
+        /// The standalone version encoding (multipart state) round-trips and rejects cuts.
+        #[test]
+        fn versions_round_trip_on_their_own(b in body(), cut in any::<prop::sample::Index>()) {
+            if let Body::Commit(Commit { effect: Effect::Version(v), .. }) = b {
+                let encoded = v.encode();
+                prop_assert_eq!(ObjectVersion::decode(&encoded).unwrap(), v);
+                prop_assert!(ObjectVersion::decode(&encoded[..cut.index(encoded.len())]).is_err());
+            }
+        }
+
         /// Decoding arbitrary or truncated bytes fails cleanly, never panics.
         #[test]
         fn garbage_is_rejected_without_panicking(bytes in prop::collection::vec(any::<u8>(), 0..200), b in body(), cut in any::<prop::sample::Index>()) {

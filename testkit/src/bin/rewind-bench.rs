@@ -276,8 +276,9 @@ async fn main() {
         let rate = |o: &Outcome| if load.size >= MIB { o.mb_per_second() } else { o.per_second() };
         let unit = if load.size >= MIB { "MB/s" } else { "op/s" };
         let (pass_ratio, capture_ratio) = (rate(&p) / rate(&d), rate(&c) / rate(&p));
-        // Targets: pass-through overhead (issue 2) and, for uploads, capture >= 60% of it.
-        if pass_ratio < load.target || (load.put && capture_ratio < CAPTURE_TARGET) {
+        // Targets: pass-through overhead (issue 2) and, for large uploads, capture >= 60% of
+        // it (issue 3; small-object figures are printed for comparison only).
+        if pass_ratio < load.target || (load.put && load.size >= MIB && capture_ratio < CAPTURE_TARGET) {
             missed += 1;
         }
         println!(
@@ -300,7 +301,7 @@ async fn main() {
         missed += usize::from(!big_upload(&binary, &upstream, work.path(), gib).await);
     }
     println!(
-        "targets: pass-through >= per-load target of direct; capture >= {:.0}% of pass-through for uploads; peak RSS < {BIG_RSS_TARGET_MIB} MiB for a big upload",
+        "targets: pass-through >= per-load target of direct; capture >= {:.0}% of pass-through for 64 MiB uploads; peak RSS < {BIG_RSS_TARGET_MIB} MiB for a big upload",
         CAPTURE_TARGET * 100.0
     );
     println!("targets missed: {missed}");
