@@ -173,6 +173,13 @@ impl Gateway {
             let path = data_dir.join(credentials::CREDENTIALS_FILE);
             println!("{}", credentials::welcome(id, secret, &path, &format!("http://{s3_addr}")));
         }
+        if let (Some(key_file), true) = (&stores.created_key_file, options.announce_generated_credentials) {
+            println!(
+                "Every change is captured into the vault at {}, encrypted with the key in {}.\nKeep a copy of that key file somewhere else: without it the vault cannot be read.\n",
+                stores.vault_location,
+                key_file.display()
+            );
+        }
         Ok(Self { s3_addr, admin_addr, client_keys, metrics, capture, shutdown, tracker })
     }
 
