@@ -63,17 +63,30 @@ def check_shipped_files():
             json.loads(path.read_text())
 
 
-def check_alert_metrics_exist():
+DASHBOARD = ROOT / "deploy/grafana/rewind-dashboard.json"
+# Panels that stay empty on a healthy gateway (they chart failures).
+EMPTY_WHEN_HEALTHY = {"Errors by status", "Writes refused to protect history"}
+
+
+def dashboard_queries():
+    """(panel title, PromQL) for every dashboard target, with Grafana's variables filled in."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [(p["title"], t["expr"].replace("$__rate_interval", "1m"))
+            for p in dashboard["panels"] for t in p["targets"]]
+
+
+def check_alert_and_dashboard_metrics_exist():
     defined = set(re.findall(r'"(rewind_[a-z0-9_]+)"', (ROOT / "gateway/src/metrics.rs").read_text()))
     rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
+    exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    exprs += [expr for _, expr in dashboard_queries()]
     used = set()
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            used |= set(re.findall(r"rewind_[a-z0-9_]+", rule["expr"]))
+    for expr in exprs:
+        used |= set(re.findall(r"rewind_[a-z0-9_]+", expr))
     # Histograms are used through their _bucket/_sum/_count series.
     used = {re.sub(r"_(bucket|sum|count)$", "", m) for m in used}
     missing = used - defined
-    assert not missing, f"alerts use metrics the gateway does not export: {sorted(missing)}"
+    assert not missing, f"alerts or dashboard use metrics the gateway does not export: {sorted(missing)}"
 
 
 def query(prom, expr):
@@ -134,6 +147,16 @@ def check_prometheus_scrapes_a_gateway(gateway_bin):
             assert "RewindCaptureRefusals" in loaded, loaded
             firing = query(prom_port, 'ALERTS{alertstate="firing"}')
             assert not firing, f"alerts fire on a healthy gateway: {firing}"
+            # Every dashboard query is valid PromQL, and every panel but the failure
+            # charts has data after this traffic.
+            def empty_panels():
+                return [title for title, expr in dashboard_queries()
+                        if not query(prom_port, expr) and title not in EMPTY_WHEN_HEALTHY]
+            # rate() needs two scrapes after the traffic: poll rather than guess a delay.
+            try:
+                wait_until("every dashboard panel to have data", lambda: not empty_panels(), timeout=30)
+            except AssertionError:
+                raise AssertionError(f"dashboard panels without data: {empty_panels()}") from None
         finally:
             for p in (prometheus, gateway):
                 p.terminate()
@@ -147,7 +170,7 @@ def main():
     args = parser.parse_args()
     checks = [
         ("check_shipped_files", check_shipped_files),
-        ("check_alert_metrics_exist", check_alert_metrics_exist),
+        ("check_alert_and_dashboard_metrics_exist", check_alert_and_dashboard_metrics_exist),
         ("check_prometheus_scrapes_a_gateway", lambda: check_prometheus_scrapes_a_gateway(args.gateway)),
     ]
     failed = 0
