@@ -54,13 +54,28 @@ def wait_until(what, check, timeout=60):
 
 
 def check_shipped_files():
-    for args in (["check", "rules", "deploy/prometheus/alerts.yml"], ["check", "config", "deploy/prometheus/prometheus.yml"]):
+    for args in (["check", "rules", "deploy/prometheus/alerts.yml"],
+                 ["check", "config", "deploy/prometheus/prometheus.yml"]):
         subprocess.run(["promtool", *args], cwd=ROOT, check=True, capture_output=True)
+    # The compose setup mounts alerts.yml next to its prometheus.yml: check them that way.
+    with tempfile.TemporaryDirectory() as tmp:
+        for src in ("deploy/compose/prometheus.yml", "deploy/prometheus/alerts.yml"):
+            (Path(tmp) / Path(src).name).write_text((ROOT / src).read_text())
+        subprocess.run(["promtool", "check", "config", str(Path(tmp) / "prometheus.yml")], check=True,
+                       capture_output=True)
     for path in sorted((ROOT / "deploy").rglob("*")):
         if path.suffix in (".yml", ".yaml"):
             list(yaml.safe_load_all(path.read_text()))
         elif path.suffix == ".json":
             json.loads(path.read_text())
+    # Kubernetes manifests against the API schemas (bundled with kubernetes-validate).
+    subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict", "--kubernetes-version", "1.31",
+                    str(ROOT / "deploy/kubernetes/rewind.yaml")], check=True, capture_output=True)
+    compose = yaml.safe_load((ROOT / "deploy/compose/docker-compose.yml").read_text())
+    for name, service in compose["services"].items():
+        assert "image" in service or "build" in service, f"compose service {name} has neither image nor build"
+        for dep in service.get("depends_on", []):
+            assert dep in compose["services"], f"compose service {name} depends on unknown {dep}"
 
 
 DASHBOARD = ROOT / "deploy/grafana/rewind-dashboard.json"
