@@ -20,16 +20,19 @@ pub struct Admin {
     metrics: Metrics,
     upstream: aws_sdk_s3::Client,
     vault: Option<std::sync::Arc<rewind_vault::Vault>>,
+    data_dir: std::path::PathBuf,
 }
 
 impl Admin {
-    /// Serves `metrics` (mirroring `vault`'s counters), and probes `upstream` for readiness.
+    /// Serves `metrics` (mirroring `vault`'s counters and `data_dir`'s free space), and
+    /// probes `upstream` for readiness.
     pub fn new(
         metrics: Metrics,
         upstream: aws_sdk_s3::Client,
         vault: Option<std::sync::Arc<rewind_vault::Vault>>,
+        data_dir: std::path::PathBuf,
     ) -> Self {
-        Self { metrics, upstream, vault }
+        Self { metrics, upstream, vault, data_dir }
     }
 
     async fn route(self, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -38,6 +41,7 @@ impl Admin {
         }
         match req.uri().path() {
             "/metrics" => {
+                self.metrics.sample_disk(&self.data_dir);
                 if let Some(vault) = &self.vault {
                     self.metrics.mirror_vault(vault.stats());
                     self.metrics.vault_buffered_bytes.set(i64::try_from(vault.buffered_bytes()).unwrap_or(i64::MAX));

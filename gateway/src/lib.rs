@@ -162,7 +162,7 @@ impl Gateway {
         tracker.spawn(server::serve(
             "admin",
             admin_listener,
-            admin::Admin::new(metrics.clone(), upstream, Some(stores.vault.clone())),
+            admin::Admin::new(metrics.clone(), upstream, Some(stores.vault.clone()), data_dir.clone()),
             limits,
             shutdown.child_token(),
             None,

@@ -26,6 +26,8 @@ pub mod names {
     pub const VAULT_BUFFERED_BYTES: &str = "rewind_vault_buffered_bytes";
     pub const CAPTURE_REFUSALS_TOTAL: &str = "rewind_capture_refusals_total";
     pub const UNRESOLVED_INTENTS: &str = "rewind_unresolved_intents";
+    pub const DATA_DIR_AVAILABLE_BYTES: &str = "rewind_data_dir_available_bytes";
+    pub const DATA_DIR_SIZE_BYTES: &str = "rewind_data_dir_size_bytes";
 }
 
 /// Journal record kinds, the `record` label of [`names::JOURNAL_RECORDS_TOTAL`].
@@ -79,6 +81,8 @@ pub struct Metrics {
     pub vault_buffered_bytes: IntGauge,
     pub capture_refusals: IntCounterVec,
     pub unresolved_intents: IntGauge,
+    pub data_dir_available: IntGauge,
+    pub data_dir_size: IntGauge,
 }
 
 fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -179,6 +183,11 @@ impl Metrics {
                 names::UNRESOLVED_INTENTS,
                 "Journal intents that start-up recovery could not resolve yet.",
             ),
+            data_dir_available: gauge(
+                names::DATA_DIR_AVAILABLE_BYTES,
+                "Bytes available to the gateway on the data directory's filesystem (journal, local vault).",
+            ),
+            data_dir_size: gauge(names::DATA_DIR_SIZE_BYTES, "Size of the data directory's filesystem."),
             registry,
         };
         let build_info = IntGaugeVec::new(
@@ -189,7 +198,9 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("REWIND_COMMIT").unwrap_or("unknown")])
             .set(1);
-        let collectors: [Box<dyn prometheus::core::Collector>; 18] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 20] = [
+            Box::new(m.data_dir_available.clone()),
+            Box::new(m.data_dir_size.clone()),
             Box::new(m.journal_records.clone()),
             Box::new(m.journal_commit_duration.clone()),
             Box::new(m.journal_last_commit.clone()),
@@ -231,6 +242,15 @@ impl Metrics {
         raise(self.vault_chunks.with_label_values(&["deduplicated"]), stats.deduplicated_chunks);
         raise(self.vault_written_bytes.with_label_values(&["logical"]), stats.logical_bytes);
         raise(self.vault_written_bytes.with_label_values(&["stored"]), stats.stored_bytes);
+    }
+
+    /// Samples the free space of the filesystem holding `dir`; unset on error.
+    pub fn sample_disk(&self, dir: &std::path::Path) {
+        if let Ok(st) = rustix::fs::statvfs(dir) {
+            let to_i64 = |blocks: u64| i64::try_from(blocks.saturating_mul(st.f_frsize)).unwrap_or(i64::MAX);
+            self.data_dir_available.set(to_i64(st.f_bavail));
+            self.data_dir_size.set(to_i64(st.f_blocks));
+        }
     }
 
     /// Records one upstream call.
