@@ -212,6 +212,48 @@ impl Journal {
         Ok(out)
     }
 
+    /// For every key of `bucket` that starts with `prefix` and has a commit at or before
+    /// `at`: the key and its latest such commit, in key order (one pass over the index).
+    pub fn latest_commits(&self, bucket: &str, prefix: &str, at: Seq) -> Result<Vec<(String, Seq)>, JournalError> {
+        let mut scan = Vec::with_capacity(bucket.len() + prefix.len() + 4);
+        push_escaped(&mut scan, bucket);
+        let bucket_len = scan.len();
+        push_escaped(&mut scan, prefix);
+        scan.truncate(scan.len() - 2); // a prefix of the key: no terminator
+        let mut out: Vec<(String, Seq)> = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_VERSIONS), IteratorMode::From(&scan, Direction::Forward)) {
+            let (k, _) = item?;
+            if !k.starts_with(&scan) {
+                break;
+            }
+            let Some((key, seq)) = split_version_key(&k[bucket_len..]) else {
+                return Err(JournalError::Corrupt { seq: Seq(0), detail: "malformed version index entry".into() });
+            };
+            if seq > at {
+                continue;
+            }
+            match out.last_mut() {
+                Some((last, s)) if *last == key => *s = seq,
+                _ => out.push((key, seq)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last record appended at or before gateway time `timestamp_us` (µs since the
+    /// epoch); `Seq(0)` when none is that old. Timestamps never decrease along the chain.
+    pub fn seq_at(&self, timestamp_us: i64) -> Result<Seq, JournalError> {
+        let (mut lo, mut hi) = (0u64, self.head()?.seq.0); // answer in [lo, hi]
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            let record = self
+                .record(Seq(mid))?
+                .ok_or_else(|| JournalError::Corrupt { seq: Seq(mid), detail: "record is missing".into() })?;
+            if record.timestamp_us <= timestamp_us { lo = mid } else { hi = mid - 1 }
+        }
+        Ok(Seq(lo))
+    }
+
     /// Intents with neither a commit nor an abort, oldest first: what a crash interrupted.
     pub fn open_intents(&self) -> Result<Vec<Record>, JournalError> {
         let mut out = Vec::new();
@@ -391,6 +433,29 @@ fn push_escaped(out: &mut Vec<u8>, s: &str) {
         }
     }
     out.extend_from_slice(&[0, 0]);
+}
+
+/// Splits `escaped key | 0 0 | seq (u64 be)` into the key and the seq.
+fn split_version_key(bytes: &[u8]) -> Option<(String, Seq)> {
+    let mut key = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        match (bytes[i], bytes[i + 1]) {
+            (0, 0) => {
+                let seq = bytes.get(i + 2..i + 10)?;
+                return Some((String::from_utf8(key).ok()?, seq_of(seq)));
+            }
+            (0, 0xFF) => {
+                key.push(0);
+                i += 2;
+            }
+            (b, _) => {
+                key.push(b);
+                i += 1;
+            }
+        }
+    }
+    None
 }
 
 fn version_prefix(bucket: &str, key: &str) -> Vec<u8> {

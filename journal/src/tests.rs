@@ -241,3 +241,38 @@ async fn chunk_entries_are_kept_once() {
     assert_eq!(j.chunk_get(&[2; 32]).unwrap().as_deref(), Some(&b"x"[..]));
     assert_eq!(j.chunk_get(&[3; 32]).unwrap(), None);
 }
+
+#[tokio::test]
+async fn latest_commits_lists_each_key_of_a_prefix_once_as_of_a_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), keys()).unwrap();
+    let mut seqs = Vec::new();
+    for (key, tag) in [("a/1", "x"), ("a/2", "y"), ("a/1", "z"), ("b", "w"), ("a/\0odd", "q"), ("a", "r")] {
+        let i = j.append(intent(key), Durability::Buffered).await.unwrap();
+        seqs.push(j.append(commit(i.seq, key, tag), Durability::Synced).await.unwrap().seq);
+    }
+    let all = j.latest_commits("b", "a/", Seq(u64::MAX)).unwrap();
+    assert_eq!(all, vec![("a/\0odd".to_owned(), seqs[4]), ("a/1".to_owned(), seqs[2]), ("a/2".to_owned(), seqs[1])]);
+    let early = j.latest_commits("b", "a/", seqs[1]).unwrap();
+    assert_eq!(early, vec![("a/1".to_owned(), seqs[0]), ("a/2".to_owned(), seqs[1])]);
+    assert_eq!(j.latest_commits("b", "", Seq(u64::MAX)).unwrap().len(), 5);
+    assert!(j.latest_commits("other", "", Seq(u64::MAX)).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn seq_at_finds_the_last_record_at_or_before_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), keys()).unwrap();
+    assert_eq!(j.seq_at(i64::MAX).unwrap(), Seq(0));
+    let mut appended = Vec::new();
+    for i in 0..20 {
+        appended.push(j.append(intent(&i.to_string()), Durability::Synced).await.unwrap());
+    }
+    assert_eq!(j.seq_at(appended[0].timestamp_us - 1).unwrap(), Seq(0));
+    assert_eq!(j.seq_at(i64::MAX).unwrap(), Seq(20));
+    for a in &appended {
+        // The last record with this timestamp (several can share a microsecond).
+        let want = appended.iter().filter(|b| b.timestamp_us <= a.timestamp_us).map(|b| b.seq).max().unwrap();
+        assert_eq!(j.seq_at(a.timestamp_us).unwrap(), want);
+    }
+}
