@@ -25,6 +25,7 @@ use aws_sdk_s3::error::SdkError;
 use rewind_config::ProtectionConfig;
 use rewind_journal::{Durability, Journal, JournalError};
 use rewind_model::{Abort, Body, Commit, Effect, Intent, LogKey, ObjectVersion, Op, Seq};
+use rewind_snapshotter::{History, HistoryError};
 use rewind_vault::{Manifest, Vault, VaultError};
 use s3s::dto::StreamingBlob;
 
@@ -239,29 +240,11 @@ impl Capture {
     /// The current version of a key as the journal knows it (tags applied), or `None` when
     /// the journal has no version or its last word is a delete.
     pub fn current(&self, bucket: &str, key: &str) -> Result<Option<ObjectVersion>, CaptureError> {
-        let mut at = Seq(u64::MAX);
-        let mut newer_tags = None;
-        while let Some(record) = self.journal.latest_at(bucket, key, at)? {
-            let Body::Commit(c) = record.body else { break };
-            match c.effect {
-                Effect::Version(mut v) => {
-                    if let Some(tags) = newer_tags {
-                        v.tags = tags;
-                    }
-                    return Ok(Some(v));
-                }
-                Effect::Deleted { .. } => return Ok(None),
-                Effect::Tags(tags) => {
-                    newer_tags.get_or_insert(tags);
-                }
-                Effect::Bucket => {}
-            }
-            match record.seq.0.checked_sub(1) {
-                Some(prev) => at = Seq(prev),
-                None => break,
-            }
+        match History::new(&self.journal).version_at(bucket, key, Seq(u64::MAX)) {
+            Ok(entry) => Ok(entry.map(|e| e.version)),
+            Err(HistoryError::Journal(e)) => Err(e.into()),
+            Err(e) => Err(CaptureError::Journal(JournalError::Corrupt { seq: Seq(0), detail: e.to_string() })),
         }
-        Ok(None)
     }
 
     /// What the upstream holds under `bucket`/`key` (a specific version when given), or

@@ -1,0 +1,212 @@
+//! Rewind's history reader: what a bucket held at any instant, what changed between two
+//! instants, and every version of a key — read from the journal (the vault holds the bytes).
+
+pub mod at;
+
+use rewind_journal::{Journal, JournalError};
+use rewind_model::{Body, Commit, Effect, Intent, ObjectVersion, Op, Seq};
+
+pub use at::{At, AtError};
+
+/// Why history could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HistoryError {
+    /// The journal failed.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The instant is before the first record.
+    #[error("{at} is before history began (the first record is from {first}); pick a later time")]
+    BeforeHistory {
+        /// What was asked.
+        at: At,
+        /// When the first record was written.
+        first: At,
+    },
+    /// The sequence number is past the journal's head.
+    #[error("seq:{asked} is past the newest record (seq:{head}); pick seq:{head} or earlier")]
+    AfterHead {
+        /// What was asked.
+        asked: u64,
+        /// The newest record.
+        head: u64,
+    },
+}
+
+/// One key's version as of some instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The object key.
+    pub key: String,
+    /// Its content, headers, metadata and tags.
+    pub version: ObjectVersion,
+    /// The last commit that shaped it (its write, or a later tag change).
+    pub seq: Seq,
+    /// That commit's gateway time, µs since the epoch.
+    pub timestamp_us: i64,
+}
+
+/// A difference between two states of a bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The key exists only in the later state.
+    Added(Entry),
+    /// The key exists in both, with different content, headers, metadata or tags.
+    Changed {
+        /// Before.
+        from: Box<Entry>,
+        /// After.
+        to: Box<Entry>,
+    },
+    /// The key exists only in the earlier state.
+    Deleted(Entry),
+}
+
+/// One committed mutation of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// The commit's position.
+    pub seq: Seq,
+    /// Gateway time of the commit, µs since the epoch.
+    pub timestamp_us: i64,
+    /// What kind of mutation.
+    pub op: Op,
+    /// The client access key that made it (empty for captures the gateway made itself).
+    pub access_key: String,
+    /// The request id in the gateway's log line.
+    pub request_id: String,
+    /// What it did.
+    pub effect: Effect,
+}
+
+struct TagChange {
+    seq: Seq,
+    timestamp_us: i64,
+    tags: Vec<(String, String)>,
+}
+
+/// Reads history from a journal.
+#[derive(Clone, Copy)]
+pub struct History<'a> {
+    journal: &'a Journal,
+}
+
+impl<'a> History<'a> {
+    /// History as `journal` records it.
+    pub fn new(journal: &'a Journal) -> Self {
+        Self { journal }
+    }
+
+    /// The journal position an instant stands for: the last record at or before it.
+    pub fn resolve(&self, at: At) -> Result<Seq, HistoryError> {
+        let head = self.journal.head()?.seq;
+        match at {
+            At::Seq(n) if n > head.0 => Err(HistoryError::AfterHead { asked: n, head: head.0 }),
+            At::Seq(n) => Ok(Seq(n)),
+            At::TimeUs(us) => match self.journal.seq_at(us)? {
+                Seq(0) if head.0 > 0 => {
+                    let first = self.journal.record(Seq(1))?.map_or(0, |r| r.timestamp_us);
+                    Err(HistoryError::BeforeHistory { at, first: At::TimeUs(first) })
+                }
+                seq => Ok(seq),
+            },
+        }
+    }
+
+    /// The version of `bucket`/`key` as of `at` (`None`: absent, or deleted by then).
+    pub fn version_at(&self, bucket: &str, key: &str, at: Seq) -> Result<Option<Entry>, HistoryError> {
+        let mut cursor = at;
+        // A tag change newer than the version: (its seq, its time, the tags).
+        let mut newest: Option<TagChange> = None;
+        while let Some(record) = self.journal.latest_at(bucket, key, cursor)? {
+            let Body::Commit(c) = record.body else { break };
+            let (seq, ts) = (record.seq, record.timestamp_us);
+            match c.effect {
+                Effect::Version(mut version) => {
+                    let (seq, timestamp_us) = match newest {
+                        Some(TagChange { seq, timestamp_us, tags }) => {
+                            version.tags = tags;
+                            (seq, timestamp_us)
+                        }
+                        None => (seq, ts),
+                    };
+                    return Ok(Some(Entry { key: key.to_owned(), version, seq, timestamp_us }));
+                }
+                Effect::Deleted { .. } => return Ok(None),
+                Effect::Tags(tags) => {
+                    newest.get_or_insert(TagChange { seq, timestamp_us: ts, tags });
+                }
+                Effect::Bucket => {}
+            }
+            match seq.0.checked_sub(1) {
+                Some(prev) if prev > 0 => cursor = Seq(prev),
+                _ => break,
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every object of `bucket` under `prefix` as of `at`, in key order.
+    pub fn state_at(&self, bucket: &str, prefix: &str, at: Seq) -> Result<Vec<Entry>, HistoryError> {
+        let mut out = Vec::new();
+        for (key, seq) in self.journal.latest_commits(bucket, prefix, at)? {
+            if key.is_empty() {
+                continue; // bucket-level records
+            }
+            if let Some(entry) = self.version_at(bucket, &key, seq)? {
+                out.push(entry);
+            }
+        }
+        Ok(out)
+    }
+
+    /// What changed under `prefix` between `from` and `to`, in key order.
+    pub fn diff(&self, bucket: &str, prefix: &str, from: Seq, to: Seq) -> Result<Vec<Change>, HistoryError> {
+        let before = self.state_at(bucket, prefix, from)?;
+        let after = self.state_at(bucket, prefix, to)?;
+        let (mut b, mut a) = (before.into_iter().peekable(), after.into_iter().peekable());
+        let mut out = Vec::new();
+        loop {
+            match (b.peek(), a.peek()) {
+                (None, None) => return Ok(out),
+                (Some(_), None) => out.extend(b.next().map(Change::Deleted)),
+                (None, Some(_)) => out.extend(a.next().map(Change::Added)),
+                (Some(x), Some(y)) => match x.key.cmp(&y.key) {
+                    std::cmp::Ordering::Less => out.extend(b.next().map(Change::Deleted)),
+                    std::cmp::Ordering::Greater => out.extend(a.next().map(Change::Added)),
+                    std::cmp::Ordering::Equal => {
+                        let (from, to) = (b.next().expect("peeked"), a.next().expect("peeked"));
+                        if from.version != to.version {
+                            out.push(Change::Changed { from: Box::new(from), to: Box::new(to) });
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Every committed mutation of `bucket`/`key`, oldest first.
+    pub fn log(&self, bucket: &str, key: &str) -> Result<Vec<LogEntry>, HistoryError> {
+        let mut out = Vec::new();
+        for record in self.journal.history(bucket, key)? {
+            let Body::Commit(Commit { intent, effect, .. }) = record.body else { continue };
+            let Some(Body::Intent(Intent { op, access_key, request_id, .. })) =
+                self.journal.record(intent)?.map(|r| r.body)
+            else {
+                continue;
+            };
+            out.push(LogEntry {
+                seq: record.seq,
+                timestamp_us: record.timestamp_us,
+                op,
+                access_key,
+                request_id,
+                effect,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+use std::sync::Arc;
+
+use rewind_crypto::{KeySet, SecretKey};
+use rewind_journal::{Durability, Journal};
+use rewind_model::{Body, Commit, Effect, Intent, ObjectVersion, Op, Seq};
+
+use super::*;
+
+fn version(etag: &str) -> ObjectVersion {
+    ObjectVersion {
+        size: etag.len() as u64,
+        blake3: [0; 32],
+        chunks: Vec::new(),
+        etag: etag.into(),
+        version_id: None,
+        headers: Vec::new(),
+        metadata: Vec::new(),
+        tags: Vec::new(),
+    }
+}
+
+/// Appends an intent and its commit; returns the commit's position.
+async fn mutate(j: &Journal, op: Op, key: &str, effect: Effect) -> Seq {
+    let intent = Body::Intent(Intent {
+        op,
+        bucket: "bkt".into(),
+        key: key.into(),
+        access_key: "AKID".into(),
+        request_id: format!("req-{key}"),
+    });
+    let i = j.append(intent, Durability::Buffered).await.unwrap();
+    let commit = Body::Commit(Commit { intent: i.seq, bucket: "bkt".into(), key: key.into(), effect });
+    j.append(commit, Durability::Synced).await.unwrap().seq
+}
+
+fn keys_of(entries: &[Entry]) -> Vec<(&str, &str)> {
+    entries.iter().map(|e| (e.key.as_str(), e.version.etag.as_str())).collect()
+}
+
+struct Scenario {
+    _dir: tempfile::TempDir,
+    journal: Journal,
+    seqs: Vec<Seq>,
+}
+
+/// put a(1), put b(1), tag a, put a(2), delete b, put c(1), put dir/x(1)
+async fn scenario() -> Scenario {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), Arc::new(KeySet::derive(&SecretKey::generate().unwrap()))).unwrap();
+    let j = &journal;
+    let tags = vec![("env".to_owned(), "prod".to_owned())];
+    let seqs = vec![
+        mutate(j, Op::Put, "a", Effect::Version(version("a1"))).await,
+        mutate(j, Op::Put, "b", Effect::Version(version("b1"))).await,
+        mutate(j, Op::PutTagging, "a", Effect::Tags(tags)).await,
+        mutate(j, Op::Put, "a", Effect::Version(version("a2"))).await,
+        mutate(j, Op::Delete, "b", Effect::Deleted { version_id: None }).await,
+        mutate(j, Op::Put, "c", Effect::Version(version("c1"))).await,
+        mutate(j, Op::Put, "dir/x", Effect::Version(version("x1"))).await,
+    ];
+    Scenario { _dir: dir, journal, seqs }
+}
+
+#[tokio::test]
+async fn state_at_each_instant_follows_the_mutations() {
+    let s = scenario().await;
+    let h = History::new(&s.journal);
+    let at = |i: usize| h.state_at("bkt", "", s.seqs[i]).unwrap();
+    assert_eq!(keys_of(&at(0)), [("a", "a1")]);
+    assert_eq!(keys_of(&at(1)), [("a", "a1"), ("b", "b1")]);
+    let tagged = at(2);
+    assert_eq!(tagged[0].version.tags, [("env".to_owned(), "prod".to_owned())]);
+    assert_eq!(tagged[0].seq, s.seqs[2], "a tag change is the latest commit shaping the version");
+    // A new write of `a` starts with the tags it was written with (none), not the old ones.
+    assert!(at(3)[0].version.tags.is_empty());
+    assert_eq!(keys_of(&at(4)), [("a", "a2")]);
+    assert_eq!(keys_of(&at(6)), [("a", "a2"), ("c", "c1"), ("dir/x", "x1")]);
+    assert_eq!(keys_of(&h.state_at("bkt", "dir/", s.seqs[6]).unwrap()), [("dir/x", "x1")]);
+    // Between an intent and its commit nothing has changed yet.
+    assert_eq!(keys_of(&h.state_at("bkt", "", Seq(s.seqs[0].0 + 1)).unwrap()), [("a", "a1")]);
+    assert!(h.state_at("bkt", "", Seq(0)).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn diff_reports_added_changed_and_deleted_keys() {
+    let s = scenario().await;
+    let h = History::new(&s.journal);
+    let changes = h.diff("bkt", "", s.seqs[1], s.seqs[6]).unwrap();
+    let summary: Vec<String> = changes
+        .iter()
+        .map(|c| match c {
+            Change::Added(e) => format!("+{}", e.key),
+            Change::Changed { from, to } => format!("~{} {}->{}", to.key, from.version.etag, to.version.etag),
+            Change::Deleted(e) => format!("-{}", e.key),
+        })
+        .collect();
+    assert_eq!(summary, ["~a a1->a2", "-b", "+c", "+dir/x"]);
+    assert!(h.diff("bkt", "", s.seqs[6], s.seqs[6]).unwrap().is_empty());
+    // A tag change alone is a change.
+    assert_eq!(h.diff("bkt", "", s.seqs[1], s.seqs[2]).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn log_lists_every_commit_of_a_key_with_who_and_what() {
+    let s = scenario().await;
+    let log = History::new(&s.journal).log("bkt", "a").unwrap();
+    let ops: Vec<Op> = log.iter().map(|e| e.op).collect();
+    assert_eq!(ops, [Op::Put, Op::PutTagging, Op::Put]);
+    assert!(log.iter().all(|e| e.access_key == "AKID" && e.request_id == "req-a"));
+    assert_eq!(log[0].seq, s.seqs[0]);
+}
+
+#[tokio::test]
+async fn instants_resolve_to_positions_and_refuse_what_history_cannot_answer() {
+    let s = scenario().await;
+    let h = History::new(&s.journal);
+    let head = s.journal.head().unwrap();
+    assert_eq!(h.resolve(At::TimeUs(head.timestamp_us)).unwrap(), head.seq);
+    assert_eq!(h.resolve(At::Seq(3)).unwrap(), Seq(3));
+    let first = s.journal.record(Seq(1)).unwrap().unwrap().timestamp_us;
+    let err = h.resolve(At::TimeUs(first - 1)).unwrap_err();
+    assert!(err.to_string().contains("before history began"), "{err}");
+    let err = h.resolve(At::Seq(head.seq.0 + 1)).unwrap_err();
+    assert!(err.to_string().contains("past the newest record"), "{err}");
+}
