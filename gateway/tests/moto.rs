@@ -5,7 +5,10 @@
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{BucketVersioningStatus, Tag, Tagging, VersioningConfiguration};
+use aws_sdk_s3::types::{
+    BucketLifecycleConfiguration, BucketVersioningStatus, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+    LifecycleRuleFilter, Tag, Tagging, VersioningConfiguration,
+};
 use rewind_model::{Body, Effect};
 use rewind_testkit::TestGateway;
 use rewind_testkit::moto::Moto;
@@ -25,6 +28,39 @@ async fn versioning_tagging_conditionals_and_errors_pass_through() {
     versioned_deletes_are_journaled(&gw, &s3).await;
     conditionals(&s3).await;
     errors_match_the_upstream(&s3, &direct).await;
+    destructive_lifecycles(&moto, &s3, &direct).await;
+}
+
+fn expiring_lifecycle() -> BucketLifecycleConfiguration {
+    let rule = LifecycleRule::builder()
+        .id("expire-logs")
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("logs/").build())
+        .expiration(LifecycleExpiration::builder().days(7).build())
+        .build()
+        .unwrap();
+    BucketLifecycleConfiguration::builder().rules(rule).build().unwrap()
+}
+
+/// Refused by default (the upstream never sees it); when an operator allows it, applied and
+/// journaled.
+async fn destructive_lifecycles(moto: &Moto, s3: &aws_sdk_s3::Client, direct: &aws_sdk_s3::Client) {
+    let put = s3.put_bucket_lifecycle_configuration().bucket("ver").lifecycle_configuration(expiring_lifecycle());
+    assert_eq!(put.send().await.unwrap_err().code(), Some("AccessDenied"));
+    assert!(direct.get_bucket_lifecycle_configuration().bucket("ver").send().await.is_err(), "nothing set upstream");
+
+    let allowing = TestGateway::start_with(&moto.target, |c| c.protection.allow_destructive_bucket_config = true).await;
+    let client = allowing.client();
+    let put = client.put_bucket_lifecycle_configuration().bucket("ver").lifecycle_configuration(expiring_lifecycle());
+    put.send().await.unwrap();
+    let set = direct.get_bucket_lifecycle_configuration().bucket("ver").send().await.unwrap();
+    assert_eq!(set.rules().len(), 1);
+    let journal = allowing.gateway.capture().journal();
+    let commits = journal.history("ver", "").unwrap();
+    assert_eq!(commits.len(), 1, "the allowed configuration is journaled");
+    let Body::Commit(c) = &commits[0].body else { panic!("{:?}", commits[0]) };
+    let Body::Intent(intent) = journal.record(c.intent).unwrap().unwrap().body else { panic!("no intent") };
+    assert_eq!(intent.op, rewind_model::Op::BucketConfig);
 }
 
 async fn versioning(s3: &aws_sdk_s3::Client, direct: &aws_sdk_s3::Client) {
