@@ -76,23 +76,39 @@ impl Forwarder {
         capture.begin(op, bucket, key, info).await.map_err(|e| refuse(capture, operation, &e, Applied::No))
     }
 
-    /// Step 5: commits `effect`, or answers 503 if the journal cannot record it.
+    /// Step 4 without a body: forwards, aborting the intent if the upstream refuses.
+    async fn forward<O>(
+        &self,
+        capture: &Capture,
+        operation: &'static str,
+        info: &RequestInfo,
+        pending: Pending,
+        call: impl Future<Output = S3Result<S3Response<O>>>,
+    ) -> S3Result<(Pending, S3Response<O>)> {
+        match self.timed(operation, info, call).await {
+            Ok(response) => Ok((pending, response)),
+            Err(e) => {
+                capture.abort(pending, "the upstream refused it").await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Step 5: settles the intent by what the mutation did (see [`Capture::settle`]), or
+    /// answers 503 if that cannot be recorded.
     async fn finish<O>(
         &self,
         capture: &Capture,
         operation: &str,
         pending: Pending,
-        effect: Result<Effect, CaptureError>,
+        effect: Result<Option<Effect>, CaptureError>,
         response: S3Response<O>,
     ) -> S3Result<S3Response<O>> {
-        let result = match effect {
-            Ok(effect) => capture.commit(pending, effect).await.map(|_| ()),
-            Err(e) => {
-                capture.abort(pending, "the upstream applied it but its capture failed").await;
-                Err(e)
-            }
-        };
-        result.map_err(|e| refuse(capture, operation, &e, Applied::Upstream))?;
+        let unchanged = "the current version is unchanged";
+        capture
+            .settle(pending, effect, unchanged)
+            .await
+            .map_err(|e| refuse(capture, operation, &e, Applied::Upstream))?;
         Ok(response)
     }
 
@@ -118,7 +134,7 @@ impl Forwarder {
         };
         let o = &response.output;
         let etag = o.e_tag.as_ref().map(dto::ETag::value).unwrap_or_default();
-        let effect = manifest.map(|m| Effect::Version(version_of(m, etag, o.version_id.as_deref(), meta)));
+        let effect = manifest.map(|m| Some(Effect::Version(version_of(m, etag, o.version_id.as_deref(), meta))));
         self.finish(&capture, OP, pending, effect, response).await
     }
 
@@ -259,20 +275,15 @@ impl Forwarder {
             .collect();
         let _lock = capture.lock(&bucket, &key).await;
         let pending = self.prepare(&capture, OP, Op::CompleteMultipart, (&bucket, &key), None, &info).await?;
-        let response = match self.timed(OP, &info, self.proxy.complete_multipart_upload(req)).await {
-            Ok(r) => r,
-            Err(e) => {
-                capture.abort(pending, "the upstream refused it").await;
-                return Err(e);
-            }
-        };
+        let forward = self.proxy.complete_multipart_upload(req);
+        let (pending, response) = self.forward(&capture, OP, &info, pending, forward).await?;
         let o = &response.output;
         let etag = o.e_tag.as_ref().map(dto::ETag::value).unwrap_or_default().to_owned();
         let version = self.assemble(&capture, &prefix, &chosen, &etag, o.version_id.as_deref(), (&bucket, &key)).await;
         if let Err(e) = capture.end_upload(&prefix) {
             tracing::warn!(error = %e, "could not forget a completed upload's parts");
         }
-        let effect = version.map(Effect::Version);
+        let effect = version.map(|v| Some(Effect::Version(v)));
         self.finish(&capture, OP, pending, effect, response).await
     }
 
@@ -343,13 +354,7 @@ impl Forwarder {
             Some((b, k)) if capture.protects(b) => capture.current(b, k).ok().flatten(),
             _ => None,
         };
-        let response = match self.timed(OP, &info, self.proxy.copy_object(req)).await {
-            Ok(r) => r,
-            Err(e) => {
-                capture.abort(pending, "the upstream refused it").await;
-                return Err(e);
-            }
-        };
+        let (pending, response) = self.forward(&capture, OP, &info, pending, self.proxy.copy_object(req)).await?;
         let o = &response.output;
         let etag =
             o.copy_object_result.as_ref().and_then(|r| r.e_tag.as_ref()).map(dto::ETag::value).unwrap_or_default();
@@ -372,7 +377,7 @@ impl Forwarder {
                 .await
                 .and_then(|v| v.ok_or_else(|| CaptureError::Upstream("the copy is not readable upstream".into()))),
         };
-        self.finish(&capture, OP, pending, version.map(Effect::Version), response).await
+        self.finish(&capture, OP, pending, version.map(|v| Some(Effect::Version(v))), response).await
     }
 
     pub(crate) async fn captured_delete_object(
@@ -387,23 +392,10 @@ impl Forwarder {
         let (bucket, key, version_id) = (req.input.bucket.clone(), req.input.key.clone(), req.input.version_id.clone());
         let _lock = capture.lock(&bucket, &key).await;
         let pending = self.prepare(&capture, OP, Op::Delete, (&bucket, &key), version_id.as_deref(), &info).await?;
-        let response = match self.timed(OP, &info, self.proxy.delete_object(req)).await {
-            Ok(r) => r,
-            Err(e) => {
-                capture.abort(pending, "the upstream refused it").await;
-                return Err(e);
-            }
-        };
+        let (pending, response) = self.forward(&capture, OP, &info, pending, self.proxy.delete_object(req)).await?;
         let marker = response.output.version_id.clone();
         let effect = after_delete(&capture, (&bucket, &key), version_id.as_deref(), marker).await;
-        match effect {
-            Ok(None) => {
-                capture.abort(pending, "a non-current version was deleted; the current one is unchanged").await;
-                Ok(response)
-            }
-            Ok(Some(effect)) => self.finish(&capture, OP, pending, Ok(effect), response).await,
-            Err(e) => self.finish(&capture, OP, pending, Err(e), response).await,
-        }
+        self.finish(&capture, OP, pending, effect, response).await
     }
 
     pub(crate) async fn captured_delete_objects(
@@ -463,17 +455,8 @@ impl Forwarder {
                     capture.abort(pending, "the upstream refused it").await;
                     return Ok(());
                 }
-                match after_delete(capture, (bucket, key), version_id.as_deref(), marker).await {
-                    Ok(Some(effect)) => capture.commit(pending, effect).await.map(|_| ()),
-                    Ok(None) => {
-                        capture.abort(pending, "a non-current version was deleted").await;
-                        Ok(())
-                    }
-                    Err(e) => {
-                        capture.abort(pending, "the upstream applied it but its capture failed").await;
-                        Err(e)
-                    }
-                }
+                let effect = after_delete(capture, (bucket, key), version_id.as_deref(), marker).await;
+                capture.settle(pending, effect, "a non-current version was deleted").await
             }
         }))
         .await;
@@ -518,21 +501,12 @@ impl Forwarder {
         };
         let _lock = capture.lock(&bucket, &key).await;
         let pending = self.prepare(&capture, operation, op, (&bucket, &key), version_id.as_deref(), info).await?;
-        // Tags of a non-current version do not change the current state.
         let current = capture.current(&bucket, &key).ok().flatten();
         let of_current = version_id.is_none() || current.is_some_and(|v| v.version_id == version_id);
-        let response = match self.timed(operation, info, forward).await {
-            Ok(r) => r,
-            Err(e) => {
-                capture.abort(pending, "the upstream refused it").await;
-                return Err(e);
-            }
-        };
-        if !of_current {
-            capture.abort(pending, "tags of a non-current version").await;
-            return Ok(response);
-        }
-        self.finish(&capture, operation, pending, Ok(Effect::Tags(tags)), response).await
+        let (pending, response) = self.forward(&capture, operation, info, pending, forward).await?;
+        // Tags of a non-current version leave the current state unchanged.
+        let effect = of_current.then_some(Effect::Tags(tags));
+        self.finish(&capture, operation, pending, Ok(effect), response).await
     }
 
     /// CreateBucket, DeleteBucket and allowed destructive bucket configurations.
@@ -549,29 +523,30 @@ impl Forwarder {
         };
         let pending =
             capture.begin(op, bucket, "", info).await.map_err(|e| refuse(&capture, operation, &e, Applied::No))?;
-        match self.timed(operation, info, forward).await {
-            Ok(r) => self.finish(&capture, operation, pending, Ok(Effect::Bucket), r).await,
-            Err(e) => {
-                capture.abort(pending, "the upstream refused it").await;
-                Err(e)
-            }
-        }
+        let (pending, response) = self.forward(&capture, operation, info, pending, forward).await?;
+        self.finish(&capture, operation, pending, Ok(Some(Effect::Bucket)), response).await
     }
 
-    /// Refuses a destructive bucket configuration unless allowed; `Ok(())` lets it pass.
-    pub(crate) fn check_bucket_config(&self, bucket: &str, destructive: bool, what: &str) -> S3Result<()> {
-        match self.capture_for(bucket) {
-            Some(c) if destructive && !c.allows_destructive_config() => {
-                c.refused(refusal::DESTRUCTIVE_CONFIG);
-                tracing::warn!(
-                    bucket,
-                    what,
-                    "refused a bucket configuration that would delete data behind the journal"
-                );
-                Err(errors::destructive_config_refused(what))
-            }
-            _ => Ok(()),
+    /// A bucket configuration: forwarded as is, unless `destructive` names what it would
+    /// delete behind the journal's back; then refused, or journaled when the operator
+    /// allows it.
+    pub(crate) async fn captured_bucket_config<O>(
+        &self,
+        operation: &'static str,
+        bucket: &str,
+        info: &Arc<RequestInfo>,
+        destructive: Option<&str>,
+        forward: impl Future<Output = S3Result<S3Response<O>>>,
+    ) -> S3Result<S3Response<O>> {
+        let Some(what) = destructive else {
+            return self.timed(operation, info, forward).await;
+        };
+        if let Some(c) = self.capture_for(bucket).filter(|c| !c.allows_destructive_config()) {
+            c.refused(refusal::DESTRUCTIVE_CONFIG);
+            tracing::warn!(bucket, what, "refused a bucket configuration that would delete data behind the journal");
+            return Err(errors::destructive_config_refused(what));
         }
+        self.captured_bucket_op(operation, Op::BucketConfig, bucket, info, forward).await
     }
 }
 
@@ -593,15 +568,7 @@ async fn after_delete(
     if capture.current(bucket, key)?.is_some_and(|v| v.etag == head.etag && v.version_id == head.version_id) {
         return Ok(None);
     }
-    let held = capture.journal().history(bucket, key)?.into_iter().rev().find_map(|r| match r.body {
-        rewind_model::Body::Commit(rewind_model::Commit { effect: Effect::Version(v), .. })
-            if v.etag == head.etag && v.version_id == head.version_id =>
-        {
-            Some(v)
-        }
-        _ => None,
-    });
-    let version = match held {
+    let version = match capture.journaled_version(bucket, key, &head)? {
         Some(v) => Some(v),
         None => capture.capture_upstream(bucket, key, head.version_id.as_deref()).await?,
     };

@@ -182,11 +182,8 @@ impl_s3! {
             r.status.as_str() == dto::ExpirationStatus::ENABLED
                 && (r.expiration.is_some() || r.noncurrent_version_expiration.is_some())
         });
-        self.check_bucket_config(&bucket, expires, "a lifecycle rule that expires objects")?;
-        if !expires {
-            return self.timed(OP, &info, self.proxy.put_bucket_lifecycle_configuration(req)).await;
-        }
-        self.captured_bucket_op(OP, Op::BucketConfig, &bucket, &info, self.proxy.put_bucket_lifecycle_configuration(req)).await
+        let destructive = expires.then_some("a lifecycle rule that expires objects");
+        self.captured_bucket_config(OP, &bucket, &info, destructive, self.proxy.put_bucket_lifecycle_configuration(req)).await
     }
 
     async fn put_bucket_replication(
@@ -198,11 +195,8 @@ impl_s3! {
         let deletes = req.input.replication_configuration.rules.iter().any(|r| {
             r.delete_marker_replication.as_ref().and_then(|d| d.status.as_ref()).is_some_and(|s| s.as_str() == dto::DeleteMarkerReplicationStatus::ENABLED)
         });
-        self.check_bucket_config(&bucket, deletes, "replication of deletes")?;
-        if !deletes {
-            return self.timed(OP, &info, self.proxy.put_bucket_replication(req)).await;
-        }
-        self.captured_bucket_op(OP, Op::BucketConfig, &bucket, &info, self.proxy.put_bucket_replication(req)).await
+        let destructive = deletes.then_some("replication of deletes");
+        self.captured_bucket_config(OP, &bucket, &info, destructive, self.proxy.put_bucket_replication(req)).await
     }
 
     async fn post_object(&self, _req: S3Request<dto::PostObjectInput>) -> S3Result<S3Response<dto::PostObjectOutput>> {

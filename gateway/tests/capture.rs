@@ -6,14 +6,11 @@
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    BucketLifecycleConfiguration, CompletedMultipartUpload, CompletedPart, Delete, ExpirationStatus,
-    LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, MetadataDirective, ObjectIdentifier,
-};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective, ObjectIdentifier};
 use rewind_gateway::capture::Capture;
 use rewind_journal::Durability;
 use rewind_model::{Body, Commit, Effect, Intent, ObjectVersion, Op};
-use rewind_testkit::{FsUpstream, TestGateway, pattern};
+use rewind_testkit::{FsUpstream, TestGateway, expiring_lifecycle, pattern};
 use rewind_vault::Manifest;
 
 async fn setup() -> (FsUpstream, TestGateway, aws_sdk_s3::Client) {
@@ -236,14 +233,7 @@ async fn buckets_are_journaled_and_expiring_lifecycles_refused() {
     let ops: Vec<Op> = history(&gw, "ccc", "").into_iter().map(|(op, _)| op).collect();
     assert_eq!(ops, [Op::CreateBucket, Op::DeleteBucket]);
 
-    let rule = LifecycleRule::builder()
-        .id("expire")
-        .status(ExpirationStatus::Enabled)
-        .filter(LifecycleRuleFilter::builder().prefix("").build())
-        .expiration(LifecycleExpiration::builder().days(1).build())
-        .build()
-        .unwrap();
-    let config = BucketLifecycleConfiguration::builder().rules(rule).build().unwrap();
+    let config = expiring_lifecycle();
     let err =
         s3.put_bucket_lifecycle_configuration().bucket("bkt").lifecycle_configuration(config).send().await.unwrap_err();
     assert_eq!(err.code(), Some("AccessDenied"));

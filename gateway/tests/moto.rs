@@ -5,13 +5,10 @@
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    BucketLifecycleConfiguration, BucketVersioningStatus, ExpirationStatus, LifecycleExpiration, LifecycleRule,
-    LifecycleRuleFilter, Tag, Tagging, VersioningConfiguration,
-};
+use aws_sdk_s3::types::{BucketVersioningStatus, Tag, Tagging, VersioningConfiguration};
 use rewind_model::{Body, Effect};
-use rewind_testkit::TestGateway;
 use rewind_testkit::moto::Moto;
+use rewind_testkit::{TestGateway, expiring_lifecycle};
 
 /// One moto for all checks: it takes seconds to start.
 #[tokio::test]
@@ -84,17 +81,6 @@ async fn racing_writers_are_journaled_in_upstream_order(
         assert_eq!(upstream.len(), 48, "{key}");
         assert_eq!(journaled, upstream, "{key}: the journal's order differs from the upstream's");
     }
-}
-
-fn expiring_lifecycle() -> BucketLifecycleConfiguration {
-    let rule = LifecycleRule::builder()
-        .id("expire-logs")
-        .status(ExpirationStatus::Enabled)
-        .filter(LifecycleRuleFilter::builder().prefix("logs/").build())
-        .expiration(LifecycleExpiration::builder().days(7).build())
-        .build()
-        .unwrap();
-    BucketLifecycleConfiguration::builder().rules(rule).build().unwrap()
 }
 
 /// Refused by default (the upstream never sees it); when an operator allows it, applied and

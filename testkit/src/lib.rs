@@ -188,3 +188,17 @@ pub async fn bucket_names(client: &aws_sdk_s3::Client) -> Vec<String> {
     names.sort();
     names
 }
+
+/// A lifecycle configuration that expires objects under `logs/` after 7 days: the kind of
+/// bucket configuration the gateway refuses by default.
+pub fn expiring_lifecycle() -> aws_sdk_s3::types::BucketLifecycleConfiguration {
+    use aws_sdk_s3::types::{ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter};
+    let rule = LifecycleRule::builder()
+        .id("expire-logs")
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("logs/").build())
+        .expiration(LifecycleExpiration::builder().days(7).build())
+        .build()
+        .unwrap();
+    aws_sdk_s3::types::BucketLifecycleConfiguration::builder().rules(rule).build().unwrap()
+}

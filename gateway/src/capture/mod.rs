@@ -217,6 +217,28 @@ impl Capture {
         Ok(appended.seq)
     }
 
+    /// Settles `pending` by what its mutation turned out to do: commits the effect; aborts
+    /// (saying `unchanged`) when it changed nothing; aborts and returns the error when its
+    /// capture failed.
+    pub async fn settle(
+        &self,
+        pending: Pending,
+        outcome: Result<Option<Effect>, CaptureError>,
+        unchanged: &str,
+    ) -> Result<(), CaptureError> {
+        match outcome {
+            Ok(Some(effect)) => self.commit(pending, effect).await.map(|_| ()),
+            Ok(None) => {
+                self.abort(pending, unchanged).await;
+                Ok(())
+            }
+            Err(e) => {
+                self.abort(pending, "the upstream applied it but its capture failed").await;
+                Err(e)
+            }
+        }
+    }
+
     /// Appends an abort of `pending`; a failure is logged (recovery resolves the intent).
     pub async fn abort(&self, mut pending: Pending, reason: &str) {
         pending.armed = false;
@@ -263,8 +285,7 @@ impl Capture {
                 size: o.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
                 version_id: o.version_id().map(Into::into),
             })),
-            Err(SdkError::ServiceError(e)) if is_absent(e.raw().status().as_u16(), e.err().meta().code()) => Ok(None),
-            Err(e) => Err(upstream_error(e)),
+            Err(e) => absent_or_error(e),
         }
     }
 
@@ -306,12 +327,23 @@ impl Capture {
         if current.is_some_and(|v| v.etag == head.etag && v.size == head.size) {
             return Ok(true);
         }
-        if head.version_id.is_none() {
-            return Ok(false);
-        }
-        Ok(self.journal.history(bucket, key)?.iter().any(|r| {
-            matches!(&r.body, Body::Commit(Commit { effect: Effect::Version(v), .. })
-                if v.version_id == head.version_id && v.etag == head.etag)
+        Ok(head.version_id.is_some() && self.journaled_version(bucket, key, head)?.is_some())
+    }
+
+    /// The newest journaled version with `head`'s version id and ETag (versioned buckets).
+    pub fn journaled_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        head: &UpstreamHead,
+    ) -> Result<Option<ObjectVersion>, CaptureError> {
+        Ok(self.journal.history(bucket, key)?.into_iter().rev().find_map(|r| match r.body {
+            Body::Commit(Commit { effect: Effect::Version(v), .. })
+                if v.version_id == head.version_id && v.etag == head.etag =>
+            {
+                Some(v)
+            }
+            _ => None,
         }))
     }
 
@@ -327,10 +359,7 @@ impl Capture {
             self.upstream.get_object().bucket(bucket).key(key).set_version_id(version_id.map(Into::into)).send().await;
         let mut out = match result {
             Ok(o) => o,
-            Err(SdkError::ServiceError(e)) if is_absent(e.raw().status().as_u16(), e.err().meta().code()) => {
-                return Ok(None);
-            }
-            Err(e) => return Err(upstream_error(e)),
+            Err(e) => return absent_or_error(e),
         };
         let mut meta = ObjectMeta::from_get(&out);
         if out.tag_count().unwrap_or(0) > 0 {
@@ -434,9 +463,20 @@ pub fn plain_etag(etag: &str) -> &str {
     etag.trim_matches('"')
 }
 
-/// Whether an upstream error says the object (or its bucket) is not there.
-fn is_absent(status: u16, code: Option<&str>) -> bool {
-    status == 404 || matches!(code, Some("NoSuchKey" | "NotFound" | "NoSuchBucket" | "NoSuchVersion"))
+/// `Ok(None)` when an upstream error says the object (or its bucket) is not there; the
+/// error otherwise.
+fn absent_or_error<T, E>(e: SdkError<E, aws_smithy_runtime_api::http::Response>) -> Result<Option<T>, CaptureError>
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if let SdkError::ServiceError(s) = &e {
+        let absent = s.raw().status().as_u16() == 404
+            || matches!(s.err().code(), Some("NoSuchKey" | "NotFound" | "NoSuchBucket" | "NoSuchVersion"));
+        if absent {
+            return Ok(None);
+        }
+    }
+    Err(upstream_error(e))
 }
 
 /// A version record from a manifest and what the upstream said about the object.
