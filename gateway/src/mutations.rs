@@ -174,14 +174,15 @@ impl Forwarder {
         let side = VaultSide::start(&capture, &mut req.input.body);
         let upstream = self.timed(OP, &info, self.proxy.upload_part(req)).await;
         let manifest = side.finish().await;
-        let response = match (upstream, manifest) {
+        let (response, manifest) = match (upstream, manifest) {
             (Ok(r), Ok(m)) => (r, m),
-            (Err(_), Err(e @ CaptureError::Tee(TeeError::Vault(_) | TeeError::Slow))) | (Ok(_), Err(e)) => {
+            (Err(_), Err(e @ CaptureError::Tee(TeeError::Vault(_) | TeeError::Slow))) => {
                 return Err(refuse(&capture, OP, &e, Applied::No));
             }
+            // The part is upstream but not captured; completion then reads the object back.
+            (Ok(_), Err(e)) => return Err(refuse(&capture, OP, &e, Applied::Upstream)),
             (Err(up), _) => return Err(up),
         };
-        let (response, manifest) = response;
         let etag = response.output.e_tag.as_ref().map(dto::ETag::value).unwrap_or_default();
         let part = version_of(manifest, etag, None, ObjectMeta::default());
         capture.put_part(&prefix, number, &part).map_err(|e| refuse(&capture, OP, &e, Applied::Upstream))?;
