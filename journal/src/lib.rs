@@ -35,6 +35,7 @@ const CF_PENDING: &str = "pending";
 const COLUMN_FAMILIES: [&str; 6] = [CF_RECORDS, CF_VERSIONS, CF_META, CF_OPEN, CF_CHUNKS, CF_PENDING];
 const HEAD_KEY: &[u8] = b"head";
 const CHECKPOINT_PREFIX: &[u8] = b"checkpoint/";
+const LABEL_PREFIX: &[u8] = b"label/";
 
 /// Records between checkpoints. A checkpoint costs one small extra write per batch.
 pub const CHECKPOINT_EVERY: u64 = 1024;
@@ -254,6 +255,85 @@ impl Journal {
         Ok(Seq(lo))
     }
 
+    /// Every bucket with at least one commit, in name order (one seek per bucket).
+    pub fn buckets(&self) -> Result<Vec<String>, JournalError> {
+        let mut out = Vec::new();
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_VERSIONS));
+        it.seek_to_first();
+        while let Some(k) = it.key() {
+            let Some((bucket, _)) = split_version_key(&[k, &[0u8; 8][..]].concat()) else {
+                return Err(JournalError::Corrupt { seq: Seq(0), detail: "malformed version index entry".into() });
+            };
+            let mut next = Vec::with_capacity(bucket.len() + 2);
+            push_escaped(&mut next, &bucket);
+            *next.last_mut().expect("invariant: escaped names end in 0 0") = 1;
+            out.push(bucket);
+            it.seek(&next);
+        }
+        it.status()?;
+        Ok(out)
+    }
+
+    /// The newest checkpoint: its seq, or `None` before the first.
+    pub fn last_checkpoint(&self) -> Result<Option<Seq>, JournalError> {
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_META));
+        let mut end = CHECKPOINT_PREFIX.to_vec();
+        end.extend_from_slice(&[0xFF; 8]);
+        it.seek_for_prev(&end);
+        match it.key() {
+            Some(k) if k.starts_with(CHECKPOINT_PREFIX) => Ok(Some(seq_of(&k[CHECKPOINT_PREFIX.len()..]))),
+            _ => {
+                it.status()?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Names `seq` (a named restore point), durably; `false` if the name is taken.
+    pub fn label_put(&self, name: &str, seq: Seq) -> Result<bool, JournalError> {
+        let key = [LABEL_PREFIX, name.as_bytes()].concat();
+        if self.db.get_pinned_cf(self.cf(CF_META), &key)?.is_some() {
+            return Ok(false);
+        }
+        let mut value = seq.0.to_be_bytes().to_vec();
+        value.extend_from_slice(&now_us().to_be_bytes());
+        let mut wb = WriteBatch::default();
+        wb.put_cf(self.cf(CF_META), key, value);
+        self.write_synced(wb)?;
+        Ok(true)
+    }
+
+    /// Every label: name, seq, and when it was made (µs since the epoch), by name.
+    pub fn labels(&self) -> Result<Vec<(String, Seq, i64)>, JournalError> {
+        let mut out = Vec::new();
+        let meta = self.cf(CF_META);
+        for item in self.db.iterator_cf(meta, IteratorMode::From(LABEL_PREFIX, Direction::Forward)) {
+            let (k, v) = item?;
+            if !k.starts_with(LABEL_PREFIX) {
+                break;
+            }
+            if v.len() != 16 {
+                return Err(JournalError::Corrupt { seq: Seq(0), detail: "malformed label".into() });
+            }
+            let name = String::from_utf8_lossy(&k[LABEL_PREFIX.len()..]).into_owned();
+            let created = i64::from_be_bytes(v[8..16].try_into().expect("invariant: 8 bytes"));
+            out.push((name, seq_of(&v[..8]), created));
+        }
+        Ok(out)
+    }
+
+    /// Removes a label; `false` if there was none.
+    pub fn label_delete(&self, name: &str) -> Result<bool, JournalError> {
+        let key = [LABEL_PREFIX, name.as_bytes()].concat();
+        if self.db.get_pinned_cf(self.cf(CF_META), &key)?.is_none() {
+            return Ok(false);
+        }
+        let mut wb = WriteBatch::default();
+        wb.delete_cf(self.cf(CF_META), key);
+        self.write_synced(wb)?;
+        Ok(true)
+    }
+
     /// Intents with neither a commit nor an abort, oldest first: what a crash interrupted.
     pub fn open_intents(&self) -> Result<Vec<Record>, JournalError> {
         let mut out = Vec::new();
@@ -267,6 +347,17 @@ impl Journal {
     /// Looks a chunk up in the vault's chunk index (values are the vault's encoding).
     pub fn chunk_get(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, JournalError> {
         Ok(self.db.get_cf(self.cf(CF_CHUNKS), id)?)
+    }
+
+    /// Calls `f` with every chunk index entry (id, value), in id order.
+    pub fn for_each_chunk(&self, mut f: impl FnMut(&[u8; 32], &[u8])) -> Result<(), JournalError> {
+        for item in self.db.iterator_cf(self.cf(CF_CHUNKS), IteratorMode::Start) {
+            let (k, v) = item?;
+            if let Ok(id) = <&[u8; 32]>::try_from(&k[..]) {
+                f(id, &v);
+            }
+        }
+        Ok(())
     }
 
     /// Adds chunk index entries durably (synced), keeping existing ones.

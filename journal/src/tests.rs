@@ -276,3 +276,44 @@ async fn seq_at_finds_the_last_record_at_or_before_a_time() {
         assert_eq!(j.seq_at(a.timestamp_us).unwrap(), want);
     }
 }
+
+#[tokio::test]
+async fn buckets_are_listed_once_each_in_name_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), keys()).unwrap();
+    assert!(j.buckets().unwrap().is_empty());
+    for (bucket, key) in [("zeta", "k"), ("alpha", "a"), ("alpha", "b"), ("alpha-2", "x"), ("zeta", "")] {
+        let mut b = commit(Seq(1), key, "t");
+        if let Body::Commit(c) = &mut b {
+            c.bucket = bucket.into();
+        }
+        j.append(b, Durability::Buffered).await.unwrap();
+    }
+    assert_eq!(j.buckets().unwrap(), ["alpha", "alpha-2", "zeta"]);
+}
+
+#[tokio::test]
+async fn labels_name_a_seq_once_and_can_be_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), keys()).unwrap();
+    assert!(j.label_put("before-deploy", Seq(7)).unwrap());
+    assert!(!j.label_put("before-deploy", Seq(9)).unwrap(), "a taken name is refused");
+    assert!(j.label_put("after", Seq(9)).unwrap());
+    let labels = j.labels().unwrap();
+    assert_eq!(
+        labels.iter().map(|(n, s, _)| (n.as_str(), *s)).collect::<Vec<_>>(),
+        [("after", Seq(9)), ("before-deploy", Seq(7))]
+    );
+    assert!(labels.iter().all(|(_, _, created)| *created > 0));
+    assert!(j.label_delete("after").unwrap());
+    assert!(!j.label_delete("after").unwrap());
+    assert_eq!(j.labels().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_last_checkpoint_is_found() {
+    let (_dir, j) = journal_with(3).await;
+    assert_eq!(j.last_checkpoint().unwrap(), None);
+    let (_dir, j) = journal_with(CHECKPOINT_EVERY + 5).await;
+    assert_eq!(j.last_checkpoint().unwrap(), Some(Seq(CHECKPOINT_EVERY)));
+}

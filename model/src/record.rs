@@ -37,10 +37,15 @@ pub enum Op {
     /// A bucket configuration that can remove data (lifecycle expiration, replication of
     /// deletes), applied because the operator allowed it.
     BucketConfig,
+    /// A version written back by `rewind restore`.
+    Restore,
+    /// A key deleted by `rewind restore --mode rewind` (it did not exist at the instant
+    /// restored to).
+    RestoreDelete,
 }
 
 impl Op {
-    const ALL: [Self; 10] = [
+    const ALL: [Self; 12] = [
         Self::Put,
         Self::Copy,
         Self::CompleteMultipart,
@@ -51,7 +56,27 @@ impl Op {
         Self::DeleteBucket,
         Self::CaptureExisting,
         Self::BucketConfig,
+        Self::Restore,
+        Self::RestoreDelete,
     ];
+
+    /// A short lower-case name for logs and the CLI.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Put => "put",
+            Self::Copy => "copy",
+            Self::CompleteMultipart => "multipart",
+            Self::Delete => "delete",
+            Self::PutTagging => "put-tagging",
+            Self::DeleteTagging => "delete-tagging",
+            Self::CreateBucket => "create-bucket",
+            Self::DeleteBucket => "delete-bucket",
+            Self::CaptureExisting => "capture-existing",
+            Self::BucketConfig => "bucket-config",
+            Self::Restore => "restore",
+            Self::RestoreDelete => "restore-delete",
+        }
+    }
 
     fn code(self) -> u8 {
         Self::ALL.iter().position(|o| *o == self).expect("invariant: ALL lists every op") as u8 + 1
