@@ -1,20 +1,37 @@
 //! Instants in history as operators write them: RFC 3339 (`2026-11-25T09:41:00Z`), `now`,
-//! relative to now (`-15m`, `-2h`, `-3d`, `-1w`, `-30s`), or a journal position (`seq:1234`).
+//! relative to now (`-15m`, `-2h`, `-3d`, `-1w`, `-30s`), a journal position (`seq:1234`), or
+//! the name of a snapshot (`before-deploy`).
 
 use std::fmt;
 
 /// An instant in history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum At {
     /// A journal sequence number: the state after that record.
     Seq(u64),
     /// A gateway time, microseconds since the Unix epoch.
     TimeUs(i64),
+    /// A named snapshot (a label on a sequence number).
+    Name(String),
+}
+
+/// Longest snapshot name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Whether `name` can name a snapshot: a letter, then letters, digits, `.`, `_` or `-`, at
+/// most [`MAX_NAME_LEN`] in all, and not `now` (which is a time).
+pub fn valid_name(name: &str) -> bool {
+    name.len() <= MAX_NAME_LEN
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && name != "now"
 }
 
 /// Why a time could not be understood; the message shows the accepted forms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{input:?} is not a time: use RFC 3339 (2026-11-25T09:41:00Z), now, -15m / -2h / -3d / -1w, or seq:N")]
+#[error(
+    "{input:?} is not a time: use RFC 3339 (2026-11-25T09:41:00Z), now, -15m / -2h / -3d / -1w, seq:N, or a snapshot name"
+)]
 pub struct AtError {
     /// What was given.
     pub input: String,
@@ -46,6 +63,9 @@ impl At {
             let back = n.checked_mul(seconds * 1_000_000).ok_or_else(bad)?;
             return Ok(Self::TimeUs(now_us.checked_sub(back).ok_or_else(bad)?));
         }
+        if valid_name(s) {
+            return Ok(Self::Name(s.to_owned()));
+        }
         let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|_| bad())?;
         let us = t.unix_timestamp_nanos() / 1000;
         i64::try_from(us).map(Self::TimeUs).map_err(|_| bad())
@@ -56,6 +76,7 @@ impl fmt::Display for At {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Seq(n) => write!(f, "seq:{n}"),
+            Self::Name(name) => f.write_str(name),
             Self::TimeUs(us) => match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(*us) * 1000) {
                 Ok(t) => match t.format(&time::format_description::well_known::Rfc3339) {
                     Ok(text) => f.write_str(&text),
@@ -87,9 +108,18 @@ mod tests {
 
     #[test]
     fn malformed_times_say_what_is_accepted() {
-        for bad in ["", "yesterday", "-15", "-15y", "seq:", "seq:-1", "2026-11-25", "-99999999999999999d"] {
+        for bad in ["", "9am", "-15", "-15y", "seq:", "seq:-1", "2026-11-25", "-99999999999999999d"] {
             let err = At::parse(bad, NOW).unwrap_err();
             assert!(err.to_string().contains("RFC 3339") && err.to_string().contains("seq:N"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn other_words_are_snapshot_names() {
+        assert_eq!(At::parse("before-deploy.2", NOW), Ok(At::Name("before-deploy.2".into())));
+        assert_eq!(At::parse("now", NOW), Ok(At::TimeUs(NOW)));
+        for bad in ["now", "2026", "-x", "a b", "a/b", &"x".repeat(65)] {
+            assert!(!valid_name(bad), "{bad}");
         }
     }
 

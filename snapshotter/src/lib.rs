@@ -1,7 +1,13 @@
 //! Rewind's history reader: what a bucket held at any instant, what changed between two
 //! instants, and every version of a key — read from the journal (the vault holds the bytes).
 
+pub mod api;
 pub mod at;
+pub mod plan;
+pub mod verify;
+
+mod status;
+pub use status::status;
 
 use rewind_journal::{Journal, JournalError};
 use rewind_model::{Body, Commit, Effect, Intent, ObjectVersion, Op, Seq};
@@ -15,6 +21,9 @@ pub enum HistoryError {
     /// The journal failed.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The vault failed.
+    #[error("{0}")]
+    Vault(String),
     /// The instant is before the first record.
     #[error("{at} is before history began (the first record is from {first}); pick a later time")]
     BeforeHistory {
@@ -23,6 +32,14 @@ pub enum HistoryError {
         /// When the first record was written.
         first: At,
     },
+    /// No snapshot has that name.
+    #[error(
+        "there is no snapshot named {0:?}: `rewind snapshot list` shows them (times are RFC 3339, now, -15m or seq:N)"
+    )]
+    UnknownSnapshot(String),
+    /// A snapshot name is taken or malformed.
+    #[error("{0}")]
+    BadSnapshot(String),
     /// The sequence number is past the journal's head.
     #[error("seq:{asked} is past the newest record (seq:{head}); pick seq:{head} or earlier")]
     AfterHead {
@@ -98,19 +115,66 @@ impl<'a> History<'a> {
     }
 
     /// The journal position an instant stands for: the last record at or before it.
-    pub fn resolve(&self, at: At) -> Result<Seq, HistoryError> {
+    pub fn resolve(&self, at: &At) -> Result<Seq, HistoryError> {
         let head = self.journal.head()?.seq;
-        match at {
+        match *at {
             At::Seq(n) if n > head.0 => Err(HistoryError::AfterHead { asked: n, head: head.0 }),
             At::Seq(n) => Ok(Seq(n)),
             At::TimeUs(us) => match self.journal.seq_at(us)? {
                 Seq(0) if head.0 > 0 => {
                     let first = self.journal.record(Seq(1))?.map_or(0, |r| r.timestamp_us);
-                    Err(HistoryError::BeforeHistory { at, first: At::TimeUs(first) })
+                    Err(HistoryError::BeforeHistory { at: at.clone(), first: At::TimeUs(first) })
                 }
                 seq => Ok(seq),
             },
+            At::Name(ref name) => self
+                .journal
+                .labels()?
+                .into_iter()
+                .find(|(n, _, _)| n == name)
+                .map(|(_, seq, _)| seq)
+                .ok_or_else(|| HistoryError::UnknownSnapshot(name.clone())),
         }
+    }
+
+    /// Every named snapshot, by name.
+    pub fn snapshots(&self) -> Result<Vec<api::Snapshot>, HistoryError> {
+        let mut out = Vec::new();
+        for (name, seq, created_us) in self.journal.labels()? {
+            let at_us = self.journal.record(seq)?.map_or(0, |r| r.timestamp_us);
+            out.push(api::Snapshot {
+                name,
+                seq: seq.0,
+                time: api::time_text(at_us),
+                created: api::time_text(created_us),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Names the instant `at` (default: now, the journal's head).
+    pub fn create_snapshot(&self, name: &str, at: &At) -> Result<api::Snapshot, HistoryError> {
+        if !at::valid_name(name) {
+            return Err(HistoryError::BadSnapshot(format!(
+                "{name:?} cannot name a snapshot: use a letter, then letters, digits, '.', '_' or '-' (at most {} characters)",
+                at::MAX_NAME_LEN
+            )));
+        }
+        let seq = self.resolve(at)?;
+        if !self.journal.label_put(name, seq)? {
+            return Err(HistoryError::BadSnapshot(format!(
+                "a snapshot named {name:?} exists: pick another name, or `rewind snapshot delete {name}` first"
+            )));
+        }
+        self.snapshots()?
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| HistoryError::UnknownSnapshot(name.to_owned()))
+    }
+
+    /// Removes a snapshot's name (the history it named stays).
+    pub fn delete_snapshot(&self, name: &str) -> Result<(), HistoryError> {
+        if self.journal.label_delete(name)? { Ok(()) } else { Err(HistoryError::UnknownSnapshot(name.to_owned())) }
     }
 
     /// The version of `bucket`/`key` as of `at` (`None`: absent, or deleted by then).
@@ -153,8 +217,14 @@ impl<'a> History<'a> {
             if key.is_empty() {
                 continue; // bucket-level records
             }
-            if let Some(entry) = self.version_at(bucket, &key, seq)? {
-                out.push(entry);
+            // Usually the latest commit is the version itself: no second index lookup.
+            let record = self.journal.record(seq)?;
+            match record.map(|r| (r.body, r.timestamp_us)) {
+                Some((Body::Commit(Commit { effect: Effect::Version(version), .. }), timestamp_us)) => {
+                    out.push(Entry { key, version, seq, timestamp_us });
+                }
+                Some((Body::Commit(Commit { effect: Effect::Deleted { .. }, .. }), _)) => {}
+                _ => out.extend(self.version_at(bucket, &key, seq)?),
             }
         }
         Ok(out)

@@ -5,11 +5,12 @@ use rewind_journal::{Durability, Journal};
 use rewind_model::{Body, Commit, Effect, Intent, ObjectVersion, Op, Seq};
 
 use super::*;
+use crate::api::Mode;
 
 fn version(etag: &str) -> ObjectVersion {
     ObjectVersion {
         size: etag.len() as u64,
-        blake3: [0; 32],
+        blake3: *blake3::hash(etag.as_bytes()).as_bytes(),
         chunks: Vec::new(),
         etag: etag.into(),
         version_id: None,
@@ -115,11 +116,67 @@ async fn instants_resolve_to_positions_and_refuse_what_history_cannot_answer() {
     let s = scenario().await;
     let h = History::new(&s.journal);
     let head = s.journal.head().unwrap();
-    assert_eq!(h.resolve(At::TimeUs(head.timestamp_us)).unwrap(), head.seq);
-    assert_eq!(h.resolve(At::Seq(3)).unwrap(), Seq(3));
+    assert_eq!(h.resolve(&At::TimeUs(head.timestamp_us)).unwrap(), head.seq);
+    assert_eq!(h.resolve(&At::Seq(3)).unwrap(), Seq(3));
     let first = s.journal.record(Seq(1)).unwrap().unwrap().timestamp_us;
-    let err = h.resolve(At::TimeUs(first - 1)).unwrap_err();
+    let err = h.resolve(&At::TimeUs(first - 1)).unwrap_err();
     assert!(err.to_string().contains("before history began"), "{err}");
-    let err = h.resolve(At::Seq(head.seq.0 + 1)).unwrap_err();
+    let err = h.resolve(&At::Seq(head.seq.0 + 1)).unwrap_err();
     assert!(err.to_string().contains("past the newest record"), "{err}");
+}
+
+#[tokio::test]
+async fn a_rewind_plan_writes_changed_and_missing_keys_and_deletes_new_ones() {
+    let s = scenario().await;
+    let h = History::new(&s.journal);
+    let scope = plan::Scope { bucket: "bkt", prefix: "", key: None, to_bucket: "bkt" };
+    // At seqs[1]: a(a1, untagged), b(b1). Now: a(a2), c, dir/x.
+    let p = h.plan(&scope, s.seqs[1], Mode::Rewind).unwrap();
+    assert_eq!(keys_of(&p.writes), [("a", "a1"), ("b", "b1")]);
+    assert_eq!(p.deletes, ["c", "dir/x"]);
+    assert_eq!((p.summary.writes, p.summary.write_bytes, p.summary.deletes), (2, 4, 2));
+    // Non-destructive: only what is missing now; the changed `a` and the new keys stay.
+    let p = h.plan(&scope, s.seqs[1], Mode::NonDestructive).unwrap();
+    assert_eq!(keys_of(&p.writes), [("b", "b1")]);
+    assert!(p.deletes.is_empty());
+    assert_eq!(p.summary.kept, 3);
+    // Restoring to now changes nothing.
+    let p = h.plan(&scope, s.seqs[6], Mode::Rewind).unwrap();
+    assert!(p.writes.is_empty() && p.deletes.is_empty());
+    assert_eq!(p.summary.unchanged, 3);
+    // One key, or one prefix.
+    let one = plan::Scope { key: Some("b"), ..scope.clone() };
+    assert_eq!(keys_of(&h.plan(&one, s.seqs[1], Mode::Rewind).unwrap().writes), [("b", "b1")]);
+    let dir = plan::Scope { prefix: "dir/", ..scope.clone() };
+    assert_eq!(h.plan(&dir, s.seqs[1], Mode::Rewind).unwrap().deletes, ["dir/x"]);
+    // Into another bucket with no history: everything is written.
+    let other = plan::Scope { to_bucket: "copy", ..scope };
+    assert_eq!(h.plan(&other, s.seqs[6], Mode::NonDestructive).unwrap().summary.writes, 3);
+}
+
+#[tokio::test]
+async fn a_tag_change_alone_is_restored() {
+    let s = scenario().await;
+    let h = History::new(&s.journal);
+    let scope = plan::Scope { bucket: "bkt", prefix: "", key: Some("a"), to_bucket: "bkt" };
+    let at_tagged = h.plan(&scope, s.seqs[2], Mode::Rewind).unwrap();
+    assert_eq!(at_tagged.writes[0].version.tags, [("env".to_owned(), "prod".to_owned())]);
+}
+
+#[tokio::test]
+async fn snapshots_name_instants_that_at_accepts() {
+    let s = scenario().await;
+    let h = History::new(&s.journal);
+    let snap = h.create_snapshot("before-c", &At::Seq(s.seqs[4].0)).unwrap();
+    assert_eq!(snap.seq, s.seqs[4].0);
+    assert_eq!(h.resolve(&At::Name("before-c".into())).unwrap(), s.seqs[4]);
+    let err = h.create_snapshot("before-c", &At::Seq(1)).unwrap_err();
+    assert!(err.to_string().contains("exists"), "{err}");
+    let err = h.create_snapshot("9lives", &At::Seq(1)).unwrap_err();
+    assert!(err.to_string().contains("cannot name a snapshot"), "{err}");
+    assert_eq!(h.snapshots().unwrap().len(), 1);
+    h.delete_snapshot("before-c").unwrap();
+    let err = h.resolve(&At::Name("before-c".into())).unwrap_err();
+    assert!(err.to_string().contains("rewind snapshot list"), "{err}");
+    assert!(h.delete_snapshot("before-c").is_err());
 }

@@ -289,6 +289,16 @@ impl Vault {
         Ok(())
     }
 
+    /// Where a chunk is stored, if the vault holds it.
+    pub fn locate(&self, id: &ChunkId) -> Result<Option<ChunkLocation>, VaultError> {
+        self.index.lookup(id)
+    }
+
+    /// The name of every pack in the backend (as chunk locations name them).
+    pub async fn pack_names(&self) -> Result<Vec<String>, VaultError> {
+        self.backend.list("packs/").await
+    }
+
     /// Reads one chunk.
     pub async fn read_chunk(&self, id: &ChunkId) -> Result<Vec<u8>, VaultError> {
         let loc = self.index.lookup(id)?.ok_or_else(|| VaultError::NotFound { name: format!("chunk {id}") })?;

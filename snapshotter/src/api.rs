@@ -1,0 +1,328 @@
+//! What the admin API and the `rewind` CLI exchange, as JSON: the same shapes are printed
+//! by `--json`, so scripts see exactly what the gateway answered.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{At, Change, Entry, LogEntry};
+use rewind_model::Effect;
+
+/// One object as of some instant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectInfo {
+    /// The key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The upstream's ETag when it was written.
+    pub etag: String,
+    /// BLAKE3 of the content, hex.
+    pub blake3: String,
+    /// The journal position of the last change that shaped it.
+    pub seq: u64,
+    /// When that change was journaled (RFC 3339, gateway clock).
+    pub time: String,
+    /// Content headers (content-type, cache-control, ...), lower-case names.
+    pub headers: Vec<(String, String)>,
+    /// User metadata, without the `x-amz-meta-` prefix.
+    pub metadata: Vec<(String, String)>,
+    /// Tags.
+    pub tags: Vec<(String, String)>,
+}
+
+impl From<&Entry> for ObjectInfo {
+    fn from(e: &Entry) -> Self {
+        Self {
+            key: e.key.clone(),
+            size: e.version.size,
+            etag: e.version.etag.clone(),
+            blake3: hex::encode(e.version.blake3),
+            seq: e.seq.0,
+            time: time_text(e.timestamp_us),
+            headers: e.version.headers.clone(),
+            metadata: e.version.metadata.clone(),
+            tags: e.version.tags.clone(),
+        }
+    }
+}
+
+/// `ls`: a bucket (or prefix) as of an instant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// The bucket.
+    pub bucket: String,
+    /// The prefix listed (empty: all).
+    pub prefix: String,
+    /// The journal position the instant resolved to.
+    pub seq: u64,
+    /// The objects, in key order.
+    pub objects: Vec<ObjectInfo>,
+}
+
+/// `log`: one committed change of a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Journal position.
+    pub seq: u64,
+    /// When (RFC 3339, gateway clock).
+    pub time: String,
+    /// The operation (`put`, `delete`, `restore`, ...).
+    pub op: String,
+    /// `version`, `deleted` or `tags`.
+    pub effect: String,
+    /// Size of the new version.
+    pub size: Option<u64>,
+    /// ETag of the new version.
+    pub etag: Option<String>,
+    /// The client access key that made it (empty for the gateway's own captures).
+    pub access_key: String,
+    /// The request id in the gateway's log.
+    pub request_id: String,
+}
+
+impl From<&LogEntry> for LogLine {
+    fn from(e: &LogEntry) -> Self {
+        let (effect, size, etag) = match &e.effect {
+            Effect::Version(v) => ("version", Some(v.size), Some(v.etag.clone())),
+            Effect::Deleted { .. } => ("deleted", None, None),
+            Effect::Tags(_) => ("tags", None, None),
+            Effect::Bucket => ("bucket", None, None),
+        };
+        Self {
+            seq: e.seq.0,
+            time: time_text(e.timestamp_us),
+            op: e.op.name().to_owned(),
+            effect: effect.to_owned(),
+            size,
+            etag,
+            access_key: e.access_key.clone(),
+            request_id: e.request_id.clone(),
+        }
+    }
+}
+
+/// `diff`: what changed between two instants.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiffReport {
+    /// The earlier journal position.
+    pub from_seq: u64,
+    /// The later journal position.
+    pub to_seq: u64,
+    /// Keys that exist only at the later instant.
+    pub added: Vec<ObjectInfo>,
+    /// Keys whose content, headers, metadata or tags differ: (before, after).
+    pub changed: Vec<(ObjectInfo, ObjectInfo)>,
+    /// Keys that exist only at the earlier instant.
+    pub deleted: Vec<ObjectInfo>,
+}
+
+impl DiffReport {
+    /// Sorts `changes` into the report.
+    pub fn new(from_seq: u64, to_seq: u64, changes: &[Change]) -> Self {
+        let mut out = Self { from_seq, to_seq, ..Self::default() };
+        for c in changes {
+            match c {
+                Change::Added(e) => out.added.push(e.into()),
+                Change::Changed { from, to } => out.changed.push((from.as_ref().into(), to.as_ref().into())),
+                Change::Deleted(e) => out.deleted.push(e.into()),
+            }
+        }
+        out
+    }
+}
+
+/// A named restore point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Its name.
+    pub name: String,
+    /// The journal position it names.
+    pub seq: u64,
+    /// The time of that position's record (RFC 3339).
+    pub time: String,
+    /// When the snapshot was made (RFC 3339).
+    pub created: String,
+}
+
+/// `status`: the state of the journal and the vault.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// The newest record.
+    pub head_seq: u64,
+    /// Its time (RFC 3339; empty for an empty journal).
+    pub head_time: String,
+    /// The newest signed checkpoint.
+    pub last_checkpoint_seq: Option<u64>,
+    /// Intents with no outcome yet (start-up recovery resolves them).
+    pub unresolved_intents: u64,
+    /// Where the vault is.
+    pub vault_location: String,
+    /// Bytes of every version ever captured.
+    pub logical_bytes: u64,
+    /// Bytes the vault stores for them (compressed, deduplicated, encrypted chunks).
+    pub stored_bytes: u64,
+    /// Chunks the vault holds.
+    pub chunks: u64,
+    /// `logical_bytes / stored_bytes` (1.0 when the vault is empty).
+    pub dedup_ratio: f64,
+    /// Named snapshots.
+    pub snapshots: u64,
+    /// Every bucket with history.
+    pub buckets: Vec<BucketStatus>,
+}
+
+/// One bucket in [`Status`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketStatus {
+    /// Its name.
+    pub name: String,
+    /// Objects it holds now, as the journal knows.
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Versions ever journaled (including deleted and overwritten ones).
+    pub versions: u64,
+}
+
+/// `verify`: what was checked and what is damaged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// Records walked along the hash chain.
+    pub records: u64,
+    /// Checkpoints checked.
+    pub checkpoints: u64,
+    /// Versions whose chunks were checked.
+    pub versions: u64,
+    /// Distinct chunks checked for presence.
+    pub chunks: u64,
+    /// Of those, chunks read, decrypted and re-hashed.
+    pub chunks_read: u64,
+    /// Problems with the journal itself (chain, checkpoints, records).
+    pub journal_problems: Vec<String>,
+    /// Versions whose data is damaged or missing.
+    pub damaged: Vec<Damage>,
+}
+
+impl VerifyReport {
+    /// Whether nothing is wrong.
+    pub fn ok(&self) -> bool {
+        self.journal_problems.is_empty() && self.damaged.is_empty()
+    }
+}
+
+/// One damaged version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Damage {
+    /// Its bucket.
+    pub bucket: String,
+    /// Its key.
+    pub key: String,
+    /// The commit that wrote it.
+    pub seq: u64,
+    /// What is wrong (which chunk, which pack).
+    pub problem: String,
+}
+
+/// How a restore treats keys that exist now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Only write keys that are missing now; touch nothing that exists.
+    #[default]
+    NonDestructive,
+    /// Make the keys exactly as they were: write missing and changed keys, delete keys that
+    /// did not exist at the instant.
+    Rewind,
+}
+
+/// A restore into a bucket, as the CLI asks the gateway for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreRequest {
+    /// The bucket whose history is read.
+    pub bucket: String,
+    /// The instant, as the operator wrote it.
+    pub at: String,
+    /// Only keys under this prefix.
+    pub prefix: String,
+    /// Only this key.
+    pub key: Option<String>,
+    /// Where to write (default: `bucket` itself).
+    pub to_bucket: Option<String>,
+    /// How to treat keys that exist now.
+    pub mode: Mode,
+    /// Only plan.
+    pub dry_run: bool,
+    /// Objects written at once.
+    pub parallel: usize,
+}
+
+/// What a restore will do.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSummary {
+    /// The journal position restored to.
+    pub seq: u64,
+    /// The bucket written.
+    pub to_bucket: String,
+    /// Objects to write.
+    pub writes: u64,
+    /// Their bytes.
+    pub write_bytes: u64,
+    /// Keys to delete (rewind mode).
+    pub deletes: u64,
+    /// Keys already as they were.
+    pub unchanged: u64,
+    /// Keys that differ but are left alone (non-destructive mode).
+    pub kept: u64,
+    /// The first keys of each kind, for the operator to look at.
+    pub sample_writes: Vec<String>,
+    /// The first keys to delete.
+    pub sample_deletes: Vec<String>,
+}
+
+/// One line of a restore's progress stream (newline-delimited JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum RestoreEvent {
+    /// The plan, first.
+    Plan(PlanSummary),
+    /// Counts so far.
+    Progress {
+        /// Objects written or deleted.
+        done: u64,
+        /// Bytes written.
+        bytes: u64,
+        /// Objects that failed.
+        failed: u64,
+    },
+    /// One object could not be restored.
+    Failed {
+        /// Its key.
+        key: String,
+        /// Why.
+        error: String,
+    },
+    /// The end.
+    Done {
+        /// Objects written.
+        written: u64,
+        /// Keys deleted.
+        deleted: u64,
+        /// Objects that failed (re-run to retry them).
+        failed: u64,
+        /// Bytes written.
+        bytes: u64,
+        /// The journal head before the restore began: restoring to it undoes this one.
+        before_seq: u64,
+    },
+}
+
+/// An error answer of the admin API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// What went wrong and what to do next.
+    pub error: String,
+}
+
+/// RFC 3339 text of a gateway time in µs since the epoch.
+pub fn time_text(us: i64) -> String {
+    At::TimeUs(us).to_string()
+}
