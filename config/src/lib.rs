@@ -134,6 +134,12 @@ impl Default for UpstreamConfig {
 pub struct CredentialsConfig {
     /// Each key clients may sign with.
     pub client_keys: Vec<ClientKey>,
+    /// File holding the admin API's bearer token. Without it (and without
+    /// `REWIND_ADMIN_TOKEN`), one is generated on first start into `<data_dir>/admin-token`.
+    pub admin_token_file: Option<PathBuf>,
+    /// The loaded admin token.
+    #[serde(skip)]
+    pub admin_token: Option<Secret>,
 }
 
 /// One client access key.
@@ -196,6 +202,9 @@ pub struct VaultConfig {
     pub memory_budget: ByteSize,
     /// How long an upload may wait for the vault before it is refused with 503 SlowDown.
     pub capture_timeout: HumanDuration,
+    /// How often the gateway runs a light verify (hash chain, checkpoints, every chunk
+    /// present) and sets `rewind_verify_last_success_timestamp_seconds`.
+    pub verify_interval: HumanDuration,
 }
 
 impl Default for VaultConfig {
@@ -214,6 +223,7 @@ impl Default for VaultConfig {
             // speed, small enough that a 2 GiB upload stays far below 256 MiB of memory.
             memory_budget: ByteSize::mib(64),
             capture_timeout: HumanDuration::secs(60),
+            verify_interval: HumanDuration::secs(6 * 3600),
         }
     }
 }
@@ -321,6 +331,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("REWIND_UPSTREAM_REGION", "upstream.region"),
     ("REWIND_UPSTREAM_ACCESS_KEY_ID", "upstream.access_key_id"),
     ("REWIND_UPSTREAM_SECRET_ACCESS_KEY", "upstream secret key"),
+    ("REWIND_ADMIN_TOKEN", "the admin API's bearer token"),
     ("REWIND_ACCESS_KEY_ID", "a client key id (with REWIND_SECRET_ACCESS_KEY)"),
     ("REWIND_SECRET_ACCESS_KEY", "that client key's secret"),
     ("REWIND_VAULT", "vault.location"),
@@ -374,6 +385,9 @@ impl Config {
         }
         if let Some(v) = env("REWIND_UPSTREAM_SECRET_ACCESS_KEY") {
             self.upstream.secret_access_key = Some(Secret::new(v));
+        }
+        if let Some(v) = env("REWIND_ADMIN_TOKEN") {
+            self.credentials.admin_token = Some(Secret::new(v));
         }
         match (env("REWIND_ACCESS_KEY_ID"), env("REWIND_SECRET_ACCESS_KEY")) {
             (Some(id), Some(secret)) => self.set_client_key(id, Secret::new(secret)),
@@ -439,6 +453,11 @@ impl Config {
     }
 
     fn load_secret_files(&mut self, problems: &mut Vec<Problem>) {
+        if let Some(path) = &self.credentials.admin_token_file
+            && self.credentials.admin_token.is_none()
+        {
+            self.credentials.admin_token = read_secret(path, "credentials.admin_token_file", problems);
+        }
         if let Some(path) = &self.upstream.secret_access_key_file
             && self.upstream.secret_access_key.is_none()
         {
@@ -584,6 +603,9 @@ impl Config {
         }
         if v.memory_budget.0 < 16 * 1024 * 1024 {
             bad("vault.memory_budget", "must be at least 16MiB (two of the largest chunks)".into());
+        }
+        if v.verify_interval.0.is_zero() {
+            bad("vault.verify_interval", "must be longer than zero".into());
         }
         if v.capture_timeout.0.is_zero() {
             bad("vault.capture_timeout", "must be longer than zero".into());

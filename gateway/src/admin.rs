@@ -1,14 +1,15 @@
 //! The operations listener: `/metrics` for Prometheus, `/health` (the process serves),
-//! `/ready` (the upstream answers, so S3 requests can succeed).
+//! `/ready` (the upstream answers, so S3 requests can succeed), and the admin API under
+//! `/admin/` (see `api.rs`).
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
 use hyper::body::Incoming;
 
+use crate::api::{Api, Body, full};
 use crate::metrics::Metrics;
 
 /// Longest wait for the upstream during a readiness probe; probes run every few seconds.
@@ -21,6 +22,7 @@ pub struct Admin {
     upstream: aws_sdk_s3::Client,
     vault: Option<std::sync::Arc<rewind_vault::Vault>>,
     data_dir: std::path::PathBuf,
+    api: Option<Api>,
 }
 
 impl Admin {
@@ -32,10 +34,22 @@ impl Admin {
         vault: Option<std::sync::Arc<rewind_vault::Vault>>,
         data_dir: std::path::PathBuf,
     ) -> Self {
-        Self { metrics, upstream, vault, data_dir }
+        Self { metrics, upstream, vault, data_dir, api: None }
     }
 
-    async fn route(self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    /// Also serves the admin API.
+    pub fn with_api(mut self, api: Api) -> Self {
+        self.api = Some(api);
+        self
+    }
+
+    async fn route(self, req: Request<Incoming>) -> Response<Body> {
+        if req.uri().path().starts_with("/admin/") {
+            return match &self.api {
+                Some(api) => api.handle(req).await,
+                None => text(StatusCode::NOT_FOUND, "this listener has no admin API\n"),
+            };
+        }
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
         }
@@ -46,7 +60,7 @@ impl Admin {
                     self.metrics.mirror_vault(vault.stats());
                     self.metrics.vault_buffered_bytes.set(i64::try_from(vault.buffered_bytes()).unwrap_or(i64::MAX));
                 }
-                let mut res = Response::new(Full::from(self.metrics.render()));
+                let mut res = Response::new(full(self.metrics.render()));
                 res.headers_mut()
                     .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4"));
                 res
@@ -72,19 +86,19 @@ impl Admin {
                     )
                 }
             }
-            _ => text(StatusCode::NOT_FOUND, "not found; try /metrics, /health or /ready\n"),
+            _ => text(StatusCode::NOT_FOUND, "not found; try /metrics, /health, /ready or /admin/v1/status\n"),
         }
     }
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut res = Response::new(Full::from(body));
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut res = Response::new(full(Bytes::from_static(body.as_bytes())));
     *res.status_mut() = status;
     res
 }
 
 impl hyper::service::Service<Request<Incoming>> for Admin {
-    type Response = Response<Full<Bytes>>;
+    type Response = Response<Body>;
     type Error = Infallible;
     type Future = futures::future::BoxFuture<'static, Result<Self::Response, Infallible>>;
 

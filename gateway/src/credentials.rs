@@ -55,6 +55,34 @@ pub fn load_or_generate(data_dir: &Path) -> std::io::Result<(String, Secret, boo
     }
 }
 
+/// The file, under the data dir, that holds a generated admin token.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// The admin API's token: the configured one, else the one in `<data_dir>/admin-token`,
+/// created (mode 0600, 40 random characters) when missing.
+pub fn admin_token(configured: Option<&Secret>, data_dir: &Path) -> std::io::Result<Secret> {
+    if let Some(token) = configured {
+        return Ok(token.clone());
+    }
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => Ok(Secret::new(text.trim())),
+        Ok(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is empty; delete it to generate a new admin token", path.display()),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let token: String = rand::rng().sample_iter(Alphanumeric).take(40).map(char::from).collect();
+            match rewind_vault::durable::create_new(&path, format!("{token}\n").as_bytes(), 0o600) {
+                Ok(()) => Ok(Secret::new(token)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => admin_token(None, data_dir),
+                Err(e) => Err(std::io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))),
+            }
+        }
+        Err(e) => Err(std::io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
 /// What to show the operator when a key pair was generated: the pair and a command to try.
 pub fn welcome(access_key_id: &str, secret: &Secret, path: &Path, endpoint: &str) -> String {
     format!(
@@ -85,6 +113,18 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let (id2, secret2, created2) = load_or_generate(dir.path()).unwrap();
         assert_eq!((id2, secret2.expose(), created2), (id, secret.expose(), false));
+    }
+
+    #[test]
+    fn the_admin_token_is_generated_once_private_unless_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = admin_token(None, dir.path()).unwrap();
+        assert_eq!(token.expose().len(), 40);
+        let mode = std::fs::metadata(dir.path().join(ADMIN_TOKEN_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(admin_token(None, dir.path()).unwrap().expose(), token.expose());
+        let configured = Secret::new("from-config");
+        assert_eq!(admin_token(Some(&configured), dir.path()).unwrap().expose(), "from-config");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! operation to the upstream endpoint, and serves metrics and health on a second listener.
 
 pub mod admin;
+pub mod api;
 pub mod auth;
 pub mod body;
 pub mod capture;
@@ -11,6 +12,7 @@ pub mod front;
 pub mod metrics;
 mod mutations;
 pub mod request;
+pub mod restore;
 pub mod s3;
 pub mod server;
 pub mod telemetry;
@@ -43,6 +45,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The admin token cannot be read or written.
+    #[error("admin token: {0}")]
+    AdminToken(#[source] std::io::Error),
     /// Generated credentials cannot be read or written.
     #[error("client credentials: {0}")]
     Credentials(#[source] std::io::Error),
@@ -89,6 +94,8 @@ impl Gateway {
         let tracker = TaskTracker::new();
 
         let (client_keys, generated) = client_keys(&config)?;
+        let admin_token = credentials::admin_token(config.credentials.admin_token.as_ref(), &data_dir)
+            .map_err(StartError::AdminToken)?;
 
         let target = match &config.upstream.endpoint {
             Some(endpoint) => UpstreamTarget {
@@ -129,6 +136,13 @@ impl Gateway {
             let (capture, stop) = (capture.clone(), shutdown.child_token());
             tracker.spawn(async move { capture.recover_until_done(stop).await });
         }
+        tracker.spawn(api::verify_on_schedule(
+            capture.clone(),
+            metrics.clone(),
+            config.vault.verify_interval.0,
+            shutdown.child_token(),
+        ));
+        let api = api::Api::new(capture.clone(), admin_token, stores.vault_location.clone(), metrics.clone());
 
         let mut builder =
             S3ServiceBuilder::new(s3::Forwarder::new(upstream.clone(), metrics.clone(), Some(capture.clone())));
@@ -162,7 +176,7 @@ impl Gateway {
         tracker.spawn(server::serve(
             "admin",
             admin_listener,
-            admin::Admin::new(metrics.clone(), upstream, Some(stores.vault.clone()), data_dir.clone()),
+            admin::Admin::new(metrics.clone(), upstream, Some(stores.vault.clone()), data_dir.clone()).with_api(api),
             limits,
             shutdown.child_token(),
             None,

@@ -28,6 +28,9 @@ pub mod names {
     pub const UNRESOLVED_INTENTS: &str = "rewind_unresolved_intents";
     pub const DATA_DIR_AVAILABLE_BYTES: &str = "rewind_data_dir_available_bytes";
     pub const DATA_DIR_SIZE_BYTES: &str = "rewind_data_dir_size_bytes";
+    pub const VERIFY_LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "rewind_verify_last_success_timestamp_seconds";
+    pub const VERIFY_RUNS_TOTAL: &str = "rewind_verify_runs_total";
+    pub const RESTORED_OBJECTS_TOTAL: &str = "rewind_restored_objects_total";
 }
 
 /// Journal record kinds, the `record` label of [`names::JOURNAL_RECORDS_TOTAL`].
@@ -83,6 +86,9 @@ pub struct Metrics {
     pub unresolved_intents: IntGauge,
     pub data_dir_available: IntGauge,
     pub data_dir_size: IntGauge,
+    pub verify_last_success: prometheus::Gauge,
+    pub verify_runs: IntCounterVec,
+    pub restored_objects: IntCounterVec,
 }
 
 fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -188,6 +194,21 @@ impl Metrics {
                 "Bytes available to the gateway on the data directory's filesystem (journal, local vault).",
             ),
             data_dir_size: gauge(names::DATA_DIR_SIZE_BYTES, "Size of the data directory's filesystem."),
+            verify_last_success: prometheus::Gauge::new(
+                names::VERIFY_LAST_SUCCESS_TIMESTAMP_SECONDS,
+                "Unix time of the last verify (scheduled or asked for) that found nothing damaged.",
+            )
+            .expect("invariant: static metric definition"),
+            verify_runs: counter_vec(
+                names::VERIFY_RUNS_TOTAL,
+                "Verify runs, by result: ok, damaged (something is wrong), error (could not run).",
+                &["result"],
+            ),
+            restored_objects: counter_vec(
+                names::RESTORED_OBJECTS_TOTAL,
+                "Objects a restore wrote or deleted upstream, or failed to.",
+                &["result"],
+            ),
             registry,
         };
         let build_info = IntGaugeVec::new(
@@ -198,7 +219,10 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("REWIND_COMMIT").unwrap_or("unknown")])
             .set(1);
-        let collectors: [Box<dyn prometheus::core::Collector>; 20] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 23] = [
+            Box::new(m.verify_last_success.clone()),
+            Box::new(m.verify_runs.clone()),
+            Box::new(m.restored_objects.clone()),
             Box::new(m.data_dir_available.clone()),
             Box::new(m.data_dir_size.clone()),
             Box::new(m.journal_records.clone()),

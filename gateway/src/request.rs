@@ -44,6 +44,15 @@ pub struct Resolved {
 }
 
 impl RequestInfo {
+    /// The facts of work the gateway does on its own behalf (a restore), journaled under
+    /// `actor` and `id`.
+    pub fn internal(actor: &str, id: String) -> Self {
+        let info = Self::default();
+        info.resolve(Resolved { access_key: Some(actor.to_owned()), ..Resolved::default() });
+        let _fresh = info.id.set(id);
+        info
+    }
+
     /// Records what the access check saw.
     pub fn resolve(&self, resolved: Resolved) {
         *self.resolved.lock().expect("invariant: no panics while holding this lock") = resolved;

@@ -116,6 +116,11 @@ impl TestGateway {
         format!("http://{}", self.gateway.admin_addr)
     }
 
+    /// The admin API token the gateway generated into its data directory.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("admin-token")).unwrap().trim().to_owned()
+    }
+
     /// The S3 listener's address.
     pub fn addr(&self) -> SocketAddr {
         self.gateway.s3_addr

@@ -16,6 +16,7 @@ pub mod locks;
 pub mod meta;
 pub mod open;
 pub mod recovery;
+pub mod restore;
 pub mod tee;
 
 use std::sync::Arc;

@@ -1,0 +1,218 @@
+//! Restoring one object: the same capture steps as a client's write (lock,
+//! capture-before-destroy, intent, upstream write, commit), journaled as a restore, with
+//! the bytes read from the vault and checked against the version's BLAKE3 before the
+//! upstream is allowed to keep them.
+
+use std::collections::HashMap;
+
+use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use rewind_model::{Effect, ObjectVersion, Op};
+use rewind_snapshotter::plan::same_object;
+
+use super::{Capture, CaptureError, plain_etag, upstream_error};
+use crate::request::RequestInfo;
+
+/// Objects up to this size are written with one PutObject, held in memory whole.
+pub const SINGLE_PUT_MAX: u64 = 16 << 20;
+/// Part size for larger objects (S3 wants at least 5 MiB per part but the last).
+const PART_SIZE: usize = 16 << 20;
+
+/// What restoring a key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restored {
+    /// The upstream now holds the version (or the key is deleted).
+    Done,
+    /// It already did; nothing was written.
+    AlreadyThere,
+}
+
+fn tagging(tags: &[(String, String)]) -> Option<String> {
+    (!tags.is_empty()).then(|| form_urlencoded::Serializer::new(String::new()).extend_pairs(tags).finish())
+}
+
+fn header<'a>(v: &'a ObjectVersion, name: &str) -> Option<&'a str> {
+    v.headers.iter().find(|(n, _)| n == name).map(|(_, value)| value.as_str())
+}
+
+fn expires(v: &ObjectVersion) -> Option<DateTime> {
+    DateTime::from_str(header(v, "expires")?, DateTimeFormat::HttpDate).ok()
+}
+
+fn metadata(v: &ObjectVersion) -> Option<HashMap<String, String>> {
+    (!v.metadata.is_empty()).then(|| v.metadata.iter().cloned().collect())
+}
+
+fn mismatch() -> CaptureError {
+    CaptureError::Vault(rewind_vault::VaultError::Corrupt {
+        what: "restored object".into(),
+        detail: "its bytes read from the vault do not match the journaled BLAKE3; run `rewind verify --read-data`"
+            .into(),
+    })
+}
+
+impl Capture {
+    /// Writes `version` to `bucket`/`key` in the upstream, journaled as a restore.
+    pub async fn restore_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &ObjectVersion,
+        info: &RequestInfo,
+    ) -> Result<Restored, CaptureError> {
+        let _lock = self.lock(bucket, key).await;
+        // Under the lock: a concurrent or earlier run may have restored it already.
+        if self.current(bucket, key)?.is_some_and(|now| same_object(&now, version)) {
+            return Ok(Restored::AlreadyThere);
+        }
+        self.protect_current(bucket, key, None, info).await?;
+        let pending = self.begin(Op::Restore, bucket, key, info).await?;
+        match self.upload_version(bucket, key, version).await {
+            Ok((etag, version_id)) => {
+                let restored = ObjectVersion { etag, version_id, ..version.clone() };
+                self.commit(pending, Effect::Version(restored)).await?;
+                Ok(Restored::Done)
+            }
+            Err(e) => {
+                self.abort(pending, "restore: writing the object upstream failed").await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes `bucket`/`key` upstream, journaled as a restore's delete.
+    pub async fn restore_delete(&self, bucket: &str, key: &str, info: &RequestInfo) -> Result<Restored, CaptureError> {
+        let _lock = self.lock(bucket, key).await;
+        if self.current(bucket, key)?.is_none() {
+            return Ok(Restored::AlreadyThere);
+        }
+        self.protect_current(bucket, key, None, info).await?;
+        let pending = self.begin(Op::RestoreDelete, bucket, key, info).await?;
+        match self.upstream.delete_object().bucket(bucket).key(key).send().await {
+            Ok(out) => {
+                let version_id = out.version_id().map(Into::into);
+                self.commit(pending, Effect::Deleted { version_id }).await?;
+                Ok(Restored::Done)
+            }
+            Err(e) => {
+                self.abort(pending, "restore: deleting the object upstream failed").await;
+                Err(upstream_error(e))
+            }
+        }
+    }
+
+    /// Uploads `version`'s bytes with its headers, metadata and tags; returns the new ETag
+    /// and version id. The bytes are checked against the version before the upload is
+    /// allowed to complete.
+    async fn upload_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        v: &ObjectVersion,
+    ) -> Result<(String, Option<String>), CaptureError> {
+        if v.size <= SINGLE_PUT_MAX {
+            let mut body = Vec::with_capacity(usize::try_from(v.size).unwrap_or(0));
+            for id in &v.chunks {
+                body.extend(self.vault.read_chunk(id).await?);
+            }
+            if body.len() as u64 != v.size || *blake3::hash(&body).as_bytes() != v.blake3 {
+                return Err(mismatch());
+            }
+            let out = self
+                .upstream
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(ByteStream::from(body))
+                .set_cache_control(header(v, "cache-control").map(Into::into))
+                .set_content_disposition(header(v, "content-disposition").map(Into::into))
+                .set_content_encoding(header(v, "content-encoding").map(Into::into))
+                .set_content_language(header(v, "content-language").map(Into::into))
+                .set_content_type(header(v, "content-type").map(Into::into))
+                .set_expires(expires(v))
+                .set_website_redirect_location(header(v, "x-amz-website-redirect-location").map(Into::into))
+                .set_metadata(metadata(v))
+                .set_tagging(tagging(&v.tags))
+                .send()
+                .await
+                .map_err(upstream_error)?;
+            return Ok((plain_etag(out.e_tag().unwrap_or_default()).to_owned(), out.version_id().map(Into::into)));
+        }
+        let created = self
+            .upstream
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .set_cache_control(header(v, "cache-control").map(Into::into))
+            .set_content_disposition(header(v, "content-disposition").map(Into::into))
+            .set_content_encoding(header(v, "content-encoding").map(Into::into))
+            .set_content_language(header(v, "content-language").map(Into::into))
+            .set_content_type(header(v, "content-type").map(Into::into))
+            .set_expires(expires(v))
+            .set_website_redirect_location(header(v, "x-amz-website-redirect-location").map(Into::into))
+            .set_metadata(metadata(v))
+            .set_tagging(tagging(&v.tags))
+            .send()
+            .await
+            .map_err(upstream_error)?;
+        let upload_id = created.upload_id().unwrap_or_default().to_owned();
+        let result = self.upload_parts(bucket, key, &upload_id, v).await;
+        if result.is_err() {
+            let abort = self.upstream.abort_multipart_upload().bucket(bucket).key(key).upload_id(&upload_id);
+            if let Err(e) = abort.send().await {
+                tracing::warn!(bucket, error = %upstream_error(e), "could not abort a failed restore's multipart upload");
+            }
+        }
+        result
+    }
+
+    async fn upload_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        v: &ObjectVersion,
+    ) -> Result<(String, Option<String>), CaptureError> {
+        let mut hasher = blake3::Hasher::new();
+        let (mut size, mut parts, mut buf) = (0u64, Vec::new(), Vec::with_capacity(PART_SIZE + (8 << 20)));
+        let mut chunks = v.chunks.iter().peekable();
+        while let Some(id) = chunks.next() {
+            let chunk = self.vault.read_chunk(id).await?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            buf.extend_from_slice(&chunk);
+            let last = chunks.peek().is_none();
+            if buf.len() < PART_SIZE && !last {
+                continue;
+            }
+            // The last part goes up only once the whole object is known to be right.
+            if last && (size != v.size || *hasher.finalize().as_bytes() != v.blake3) {
+                return Err(mismatch());
+            }
+            let number = i32::try_from(parts.len() + 1).expect("invariant: far fewer than 2^31 parts");
+            let out = self
+                .upstream
+                .upload_part()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(ByteStream::from(std::mem::take(&mut buf)))
+                .send()
+                .await
+                .map_err(upstream_error)?;
+            parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(Into::into)).build());
+        }
+        let out = self
+            .upstream
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(upstream_error)?;
+        Ok((plain_etag(out.e_tag().unwrap_or_default()).to_owned(), out.version_id().map(Into::into)))
+    }
+}

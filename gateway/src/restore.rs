@@ -1,0 +1,127 @@
+//! Running a restore plan: objects are restored in parallel, each through the capture
+//! steps (`capture/restore.rs`), while counts stream to the caller. A caller that goes away
+//! stops the restore between objects; a re-run plans only what is left.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use rewind_snapshotter::Entry;
+use rewind_snapshotter::api::RestoreEvent;
+use rewind_snapshotter::plan::Plan;
+use tokio::sync::mpsc;
+
+use crate::capture::restore::Restored;
+use crate::capture::{Capture, CaptureError};
+use crate::request::RequestInfo;
+
+/// The client identity restores are journaled under (`rewind log` shows it).
+pub const RESTORE_ACTOR: &str = "rewind-restore";
+/// How often progress is reported.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+#[derive(Default)]
+struct Counts {
+    written: AtomicU64,
+    deleted: AtomicU64,
+    failed: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Counts {
+    fn progress(&self) -> RestoreEvent {
+        RestoreEvent::Progress {
+            done: self.written.load(Ordering::Relaxed) + self.deleted.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+enum Step {
+    Write(Entry),
+    Delete(String),
+}
+
+/// Applies `plan` to `to_bucket` with `parallel` objects at once, sending events to
+/// `events` and ending with [`RestoreEvent::Done`]. `before_seq` is the journal head
+/// before the restore (restoring to it undoes this one).
+pub async fn run(
+    capture: Arc<Capture>,
+    plan: Plan,
+    parallel: usize,
+    before_seq: u64,
+    events: mpsc::Sender<RestoreEvent>,
+) {
+    let to_bucket = plan.summary.to_bucket.clone();
+    let id = format!("restore-{:08x}", rand::random::<u32>());
+    tracing::info!(restore = %id, bucket = %to_bucket, writes = plan.writes.len(), deletes = plan.deletes.len(), "restore started");
+    let counts = Arc::new(Counts::default());
+    let ticker = {
+        let (counts, events) = (counts.clone(), events.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROGRESS_EVERY).await;
+                if events.send(counts.progress()).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let steps = plan.writes.into_iter().map(Step::Write).chain(plan.deletes.into_iter().map(Step::Delete));
+    let work = futures::stream::iter(steps)
+        .take_while(|_| futures::future::ready(!events.is_closed()))
+        .map(|step| {
+            let (capture, counts, events, to_bucket) =
+                (capture.clone(), counts.clone(), events.clone(), to_bucket.clone());
+            let info = RequestInfo::internal(RESTORE_ACTOR, id.clone());
+            // Spawned, so an object in flight finishes (and is journaled) even if the
+            // caller goes away meanwhile.
+            tokio::spawn(async move {
+                let (key, result) = match step {
+                    Step::Write(entry) => {
+                        let r = capture.restore_version(&to_bucket, &entry.key, &entry.version, &info).await;
+                        if matches!(r, Ok(Restored::Done)) {
+                            counts.written.fetch_add(1, Ordering::Relaxed);
+                            counts.bytes.fetch_add(entry.version.size, Ordering::Relaxed);
+                        }
+                        (entry.key, r)
+                    }
+                    Step::Delete(key) => {
+                        let r = capture.restore_delete(&to_bucket, &key, &info).await;
+                        if matches!(r, Ok(Restored::Done)) {
+                            counts.deleted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        (key, r)
+                    }
+                };
+                report(&counts, &events, key, result).await;
+            })
+        })
+        .buffer_unordered(parallel.max(1));
+    work.for_each(|_| futures::future::ready(())).await;
+    ticker.abort();
+    let done = RestoreEvent::Done {
+        written: counts.written.load(Ordering::Relaxed),
+        deleted: counts.deleted.load(Ordering::Relaxed),
+        failed: counts.failed.load(Ordering::Relaxed),
+        bytes: counts.bytes.load(Ordering::Relaxed),
+        before_seq,
+    };
+    tracing::info!(restore = %id, bucket = %to_bucket, outcome = ?done, "restore ended");
+    let _gone = events.send(done).await;
+}
+
+async fn report(
+    counts: &Counts,
+    events: &mpsc::Sender<RestoreEvent>,
+    key: String,
+    result: Result<Restored, CaptureError>,
+) {
+    if let Err(e) = result {
+        counts.failed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(key = %rewind_model::LogKey(&key), error = %e, "restoring an object failed");
+        let _gone = events.send(RestoreEvent::Failed { key, error: e.to_string() }).await;
+    }
+}
