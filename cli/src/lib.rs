@@ -1,0 +1,438 @@
+//! The `rewind` operator CLI. Every command talks to a gateway's admin API: a running
+//! gateway's (`--admin-url`, `--admin-token`), or, with `--data-dir`, one started inside
+//! this process on a stopped gateway's data (loopback only, stopped when the command ends),
+//! so both ways run exactly the same code.
+
+pub mod client;
+mod print;
+mod todir;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use http::Method;
+use rewind_config::{Config, Secret};
+use rewind_gateway::{Gateway, StartOptions};
+use rewind_snapshotter::api::{
+    DiffReport, Listing, LogLine, Mode, PlanSummary, RestoreEvent, RestoreRequest, Snapshot, Status, VerifyReport,
+};
+
+pub use client::{CliError, Client, Lines, with_query};
+
+/// Rewind's operator tool: list, diff, browse and restore any point in a bucket's history.
+///
+/// Times (--at, --from, --to) accept RFC 3339 (2026-11-25T09:41:00Z), now, relative times
+/// (-15m, -2h, -3d, -1w), a journal position (seq:1234), or a snapshot name.
+#[derive(Debug, Parser)]
+#[command(name = "rewind", version, about, long_about = None)]
+pub struct Cli {
+    /// The gateway's admin API.
+    #[arg(long, env = "REWIND_ADMIN_URL", default_value = "http://127.0.0.1:9001", global = true)]
+    pub admin_url: String,
+    /// The admin token [default: ./rewind-data/admin-token when it exists].
+    #[arg(long, env = "REWIND_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    pub admin_token: Option<String>,
+    /// Work offline on a stopped gateway's data directory instead of through its admin API.
+    #[arg(long, value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// With --data-dir: the gateway's configuration file (upstream, vault, protection).
+    #[arg(long, env = "REWIND_CONFIG", value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Keys, sizes, ETags and times of a bucket as of an instant.
+    Ls {
+        /// The bucket.
+        #[arg(long)]
+        bucket: String,
+        /// Only keys under this prefix.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// The instant [default: now].
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Every version of a key: seq, time, operation, size, client access key, request id.
+    Log {
+        /// The bucket.
+        #[arg(long)]
+        bucket: String,
+        /// The key.
+        #[arg(long)]
+        key: String,
+    },
+    /// Keys added, changed and deleted between two instants.
+    Diff {
+        /// The bucket.
+        #[arg(long)]
+        bucket: String,
+        /// The earlier instant.
+        #[arg(long)]
+        from: String,
+        /// The later instant [default: now].
+        #[arg(long)]
+        to: Option<String>,
+        /// Only keys under this prefix.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+    /// One version's bytes, to standard output.
+    Cat {
+        /// The bucket.
+        #[arg(long)]
+        bucket: String,
+        /// The key.
+        #[arg(long)]
+        key: String,
+        /// The instant [default: now].
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Put a bucket, a prefix or one key back as it was at an instant.
+    Restore(RestoreArgs),
+    /// Named restore points.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Check the journal's hash chain and checkpoints, and that every chunk is in the vault.
+    Verify {
+        /// Also read, decrypt and re-hash every chunk.
+        #[arg(long)]
+        read_data: bool,
+        /// Read only this share of the chunks, e.g. 10%.
+        #[arg(long, value_name = "PERCENT", conflicts_with = "read_data")]
+        read_data_subset: Option<String>,
+    },
+    /// Journal head, checkpoints, vault size and dedup, and each bucket's objects.
+    Status,
+    /// Create the vault and its key file in --data-dir without serving anything.
+    Init,
+}
+
+/// `rewind restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The bucket whose history is restored.
+    #[arg(long)]
+    pub bucket: String,
+    /// The instant to restore to.
+    #[arg(long)]
+    pub at: String,
+    /// Only keys under this prefix.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// Only this key.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Write into this bucket instead (it must be protected by the gateway).
+    #[arg(long, conflicts_with = "to_dir")]
+    pub to_bucket: Option<String>,
+    /// Write the objects as files under this directory instead.
+    #[arg(long, value_name = "DIR")]
+    pub to_dir: Option<PathBuf>,
+    /// non-destructive: only write keys missing now. rewind: also overwrite changed keys and
+    /// delete keys that did not exist at the instant.
+    #[arg(long, value_enum, default_value_t = Mode::NonDestructive)]
+    pub mode: Mode,
+    /// Show the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Objects restored at once.
+    #[arg(long, default_value_t = 8)]
+    pub parallel: usize,
+}
+
+/// `rewind snapshot ...`.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Name an instant (default: now).
+    Create {
+        /// The name: a letter, then letters, digits, '.', '_' or '-'.
+        name: String,
+        /// The instant [default: now].
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Every snapshot.
+    List,
+    /// Remove a snapshot's name (the history stays).
+    Delete {
+        /// The name.
+        name: String,
+    },
+}
+
+/// Where commands are sent: a running gateway, or one started here on a data dir.
+struct Session {
+    client: Client,
+    embedded: Option<Gateway>,
+}
+
+impl Session {
+    async fn open(cli: &Cli, allow_new: bool) -> Result<Self, CliError> {
+        let Some(dir) = &cli.data_dir else {
+            let token = match &cli.admin_token {
+                Some(t) => t.clone(),
+                None => std::fs::read_to_string(Path::new("rewind-data").join("admin-token"))
+                    .map(|t| t.trim().to_owned())
+                    .map_err(|_| {
+                        CliError::other(
+                            "no admin token: pass --admin-token or set REWIND_ADMIN_TOKEN (the gateway generated one into <data-dir>/admin-token), or use --data-dir DIR offline",
+                        )
+                    })?,
+            };
+            return Ok(Self { client: Client::new(&cli.admin_url, token), embedded: None });
+        };
+        if !allow_new && !dir.join("journal").exists() {
+            return Err(CliError::other(format!(
+                "no Rewind data in {}: point --data-dir at a gateway's data directory, or create one with `rewind init --data-dir {}`",
+                dir.display(),
+                dir.display()
+            )));
+        }
+        let mut config = match &cli.config {
+            Some(path) => Config::from_file(path).map_err(|e| CliError::other(e.to_string()))?,
+            None => Config::default(),
+        };
+        let problems = config.apply_env(|name| std::env::var(name).ok());
+        config.server.data_dir = dir.clone();
+        config.server.listen = "127.0.0.1:0".into();
+        config.server.admin_listen = "127.0.0.1:0".into();
+        let token = rewind_gateway::credentials::random_key_pair().1;
+        config.credentials.admin_token = Some(token.clone());
+        let config = config.finish(problems).map_err(|e| CliError::other(e.to_string()))?;
+        let gateway = Gateway::start(config, StartOptions::default()).await.map_err(|e| {
+            let text = e.to_string();
+            if text.contains("lock") {
+                CliError::other(format!(
+                    "the journal in {} is in use: a gateway is running on it. Stop it, or drop --data-dir to go through its admin API",
+                    dir.display()
+                ))
+            } else {
+                CliError::other(format!("cannot open {}: {text}", dir.display()))
+            }
+        })?;
+        let client = Client::new(&format!("http://{}", gateway.admin_addr), Secret::expose(&token).to_owned());
+        Ok(Self { client, embedded: Some(gateway) })
+    }
+
+    async fn close(self) {
+        if let Some(g) = self.embedded {
+            g.shutdown().await;
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::other(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// Runs one command; the exit code says whether it succeeded.
+pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let session = Session::open(&cli, matches!(cli.command, Command::Init)).await?;
+    let result = execute(&cli, &session.client).await;
+    session.close().await;
+    result
+}
+
+async fn execute(cli: &Cli, client: &Client) -> Result<ExitCode, CliError> {
+    match &cli.command {
+        Command::Ls { bucket, prefix, at } => {
+            let path = with_query("ls", &[("bucket", Some(bucket)), ("prefix", Some(prefix)), ("at", at.as_deref())]);
+            let listing: Listing = client.json(Method::GET, &path, None).await?;
+            if cli.json { print_json(&listing)? } else { print::listing(&listing) }
+        }
+        Command::Log { bucket, key } => {
+            let lines: Vec<LogLine> = client
+                .json(Method::GET, &with_query("log", &[("bucket", Some(bucket)), ("key", Some(key))]), None)
+                .await?;
+            if cli.json { print_json(&lines)? } else { print::log(&lines) }
+        }
+        Command::Diff { bucket, from, to, prefix } => {
+            let path = with_query(
+                "diff",
+                &[("bucket", Some(bucket)), ("prefix", Some(prefix)), ("from", Some(from)), ("to", to.as_deref())],
+            );
+            let report: DiffReport = client.json(Method::GET, &path, None).await?;
+            if cli.json { print_json(&report)? } else { print::diff(&report) }
+        }
+        Command::Cat { bucket, key, at } => {
+            let path = with_query("object", &[("bucket", Some(bucket)), ("key", Some(key)), ("at", at.as_deref())]);
+            let res = client.send(Method::GET, &path, None).await?;
+            let mut stdout = std::io::stdout().lock();
+            todir::copy_verified(res, &mut stdout).await?;
+            stdout.flush()?;
+        }
+        Command::Restore(args) => return restore(cli, client, args).await,
+        Command::Snapshot(cmd) => {
+            let snapshots: Vec<Snapshot> = match cmd {
+                SnapshotCommand::Create { name, at } => {
+                    let path = with_query("snapshots", &[("name", Some(name)), ("at", at.as_deref())]);
+                    client.json(Method::POST, &path, None).await?
+                }
+                SnapshotCommand::List => client.json(Method::GET, "snapshots", None).await?,
+                SnapshotCommand::Delete { name } => {
+                    client
+                        .json::<Vec<Snapshot>>(Method::DELETE, &with_query("snapshots", &[("name", Some(name))]), None)
+                        .await?;
+                    if !cli.json {
+                        println!("Deleted snapshot {name} (the history it named is kept).");
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+            };
+            if cli.json { print_json(&snapshots)? } else { print::snapshots(&snapshots) }
+        }
+        Command::Verify { read_data, read_data_subset } => {
+            let fraction = match (read_data, read_data_subset) {
+                (true, _) => Some("1".to_owned()),
+                (false, Some(p)) => Some(parse_percent(p)?.to_string()),
+                (false, None) => None,
+            };
+            let report: VerifyReport =
+                client.json(Method::POST, &with_query("verify", &[("read_data", fraction.as_deref())]), None).await?;
+            if cli.json {
+                print_json(&report)?
+            } else {
+                print::verify(&report)
+            }
+            if !report.ok() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Status => {
+            let status: Status = client.json(Method::GET, "status", None).await?;
+            if cli.json { print_json(&status)? } else { print::status(&status) }
+        }
+        Command::Init => {
+            let status: Status = client.json(Method::GET, "status", None).await?;
+            let dir = cli.data_dir.as_deref().unwrap_or(Path::new("rewind-data"));
+            if cli.json {
+                print_json(&status)?;
+            } else {
+                println!(
+                    "Rewind data is ready in {}: vault at {}, journal head seq:{}.\nKeep a copy of the vault key file (default {}) somewhere else: without it the vault cannot be read.",
+                    dir.display(),
+                    status.vault_location,
+                    status.head_seq,
+                    dir.join("vault.key").display()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `10%` or `0.1` as a fraction.
+fn parse_percent(text: &str) -> Result<f64, CliError> {
+    let value = match text.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
+        None => text.trim().parse::<f64>(),
+    };
+    value.ok().filter(|f| *f > 0.0 && *f <= 1.0).ok_or_else(|| {
+        CliError::other(format!("--read-data-subset {text:?} must be a share such as 10% (more than 0, at most 100%)"))
+    })
+}
+
+fn confirm(question: &str) -> Result<bool, CliError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::other(
+            "not restoring without confirmation: re-run with --yes (or --dry-run to only look)",
+        ));
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES"))
+}
+
+async fn restore(cli: &Cli, client: &Client, args: &RestoreArgs) -> Result<ExitCode, CliError> {
+    if let Some(dir) = &args.to_dir {
+        return todir::restore(cli.json, client, args, dir).await;
+    }
+    let mut ask = RestoreRequest {
+        bucket: args.bucket.clone(),
+        at: args.at.clone(),
+        prefix: args.prefix.clone(),
+        key: args.key.clone(),
+        to_bucket: args.to_bucket.clone(),
+        mode: args.mode,
+        dry_run: true,
+        parallel: args.parallel,
+    };
+    let body = |ask: &RestoreRequest| serde_json::to_vec(ask).map_err(|e| CliError::other(e.to_string()));
+    let mut lines = Lines::of(client.send(Method::POST, "restore", Some(body(&ask)?)).await?);
+    let Some(RestoreEvent::Plan(plan)) = lines.next::<RestoreEvent>().await? else {
+        return Err(CliError::other("the gateway sent no restore plan"));
+    };
+    if cli.json && args.dry_run {
+        print_json(&plan)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !cli.json {
+        print::plan(&plan, args.mode);
+    }
+    if args.dry_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if plan.writes + plan.deletes == 0 {
+        if !cli.json {
+            println!("Nothing to restore: {} is already as it was.", plan.to_bucket);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.yes && !confirm("Apply this restore?")? {
+        println!("Nothing changed.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    ask.dry_run = false;
+    let mut lines = Lines::of(client.send(Method::POST, "restore", Some(body(&ask)?)).await?);
+    apply(cli, args, &mut lines, plan).await
+}
+
+async fn apply(cli: &Cli, args: &RestoreArgs, lines: &mut Lines, plan: PlanSummary) -> Result<ExitCode, CliError> {
+    let bar = print::progress_bar(plan.writes + plan.deletes, cli.json);
+    let mut failures = Vec::new();
+    while let Some(event) = lines.next::<RestoreEvent>().await? {
+        match event {
+            RestoreEvent::Plan(p) => bar.set_length(p.writes + p.deletes),
+            RestoreEvent::Progress { done, bytes, .. } => {
+                bar.set_position(done);
+                bar.set_message(print::bytes(bytes));
+            }
+            RestoreEvent::Failed { key, error } => {
+                bar.suspend(|| eprintln!("failed: {key}: {error}"));
+                failures.push((key, error));
+            }
+            RestoreEvent::Done { written, deleted, failed, bytes, before_seq } => {
+                bar.finish_and_clear();
+                if cli.json {
+                    print_json(&RestoreEvent::Done { written, deleted, failed, bytes, before_seq })?;
+                } else {
+                    print::done(args, written, deleted, failed, bytes, before_seq, &plan.to_bucket);
+                }
+                return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            }
+        }
+    }
+    bar.abandon();
+    Err(CliError::other(
+        "the restore stopped before it finished (the gateway went away?); run the same command again to finish it",
+    ))
+}

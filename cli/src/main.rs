@@ -1,0 +1,17 @@
+//! `rewind`: the operator CLI (see the library for the commands).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = rewind_cli::Cli::parse();
+    match rewind_cli::run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rewind: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
