@@ -75,7 +75,12 @@ impl hyper::service::Service<http::Request<Incoming>> for S3Front {
             };
             let (parts, body) = response.into_parts();
             let completion = Completion { start, is_head, status: parts.status, info, received, metrics, span };
-            Ok(http::Response::from_parts(parts, ObservedBody { inner: body, sent: 0, completion: Some(completion) }))
+            let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+            let length = http_body::Body::size_hint(&body).exact().or(declared);
+            Ok(http::Response::from_parts(
+                parts,
+                ObservedBody { inner: body, sent: 0, length, completion: Some(completion) },
+            ))
         })
     }
 }
@@ -168,6 +173,8 @@ impl http_body::Body for IdleTimeoutBody {
 pub struct ObservedBody {
     inner: s3s::Body,
     sent: u64,
+    /// The declared length, when known: hyper stops polling once it is sent.
+    length: Option<u64>,
     completion: Option<Completion>,
 }
 
@@ -204,9 +211,10 @@ impl http_body::Body for ObservedBody {
 
 impl Drop for ObservedBody {
     fn drop(&mut self) {
-        // Bodies that hyper never polls to the end (HEAD, empty bodies, client gone).
+        // Bodies that hyper never polls to the end (HEAD, empty bodies, a declared length
+        // fully sent, client gone).
         if let Some(c) = self.completion.take() {
-            c.finish(self.sent, self.inner.is_end_stream());
+            c.finish(self.sent, self.inner.is_end_stream() || self.length == Some(self.sent));
         }
     }
 }

@@ -50,6 +50,33 @@ pub enum HistoryError {
     },
 }
 
+/// Calls `f` with every record that decodes, oldest first, in batches; records that do not
+/// decode (damage `verify` reports) are skipped, so one bad record does not hide the rest.
+pub(crate) fn each_record(journal: &Journal, mut f: impl FnMut(rewind_journal::Record)) -> Result<(), HistoryError> {
+    const BATCH: usize = 1024;
+    let head = journal.head()?.seq.0;
+    let mut next = 1u64;
+    while next <= head {
+        match journal.records(Seq(next), BATCH) {
+            Ok(records) => {
+                let Some(last) = records.last().map(|r| r.seq.0) else { break };
+                records.into_iter().for_each(&mut f);
+                next = last + 1;
+            }
+            // Somewhere in this batch is a damaged record: go one by one.
+            Err(_) => {
+                for seq in next..(next + BATCH as u64).min(head + 1) {
+                    if let Ok(Some(r)) = journal.record(Seq(seq)) {
+                        f(r);
+                    }
+                }
+                next += BATCH as u64;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One key's version as of some instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {

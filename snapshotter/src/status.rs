@@ -3,14 +3,11 @@
 use std::collections::BTreeMap;
 
 use rewind_journal::Journal;
-use rewind_model::{Body, ChunkId, Commit, Effect, Seq};
+use rewind_model::{Body, ChunkId, Commit, Effect};
 use rewind_vault::ChunkLocation;
 
 use crate::api::{BucketStatus, Status, time_text};
 use crate::{History, HistoryError};
-
-/// Records decoded at a time while walking the journal.
-const BATCH: usize = 1024;
 
 /// The status of `journal` (and of the vault it indexes, at `vault_location`).
 ///
@@ -27,18 +24,12 @@ pub fn status(journal: &Journal, vault_location: String) -> Result<Status, Histo
         ..Status::default()
     };
     let mut versions: BTreeMap<String, u64> = BTreeMap::new();
-    let mut next = Seq(1);
-    loop {
-        let records = journal.records(next, BATCH)?;
-        let Some(last) = records.last() else { break };
-        next = Seq(last.seq.0 + 1);
-        for record in records {
-            if let Body::Commit(Commit { bucket, effect: Effect::Version(v), .. }) = record.body {
-                status.logical_bytes += v.size;
-                *versions.entry(bucket).or_default() += 1;
-            }
+    crate::each_record(journal, |record| {
+        if let Body::Commit(Commit { bucket, effect: Effect::Version(v), .. }) = record.body {
+            status.logical_bytes += v.size;
+            *versions.entry(bucket).or_default() += 1;
         }
-    }
+    })?;
     journal.for_each_chunk(|id, value| {
         status.chunks += 1;
         if let Ok(location) = ChunkLocation::decode(ChunkId(*id), value) {

@@ -5,14 +5,11 @@
 use std::collections::{HashMap, HashSet};
 
 use rewind_journal::Journal;
-use rewind_model::{Body, ChunkId, Commit, Effect, Seq};
+use rewind_model::{Body, ChunkId, Commit, Effect};
 use rewind_vault::Vault;
 
 use crate::HistoryError;
 use crate::api::{Damage, VerifyReport};
-
-/// Records decoded at a time while walking the journal.
-const BATCH: usize = 1024;
 
 /// How much data to read back.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,34 +46,31 @@ pub async fn verify(journal: &Journal, vault: &Vault, read: ReadData) -> Result<
         .collect();
     // Each chunk is checked once: `None` when sound, else what is wrong.
     let mut verdicts: HashMap<ChunkId, Option<String>> = HashMap::new();
-    let mut next = Seq(1);
-    loop {
-        let records = journal.records(next, BATCH)?;
-        let Some(last) = records.last() else { break };
-        next = Seq(last.seq.0 + 1);
-        report.records += records.len() as u64;
-        for record in records {
-            let Body::Commit(Commit { bucket, key, effect: Effect::Version(version), .. }) = record.body else {
-                continue;
-            };
-            report.versions += 1;
-            let mut problem = None;
-            for id in &version.chunks {
-                let verdict = match verdicts.get(id) {
-                    Some(v) => v.clone(),
-                    None => {
-                        let v = check_chunk(vault, &packs, id, read, &mut report).await;
-                        verdicts.insert(*id, v.clone());
-                        v
-                    }
-                };
-                if problem.is_none() {
-                    problem = verdict;
+    let mut versions = Vec::new();
+    crate::each_record(journal, |record| {
+        report.records += 1;
+        if let Body::Commit(Commit { bucket, key, effect: Effect::Version(version), .. }) = record.body {
+            versions.push((record.seq, bucket, key, version.chunks));
+        }
+    })?;
+    for (seq, bucket, key, chunks) in versions {
+        report.versions += 1;
+        let mut problem = None;
+        for id in &chunks {
+            let verdict = match verdicts.get(id) {
+                Some(v) => v.clone(),
+                None => {
+                    let v = check_chunk(vault, &packs, id, read, &mut report).await;
+                    verdicts.insert(*id, v.clone());
+                    v
                 }
+            };
+            if problem.is_none() {
+                problem = verdict;
             }
-            if let Some(problem) = problem {
-                report.damaged.push(Damage { bucket, key, seq: record.seq.0, problem });
-            }
+        }
+        if let Some(problem) = problem {
+            report.damaged.push(Damage { bucket, key, seq: seq.0, problem });
         }
     }
     Ok(report)

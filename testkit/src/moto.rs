@@ -21,9 +21,15 @@ pub struct Moto {
 impl Moto {
     /// Starts `moto_server` on a free loopback port and waits until it answers.
     pub async fn start() -> Self {
+        Self::start_with_env(&[]).await
+    }
+
+    /// Starts `moto_server` with extra environment settings (e.g. `S3_UPLOAD_PART_MIN_SIZE`).
+    pub async fn start_with_env(env: &[(&str, &str)]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -13,6 +13,9 @@ use rewind_snapshotter::plan::same_object;
 use super::{Capture, CaptureError, plain_etag, upstream_error};
 use crate::request::RequestInfo;
 
+/// What S3 reports for an object stored without a content type. The SDK would otherwise
+/// send its own default, so a version recorded without one is restored with S3's.
+const S3_DEFAULT_TYPE: &str = "binary/octet-stream";
 /// Objects up to this size are written with one PutObject, held in memory whole.
 pub const SINGLE_PUT_MAX: u64 = 16 << 20;
 /// Part size for larger objects (S3 wants at least 5 MiB per part but the last).
@@ -128,7 +131,7 @@ impl Capture {
                 .set_content_disposition(header(v, "content-disposition").map(Into::into))
                 .set_content_encoding(header(v, "content-encoding").map(Into::into))
                 .set_content_language(header(v, "content-language").map(Into::into))
-                .set_content_type(header(v, "content-type").map(Into::into))
+                .content_type(header(v, "content-type").unwrap_or(S3_DEFAULT_TYPE))
                 .set_expires(expires(v))
                 .set_website_redirect_location(header(v, "x-amz-website-redirect-location").map(Into::into))
                 .set_metadata(metadata(v))
@@ -147,7 +150,7 @@ impl Capture {
             .set_content_disposition(header(v, "content-disposition").map(Into::into))
             .set_content_encoding(header(v, "content-encoding").map(Into::into))
             .set_content_language(header(v, "content-language").map(Into::into))
-            .set_content_type(header(v, "content-type").map(Into::into))
+            .content_type(header(v, "content-type").unwrap_or(S3_DEFAULT_TYPE))
             .set_expires(expires(v))
             .set_website_redirect_location(header(v, "x-amz-website-redirect-location").map(Into::into))
             .set_metadata(metadata(v))
