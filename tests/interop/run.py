@@ -14,11 +14,9 @@ import argparse
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
-import string
 import subprocess
 import sys
 import tempfile
@@ -31,31 +29,8 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-MIB = 1024 * 1024
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def random_key_pair():
-    alphabet = string.ascii_uppercase + string.digits
-    key_id = "IT" + "".join(secrets.choice(alphabet) for _ in range(18))
-    return key_id, secrets.token_urlsafe(30)
-
-
-def wait_until(what, check, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"timed out waiting for {what}")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from harness import MIB, free_port, random_key_pair, wait_until, write_random  # noqa: E402
 
 
 def sha256_of(path):
@@ -66,18 +41,6 @@ def sha256_of(path):
     return h.hexdigest()
 
 
-def write_random(path, size, seed):
-    """Deterministic, incompressible content so a failure reproduces."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        counter = 0
-        written = 0
-        while written < size:
-            block = hashlib.sha256(f"{seed}:{counter}".encode()).digest() * 2048
-            block = block[: size - written]
-            f.write(block)
-            written += len(block)
-            counter += 1
 
 
 class Env:

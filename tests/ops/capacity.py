@@ -12,6 +12,7 @@ import os
 import secrets
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,13 +20,12 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from harness import free_port  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def du(path):

@@ -30,27 +30,14 @@ import boto3
 import yaml
 from botocore.config import Config
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from harness import free_port, wait_until  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def wait_until(what, check, timeout=60):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except Exception as e:  # noqa: BLE001 - reported on timeout
-            last = e
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what} (last error: {last})")
 
 
 def check_shipped_files():
