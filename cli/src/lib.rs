@@ -283,7 +283,17 @@ async fn execute(cli: &Cli, client: &Client) -> Result<ExitCode, CliError> {
             let snapshots: Vec<Snapshot> = match cmd {
                 SnapshotCommand::Create { name, at } => {
                     let path = with_query("snapshots", &[("name", Some(name)), ("at", at.as_deref())]);
-                    client.json(Method::POST, &path, None).await?
+                    let made: Vec<Snapshot> = client.json(Method::POST, &path, None).await?;
+                    if !cli.json {
+                        for s in &made {
+                            println!(
+                                "Created snapshot {} at seq:{} ({}); use it as --at {}",
+                                s.name, s.seq, s.time, s.name
+                            );
+                        }
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    made
                 }
                 SnapshotCommand::List => client.json(Method::GET, "snapshots", None).await?,
                 SnapshotCommand::Delete { name } => {

@@ -162,8 +162,11 @@ pub fn done(args: &RestoreArgs, written: u64, deleted: u64, failed: u64, bytes_w
     if failed > 0 {
         println!("Run the same command again to retry what failed; what is done is not redone.");
     }
-    let prefix = if args.prefix.is_empty() { String::new() } else { format!(" --prefix {}", args.prefix) };
-    println!("To undo this restore: rewind restore --bucket {to} --at seq:{before}{prefix} --mode rewind");
+    let mut scope = if args.prefix.is_empty() { String::new() } else { format!(" --prefix {}", args.prefix) };
+    if let Some(key) = &args.key {
+        scope.push_str(&format!(" --key {key}"));
+    }
+    println!("To undo this restore: rewind restore --bucket {to} --at seq:{before}{scope} --mode rewind");
 }
 
 pub fn progress_bar(total: u64, hidden: bool) -> ProgressBar {

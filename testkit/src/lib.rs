@@ -73,6 +73,8 @@ pub struct TestGateway {
     pub secret: String,
     /// The data directory (kept alive with the gateway).
     pub data_dir: tempfile::TempDir,
+    /// The admin API's token (configured, or generated into the data directory in use).
+    token: String,
 }
 
 impl TestGateway {
@@ -102,8 +104,13 @@ impl TestGateway {
         config.set_client_key(id.clone(), Secret::new(secret.clone()));
         adjust(&mut config);
         let config = config.finish(vec![]).unwrap();
+        let (configured, in_use) = (config.credentials.admin_token.clone(), config.server.data_dir.clone());
         let gateway = Gateway::start(config, StartOptions::default()).await.unwrap();
-        Self { gateway, access_key_id: id, secret, data_dir }
+        let token = match configured {
+            Some(t) => t.expose().to_owned(),
+            None => std::fs::read_to_string(in_use.join("admin-token")).unwrap().trim().to_owned(),
+        };
+        Self { gateway, access_key_id: id, secret, data_dir, token }
     }
 
     /// `http://127.0.0.1:PORT` of the S3 listener.
@@ -116,9 +123,9 @@ impl TestGateway {
         format!("http://{}", self.gateway.admin_addr)
     }
 
-    /// The admin API token the gateway generated into its data directory.
+    /// The admin API's token.
     pub fn admin_token(&self) -> String {
-        std::fs::read_to_string(self.data_dir.path().join("admin-token")).unwrap().trim().to_owned()
+        self.token.clone()
     }
 
     /// The S3 listener's address.

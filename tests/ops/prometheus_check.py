@@ -67,7 +67,8 @@ def check_shipped_files():
 
 DASHBOARD = ROOT / "deploy/grafana/rewind-dashboard.json"
 # Panels that stay empty on a healthy gateway (they chart failures).
-EMPTY_WHEN_HEALTHY = {"Errors by status", "Writes refused to protect history"}
+# Charts of events a healthy gateway under this test's traffic does not have.
+EMPTY_WHEN_HEALTHY = {"Errors by status", "Writes refused to protect history", "Objects restored"}
 
 
 def dashboard_queries():
@@ -105,7 +106,9 @@ def check_prometheus_scrapes_a_gateway(gateway_bin):
     s3_port, admin_port, prom_port = free_port(), free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        env = {**os.environ, "REWIND_ACCESS_KEY_ID": key_id, "REWIND_SECRET_ACCESS_KEY": secret, "REWIND_LOG": "warn"}
+        token = secrets.token_urlsafe(24)
+        env = {**os.environ, "REWIND_ACCESS_KEY_ID": key_id, "REWIND_SECRET_ACCESS_KEY": secret, "REWIND_LOG": "warn",
+               "REWIND_ADMIN_TOKEN": token}
         gateway = subprocess.Popen(
             [gateway_bin, "--data-dir", str(tmp / "data"), "--listen", f"127.0.0.1:{s3_port}",
              "--admin-listen", f"127.0.0.1:{admin_port}"],
@@ -131,6 +134,12 @@ def check_prometheus_scrapes_a_gateway(gateway_bin):
                 s3.put_object(Bucket="metrics", Key=f"k{i}", Body=body + bytes([i]))
             s3.get_object(Bucket="metrics", Key="k0")["Body"].read()
             s3.delete_object(Bucket="metrics", Key="k1")
+            # A verify through the admin API, as `rewind verify` runs it (the scheduled one
+            # starts a minute after start-up).
+            verify = urllib.request.Request(f"http://127.0.0.1:{admin_port}/admin/v1/verify", method="POST",
+                                            headers={"Authorization": f"Bearer {token}"})
+            report = json.load(urllib.request.urlopen(verify, timeout=30))
+            assert not report["damaged"] and not report["journal_problems"], report
 
             def series_ready():
                 commits = query(prom_port, 'sum(rewind_journal_records_total{record="commit",result="ok"})')
@@ -140,6 +149,9 @@ def check_prometheus_scrapes_a_gateway(gateway_bin):
             assert puts == [10.0], puts
             received = query(prom_port, 'sum(rewind_client_received_bytes_total{operation="PutObject"})')
             assert received and received[0] >= 10 * 300_000, received
+            verified = wait_until("the verify to be scraped",
+                                  lambda: query(prom_port, "rewind_verify_last_success_timestamp_seconds"))
+            assert abs(verified[0] - time.time()) < 120, verified
             chunks = query(prom_port, 'sum(rewind_vault_chunks_total{result="new"})')
             assert chunks and chunks[0] >= 10, chunks
             assert query(prom_port, 'up{job="rewind"}') == [1.0]

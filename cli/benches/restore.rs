@@ -1,0 +1,187 @@
+//! Restore throughput against a plain copy of the same data, and `ls --at` over 100,000
+//! keys, in one run. Prints figures; asserts nothing about time.
+//!
+//! Restore: objects are written through the gateway (captured), deleted, then restored by
+//! the admin API from the local vault into the upstream. Plain copy: the same bytes, held
+//! in memory, PUT straight into the upstream with the same client library (aws-sdk-s3) and
+//! the same parallelism. Upstream, journal and vault are on /dev/shm when it exists, so the
+//! figures compare software, not this machine's disk.
+//!
+//! Run: cargo bench -p rewind-cli --bench restore [-- --quick]
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use futures::StreamExt;
+use http::Method;
+use rewind_cli::{Client, Lines};
+use rewind_model::{Body, Commit, Effect, Intent, ObjectVersion, Op};
+use rewind_snapshotter::api::{Listing, Mode, RestoreEvent, RestoreRequest};
+use rewind_testkit::{FsUpstream, TestGateway, pattern};
+
+const PARALLEL: usize = 8;
+
+fn scratch() -> tempfile::TempDir {
+    let shm = PathBuf::from("/dev/shm");
+    if shm.is_dir() { tempfile::tempdir_in(shm).unwrap() } else { tempfile::tempdir().unwrap() }
+}
+
+struct Rate {
+    seconds: f64,
+    objects: usize,
+    bytes: usize,
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>8.0} objects/s {:>8.1} MB/s ({:.2} s)",
+            self.objects as f64 / self.seconds,
+            self.bytes as f64 / self.seconds / 1e6,
+            self.seconds
+        )
+    }
+}
+
+async fn put_all(s3: &aws_sdk_s3::Client, bucket: &str, objects: &[(String, bytes::Bytes)]) -> f64 {
+    let start = Instant::now();
+    futures::stream::iter(objects.iter().cloned())
+        .map(|(key, body)| {
+            let s3 = s3.clone();
+            let bucket = bucket.to_owned();
+            async move { s3.put_object().bucket(bucket).key(key).body(ByteStream::from(body)).send().await.unwrap() }
+        })
+        .buffer_unordered(PARALLEL)
+        .for_each(|_| async {})
+        .await;
+    start.elapsed().as_secs_f64()
+}
+
+async fn restore_case(name: &str, count: usize, size: usize) -> f64 {
+    let (up_dir, data_dir) = (scratch(), scratch());
+    let upstream = FsUpstream::start_in(up_dir.path().to_path_buf()).await;
+    let data = data_dir.path().to_path_buf();
+    let gw = TestGateway::start_with(&upstream.target, |c| c.server.data_dir = data).await;
+    let s3 = gw.client();
+    let direct = upstream.client();
+    for b in ["restored", "plain"] {
+        s3.create_bucket().bucket(b).send().await.unwrap();
+    }
+    let objects: Vec<(String, bytes::Bytes)> =
+        (0..count).map(|i| (format!("obj/{i:06}"), bytes::Bytes::from(pattern(size, i as u64 + 1)))).collect();
+    put_all(&s3, "restored", &objects).await;
+    let before = format!("seq:{}", gw.gateway.capture().journal().head().unwrap().seq.0);
+    for batch in objects.chunks(1000) {
+        let ids = batch.iter().map(|(k, _)| ObjectIdentifier::builder().key(k).build().unwrap()).collect();
+        let delete = Delete::builder().set_objects(Some(ids)).quiet(true).build().unwrap();
+        s3.delete_objects().bucket("restored").delete(delete).send().await.unwrap();
+    }
+
+    let plain = put_all(&direct, "plain", &objects).await;
+
+    let admin = Client::new(&gw.admin_url(), gw.admin_token());
+    let ask = RestoreRequest {
+        bucket: "restored".into(),
+        at: before,
+        prefix: String::new(),
+        key: None,
+        to_bucket: None,
+        mode: Mode::Rewind,
+        dry_run: false,
+        parallel: PARALLEL,
+    };
+    let start = Instant::now();
+    let mut lines =
+        Lines::of(admin.send(Method::POST, "restore", Some(serde_json::to_vec(&ask).unwrap())).await.unwrap());
+    let written = loop {
+        match lines.next::<RestoreEvent>().await.unwrap() {
+            Some(RestoreEvent::Done { written, failed, .. }) => {
+                assert_eq!(failed, 0);
+                break written;
+            }
+            Some(_) => {}
+            None => panic!("no Done"),
+        }
+    };
+    let restore = start.elapsed().as_secs_f64();
+    assert_eq!(written as usize, count);
+    let bytes = count * size;
+    let (restore, plain) =
+        (Rate { seconds: restore, objects: count, bytes }, Rate { seconds: plain, objects: count, bytes });
+    let ratio = plain.seconds / restore.seconds;
+    println!("{name}");
+    println!("  plain copy {plain}");
+    println!("  restore    {restore}");
+    println!("  restore / plain copy: {:.1}% (target >= 80%)", ratio * 100.0);
+    gw.gateway.shutdown().await;
+    upstream.stop().await;
+    ratio
+}
+
+/// Journals `keys` puts (and, for every tenth key, a later overwrite) straight into the
+/// gateway's journal, then times `ls` through the admin API now and at an older instant.
+async fn ls_case(keys: usize) {
+    let (up_dir, data_dir) = (scratch(), scratch());
+    let upstream = FsUpstream::start_in(up_dir.path().to_path_buf()).await;
+    let data = data_dir.path().to_path_buf();
+    let gw = TestGateway::start_with(&upstream.target, |c| c.server.data_dir = data).await;
+    let journal = gw.gateway.capture().journal().clone();
+    let version = |i: usize| ObjectVersion {
+        size: 4096,
+        blake3: *blake3::hash(&i.to_le_bytes()).as_bytes(),
+        chunks: Vec::new(),
+        etag: format!("{i:032x}"),
+        version_id: None,
+        headers: vec![("content-type".into(), "application/octet-stream".into())],
+        metadata: Vec::new(),
+        tags: Vec::new(),
+    };
+    let write = |i: usize| {
+        let journal = journal.clone();
+        async move {
+            let key = format!("logs/2026/11/{i:08}.json");
+            let intent = Intent {
+                op: Op::Put,
+                bucket: "big".into(),
+                key: key.clone(),
+                access_key: "bench".into(),
+                request_id: "b".into(),
+            };
+            let at = journal.append(Body::Intent(intent), rewind_journal::Durability::Buffered).await.unwrap().seq;
+            let commit = Commit { intent: at, bucket: "big".into(), key, effect: Effect::Version(version(i)) };
+            journal.append(Body::Commit(commit), rewind_journal::Durability::Buffered).await.unwrap();
+        }
+    };
+    futures::stream::iter(0..keys).map(write).buffer_unordered(64).for_each(|()| async {}).await;
+    let middle = journal.head().unwrap().seq.0;
+    futures::stream::iter((0..keys).step_by(10)).map(write).buffer_unordered(64).for_each(|()| async {}).await;
+
+    let admin = Client::new(&gw.admin_url(), gw.admin_token());
+    for (label, at) in [("now", "now".to_owned()), ("an older instant", format!("seq:{middle}"))] {
+        let start = Instant::now();
+        let listing: Listing = admin.json(Method::GET, &format!("ls?bucket=big&at={at}"), None).await.unwrap();
+        let seconds = start.elapsed().as_secs_f64();
+        assert_eq!(listing.objects.len(), keys);
+        println!(
+            "ls --at {label} over {keys} keys: {seconds:.3} s through the admin API, JSON included (target < 2 s)"
+        );
+    }
+    gw.gateway.shutdown().await;
+    upstream.stop().await;
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let scale = if quick { 8 } else { 1 };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        restore_case(&format!("{} objects of 1 MiB, {PARALLEL} at once", 1024 / scale), 1024 / scale, 1 << 20).await;
+        restore_case(&format!("{} objects of 4 KiB, {PARALLEL} at once", 10_000 / scale), 10_000 / scale, 4096).await;
+        ls_case(100_000 / scale).await;
+    });
+}
