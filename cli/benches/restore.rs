@@ -25,6 +25,14 @@ use rewind_testkit::{FsUpstream, TestGateway, pattern};
 
 const PARALLEL: usize = 8;
 
+/// CPU seconds this process has used (user + system), from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn scratch() -> tempfile::TempDir {
     let shm = PathBuf::from("/dev/shm");
     if shm.is_dir() { tempfile::tempdir_in(shm).unwrap() } else { tempfile::tempdir().unwrap() }
@@ -82,7 +90,13 @@ async fn restore_case(name: &str, count: usize, size: usize) -> f64 {
         s3.delete_objects().bucket("restored").delete(delete).send().await.unwrap();
     }
 
+    let cpu = cpu_seconds();
     let plain = put_all(&direct, "plain", &objects).await;
+    let plain_cpu = cpu_seconds() - cpu;
+    if std::env::var_os("REWIND_BENCH_GATEWAY_CLIENT").is_some() {
+        let via = put_all(gw.gateway.capture().upstream(), "plain", &objects).await;
+        println!("  plain copy with the gateway's upstream client: {:.0} objects/s", count as f64 / via);
+    }
 
     let admin = Client::new(&gw.admin_url(), gw.admin_token());
     let ask = RestoreRequest {
@@ -95,11 +109,17 @@ async fn restore_case(name: &str, count: usize, size: usize) -> f64 {
         dry_run: false,
         parallel: PARALLEL,
     };
-    let start = Instant::now();
+    if std::env::var_os("REWIND_BENCH_MARK").is_some() {
+        eprintln!("restore phase starts");
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+    let (start, cpu) = (Instant::now(), cpu_seconds());
     let mut lines =
         Lines::of(admin.send(Method::POST, "restore", Some(serde_json::to_vec(&ask).unwrap())).await.unwrap());
+    let mut planned = 0.0;
     let written = loop {
         match lines.next::<RestoreEvent>().await.unwrap() {
+            Some(RestoreEvent::Plan(_)) => planned = start.elapsed().as_secs_f64(),
             Some(RestoreEvent::Done { written, failed, .. }) => {
                 assert_eq!(failed, 0);
                 break written;
@@ -109,6 +129,7 @@ async fn restore_case(name: &str, count: usize, size: usize) -> f64 {
         }
     };
     let restore = start.elapsed().as_secs_f64();
+    let restore_cpu = cpu_seconds() - cpu;
     assert_eq!(written as usize, count);
     let bytes = count * size;
     let (restore, plain) =
@@ -116,8 +137,15 @@ async fn restore_case(name: &str, count: usize, size: usize) -> f64 {
     let ratio = plain.seconds / restore.seconds;
     println!("{name}");
     println!("  plain copy {plain}");
-    println!("  restore    {restore}");
+    println!("  restore    {restore}, of which planning {planned:.2} s");
     println!("  restore / plain copy: {:.1}% (target >= 80%)", ratio * 100.0);
+    println!(
+        "  CPU per object: plain copy {:.0} µs, restore {:.0} µs (2 cores: {:.0}% and {:.0}% busy)",
+        plain_cpu / count as f64 * 1e6,
+        restore_cpu / count as f64 * 1e6,
+        plain_cpu / plain.seconds / 2.0 * 100.0,
+        restore_cpu / restore.seconds / 2.0 * 100.0
+    );
     gw.gateway.shutdown().await;
     upstream.stop().await;
     ratio
@@ -175,13 +203,25 @@ async fn ls_case(keys: usize) {
     upstream.stop().await;
 }
 
+/// `[--quick] [--only 1m|4k|ls]`
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let runs = |case: &str| only.as_deref().is_none_or(|o| o == case);
     let scale = if quick { 8 } else { 1 };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        restore_case(&format!("{} objects of 1 MiB, {PARALLEL} at once", 1024 / scale), 1024 / scale, 1 << 20).await;
-        restore_case(&format!("{} objects of 4 KiB, {PARALLEL} at once", 10_000 / scale), 10_000 / scale, 4096).await;
-        ls_case(100_000 / scale).await;
+        if runs("1m") {
+            let n = 1024 / scale;
+            restore_case(&format!("{n} objects of 1 MiB, {PARALLEL} at once"), n, 1 << 20).await;
+        }
+        if runs("4k") {
+            let n = 10_000 / scale;
+            restore_case(&format!("{n} objects of 4 KiB, {PARALLEL} at once"), n, 4096).await;
+        }
+        if runs("ls") {
+            ls_case(100_000 / scale).await;
+        }
     });
 }

@@ -16,7 +16,8 @@ use http::Method;
 use rewind_config::{Config, Secret};
 use rewind_gateway::{Gateway, StartOptions};
 use rewind_snapshotter::api::{
-    DiffReport, Listing, LogLine, Mode, PlanSummary, RestoreEvent, RestoreRequest, Snapshot, Status, VerifyReport,
+    DiffReport, Listing, LogLine, Mode, PlanSummary, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot, Status,
+    VerifyReport,
 };
 
 pub use client::{CliError, Client, Lines, with_query};
@@ -26,7 +27,7 @@ pub use client::{CliError, Client, Lines, with_query};
 /// Times (--at, --from, --to) accept RFC 3339 (2026-11-25T09:41:00Z), now, relative times
 /// (-15m, -2h, -3d, -1w), a journal position (seq:1234), or a snapshot name.
 #[derive(Debug, Parser)]
-#[command(name = "rewind", version, about, long_about = None)]
+#[command(name = "rewind", version)]
 pub struct Cli {
     /// The gateway's admin API.
     #[arg(long, env = "REWIND_ADMIN_URL", default_value = "http://127.0.0.1:9001", global = true)]
@@ -115,6 +116,23 @@ pub enum Command {
     },
     /// Journal head, checkpoints, vault size and dedup, and each bucket's objects.
     Status,
+    /// Capture what the upstream holds that the journal lacks (objects written before Rewind
+    /// or behind its back) and record keys deleted behind its back. Resumable.
+    Reconcile {
+        /// The bucket.
+        #[arg(long)]
+        bucket: String,
+        /// Keys reconciled at once [default: protection.reconcile_parallel].
+        #[arg(long)]
+        parallel: Option<u64>,
+        /// Most objects captured per second [default: protection.reconcile_objects_per_second].
+        #[arg(long)]
+        objects_per_second: Option<u64>,
+        /// Most bytes read from the upstream per second, e.g. 50MB [default:
+        /// protection.reconcile_bytes_per_second].
+        #[arg(long, value_parser = parse_size)]
+        bytes_per_second: Option<u64>,
+    },
     /// Create the vault and its key file in --data-dir without serving anything.
     Init,
 }
@@ -325,6 +343,21 @@ async fn execute(cli: &Cli, client: &Client) -> Result<ExitCode, CliError> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Command::Reconcile { bucket, parallel, objects_per_second, bytes_per_second } => {
+            let text = |n: &Option<u64>| n.map(|n| n.to_string());
+            let (p, o, b) = (text(parallel), text(objects_per_second), text(bytes_per_second));
+            let path = with_query(
+                "reconcile",
+                &[
+                    ("bucket", Some(bucket)),
+                    ("parallel", p.as_deref()),
+                    ("objects_per_second", o.as_deref()),
+                    ("bytes_per_second", b.as_deref()),
+                ],
+            );
+            let mut lines = Lines::of(client.send(Method::POST, &path, None).await?);
+            return reconcile(cli.json, bucket, &mut lines).await;
+        }
         Command::Status => {
             let status: Status = client.json(Method::GET, "status", None).await?;
             if cli.json { print_json(&status)? } else { print::status(&status) }
@@ -336,16 +369,51 @@ async fn execute(cli: &Cli, client: &Client) -> Result<ExitCode, CliError> {
                 print_json(&status)?;
             } else {
                 println!(
-                    "Rewind data is ready in {}: vault at {}, journal head seq:{}.\nKeep a copy of the vault key file (default {}) somewhere else: without it the vault cannot be read.",
+                    "Rewind data is ready in {}: vault at {}, journal head seq:{}.\nKeep a copy of the vault key file (default {}) somewhere else: without it the vault cannot be read.\nThe client access key is in {} (mode 0600) unless the configuration names its own.",
                     dir.display(),
                     status.vault_location,
                     status.head_seq,
-                    dir.join("vault.key").display()
+                    dir.join("vault.key").display(),
+                    dir.join("credentials.toml").display()
                 );
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    rewind_config::ByteSize::parse(text).map(|b| b.0)
+}
+
+async fn reconcile(json: bool, bucket: &str, lines: &mut Lines) -> Result<ExitCode, CliError> {
+    let bar = print::spinner(json);
+    while let Some(event) = lines.next::<ReconcileEvent>().await? {
+        match event {
+            ReconcileEvent::Progress(c) => bar.set_message(print::reconcile_counts(&c)),
+            ReconcileEvent::Failed { key, error } if key.is_empty() => {
+                bar.finish_and_clear();
+                return Err(CliError::other(error));
+            }
+            ReconcileEvent::Failed { key, error } => bar.suspend(|| eprintln!("failed: {key}: {error}")),
+            ReconcileEvent::Done(c) => {
+                bar.finish_and_clear();
+                if json {
+                    print_json(&c)?;
+                } else {
+                    println!("Reconciled {bucket}: {}.", print::reconcile_counts(&c));
+                    if c.failed > 0 {
+                        println!("Run it again to retry what failed; what is done is not redone.");
+                    }
+                }
+                return Ok(if c.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            }
+        }
+    }
+    bar.abandon();
+    Err(CliError::other(
+        "the reconcile stopped reporting before it finished (the gateway went away?); run it again to resume",
+    ))
 }
 
 /// `10%` or `0.1` as a fraction.

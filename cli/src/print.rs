@@ -2,7 +2,7 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rewind_snapshotter::api::{
-    DiffReport, Listing, LogLine, Mode, ObjectInfo, PlanSummary, Snapshot, Status, VerifyReport,
+    DiffReport, Listing, LogLine, Mode, ObjectInfo, PlanSummary, ReconcileCounts, Snapshot, Status, VerifyReport,
 };
 
 use crate::RestoreArgs;
@@ -177,6 +177,30 @@ pub fn progress_bar(total: u64, hidden: bool) -> ProgressBar {
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} objects, {msg}, {elapsed} (eta {eta})")
             .expect("invariant: the template is valid"),
+    );
+    bar
+}
+
+pub fn reconcile_counts(c: &ReconcileCounts) -> String {
+    format!(
+        "{} listed, {} unchanged, {} captured ({}), {} found deleted, {} failed",
+        c.listed,
+        c.unchanged,
+        c.captured,
+        bytes(c.captured_bytes),
+        c.deleted,
+        c.failed
+    )
+}
+
+pub fn spinner(hidden: bool) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    if hidden {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("invariant: the template is valid"),
     );
     bar
 }

@@ -164,11 +164,28 @@ pub struct ProtectionConfig {
     /// Let clients set bucket configurations that delete data behind the journal's back
     /// (lifecycle expiration, replication of deletes); they are journaled when allowed.
     pub allow_destructive_bucket_config: bool,
+    /// How often every protected bucket is reconciled with the upstream (objects written
+    /// or deleted behind the gateway's back, or before it was installed); the first pass
+    /// runs at start-up. `0s` turns the background reconcile off.
+    pub reconcile_interval: HumanDuration,
+    /// Most objects a reconcile captures per second (0: no limit).
+    pub reconcile_objects_per_second: u32,
+    /// Most bytes a reconcile reads from the upstream per second (0: no limit).
+    pub reconcile_bytes_per_second: ByteSize,
+    /// Objects a reconcile captures at once.
+    pub reconcile_parallel: usize,
 }
 
 impl Default for ProtectionConfig {
     fn default() -> Self {
-        Self { buckets: vec!["*".into()], allow_destructive_bucket_config: false }
+        Self {
+            buckets: vec!["*".into()],
+            allow_destructive_bucket_config: false,
+            reconcile_interval: HumanDuration::secs(3600),
+            reconcile_objects_per_second: 0,
+            reconcile_bytes_per_second: ByteSize(0),
+            reconcile_parallel: 4,
+        }
     }
 }
 
@@ -603,6 +620,9 @@ impl Config {
         }
         if v.memory_budget.0 < 16 * 1024 * 1024 {
             bad("vault.memory_budget", "must be at least 16MiB (two of the largest chunks)".into());
+        }
+        if self.protection.reconcile_parallel == 0 {
+            bad("protection.reconcile_parallel", "must be at least 1".into());
         }
         if v.verify_interval.0.is_zero() {
             bad("vault.verify_interval", "must be longer than zero".into());

@@ -12,6 +12,7 @@
 //! | `GET snapshots`, `POST snapshots?name&at`, `DELETE snapshots?name` | [`Snapshot`]s |
 //! | `POST verify?read_data=F` | [`VerifyReport`] |
 //! | `POST restore` ([`RestoreRequest`] body) | newline-delimited [`RestoreEvent`]s |
+//! | `POST reconcile?bucket&parallel&objects_per_second&bytes_per_second` | newline-delimited [`ReconcileEvent`]s |
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,7 +25,9 @@ use http_body_util::{BodyExt, StreamBody, combinators::UnsyncBoxBody};
 use hyper::body::{Frame, Incoming};
 use rewind_config::Secret;
 use rewind_journal::Journal;
-use rewind_snapshotter::api::{ApiError, DiffReport, Listing, LogLine, RestoreEvent, RestoreRequest, VerifyReport};
+use rewind_snapshotter::api::{
+    ApiError, DiffReport, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest, VerifyReport,
+};
 use rewind_snapshotter::plan::Scope;
 use rewind_snapshotter::verify::ReadData;
 use rewind_snapshotter::{At, History, HistoryError};
@@ -50,6 +53,7 @@ const MAX_PARALLEL: usize = 64;
 #[derive(Clone)]
 pub struct Api {
     capture: Arc<Capture>,
+    reconciler: Arc<crate::reconcile::Reconciler>,
     token: Secret,
     vault_location: String,
     metrics: Metrics,
@@ -150,8 +154,14 @@ fn known_bucket(journal: &Journal, bucket: &str) -> Result<(), Failure> {
 
 impl Api {
     /// The API over `capture`'s journal and vault, guarded by `token`.
-    pub fn new(capture: Arc<Capture>, token: Secret, vault_location: String, metrics: Metrics) -> Self {
-        Self { capture, token, vault_location, metrics }
+    pub fn new(
+        capture: Arc<Capture>,
+        reconciler: Arc<crate::reconcile::Reconciler>,
+        token: Secret,
+        vault_location: String,
+        metrics: Metrics,
+    ) -> Self {
+        Self { capture, reconciler, token, vault_location, metrics }
     }
 
     /// Answers one request under `/admin/`.
@@ -171,6 +181,7 @@ impl Api {
             }
             (Method::POST, "verify") => self.verify(Query::of(&req)).await,
             (Method::POST, "restore") => self.restore(req).await,
+            (Method::POST, "reconcile") => self.reconcile(Query::of(&req)).await,
             _ => Err(Failure(
                 StatusCode::NOT_FOUND,
                 format!(
@@ -364,7 +375,8 @@ impl Api {
             let (capture, metrics) = (self.capture.clone(), self.metrics.clone());
             tokio::spawn(async move {
                 let (inner_tx, mut inner_rx) = mpsc::channel::<RestoreEvent>(64);
-                let runner = tokio::spawn(crate::restore::run(capture, plan, parallel, before_seq.0, inner_tx));
+                let prefix = ask.key.clone().unwrap_or(ask.prefix);
+                let runner = tokio::spawn(crate::restore::run(capture, plan, prefix, parallel, before_seq.0, inner_tx));
                 while let Some(event) = inner_rx.recv().await {
                     if let RestoreEvent::Done { written, deleted, failed, .. } = &event {
                         metrics.restored_objects.with_label_values(&["written"]).inc_by(*written);
@@ -379,16 +391,53 @@ impl Api {
                 let _ = runner.await;
             });
         }
-        let lines = futures::stream::unfold(rx, |mut rx| async move {
-            let event = rx.recv().await?;
-            let mut line = serde_json::to_vec(&event).unwrap_or_default();
-            line.push(b'\n');
-            Some((Ok::<_, std::io::Error>(Frame::data(Bytes::from(line))), rx))
-        });
-        let mut res = Response::new(BodyExt::boxed_unsync(StreamBody::new(lines)));
-        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
-        Ok(res)
+        Ok(ndjson(rx))
     }
+}
+
+impl Api {
+    async fn reconcile(&self, q: Query) -> Answer {
+        let bucket = q.need("bucket")?.to_owned();
+        let mut limits = self.reconciler.limits();
+        let number = |name: &str| -> Result<Option<u64>, Failure> {
+            q.get(name)
+                .map(|v| v.parse::<u64>().map_err(|_| bad(format!("{name} {v:?} must be a whole number"))))
+                .transpose()
+        };
+        if let Some(n) = number("parallel")? {
+            limits.parallel = usize::try_from(n).unwrap_or(usize::MAX).clamp(1, MAX_PARALLEL);
+        }
+        if let Some(n) = number("objects_per_second")? {
+            limits.objects_per_second = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(n) = number("bytes_per_second")? {
+            limits.bytes_per_second = n;
+        }
+        if !self.capture.protects(&bucket) {
+            return Err(bad(crate::reconcile::ReconcileError::NotProtected(bucket).to_string()));
+        }
+        let (tx, rx) = mpsc::channel::<ReconcileEvent>(64);
+        let reconciler = self.reconciler.clone();
+        tokio::spawn(async move {
+            if let Err(e) = reconciler.run(&bucket, limits, Some(tx.clone())).await {
+                let _gone = tx.send(ReconcileEvent::Failed { key: String::new(), error: e.to_string() }).await;
+            }
+        });
+        Ok(ndjson(rx))
+    }
+}
+
+/// A streamed answer of newline-delimited JSON events.
+fn ndjson<T: Serialize + Send + 'static>(rx: mpsc::Receiver<T>) -> Response<Body> {
+    let lines = futures::stream::unfold(rx, |mut rx| async move {
+        let event = rx.recv().await?;
+        let mut line = serde_json::to_vec(&event).unwrap_or_default();
+        line.push(b'\n');
+        Some((Ok::<_, std::io::Error>(Frame::data(Bytes::from(line))), rx))
+    });
+    let mut res = Response::new(BodyExt::boxed_unsync(StreamBody::new(lines)));
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    res
 }
 
 /// Runs a verify, recording its outcome in the metrics.

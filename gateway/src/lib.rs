@@ -11,6 +11,7 @@ pub mod errors;
 pub mod front;
 pub mod metrics;
 mod mutations;
+pub mod reconcile;
 pub mod request;
 pub mod restore;
 pub mod s3;
@@ -142,7 +143,17 @@ impl Gateway {
             config.vault.verify_interval.0,
             shutdown.child_token(),
         ));
-        let api = api::Api::new(capture.clone(), admin_token, stores.vault_location.clone(), metrics.clone());
+        let p = &config.protection;
+        let limits = reconcile::Limits {
+            parallel: p.reconcile_parallel,
+            objects_per_second: p.reconcile_objects_per_second,
+            bytes_per_second: p.reconcile_bytes_per_second.0,
+        };
+        let reconciler =
+            Arc::new(reconcile::Reconciler::new(capture.clone(), metrics.clone(), limits, shutdown.child_token()));
+        tracker.spawn(reconciler.clone().on_schedule(p.reconcile_interval.0));
+        let api =
+            api::Api::new(capture.clone(), reconciler, admin_token, stores.vault_location.clone(), metrics.clone());
 
         let mut builder =
             S3ServiceBuilder::new(s3::Forwarder::new(upstream.clone(), metrics.clone(), Some(capture.clone())));

@@ -31,6 +31,9 @@ pub mod names {
     pub const VERIFY_LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "rewind_verify_last_success_timestamp_seconds";
     pub const VERIFY_RUNS_TOTAL: &str = "rewind_verify_runs_total";
     pub const RESTORED_OBJECTS_TOTAL: &str = "rewind_restored_objects_total";
+    pub const RECONCILE_OBJECTS_TOTAL: &str = "rewind_reconcile_objects_total";
+    pub const UNPROTECTED_OBJECTS: &str = "rewind_unprotected_objects";
+    pub const RECONCILE_LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "rewind_reconcile_last_success_timestamp_seconds";
 }
 
 /// Journal record kinds, the `record` label of [`names::JOURNAL_RECORDS_TOTAL`].
@@ -89,6 +92,9 @@ pub struct Metrics {
     pub verify_last_success: prometheus::Gauge,
     pub verify_runs: IntCounterVec,
     pub restored_objects: IntCounterVec,
+    pub reconcile_objects: IntCounterVec,
+    pub unprotected_objects: IntGauge,
+    pub reconcile_last_success: prometheus::Gauge,
 }
 
 fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -209,6 +215,20 @@ impl Metrics {
                 "Objects a restore wrote or deleted upstream, or failed to.",
                 &["result"],
             ),
+            reconcile_objects: counter_vec(
+                names::RECONCILE_OBJECTS_TOTAL,
+                "Keys a reconcile looked at, by result: unchanged, captured (a version written before Rewind or behind its back), deleted (behind its back), failed.",
+                &["result"],
+            ),
+            unprotected_objects: gauge(
+                names::UNPROTECTED_OBJECTS,
+                "Objects upstream whose current version the vault does not hold yet, as the running or last reconcile found.",
+            ),
+            reconcile_last_success: prometheus::Gauge::new(
+                names::RECONCILE_LAST_SUCCESS_TIMESTAMP_SECONDS,
+                "Unix time of the last reconcile pass that captured everything it found.",
+            )
+            .expect("invariant: static metric definition"),
             registry,
         };
         let build_info = IntGaugeVec::new(
@@ -219,7 +239,10 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("REWIND_COMMIT").unwrap_or("unknown")])
             .set(1);
-        let collectors: [Box<dyn prometheus::core::Collector>; 23] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 26] = [
+            Box::new(m.reconcile_objects.clone()),
+            Box::new(m.unprotected_objects.clone()),
+            Box::new(m.reconcile_last_success.clone()),
             Box::new(m.verify_last_success.clone()),
             Box::new(m.verify_runs.clone()),
             Box::new(m.restored_objects.clone()),

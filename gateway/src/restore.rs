@@ -12,8 +12,10 @@ use rewind_snapshotter::api::RestoreEvent;
 use rewind_snapshotter::plan::Plan;
 use tokio::sync::mpsc;
 
-use crate::capture::restore::Restored;
-use crate::capture::{Capture, CaptureError};
+use std::collections::HashMap;
+
+use crate::capture::restore::{Listed, Restored};
+use crate::capture::{Capture, CaptureError, plain_etag};
 use crate::request::RequestInfo;
 
 /// The client identity restores are journaled under (`rewind log` shows it).
@@ -44,17 +46,36 @@ enum Step {
     Delete(String),
 }
 
+/// What the destination holds under `prefix` now, by key; `None` if it cannot be listed
+/// (then each key is checked with a HEAD).
+async fn list_destination(capture: &Capture, bucket: &str, prefix: &str) -> Option<HashMap<String, Listed>> {
+    let mut out = HashMap::new();
+    let mut pages = capture.upstream().list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.ok()?;
+        for o in page.contents() {
+            let size = o.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+            let etag = plain_etag(o.e_tag().unwrap_or_default()).to_owned();
+            out.insert(o.key()?.to_owned(), Listed::Present(etag, size));
+        }
+    }
+    Some(out)
+}
+
 /// Applies `plan` to `to_bucket` with `parallel` objects at once, sending events to
-/// `events` and ending with [`RestoreEvent::Done`]. `before_seq` is the journal head
-/// before the restore (restoring to it undoes this one).
+/// `events` and ending with [`RestoreEvent::Done`]. `prefix` covers every key of the plan
+/// (the destination is listed under it once). `before_seq` is the journal head before the
+/// restore (restoring to it undoes this one).
 pub async fn run(
     capture: Arc<Capture>,
     plan: Plan,
+    prefix: String,
     parallel: usize,
     before_seq: u64,
     events: mpsc::Sender<RestoreEvent>,
 ) {
     let to_bucket = plan.summary.to_bucket.clone();
+    let listed = Arc::new(list_destination(&capture, &to_bucket, &prefix).await);
     let id = format!("restore-{:08x}", rand::random::<u32>());
     tracing::info!(restore = %id, bucket = %to_bucket, writes = plan.writes.len(), deletes = plan.deletes.len(), "restore started");
     let counts = Arc::new(Counts::default());
@@ -75,13 +96,17 @@ pub async fn run(
         .map(|step| {
             let (capture, counts, events, to_bucket) =
                 (capture.clone(), counts.clone(), events.clone(), to_bucket.clone());
+            let listed = listed.clone();
+            let hint = move |key: &str| listed.as_ref().as_ref().map(|l| l.get(key).cloned().unwrap_or(Listed::Absent));
             let info = RequestInfo::internal(RESTORE_ACTOR, id.clone());
             // Spawned, so an object in flight finishes (and is journaled) even if the
             // caller goes away meanwhile.
             tokio::spawn(async move {
                 let (key, result) = match step {
                     Step::Write(entry) => {
-                        let r = capture.restore_version(&to_bucket, &entry.key, &entry.version, &info).await;
+                        let h = hint(&entry.key);
+                        let r =
+                            capture.restore_version(&to_bucket, &entry.key, &entry.version, h.as_ref(), &info).await;
                         if matches!(r, Ok(Restored::Done)) {
                             counts.written.fetch_add(1, Ordering::Relaxed);
                             counts.bytes.fetch_add(entry.version.size, Ordering::Relaxed);
@@ -89,7 +114,8 @@ pub async fn run(
                         (entry.key, r)
                     }
                     Step::Delete(key) => {
-                        let r = capture.restore_delete(&to_bucket, &key, &info).await;
+                        let h = hint(&key);
+                        let r = capture.restore_delete(&to_bucket, &key, h.as_ref(), &info).await;
                         if matches!(r, Ok(Restored::Done)) {
                             counts.deleted.fetch_add(1, Ordering::Relaxed);
                         }

@@ -42,10 +42,12 @@ pub enum Op {
     /// A key deleted by `rewind restore --mode rewind` (it did not exist at the instant
     /// restored to).
     RestoreDelete,
+    /// A key found deleted upstream without a journaled delete (behind the gateway's back).
+    Vanished,
 }
 
 impl Op {
-    const ALL: [Self; 12] = [
+    const ALL: [Self; 13] = [
         Self::Put,
         Self::Copy,
         Self::CompleteMultipart,
@@ -58,6 +60,7 @@ impl Op {
         Self::BucketConfig,
         Self::Restore,
         Self::RestoreDelete,
+        Self::Vanished,
     ];
 
     /// A short lower-case name for logs and the CLI.
@@ -75,6 +78,7 @@ impl Op {
             Self::BucketConfig => "bucket-config",
             Self::Restore => "restore",
             Self::RestoreDelete => "restore-delete",
+            Self::Vanished => "vanished",
         }
     }
 

@@ -315,6 +315,40 @@ pub enum RestoreEvent {
     },
 }
 
+/// What a reconcile has done so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileCounts {
+    /// Objects listed upstream.
+    pub listed: u64,
+    /// Keys the journal already held as they are upstream.
+    pub unchanged: u64,
+    /// Versions captured (written before Rewind, or behind its back).
+    pub captured: u64,
+    /// Bytes of those versions.
+    pub captured_bytes: u64,
+    /// Keys found deleted behind the gateway's back.
+    pub deleted: u64,
+    /// Keys that could not be reconciled (the next pass retries them).
+    pub failed: u64,
+}
+
+/// One line of a reconcile's progress stream (newline-delimited JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum ReconcileEvent {
+    /// Counts so far.
+    Progress(ReconcileCounts),
+    /// One key could not be reconciled.
+    Failed {
+        /// Its key.
+        key: String,
+        /// Why.
+        error: String,
+    },
+    /// The end of the pass.
+    Done(ReconcileCounts),
+}
+
 /// An error answer of the admin API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {

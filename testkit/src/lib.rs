@@ -88,6 +88,8 @@ impl TestGateway {
         c.upstream.access_key_id = Some(upstream.access_key_id.clone());
         c.upstream.secret_access_key = Some(upstream.secret.clone());
         c.server.shutdown_grace = rewind_config::HumanDuration(Duration::from_secs(5));
+        // Tests count journal records: no background reconcile unless a test asks for it.
+        c.protection.reconcile_interval = rewind_config::HumanDuration(Duration::ZERO);
         c
     }
 

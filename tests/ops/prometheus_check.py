@@ -140,6 +140,11 @@ def check_prometheus_scrapes_a_gateway(gateway_bin):
                                             headers={"Authorization": f"Bearer {token}"})
             report = json.load(urllib.request.urlopen(verify, timeout=30))
             assert not report["damaged"] and not report["journal_problems"], report
+            # And a reconcile, as `rewind reconcile` runs it: every object is already held.
+            reconcile = urllib.request.Request(f"http://127.0.0.1:{admin_port}/admin/v1/reconcile?bucket=metrics",
+                                               method="POST", headers={"Authorization": f"Bearer {token}"})
+            events = [json.loads(line) for line in urllib.request.urlopen(reconcile, timeout=30).read().splitlines()]
+            assert events[-1]["event"] == "done" and events[-1]["unchanged"] == 9, events
 
             def series_ready():
                 commits = query(prom_port, 'sum(rewind_journal_records_total{record="commit",result="ok"})')

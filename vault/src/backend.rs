@@ -76,6 +76,25 @@ fn put_durably(path: &Path, name: &str, data: &[u8]) -> Result<(), VaultError> {
     })
 }
 
+/// Ranges up to this size are read on the calling task (see `get_range`).
+const INLINE_READ_MAX: u64 = 64 << 10;
+
+/// Reads `len` bytes at `offset` of the file at `path` (open, size check, positioned read).
+fn read_range(path: &Path, name: &str, offset: u64, len: u64) -> Result<Bytes, VaultError> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).map_err(|e| not_found(name, e))?;
+    let size = file.metadata()?.len();
+    if offset.checked_add(len).is_none_or(|end| end > size) {
+        return Err(VaultError::Corrupt {
+            what: format!("vault object {name}"),
+            detail: format!("range {offset}+{len} beyond its {size} bytes"),
+        });
+    }
+    let mut buf = vec![0u8; usize::try_from(len).expect("invariant: ranges are chunk-sized")];
+    file.read_exact_at(&mut buf, offset)?;
+    Ok(Bytes::from(buf))
+}
+
 fn list_under(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -109,20 +128,16 @@ impl Backend for LocalBackend {
     }
 
     async fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Bytes, VaultError> {
-        use tokio::io::{AsyncReadExt, AsyncSeekExt};
         let path = self.path(name)?;
-        let mut file = tokio::fs::File::open(&path).await.map_err(|e| not_found(name, e))?;
-        let size = file.metadata().await?.len();
-        if offset.checked_add(len).is_none_or(|end| end > size) {
-            return Err(VaultError::Corrupt {
-                what: format!("vault object {name}"),
-                detail: format!("range {offset}+{len} beyond its {size} bytes"),
-            });
+        // A small read from a local file is a page-cache copy: a trip to the blocking pool
+        // costs more (two thread switches) than the read. Larger reads go there.
+        if len <= INLINE_READ_MAX {
+            return read_range(&path, name, offset, len);
         }
-        file.seek(std::io::SeekFrom::Start(offset)).await?;
-        let mut buf = vec![0u8; usize::try_from(len).expect("invariant: ranges are chunk-sized")];
-        file.read_exact(&mut buf).await?;
-        Ok(Bytes::from(buf))
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || read_range(&path, &name, offset, len))
+            .await
+            .expect("invariant: no panic in get_range")
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, VaultError> {

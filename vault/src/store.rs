@@ -150,6 +150,9 @@ impl OpenPack {
     }
 }
 
+/// Chunks up to this stored size are decrypted (and decompressed) on the calling task.
+const INLINE_OPEN_MAX: usize = 64 << 10;
+
 /// A vault: keys, a backend, and an index of what it holds.
 pub struct Vault {
     keys: Arc<KeySet>,
@@ -303,6 +306,10 @@ impl Vault {
     pub async fn read_chunk(&self, id: &ChunkId) -> Result<Vec<u8>, VaultError> {
         let loc = self.index.lookup(id)?.ok_or_else(|| VaultError::NotFound { name: format!("chunk {id}") })?;
         let sealed = self.backend.get_range(&loc.pack, loc.entry.offset, u64::from(loc.entry.stored_len)).await?;
+        // Opening a small chunk takes microseconds, less than a trip to the blocking pool.
+        if sealed.len() <= INLINE_OPEN_MAX {
+            return open_chunk(&self.keys, &loc.entry, &sealed);
+        }
         let keys = self.keys.clone();
         tokio::task::spawn_blocking(move || open_chunk(&keys, &loc.entry, &sealed))
             .await

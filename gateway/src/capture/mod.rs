@@ -15,6 +15,7 @@
 pub mod locks;
 pub mod meta;
 pub mod open;
+pub mod reconcile;
 pub mod recovery;
 pub mod restore;
 pub mod tee;
@@ -144,6 +145,11 @@ impl Capture {
     /// The journal.
     pub fn journal(&self) -> &Arc<Journal> {
         &self.journal
+    }
+
+    /// The upstream client.
+    pub fn upstream(&self) -> &aws_sdk_s3::Client {
+        &self.upstream
     }
 
     /// The vault.
@@ -292,27 +298,41 @@ impl Capture {
 
     /// G2: if the upstream's current version of `bucket`/`key` (or `version_id`) is not in
     /// the journal, captures it from the upstream first. Called under the key's lock.
+    /// Returns whether it captured a version.
     pub async fn protect_current(
         &self,
         bucket: &str,
         key: &str,
         version_id: Option<&str>,
         info: &RequestInfo,
-    ) -> Result<(), CaptureError> {
-        let Some(head) = self.head(bucket, key, version_id).await? else { return Ok(()) };
+    ) -> Result<bool, CaptureError> {
+        let Some(head) = self.head(bucket, key, version_id).await? else { return Ok(false) };
         if self.known(bucket, key, &head)? {
-            return Ok(());
+            return Ok(false);
         }
+        self.capture_existing(bucket, key, &head, info).await.map(|size| size.is_some())
+    }
+
+    /// Captures the upstream version `head` describes as a version the journal lacked;
+    /// returns its size, or `None` when it vanished meanwhile. Called under the key's lock.
+    pub async fn capture_existing(
+        &self,
+        bucket: &str,
+        key: &str,
+        head: &UpstreamHead,
+        info: &RequestInfo,
+    ) -> Result<Option<u64>, CaptureError> {
         let pending = self.begin(Op::CaptureExisting, bucket, key, info).await?;
         match self.capture_upstream(bucket, key, head.version_id.as_deref()).await {
             Ok(Some(v)) => {
-                tracing::info!(bucket, key = %LogKey(key), size = v.size, "captured a version the journal lacked before it could be destroyed");
+                let size = v.size;
+                tracing::info!(bucket, key = %LogKey(key), size, "captured a version the journal lacked (written before Rewind or behind its back)");
                 self.commit(pending, Effect::Version(v)).await?;
-                Ok(())
+                Ok(Some(size))
             }
             Ok(None) => {
                 self.abort(pending, "the object vanished upstream while being captured").await;
-                Ok(())
+                Ok(None)
             }
             Err(e) => {
                 self.abort(pending, "capture of the existing version failed").await;

@@ -21,6 +21,15 @@ pub const SINGLE_PUT_MAX: u64 = 16 << 20;
 /// Part size for larger objects (S3 wants at least 5 MiB per part but the last).
 const PART_SIZE: usize = 16 << 20;
 
+/// What a listing of the destination, made when the restore started, showed for a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listed {
+    /// Not there.
+    Absent,
+    /// There, with this ETag and size.
+    Present(String, u64),
+}
+
 /// What restoring a key did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Restored {
@@ -46,6 +55,15 @@ fn metadata(v: &ObjectVersion) -> Option<HashMap<String, String>> {
     (!v.metadata.is_empty()).then(|| v.metadata.iter().cloned().collect())
 }
 
+/// Whether the journal's current version is what the listing showed upstream.
+fn journal_holds(current: Option<&ObjectVersion>, listed: Option<&Listed>) -> bool {
+    match (listed, current) {
+        (Some(Listed::Absent), None) => true,
+        (Some(Listed::Present(etag, size)), Some(v)) => v.etag == *etag && v.size == *size,
+        _ => false,
+    }
+}
+
 fn mismatch() -> CaptureError {
     CaptureError::Vault(rewind_vault::VaultError::Corrupt {
         what: "restored object".into(),
@@ -56,19 +74,28 @@ fn mismatch() -> CaptureError {
 
 impl Capture {
     /// Writes `version` to `bucket`/`key` in the upstream, journaled as a restore.
+    ///
+    /// `listed` is what a listing of the destination showed when the restore started: when
+    /// it agrees with the journal, the journal holds what the upstream has and the per-key
+    /// HEAD of capture-before-destroy is skipped (one LIST per 1,000 keys instead of a HEAD
+    /// per key). When it disagrees, or is absent, the HEAD decides as for any write.
     pub async fn restore_version(
         &self,
         bucket: &str,
         key: &str,
         version: &ObjectVersion,
+        listed: Option<&Listed>,
         info: &RequestInfo,
     ) -> Result<Restored, CaptureError> {
         let _lock = self.lock(bucket, key).await;
+        let current = self.current(bucket, key)?;
         // Under the lock: a concurrent or earlier run may have restored it already.
-        if self.current(bucket, key)?.is_some_and(|now| same_object(&now, version)) {
+        if current.as_ref().is_some_and(|now| same_object(now, version)) {
             return Ok(Restored::AlreadyThere);
         }
-        self.protect_current(bucket, key, None, info).await?;
+        if !journal_holds(current.as_ref(), listed) {
+            self.protect_current(bucket, key, None, info).await?;
+        }
         let pending = self.begin(Op::Restore, bucket, key, info).await?;
         match self.upload_version(bucket, key, version).await {
             Ok((etag, version_id)) => {
@@ -84,12 +111,21 @@ impl Capture {
     }
 
     /// Deletes `bucket`/`key` upstream, journaled as a restore's delete.
-    pub async fn restore_delete(&self, bucket: &str, key: &str, info: &RequestInfo) -> Result<Restored, CaptureError> {
+    pub async fn restore_delete(
+        &self,
+        bucket: &str,
+        key: &str,
+        listed: Option<&Listed>,
+        info: &RequestInfo,
+    ) -> Result<Restored, CaptureError> {
         let _lock = self.lock(bucket, key).await;
-        if self.current(bucket, key)?.is_none() {
+        let current = self.current(bucket, key)?;
+        if current.is_none() {
             return Ok(Restored::AlreadyThere);
         }
-        self.protect_current(bucket, key, None, info).await?;
+        if !journal_holds(current.as_ref(), listed) {
+            self.protect_current(bucket, key, None, info).await?;
+        }
         let pending = self.begin(Op::RestoreDelete, bucket, key, info).await?;
         match self.upstream.delete_object().bucket(bucket).key(key).send().await {
             Ok(out) => {
