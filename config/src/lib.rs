@@ -222,6 +222,27 @@ pub struct VaultConfig {
     /// How often the gateway runs a light verify (hash chain, checkpoints, every chunk
     /// present) and sets `rewind_verify_last_success_timestamp_seconds`.
     pub verify_interval: HumanDuration,
+    /// S3 Object Lock for what the gateway writes to an S3 vault.
+    pub object_lock: ObjectLock,
+    /// How long each vault object is locked from its creation.
+    pub object_lock_retention: HumanDuration,
+}
+
+/// Whether vault objects are written with an Object Lock retention date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectLock {
+    /// Governance mode when the vault bucket has Object Lock enabled; nothing otherwise.
+    #[default]
+    Auto,
+    /// Governance mode (users with s3:BypassGovernanceRetention can still delete early);
+    /// the bucket must have Object Lock enabled.
+    Governance,
+    /// Compliance mode (nobody, not even the account root, can delete early); the bucket
+    /// must have Object Lock enabled.
+    Compliance,
+    /// No retention date, even if the bucket supports it.
+    Off,
 }
 
 impl Default for VaultConfig {
@@ -241,6 +262,8 @@ impl Default for VaultConfig {
             memory_budget: ByteSize::mib(64),
             capture_timeout: HumanDuration::secs(60),
             verify_interval: HumanDuration::secs(6 * 3600),
+            object_lock: ObjectLock::Auto,
+            object_lock_retention: HumanDuration::secs(30 * 86_400),
         }
     }
 }
@@ -623,6 +646,9 @@ impl Config {
         }
         if self.protection.reconcile_parallel == 0 {
             bad("protection.reconcile_parallel", "must be at least 1".into());
+        }
+        if v.object_lock_retention.0.is_zero() {
+            bad("vault.object_lock_retention", "must be longer than zero".into());
         }
         if v.verify_interval.0.is_zero() {
             bad("vault.verify_interval", "must be longer than zero".into());

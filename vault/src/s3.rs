@@ -17,7 +17,11 @@ pub struct S3Backend {
     client: aws_sdk_s3::Client,
     bucket: String,
     prefix: String,
+    lock: Option<(ObjectLockMode, std::time::Duration)>,
 }
+
+/// S3 Object Lock retention modes.
+pub use aws_sdk_s3::types::ObjectLockMode;
 
 impl S3Backend {
     /// A vault in `bucket` under `prefix` (empty, or ending in `/`), reached with `client`.
@@ -26,7 +30,25 @@ impl S3Backend {
         if !prefix.is_empty() && !prefix.ends_with('/') {
             prefix.push('/');
         }
-        Self { client, bucket: bucket.into(), prefix }
+        Self { client, bucket: bucket.into(), prefix, lock: None }
+    }
+
+    /// Writes every object with a retention date `retention` from its creation, in `mode`.
+    pub fn with_object_lock(mut self, mode: ObjectLockMode, retention: std::time::Duration) -> Self {
+        self.lock = Some((mode, retention));
+        self
+    }
+
+    /// Whether the bucket has Object Lock enabled.
+    pub async fn bucket_has_object_lock(&self) -> Result<bool, VaultError> {
+        match self.client.get_object_lock_configuration().bucket(&self.bucket).send().await {
+            Ok(out) => Ok(out
+                .object_lock_configuration()
+                .and_then(|c| c.object_lock_enabled())
+                .is_some_and(|e| *e == aws_sdk_s3::types::ObjectLockEnabled::Enabled)),
+            Err(e) if e.code() == Some("ObjectLockConfigurationNotFoundError") => Ok(false),
+            Err(e) => Err(sdk_error("the bucket's Object Lock configuration", e)),
+        }
     }
 
     fn key(&self, name: &str) -> Result<String, VaultError> {
@@ -59,15 +81,16 @@ impl Backend for S3Backend {
         if self.exists(name).await? {
             return Err(VaultError::AlreadyExists { name: name.to_owned() });
         }
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .if_none_match("*")
-            .body(ByteStream::from(data))
-            .send()
-            .await
-            .map_err(|e| sdk_error(name, e))?;
+        let mut put = self.client.put_object().bucket(&self.bucket).key(key).if_none_match("*");
+        if let Some((mode, retention)) = &self.lock {
+            let until = aws_sdk_s3::primitives::DateTime::from(std::time::SystemTime::now() + *retention);
+            put = put
+                .object_lock_mode(mode.clone())
+                .object_lock_retain_until_date(until)
+                // S3 wants an integrity checksum on writes that set a retention.
+                .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32);
+        }
+        put.body(ByteStream::from(data)).send().await.map_err(|e| sdk_error(name, e))?;
         Ok(())
     }
 

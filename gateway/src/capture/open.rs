@@ -99,8 +99,8 @@ impl ChunkIndex for JournalIndex {
     }
 }
 
-/// The backend named by the configuration.
-pub fn backend(config: &Config) -> Result<(Arc<dyn Backend>, String), OpenError> {
+/// The backend named by the configuration; an S3 vault gets the Object Lock setting.
+pub async fn backend(config: &Config) -> Result<(Arc<dyn Backend>, String), OpenError> {
     let v = &config.vault;
     if let Some((bucket, prefix)) = v.s3_location() {
         let location = format!("s3://{bucket}/{prefix}");
@@ -111,7 +111,9 @@ pub fn backend(config: &Config) -> Result<(Arc<dyn Backend>, String), OpenError>
         };
         let settings = rewind_config::UpstreamConfig { region: v.region.clone(), ..Default::default() };
         let client = crate::upstream::client(&settings, &target);
-        return Ok((Arc::new(S3Backend::new(client, bucket, prefix)), location));
+        let backend = S3Backend::new(client, bucket, prefix);
+        let backend = with_object_lock(backend, v, &location).await?;
+        return Ok((Arc::new(backend), location));
     }
     let dir = v.location.as_ref().map_or_else(|| config.server.data_dir.join("vault"), PathBuf::from);
     let location = dir.display().to_string();
@@ -119,9 +121,41 @@ pub fn backend(config: &Config) -> Result<(Arc<dyn Backend>, String), OpenError>
     Ok((Arc::new(backend), location))
 }
 
+/// Applies `vault.object_lock` to an S3 vault, checking the bucket supports what is asked.
+async fn with_object_lock(
+    backend: S3Backend,
+    v: &rewind_config::VaultConfig,
+    location: &str,
+) -> Result<S3Backend, OpenError> {
+    use rewind_config::ObjectLock;
+    use rewind_vault::s3::ObjectLockMode;
+    let mode = match v.object_lock {
+        ObjectLock::Off => return Ok(backend),
+        ObjectLock::Auto | ObjectLock::Governance => ObjectLockMode::Governance,
+        ObjectLock::Compliance => ObjectLockMode::Compliance,
+    };
+    let enabled = backend
+        .bucket_has_object_lock()
+        .await
+        .map_err(|source| OpenError::Vault { location: location.to_owned(), source })?;
+    match (enabled, v.object_lock) {
+        (true, _) => {
+            tracing::info!(vault = location, mode = mode.as_str(), retention = ?v.object_lock_retention, "vault objects are written with an Object Lock retention date");
+            Ok(backend.with_object_lock(mode, v.object_lock_retention.0))
+        }
+        (false, ObjectLock::Auto) => Ok(backend),
+        (false, _) => Err(OpenError::Vault {
+            location: location.to_owned(),
+            source: rewind_vault::VaultError::Io(std::io::Error::other(
+                "vault.object_lock asks for Object Lock but the vault bucket does not have it enabled: create the bucket with Object Lock, or set vault.object_lock = \"auto\" or \"off\"",
+            )),
+        }),
+    }
+}
+
 /// Opens the vault and journal, creating both (and the key file) on first start.
 pub async fn open(config: &Config) -> Result<Stores, OpenError> {
-    let (backend, location) = backend(config)?;
+    let (backend, location) = backend(config).await?;
     let data_dir = &config.server.data_dir;
     let journal_dir = data_dir.join(JOURNAL_DIR);
     let vault_err = |source| OpenError::Vault { location: location.clone(), source };
