@@ -222,6 +222,9 @@ pub struct VaultConfig {
     /// How often the gateway runs a light verify (hash chain, checkpoints, every chunk
     /// present) and sets `rewind_verify_last_success_timestamp_seconds`.
     pub verify_interval: HumanDuration,
+    /// How often journal records are sealed into a segment and shipped to the vault: what
+    /// losing the gateway host (and its data directory) can lose at most.
+    pub segment_interval: HumanDuration,
     /// S3 Object Lock for what the gateway writes to an S3 vault.
     pub object_lock: ObjectLock,
     /// How long each vault object is locked from its creation.
@@ -262,6 +265,7 @@ impl Default for VaultConfig {
             memory_budget: ByteSize::mib(64),
             capture_timeout: HumanDuration::secs(60),
             verify_interval: HumanDuration::secs(6 * 3600),
+            segment_interval: HumanDuration::secs(10),
             object_lock: ObjectLock::Auto,
             object_lock_retention: HumanDuration::secs(30 * 86_400),
         }
@@ -646,6 +650,9 @@ impl Config {
         }
         if self.protection.reconcile_parallel == 0 {
             bad("protection.reconcile_parallel", "must be at least 1".into());
+        }
+        if v.segment_interval.0.is_zero() {
+            bad("vault.segment_interval", "must be longer than zero".into());
         }
         if v.object_lock_retention.0.is_zero() {
             bad("vault.object_lock_retention", "must be longer than zero".into());

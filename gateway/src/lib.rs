@@ -16,6 +16,7 @@ pub mod request;
 pub mod restore;
 pub mod s3;
 pub mod server;
+pub mod ship;
 pub mod telemetry;
 pub mod upstream;
 
@@ -137,6 +138,13 @@ impl Gateway {
             let (capture, stop) = (capture.clone(), shutdown.child_token());
             tracker.spawn(async move { capture.recover_until_done(stop).await });
         }
+        tracker.spawn(ship::ship_on_schedule(
+            stores.journal.clone(),
+            stores.backend.clone(),
+            config.vault.segment_interval.0,
+            metrics.clone(),
+            shutdown.child_token(),
+        ));
         tracker.spawn(api::verify_on_schedule(
             capture.clone(),
             metrics.clone(),

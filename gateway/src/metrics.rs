@@ -31,6 +31,9 @@ pub mod names {
     pub const VERIFY_LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "rewind_verify_last_success_timestamp_seconds";
     pub const VERIFY_RUNS_TOTAL: &str = "rewind_verify_runs_total";
     pub const RESTORED_OBJECTS_TOTAL: &str = "rewind_restored_objects_total";
+    pub const SEGMENT_SHIP_LAG_SECONDS: &str = "rewind_segment_ship_lag_seconds";
+    pub const SEGMENTS_SHIPPED_TOTAL: &str = "rewind_segments_shipped_total";
+    pub const SEGMENT_SHIP_ERRORS_TOTAL: &str = "rewind_segment_ship_errors_total";
     pub const RECONCILE_OBJECTS_TOTAL: &str = "rewind_reconcile_objects_total";
     pub const UNPROTECTED_OBJECTS: &str = "rewind_unprotected_objects";
     pub const RECONCILE_LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "rewind_reconcile_last_success_timestamp_seconds";
@@ -92,6 +95,9 @@ pub struct Metrics {
     pub verify_last_success: prometheus::Gauge,
     pub verify_runs: IntCounterVec,
     pub restored_objects: IntCounterVec,
+    pub segment_ship_lag: prometheus::Gauge,
+    pub segments_shipped: IntCounter,
+    pub segment_ship_errors: IntCounter,
     pub reconcile_objects: IntCounterVec,
     pub unprotected_objects: IntGauge,
     pub reconcile_last_success: prometheus::Gauge,
@@ -215,6 +221,18 @@ impl Metrics {
                 "Objects a restore wrote or deleted upstream, or failed to.",
                 &["result"],
             ),
+            segment_ship_lag: prometheus::Gauge::new(
+                names::SEGMENT_SHIP_LAG_SECONDS,
+                "Age of the oldest journal record not yet shipped to the vault: what losing this host would lose now (RPO).",
+            )
+            .expect("invariant: static metric definition"),
+            segments_shipped: IntCounter::new(names::SEGMENTS_SHIPPED_TOTAL, "Journal segments written to the vault.")
+                .expect("invariant: static metric definition"),
+            segment_ship_errors: IntCounter::new(
+                names::SEGMENT_SHIP_ERRORS_TOTAL,
+                "Attempts to ship the journal to the vault that failed (retried at the next interval).",
+            )
+            .expect("invariant: static metric definition"),
             reconcile_objects: counter_vec(
                 names::RECONCILE_OBJECTS_TOTAL,
                 "Keys a reconcile looked at, by result: unchanged, captured (a version written before Rewind or behind its back), deleted (behind its back), failed.",
@@ -239,7 +257,10 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("REWIND_COMMIT").unwrap_or("unknown")])
             .set(1);
-        let collectors: [Box<dyn prometheus::core::Collector>; 26] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 29] = [
+            Box::new(m.segment_ship_lag.clone()),
+            Box::new(m.segments_shipped.clone()),
+            Box::new(m.segment_ship_errors.clone()),
             Box::new(m.reconcile_objects.clone()),
             Box::new(m.unprotected_objects.clone()),
             Box::new(m.reconcile_last_success.clone()),

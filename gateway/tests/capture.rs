@@ -386,3 +386,56 @@ async fn the_vault_is_created_once_and_opens_only_with_its_key() {
     let err = open(&moved).await.err().unwrap();
     assert!(err.to_string().contains("already has history"), "{err}");
 }
+
+/// The journal reaches the vault as segments chained by hash, each with a signed
+/// checkpoint of its last record; a clean stop ships what is left.
+#[tokio::test]
+async fn the_journal_is_shipped_to_the_vault_as_chained_segments() {
+    let upstream = FsUpstream::start().await;
+    let gw = TestGateway::start_with(&upstream.target, |c| {
+        c.vault.segment_interval = rewind_config::HumanDuration(std::time::Duration::from_millis(100));
+    })
+    .await;
+    let s3 = gw.client();
+    s3.create_bucket().bucket("bkt").send().await.unwrap();
+    for round in 0..3u64 {
+        for i in 0..5u64 {
+            put(&s3, &format!("k{i}"), &pattern(1000, round * 10 + i)).await;
+        }
+        let journal = capture(&gw).journal().clone();
+        let head = journal.head().unwrap().seq;
+        let shipped = rewind_testkit::eventually(std::time::Duration::from_secs(10), async || {
+            journal.shipped().unwrap().0 >= head
+        })
+        .await;
+        assert!(shipped, "round {round}: records up to {head:?} were not shipped");
+    }
+    let journal = capture(&gw).journal().clone();
+    let last_put = journal.head().unwrap().seq;
+    put(&s3, "at-stop", b"shipped by the clean stop").await;
+    let TestGateway { gateway, data_dir, .. } = gw;
+    gateway.shutdown().await;
+
+    let vault = data_dir.path().join("vault");
+    let mut names: Vec<_> = std::fs::read_dir(vault.join("segments")).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    assert!(names.len() >= 3, "one segment per interval with new records: {names:?}");
+    let (mut prev, mut next, mut shipped) = ([0u8; 32], 1u64, Vec::new());
+    for path in &names {
+        let (segment, records) = journal.open_segment(&std::fs::read(path).unwrap()).unwrap();
+        assert_eq!(segment.prev, prev, "{path:?} does not chain to the segment before it");
+        assert_eq!(segment.first.0, next, "{path:?} leaves a gap");
+        let checkpoint = vault.join(format!("checkpoints/{:020}", segment.last.0));
+        assert!(checkpoint.exists(), "no checkpoint for {path:?}");
+        prev = segment.hash;
+        next = segment.last.0 + 1;
+        shipped.extend(records);
+    }
+    assert!(next - 1 > last_put.0, "the clean stop shipped the last records");
+    assert_eq!(shipped, journal.raw_records(rewind_model::Seq(1), usize::MAX).unwrap());
+    // A segment altered in the vault does not open.
+    let mut bytes = std::fs::read(&names[0]).unwrap();
+    let at = bytes.len() - 5;
+    bytes[at] ^= 1;
+    assert!(journal.open_segment(&bytes).is_err());
+}

@@ -14,6 +14,7 @@
 //! uploads in progress, encrypted with the journal key).
 
 pub mod record;
+pub mod segment;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ const COLUMN_FAMILIES: [&str; 6] = [CF_RECORDS, CF_VERSIONS, CF_META, CF_OPEN, C
 const HEAD_KEY: &[u8] = b"head";
 const CHECKPOINT_PREFIX: &[u8] = b"checkpoint/";
 const LABEL_PREFIX: &[u8] = b"label/";
+const SHIPPED_KEY: &[u8] = b"shipped";
 
 /// Records between checkpoints. A checkpoint costs one small extra write per batch.
 pub const CHECKPOINT_EVERY: u64 = 1024;
@@ -253,6 +255,54 @@ impl Journal {
             if record.timestamp_us <= timestamp_us { lo = mid } else { hi = mid - 1 }
         }
         Ok(Seq(lo))
+    }
+
+    /// Records from `from` on, at most `limit`, as stored (encrypted, chained): what
+    /// segments carry to the vault.
+    pub fn raw_records(&self, from: Seq, limit: usize) -> Result<segment::RawRecords, JournalError> {
+        let start = from.0.to_be_bytes();
+        let iter = self.db.iterator_cf(self.cf(CF_RECORDS), IteratorMode::From(&start, Direction::Forward));
+        iter.take(limit)
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((seq_of(&k), v.to_vec()))
+            })
+            .collect()
+    }
+
+    /// The last record shipped to the vault and the hash of the segment that holds it
+    /// (`Seq(0)` and zeros before the first).
+    pub fn shipped(&self) -> Result<(Seq, [u8; 32]), JournalError> {
+        Ok(match self.db.get_cf(self.cf(CF_META), SHIPPED_KEY)? {
+            Some(v) if v.len() == 40 => (seq_of(&v[..8]), v[8..].try_into().expect("invariant: 32 bytes")),
+            Some(_) => return Err(JournalError::Corrupt { seq: Seq(0), detail: "malformed shipping mark".into() }),
+            None => (Seq(0), record::GENESIS),
+        })
+    }
+
+    /// Records that every record up to `seq` is in the vault, in the segment hashing to
+    /// `segment_hash`; durably.
+    pub fn set_shipped(&self, seq: Seq, segment_hash: &[u8; 32]) -> Result<(), JournalError> {
+        let mut v = seq.0.to_be_bytes().to_vec();
+        v.extend_from_slice(segment_hash);
+        let mut wb = WriteBatch::default();
+        wb.put_cf(self.cf(CF_META), SHIPPED_KEY, v);
+        self.write_synced(wb)
+    }
+
+    /// Seals `records` (from [`Journal::raw_records`]) into a segment after `prev`.
+    pub fn seal_segment(&self, records: &[(Seq, Vec<u8>)], prev: [u8; 32]) -> Result<segment::Segment, JournalError> {
+        segment::seal(&self.keys, records, prev)
+    }
+
+    /// Opens a segment sealed with this journal's key.
+    pub fn open_segment(&self, bytes: &[u8]) -> Result<(segment::Segment, segment::RawRecords), JournalError> {
+        segment::open(&self.keys, bytes)
+    }
+
+    /// A signed checkpoint of record `seq` with stored bytes `record`.
+    pub fn checkpoint_of(&self, seq: Seq, record: &[u8]) -> Vec<u8> {
+        segment::checkpoint(&self.keys, seq, blake3::hash(record).as_bytes())
     }
 
     /// Every bucket with at least one commit, in name order (one seek per bucket).
@@ -480,7 +530,7 @@ impl Journal {
 
     /// Raw access for tests that simulate damage.
     #[cfg(test)]
-    pub(crate) fn raw_records(&self) -> (&DB, &rocksdb::ColumnFamily) {
+    pub(crate) fn raw_db(&self) -> (&DB, &rocksdb::ColumnFamily) {
         (&self.db, self.cf(CF_RECORDS))
     }
 }

@@ -138,7 +138,7 @@ async fn journal_with(n: u64) -> (tempfile::TempDir, Journal) {
 #[tokio::test]
 async fn verify_detects_an_edited_record() {
     let (_d, j) = journal_with(5).await;
-    let (db, cf) = j.raw_records();
+    let (db, cf) = j.raw_db();
     let mut bytes = db.get_cf(cf, 3u64.to_be_bytes()).unwrap().unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
@@ -150,7 +150,7 @@ async fn verify_detects_an_edited_record() {
 #[tokio::test]
 async fn verify_detects_a_removed_record() {
     let (_d, j) = journal_with(5).await;
-    let (db, cf) = j.raw_records();
+    let (db, cf) = j.raw_db();
     db.delete_cf(cf, 3u64.to_be_bytes()).unwrap();
     let problems = j.verify().unwrap();
     assert!(problems.iter().any(|p| p.contains("missing")), "{problems:?}");
@@ -160,12 +160,12 @@ async fn verify_detects_a_removed_record() {
 #[tokio::test]
 async fn verify_detects_a_removed_last_record_and_swapped_records() {
     let (_d, j) = journal_with(5).await;
-    let (db, cf) = j.raw_records();
+    let (db, cf) = j.raw_db();
     db.delete_cf(cf, 5u64.to_be_bytes()).unwrap();
     assert!(j.verify().unwrap().iter().any(|p| p.contains("head")), "truncation is caught by the head");
 
     let (_d, j) = journal_with(5).await;
-    let (db, cf) = j.raw_records();
+    let (db, cf) = j.raw_db();
     let (two, four) =
         (db.get_cf(cf, 2u64.to_be_bytes()).unwrap().unwrap(), db.get_cf(cf, 4u64.to_be_bytes()).unwrap().unwrap());
     db.put_cf(cf, 2u64.to_be_bytes(), four).unwrap();
@@ -177,7 +177,7 @@ async fn verify_detects_a_removed_last_record_and_swapped_records() {
 async fn checkpoints_are_written_and_checked() {
     let (_d, j) = journal_with(CHECKPOINT_EVERY + 5).await;
     assert!(j.verify().unwrap().is_empty());
-    let (db, _) = j.raw_records();
+    let (db, _) = j.raw_db();
     let meta = db.cf_handle(CF_META).unwrap();
     let mut k = CHECKPOINT_PREFIX.to_vec();
     k.extend_from_slice(&CHECKPOINT_EVERY.to_be_bytes());

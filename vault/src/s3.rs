@@ -46,7 +46,8 @@ impl S3Backend {
                 .object_lock_configuration()
                 .and_then(|c| c.object_lock_enabled())
                 .is_some_and(|e| *e == aws_sdk_s3::types::ObjectLockEnabled::Enabled)),
-            Err(e) if e.code() == Some("ObjectLockConfigurationNotFoundError") => Ok(false),
+            // Not configured, or a store without Object Lock at all.
+            Err(e) if matches!(e.code(), Some("ObjectLockConfigurationNotFoundError" | "NotImplemented")) => Ok(false),
             Err(e) => Err(sdk_error("the bucket's Object Lock configuration", e)),
         }
     }

@@ -74,6 +74,8 @@ pub struct Stores {
     pub journal: Arc<Journal>,
     /// The vault.
     pub vault: Arc<Vault>,
+    /// The vault's storage, for what is not chunks (journal segments, checkpoints).
+    pub backend: Arc<dyn Backend>,
     /// Where the vault is, for messages.
     pub vault_location: String,
     /// Set when this start created the vault and its key file.
@@ -134,10 +136,14 @@ async fn with_object_lock(
         ObjectLock::Auto | ObjectLock::Governance => ObjectLockMode::Governance,
         ObjectLock::Compliance => ObjectLockMode::Compliance,
     };
-    let enabled = backend
-        .bucket_has_object_lock()
-        .await
-        .map_err(|source| OpenError::Vault { location: location.to_owned(), source })?;
+    let enabled = match backend.bucket_has_object_lock().await {
+        Ok(enabled) => enabled,
+        Err(e) if v.object_lock == ObjectLock::Auto => {
+            tracing::warn!(vault = location, error = %e, "cannot tell whether the vault bucket has Object Lock; writing without retention dates");
+            false
+        }
+        Err(source) => return Err(OpenError::Vault { location: location.to_owned(), source }),
+    };
     match (enabled, v.object_lock) {
         (true, _) => {
             tracing::info!(vault = location, mode = mode.as_str(), retention = ?v.object_lock_retention, "vault objects are written with an Object Lock retention date");
@@ -194,8 +200,8 @@ pub async fn open(config: &Config) -> Result<Stores, OpenError> {
         compression: (config.vault.compression_level > 0).then_some(config.vault.compression_level),
         memory_budget: usize::try_from(config.vault.memory_budget.0).unwrap_or(usize::MAX),
     };
-    let vault = Arc::new(Vault::new(keys, backend, Arc::new(JournalIndex(journal.clone())), settings));
-    Ok(Stores { journal, vault, vault_location: location, created_key_file })
+    let vault = Arc::new(Vault::new(keys, backend.clone(), Arc::new(JournalIndex(journal.clone())), settings));
+    Ok(Stores { journal, vault, backend, vault_location: location, created_key_file })
 }
 
 /// The last record must decrypt with this vault's key, or the two do not belong together.
