@@ -144,6 +144,7 @@ fn example_config_parses_and_documents_every_option() {
     full.vault.access_key_id = Some("id".into());
     full.vault.secret_access_key_file = Some("/f".into());
     full.vault.key_file = Some("/k".into());
+    full.credentials.admin_token_file = Some("/t".into());
     let schema = toml::Value::try_from(full).unwrap();
     let mut missing = Vec::new();
     for (section, table) in schema.as_table().unwrap() {
@@ -160,6 +161,10 @@ fn example_config_parses_and_documents_every_option() {
         assert!(text.contains(field), "example lacks client key field {field}");
     }
     assert!(missing.is_empty(), "deploy/rewind.example.toml does not document: {missing:?}");
+    // What the example sets is the default, so it doubles as the reference of defaults.
+    let defaults = toml::Value::try_from(Config::default()).unwrap();
+    let shown = toml::Value::try_from(Config::from_file(&path).unwrap()).unwrap();
+    assert_eq!(shown, defaults, "deploy/rewind.example.toml must show the defaults");
 }
 
 #[test]
