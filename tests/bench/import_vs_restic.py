@@ -8,7 +8,7 @@ contents (incompressible random, compressible text-like, and duplicated files). 
 uploaded through the gateway with protection off (pass-through), then the gateway is
 restarted with protection on and `rewind reconcile` imports the bucket into the vault.
 
-Usage: tests/bench/import_vs_restic.py [--bin-dir target/release] [--gib 1]
+Usage: tests/bench/import_vs_restic.py [--bin-dir target/release] [--gib 1] [--parallel 4]
 Needs: release binaries (cargo build --release --bins), restic (apt install restic), boto3.
 """
 
@@ -77,6 +77,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin-dir", type=Path, default=Path("target/release"))
     parser.add_argument("--gib", type=float, default=1.0)
+    parser.add_argument("--parallel", type=int, default=4, help="objects the import captures at once")
     args = parser.parse_args()
     shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
     with tempfile.TemporaryDirectory(dir=shm) as tmp:
@@ -103,7 +104,8 @@ def main():
         config.write_text('[protection]\nreconcile_interval = "0s"\nreconcile_parallel = 4\n')
         gw = Gateway(args.bin_dir / "rewind-gateway", data, tmp / "gw2.log", {"REWIND_CONFIG": str(config)})
         start = time.monotonic()
-        out = subprocess.run([str(args.bin_dir / "rewind"), "--json", "reconcile", "--bucket", "legacy"],
+        out = subprocess.run([str(args.bin_dir / "rewind"), "--json", "reconcile", "--bucket", "legacy",
+                              "--parallel", str(args.parallel)],
                              env=gw.rewind_env(), capture_output=True, text=True, check=True)
         rewind_seconds = time.monotonic() - start
         gw.stop()
