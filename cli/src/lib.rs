@@ -135,6 +135,17 @@ pub enum Command {
     },
     /// Create the vault and its key file in --data-dir without serving anything.
     Init,
+    /// Rebuild a data directory (journal, indexes) from the vault alone, after losing the
+    /// gateway host: `rewind rebuild --vault DIR|s3://... --key-file FILE --data-dir NEW`.
+    Rebuild {
+        /// The vault: a directory, or s3://bucket/prefix (endpoint and credentials from
+        /// REWIND_VAULT_* or --config).
+        #[arg(long)]
+        vault: String,
+        /// The vault's key file [default: NEW/vault.key; or REWIND_VAULT_PASSPHRASE].
+        #[arg(long, env = "REWIND_KEY_FILE")]
+        key_file: Option<PathBuf>,
+    },
 }
 
 /// `rewind restore`.
@@ -227,6 +238,7 @@ impl Session {
         };
         let problems = config.apply_env(|name| std::env::var(name).ok());
         config.server.data_dir = dir.clone();
+        rewind_gateway::rebuild::apply_stores_file(&mut config).map_err(CliError::other)?;
         config.server.listen = "127.0.0.1:0".into();
         config.server.admin_listen = "127.0.0.1:0".into();
         let token = rewind_gateway::credentials::random_key_pair().1;
@@ -262,6 +274,9 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
 
 /// Runs one command; the exit code says whether it succeeded.
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    if let Command::Rebuild { vault, key_file } = &cli.command {
+        return rebuild(&cli, vault, key_file.as_deref()).await;
+    }
     let session = Session::open(&cli, matches!(cli.command, Command::Init)).await?;
     let result = execute(&cli, &session.client).await;
     session.close().await;
@@ -362,6 +377,7 @@ async fn execute(cli: &Cli, client: &Client) -> Result<ExitCode, CliError> {
             let status: Status = client.json(Method::GET, "status", None).await?;
             if cli.json { print_json(&status)? } else { print::status(&status) }
         }
+        Command::Rebuild { .. } => unreachable!("run() handles rebuild before any session"),
         Command::Init => {
             let status: Status = client.json(Method::GET, "status", None).await?;
             let dir = cli.data_dir.as_deref().unwrap_or(Path::new("rewind-data"));
@@ -378,6 +394,41 @@ async fn execute(cli: &Cli, client: &Client) -> Result<ExitCode, CliError> {
                 );
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rebuild(cli: &Cli, vault: &str, key_file: Option<&Path>) -> Result<ExitCode, CliError> {
+    let Some(dir) = &cli.data_dir else {
+        return Err(CliError::other("rebuild needs --data-dir NEW: the (empty) directory to rebuild into"));
+    };
+    let mut config = match &cli.config {
+        Some(path) => Config::from_file(path).map_err(|e| CliError::other(e.to_string()))?,
+        None => Config::default(),
+    };
+    let problems = config.apply_env(|name| std::env::var(name).ok());
+    config.server.data_dir = dir.clone();
+    config.vault.location = Some(vault.to_owned());
+    if let Some(k) = key_file {
+        config.vault.key_file = Some(k.to_path_buf());
+    }
+    let config = config.finish(problems).map_err(|e| CliError::other(e.to_string()))?;
+    let done = rewind_gateway::rebuild::rebuild(&config).await.map_err(|e| CliError::other(e.to_string()))?;
+    if cli.json {
+        print_json(&done)?;
+    } else {
+        println!(
+            "Rebuilt {} from {vault}: {} records from {} segments, {} checkpoints verified, {} chunks in {} packs indexed, in {:.1} s.\nStart the gateway with --data-dir {} (it finds the vault and key file), or run `rewind --data-dir {} verify`.",
+            dir.display(),
+            done.records,
+            done.segments,
+            done.checkpoints,
+            done.chunks,
+            done.packs,
+            done.seconds,
+            dir.display(),
+            dir.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

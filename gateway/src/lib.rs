@@ -11,6 +11,7 @@ pub mod errors;
 pub mod front;
 pub mod metrics;
 mod mutations;
+pub mod rebuild;
 pub mod reconcile;
 pub mod request;
 pub mod restore;
@@ -88,8 +89,10 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts serving according to `config` (already validated).
-    pub async fn start(config: Config, options: StartOptions) -> Result<Self, StartError> {
+    pub async fn start(mut config: Config, options: StartOptions) -> Result<Self, StartError> {
         rewind_model::set_key_redaction(!config.telemetry.log_object_keys);
+        // A data directory rebuilt from a vault names its vault and key file.
+        rebuild::apply_stores_file(&mut config).map_err(|e| StartError::Credentials(std::io::Error::other(e)))?;
         let data_dir = config.server.data_dir.clone();
         create_private_dir(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
         let shutdown = CancellationToken::new();

@@ -290,6 +290,53 @@ impl Journal {
         self.write_synced(wb)
     }
 
+    /// Appends records shipped from another journal (a rebuild from the vault), checking
+    /// each decrypts, is the next position and chains to the one before, and indexing it.
+    /// Only for a journal nothing else appends to; reopen it afterwards so that the writer
+    /// continues from the imported head.
+    pub fn import(&self, records: &[(Seq, Vec<u8>)]) -> Result<Appended, JournalError> {
+        let mut head = self.head()?;
+        let mut wb = WriteBatch::default();
+        for (seq, bytes) in records {
+            if seq.0 != head.seq.0 + 1 {
+                return Err(JournalError::Corrupt { seq: *seq, detail: format!("expected record {}", head.seq.0 + 1) });
+            }
+            let record = record::decode(&self.keys, *seq, bytes)?;
+            if record.prev_hash != head.hash {
+                return Err(JournalError::Corrupt { seq: *seq, detail: "does not chain to the record before".into() });
+            }
+            wb.put_cf(self.cf(CF_RECORDS), seq.0.to_be_bytes(), bytes);
+            index(&self.db, &mut wb, *seq, &record.body);
+            head = Appended { seq: *seq, hash: record.hash, timestamp_us: record.timestamp_us };
+        }
+        let mut h = head.seq.0.to_be_bytes().to_vec();
+        h.extend_from_slice(&head.hash);
+        h.extend_from_slice(&head.timestamp_us.to_be_bytes());
+        wb.put_cf(self.cf(CF_META), HEAD_KEY, h);
+        self.write_synced(wb)?;
+        Ok(head)
+    }
+
+    /// Stores a shipped checkpoint (from [`Journal::checkpoint_of`]) if its MAC is this
+    /// journal's and it names an imported record with that hash; `false` otherwise.
+    pub fn import_checkpoint(&self, bytes: &[u8]) -> Result<bool, JournalError> {
+        if bytes.len() != 72 {
+            return Ok(false);
+        }
+        let seq = Seq(u64::from_le_bytes(bytes[..8].try_into().expect("invariant: 8 bytes")));
+        let hash: [u8; 32] = bytes[8..40].try_into().expect("invariant: 32 bytes");
+        let known = self.record(seq)?.is_some_and(|r| r.hash == hash);
+        if !known || record::checkpoint_mac(&self.keys, seq, &hash)[..] != bytes[40..] {
+            return Ok(false);
+        }
+        let mut k = CHECKPOINT_PREFIX.to_vec();
+        k.extend_from_slice(&seq.0.to_be_bytes());
+        let mut wb = WriteBatch::default();
+        wb.put_cf(self.cf(CF_META), k, &bytes[8..]);
+        self.write_synced(wb)?;
+        Ok(true)
+    }
+
     /// Seals `records` (from [`Journal::raw_records`]) into a segment after `prev`.
     pub fn seal_segment(&self, records: &[(Seq, Vec<u8>)], prev: [u8; 32]) -> Result<segment::Segment, JournalError> {
         segment::seal(&self.keys, records, prev)
@@ -554,6 +601,22 @@ fn read_head(db: &DB) -> Result<Appended, JournalError> {
     })
 }
 
+/// The index entries a record adds (the `open` and `versions` column families).
+fn index(db: &DB, wb: &mut WriteBatch, seq: Seq, body: &Body) {
+    let cf = |n| db.cf_handle(n).expect("invariant: column families are created on open");
+    match body {
+        Body::Intent(_) => wb.put_cf(cf(CF_OPEN), seq.0.to_be_bytes(), []),
+        Body::Commit(c) => {
+            let mut k = version_prefix(&c.bucket, &c.key);
+            k.extend_from_slice(&seq.0.to_be_bytes());
+            wb.put_cf(cf(CF_VERSIONS), k, []);
+            wb.delete_cf(cf(CF_OPEN), c.intent.0.to_be_bytes());
+        }
+        Body::Abort(a) => wb.delete_cf(cf(CF_OPEN), a.intent.0.to_be_bytes()),
+        _ => {}
+    }
+}
+
 fn pending_aad(key: &[u8]) -> Vec<u8> {
     let mut aad = b"rewind pending v1 ".to_vec();
     aad.extend_from_slice(key);
@@ -647,17 +710,7 @@ impl Writer {
             match record::encode(&self.keys, seq, timestamp_us, &self.head.hash, &req.body) {
                 Ok((bytes, hash)) => {
                     wb.put_cf(cf(CF_RECORDS), seq.0.to_be_bytes(), bytes);
-                    match &req.body {
-                        Body::Intent(_) => wb.put_cf(cf(CF_OPEN), seq.0.to_be_bytes(), []),
-                        Body::Commit(c) => {
-                            let mut k = version_prefix(&c.bucket, &c.key);
-                            k.extend_from_slice(&seq.0.to_be_bytes());
-                            wb.put_cf(cf(CF_VERSIONS), k, []);
-                            wb.delete_cf(cf(CF_OPEN), c.intent.0.to_be_bytes());
-                        }
-                        Body::Abort(a) => wb.delete_cf(cf(CF_OPEN), a.intent.0.to_be_bytes()),
-                        _ => {}
-                    }
+                    index(db, &mut wb, seq, &req.body);
                     self.head = Appended { seq, hash, timestamp_us };
                     sync |= req.durability == Durability::Synced;
                     outcomes.push(Ok(self.head));

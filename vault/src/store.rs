@@ -302,6 +302,21 @@ impl Vault {
         self.backend.list("packs/").await
     }
 
+    /// Rebuilds the chunk index from the packs' own headers (after the index was lost with
+    /// the gateway's data directory); returns the packs and chunks indexed.
+    pub async fn reindex(&self) -> Result<(usize, usize), VaultError> {
+        let (mut packs, mut chunks) = (0, 0);
+        for name in self.pack_names().await? {
+            let bytes = self.backend.get(&name).await?;
+            let content_name = name.rsplit('/').next().unwrap_or_default();
+            let entries = crate::pack::read_header(&self.keys, content_name, &bytes)?;
+            self.index.insert_pack(&name, &entries)?;
+            packs += 1;
+            chunks += entries.len();
+        }
+        Ok((packs, chunks))
+    }
+
     /// Reads one chunk.
     pub async fn read_chunk(&self, id: &ChunkId) -> Result<Vec<u8>, VaultError> {
         let loc = self.index.lookup(id)?.ok_or_else(|| VaultError::NotFound { name: format!("chunk {id}") })?;
