@@ -232,12 +232,7 @@ impl Session {
                 dir.display()
             )));
         }
-        let mut config = match &cli.config {
-            Some(path) => Config::from_file(path).map_err(|e| CliError::other(e.to_string()))?,
-            None => Config::default(),
-        };
-        let problems = config.apply_env(|name| std::env::var(name).ok());
-        config.server.data_dir = dir.clone();
+        let (mut config, problems) = base_config(cli, dir)?;
         rewind_gateway::rebuild::apply_stores_file(&mut config).map_err(CliError::other)?;
         config.server.listen = "127.0.0.1:0".into();
         config.server.admin_listen = "127.0.0.1:0".into();
@@ -398,16 +393,23 @@ async fn execute(cli: &Cli, client: &Client) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn rebuild(cli: &Cli, vault: &str, key_file: Option<&Path>) -> Result<ExitCode, CliError> {
-    let Some(dir) = &cli.data_dir else {
-        return Err(CliError::other("rebuild needs --data-dir NEW: the (empty) directory to rebuild into"));
-    };
+/// The gateway's configuration as `--config` and `REWIND_*` give it, on data directory
+/// `dir`; the problems found so far go to `Config::finish`.
+fn base_config(cli: &Cli, dir: &Path) -> Result<(Config, Vec<rewind_config::Problem>), CliError> {
     let mut config = match &cli.config {
         Some(path) => Config::from_file(path).map_err(|e| CliError::other(e.to_string()))?,
         None => Config::default(),
     };
     let problems = config.apply_env(|name| std::env::var(name).ok());
-    config.server.data_dir = dir.clone();
+    config.server.data_dir = dir.to_path_buf();
+    Ok((config, problems))
+}
+
+async fn rebuild(cli: &Cli, vault: &str, key_file: Option<&Path>) -> Result<ExitCode, CliError> {
+    let Some(dir) = &cli.data_dir else {
+        return Err(CliError::other("rebuild needs --data-dir NEW: the (empty) directory to rebuild into"));
+    };
+    let (mut config, problems) = base_config(cli, dir)?;
     config.vault.location = Some(vault.to_owned());
     if let Some(k) = key_file {
         config.vault.key_file = Some(k.to_path_buf());

@@ -64,6 +64,24 @@ fn journal_holds(current: Option<&ObjectVersion>, listed: Option<&Listed>) -> bo
     }
 }
 
+/// Sets a version's content headers, user metadata and tags on a PutObject or
+/// CreateMultipartUpload builder (the two SDK builders share these setters, not a type).
+macro_rules! with_object_meta {
+    ($builder:expr, $v:expr) => {{
+        let v = $v;
+        $builder
+            .set_cache_control(header(v, "cache-control").map(Into::into))
+            .set_content_disposition(header(v, "content-disposition").map(Into::into))
+            .set_content_encoding(header(v, "content-encoding").map(Into::into))
+            .set_content_language(header(v, "content-language").map(Into::into))
+            .content_type(header(v, "content-type").unwrap_or(S3_DEFAULT_TYPE))
+            .set_expires(expires(v))
+            .set_website_redirect_location(header(v, "x-amz-website-redirect-location").map(Into::into))
+            .set_metadata(metadata(v))
+            .set_tagging(tagging(&v.tags))
+    }};
+}
+
 fn mismatch() -> CaptureError {
     CaptureError::Vault(rewind_vault::VaultError::Corrupt {
         what: "restored object".into(),
@@ -157,43 +175,12 @@ impl Capture {
             if body.len() as u64 != v.size || *blake3::hash(&body).as_bytes() != v.blake3 {
                 return Err(mismatch());
             }
-            let out = self
-                .upstream
-                .put_object()
-                .bucket(bucket)
-                .key(key)
-                .body(ByteStream::from(body))
-                .set_cache_control(header(v, "cache-control").map(Into::into))
-                .set_content_disposition(header(v, "content-disposition").map(Into::into))
-                .set_content_encoding(header(v, "content-encoding").map(Into::into))
-                .set_content_language(header(v, "content-language").map(Into::into))
-                .content_type(header(v, "content-type").unwrap_or(S3_DEFAULT_TYPE))
-                .set_expires(expires(v))
-                .set_website_redirect_location(header(v, "x-amz-website-redirect-location").map(Into::into))
-                .set_metadata(metadata(v))
-                .set_tagging(tagging(&v.tags))
-                .send()
-                .await
-                .map_err(upstream_error)?;
+            let put = self.upstream.put_object().bucket(bucket).key(key).body(ByteStream::from(body));
+            let out = with_object_meta!(put, v).send().await.map_err(upstream_error)?;
             return Ok((plain_etag(out.e_tag().unwrap_or_default()).to_owned(), out.version_id().map(Into::into)));
         }
-        let created = self
-            .upstream
-            .create_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .set_cache_control(header(v, "cache-control").map(Into::into))
-            .set_content_disposition(header(v, "content-disposition").map(Into::into))
-            .set_content_encoding(header(v, "content-encoding").map(Into::into))
-            .set_content_language(header(v, "content-language").map(Into::into))
-            .content_type(header(v, "content-type").unwrap_or(S3_DEFAULT_TYPE))
-            .set_expires(expires(v))
-            .set_website_redirect_location(header(v, "x-amz-website-redirect-location").map(Into::into))
-            .set_metadata(metadata(v))
-            .set_tagging(tagging(&v.tags))
-            .send()
-            .await
-            .map_err(upstream_error)?;
+        let create = self.upstream.create_multipart_upload().bucket(bucket).key(key);
+        let created = with_object_meta!(create, v).send().await.map_err(upstream_error)?;
         let upload_id = created.upload_id().unwrap_or_default().to_owned();
         let result = self.upload_parts(bucket, key, &upload_id, v).await;
         if result.is_err() {
