@@ -7,6 +7,7 @@ pub mod auth;
 pub mod body;
 pub mod capture;
 pub mod credentials;
+mod embedded_fs;
 pub mod errors;
 pub mod front;
 pub mod metrics;

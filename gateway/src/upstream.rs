@@ -66,8 +66,7 @@ impl EmbeddedUpstream {
         tracker: &tokio_util::task::TaskTracker,
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(root)?;
-        let fs = s3s_fs::FileSystem::new(root)
-            .map_err(|e| std::io::Error::other(format!("embedded upstream at {}: {e:?}", root.display())))?;
+        let fs = crate::embedded_fs::EmbeddedFs::new(root)?;
         let (access_key_id, secret) = random_key_pair();
         let mut builder = s3s::service::S3ServiceBuilder::new(fs);
         builder.set_auth(ClientKeys::new([(access_key_id.as_str(), secret.expose())]));
