@@ -259,7 +259,7 @@ impl Default for VaultConfig {
             secret_access_key: None,
             key_file: None,
             passphrase: None,
-            compression_level: 1,
+            compression_level: 3,
             // Eight maximum-size chunks: enough for several uploads to stream at full
             // speed, small enough that a 2 GiB upload stays far below 256 MiB of memory.
             memory_budget: ByteSize::mib(64),
