@@ -10,7 +10,7 @@ use std::time::Duration;
 use aws_sdk_s3::primitives::ByteStream;
 use http::Method;
 use rewind_cli::Client;
-use rewind_snapshotter::api::{Listing, VerifyReport};
+use rewind_snapshotter::api::{Listing, Snapshot, VerifyReport};
 use rewind_testkit::{FsUpstream, TestGateway, eventually, pattern};
 
 fn rewind(args: &[&str]) -> std::process::Output {
@@ -49,9 +49,13 @@ async fn a_lost_data_dir_is_rebuilt_from_the_vault_and_the_key() {
     }
     s3.delete_object().bucket("bkt").key("k19").send().await.unwrap();
     let head = journal.head().unwrap().seq;
+    let admin = Client::new(&gw.admin_url(), gw.admin_token());
+    let _: Vec<Snapshot> =
+        admin.json(Method::POST, &format!("snapshots?name=before-overwrite&at=seq:{before}"), None).await.unwrap();
     let shipped = eventually(Duration::from_secs(10), async || journal.shipped().unwrap().0 >= head).await;
     assert!(shipped, "the journal did not reach the vault");
-    let admin = Client::new(&gw.admin_url(), gw.admin_token());
+    let labels = eventually(Duration::from_secs(10), async || journal.labels_shipped().unwrap().0 > 0).await;
+    assert!(labels, "the snapshot label did not reach the vault");
     let then: Listing = admin.json(Method::GET, &format!("ls?bucket=bkt&at=seq:{before}"), None).await.unwrap();
     let now: Listing = admin.json(Method::GET, "ls?bucket=bkt", None).await.unwrap();
     drop(journal);
@@ -67,6 +71,7 @@ async fn a_lost_data_dir_is_rebuilt_from_the_vault_and_the_key() {
     let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(done["records"].as_u64(), Some(head.0), "{done}");
     assert!(done["chunks"].as_u64().unwrap() >= 20, "{done}");
+    assert_eq!(done["labels"].as_u64(), Some(1), "{done}");
     // A second rebuild into the same directory is refused.
     let again = rewind(&[&args[..], &["--key-file", key.to_str().unwrap()]].concat());
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("already holds a journal"));
@@ -93,7 +98,7 @@ async fn a_lost_data_dir_is_rebuilt_from_the_vault_and_the_key() {
         "--bucket",
         "bkt",
         "--at",
-        &format!("seq:{before}"),
+        "before-overwrite", // the snapshot name came back with the journal
         "--mode",
         "rewind",
         "--yes",

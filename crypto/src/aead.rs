@@ -5,7 +5,8 @@
 //! its own derived or rotating key, far below the 2^32 messages per key where random
 //! nonces start to risk a collision.
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+pub use aws_lc_rs::aead::NONCE_LEN;
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 
 use crate::CryptoError;
@@ -32,8 +33,9 @@ pub fn seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, Cry
     Ok(seal_with_nonce(key, nonce, aad, plaintext))
 }
 
-/// [`seal`] with a given nonce; only for tests that compare implementations.
-#[doc(hidden)]
+/// [`seal`] with a given nonce. Only to compare implementations, or to re-create bit for
+/// bit an envelope already sealed with this nonce over the same plaintext and `aad` (see
+/// [`nonce_of`]): a nonce must never seal a different message under the same key.
 pub fn seal_with_nonce(key: &[u8; 32], nonce: [u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(plaintext.len() + ENVELOPE_OVERHEAD);
     out.push(ENVELOPE_V1);
@@ -44,6 +46,11 @@ pub fn seal_with_nonce(key: &[u8; 32], nonce: [u8; NONCE_LEN], aad: &[u8], plain
         .expect("invariant: AES-GCM sealing only fails beyond 64 GiB per message");
     out.extend_from_slice(tag.as_ref());
     out
+}
+
+/// The nonce an envelope was sealed with, if it is long enough to be one.
+pub fn nonce_of(envelope: &[u8]) -> Option<[u8; NONCE_LEN]> {
+    envelope.get(1..1 + NONCE_LEN)?.try_into().ok()
 }
 
 /// Verifies and decrypts an envelope made by [`seal`] with the same key and `aad`.

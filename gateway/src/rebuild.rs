@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use rewind_config::Config;
-use rewind_journal::segment::RawRecords;
+use rewind_journal::segment::{self, RawRecords};
 use rewind_model::Seq;
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +54,8 @@ pub struct Rebuilt {
     pub records: u64,
     /// Checkpoints verified and kept.
     pub checkpoints: u64,
+    /// Snapshot labels restored.
+    pub labels: u64,
     /// Packs whose headers were indexed.
     pub packs: u64,
     /// Chunks indexed.
@@ -120,6 +122,12 @@ pub async fn rebuild(config: &Config) -> Result<Rebuilt, RebuildError> {
         }
         if next > 1 {
             journal.set_shipped(Seq(next - 1), &prev).map_err(damaged)?;
+        }
+        if let Some(name) = backend.list("labels/").await.map_err(damaged)?.pop() {
+            let bytes = backend.get(&name).await.map_err(damaged)?;
+            let (generation, labels) = journal.open_labels(&bytes).map_err(|e| damaged(format!("{name}: {e}")))?;
+            done.labels = journal.import_labels(&labels).map_err(damaged)? as u64;
+            journal.set_labels_shipped(generation, &segment::labels_digest(&labels)).map_err(damaged)?;
         }
         let (packs, chunks) = stores.vault.reindex().await.map_err(damaged)?;
         (done.packs, done.chunks) = (packs as u64, chunks as u64);

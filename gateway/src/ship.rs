@@ -27,8 +27,34 @@ pub enum ShipError {
     Vault(#[from] VaultError),
 }
 
-/// Ships until nothing is left; returns the number of segments written.
+/// Ships until nothing is left (records, then the snapshot labels if they changed);
+/// returns the number of segments written.
 pub async fn ship_pending(journal: &Journal, vault: &dyn Backend) -> Result<usize, ShipError> {
+    let written = ship_segments(journal, vault).await?;
+    ship_labels(journal, vault).await?;
+    Ok(written)
+}
+
+/// Ships the snapshot labels as a new generation if they changed since the last one.
+async fn ship_labels(journal: &Journal, vault: &dyn Backend) -> Result<(), ShipError> {
+    let (generation, shipped) = journal.labels_shipped()?;
+    let labels = journal.labels()?;
+    if segment::labels_digest(&labels) == shipped || (generation == 0 && labels.is_empty()) {
+        return Ok(());
+    }
+    let mut next = generation + 1;
+    loop {
+        let (bytes, digest) = journal.seal_labels(next)?;
+        match vault.put(&segment::labels_name(next), bytes.into()).await {
+            Ok(()) => return Ok(journal.set_labels_shipped(next, &digest)?),
+            // Written before a crash that lost the mark: the next generation supersedes it.
+            Err(VaultError::AlreadyExists { .. }) => next += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+async fn ship_segments(journal: &Journal, vault: &dyn Backend) -> Result<usize, ShipError> {
     let mut written = 0;
     loop {
         let (shipped, prev) = journal.shipped()?;

@@ -38,6 +38,7 @@ const HEAD_KEY: &[u8] = b"head";
 const CHECKPOINT_PREFIX: &[u8] = b"checkpoint/";
 const LABEL_PREFIX: &[u8] = b"label/";
 const SHIPPED_KEY: &[u8] = b"shipped";
+const LABELS_SHIPPED_KEY: &[u8] = b"labels-shipped";
 
 /// Records between checkpoints. A checkpoint costs one small extra write per batch.
 pub const CHECKPOINT_EVERY: u64 = 1024;
@@ -417,6 +418,55 @@ impl Journal {
             out.push((name, seq_of(&v[..8]), created));
         }
         Ok(out)
+    }
+
+    /// Restores labels shipped from another journal (a rebuild from the vault) with their
+    /// creation times; those naming a record past this journal's head are left out (their
+    /// records were lost with the host). Returns how many were kept.
+    pub fn import_labels(&self, labels: &[(String, Seq, i64)]) -> Result<usize, JournalError> {
+        let head = self.head()?.seq;
+        let mut wb = WriteBatch::default();
+        let mut kept = 0;
+        for (name, seq, created) in labels.iter().filter(|(_, seq, _)| *seq <= head) {
+            let mut value = seq.0.to_be_bytes().to_vec();
+            value.extend_from_slice(&created.to_be_bytes());
+            wb.put_cf(self.cf(CF_META), [LABEL_PREFIX, name.as_bytes()].concat(), value);
+            kept += 1;
+        }
+        self.write_synced(wb)?;
+        Ok(kept)
+    }
+
+    /// The generation and digest of the label set last shipped to the vault (0 and zeros
+    /// before the first).
+    pub fn labels_shipped(&self) -> Result<(u64, [u8; 32]), JournalError> {
+        Ok(match self.db.get_cf(self.cf(CF_META), LABELS_SHIPPED_KEY)? {
+            Some(v) if v.len() == 40 => (seq_of(&v[..8]).0, v[8..].try_into().expect("invariant: 32 bytes")),
+            Some(_) => {
+                return Err(JournalError::Corrupt { seq: Seq(0), detail: "malformed label shipping mark".into() });
+            }
+            None => (0, [0; 32]),
+        })
+    }
+
+    /// Records that label set `generation`, with `digest`, is in the vault; durably.
+    pub fn set_labels_shipped(&self, generation: u64, digest: &[u8; 32]) -> Result<(), JournalError> {
+        let mut v = generation.to_be_bytes().to_vec();
+        v.extend_from_slice(digest);
+        let mut wb = WriteBatch::default();
+        wb.put_cf(self.cf(CF_META), LABELS_SHIPPED_KEY, v);
+        self.write_synced(wb)
+    }
+
+    /// Seals the current labels as shipped generation `generation`; also returns their digest.
+    pub fn seal_labels(&self, generation: u64) -> Result<(Vec<u8>, [u8; 32]), JournalError> {
+        let labels = self.labels()?;
+        Ok((segment::seal_labels(&self.keys, generation, &labels)?, segment::labels_digest(&labels)))
+    }
+
+    /// Opens a label set sealed with this journal's key.
+    pub fn open_labels(&self, bytes: &[u8]) -> Result<(u64, segment::Labels), JournalError> {
+        segment::open_labels(&self.keys, bytes)
     }
 
     /// Removes a label; `false` if there was none.

@@ -33,7 +33,65 @@ pub struct Record {
     pub hash: [u8; 32],
 }
 
-/// Encodes and seals a record; returns the bytes and their hash.
+/// What a stored record is made of, less what follows from its position (its seq) and
+/// the key: [`Parts::seal`] re-creates the stored bytes bit for bit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parts {
+    /// Gateway time of the append, microseconds since the Unix epoch.
+    pub timestamp_us: i64,
+    /// Hash of the previous record.
+    pub prev_hash: [u8; 32],
+    /// The nonce its body was sealed with.
+    pub nonce: [u8; aead::NONCE_LEN],
+    /// The body's encoding (plaintext).
+    pub body: Vec<u8>,
+}
+
+impl Parts {
+    /// The stored bytes of this record at `seq`, and their hash.
+    pub fn seal(&self, keys: &KeySet, seq: Seq) -> (Vec<u8>, [u8; 32]) {
+        let mut out = Vec::with_capacity(HEADER_LEN + 4 + aead::ENVELOPE_OVERHEAD + self.body.len());
+        out.push(RECORD_V1);
+        out.extend_from_slice(&seq.0.to_le_bytes());
+        out.extend_from_slice(&self.timestamp_us.to_le_bytes());
+        out.extend_from_slice(&self.prev_hash);
+        let envelope = aead::seal_with_nonce(keys.journal.expose(), self.nonce, &out, &self.body);
+        out.extend_from_slice(
+            &u32::try_from(envelope.len()).expect("invariant: bodies are far below 4 GiB").to_le_bytes(),
+        );
+        out.extend_from_slice(&envelope);
+        let hash = *blake3::hash(&out).as_bytes();
+        (out, hash)
+    }
+
+    /// Opens the record stored under `seq`: checks its framing and authenticates its body.
+    pub fn open(keys: &KeySet, seq: Seq, bytes: &[u8]) -> Result<Self, JournalError> {
+        let corrupt = |detail: String| JournalError::Corrupt { seq, detail };
+        if bytes.len() < HEADER_LEN + 4 {
+            return Err(corrupt(format!("{} bytes is shorter than a record", bytes.len())));
+        }
+        if bytes[0] != RECORD_V1 {
+            return Err(corrupt(format!("unknown record version {}", bytes[0])));
+        }
+        let stored_seq = u64::from_le_bytes(bytes[1..9].try_into().expect("invariant: 8 bytes"));
+        if stored_seq != seq.0 {
+            return Err(corrupt(format!("record says it is seq {stored_seq}")));
+        }
+        let timestamp_us = i64::from_le_bytes(bytes[9..17].try_into().expect("invariant: 8 bytes"));
+        let prev_hash: [u8; 32] = bytes[17..49].try_into().expect("invariant: 32 bytes");
+        let len = u32::from_le_bytes(bytes[49..53].try_into().expect("invariant: 4 bytes")) as usize;
+        if bytes.len() != HEADER_LEN + 4 + len {
+            return Err(corrupt("body length does not match the record's size".into()));
+        }
+        let envelope = &bytes[HEADER_LEN + 4..];
+        let body = aead::open(keys.journal.expose(), &bytes[..HEADER_LEN], envelope, "journal record")
+            .map_err(|e| corrupt(e.to_string()))?;
+        let nonce = aead::nonce_of(envelope).ok_or_else(|| corrupt("no nonce".into()))?;
+        Ok(Self { timestamp_us, prev_hash, nonce, body })
+    }
+}
+
+/// Encodes and seals a record under a fresh nonce; returns the bytes and their hash.
 pub fn encode(
     keys: &KeySet,
     seq: Seq,
@@ -41,41 +99,22 @@ pub fn encode(
     prev_hash: &[u8; 32],
     body: &Body,
 ) -> Result<(Vec<u8>, [u8; 32]), JournalError> {
-    let mut out = Vec::with_capacity(HEADER_LEN + 4 + 256);
-    out.push(RECORD_V1);
-    out.extend_from_slice(&seq.0.to_le_bytes());
-    out.extend_from_slice(&timestamp_us.to_le_bytes());
-    out.extend_from_slice(prev_hash);
-    let envelope = aead::seal(keys.journal.expose(), &out, &body.encode())?;
-    out.extend_from_slice(&u32::try_from(envelope.len()).expect("invariant: bodies are far below 4 GiB").to_le_bytes());
-    out.extend_from_slice(&envelope);
-    let hash = *blake3::hash(&out).as_bytes();
-    Ok((out, hash))
+    let mut nonce = [0u8; aead::NONCE_LEN];
+    aead::random_bytes(&mut nonce)?;
+    Ok(Parts { timestamp_us, prev_hash: *prev_hash, nonce, body: body.encode() }.seal(keys, seq))
 }
 
 /// Decodes and opens a record stored under `seq`.
 pub fn decode(keys: &KeySet, seq: Seq, bytes: &[u8]) -> Result<Record, JournalError> {
-    let corrupt = |detail: String| JournalError::Corrupt { seq, detail };
-    if bytes.len() < HEADER_LEN + 4 {
-        return Err(corrupt(format!("{} bytes is shorter than a record", bytes.len())));
-    }
-    if bytes[0] != RECORD_V1 {
-        return Err(corrupt(format!("unknown record version {}", bytes[0])));
-    }
-    let stored_seq = u64::from_le_bytes(bytes[1..9].try_into().expect("invariant: 8 bytes"));
-    if stored_seq != seq.0 {
-        return Err(corrupt(format!("record says it is seq {stored_seq}")));
-    }
-    let timestamp_us = i64::from_le_bytes(bytes[9..17].try_into().expect("invariant: 8 bytes"));
-    let prev_hash: [u8; 32] = bytes[17..49].try_into().expect("invariant: 32 bytes");
-    let len = u32::from_le_bytes(bytes[49..53].try_into().expect("invariant: 4 bytes")) as usize;
-    if bytes.len() != HEADER_LEN + 4 + len {
-        return Err(corrupt("body length does not match the record's size".into()));
-    }
-    let plain = aead::open(keys.journal.expose(), &bytes[..HEADER_LEN], &bytes[HEADER_LEN + 4..], "journal record")
-        .map_err(|e| corrupt(e.to_string()))?;
-    let body = Body::decode(&plain).map_err(|e| corrupt(e.to_string()))?;
-    Ok(Record { seq, timestamp_us, prev_hash, body, hash: *blake3::hash(bytes).as_bytes() })
+    let parts = Parts::open(keys, seq, bytes)?;
+    let body = Body::decode(&parts.body).map_err(|e| JournalError::Corrupt { seq, detail: e.to_string() })?;
+    Ok(Record {
+        seq,
+        timestamp_us: parts.timestamp_us,
+        prev_hash: parts.prev_hash,
+        body,
+        hash: *blake3::hash(bytes).as_bytes(),
+    })
 }
 
 /// The MAC that makes a checkpoint of `(seq, hash)` verifiable with the checkpoint key.

@@ -1,11 +1,20 @@
 //! Sealed segments: runs of journal records shipped to the vault, so the journal can be
 //! rebuilt from the vault alone (G7).
 //!
-//! Encoding, version 1: `version (1) | first seq (u64 le) | last seq (u64 le) | previous
-//! segment hash (32) | envelope`. The envelope (journal key; associated data: the 49 bytes
-//! before it) holds `count (u32 le)` then, per record, `seq (u64 le) | length (u32 le) |
-//! the record as stored`. A segment's hash is the BLAKE3 of its whole encoding; each names
-//! the previous one's, so the segments form a chain like the records do.
+//! Encoding, version 2: `version (2) | first seq (u64 le) | last seq (u64 le) | previous
+//! segment hash (32) | hash of the record before the first (32) | envelope`. The envelope
+//! (journal key; associated data: the 81 bytes before it) holds a zstd frame of `count
+//! (u32 le)` then, per record, `timestamp µs (i64 le) | nonce (12) | body length (u32 le) |
+//! body plaintext`: what a stored record holds less what follows from its position. Opening
+//! re-seals each body with its own nonce under its re-created header, which gives back the
+//! stored bytes bit for bit (sealing checks that it does), so the records' hash chain and
+//! checkpoints hold unchanged; one authentication tag and one compressed run cost a third
+//! of shipping the stored records as they are. A segment's hash is the BLAKE3 of its whole
+//! encoding; each names the previous one's, so the segments form a chain like the records.
+//!
+//! Version 1 (still read) carried the stored records as they are: `version (1) | first |
+//! last | previous segment hash | envelope` of `count (u32 le)` then, per record, `seq (u64
+//! le) | length (u32 le) | the record as stored`.
 //!
 //! A checkpoint shipped with a segment is `seq (u64 le) | record hash (32) | MAC (32)`, the
 //! MAC as in the journal (`record::checkpoint_mac`).
@@ -14,13 +23,18 @@ use rewind_crypto::{KeySet, aead};
 use rewind_model::Seq;
 
 use crate::JournalError;
-use crate::record::checkpoint_mac;
+use crate::record::{Parts, checkpoint_mac};
 
 const SEGMENT_V1: u8 = 1;
+const SEGMENT_V2: u8 = 2;
+const V1_HEADER_LEN: usize = 1 + 8 + 8 + 32;
+const V2_HEADER_LEN: usize = V1_HEADER_LEN + 32;
+/// Segments are written every few seconds and read back only to rebuild: worth a level
+/// that squeezes the repeated names and headers well.
+const ZSTD_LEVEL: i32 = 9;
 
 /// Records as stored, with their positions: what a segment carries.
 pub type RawRecords = Vec<(Seq, Vec<u8>)>;
-const HEADER_LEN: usize = 1 + 8 + 8 + 32;
 
 /// A sealed segment.
 #[derive(Debug, Clone)]
@@ -56,59 +70,118 @@ pub fn seal(keys: &KeySet, records: &[(Seq, Vec<u8>)], prev: [u8; 32]) -> Result
     let (Some((first, _)), Some((last, _))) = (records.first(), records.last()) else {
         return Err(corrupt("no records to seal"));
     };
-    let mut header = Vec::with_capacity(HEADER_LEN);
-    header.push(SEGMENT_V1);
+    let mut plain = Vec::with_capacity(4 + records.iter().map(|(_, r)| r.len()).sum::<usize>());
+    plain.extend_from_slice(&u32::try_from(records.len()).map_err(|_| corrupt("too many records"))?.to_le_bytes());
+    let mut before = None;
+    for (i, (seq, bytes)) in records.iter().enumerate() {
+        if seq.0 != first.0 + i as u64 {
+            return Err(corrupt(format!("record {} where {} was expected", seq.0, first.0 + i as u64)));
+        }
+        let parts = Parts::open(keys, *seq, bytes)?;
+        if parts.seal(keys, *seq).0 != *bytes {
+            return Err(corrupt(format!("record {} would not come back bit for bit", seq.0)));
+        }
+        before.get_or_insert(parts.prev_hash);
+        plain.extend_from_slice(&parts.timestamp_us.to_le_bytes());
+        plain.extend_from_slice(&parts.nonce);
+        plain.extend_from_slice(
+            &u32::try_from(parts.body.len()).map_err(|_| corrupt("record too large"))?.to_le_bytes(),
+        );
+        plain.extend_from_slice(&parts.body);
+    }
+    let mut header = Vec::with_capacity(V2_HEADER_LEN);
+    header.push(SEGMENT_V2);
     header.extend_from_slice(&first.0.to_le_bytes());
     header.extend_from_slice(&last.0.to_le_bytes());
     header.extend_from_slice(&prev);
-    let mut plain = Vec::with_capacity(4 + records.iter().map(|(_, r)| r.len() + 12).sum::<usize>());
-    plain.extend_from_slice(&u32::try_from(records.len()).map_err(|_| corrupt("too many records"))?.to_le_bytes());
-    for (seq, bytes) in records {
-        plain.extend_from_slice(&seq.0.to_le_bytes());
-        plain.extend_from_slice(&u32::try_from(bytes.len()).map_err(|_| corrupt("record too large"))?.to_le_bytes());
-        plain.extend_from_slice(bytes);
-    }
-    let envelope = aead::seal(keys.journal.expose(), &header, &plain)?;
+    header.extend_from_slice(&before.expect("invariant: at least one record"));
+    let packed = zstd::bulk::compress(&plain, ZSTD_LEVEL).map_err(|e| corrupt(format!("compressing: {e}")))?;
+    let envelope = aead::seal(keys.journal.expose(), &header, &packed)?;
     let mut bytes = header;
     bytes.extend_from_slice(&envelope);
     let hash = *blake3::hash(&bytes).as_bytes();
     Ok(Segment { first: *first, last: *last, prev, bytes, hash })
 }
 
+/// Reads fixed-size fields off the front of a byte string.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], JournalError> {
+        if self.0.len() < n {
+            return Err(corrupt("truncated"));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], JournalError> {
+        Ok(self.take(N)?.try_into().expect("invariant: N bytes taken"))
+    }
+}
+
 /// Opens a segment: its header and its records (stored bytes), checked to be the run its
 /// header names. The records themselves are checked when decoded.
 pub fn open(keys: &KeySet, bytes: &[u8]) -> Result<(Segment, RawRecords), JournalError> {
-    if bytes.len() < HEADER_LEN || bytes[0] != SEGMENT_V1 {
-        return Err(corrupt("unknown version or too short"));
-    }
-    let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("invariant: length checked"));
-    let (first, last) = (Seq(u64_at(1)), Seq(u64_at(9)));
-    let prev: [u8; 32] = bytes[17..49].try_into().expect("invariant: length checked");
-    let plain = aead::open(keys.journal.expose(), &bytes[..HEADER_LEN], &bytes[HEADER_LEN..], "journal segment")?;
-    let mut rest = plain.as_slice();
-    let mut take = |n: usize| -> Result<&[u8], JournalError> {
-        if rest.len() < n {
-            return Err(corrupt("truncated"));
-        }
-        let (head, tail) = rest.split_at(n);
-        rest = tail;
-        Ok(head)
+    let header_len = match bytes.first() {
+        Some(&SEGMENT_V1) => V1_HEADER_LEN,
+        Some(&SEGMENT_V2) => V2_HEADER_LEN,
+        _ => return Err(corrupt("unknown version")),
     };
-    let count = u32::from_le_bytes(take(4)?.try_into().expect("invariant: 4 bytes"));
-    let mut records = Vec::with_capacity(count as usize);
-    for i in 0..u64::from(count) {
-        let seq = Seq(u64::from_le_bytes(take(8)?.try_into().expect("invariant: 8 bytes")));
-        if seq.0 != first.0 + i {
-            return Err(corrupt(format!("record {} where {} was expected", seq.0, first.0 + i)));
-        }
-        let len = u32::from_le_bytes(take(4)?.try_into().expect("invariant: 4 bytes")) as usize;
-        records.push((seq, take(len)?.to_vec()));
+    if bytes.len() < header_len {
+        return Err(corrupt("too short"));
     }
+    let mut header = Fields(&bytes[1..header_len]);
+    let (first, last) = (Seq(u64::from_le_bytes(header.array()?)), Seq(u64::from_le_bytes(header.array()?)));
+    let prev: [u8; 32] = header.array()?;
+    let plain = aead::open(keys.journal.expose(), &bytes[..header_len], &bytes[header_len..], "journal segment")?;
+    let records = if bytes[0] == SEGMENT_V1 {
+        v1_records(&plain, first)?
+    } else {
+        let plain = zstd::stream::decode_all(plain.as_slice()).map_err(|e| corrupt(format!("decompressing: {e}")))?;
+        v2_records(keys, &plain, first, header.array()?)?
+    };
     if records.last().map(|(s, _)| *s) != Some(last) {
         return Err(corrupt("its records do not end where its header says"));
     }
     let hash = *blake3::hash(bytes).as_bytes();
     Ok((Segment { first, last, prev, bytes: bytes.to_vec(), hash }, records))
+}
+
+fn v1_records(plain: &[u8], first: Seq) -> Result<RawRecords, JournalError> {
+    let mut rest = Fields(plain);
+    let count = u32::from_le_bytes(rest.array()?);
+    let mut records = Vec::with_capacity(count as usize);
+    for i in 0..u64::from(count) {
+        let seq = Seq(u64::from_le_bytes(rest.array()?));
+        if seq.0 != first.0 + i {
+            return Err(corrupt(format!("record {} where {} was expected", seq.0, first.0 + i)));
+        }
+        let len = u32::from_le_bytes(rest.array()?) as usize;
+        records.push((seq, rest.take(len)?.to_vec()));
+    }
+    Ok(records)
+}
+
+fn v2_records(keys: &KeySet, plain: &[u8], first: Seq, mut prev_hash: [u8; 32]) -> Result<RawRecords, JournalError> {
+    let mut rest = Fields(plain);
+    let count = u32::from_le_bytes(rest.array()?);
+    let mut records = Vec::with_capacity(count as usize);
+    for i in 0..u64::from(count) {
+        let timestamp_us = i64::from_le_bytes(rest.array()?);
+        let nonce = rest.array()?;
+        let len = u32::from_le_bytes(rest.array()?) as usize;
+        let parts = Parts { timestamp_us, prev_hash, nonce, body: rest.take(len)?.to_vec() };
+        let seq = Seq(first.0 + i);
+        let (stored, hash) = parts.seal(keys, seq);
+        records.push((seq, stored));
+        prev_hash = hash;
+    }
+    if !rest.0.is_empty() {
+        return Err(corrupt("bytes after its last record"));
+    }
+    Ok(records)
 }
 
 /// A signed checkpoint of record `seq` whose stored bytes hash to `record_hash`.
@@ -117,4 +190,67 @@ pub fn checkpoint(keys: &KeySet, seq: Seq, record_hash: &[u8; 32]) -> Vec<u8> {
     out.extend_from_slice(record_hash);
     out.extend_from_slice(&checkpoint_mac(keys, seq, record_hash));
     out
+}
+
+/// Snapshot labels as [`Journal::labels`](crate::Journal::labels) lists them: name, seq,
+/// creation time (µs since the epoch).
+pub type Labels = Vec<(String, Seq, i64)>;
+
+/// The vault object name of the `generation`th shipped label set (sorts by generation).
+///
+/// Labels are not records, so they ship apart from segments: the whole set, whenever it
+/// changed, as a new object (the vault never overwrites); a rebuild keeps the newest.
+/// Encoding: `version (1) | generation (u64 le) | envelope`, the envelope (journal key;
+/// associated data: the 9 bytes before it) holding `count (u32 le)` then, per label,
+/// `name length (u16 le) | name | seq (u64 le) | created µs (i64 le)`.
+pub fn labels_name(generation: u64) -> String {
+    format!("labels/{generation:020}")
+}
+
+const LABELS_V1: u8 = 1;
+
+fn labels_plain(labels: &[(String, Seq, i64)]) -> Vec<u8> {
+    let mut plain = u32::try_from(labels.len()).unwrap_or(u32::MAX).to_le_bytes().to_vec();
+    for (name, seq, created) in labels {
+        let name = &name.as_bytes()[..name.len().min(usize::from(u16::MAX))];
+        plain.extend_from_slice(&u16::try_from(name.len()).unwrap_or(u16::MAX).to_le_bytes());
+        plain.extend_from_slice(name);
+        plain.extend_from_slice(&seq.0.to_le_bytes());
+        plain.extend_from_slice(&created.to_le_bytes());
+    }
+    plain
+}
+
+/// A digest of a label set, to tell whether it changed since it was last shipped.
+pub fn labels_digest(labels: &[(String, Seq, i64)]) -> [u8; 32] {
+    *blake3::hash(&labels_plain(labels)).as_bytes()
+}
+
+/// Seals a label set as its `generation`th shipped version.
+pub fn seal_labels(keys: &KeySet, generation: u64, labels: &[(String, Seq, i64)]) -> Result<Vec<u8>, JournalError> {
+    let mut header = vec![LABELS_V1];
+    header.extend_from_slice(&generation.to_le_bytes());
+    let envelope = aead::seal(keys.journal.expose(), &header, &labels_plain(labels))?;
+    header.extend_from_slice(&envelope);
+    Ok(header)
+}
+
+/// Opens a shipped label set: its generation and labels.
+pub fn open_labels(keys: &KeySet, bytes: &[u8]) -> Result<(u64, Labels), JournalError> {
+    if bytes.len() < 9 || bytes[0] != LABELS_V1 {
+        return Err(corrupt("labels: unknown version or too short"));
+    }
+    let generation = u64::from_le_bytes(bytes[1..9].try_into().expect("invariant: 8 bytes"));
+    let plain = aead::open(keys.journal.expose(), &bytes[..9], &bytes[9..], "shipped labels")?;
+    let mut rest = Fields(&plain);
+    let count = u32::from_le_bytes(rest.array()?);
+    let mut labels = Vec::with_capacity(count.min(1 << 16) as usize);
+    for _ in 0..count {
+        let len = u16::from_le_bytes(rest.array()?);
+        let name = String::from_utf8(rest.take(usize::from(len))?.to_vec())
+            .map_err(|_| corrupt("labels: a name is not UTF-8"))?;
+        let seq = Seq(u64::from_le_bytes(rest.array()?));
+        labels.push((name, seq, i64::from_le_bytes(rest.array()?)));
+    }
+    Ok((generation, labels))
 }
