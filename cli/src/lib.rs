@@ -236,6 +236,10 @@ impl Session {
         rewind_gateway::rebuild::apply_stores_file(&mut config).map_err(CliError::other)?;
         config.server.listen = "127.0.0.1:0".into();
         config.server.admin_listen = "127.0.0.1:0".into();
+        // A command's session journals nothing it was not asked to: no background pass
+        // (against a rebuilt directory's still-empty embedded upstream it would record
+        // every object as vanished). `rewind reconcile` runs its pass explicitly.
+        config.protection.reconcile_interval = rewind_config::HumanDuration(std::time::Duration::ZERO);
         let token = rewind_gateway::credentials::random_key_pair().1;
         config.credentials.admin_token = Some(token.clone());
         let config = config.finish(problems).map_err(|e| CliError::other(e.to_string()))?;
@@ -420,11 +424,12 @@ async fn rebuild(cli: &Cli, vault: &str, key_file: Option<&Path>) -> Result<Exit
         print_json(&done)?;
     } else {
         println!(
-            "Rebuilt {} from {vault}: {} records from {} segments, {} checkpoints verified, {} chunks in {} packs indexed, in {:.1} s.\nStart the gateway with --data-dir {} (it finds the vault and key file), or run `rewind --data-dir {} verify`.",
+            "Rebuilt {} from {vault}: {} records from {} segments, {} checkpoints verified, {} snapshot labels, {} chunks in {} packs indexed, in {:.1} s.\nStart the gateway with --data-dir {} (it finds the vault and key file), or run `rewind --data-dir {} verify`.",
             dir.display(),
             done.records,
             done.segments,
             done.checkpoints,
+            done.labels,
             done.chunks,
             done.packs,
             done.seconds,
@@ -444,7 +449,7 @@ async fn reconcile(json: bool, bucket: &str, lines: &mut Lines) -> Result<ExitCo
     while let Some(event) = lines.next::<ReconcileEvent>().await? {
         match event {
             ReconcileEvent::Progress(c) => bar.set_message(print::reconcile_counts(&c)),
-            ReconcileEvent::Failed { key, error } if key.is_empty() => {
+            ReconcileEvent::Stopped { error } => {
                 bar.finish_and_clear();
                 return Err(CliError::other(error));
             }

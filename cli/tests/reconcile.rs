@@ -21,6 +21,7 @@ async fn reconcile(admin: &Client, bucket: &str, extra: &str) -> ReconcileCounts
         match event {
             ReconcileEvent::Done(c) => return c,
             ReconcileEvent::Failed { key, error } => panic!("reconcile failed on {key:?}: {error}"),
+            ReconcileEvent::Stopped { error } => panic!("the reconcile pass stopped: {error}"),
             ReconcileEvent::Progress(_) => {}
         }
     }

@@ -420,7 +420,7 @@ impl Api {
         let reconciler = self.reconciler.clone();
         tokio::spawn(async move {
             if let Err(e) = reconciler.run(&bucket, limits, Some(tx.clone())).await {
-                let _gone = tx.send(ReconcileEvent::Failed { key: String::new(), error: e.to_string() }).await;
+                let _gone = tx.send(ReconcileEvent::Stopped { error: e.to_string() }).await;
             }
         });
         Ok(ndjson(rx))

@@ -345,6 +345,12 @@ pub enum ReconcileEvent {
         /// Why.
         error: String,
     },
+    /// The pass itself stopped (listing the bucket or the journal failed); the next pass
+    /// resumes after the last checkpointed page.
+    Stopped {
+        /// Why.
+        error: String,
+    },
     /// The end of the pass.
     Done(ReconcileCounts),
 }
