@@ -55,6 +55,14 @@ def write_random(path, size, seed):
             counter += 1
 
 
+def sh(cmd, env=None, check=True):
+    """Runs a command; with `check`, a non-zero exit fails with its output."""
+    out = subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
+    return out
+
+
 class Gateway:
     """rewind-gateway on free loopback ports with an embedded upstream under `data_dir`,
     fresh client keys and admin token; `stop()` sends SIGTERM and checks a clean exit."""

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness import MIB, Gateway, same_tree, wait_until, write_random  # noqa: E402
+from harness import MIB, Gateway, same_tree, sh, wait_until, write_random  # noqa: E402
 
 BUCKET = "victim"
 PREFIXES = ["docs", "img", "logs", "data"]
@@ -44,13 +44,6 @@ def size_of(i):
 
 def name_of(i):
     return f"{PREFIXES[i % 4]}/{i:04d}.bin"
-
-
-def sh(cmd, env, check=True):
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if check and out.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
-    return out
 
 
 def main():
