@@ -61,14 +61,20 @@ fn stream(mut file: std::fs::File, len: u64) -> StreamingBlob {
     tokio::task::spawn_blocking(move || {
         let mut left = len;
         while left > 0 {
-            let mut block = vec![0u8; usize::try_from(left).unwrap_or(BLOCK).min(BLOCK)];
-            let read = file.read_exact(&mut block).map(|()| Bytes::from(block));
+            let want = left.min(BLOCK as u64);
+            // Read into spare capacity: zeroing a buffer first costs as much as the copy.
+            let mut block = Vec::with_capacity(want as usize);
+            let read = match (&mut file).take(want).read_to_end(&mut block) {
+                Ok(n) if n as u64 == want => Ok(Bytes::from(block)),
+                Ok(_) => Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+                Err(e) => Err(e),
+            };
             let failed = read.is_err();
             // A closed channel means the client went away: stop reading.
             if tx.blocking_send(read).is_err() || failed {
                 return;
             }
-            left -= BLOCK.min(usize::try_from(left).unwrap_or(BLOCK)) as u64;
+            left -= want;
         }
     });
     StreamingBlob::wrap(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))

@@ -127,7 +127,7 @@ def main():
         print(f"restic backup (local disk -> repository):     {mb / restic_seconds:7.1f} MB/s ({restic_seconds:.1f} s), "
               f"repository {restic / MIB:.0f} MiB ({restic / total:.3f}x)")
         print(f"import / restic throughput: {restic_seconds / rewind_seconds * 100:.0f}% (target >= 100%); "
-              f"vault / restic size: {vault / restic * 100:.0f}% (target <= 100%)")
+              f"vault / restic size: {vault:,} / {restic:,} bytes = {vault / restic * 100:.3f}% (target <= 100%)")
         shutil.rmtree(src)
 
 
