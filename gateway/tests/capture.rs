@@ -439,3 +439,72 @@ async fn the_journal_is_shipped_to_the_vault_as_chained_segments() {
     bytes[at] ^= 1;
     assert!(journal.open_segment(&bytes).is_err());
 }
+
+/// A restore lists the destination once, then writes each object on condition that the
+/// upstream still holds what the listing showed: an object written behind the gateway's
+/// back after the listing is captured before the restore overwrites it (G2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_written_behind_the_gateways_back_during_a_restore_is_captured_first() {
+    use rewind_snapshotter::History;
+    use rewind_snapshotter::api::{Mode, RestoreEvent};
+    use rewind_snapshotter::plan::Scope;
+
+    let (upstream, gw, s3) = setup().await;
+    let keys: Vec<String> = (0..100).map(|i| format!("k{i:02}")).collect();
+    for (i, k) in keys.iter().enumerate() {
+        put(&s3, k, &pattern(3000, i as u64)).await;
+    }
+    let journal = capture(&gw).journal().clone();
+    let before = journal.head().unwrap().seq;
+    // All deleted, so the listing and the journal agree the keys are absent: the case in
+    // which the listing, not a HEAD per key, decides that there is nothing to capture.
+    for k in &keys {
+        s3.delete_object().bucket("bkt").key(k).send().await.unwrap();
+    }
+    put(&s3, "kzz-extra", b"gone after a rewind").await;
+
+    let scope = Scope { bucket: "bkt", prefix: "", key: None, to_bucket: "bkt" };
+    let plan = History::new(&journal).plan(&scope, before, Mode::Rewind).unwrap();
+    assert_eq!((plan.writes.len(), plan.deletes.len()), (100, 1));
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let head = journal.head().unwrap().seq;
+    let restore =
+        tokio::spawn(rewind_gateway::restore::run(gw.gateway.capture().clone(), plan, String::new(), 1, head.0, tx));
+    // Once the first key is restored (one at a time), write the last one behind the
+    // gateway's back: the listing said it was absent.
+    let started = rewind_testkit::eventually(std::time::Duration::from_secs(10), async || {
+        journal.head().unwrap().seq.0 > head.0 + 1
+    })
+    .await;
+    assert!(started);
+    let direct = upstream.client();
+    direct
+        .put_object()
+        .bucket("bkt")
+        .key("k99")
+        .body(ByteStream::from_static(b"behind its back"))
+        .send()
+        .await
+        .unwrap();
+    restore.await.unwrap();
+    let mut done = None;
+    while let Some(event) = rx.recv().await {
+        if let RestoreEvent::Done { written, deleted, failed, .. } = event {
+            done = Some((written, deleted, failed));
+        }
+    }
+    assert_eq!(done, Some((100, 1, 0)));
+    for (i, k) in keys.iter().enumerate() {
+        let got = s3.get_object().bucket("bkt").key(k).send().await.unwrap().body.collect().await.unwrap();
+        assert_eq!(got.into_bytes().as_ref(), pattern(3000, i as u64).as_slice(), "{k}");
+    }
+    assert!(s3.head_object().bucket("bkt").key("kzz-extra").send().await.is_err());
+    let ops: Vec<Op> = history(&gw, "bkt", "k99").into_iter().map(|(op, _)| op).collect();
+    assert_eq!(
+        ops,
+        [Op::Put, Op::Delete, Op::CaptureExisting, Op::Restore],
+        "the version written behind its back is kept"
+    );
+    let (_, captured) = history(&gw, "bkt", "k99").remove(2);
+    assert_eq!(vault_bytes(&gw, version(&captured)).await, b"behind its back");
+}

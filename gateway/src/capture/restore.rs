@@ -2,6 +2,12 @@
 //! capture-before-destroy, intent, upstream write, commit), journaled as a restore, with
 //! the bytes read from the vault and checked against the version's BLAKE3 before the
 //! upstream is allowed to keep them.
+//!
+//! Capture-before-destroy without a HEAD per key: when a listing of the destination agrees
+//! with the journal, the object is written on condition that the upstream still holds what
+//! the listing showed (`If-None-Match: *` for an absent key, `If-Match` for a present one).
+//! Anything written behind the gateway's back since then fails that condition, and is
+//! captured before the write is made again.
 
 use std::collections::HashMap;
 
@@ -9,6 +15,8 @@ use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use rewind_model::{Effect, ObjectVersion, Op};
 use rewind_snapshotter::plan::same_object;
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use super::{Capture, CaptureError, plain_etag, upstream_error};
 use crate::request::RequestInfo;
@@ -55,13 +63,56 @@ fn metadata(v: &ObjectVersion) -> Option<HashMap<String, String>> {
     (!v.metadata.is_empty()).then(|| v.metadata.iter().cloned().collect())
 }
 
-/// Whether the journal's current version is what the listing showed upstream.
-fn journal_holds(current: Option<&ObjectVersion>, listed: Option<&Listed>) -> bool {
+/// The condition under which a write may skip capture-before-destroy: the listing agrees
+/// with the journal, so the journal holds what the upstream has, as long as the upstream
+/// still has what the listing showed. `None` when the listing does not agree (or there is
+/// none): then capture-before-destroy runs first, as for any write.
+fn unchanged_since_listing(current: Option<&ObjectVersion>, listed: Option<&Listed>) -> Option<Unchanged> {
     match (listed, current) {
-        (Some(Listed::Absent), None) => true,
-        (Some(Listed::Present(etag, size)), Some(v)) => v.etag == *etag && v.size == *size,
-        _ => false,
+        (Some(Listed::Absent), None) => Some(Unchanged::Absent),
+        (Some(Listed::Present(etag, size)), Some(v)) if v.etag == *etag && v.size == *size && !etag.is_empty() => {
+            Some(Unchanged::Etag(format!("\"{etag}\"")))
+        }
+        _ => None,
     }
+}
+
+/// What the upstream must still hold for a conditional write to go through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Unchanged {
+    /// Nothing (`If-None-Match: *`).
+    Absent,
+    /// This ETag (`If-Match`).
+    Etag(String),
+}
+
+/// Why an upload did not go through.
+enum UploadError {
+    /// The upstream no longer held what the condition named (412), or cannot evaluate
+    /// conditions (501): capture what is there, then write unconditionally.
+    Changed,
+    /// Anything else.
+    Failed(CaptureError),
+}
+
+impl From<CaptureError> for UploadError {
+    fn from(e: CaptureError) -> Self {
+        Self::Failed(e)
+    }
+}
+
+fn upload_error<E>(e: SdkError<E, aws_smithy_runtime_api::http::Response>, conditional: bool) -> UploadError
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+{
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let code = e.as_service_error().and_then(ProvideErrorMetadata::code);
+    if conditional
+        && (matches!(status, Some(412 | 501)) || matches!(code, Some("PreconditionFailed" | "NotImplemented")))
+    {
+        return UploadError::Changed;
+    }
+    UploadError::Failed(upstream_error(e))
 }
 
 /// Sets a version's content headers, user metadata and tags on a PutObject or
@@ -111,19 +162,30 @@ impl Capture {
         if current.as_ref().is_some_and(|now| same_object(now, version)) {
             return Ok(Restored::AlreadyThere);
         }
-        if !journal_holds(current.as_ref(), listed) {
+        // Large objects go up in parts, whose completion is not made conditional here.
+        let mut unchanged =
+            unchanged_since_listing(current.as_ref(), listed).filter(|_| version.size <= SINGLE_PUT_MAX);
+        if unchanged.is_none() {
             self.protect_current(bucket, key, None, info).await?;
         }
-        let pending = self.begin(Op::Restore, bucket, key, info).await?;
-        match self.upload_version(bucket, key, version).await {
-            Ok((etag, version_id)) => {
-                let restored = ObjectVersion { etag, version_id, ..version.clone() };
-                self.commit(pending, Effect::Version(restored)).await?;
-                Ok(Restored::Done)
-            }
-            Err(e) => {
-                self.abort(pending, "restore: writing the object upstream failed").await;
-                Err(e)
+        loop {
+            let pending = self.begin(Op::Restore, bucket, key, info).await?;
+            match self.upload_version(bucket, key, version, unchanged.as_ref()).await {
+                Ok((etag, version_id)) => {
+                    let restored = ObjectVersion { etag, version_id, ..version.clone() };
+                    self.commit(pending, Effect::Version(restored)).await?;
+                    return Ok(Restored::Done);
+                }
+                Err(UploadError::Changed) => {
+                    self.abort(pending, "restore: the destination changed since it was listed").await;
+                    // Written behind the gateway's back since the listing: captured first.
+                    self.protect_current(bucket, key, None, info).await?;
+                    unchanged = None;
+                }
+                Err(UploadError::Failed(e)) => {
+                    self.abort(pending, "restore: writing the object upstream failed").await;
+                    return Err(e);
+                }
             }
         }
     }
@@ -141,9 +203,10 @@ impl Capture {
         if current.is_none() {
             return Ok(Restored::AlreadyThere);
         }
-        if !journal_holds(current.as_ref(), listed) {
-            self.protect_current(bucket, key, None, info).await?;
-        }
+        // S3 has no conditional delete for general-purpose buckets: the HEAD of
+        // capture-before-destroy decides, whatever the listing showed.
+        let _ = listed;
+        self.protect_current(bucket, key, None, info).await?;
         let pending = self.begin(Op::RestoreDelete, bucket, key, info).await?;
         match self.upstream.delete_object().bucket(bucket).key(key).send().await {
             Ok(out) => {
@@ -166,23 +229,29 @@ impl Capture {
         bucket: &str,
         key: &str,
         v: &ObjectVersion,
-    ) -> Result<(String, Option<String>), CaptureError> {
+        unchanged: Option<&Unchanged>,
+    ) -> Result<(String, Option<String>), UploadError> {
         if v.size <= SINGLE_PUT_MAX {
             let mut body = Vec::with_capacity(usize::try_from(v.size).unwrap_or(0));
             for id in &v.chunks {
-                body.extend(self.vault.read_chunk(id).await?);
+                body.extend(self.vault.read_chunk(id).await.map_err(CaptureError::from)?);
             }
             if body.len() as u64 != v.size || *blake3::hash(&body).as_bytes() != v.blake3 {
-                return Err(mismatch());
+                return Err(mismatch().into());
             }
             let put = self.upstream.put_object().bucket(bucket).key(key).body(ByteStream::from(body));
-            let out = with_object_meta!(put, v).send().await.map_err(upstream_error)?;
+            let put = match unchanged {
+                Some(Unchanged::Absent) => put.if_none_match("*"),
+                Some(Unchanged::Etag(etag)) => put.if_match(etag),
+                None => put,
+            };
+            let out = with_object_meta!(put, v).send().await.map_err(|e| upload_error(e, unchanged.is_some()))?;
             return Ok((plain_etag(out.e_tag().unwrap_or_default()).to_owned(), out.version_id().map(Into::into)));
         }
         let create = self.upstream.create_multipart_upload().bucket(bucket).key(key);
         let created = with_object_meta!(create, v).send().await.map_err(upstream_error)?;
         let upload_id = created.upload_id().unwrap_or_default().to_owned();
-        let result = self.upload_parts(bucket, key, &upload_id, v).await;
+        let result = self.upload_parts(bucket, key, &upload_id, v).await.map_err(UploadError::Failed);
         if result.is_err() {
             let abort = self.upstream.abort_multipart_upload().bucket(bucket).key(key).upload_id(&upload_id);
             if let Err(e) = abort.send().await {
