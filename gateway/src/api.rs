@@ -14,9 +14,9 @@
 //! | `POST restore` ([`RestoreRequest`] body) | newline-delimited [`RestoreEvent`]s |
 //! | `POST reconcile?bucket&parallel&objects_per_second&bytes_per_second` | newline-delimited [`ReconcileEvent`]s |
 
+use crate::now_us;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -98,10 +98,6 @@ fn failure(Failure(status, error): Failure) -> Response<Body> {
     *res.status_mut() = status;
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     res
-}
-
-fn now_us() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// Compares without an early exit, so the time taken says nothing about the token.
@@ -446,7 +442,7 @@ async fn run_verify(capture: &Capture, metrics: &Metrics, read: ReadData) -> Res
     match &result {
         Ok(report) if report.ok() => {
             metrics.verify_runs.with_label_values(&["ok"]).inc();
-            metrics.verify_last_success.set(now_us() as f64 / 1e6);
+            metrics.verify_last_success.set(crate::now_seconds());
         }
         Ok(report) => {
             metrics.verify_runs.with_label_values(&["damaged"]).inc();

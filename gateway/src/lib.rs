@@ -22,6 +22,18 @@ pub mod ship;
 pub mod telemetry;
 pub mod upstream;
 
+/// Now, in microseconds since the Unix epoch (gateway clock).
+pub(crate) fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// Now, in seconds since the Unix epoch, for timestamp gauges.
+pub(crate) fn now_seconds() -> f64 {
+    now_us() as f64 / 1e6
+}
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

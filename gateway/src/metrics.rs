@@ -111,6 +111,10 @@ fn gauge(name: &str, help: &str) -> IntGauge {
     IntGauge::new(name, help).expect("invariant: static metric definition")
 }
 
+fn float_gauge(name: &str, help: &str) -> prometheus::Gauge {
+    prometheus::Gauge::new(name, help).expect("invariant: static metric definition")
+}
+
 impl Metrics {
     /// Creates and registers every metric in a fresh registry.
     pub fn new() -> Self {
@@ -173,11 +177,10 @@ impl Metrics {
                 .buckets(LATENCY_BUCKETS.to_vec()),
             )
             .expect("invariant: static metric definition"),
-            journal_last_commit: prometheus::Gauge::new(
+            journal_last_commit: float_gauge(
                 names::JOURNAL_LAST_COMMIT_TIMESTAMP_SECONDS,
                 "Unix time of the last durable commit record.",
-            )
-            .expect("invariant: static metric definition"),
+            ),
             vault_chunks: counter_vec(
                 names::VAULT_CHUNKS_TOTAL,
                 "Chunks handed to the vault: new (stored) or deduplicated (already held).",
@@ -206,11 +209,10 @@ impl Metrics {
                 "Bytes available to the gateway on the data directory's filesystem (journal, local vault).",
             ),
             data_dir_size: gauge(names::DATA_DIR_SIZE_BYTES, "Size of the data directory's filesystem."),
-            verify_last_success: prometheus::Gauge::new(
+            verify_last_success: float_gauge(
                 names::VERIFY_LAST_SUCCESS_TIMESTAMP_SECONDS,
                 "Unix time of the last verify (scheduled or asked for) that found nothing damaged.",
-            )
-            .expect("invariant: static metric definition"),
+            ),
             verify_runs: counter_vec(
                 names::VERIFY_RUNS_TOTAL,
                 "Verify runs, by result: ok, damaged (something is wrong), error (could not run).",
@@ -221,11 +223,10 @@ impl Metrics {
                 "Objects a restore wrote or deleted upstream, or failed to.",
                 &["result"],
             ),
-            segment_ship_lag: prometheus::Gauge::new(
+            segment_ship_lag: float_gauge(
                 names::SEGMENT_SHIP_LAG_SECONDS,
                 "Age of the oldest journal record not yet shipped to the vault: what losing this host would lose now (RPO).",
-            )
-            .expect("invariant: static metric definition"),
+            ),
             segments_shipped: IntCounter::new(names::SEGMENTS_SHIPPED_TOTAL, "Journal segments written to the vault.")
                 .expect("invariant: static metric definition"),
             segment_ship_errors: IntCounter::new(
@@ -242,11 +243,10 @@ impl Metrics {
                 names::UNPROTECTED_OBJECTS,
                 "Objects upstream whose current version the vault does not hold yet, as the running or last reconcile found.",
             ),
-            reconcile_last_success: prometheus::Gauge::new(
+            reconcile_last_success: float_gauge(
                 names::RECONCILE_LAST_SUCCESS_TIMESTAMP_SECONDS,
                 "Unix time of the last reconcile pass that captured everything it found.",
-            )
-            .expect("invariant: static metric definition"),
+            ),
             registry,
         };
         let build_info = IntGaugeVec::new(

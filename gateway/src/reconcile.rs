@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::capture::reconcile::Reconciled;
-use crate::capture::{Capture, CaptureError, plain_etag};
+use crate::capture::{Capture, CaptureError, listed_object};
 use crate::metrics::Metrics;
 use crate::request::RequestInfo;
 
@@ -231,14 +231,7 @@ impl Reconciler {
                 .send()
                 .await
                 .map_err(|e| CaptureError::Upstream(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
-            let listed: Vec<(String, String, u64)> = page
-                .contents()
-                .iter()
-                .filter_map(|o| {
-                    let size = o.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
-                    Some((o.key()?.to_owned(), plain_etag(o.e_tag().unwrap_or_default()).to_owned(), size))
-                })
-                .collect();
+            let listed: Vec<(String, String, u64)> = page.contents().iter().filter_map(listed_object).collect();
             let last_page = !page.is_truncated().unwrap_or(false);
             counters.listed.fetch_add(listed.len() as u64, Ordering::Relaxed);
             // Keys to look at: listed ones the journal does not hold as listed, and journal
@@ -325,7 +318,7 @@ impl Reconciler {
         journal.pending_remove(&checkpoint)?;
         let counts = counters.snapshot();
         if counts.failed == 0 {
-            self.metrics.reconcile_last_success.set(now_seconds());
+            self.metrics.reconcile_last_success.set(crate::now_seconds());
         }
         tracing::info!(bucket, seconds = started.elapsed().as_secs_f64(), counts = ?counts, "reconcile pass done");
         if let Some(events) = &events {
@@ -370,8 +363,4 @@ impl Reconciler {
             }
         }
     }
-}
-
-fn now_seconds() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use std::collections::HashMap;
 
 use crate::capture::restore::{Listed, Restored};
-use crate::capture::{Capture, CaptureError, plain_etag};
+use crate::capture::{Capture, CaptureError, listed_object};
 use crate::request::RequestInfo;
 
 /// The client identity restores are journaled under (`rewind log` shows it).
@@ -60,9 +60,8 @@ async fn list_destination(capture: &Capture, bucket: &str, prefix: &str) -> Opti
     while let Some(page) = pages.next().await {
         let page = page.ok()?;
         for o in page.contents() {
-            let size = o.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
-            let etag = plain_etag(o.e_tag().unwrap_or_default()).to_owned();
-            out.insert(o.key()?.to_owned(), Listed::Present(etag, size));
+            let (key, etag, size) = listed_object(o)?;
+            out.insert(key, Listed::Present(etag, size));
         }
     }
     Some(out)
@@ -114,8 +113,7 @@ pub async fn run(
                     (entry.key, r)
                 }
                 Step::Delete(key) => {
-                    let h = hint(&key);
-                    let r = capture.restore_delete(to_bucket, &key, h.as_ref(), info).await;
+                    let r = capture.restore_delete(to_bucket, &key, info).await;
                     if matches!(r, Ok(Restored::Done)) {
                         counts.deleted.fetch_add(1, Ordering::Relaxed);
                     }

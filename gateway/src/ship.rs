@@ -4,7 +4,7 @@
 //! gateway host then loses at most the records of one interval.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rewind_journal::{Journal, JournalError, segment};
 use rewind_model::Seq;
@@ -83,8 +83,7 @@ async fn ship_segments(journal: &Journal, vault: &dyn Backend) -> Result<usize, 
 fn lag_seconds(journal: &Journal) -> Result<f64, JournalError> {
     let (shipped, _) = journal.shipped()?;
     let Some(oldest) = journal.record(Seq(shipped.0 + 1))? else { return Ok(0.0) };
-    let now_us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
-    Ok((now_us - oldest.timestamp_us).max(0) as f64 / 1e6)
+    Ok((crate::now_us() - oldest.timestamp_us).max(0) as f64 / 1e6)
 }
 
 /// Ships every `every` until `stop`, then once more (so a clean stop leaves nothing behind).

@@ -274,20 +274,34 @@ impl Journal {
     /// The last record shipped to the vault and the hash of the segment that holds it
     /// (`Seq(0)` and zeros before the first).
     pub fn shipped(&self) -> Result<(Seq, [u8; 32]), JournalError> {
-        Ok(match self.db.get_cf(self.cf(CF_META), SHIPPED_KEY)? {
-            Some(v) if v.len() == 40 => (seq_of(&v[..8]), v[8..].try_into().expect("invariant: 32 bytes")),
-            Some(_) => return Err(JournalError::Corrupt { seq: Seq(0), detail: "malformed shipping mark".into() }),
-            None => (Seq(0), record::GENESIS),
-        })
+        let (seq, hash) = self.mark(SHIPPED_KEY)?;
+        Ok((Seq(seq), hash))
     }
 
     /// Records that every record up to `seq` is in the vault, in the segment hashing to
     /// `segment_hash`; durably.
     pub fn set_shipped(&self, seq: Seq, segment_hash: &[u8; 32]) -> Result<(), JournalError> {
-        let mut v = seq.0.to_be_bytes().to_vec();
-        v.extend_from_slice(segment_hash);
+        self.set_mark(SHIPPED_KEY, seq.0, segment_hash)
+    }
+
+    /// A shipping mark in `meta`: a number (u64 be) and a hash; 0 and zeros when unset.
+    fn mark(&self, key: &[u8]) -> Result<(u64, [u8; 32]), JournalError> {
+        Ok(match self.db.get_cf(self.cf(CF_META), key)? {
+            Some(v) if v.len() == 40 => (seq_of(&v[..8]).0, v[8..].try_into().expect("invariant: 32 bytes")),
+            Some(_) => {
+                let detail = format!("malformed {} mark", String::from_utf8_lossy(key));
+                return Err(JournalError::Corrupt { seq: Seq(0), detail });
+            }
+            None => (0, [0; 32]),
+        })
+    }
+
+    /// Sets a shipping mark, durably.
+    fn set_mark(&self, key: &[u8], n: u64, hash: &[u8; 32]) -> Result<(), JournalError> {
+        let mut v = n.to_be_bytes().to_vec();
+        v.extend_from_slice(hash);
         let mut wb = WriteBatch::default();
-        wb.put_cf(self.cf(CF_META), SHIPPED_KEY, v);
+        wb.put_cf(self.cf(CF_META), key, v);
         self.write_synced(wb)
     }
 
@@ -310,10 +324,7 @@ impl Journal {
             index(&self.db, &mut wb, *seq, &record.body);
             head = Appended { seq: *seq, hash: record.hash, timestamp_us: record.timestamp_us };
         }
-        let mut h = head.seq.0.to_be_bytes().to_vec();
-        h.extend_from_slice(&head.hash);
-        h.extend_from_slice(&head.timestamp_us.to_be_bytes());
-        wb.put_cf(self.cf(CF_META), HEAD_KEY, h);
+        wb.put_cf(self.cf(CF_META), HEAD_KEY, head_value(&head));
         self.write_synced(wb)?;
         Ok(head)
     }
@@ -330,10 +341,8 @@ impl Journal {
         if !known || record::checkpoint_mac(&self.keys, seq, &hash)[..] != bytes[40..] {
             return Ok(false);
         }
-        let mut k = CHECKPOINT_PREFIX.to_vec();
-        k.extend_from_slice(&seq.0.to_be_bytes());
         let mut wb = WriteBatch::default();
-        wb.put_cf(self.cf(CF_META), k, &bytes[8..]);
+        wb.put_cf(self.cf(CF_META), checkpoint_key(seq), &bytes[8..]);
         self.write_synced(wb)?;
         Ok(true)
     }
@@ -375,9 +384,7 @@ impl Journal {
     /// The newest checkpoint: its seq, or `None` before the first.
     pub fn last_checkpoint(&self) -> Result<Option<Seq>, JournalError> {
         let mut it = self.db.raw_iterator_cf(self.cf(CF_META));
-        let mut end = CHECKPOINT_PREFIX.to_vec();
-        end.extend_from_slice(&[0xFF; 8]);
-        it.seek_for_prev(&end);
+        it.seek_for_prev(checkpoint_key(Seq(u64::MAX)));
         match it.key() {
             Some(k) if k.starts_with(CHECKPOINT_PREFIX) => Ok(Some(seq_of(&k[CHECKPOINT_PREFIX.len()..]))),
             _ => {
@@ -389,12 +396,10 @@ impl Journal {
 
     /// Names `seq` (a named restore point), durably; `false` if the name is taken.
     pub fn label_put(&self, name: &str, seq: Seq) -> Result<bool, JournalError> {
-        let key = [LABEL_PREFIX, name.as_bytes()].concat();
+        let (key, value) = label_entry(name, seq, now_us());
         if self.db.get_pinned_cf(self.cf(CF_META), &key)?.is_some() {
             return Ok(false);
         }
-        let mut value = seq.0.to_be_bytes().to_vec();
-        value.extend_from_slice(&now_us().to_be_bytes());
         let mut wb = WriteBatch::default();
         wb.put_cf(self.cf(CF_META), key, value);
         self.write_synced(wb)?;
@@ -428,9 +433,8 @@ impl Journal {
         let mut wb = WriteBatch::default();
         let mut kept = 0;
         for (name, seq, created) in labels.iter().filter(|(_, seq, _)| *seq <= head) {
-            let mut value = seq.0.to_be_bytes().to_vec();
-            value.extend_from_slice(&created.to_be_bytes());
-            wb.put_cf(self.cf(CF_META), [LABEL_PREFIX, name.as_bytes()].concat(), value);
+            let (key, value) = label_entry(name, *seq, *created);
+            wb.put_cf(self.cf(CF_META), key, value);
             kept += 1;
         }
         self.write_synced(wb)?;
@@ -440,22 +444,12 @@ impl Journal {
     /// The generation and digest of the label set last shipped to the vault (0 and zeros
     /// before the first).
     pub fn labels_shipped(&self) -> Result<(u64, [u8; 32]), JournalError> {
-        Ok(match self.db.get_cf(self.cf(CF_META), LABELS_SHIPPED_KEY)? {
-            Some(v) if v.len() == 40 => (seq_of(&v[..8]).0, v[8..].try_into().expect("invariant: 32 bytes")),
-            Some(_) => {
-                return Err(JournalError::Corrupt { seq: Seq(0), detail: "malformed label shipping mark".into() });
-            }
-            None => (0, [0; 32]),
-        })
+        self.mark(LABELS_SHIPPED_KEY)
     }
 
     /// Records that label set `generation`, with `digest`, is in the vault; durably.
     pub fn set_labels_shipped(&self, generation: u64, digest: &[u8; 32]) -> Result<(), JournalError> {
-        let mut v = generation.to_be_bytes().to_vec();
-        v.extend_from_slice(digest);
-        let mut wb = WriteBatch::default();
-        wb.put_cf(self.cf(CF_META), LABELS_SHIPPED_KEY, v);
-        self.write_synced(wb)
+        self.set_mark(LABELS_SHIPPED_KEY, generation, digest)
     }
 
     /// Seals the current labels as shipped generation `generation`; also returns their digest.
@@ -651,6 +645,24 @@ fn read_head(db: &DB) -> Result<Appended, JournalError> {
     })
 }
 
+/// The stored head: what [`read_head`] reads.
+fn head_value(head: &Appended) -> Vec<u8> {
+    let mut v = head.seq.0.to_be_bytes().to_vec();
+    v.extend_from_slice(&head.hash);
+    v.extend_from_slice(&head.timestamp_us.to_be_bytes());
+    v
+}
+
+/// The `meta` key of the checkpoint at `seq`.
+fn checkpoint_key(seq: Seq) -> Vec<u8> {
+    [CHECKPOINT_PREFIX, &seq.0.to_be_bytes()].concat()
+}
+
+/// The `meta` key and value of a label.
+fn label_entry(name: &str, seq: Seq, created_us: i64) -> (Vec<u8>, Vec<u8>) {
+    ([LABEL_PREFIX, name.as_bytes()].concat(), [seq.0.to_be_bytes(), created_us.to_be_bytes()].concat())
+}
+
 /// The index entries a record adds (the `open` and `versions` column families).
 fn index(db: &DB, wb: &mut WriteBatch, seq: Seq, body: &Body) {
     let cf = |n| db.cf_handle(n).expect("invariant: column families are created on open");
@@ -772,17 +784,12 @@ impl Writer {
             || (self.head.seq != self.last_checkpoint && self.last_checkpoint_at.elapsed() >= CHECKPOINT_INTERVAL);
         if due {
             self.last_checkpoint_at = std::time::Instant::now();
-            let mut k = CHECKPOINT_PREFIX.to_vec();
-            k.extend_from_slice(&self.head.seq.0.to_be_bytes());
             let mut v = self.head.hash.to_vec();
             v.extend_from_slice(&record::checkpoint_mac(&self.keys, self.head.seq, &self.head.hash));
-            wb.put_cf(cf(CF_META), k, v);
+            wb.put_cf(cf(CF_META), checkpoint_key(self.head.seq), v);
             self.last_checkpoint = self.head.seq;
         }
-        let mut head = self.head.seq.0.to_be_bytes().to_vec();
-        head.extend_from_slice(&self.head.hash);
-        head.extend_from_slice(&self.head.timestamp_us.to_be_bytes());
-        wb.put_cf(cf(CF_META), HEAD_KEY, head);
+        wb.put_cf(cf(CF_META), HEAD_KEY, head_value(&self.head));
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
         if let Err(e) = self.db.write_opt(wb, &wo) {

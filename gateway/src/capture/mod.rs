@@ -21,7 +21,7 @@ pub mod restore;
 pub mod tee;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_sdk_s3::error::SdkError;
 use rewind_config::ProtectionConfig;
@@ -219,8 +219,7 @@ impl Capture {
         self.count(record_kind::COMMIT, result.is_ok());
         let appended = result?;
         self.metrics.journal_commit_duration.observe(start.elapsed().as_secs_f64());
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-        self.metrics.journal_last_commit.set(now);
+        self.metrics.journal_last_commit.set(crate::now_seconds());
         Ok(appended.seq)
     }
 
@@ -482,6 +481,12 @@ fn decode_pending(bytes: &[u8]) -> Result<ObjectVersion, CaptureError> {
 /// the bare value.
 pub fn plain_etag(etag: &str) -> &str {
     etag.trim_matches('"')
+}
+
+/// An object of a ListObjectsV2 page: its key, ETag (without quotes) and size.
+pub fn listed_object(o: &aws_sdk_s3::types::Object) -> Option<(String, String, u64)> {
+    let size = o.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+    Some((o.key()?.to_owned(), plain_etag(o.e_tag().unwrap_or_default()).to_owned(), size))
 }
 
 /// `Ok(None)` when an upstream error says the object (or its bucket) is not there; the

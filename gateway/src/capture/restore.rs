@@ -190,22 +190,15 @@ impl Capture {
         }
     }
 
-    /// Deletes `bucket`/`key` upstream, journaled as a restore's delete.
-    pub async fn restore_delete(
-        &self,
-        bucket: &str,
-        key: &str,
-        listed: Option<&Listed>,
-        info: &RequestInfo,
-    ) -> Result<Restored, CaptureError> {
+    /// Deletes `bucket`/`key` upstream, journaled as a restore's delete. S3 has no
+    /// conditional delete for general-purpose buckets, so the HEAD of capture-before-destroy
+    /// always runs first, whatever a listing showed.
+    pub async fn restore_delete(&self, bucket: &str, key: &str, info: &RequestInfo) -> Result<Restored, CaptureError> {
         let _lock = self.lock(bucket, key).await;
         let current = self.current(bucket, key)?;
         if current.is_none() {
             return Ok(Restored::AlreadyThere);
         }
-        // S3 has no conditional delete for general-purpose buckets: the HEAD of
-        // capture-before-destroy decides, whatever the listing showed.
-        let _ = listed;
         self.protect_current(bucket, key, None, info).await?;
         let pending = self.begin(Op::RestoreDelete, bucket, key, info).await?;
         match self.upstream.delete_object().bucket(bucket).key(key).send().await {
