@@ -291,9 +291,12 @@ impl Reconciler {
                             self.unprotected(bucket, Some(-1));
                         }
                         metrics.reconcile_objects.with_label_values(&[result]).inc();
-                        if let (Err(e), Some(events)) = (outcome, events) {
+                        // Logged whoever asked: a scheduled pass has no one to send events to.
+                        if let Err(e) = outcome {
                             tracing::warn!(bucket, key = %rewind_model::LogKey(&key), error = %e, "reconcile could not capture a key; the next pass retries it");
-                            let _gone = events.send(ReconcileEvent::Failed { key, error: e.to_string() }).await;
+                            if let Some(events) = events {
+                                let _gone = events.send(ReconcileEvent::Failed { key, error: e.to_string() }).await;
+                            }
                         }
                     }
                 })
