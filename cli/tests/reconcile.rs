@@ -54,8 +54,13 @@ async fn an_existing_bucket_is_imported_and_restored_after_deletes_behind_the_ga
     let gw = TestGateway::start(&upstream.target).await;
     let admin = Client::new(&gw.admin_url(), gw.admin_token());
 
+    let vault = gw.gateway.capture().vault().clone();
+    let packs_before = vault.pack_names().await.unwrap().len();
     let first = reconcile(&admin, "legacy", "&parallel=8").await;
     assert_eq!((first.listed, first.captured, first.deleted, first.failed), (2000, 2000, 0, 0), "{first:?}");
+    // Small objects are made durable in batches: they share packs instead of taking one each.
+    let packs = vault.pack_names().await.unwrap().len() - packs_before;
+    assert!(packs <= 100, "2,000 small objects imported into {packs} packs");
     let imported = gw.gateway.capture().journal().head().unwrap().seq.0;
     let again = reconcile(&admin, "legacy", "").await;
     assert_eq!((again.unchanged, again.captured), (2000, 0), "a second pass finds nothing new: {again:?}");

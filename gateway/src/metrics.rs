@@ -44,6 +44,7 @@ pub mod record_kind {
     pub const INTENT: &str = "intent";
     pub const COMMIT: &str = "commit";
     pub const ABORT: &str = "abort";
+    pub const OBSERVED: &str = "observed";
 }
 
 /// Why a mutation was refused to protect history, the `reason` label of

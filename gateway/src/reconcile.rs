@@ -21,8 +21,8 @@ use rewind_snapshotter::api::{ReconcileCounts, ReconcileEvent};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::capture::reconcile::Reconciled;
-use crate::capture::{Capture, CaptureError, listed_object};
+use crate::capture::reconcile::{Reconciled, Staged};
+use crate::capture::{Capture, CaptureError, Held, listed_object};
 use crate::metrics::Metrics;
 use crate::request::RequestInfo;
 
@@ -30,6 +30,10 @@ use crate::request::RequestInfo;
 pub const RECONCILE_ACTOR: &str = "rewind-reconcile";
 /// Keys per listing page (and checkpoint).
 const PAGE: i32 = 1000;
+/// Captures made durable and committed together, at most: by count ...
+const BATCH_OBJECTS: usize = 256;
+/// ... and by bytes (a pack is 32 MiB).
+const BATCH_BYTES: u64 = 16 << 20;
 /// How often progress is reported.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
@@ -79,6 +83,75 @@ impl Pace {
             *next = (*next).max(Instant::now()) + cost;
         }
     }
+}
+
+/// Keys of a pass waiting for their lock.
+#[derive(Default)]
+struct LockWaits {
+    waiting: AtomicU64,
+    changed: tokio::sync::Notify,
+}
+
+impl LockWaits {
+    /// Locks `key`, counted as waiting while someone else holds its stripe.
+    async fn lock(&self, capture: &Capture, bucket: &str, key: &str) -> Held {
+        if let Some(held) = capture.try_lock(bucket, key) {
+            return held;
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_one();
+        let held = capture.lock(bucket, key).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        held
+    }
+
+    /// Returns once some key is waiting for its lock.
+    async fn someone_waiting(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.waiting.load(Ordering::SeqCst) > 0 {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// What a pass shares between its keys.
+struct Run<'a> {
+    bucket: &'a str,
+    info: RequestInfo,
+    counters: Counters,
+    pace: Pace,
+    events: Option<mpsc::Sender<ReconcileEvent>>,
+}
+
+/// Staged captures waiting to be made durable and journaled together.
+#[derive(Default)]
+struct Batch {
+    staged: Vec<(String, Box<Staged>)>,
+    bytes: u64,
+}
+
+impl Batch {
+    /// Adds a capture; returns whether the batch is full.
+    fn add(&mut self, key: String, staged: Box<Staged>) -> bool {
+        self.bytes += staged.size();
+        self.staged.push((key, staged));
+        self.staged.len() >= BATCH_OBJECTS || self.bytes >= BATCH_BYTES
+    }
+
+    fn take(&mut self) -> Vec<(String, Box<Staged>)> {
+        self.bytes = 0;
+        std::mem::take(&mut self.staged)
+    }
+}
+
+/// What one key came to.
+enum Tally {
+    Unchanged,
+    Captured(u64),
+    Deleted,
 }
 
 #[derive(Default)]
@@ -208,12 +281,14 @@ impl Reconciler {
                 .map_err(|e| CaptureError::Upstream(format!("reading the journal: {e}")))?
         };
         let mut known = known.into_iter().filter(|e| resume_after.as_ref().is_none_or(|a| e.key > *a)).peekable();
-        let counters = Arc::new(Counters::default());
+        let counters = Counters::default();
         if resume_after.is_none() {
             self.unprotected(bucket, None);
         }
-        let pace = Pace::new(limits);
+        let waits = LockWaits::default();
         let info = RequestInfo::internal(RECONCILE_ACTOR, format!("reconcile-{:08x}", rand::random::<u32>()));
+        let run = Run { bucket, info, counters, pace: Pace::new(limits), events };
+        let counters = &run.counters;
         let started = Instant::now();
         let mut last_report = Instant::now();
         let mut token: Option<String> = None;
@@ -254,60 +329,52 @@ impl Reconciler {
                 todo.extend(known.by_ref().map(|e| e.key));
             }
             self.unprotected(bucket, Some(i64::try_from(todo.len()).unwrap_or(i64::MAX)));
-            let (counters_ref, pace_ref, info_ref) = (&counters, &pace, &info);
-            futures::stream::iter(todo)
+            let (run, waits) = (&run, &waits);
+            let mut outcomes = futures::stream::iter(todo)
                 .take_while(|_| futures::future::ready(!self.stop.is_cancelled()))
                 .map(|key| async move {
-                    pace_ref.turn().await;
-                    let outcome = capture.reconcile_key(bucket, &key, info_ref).await;
+                    run.pace.turn().await;
+                    let lock = waits.lock(capture, bucket, &key).await;
+                    let outcome = capture.reconcile_key(bucket, &key, &run.info, lock).await;
                     (key, outcome)
                 })
-                .buffer_unordered(limits.parallel.max(1))
-                .for_each(|(key, outcome)| {
-                    let (counters, events, metrics) = (counters_ref, events.clone(), &self.metrics);
-                    async move {
-                        let result = match &outcome {
-                            Ok(Reconciled::Unchanged) => {
-                                counters.unchanged.fetch_add(1, Ordering::Relaxed);
-                                "unchanged"
-                            }
-                            Ok(Reconciled::Captured(size)) => {
-                                counters.captured.fetch_add(1, Ordering::Relaxed);
-                                counters.captured_bytes.fetch_add(*size, Ordering::Relaxed);
-                                pace_ref.spent(*size);
-                                "captured"
-                            }
-                            Ok(Reconciled::Deleted) => {
-                                counters.deleted.fetch_add(1, Ordering::Relaxed);
-                                "deleted"
-                            }
-                            // Still unprotected: it stays counted until a pass captures it.
-                            Err(_) => {
-                                counters.failed.fetch_add(1, Ordering::Relaxed);
-                                "failed"
-                            }
-                        };
-                        if outcome.is_ok() {
-                            self.unprotected(bucket, Some(-1));
-                        }
-                        metrics.reconcile_objects.with_label_values(&[result]).inc();
-                        // Logged whoever asked: a scheduled pass has no one to send events to.
-                        if let Err(e) = outcome {
-                            tracing::warn!(bucket, key = %rewind_model::LogKey(&key), error = %e, "reconcile could not capture a key; the next pass retries it");
-                            if let Some(events) = events {
-                                let _gone = events.send(ReconcileEvent::Failed { key, error: e.to_string() }).await;
-                            }
+                .buffer_unordered(limits.parallel.max(1));
+            // Captures wait here, their keys locked, until a batch is made durable and
+            // journaled together. Locks are striped, so a key being reconciled may wait for
+            // one a staged capture holds: the batch is then committed at once.
+            let mut batch = Batch::default();
+            loop {
+                let next = if batch.staged.is_empty() {
+                    outcomes.next().await
+                } else {
+                    tokio::select! {
+                        next = outcomes.next() => next,
+                        () = waits.someone_waiting() => {
+                            self.commit_batch(run, batch.take()).await;
+                            continue;
                         }
                     }
-                })
-                .await;
+                };
+                let Some((key, outcome)) = next else { break };
+                match outcome {
+                    Ok(Reconciled::Staged(staged)) => {
+                        if batch.add(key, staged) {
+                            self.commit_batch(run, batch.take()).await;
+                        }
+                    }
+                    Ok(Reconciled::Unchanged) => self.tally(run, key, Ok(Tally::Unchanged)).await,
+                    Ok(Reconciled::Deleted) => self.tally(run, key, Ok(Tally::Deleted)).await,
+                    Err(e) => self.tally(run, key, Err(e)).await,
+                }
+            }
+            self.commit_batch(run, batch.take()).await;
             if self.stop.is_cancelled() {
                 return Err(ReconcileError::Stopped); // this page is not done: no checkpoint
             }
             if let Some((key, _, _)) = listed.last() {
                 journal.pending_put(&checkpoint, key.as_bytes())?;
             }
-            if let Some(events) = &events
+            if let Some(events) = &run.events
                 && last_report.elapsed() >= PROGRESS_EVERY
             {
                 last_report = Instant::now();
@@ -324,10 +391,54 @@ impl Reconciler {
             self.metrics.reconcile_last_success.set(crate::now_seconds());
         }
         tracing::info!(bucket, seconds = started.elapsed().as_secs_f64(), counts = ?counts, "reconcile pass done");
-        if let Some(events) = &events {
+        if let Some(events) = &run.events {
             let _gone = events.send(ReconcileEvent::Done(counts.clone())).await;
         }
         Ok(counts)
+    }
+
+    /// Makes a batch of staged captures durable and commits them, then counts each.
+    async fn commit_batch(&self, run: &Run<'_>, batch: Vec<(String, Box<Staged>)>) {
+        let (keys, staged): (Vec<String>, Vec<Box<Staged>>) = batch.into_iter().unzip();
+        for (key, result) in keys.into_iter().zip(self.capture.commit_staged(staged, &run.info).await) {
+            if let Ok(size) = result {
+                run.pace.spent(size);
+            }
+            self.tally(run, key, result.map(Tally::Captured)).await;
+        }
+    }
+
+    /// Counts what reconciling `key` came to, and reports a failure.
+    async fn tally(&self, run: &Run<'_>, key: String, outcome: Result<Tally, CaptureError>) {
+        let (bucket, counters) = (run.bucket, &run.counters);
+        let result = match outcome {
+            Ok(Tally::Unchanged) => {
+                counters.unchanged.fetch_add(1, Ordering::Relaxed);
+                "unchanged"
+            }
+            Ok(Tally::Captured(size)) => {
+                counters.captured.fetch_add(1, Ordering::Relaxed);
+                counters.captured_bytes.fetch_add(size, Ordering::Relaxed);
+                "captured"
+            }
+            Ok(Tally::Deleted) => {
+                counters.deleted.fetch_add(1, Ordering::Relaxed);
+                "deleted"
+            }
+            // Still unprotected: it stays counted until a pass captures it.
+            Err(e) => {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+                self.metrics.reconcile_objects.with_label_values(&["failed"]).inc();
+                // Logged whoever asked: a scheduled pass has no one to send events to.
+                tracing::warn!(bucket, key = %rewind_model::LogKey(&key), error = %e, "reconcile could not capture a key; the next pass retries it");
+                if let Some(events) = &run.events {
+                    let _gone = events.send(ReconcileEvent::Failed { key, error: e.to_string() }).await;
+                }
+                return;
+            }
+        };
+        self.unprotected(bucket, Some(-1));
+        self.metrics.reconcile_objects.with_label_values(&[result]).inc();
     }
 
     /// Reconciles every protected bucket upstream now and then every `every`, until the

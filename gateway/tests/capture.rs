@@ -9,7 +9,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective, ObjectIdentifier};
 use rewind_gateway::capture::Capture;
 use rewind_journal::Durability;
-use rewind_model::{Body, Commit, Effect, Intent, ObjectVersion, Op};
+use rewind_model::{Body, Effect, Intent, ObjectVersion, Op};
 use rewind_testkit::{FsUpstream, TestGateway, expiring_lifecycle, pattern};
 use rewind_vault::Manifest;
 
@@ -27,19 +27,8 @@ fn capture(gw: &TestGateway) -> &Capture {
 
 /// Every committed (op, effect) of a key, oldest first.
 fn history(gw: &TestGateway, bucket: &str, key: &str) -> Vec<(Op, Effect)> {
-    let journal = capture(gw).journal();
-    journal
-        .history(bucket, key)
-        .unwrap()
-        .into_iter()
-        .map(|r| {
-            let Body::Commit(Commit { intent, effect, .. }) = r.body else { panic!("history holds commits only") };
-            let Body::Intent(Intent { op, .. }) = journal.record(intent).unwrap().unwrap().body else {
-                panic!("a commit points at its intent")
-            };
-            (op, effect)
-        })
-        .collect()
+    let log = rewind_snapshotter::History::new(capture(gw).journal()).log(bucket, key).unwrap();
+    log.into_iter().map(|e| (e.op, e.effect)).collect()
 }
 
 fn version(effect: &Effect) -> &ObjectVersion {

@@ -174,9 +174,7 @@ async fn acknowledged_mutations_survive_sigkill() {
         let Some(last) = batch.last() else { break };
         from = Seq(last.seq.0 + 1);
         for r in batch {
-            if let Body::Commit(c) = r.body
-                && let Effect::Version(v) = c.effect
-            {
+            if let Some(Effect::Version(v)) = r.body.into_change().map(|c| c.effect) {
                 let m = Manifest { chunks: v.chunks, size: v.size, blake3: v.blake3 };
                 stores.vault.read_object(&m).await.unwrap_or_else(|e| panic!("record {}: {e}", r.seq.0));
                 versions += 1;

@@ -70,11 +70,8 @@ async fn racing_writers_are_journaled_in_upstream_order(
             .history("ver", key)
             .unwrap()
             .into_iter()
-            .filter_map(|r| match r.body {
-                Body::Commit(c) => match c.effect {
-                    Effect::Version(v) => v.version_id,
-                    _ => None,
-                },
+            .filter_map(|r| match r.body.into_change()?.effect {
+                Effect::Version(v) => v.version_id,
                 _ => None,
             })
             .collect();
@@ -194,10 +191,7 @@ fn tag_changes_are_journaled(gw: &TestGateway) {
         .history("ver", "tagged")
         .unwrap()
         .into_iter()
-        .map(|r| match r.body {
-            Body::Commit(c) => c.effect,
-            other => panic!("{other:?}"),
-        })
+        .map(|r| r.body.into_change().expect("history holds changes only").effect)
         .collect();
     assert_eq!(effects.len(), 3, "{effects:?}");
     let Effect::Version(v) = &effects[0] else { panic!("{effects:?}") };
@@ -284,7 +278,7 @@ async fn vault_objects_are_locked_when_the_vault_bucket_has_object_lock() {
 /// captured first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_over_listed_objects_writes_on_condition_of_their_etag() {
-    use rewind_model::{Commit, Intent, Op};
+    use rewind_model::Op;
     use rewind_snapshotter::History;
     use rewind_snapshotter::api::{Mode, RestoreEvent};
     use rewind_snapshotter::plan::Scope;
@@ -329,18 +323,8 @@ async fn a_restore_over_listed_objects_writes_on_condition_of_their_etag() {
         assert_eq!(got.into_bytes().as_ref(), want, "{key}");
     }
     let ops = |key: &str| -> Vec<Op> {
-        journal
-            .history("cond", key)
-            .unwrap()
-            .into_iter()
-            .map(|r| {
-                let Body::Commit(Commit { intent, .. }) = r.body else { panic!("commits only") };
-                let Some(Body::Intent(Intent { op, .. })) = journal.record(intent).unwrap().map(|r| r.body) else {
-                    panic!("a commit names its intent")
-                };
-                op
-            })
-            .collect()
+        let log = rewind_snapshotter::History::new(&journal).log("cond", key).unwrap();
+        log.into_iter().map(|e| e.op).collect()
     };
     assert_eq!(ops("a"), [Op::Put, Op::Put, Op::Restore]);
     assert_eq!(ops("b"), [Op::Put, Op::Put, Op::CaptureExisting, Op::Restore]);

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rewind_crypto::{CryptoError, KeySet, aead};
-use rewind_model::{Body, Seq};
+use rewind_model::{Abort, Body, Commit, Seq};
 use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, oneshot};
 
@@ -666,15 +666,17 @@ fn label_entry(name: &str, seq: Seq, created_us: i64) -> (Vec<u8>, Vec<u8>) {
 /// The index entries a record adds (the `open` and `versions` column families).
 fn index(db: &DB, wb: &mut WriteBatch, seq: Seq, body: &Body) {
     let cf = |n| db.cf_handle(n).expect("invariant: column families are created on open");
+    // Commits and observations are versions of their key.
+    if let Some((bucket, key, _)) = body.change() {
+        let mut k = version_prefix(bucket, key);
+        k.extend_from_slice(&seq.0.to_be_bytes());
+        wb.put_cf(cf(CF_VERSIONS), k, []);
+    }
     match body {
         Body::Intent(_) => wb.put_cf(cf(CF_OPEN), seq.0.to_be_bytes(), []),
-        Body::Commit(c) => {
-            let mut k = version_prefix(&c.bucket, &c.key);
-            k.extend_from_slice(&seq.0.to_be_bytes());
-            wb.put_cf(cf(CF_VERSIONS), k, []);
-            wb.delete_cf(cf(CF_OPEN), c.intent.0.to_be_bytes());
+        Body::Commit(Commit { intent, .. }) | Body::Abort(Abort { intent, .. }) => {
+            wb.delete_cf(cf(CF_OPEN), intent.0.to_be_bytes());
         }
-        Body::Abort(a) => wb.delete_cf(cf(CF_OPEN), a.intent.0.to_be_bytes()),
         _ => {}
     }
 }

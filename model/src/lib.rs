@@ -5,5 +5,5 @@ pub mod record;
 pub mod redact;
 
 pub use ids::ChunkId;
-pub use record::{Abort, Body, Commit, Effect, Intent, ObjectVersion, Op, Seq};
+pub use record::{Abort, Body, Commit, Effect, Intent, ObjectChange, ObjectVersion, Observed, Op, Seq};
 pub use redact::{LogKey, set_key_redaction};

@@ -190,6 +190,17 @@ pub struct Abort {
     pub reason: String,
 }
 
+/// A change found upstream rather than made through the gateway (a version captured
+/// from the upstream, a key found gone): one record, as nothing was applied upstream that
+/// recovery would have to resolve. It carries its intent's fields and its commit's effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// What was found, and who looked (op, bucket, key, access key, request id).
+    pub intent: Intent,
+    /// What it changed in the journal's view.
+    pub effect: Effect,
+}
+
 /// A record body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -200,6 +211,42 @@ pub enum Body {
     Commit(Commit),
     /// See [`Abort`].
     Abort(Abort),
+    /// See [`Observed`].
+    Observed(Observed),
+}
+
+/// A change to an object or bucket, as a commit or an observation records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectChange {
+    /// The bucket.
+    pub bucket: String,
+    /// The key (empty for bucket operations).
+    pub key: String,
+    /// What changed.
+    pub effect: Effect,
+}
+
+impl Body {
+    /// The change this record makes to the journal's view of the bucket: commits and
+    /// observations make one; intents and aborts none.
+    pub fn into_change(self) -> Option<ObjectChange> {
+        match self {
+            Self::Commit(Commit { bucket, key, effect, .. }) => Some(ObjectChange { bucket, key, effect }),
+            Self::Observed(Observed { intent: Intent { bucket, key, .. }, effect }) => {
+                Some(ObjectChange { bucket, key, effect })
+            }
+            Self::Intent(_) | Self::Abort(_) => None,
+        }
+    }
+
+    /// [`Body::into_change`] by reference: the bucket, key and effect.
+    pub fn change(&self) -> Option<(&str, &str, &Effect)> {
+        match self {
+            Self::Commit(c) => Some((&c.bucket, &c.key, &c.effect)),
+            Self::Observed(o) => Some((&o.intent.bucket, &o.intent.key, &o.effect)),
+            Self::Intent(_) | Self::Abort(_) => None,
+        }
+    }
 }
 
 /// Why bytes are not a valid body.
@@ -211,6 +258,7 @@ const BODY_V1: u8 = 1;
 const KIND_INTENT: u8 = 1;
 const KIND_COMMIT: u8 = 2;
 const KIND_ABORT: u8 = 3;
+const KIND_OBSERVED: u8 = 4;
 const EFFECT_VERSION: u8 = 1;
 const EFFECT_DELETED: u8 = 2;
 const EFFECT_TAGS: u8 = 3;
@@ -224,36 +272,24 @@ impl Body {
         match self {
             Self::Intent(i) => {
                 e.u8(KIND_INTENT);
-                e.u8(i.op.code());
-                for s in [&i.bucket, &i.key, &i.access_key, &i.request_id] {
-                    e.str(s);
-                }
+                e.intent(i);
             }
             Self::Commit(c) => {
                 e.u8(KIND_COMMIT);
                 e.u64(c.intent.0);
                 e.str(&c.bucket);
                 e.str(&c.key);
-                match &c.effect {
-                    Effect::Version(v) => {
-                        e.u8(EFFECT_VERSION);
-                        e.version(v);
-                    }
-                    Effect::Deleted { version_id } => {
-                        e.u8(EFFECT_DELETED);
-                        e.opt(version_id.as_deref());
-                    }
-                    Effect::Tags(tags) => {
-                        e.u8(EFFECT_TAGS);
-                        e.pairs(tags);
-                    }
-                    Effect::Bucket => e.u8(EFFECT_BUCKET),
-                }
+                e.effect(&c.effect);
             }
             Self::Abort(a) => {
                 e.u8(KIND_ABORT);
                 e.u64(a.intent.0);
                 e.str(&a.reason);
+            }
+            Self::Observed(o) => {
+                e.u8(KIND_OBSERVED);
+                e.intent(&o.intent);
+                e.effect(&o.effect);
             }
         }
         e.0
@@ -267,22 +303,13 @@ impl Body {
             return Err(DecodeError(format!("unknown body version {version}")));
         }
         let body = match d.u8()? {
-            KIND_INTENT => {
-                let op = Op::from_code(d.u8()?).ok_or_else(|| DecodeError("unknown op".into()))?;
-                Self::Intent(Intent { op, bucket: d.str()?, key: d.str()?, access_key: d.str()?, request_id: d.str()? })
-            }
+            KIND_INTENT => Self::Intent(d.intent()?),
             KIND_COMMIT => {
                 let (intent, bucket, key) = (Seq(d.u64()?), d.str()?, d.str()?);
-                let effect = match d.u8()? {
-                    EFFECT_VERSION => Effect::Version(d.version()?),
-                    EFFECT_DELETED => Effect::Deleted { version_id: d.opt()? },
-                    EFFECT_TAGS => Effect::Tags(d.pairs()?),
-                    EFFECT_BUCKET => Effect::Bucket,
-                    other => return Err(DecodeError(format!("unknown effect {other}"))),
-                };
-                Self::Commit(Commit { intent, bucket, key, effect })
+                Self::Commit(Commit { intent, bucket, key, effect: d.effect()? })
             }
             KIND_ABORT => Self::Abort(Abort { intent: Seq(d.u64()?), reason: d.str()? }),
+            KIND_OBSERVED => Self::Observed(Observed { intent: d.intent()?, effect: d.effect()? }),
             other => return Err(DecodeError(format!("unknown record kind {other}"))),
         };
         if !d.0.is_empty() {
@@ -318,6 +345,29 @@ impl Enc {
                 self.u8(1);
                 self.str(s);
             }
+        }
+    }
+    fn intent(&mut self, i: &Intent) {
+        self.u8(i.op.code());
+        for s in [&i.bucket, &i.key, &i.access_key, &i.request_id] {
+            self.str(s);
+        }
+    }
+    fn effect(&mut self, effect: &Effect) {
+        match effect {
+            Effect::Version(v) => {
+                self.u8(EFFECT_VERSION);
+                self.version(v);
+            }
+            Effect::Deleted { version_id } => {
+                self.u8(EFFECT_DELETED);
+                self.opt(version_id.as_deref());
+            }
+            Effect::Tags(tags) => {
+                self.u8(EFFECT_TAGS);
+                self.pairs(tags);
+            }
+            Effect::Bucket => self.u8(EFFECT_BUCKET),
         }
     }
     fn version(&mut self, v: &ObjectVersion) {
@@ -386,6 +436,19 @@ impl<'a> Dec<'a> {
             other => Err(DecodeError(format!("bad option tag {other}"))),
         }
     }
+    fn intent(&mut self) -> Result<Intent, DecodeError> {
+        let op = Op::from_code(self.u8()?).ok_or_else(|| DecodeError("unknown op".into()))?;
+        Ok(Intent { op, bucket: self.str()?, key: self.str()?, access_key: self.str()?, request_id: self.str()? })
+    }
+    fn effect(&mut self) -> Result<Effect, DecodeError> {
+        Ok(match self.u8()? {
+            EFFECT_VERSION => Effect::Version(self.version()?),
+            EFFECT_DELETED => Effect::Deleted { version_id: self.opt()? },
+            EFFECT_TAGS => Effect::Tags(self.pairs()?),
+            EFFECT_BUCKET => Effect::Bucket,
+            other => return Err(DecodeError(format!("unknown effect {other}"))),
+        })
+    }
     fn version(&mut self) -> Result<ObjectVersion, DecodeError> {
         let size = self.u64()?;
         let blake3 = self.array()?;
@@ -423,11 +486,9 @@ mod tests {
     }
 
     fn body() -> impl Strategy<Value = Body> {
-        let intent = (op(), ".{0,20}", ".{0,40}", "[A-Z0-9]{0,20}", ".{0,16}").prop_map(
-            |(op, bucket, key, access_key, request_id)| {
-                Body::Intent(Intent { op, bucket, key, access_key, request_id })
-            },
-        );
+        let intent = (op(), ".{0,20}", ".{0,40}", "[A-Z0-9]{0,20}", ".{0,16}")
+            .prop_map(|(op, bucket, key, access_key, request_id)| Intent { op, bucket, key, access_key, request_id })
+            .boxed();
         let version = (
             any::<u64>(),
             any::<[u8; 32]>(),
@@ -455,11 +516,14 @@ mod tests {
             prop::option::of(".{0,32}").prop_map(|version_id| Effect::Deleted { version_id }),
             pairs().prop_map(Effect::Tags),
             Just(Effect::Bucket),
-        ];
-        let commit = (any::<u64>(), ".{0,20}", ".{0,40}", effect)
+        ]
+        .boxed();
+        let commit = (any::<u64>(), ".{0,20}", ".{0,40}", effect.clone())
             .prop_map(|(s, bucket, key, effect)| Body::Commit(Commit { intent: Seq(s), bucket, key, effect }));
         let abort = (any::<u64>(), ".{0,40}").prop_map(|(s, reason)| Body::Abort(Abort { intent: Seq(s), reason }));
-        prop_oneof![intent, commit, abort]
+        let observed =
+            (intent.clone(), effect).prop_map(|(intent, effect)| Body::Observed(Observed { intent, effect }));
+        prop_oneof![intent.prop_map(Body::Intent), commit, abort, observed]
     }
 
     proptest! {
@@ -471,7 +535,7 @@ mod tests {
         /// The standalone version encoding (multipart state) round-trips and rejects cuts.
         #[test]
         fn versions_round_trip_on_their_own(b in body(), cut in any::<prop::sample::Index>()) {
-            if let Body::Commit(Commit { effect: Effect::Version(v), .. }) = b {
+            if let Some(ObjectChange { effect: Effect::Version(v), .. }) = b.into_change() {
                 let encoded = v.encode();
                 prop_assert_eq!(ObjectVersion::decode(&encoded).unwrap(), v);
                 prop_assert!(ObjectVersion::decode(&encoded[..cut.index(encoded.len())]).is_err());

@@ -10,7 +10,7 @@ mod status;
 pub use status::status;
 
 use rewind_journal::{Journal, JournalError};
-use rewind_model::{Body, Commit, Effect, Intent, ObjectVersion, Op, Seq};
+use rewind_model::{Body, Commit, Effect, Intent, ObjectVersion, Observed, Op, Seq};
 
 pub use at::{At, AtError};
 
@@ -210,9 +210,9 @@ impl<'a> History<'a> {
         // A tag change newer than the version: (its seq, its time, the tags).
         let mut newest: Option<TagChange> = None;
         while let Some(record) = self.journal.latest_at(bucket, key, cursor)? {
-            let Body::Commit(c) = record.body else { break };
             let (seq, ts) = (record.seq, record.timestamp_us);
-            match c.effect {
+            let Some(change) = record.body.into_change() else { break };
+            match change.effect {
                 Effect::Version(mut version) => {
                     let (seq, timestamp_us) = match newest {
                         Some(TagChange { seq, timestamp_us, tags }) => {
@@ -246,11 +246,11 @@ impl<'a> History<'a> {
             }
             // Usually the latest commit is the version itself: no second index lookup.
             let record = self.journal.record(seq)?;
-            match record.map(|r| (r.body, r.timestamp_us)) {
-                Some((Body::Commit(Commit { effect: Effect::Version(version), .. }), timestamp_us)) => {
+            match record.and_then(|r| Some((r.body.into_change()?.effect, r.timestamp_us))) {
+                Some((Effect::Version(version), timestamp_us)) => {
                     out.push(Entry { key, version, seq, timestamp_us });
                 }
-                Some((Body::Commit(Commit { effect: Effect::Deleted { .. }, .. }), _)) => {}
+                Some((Effect::Deleted { .. }, _)) => {}
                 _ => out.extend(self.version_at(bucket, &key, seq)?),
             }
         }
@@ -286,11 +286,13 @@ impl<'a> History<'a> {
     pub fn log(&self, bucket: &str, key: &str) -> Result<Vec<LogEntry>, HistoryError> {
         let mut out = Vec::new();
         for record in self.journal.history(bucket, key)? {
-            let Body::Commit(Commit { intent, effect, .. }) = record.body else { continue };
-            let Some(Body::Intent(Intent { op, access_key, request_id, .. })) =
-                self.journal.record(intent)?.map(|r| r.body)
-            else {
-                continue;
+            let (Intent { op, access_key, request_id, .. }, effect) = match record.body {
+                Body::Observed(Observed { intent, effect }) => (intent, effect),
+                Body::Commit(Commit { intent, effect, .. }) => match self.journal.record(intent)?.map(|r| r.body) {
+                    Some(Body::Intent(intent)) => (intent, effect),
+                    _ => continue,
+                },
+                _ => continue,
             };
             out.push(LogEntry {
                 seq: record.seq,

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use rewind_journal::Journal;
-use rewind_model::{Body, ChunkId, Commit, Effect};
+use rewind_model::{ChunkId, Effect, ObjectChange};
 use rewind_vault::ChunkLocation;
 
 use crate::api::{BucketStatus, Status, time_text};
@@ -25,7 +25,7 @@ pub fn status(journal: &Journal, vault_location: String) -> Result<Status, Histo
     };
     let mut versions: BTreeMap<String, u64> = BTreeMap::new();
     crate::each_record(journal, |record| {
-        if let Body::Commit(Commit { bucket, effect: Effect::Version(v), .. }) = record.body {
+        if let Some(ObjectChange { bucket, effect: Effect::Version(v), .. }) = record.body.into_change() {
             status.logical_bytes += v.size;
             *versions.entry(bucket).or_default() += 1;
         }

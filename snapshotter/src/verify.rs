@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use rewind_journal::Journal;
-use rewind_model::{Body, ChunkId, Commit, Effect};
+use rewind_model::{ChunkId, Effect, ObjectChange};
 use rewind_vault::Vault;
 
 use crate::HistoryError;
@@ -49,7 +49,7 @@ pub async fn verify(journal: &Journal, vault: &Vault, read: ReadData) -> Result<
     let mut versions = Vec::new();
     crate::each_record(journal, |record| {
         report.records += 1;
-        if let Body::Commit(Commit { bucket, key, effect: Effect::Version(version), .. }) = record.body {
+        if let Some(ObjectChange { bucket, key, effect: Effect::Version(version) }) = record.body.into_change() {
             versions.push((record.seq, bucket, key, version.chunks));
         }
     })?;

@@ -392,16 +392,26 @@ impl ObjectWriter {
     }
 
     /// Ends the object: stores its last chunks, makes them durable, returns its manifest.
-    pub async fn finish(mut self) -> Result<Manifest, VaultError> {
+    pub async fn finish(self) -> Result<Manifest, VaultError> {
+        let vault = self.vault.clone();
+        let manifest = self.finish_unsynced().await?;
+        // An empty object has nothing to make durable: do not flush other writers' pack.
+        if !manifest.chunks.is_empty() {
+            vault.sync().await?;
+        }
+        Ok(manifest)
+    }
+
+    /// Ends the object like [`ObjectWriter::finish`] but leaves its last chunks in the open
+    /// pack: they are durable only after a later [`Vault::sync`]. Writers of many small
+    /// objects (an import) call it so that their objects share packs, then sync once before
+    /// journaling any of them.
+    pub async fn finish_unsynced(mut self) -> Result<Manifest, VaultError> {
         for chunk in self.chunker.finish() {
             self.start(chunk).await;
         }
         while !self.in_flight.is_empty() {
             self.collect_one().await?;
-        }
-        // An empty object has nothing to make durable: do not flush other writers' pack.
-        if !self.chunks.is_empty() {
-            self.vault.sync().await?;
         }
         self.vault.count(|s| s.logical_bytes += self.size);
         let blake3 = *self.hasher.finalize().as_bytes();

@@ -37,6 +37,11 @@ impl KeyLocks {
         self.lock_all(bucket, std::iter::once(key)).await
     }
 
+    /// Locks one key if no one holds it (nor another key of its stripe).
+    pub fn try_lock(&self, bucket: &str, key: &str) -> Option<Held> {
+        self.stripes[self.stripe(bucket, key)].clone().try_lock_owned().ok().map(|g| Held(vec![g]))
+    }
+
     /// Locks several keys of one bucket. Stripes are taken in ascending order, so two
     /// requests locking overlapping sets cannot deadlock.
     pub async fn lock_all<'a>(&self, bucket: &str, keys: impl IntoIterator<Item = &'a str>) -> Held {

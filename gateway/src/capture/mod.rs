@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::error::SdkError;
 use rewind_config::ProtectionConfig;
 use rewind_journal::{Durability, Journal, JournalError};
-use rewind_model::{Abort, Body, Commit, Effect, Intent, LogKey, ObjectVersion, Op, Seq};
+use rewind_model::{Abort, Body, Commit, Effect, Intent, LogKey, ObjectVersion, Observed, Op, Seq};
 use rewind_snapshotter::{History, HistoryError};
 use rewind_vault::{Manifest, Vault, VaultError};
 use s3s::dto::StreamingBlob;
@@ -177,6 +177,11 @@ impl Capture {
         self.locks.lock(bucket, key).await
     }
 
+    /// Takes the mutation lock of one key if it is free now.
+    pub fn try_lock(&self, bucket: &str, key: &str) -> Option<Held> {
+        self.locks.try_lock(bucket, key)
+    }
+
     /// Takes the mutation locks of several keys of one bucket.
     pub async fn lock_all<'a>(&self, bucket: &str, keys: impl IntoIterator<Item = &'a str>) -> Held {
         self.locks.lock_all(bucket, keys).await
@@ -200,6 +205,31 @@ impl Capture {
             journal: self.journal.clone(),
             armed: true,
         })
+    }
+
+    /// Appends, durably, a change found upstream rather than made through the gateway
+    /// (`op` is [`Op::CaptureExisting`] or [`Op::Vanished`]): one record, since nothing is
+    /// applied upstream that recovery would have to resolve.
+    pub async fn observe(
+        &self,
+        op: Op,
+        bucket: &str,
+        key: &str,
+        info: &RequestInfo,
+        effect: Effect,
+    ) -> Result<Seq, CaptureError> {
+        let intent = Intent {
+            op,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            access_key: info.resolved().access_key.unwrap_or_default(),
+            request_id: info.id().to_owned(),
+        };
+        let result = self.journal.append(Body::Observed(Observed { intent, effect }), Durability::Synced).await;
+        self.count(record_kind::OBSERVED, result.is_ok());
+        let appended = result?;
+        self.metrics.journal_last_commit.set(crate::now_seconds());
+        Ok(appended.seq)
     }
 
     /// Appends the commit of `pending` durably; returns once it is on disk.
@@ -321,23 +351,11 @@ impl Capture {
         head: &UpstreamHead,
         info: &RequestInfo,
     ) -> Result<Option<u64>, CaptureError> {
-        let pending = self.begin(Op::CaptureExisting, bucket, key, info).await?;
-        match self.capture_upstream(bucket, key, head.version_id.as_deref()).await {
-            Ok(Some(v)) => {
-                let size = v.size;
-                tracing::info!(bucket, key = %LogKey(key), size, "captured a version the journal lacked (written before Rewind or behind its back)");
-                self.commit(pending, Effect::Version(v)).await?;
-                Ok(Some(size))
-            }
-            Ok(None) => {
-                self.abort(pending, "the object vanished upstream while being captured").await;
-                Ok(None)
-            }
-            Err(e) => {
-                self.abort(pending, "capture of the existing version failed").await;
-                Err(e)
-            }
-        }
+        let Some(v) = self.capture_upstream(bucket, key, head.version_id.as_deref()).await? else { return Ok(None) };
+        let size = v.size;
+        self.observe(Op::CaptureExisting, bucket, key, info, Effect::Version(v)).await?;
+        log_captured(bucket, key, size);
+        Ok(Some(size))
     }
 
     /// Whether the journal holds the version `head` describes: the current one (the usual
@@ -375,6 +393,18 @@ impl Capture {
         key: &str,
         version_id: Option<&str>,
     ) -> Result<Option<ObjectVersion>, CaptureError> {
+        self.read_upstream(bucket, key, version_id, true).await
+    }
+
+    /// [`Capture::capture_upstream`], leaving the object's last chunks in the vault's open
+    /// pack unless `durable`.
+    async fn read_upstream(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        durable: bool,
+    ) -> Result<Option<ObjectVersion>, CaptureError> {
         let result =
             self.upstream.get_object().bucket(bucket).key(key).set_version_id(version_id.map(Into::into)).send().await;
         let mut out = match result {
@@ -386,7 +416,7 @@ impl Capture {
             meta.tags = self.upstream_tags(bucket, key, out.version_id()).await?;
         }
         let body = std::mem::take(&mut out.body);
-        let manifest = self.store_stream(body).await?;
+        let manifest = self.store(body, durable).await?;
         Ok(Some(version_of(manifest, plain_etag(out.e_tag().unwrap_or_default()), out.version_id(), meta)))
     }
 
@@ -412,13 +442,22 @@ impl Capture {
     }
 
     /// Stores a byte stream read from the upstream into the vault.
-    pub async fn store_stream(&self, mut body: aws_sdk_s3::primitives::ByteStream) -> Result<Manifest, CaptureError> {
+    pub async fn store_stream(&self, body: aws_sdk_s3::primitives::ByteStream) -> Result<Manifest, CaptureError> {
+        self.store(body, true).await
+    }
+
+    async fn store(
+        &self,
+        mut body: aws_sdk_s3::primitives::ByteStream,
+        durable: bool,
+    ) -> Result<Manifest, CaptureError> {
         let mut writer = self.vault.writer();
         while let Some(piece) = body.next().await {
             let piece = piece.map_err(|e| CaptureError::Upstream(e.to_string()))?;
             tokio::time::timeout(self.timeout, writer.push(&piece)).await.map_err(|_| TeeError::Slow)??;
         }
-        Ok(tokio::time::timeout(self.timeout, writer.finish()).await.map_err(|_| TeeError::Slow)??)
+        let finish = async { if durable { writer.finish().await } else { writer.finish_unsynced().await } };
+        Ok(tokio::time::timeout(self.timeout, finish).await.map_err(|_| TeeError::Slow)??)
     }
 
     /// The pending-state prefix of a multipart upload.
@@ -470,6 +509,10 @@ impl Capture {
     pub fn end_upload(&self, prefix: &[u8]) -> Result<(), CaptureError> {
         Ok(self.journal.pending_remove(prefix)?)
     }
+}
+
+fn log_captured(bucket: &str, key: &str, size: u64) {
+    tracing::info!(bucket, key = %LogKey(key), size, "captured a version the journal lacked (written before Rewind or behind its back)");
 }
 
 fn decode_pending(bytes: &[u8]) -> Result<ObjectVersion, CaptureError> {
