@@ -18,6 +18,13 @@ pub trait Backend: Send + Sync {
     async fn get(&self, name: &str) -> Result<Bytes, VaultError>;
     /// Reads `len` bytes of an object from `offset`.
     async fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Bytes, VaultError>;
+    /// Reads the last `len` bytes of an object (all of it when it is shorter), and its
+    /// size: a pack's header is at its end.
+    async fn get_tail(&self, name: &str, len: u64) -> Result<(Bytes, u64), VaultError> {
+        let whole = self.get(name).await?;
+        let size = whole.len() as u64;
+        Ok((whole.slice(usize::try_from(size.saturating_sub(len)).unwrap_or(0)..), size))
+    }
     /// Names starting with `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, VaultError>;
     /// Whether an object exists.
@@ -140,6 +147,18 @@ impl Backend for LocalBackend {
             .expect("invariant: no panic in get_range")
     }
 
+    async fn get_tail(&self, name: &str, len: u64) -> Result<(Bytes, u64), VaultError> {
+        let path = self.path(name)?;
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let size = std::fs::metadata(&path).map_err(|e| not_found(&name, e))?.len();
+            let len = len.min(size);
+            Ok((read_range(&path, &name, size - len, len)?, size))
+        })
+        .await
+        .expect("invariant: no panic in get_tail")
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<String>, VaultError> {
         let root = self.root.clone();
         let prefix = prefix.to_owned();
@@ -180,6 +199,9 @@ pub mod conformance {
         assert_eq!(b.get("packs/ab/one").await.unwrap(), data);
         assert_eq!(b.get_range("packs/ab/one", 1000, 500).await.unwrap(), data.slice(1000..1500));
         assert!(b.get_range("packs/ab/one", 99_990, 20).await.is_err(), "a range past the end is an error");
+        assert_eq!(b.get_tail("packs/ab/one", 300).await.unwrap(), (data.slice(99_700..), 100_000));
+        assert_eq!(b.get_tail("packs/ab/one", 200_000).await.unwrap(), (data.clone(), 100_000), "shorter than asked");
+        assert!(matches!(b.get_tail("missing", 10).await, Err(VaultError::NotFound { .. })));
         assert!(b.exists("packs/ab/one").await.unwrap());
         b.put("empty", Bytes::new()).await.unwrap();
         assert!(b.get("empty").await.unwrap().is_empty());

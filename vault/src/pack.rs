@@ -111,21 +111,53 @@ pub fn read_header(keys: &KeySet, name: &str, bytes: &[u8]) -> Result<Vec<PackEn
     if blake3::hash(bytes).to_hex().as_str() != name {
         return Err(corrupt("its content does not match its name".into()));
     }
-    let min = PREAMBLE_LEN + 4 + TRAILER.len();
-    if bytes.len() < min || &bytes[..MAGIC.len()] != MAGIC || !bytes.ends_with(TRAILER) {
+    if bytes.len() < PREAMBLE_LEN || &bytes[..MAGIC.len()] != MAGIC {
         return Err(corrupt("not a Rewind pack".into()));
     }
     if bytes[MAGIC.len()] != VERSION {
         return Err(corrupt(format!("unknown pack version {}", bytes[MAGIC.len()])));
     }
-    let len_at = bytes.len() - TRAILER.len() - 4;
-    let sealed_len = u32::from_le_bytes(bytes[len_at..len_at + 4].try_into().expect("invariant: 4 bytes")) as usize;
-    let header_at = len_at
+    match read_header_from_tail(keys, name, bytes, bytes.len() as u64)? {
+        Tail::Entries(entries) => Ok(entries),
+        Tail::Needs(_) => Err(corrupt("header length out of range".into())),
+    }
+}
+
+/// What the end of a pack gave.
+#[derive(Debug)]
+pub enum Tail {
+    /// The header's entries.
+    Entries(Vec<PackEntry>),
+    /// The header is longer than the tail read: read this many bytes from the end.
+    Needs(u64),
+}
+
+/// Bytes from the end of a pack that hold the header of most packs (over a thousand
+/// chunks), so indexing a pack usually takes one small ranged read.
+pub const TAIL_GUESS: u64 = 64 << 10;
+
+/// Reads a pack's header from its last bytes, `tail`, given its `size`, without the rest
+/// of the pack: the header is authentic (sealed with the pack-header key over the known
+/// preamble) and its entries lie inside the chunk area. Whether the chunks themselves are
+/// intact is for reading them (`verify --read-data`) to find.
+pub fn read_header_from_tail(keys: &KeySet, name: &str, tail: &[u8], size: u64) -> Result<Tail, VaultError> {
+    let corrupt = |detail: String| VaultError::Corrupt { what: format!("pack {name}"), detail };
+    let fixed = (TRAILER.len() + 4) as u64;
+    if size < PREAMBLE_LEN as u64 + fixed || (tail.len() as u64) < fixed || !tail.ends_with(TRAILER) {
+        return Err(corrupt("not a Rewind pack".into()));
+    }
+    let len_at = tail.len() - TRAILER.len() - 4;
+    let sealed_len = u64::from(u32::from_le_bytes(tail[len_at..len_at + 4].try_into().expect("invariant: 4 bytes")));
+    let header_at = (size - fixed)
         .checked_sub(sealed_len)
-        .filter(|&h| h >= PREAMBLE_LEN)
+        .filter(|&h| h >= PREAMBLE_LEN as u64)
         .ok_or_else(|| corrupt("header length out of range".into()))?;
-    let header =
-        aead::open(keys.pack_header.expose(), &bytes[..PREAMBLE_LEN], &bytes[header_at..len_at], "pack header")?;
+    if (tail.len() as u64) < sealed_len + fixed {
+        return Ok(Tail::Needs(sealed_len + fixed));
+    }
+    let preamble = [MAGIC.as_slice(), &[VERSION]].concat();
+    let sealed = &tail[len_at - usize::try_from(sealed_len).expect("invariant: within the tail")..len_at];
+    let header = aead::open(keys.pack_header.expose(), &preamble, sealed, "pack header")?;
     let count = u32::from_le_bytes(
         header.get(..4).ok_or_else(|| corrupt("empty header".into()))?.try_into().expect("invariant: 4 bytes"),
     ) as usize;
@@ -143,10 +175,11 @@ pub fn read_header(keys: &KeySet, name: &str, bytes: &[u8]) -> Result<Vec<PackEn
                 compressed: e[48] & FLAG_ZSTD != 0,
             };
             let end = entry.offset.checked_add(u64::from(entry.stored_len));
-            if entry.offset < PREAMBLE_LEN as u64 || end.is_none_or(|end| end > header_at as u64) {
+            if entry.offset < PREAMBLE_LEN as u64 || end.is_none_or(|end| end > header_at) {
                 return Err(corrupt(format!("entry for {:?} points outside the chunk area", entry.id)));
             }
             Ok(entry)
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(Tail::Entries)
 }

@@ -137,6 +137,29 @@ impl Backend for S3Backend {
         Ok(body)
     }
 
+    async fn get_tail(&self, name: &str, len: u64) -> Result<(Bytes, u64), VaultError> {
+        let suffix =
+            self.client.get_object().bucket(&self.bucket).key(self.key(name)?).range(format!("bytes=-{}", len.max(1)));
+        let out = match suffix.send().await.map_err(|e| sdk_error(name, e)) {
+            Ok(out) => out,
+            Err(e @ VaultError::NotFound { .. }) => return Err(e),
+            // Some S3-compatible stores (s3s-fs) refuse suffix ranges: size, then range.
+            Err(_) => {
+                let head = self.client.head_object().bucket(&self.bucket).key(self.key(name)?).send().await;
+                let size = head.map_err(|e| sdk_error(name, e))?.content_length().unwrap_or(0);
+                let size = u64::try_from(size).unwrap_or(0);
+                let len = len.min(size);
+                return Ok((self.get_range(name, size - len, len).await?, size));
+            }
+        };
+        // `bytes first-last/size`; a store that ignores the range answers the whole object.
+        let size = out.content_range().and_then(|r| r.rsplit('/').next()?.parse::<u64>().ok());
+        let body = out.body.collect().await.map_err(|e| VaultError::Io(std::io::Error::other(e)))?.into_bytes();
+        let size = size.unwrap_or(body.len() as u64);
+        let keep = body.len().min(usize::try_from(len).unwrap_or(usize::MAX));
+        Ok((body.slice(body.len() - keep..), size))
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<String>, VaultError> {
         let mut names = Vec::new();
         let mut pages = self

@@ -150,6 +150,9 @@ impl OpenPack {
     }
 }
 
+/// Packs whose headers a rebuild reads at once: enough to hide an S3 vault's latency.
+const REINDEX_PARALLEL: usize = 16;
+
 /// Chunks up to this stored size are decrypted (and decompressed) on the calling task.
 const INLINE_OPEN_MAX: usize = 64 << 10;
 
@@ -303,18 +306,40 @@ impl Vault {
     }
 
     /// Rebuilds the chunk index from the packs' own headers (after the index was lost with
-    /// the gateway's data directory); returns the packs and chunks indexed.
+    /// the gateway's data directory); returns the packs and chunks indexed. Only each
+    /// pack's end is read, several packs at once: an S3 vault is not downloaded whole.
     pub async fn reindex(&self) -> Result<(usize, usize), VaultError> {
-        let (mut packs, mut chunks) = (0, 0);
-        for name in self.pack_names().await? {
-            let bytes = self.backend.get(&name).await?;
-            let content_name = name.rsplit('/').next().unwrap_or_default();
-            let entries = crate::pack::read_header(&self.keys, content_name, &bytes)?;
+        use futures::StreamExt;
+        let names = self.pack_names().await?;
+        let packs = names.len();
+        let mut headers =
+            futures::stream::iter(names).map(|name| self.pack_header(name)).buffer_unordered(REINDEX_PARALLEL);
+        let mut chunks = 0;
+        while let Some(read) = headers.next().await {
+            let (name, entries) = read?;
             self.index.insert_pack(&name, &entries)?;
-            packs += 1;
             chunks += entries.len();
         }
         Ok((packs, chunks))
+    }
+
+    /// The entries of pack `name`, read from its end.
+    async fn pack_header(&self, name: String) -> Result<(String, Vec<PackEntry>), VaultError> {
+        let content_name = name.rsplit('/').next().unwrap_or_default().to_owned();
+        let mut want = crate::pack::TAIL_GUESS;
+        loop {
+            let (tail, size) = self.backend.get_tail(&name, want).await?;
+            match crate::pack::read_header_from_tail(&self.keys, &content_name, &tail, size)? {
+                crate::pack::Tail::Entries(entries) => return Ok((name, entries)),
+                crate::pack::Tail::Needs(n) if n > want => want = n,
+                crate::pack::Tail::Needs(_) => {
+                    return Err(VaultError::Corrupt {
+                        what: format!("pack {content_name}"),
+                        detail: "its end is shorter than its header says".into(),
+                    });
+                }
+            }
+        }
     }
 
     /// Reads one chunk.

@@ -92,6 +92,33 @@ async fn an_object_round_trips_through_a_pack_on_the_backend() {
     assert_eq!(rebuilt, object);
 }
 
+/// Reads a pack's header from its end the way a rebuild does: a short tail first, then as
+/// much as the header says it needs.
+fn header_from_end(keys: &KeySet, pack: &Pack, bytes: &[u8]) -> Result<Vec<pack::PackEntry>, VaultError> {
+    let mut want = 20;
+    loop {
+        let tail = &bytes[bytes.len().saturating_sub(want)..];
+        match pack::read_header_from_tail(keys, &pack.name, tail, bytes.len() as u64)? {
+            pack::Tail::Entries(entries) => return Ok(entries),
+            pack::Tail::Needs(n) if n as usize > want && n as usize <= bytes.len() => want = n as usize,
+            pack::Tail::Needs(n) => panic!("asked for {n} bytes of a {}-byte pack", bytes.len()),
+        }
+    }
+}
+
+#[test]
+fn a_packs_header_is_read_from_its_end_alone() {
+    let (keys, other) = (keys(), keys());
+    let (pack, _) = pack_object(&keys, &data(3 * 1024 * 1024, 4));
+    assert!(pack.entries.len() >= 2);
+    assert_eq!(header_from_end(&keys, &pack, &pack.bytes).unwrap(), pack.entries);
+    let tail = &pack.bytes[pack.bytes.len() - 20..];
+    let needs = pack::read_header_from_tail(&keys, &pack.name, tail, pack.bytes.len() as u64).unwrap();
+    assert!(matches!(needs, pack::Tail::Needs(n) if n > 20), "{needs:?}");
+    assert!(header_from_end(&other, &pack, &pack.bytes).is_err(), "another vault's keys");
+    assert!(header_from_end(&keys, &pack, &pack.bytes[..pack.bytes.len() - 1]).is_err(), "a cut pack");
+}
+
 #[test]
 fn another_vaults_keys_open_nothing() {
     let (a, b) = (keys(), keys());
@@ -134,6 +161,19 @@ proptest! {
             }),
         };
         prop_assert!(detected, "flipped bit {} went unnoticed", bit);
+    }
+
+    /// Read from its end alone, a pack's header is refused when any bit of that end
+    /// (header, its length, trailer) is flipped.
+    #[test]
+    fn any_flipped_bit_in_a_packs_end_is_detected(at in any::<prop::sample::Index>(), bit in 0u8..8, seed: u64) {
+        let keys = keys();
+        let (pack, _) = pack_object(&keys, &data(20_000, seed));
+        let last_chunk_end = pack.entries.iter().map(|e| e.offset + u64::from(e.stored_len)).max().unwrap() as usize;
+        let mut bytes = pack.bytes.to_vec();
+        let i = last_chunk_end + at.index(bytes.len() - last_chunk_end);
+        bytes[i] ^= 1 << bit;
+        prop_assert!(header_from_end(&keys, &pack, &bytes).is_err(), "flipped bit at byte {} went unnoticed", i);
     }
 }
 
