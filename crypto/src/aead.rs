@@ -55,6 +55,21 @@ pub fn nonce_of(envelope: &[u8]) -> Option<[u8; NONCE_LEN]> {
 
 /// Verifies and decrypts an envelope made by [`seal`] with the same key and `aad`.
 pub fn open(key: &[u8; 32], aad: &[u8], envelope: &[u8], what: &'static str) -> Result<Vec<u8>, CryptoError> {
+    let mut data = envelope.to_vec();
+    let plain = open_in_place(key, aad, &mut data, what)?;
+    data.copy_within(plain.clone(), 0);
+    data.truncate(plain.len());
+    Ok(data)
+}
+
+/// Decrypts `envelope` where it lies; returns where in it the plaintext now is. For large
+/// envelopes read into a buffer of their own (chunks), this spares a copy.
+pub fn open_in_place(
+    key: &[u8; 32],
+    aad: &[u8],
+    envelope: &mut [u8],
+    what: &'static str,
+) -> Result<std::ops::Range<usize>, CryptoError> {
     if envelope.len() < ENVELOPE_OVERHEAD {
         return Err(CryptoError::Malformed {
             what,
@@ -65,13 +80,11 @@ pub fn open(key: &[u8; 32], aad: &[u8], envelope: &[u8], what: &'static str) -> 
         return Err(CryptoError::Malformed { what, detail: format!("unknown envelope version {}", envelope[0]) });
     }
     let nonce: [u8; NONCE_LEN] = envelope[1..1 + NONCE_LEN].try_into().expect("invariant: length checked above");
-    let mut data = envelope[1 + NONCE_LEN..].to_vec();
     let plain_len = cipher(key)
-        .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut data)
+        .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut envelope[1 + NONCE_LEN..])
         .map_err(|_| CryptoError::Tampered { what })?
         .len();
-    data.truncate(plain_len);
-    Ok(data)
+    Ok(1 + NONCE_LEN..1 + NONCE_LEN + plain_len)
 }
 
 #[cfg(test)]

@@ -107,6 +107,11 @@ impl KeySet {
         aead::open(&self.chunk_key(id), id.as_bytes(), sealed, "chunk")
     }
 
+    /// [`KeySet::open_chunk`] where the envelope lies; returns where its plaintext is.
+    pub fn open_chunk_in_place(&self, id: &ChunkId, sealed: &mut [u8]) -> Result<std::ops::Range<usize>, CryptoError> {
+        aead::open_in_place(&self.chunk_key(id), id.as_bytes(), sealed, "chunk")
+    }
+
     /// Each chunk gets its own AES key, so nonce reuse across chunks is impossible.
     fn chunk_key(&self, id: &ChunkId) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(*blake3::keyed_hash(self.chunk_encryption.expose(), id.as_bytes()).as_bytes())

@@ -282,13 +282,10 @@ impl Api {
         .await?;
         let vault = self.capture.vault().clone();
         let chunks = entry.version.chunks.clone();
-        let stream =
-            futures::stream::iter(chunks).then(move |id| {
-                let vault = vault.clone();
-                async move {
-                    vault.read_chunk(&id).await.map(|c| Frame::data(Bytes::from(c))).map_err(std::io::Error::other)
-                }
-            });
+        let stream = futures::stream::iter(chunks).then(move |id| {
+            let vault = vault.clone();
+            async move { vault.read_chunk(&id).await.map(Frame::data).map_err(std::io::Error::other) }
+        });
         let mut res = Response::new(BodyExt::boxed_unsync(StreamBody::new(stream)));
         let headers = res.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));

@@ -88,7 +88,6 @@ const INLINE_READ_MAX: u64 = 64 << 10;
 
 /// Reads `len` bytes at `offset` of the file at `path` (open, size check, positioned read).
 fn read_range(path: &Path, name: &str, offset: u64, len: u64) -> Result<Bytes, VaultError> {
-    use std::os::unix::fs::FileExt;
     let file = std::fs::File::open(path).map_err(|e| not_found(name, e))?;
     let size = file.metadata()?.len();
     if offset.checked_add(len).is_none_or(|end| end > size) {
@@ -97,8 +96,14 @@ fn read_range(path: &Path, name: &str, offset: u64, len: u64) -> Result<Bytes, V
             detail: format!("range {offset}+{len} beyond its {size} bytes"),
         });
     }
-    let mut buf = vec![0u8; usize::try_from(len).expect("invariant: ranges are chunk-sized")];
-    file.read_exact_at(&mut buf, offset)?;
+    // Read into spare capacity: zeroing a buffer the read overwrites costs a pass over it.
+    let mut buf = Vec::with_capacity(usize::try_from(len).expect("invariant: ranges are chunk-sized"));
+    let mut file = std::io::Read::take(&file, len);
+    std::io::Seek::seek(file.get_mut(), std::io::SeekFrom::Start(offset))?;
+    std::io::Read::read_to_end(&mut file, &mut buf)?;
+    if buf.len() as u64 != len {
+        return Err(VaultError::Io(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)));
+    }
     Ok(Bytes::from(buf))
 }
 

@@ -14,7 +14,7 @@ use rewind_crypto::KeySet;
 use rewind_model::ChunkId;
 
 use crate::pack::{PackBuilder, PackEntry, TARGET_PACK_SIZE};
-use crate::{Backend, ChunkSizes, StreamingChunker, VaultError, open_chunk, seal_chunk_as};
+use crate::{Backend, Check, ChunkSizes, StreamingChunker, VaultError, open_chunk_as, seal_chunk_as};
 
 /// Where a stored chunk is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,16 +342,21 @@ impl Vault {
         }
     }
 
-    /// Reads one chunk.
-    pub async fn read_chunk(&self, id: &ChunkId) -> Result<Vec<u8>, VaultError> {
+    /// Reads one chunk, checking that its content hashes to its id.
+    pub async fn read_chunk(&self, id: &ChunkId) -> Result<Bytes, VaultError> {
+        self.read_chunk_checked(id, Check::Id).await
+    }
+
+    /// Reads one chunk, checking as `check` says.
+    pub async fn read_chunk_checked(&self, id: &ChunkId, check: Check) -> Result<Bytes, VaultError> {
         let loc = self.index.lookup(id)?.ok_or_else(|| VaultError::NotFound { name: format!("chunk {id}") })?;
         let sealed = self.backend.get_range(&loc.pack, loc.entry.offset, u64::from(loc.entry.stored_len)).await?;
         // Opening a small chunk takes microseconds, less than a trip to the blocking pool.
         if sealed.len() <= INLINE_OPEN_MAX {
-            return open_chunk(&self.keys, &loc.entry, &sealed);
+            return open_chunk_as(&self.keys, &loc.entry, sealed, check);
         }
         let keys = self.keys.clone();
-        tokio::task::spawn_blocking(move || open_chunk(&keys, &loc.entry, &sealed))
+        tokio::task::spawn_blocking(move || open_chunk_as(&keys, &loc.entry, sealed, check))
             .await
             .expect("invariant: opening does not panic")
     }
@@ -373,7 +378,7 @@ impl Vault {
     pub async fn read_object(&self, manifest: &Manifest) -> Result<Vec<u8>, VaultError> {
         let mut out = Vec::with_capacity(usize::try_from(manifest.size).unwrap_or(0));
         for id in &manifest.chunks {
-            out.extend(self.read_chunk(id).await?);
+            out.extend(self.read_chunk_checked(id, Check::Envelope).await?);
         }
         if out.len() as u64 != manifest.size || *blake3::hash(&out).as_bytes() != manifest.blake3 {
             return Err(VaultError::Corrupt {

@@ -157,7 +157,9 @@ proptest! {
             Err(_) => true,
             Ok(entries) => entries.iter().any(|e| {
                 let sealed = &bytes[e.offset as usize..e.offset as usize + e.stored_len as usize];
-                open_chunk(&keys, e, sealed).is_err()
+                let envelope_only = open_chunk_as(&keys, e, Bytes::copy_from_slice(sealed), Check::Envelope);
+                assert_eq!(open_chunk(&keys, e, sealed).is_err(), envelope_only.is_err(), "the envelope alone decides");
+                envelope_only.is_err()
             }),
         };
         prop_assert!(detected, "flipped bit {} went unnoticed", bit);

@@ -15,6 +15,7 @@ use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use rewind_model::{Effect, ObjectVersion, Op};
 use rewind_snapshotter::plan::same_object;
+use rewind_vault::Check;
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
@@ -225,10 +226,13 @@ impl Capture {
         unchanged: Option<&Unchanged>,
     ) -> Result<(String, Option<String>), UploadError> {
         if v.size <= SINGLE_PUT_MAX {
-            let mut body = Vec::with_capacity(usize::try_from(v.size).unwrap_or(0));
+            // Each chunk's envelope is authenticated; the whole object's BLAKE3 checks content.
+            let mut chunks = Vec::with_capacity(v.chunks.len());
             for id in &v.chunks {
-                body.extend(self.vault.read_chunk(id).await.map_err(CaptureError::from)?);
+                chunks.push(self.vault.read_chunk_checked(id, Check::Envelope).await.map_err(CaptureError::from)?);
             }
+            // A one-chunk object goes up from the buffer it was decrypted in.
+            let body = if chunks.len() == 1 { chunks.remove(0) } else { bytes::Bytes::from(chunks.concat()) };
             if body.len() as u64 != v.size || *blake3::hash(&body).as_bytes() != v.blake3 {
                 return Err(mismatch().into());
             }
@@ -265,7 +269,7 @@ impl Capture {
         let (mut size, mut parts, mut buf) = (0u64, Vec::new(), Vec::with_capacity(PART_SIZE + (8 << 20)));
         let mut chunks = v.chunks.iter().peekable();
         while let Some(id) = chunks.next() {
-            let chunk = self.vault.read_chunk(id).await?;
+            let chunk = self.vault.read_chunk_checked(id, Check::Envelope).await?;
             hasher.update(&chunk);
             size += chunk.len() as u64;
             buf.extend_from_slice(&chunk);
