@@ -189,13 +189,7 @@ impl Capture {
 
     /// Appends an intent.
     pub async fn begin(&self, op: Op, bucket: &str, key: &str, info: &RequestInfo) -> Result<Pending, CaptureError> {
-        let intent = Intent {
-            op,
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            access_key: info.resolved().access_key.unwrap_or_default(),
-            request_id: info.id().to_owned(),
-        };
+        let intent = intent(op, bucket, key, info);
         let result = self.journal.append(Body::Intent(intent), Durability::Buffered).await;
         self.count(record_kind::INTENT, result.is_ok());
         Ok(Pending {
@@ -218,13 +212,7 @@ impl Capture {
         info: &RequestInfo,
         effect: Effect,
     ) -> Result<Seq, CaptureError> {
-        let intent = Intent {
-            op,
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            access_key: info.resolved().access_key.unwrap_or_default(),
-            request_id: info.id().to_owned(),
-        };
+        let intent = intent(op, bucket, key, info);
         let result = self.journal.append(Body::Observed(Observed { intent, effect }), Durability::Synced).await;
         self.count(record_kind::OBSERVED, result.is_ok());
         let appended = result?;
@@ -508,6 +496,17 @@ impl Capture {
     /// Forgets an upload's pending state.
     pub fn end_upload(&self, prefix: &[u8]) -> Result<(), CaptureError> {
         Ok(self.journal.pending_remove(prefix)?)
+    }
+}
+
+/// What an intent (or an observation) says of `op` on `bucket`/`key` and who asked.
+fn intent(op: Op, bucket: &str, key: &str, info: &RequestInfo) -> Intent {
+    Intent {
+        op,
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        access_key: info.resolved().access_key.unwrap_or_default(),
+        request_id: info.id().to_owned(),
     }
 }
 
