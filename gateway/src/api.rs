@@ -14,7 +14,6 @@
 //! | `POST restore` ([`RestoreRequest`] body) | newline-delimited [`RestoreEvent`]s |
 //! | `POST reconcile?bucket&parallel&objects_per_second&bytes_per_second` | newline-delimited [`ReconcileEvent`]s |
 
-use crate::now_us;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -36,6 +35,7 @@ use tokio::sync::mpsc;
 
 use crate::capture::Capture;
 use crate::metrics::Metrics;
+use crate::now_us;
 
 /// A response body: whole or streamed.
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;

@@ -281,13 +281,12 @@ impl Reconciler {
                 .map_err(|e| CaptureError::Upstream(format!("reading the journal: {e}")))?
         };
         let mut known = known.into_iter().filter(|e| resume_after.as_ref().is_none_or(|a| e.key > *a)).peekable();
-        let counters = Counters::default();
         if resume_after.is_none() {
             self.unprotected(bucket, None);
         }
         let waits = LockWaits::default();
         let info = RequestInfo::internal(RECONCILE_ACTOR, format!("reconcile-{:08x}", rand::random::<u32>()));
-        let run = Run { bucket, info, counters, pace: Pace::new(limits), events };
+        let run = Run { bucket, info, counters: Counters::default(), pace: Pace::new(limits), events };
         let counters = &run.counters;
         let started = Instant::now();
         let mut last_report = Instant::now();

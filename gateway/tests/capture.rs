@@ -43,6 +43,14 @@ async fn vault_bytes(gw: &TestGateway, v: &ObjectVersion) -> Vec<u8> {
     capture(gw).vault().read_object(&manifest).await.unwrap()
 }
 
+/// Points `c`'s vault at bucket `vault` (prefix `site-a`) of the S3 server `server`.
+fn s3_vault(c: &mut rewind_config::Config, server: &FsUpstream) {
+    c.vault.location = Some("s3://vault/site-a".into());
+    c.vault.endpoint = Some(server.target.endpoint.clone());
+    c.vault.access_key_id = Some(server.target.access_key_id.clone());
+    c.vault.secret_access_key = Some(server.target.secret.clone());
+}
+
 async fn put(s3: &aws_sdk_s3::Client, key: &str, data: &[u8]) {
     s3.put_object().bucket("bkt").key(key).body(ByteStream::from(data.to_vec())).send().await.unwrap();
 }
@@ -301,14 +309,7 @@ async fn an_unreachable_s3_vault_refuses_uploads_and_nothing_reaches_the_upstrea
     let up = FsUpstream::start().await;
     let vault_server = FsUpstream::start().await;
     vault_server.client().create_bucket().bucket("vault").send().await.unwrap();
-    let t = vault_server.target.clone();
-    let gw = TestGateway::start_with(&up.target, |c| {
-        c.vault.location = Some("s3://vault/site-a".into());
-        c.vault.endpoint = Some(t.endpoint.clone());
-        c.vault.access_key_id = Some(t.access_key_id.clone());
-        c.vault.secret_access_key = Some(t.secret.clone());
-    })
-    .await;
+    let gw = TestGateway::start_with(&up.target, |c| s3_vault(c, &vault_server)).await;
     let s3 = gw.client();
     s3.create_bucket().bucket("bkt").send().await.unwrap();
     let data = pattern(200_000, 11);
@@ -506,15 +507,8 @@ async fn a_journal_is_rebuilt_from_an_s3_vault() {
     let up = FsUpstream::start().await;
     let vault_server = FsUpstream::start().await;
     vault_server.client().create_bucket().bucket("vault").send().await.unwrap();
-    let t = vault_server.target.clone();
-    let s3_vault = |c: &mut rewind_config::Config| {
-        c.vault.location = Some("s3://vault/site-a".into());
-        c.vault.endpoint = Some(t.endpoint.clone());
-        c.vault.access_key_id = Some(t.access_key_id.clone());
-        c.vault.secret_access_key = Some(t.secret.clone());
-    };
     let gw = TestGateway::start_with(&up.target, |c| {
-        s3_vault(c);
+        s3_vault(c, &vault_server);
         c.vault.segment_interval = rewind_config::HumanDuration(std::time::Duration::from_millis(100));
     })
     .await;
@@ -541,7 +535,7 @@ async fn a_journal_is_rebuilt_from_an_s3_vault() {
 
     let target = tempfile::tempdir().unwrap();
     let mut config = rewind_config::Config::default();
-    s3_vault(&mut config);
+    s3_vault(&mut config, &vault_server);
     config.server.data_dir = target.path().join("rebuilt");
     config.vault.key_file = Some(key);
     let done = rewind_gateway::rebuild::rebuild(&config).await.unwrap();
@@ -549,7 +543,7 @@ async fn a_journal_is_rebuilt_from_an_s3_vault() {
     assert!(done.packs >= 1 && done.chunks >= bodies.len() as u64, "{done:?}");
 
     let rebuilt = TestGateway::start_with(&up.target, |c| {
-        s3_vault(c);
+        s3_vault(c, &vault_server);
         c.server.data_dir = target.path().join("rebuilt");
     })
     .await;
