@@ -11,7 +11,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use http::Method;
 use rewind_cli::{Client, Lines};
-use rewind_snapshotter::api::{Listing, LogLine, Mode, ReconcileCounts, ReconcileEvent, RestoreEvent, RestoreRequest};
+use rewind_snapshotter::api::{
+    Listing, LogLine, Mode, ReconcileCounts, ReconcileEvent, RestoreEvent, RestoreRequest, VerifyReport,
+};
 use rewind_testkit::{FsUpstream, TestGateway, pattern};
 
 async fn reconcile(admin: &Client, bucket: &str, extra: &str) -> ReconcileCounts {
@@ -62,6 +64,9 @@ async fn an_existing_bucket_is_imported_and_restored_after_deletes_behind_the_ga
     let packs = vault.pack_names().await.unwrap().len() - packs_before;
     assert!(packs <= 100, "2,000 small objects imported into {packs} packs");
     let imported = gw.gateway.capture().journal().head().unwrap().seq.0;
+    // Verify walks the imported versions (one `observed` record each) and reads their chunks.
+    let report: VerifyReport = admin.json(Method::POST, "verify?read_data=1", None).await.unwrap();
+    assert!(report.ok() && report.versions == 2000 && report.chunks_read >= 2000, "{report:?}");
     let again = reconcile(&admin, "legacy", "").await;
     assert_eq!((again.unchanged, again.captured), (2000, 0), "a second pass finds nothing new: {again:?}");
 
