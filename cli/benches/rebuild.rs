@@ -61,7 +61,7 @@ async fn main() {
     let (vault, key_file) = (root.path().join("vault"), root.path().join("vault.key"));
     let lost = config(root.path().join("lost"), &vault, key_file.clone());
     {
-        let stores = open::open(&lost).await.unwrap();
+        let stores = open::open(&lost, open::Purpose::Serve).await.unwrap();
         let journal = stores.journal.clone();
         let start = Instant::now();
         let write = |i: usize| {

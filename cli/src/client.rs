@@ -32,6 +32,9 @@ pub enum CliError {
         /// The gateway's message.
         message: String,
     },
+    /// Reading or writing a local file or stream failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
     /// Anything else, said plainly.
     #[error("{0}")]
     Other(String),
@@ -41,12 +44,6 @@ impl CliError {
     /// An error from a message.
     pub fn other(message: impl Into<String>) -> Self {
         Self::Other(message.into())
-    }
-}
-
-impl From<std::io::Error> for CliError {
-    fn from(e: std::io::Error) -> Self {
-        Self::Other(e.to_string())
     }
 }
 

@@ -1,11 +1,42 @@
 //! The `rewind` operator CLI. Every command talks to a gateway's admin API: a running
-//! gateway's (`--admin-url`, `--admin-token`), or, with `--data-dir`, one started inside
+//! gateway's (`--admin-url`, `--admin-token`), or, with `--data-dir`, one served inside
 //! this process on a stopped gateway's data (loopback only, stopped when the command ends),
-//! so both ways run exactly the same code.
+//! so both ways run exactly the same code. Offline, commands that only read history open
+//! the data read-only (nothing recovered, shipped or created); restore, reconcile and
+//! snapshot changes start a whole gateway on it.
+
+/// `println!` that ends the process quietly when standard output's reader went away
+/// (`rewind ls | head`) instead of panicking: exit code 141, as a process killed by
+/// SIGPIPE reports.
+macro_rules! outln {
+    () => {
+        $crate::write_out(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::write_out(format_args!($($arg)*))
+    };
+}
 
 pub mod client;
 mod print;
 mod todir;
+
+/// Writes one line to standard output (see `outln!`).
+fn write_out(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{args}") {
+        quit_if_pipe_closed(&e);
+        eprintln!("rewind: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Ends the process, quietly, when `e` says the reader of standard output went away.
+pub fn quit_if_pipe_closed(e: &std::io::Error) {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(141);
+    }
+}
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -14,7 +45,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use http::Method;
 use rewind_config::{Config, Secret};
-use rewind_gateway::{Gateway, StartOptions};
+use rewind_gateway::{Gateway, Inspector, StartOptions};
 use rewind_snapshotter::api::{
     DiffReport, Listing, LogLine, Mode, PlanSummary, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot, Status,
     VerifyReport,
@@ -32,9 +63,13 @@ pub struct Cli {
     /// The gateway's admin API.
     #[arg(long, env = "REWIND_ADMIN_URL", default_value = "http://127.0.0.1:9001", global = true)]
     pub admin_url: String,
-    /// The admin token [default: ./rewind-data/admin-token when it exists].
+    /// The admin token. Prefer --admin-token-file: a token on the command line is visible
+    /// to other users in `ps`.
     #[arg(long, env = "REWIND_ADMIN_TOKEN", hide_env_values = true, global = true)]
     pub admin_token: Option<String>,
+    /// A file holding the admin token [default: ./rewind-data/admin-token when it exists].
+    #[arg(long, env = "REWIND_ADMIN_TOKEN_FILE", value_name = "FILE", global = true, conflicts_with = "admin_token")]
+    pub admin_token_file: Option<PathBuf>,
     /// Work offline on a stopped gateway's data directory instead of through its admin API.
     #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
@@ -61,7 +96,7 @@ pub enum Command {
         #[arg(long, default_value = "")]
         prefix: String,
         /// The instant [default: now].
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         at: Option<String>,
     },
     /// Every version of a key: seq, time, operation, size, client access key, request id.
@@ -79,10 +114,10 @@ pub enum Command {
         #[arg(long)]
         bucket: String,
         /// The earlier instant.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         from: String,
         /// The later instant [default: now].
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         to: Option<String>,
         /// Only keys under this prefix.
         #[arg(long, default_value = "")]
@@ -97,7 +132,7 @@ pub enum Command {
         #[arg(long)]
         key: String,
         /// The instant [default: now].
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         at: Option<String>,
     },
     /// Put a bucket, a prefix or one key back as it was at an instant.
@@ -155,7 +190,7 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub bucket: String,
     /// The instant to restore to.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub at: String,
     /// Only keys under this prefix.
     #[arg(long, default_value = "")]
@@ -192,7 +227,7 @@ pub enum SnapshotCommand {
         /// The name: a letter, then letters, digits, '.', '_' or '-'.
         name: String,
         /// The instant [default: now].
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         at: Option<String>,
     },
     /// Every snapshot.
@@ -204,26 +239,73 @@ pub enum SnapshotCommand {
     },
 }
 
-/// Where commands are sent: a running gateway, or one started here on a data dir.
+impl Command {
+    /// Whether the command only reads history, so that offline it can open the data
+    /// read-only. Restores to a bucket plan against the upstream, so they need a gateway.
+    fn reads_only(&self) -> bool {
+        match self {
+            Self::Ls { .. } | Self::Log { .. } | Self::Diff { .. } | Self::Cat { .. } => true,
+            Self::Verify { .. } | Self::Status => true,
+            Self::Snapshot(SnapshotCommand::List) => true,
+            Self::Restore(args) => args.to_dir.is_some(),
+            Self::Snapshot(_) | Self::Reconcile { .. } | Self::Init | Self::Rebuild { .. } => false,
+        }
+    }
+}
+
+/// What serves an offline session.
+enum Local {
+    /// Reads only: the data opened read-only.
+    Inspector(Inspector),
+    /// Restores, reconciles, snapshot changes: a whole gateway.
+    Gateway(Box<Gateway>),
+}
+
+/// Where commands are sent: a running gateway, or one served here on a data dir.
 struct Session {
     client: Client,
-    embedded: Option<Gateway>,
+    local: Option<Local>,
+}
+
+/// The admin token for a running gateway: `--admin-token`, `--admin-token-file`, or the
+/// one a gateway in this directory generated.
+fn admin_token(cli: &Cli) -> Result<String, CliError> {
+    if let Some(token) = &cli.admin_token {
+        if std::env::var("REWIND_ADMIN_TOKEN").ok().as_ref() != Some(token) {
+            eprintln!(
+                "rewind: warning: --admin-token on the command line is visible to other users (ps); use --admin-token-file or REWIND_ADMIN_TOKEN"
+            );
+        }
+        return Ok(token.clone());
+    }
+    let (path, named) = match &cli.admin_token_file {
+        Some(p) => (p.clone(), true),
+        None => (Path::new("rewind-data").join("admin-token"), false),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Ok(t.trim().to_owned()),
+        Err(e) if named => Err(CliError::other(format!("cannot read the admin token file {}: {e}", path.display()))),
+        Err(_) => Err(CliError::other(
+            "no admin token: pass --admin-token-file FILE (the gateway generated one into <data-dir>/admin-token) or set REWIND_ADMIN_TOKEN, or use --data-dir DIR offline",
+        )),
+    }
+}
+
+/// Says what stopped an offline session from opening `dir`.
+fn open_failed(dir: &Path, e: &rewind_gateway::StartError) -> CliError {
+    use rewind_gateway::StartError;
+    use rewind_gateway::capture::open::OpenError;
+    match e {
+        // The message names the journal and what to do (stop the gateway or use its API).
+        StartError::Stores(e @ OpenError::InUse { .. }) => CliError::other(e.to_string()),
+        _ => CliError::other(format!("cannot open {}: {e}", dir.display())),
+    }
 }
 
 impl Session {
     async fn open(cli: &Cli, allow_new: bool) -> Result<Self, CliError> {
         let Some(dir) = &cli.data_dir else {
-            let token = match &cli.admin_token {
-                Some(t) => t.clone(),
-                None => std::fs::read_to_string(Path::new("rewind-data").join("admin-token"))
-                    .map(|t| t.trim().to_owned())
-                    .map_err(|_| {
-                        CliError::other(
-                            "no admin token: pass --admin-token or set REWIND_ADMIN_TOKEN (the gateway generated one into <data-dir>/admin-token), or use --data-dir DIR offline",
-                        )
-                    })?,
-            };
-            return Ok(Self { client: Client::new(&cli.admin_url, token), embedded: None });
+            return Ok(Self { client: Client::new(&cli.admin_url, admin_token(cli)?), local: None });
         };
         if !allow_new && !dir.join("journal").exists() {
             return Err(CliError::other(format!(
@@ -243,31 +325,33 @@ impl Session {
         let token = rewind_gateway::credentials::random_key_pair().1;
         config.credentials.admin_token = Some(token.clone());
         let config = config.finish(problems).map_err(|e| CliError::other(e.to_string()))?;
-        let gateway = Gateway::start(config, StartOptions::default()).await.map_err(|e| {
-            let text = e.to_string();
-            if text.contains("lock") {
-                CliError::other(format!(
-                    "the journal in {} is in use: a gateway is running on it. Stop it, or drop --data-dir to go through its admin API",
-                    dir.display()
-                ))
-            } else {
-                CliError::other(format!("cannot open {}: {text}", dir.display()))
-            }
-        })?;
-        let client = Client::new(&format!("http://{}", gateway.admin_addr), Secret::expose(&token).to_owned());
-        Ok(Self { client, embedded: Some(gateway) })
+        let local = if cli.command.reads_only() {
+            let inspector = Inspector::start(config, token.clone()).await.map_err(|e| open_failed(dir, &e))?;
+            Local::Inspector(inspector)
+        } else {
+            let gateway = Gateway::start(config, StartOptions::default()).await.map_err(|e| open_failed(dir, &e))?;
+            Local::Gateway(Box::new(gateway))
+        };
+        let addr = match &local {
+            Local::Inspector(i) => i.admin_addr,
+            Local::Gateway(g) => g.admin_addr,
+        };
+        let client = Client::new(&format!("http://{addr}"), Secret::expose(&token).to_owned());
+        Ok(Self { client, local: Some(local) })
     }
 
     async fn close(self) {
-        if let Some(g) = self.embedded {
-            g.shutdown().await;
+        match self.local {
+            Some(Local::Inspector(i)) => i.shutdown().await,
+            Some(Local::Gateway(g)) => g.shutdown().await,
+            None => {}
         }
     }
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| CliError::other(e.to_string()))?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 
@@ -318,9 +402,12 @@ async fn execute(cli: &Cli, client: &Client) -> Result<ExitCode, CliError> {
                     let made: Vec<Snapshot> = client.json(Method::POST, &path, None).await?;
                     if !cli.json {
                         for s in &made {
-                            println!(
+                            outln!(
                                 "Created snapshot {} at seq:{} ({}); use it as --at {}",
-                                s.name, s.seq, s.time, s.name
+                                s.name,
+                                s.seq,
+                                s.time,
+                                s.name
                             );
                         }
                         return Ok(ExitCode::SUCCESS);
@@ -333,7 +420,7 @@ async fn execute(cli: &Cli, client: &Client) -> Result<ExitCode, CliError> {
                         .json::<Vec<Snapshot>>(Method::DELETE, &with_query("snapshots", &[("name", Some(name))]), None)
                         .await?;
                     if !cli.json {
-                        println!("Deleted snapshot {name} (the history it named is kept).");
+                        outln!("Deleted snapshot {name} (the history it named is kept).");
                     }
                     return Ok(ExitCode::SUCCESS);
                 }
@@ -383,7 +470,7 @@ async fn execute(cli: &Cli, client: &Client) -> Result<ExitCode, CliError> {
             if cli.json {
                 print_json(&status)?;
             } else {
-                println!(
+                outln!(
                     "Rewind data is ready in {}: vault at {}, journal head seq:{}.\nKeep a copy of the vault key file (default {}) somewhere else: without it the vault cannot be read.\nThe client access key is in {} (mode 0600) unless the configuration names its own.",
                     dir.display(),
                     status.vault_location,
@@ -423,7 +510,7 @@ async fn rebuild(cli: &Cli, vault: &str, key_file: Option<&Path>) -> Result<Exit
     if cli.json {
         print_json(&done)?;
     } else {
-        println!(
+        outln!(
             "Rebuilt {} from {vault}: {} records from {} segments, {} checkpoints verified, {} snapshot labels, {} chunks in {} packs indexed, in {:.1} s.\nStart the gateway with --data-dir {} (it finds the vault and key file), or run `rewind --data-dir {} verify`.",
             dir.display(),
             done.records,
@@ -453,15 +540,15 @@ async fn reconcile(json: bool, bucket: &str, lines: &mut Lines) -> Result<ExitCo
                 bar.finish_and_clear();
                 return Err(CliError::other(error));
             }
-            ReconcileEvent::Failed { key, error } => bar.suspend(|| eprintln!("failed: {key}: {error}")),
+            ReconcileEvent::Failed { key, error } => bar.suspend(|| eprintln!("failed: {}: {error}", print::key(&key))),
             ReconcileEvent::Done(c) => {
                 bar.finish_and_clear();
                 if json {
                     print_json(&c)?;
                 } else {
-                    println!("Reconciled {bucket}: {}.", print::reconcile_counts(&c));
+                    outln!("Reconciled {bucket}: {}.", print::reconcile_counts(&c));
                     if c.failed > 0 {
-                        println!("Run it again to retry what failed; what is done is not redone.");
+                        outln!("Run it again to retry what failed; what is done is not redone.");
                     }
                 }
                 return Ok(if c.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
@@ -529,12 +616,12 @@ async fn restore(cli: &Cli, client: &Client, args: &RestoreArgs) -> Result<ExitC
     }
     if plan.writes + plan.deletes == 0 {
         if !cli.json {
-            println!("Nothing to restore: {} is already as it was.", plan.to_bucket);
+            outln!("Nothing to restore: {} is already as it was.", plan.to_bucket);
         }
         return Ok(ExitCode::SUCCESS);
     }
     if !args.yes && !confirm("Apply this restore?")? {
-        println!("Nothing changed.");
+        outln!("Nothing changed.");
         return Ok(ExitCode::SUCCESS);
     }
     ask.dry_run = false;
@@ -553,7 +640,7 @@ async fn apply(cli: &Cli, args: &RestoreArgs, lines: &mut Lines, plan: PlanSumma
                 bar.set_message(print::bytes(bytes));
             }
             RestoreEvent::Failed { key, error } => {
-                bar.suspend(|| eprintln!("failed: {key}: {error}"));
+                bar.suspend(|| eprintln!("failed: {}: {error}", print::key(&key)));
                 failures.push((key, error));
             }
             RestoreEvent::Done { written, deleted, failed, bytes, before_seq } => {

@@ -7,6 +7,26 @@ use rewind_snapshotter::api::{
 
 use crate::RestoreArgs;
 
+/// An object key (or bucket name) as it may be shown on a terminal: control characters,
+/// and the Unicode controls that reorder text, are escaped. A key is customer data and
+/// may be chosen by whoever writes to the bucket: raw, `\x1b[1A\x1b[2K` in a key erased
+/// lines of the restore plan the operator was confirming (review F15).
+pub fn key(k: &str) -> std::borrow::Cow<'_, str> {
+    let reorders = |c: char| matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !k.chars().any(|c| c.is_control() || reorders(c)) {
+        return std::borrow::Cow::Borrowed(k);
+    }
+    let mut out = String::with_capacity(k.len() + 8);
+    for c in k.chars() {
+        if c.is_control() || reorders(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// `1536` → `1.5 KiB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -34,7 +54,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
             .enumerate()
             .map(|(i, c)| if i == last { (*c).to_owned() } else { format!("{c:<w$}", w = widths[i]) })
             .collect();
-        println!("{}", text.join("  ").trim_end());
+        outln!("{}", text.join("  ").trim_end());
     };
     line(header.to_vec());
     for row in rows {
@@ -43,13 +63,13 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
 }
 
 fn object_row(o: &ObjectInfo) -> Vec<String> {
-    vec![o.time.clone(), o.size.to_string(), o.etag.clone(), o.key.clone()]
+    vec![o.time.clone(), o.size.to_string(), key(&o.etag).into_owned(), key(&o.key).into_owned()]
 }
 
 pub fn listing(l: &Listing) {
     table(&["MODIFIED", "SIZE", "ETAG", "KEY"], &l.objects.iter().map(object_row).collect::<Vec<_>>());
     let total: u64 = l.objects.iter().map(|o| o.size).sum();
-    println!("{} objects, {} as of seq:{}", l.objects.len(), bytes(total), l.seq);
+    outln!("{} objects, {} as of seq:{}", l.objects.len(), bytes(total), l.seq);
 }
 
 pub fn log(lines: &[LogLine]) {
@@ -61,9 +81,9 @@ pub fn log(lines: &[LogLine]) {
                 l.time.clone(),
                 l.op.clone(),
                 l.size.map_or_else(|| "-".into(), |s| s.to_string()),
-                l.etag.clone().unwrap_or_else(|| "-".into()),
-                if l.access_key.is_empty() { "-".into() } else { l.access_key.clone() },
-                l.request_id.clone(),
+                l.etag.as_deref().map_or_else(|| "-".into(), |e| key(e).into_owned()),
+                if l.access_key.is_empty() { "-".into() } else { key(&l.access_key).into_owned() },
+                key(&l.request_id).into_owned(),
             ]
         })
         .collect();
@@ -72,12 +92,14 @@ pub fn log(lines: &[LogLine]) {
 
 pub fn diff(d: &DiffReport) {
     let mut rows = Vec::new();
-    rows.extend(d.added.iter().map(|o| vec!["+".into(), o.size.to_string(), o.key.clone()]));
-    rows.extend(d.changed.iter().map(|(a, b)| vec!["~".into(), format!("{} -> {}", a.size, b.size), b.key.clone()]));
-    rows.extend(d.deleted.iter().map(|o| vec!["-".into(), o.size.to_string(), o.key.clone()]));
+    rows.extend(d.added.iter().map(|o| vec!["+".into(), o.size.to_string(), key(&o.key).into_owned()]));
+    rows.extend(
+        d.changed.iter().map(|(a, b)| vec!["~".into(), format!("{} -> {}", a.size, b.size), key(&b.key).into_owned()]),
+    );
+    rows.extend(d.deleted.iter().map(|o| vec!["-".into(), o.size.to_string(), key(&o.key).into_owned()]));
     rows.sort_by(|a, b| a[2].cmp(&b[2]));
     table(&["", "SIZE", "KEY"], &rows);
-    println!(
+    outln!(
         "seq:{} -> seq:{}: {} added, {} changed, {} deleted",
         d.from_seq,
         d.to_seq,
@@ -94,20 +116,25 @@ pub fn snapshots(s: &[Snapshot]) {
 }
 
 pub fn verify(r: &VerifyReport) {
-    println!(
-        "Checked {} records, {} versions, {} chunks ({} read back).",
-        r.records, r.versions, r.chunks, r.chunks_read
+    outln!(
+        "Checked {} records, {} checkpoints, {} versions, {} chunks ({} read back), {} segments in the vault.",
+        r.records,
+        r.checkpoints,
+        r.versions,
+        r.chunks,
+        r.chunks_read,
+        r.segments
     );
     for p in &r.journal_problems {
-        println!("journal: {p}");
+        outln!("journal: {p}");
     }
     for d in &r.damaged {
-        println!("damaged: {}/{} (seq:{}): {}", d.bucket, d.key, d.seq, d.problem);
+        outln!("damaged: {}/{} (seq:{}): {}", key(&d.bucket), key(&d.key), d.seq, d.problem);
     }
     if r.ok() {
-        println!("No damage found.");
+        outln!("No damage found.");
     } else {
-        println!(
+        outln!(
             "DAMAGE: {} journal problem(s), {} damaged version(s). Other versions of damaged keys may still restore: see `rewind log`.",
             r.journal_problems.len(),
             r.damaged.len()
@@ -116,57 +143,57 @@ pub fn verify(r: &VerifyReport) {
 }
 
 pub fn status(s: &Status) {
-    println!("journal head:       seq:{} {}", s.head_seq, s.head_time);
-    println!("last checkpoint:    {}", s.last_checkpoint_seq.map_or_else(|| "none yet".into(), |c| format!("seq:{c}")));
-    println!("unresolved intents: {}", s.unresolved_intents);
-    println!("vault:              {}", s.vault_location);
-    println!(
+    outln!("journal head:       seq:{} {}", s.head_seq, s.head_time);
+    outln!("last checkpoint:    {}", s.last_checkpoint_seq.map_or_else(|| "none yet".into(), |c| format!("seq:{c}")));
+    outln!("unresolved intents: {}", s.unresolved_intents);
+    outln!("vault:              {}", s.vault_location);
+    outln!(
         "vault size:         {} of versions stored in {} ({} chunks), dedup ratio {:.2}",
         bytes(s.logical_bytes),
         bytes(s.stored_bytes),
         s.chunks,
         s.dedup_ratio
     );
-    println!("snapshots:          {}", s.snapshots);
+    outln!("snapshots:          {}", s.snapshots);
     let rows: Vec<Vec<String>> = s
         .buckets
         .iter()
-        .map(|b| vec![b.name.clone(), b.objects.to_string(), bytes(b.bytes), b.versions.to_string()])
+        .map(|b| vec![key(&b.name).into_owned(), b.objects.to_string(), bytes(b.bytes), b.versions.to_string()])
         .collect();
-    println!();
+    outln!();
     table(&["BUCKET", "OBJECTS", "SIZE", "VERSIONS"], &rows);
 }
 
 pub fn plan(p: &PlanSummary, mode: Mode) {
-    println!("Restore plan for {} as of seq:{}:", p.to_bucket, p.seq);
-    println!("  write  {} objects ({})", p.writes, bytes(p.write_bytes));
-    println!("  delete {} objects", p.deletes);
-    println!("  {} already as they were", p.unchanged);
+    outln!("Restore plan for {} as of seq:{}:", p.to_bucket, p.seq);
+    outln!("  write  {} objects ({})", p.writes, bytes(p.write_bytes));
+    outln!("  delete {} objects", p.deletes);
+    outln!("  {} already as they were", p.unchanged);
     if p.kept > 0 && mode == Mode::NonDestructive {
-        println!("  {} keys differ or are new and are left as they are (--mode rewind restores them too)", p.kept);
+        outln!("  {} keys differ or are new and are left as they are (--mode rewind restores them too)", p.kept);
     }
     for k in &p.sample_writes {
-        println!("    write  {k}");
+        outln!("    write  {}", key(k));
     }
     for k in &p.sample_deletes {
-        println!("    delete {k}");
+        outln!("    delete {}", key(k));
     }
     let more = (p.writes + p.deletes).saturating_sub((p.sample_writes.len() + p.sample_deletes.len()) as u64);
     if more > 0 {
-        println!("    ... and {more} more");
+        outln!("    ... and {more} more");
     }
 }
 
 pub fn done(args: &RestoreArgs, written: u64, deleted: u64, failed: u64, bytes_written: u64, before: u64, to: &str) {
-    println!("Restored {written} objects ({}), deleted {deleted}, {failed} failed.", bytes(bytes_written));
+    outln!("Restored {written} objects ({}), deleted {deleted}, {failed} failed.", bytes(bytes_written));
     if failed > 0 {
-        println!("Run the same command again to retry what failed; what is done is not redone.");
+        outln!("Run the same command again to retry what failed; what is done is not redone.");
     }
-    let mut scope = if args.prefix.is_empty() { String::new() } else { format!(" --prefix {}", args.prefix) };
-    if let Some(key) = &args.key {
-        scope.push_str(&format!(" --key {key}"));
+    let mut scope = if args.prefix.is_empty() { String::new() } else { format!(" --prefix {}", key(&args.prefix)) };
+    if let Some(k) = &args.key {
+        scope.push_str(&format!(" --key {}", key(k)));
     }
-    println!("To undo this restore: rewind restore --bucket {to} --at seq:{before}{scope} --mode rewind");
+    outln!("To undo this restore: rewind restore --bucket {to} --at seq:{before}{scope} --mode rewind");
 }
 
 pub fn progress_bar(total: u64, hidden: bool) -> ProgressBar {
@@ -203,4 +230,20 @@ pub fn spinner(hidden: bool) -> ProgressBar {
         ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("invariant: the template is valid"),
     );
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cannot_drive_the_terminal() {
+        assert_eq!(
+            key("report.csv\u{1b}[1A\u{1b}[2K\u{1b}[32mall good"),
+            "report.csv\\u{1b}[1A\\u{1b}[2K\\u{1b}[32mall good"
+        );
+        assert_eq!(key("a\nb\tc"), "a\\nb\\tc");
+        assert_eq!(key("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");
+        assert_eq!(key("ünïcødé/plain key.txt"), "ünïcødé/plain key.txt");
+    }
 }

@@ -58,6 +58,14 @@ pub struct ServerConfig {
     pub max_xml_body_size: ByteSize,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     pub shutdown_grace: HumanDuration,
+    /// Accept Signature Version 2 requests (HMAC-SHA1; still what aws cli v1 uses for
+    /// `aws s3 presign`). They are verified by the gateway in constant time, presigned
+    /// ones valid 7 days at most. `false` refuses every SigV2 request.
+    pub allow_sigv2: bool,
+    /// Host names the admin listener answers to besides IP addresses and `localhost`
+    /// (e.g. a Kubernetes service name); others are refused, so that a web page cannot
+    /// reach it through a name of its own pointed at 127.0.0.1 (DNS rebinding).
+    pub admin_hosts: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -70,10 +78,13 @@ impl Default for ServerConfig {
             max_connections: 1024,
             header_read_timeout: HumanDuration::secs(30),
             body_idle_timeout: HumanDuration::secs(60),
-            // S3 itself caps these bodies well below this (1,000 keys per DeleteObjects,
-            // 10,000 parts per CompleteMultipartUpload stay under a few MiB).
-            max_xml_body_size: ByteSize::mib(20),
+            // What real bodies need: a DeleteObjects of 1,000 keys of 1,024 bytes is ~1.1 MiB,
+            // a CompleteMultipartUpload of 10,000 parts with checksums ~1.5 MiB. Each such
+            // body is held whole in memory, so the limit bounds what one request can pin.
+            max_xml_body_size: ByteSize::mib(4),
             shutdown_grace: HumanDuration::secs(30),
+            allow_sigv2: true,
+            admin_hosts: Vec::new(),
         }
     }
 }
@@ -220,8 +231,13 @@ pub struct VaultConfig {
     /// How long an upload may wait for the vault before it is refused with 503 SlowDown.
     pub capture_timeout: HumanDuration,
     /// How often the gateway runs a light verify (hash chain, checkpoints, every chunk
-    /// present) and sets `rewind_verify_last_success_timestamp_seconds`.
+    /// present, the journal against the vault's newest checkpoint, a share of the chunks
+    /// read back) and sets `rewind_verify_last_success_timestamp_seconds`.
     pub verify_interval: HumanDuration,
+    /// How long the scheduled verifies take to read back every chunk once, a share each
+    /// run (`verify_interval / verify_read_cycle` of the chunks), so that damage to the
+    /// vault's data is found within this time.
+    pub verify_read_cycle: HumanDuration,
     /// How often journal records are sealed into a segment and shipped to the vault: what
     /// losing the gateway host (and its data directory) can lose at most.
     pub segment_interval: HumanDuration,
@@ -265,6 +281,7 @@ impl Default for VaultConfig {
             memory_budget: ByteSize::mib(64),
             capture_timeout: HumanDuration::secs(60),
             verify_interval: HumanDuration::secs(6 * 3600),
+            verify_read_cycle: HumanDuration::secs(30 * 86_400),
             segment_interval: HumanDuration::secs(10),
             object_lock: ObjectLock::Auto,
             object_lock_retention: HumanDuration::secs(30 * 86_400),
@@ -364,6 +381,9 @@ impl fmt::Display for Problems<'_> {
         Ok(())
     }
 }
+
+/// The shortest admin token accepted: 32 characters (a generated one has 40).
+pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
 
 /// Every environment variable the configuration reads, with the setting it overrides.
 pub const ENV_VARS: &[(&str, &str)] = &[
@@ -537,6 +557,11 @@ impl Config {
         if self.server.listen == self.server.admin_listen && !self.server.listen.ends_with(":0") {
             bad("server.admin_listen", "must differ from server.listen".into());
         }
+        for host in &self.server.admin_hosts {
+            if !is_host_name(host) {
+                bad("server.admin_hosts", format!("{host:?} is not a host name (letters, digits, '-' and '.')"));
+            }
+        }
         for domain in &self.server.base_domains {
             if !is_host_name(domain) {
                 bad("server.base_domains", format!("{domain:?} is not a host name (letters, digits, '-' and '.')"));
@@ -573,6 +598,18 @@ impl Config {
             bad(
                 "upstream.access_key_id",
                 "an upstream endpoint needs an access key id and a secret key (REWIND_UPSTREAM_ACCESS_KEY_ID and REWIND_UPSTREAM_SECRET_ACCESS_KEY, or upstream.access_key_id and upstream.secret_access_key_file)".into(),
+            );
+        }
+        // A short token can be guessed; an empty one (`REWIND_ADMIN_TOKEN=` in an env file)
+        // would open the admin API to anyone who reaches its port.
+        if let Some(token) = &self.credentials.admin_token
+            && token.expose().len() < MIN_ADMIN_TOKEN_LEN
+        {
+            bad(
+                "credentials.admin_token",
+                format!(
+                    "the admin token (REWIND_ADMIN_TOKEN or credentials.admin_token_file) must be at least {MIN_ADMIN_TOKEN_LEN} characters; unset it to have one generated into <data-dir>/admin-token"
+                ),
             );
         }
         let mut seen = std::collections::HashSet::new();
@@ -659,6 +696,9 @@ impl Config {
         }
         if v.verify_interval.0.is_zero() {
             bad("vault.verify_interval", "must be longer than zero".into());
+        }
+        if v.verify_read_cycle.0 < v.verify_interval.0 {
+            bad("vault.verify_read_cycle", "must be at least vault.verify_interval".into());
         }
         if v.capture_timeout.0.is_zero() {
             bad("vault.capture_timeout", "must be longer than zero".into());

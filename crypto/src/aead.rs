@@ -1,9 +1,10 @@
 //! AES-256-GCM envelopes: `version (1) | nonce (12) | ciphertext | tag (16)`.
 //!
 //! aws-lc-rs does the work (AES-NI/VAES; ~6 GB/s here against ~1.2 GB/s for RustCrypto's
-//! aes-gcm, NOTES-deps.md). Nonces are random 96-bit values: every chunk and record gets
-//! its own derived or rotating key, far below the 2^32 messages per key where random
-//! nonces start to risk a collision.
+//! aes-gcm, NOTES-deps.md). Nonces are random 96-bit values, so no key may seal more than
+//! about 2^32 messages before a collision becomes a risk: each chunk has its own key,
+//! journal records one per epoch of 2^24 records, pending state one per entry; segments,
+//! label sets and pack headers are sealed a few thousand times a day under theirs.
 
 pub use aws_lc_rs::aead::NONCE_LEN;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};

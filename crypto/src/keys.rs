@@ -32,6 +32,8 @@ mod context {
     pub const JOURNAL: &str = "rewind 2026-11 journal record encryption";
     pub const CHECKPOINT: &str = "rewind 2026-11 checkpoint signing";
     pub const CHUNKER_SEED: &str = "rewind 2026-11 chunker seed";
+    pub const LOG_FINGERPRINT: &str = "rewind 2026-11 log key fingerprint";
+    pub const VAULT_PARAMS: &str = "rewind 2026-11 vault parameters MAC";
 }
 
 /// 32 secret bytes, wiped from memory when dropped and never printed.
@@ -69,6 +71,10 @@ pub struct KeySet {
     pub journal: SecretKey,
     /// Authenticates checkpoints.
     pub checkpoint: SecretKey,
+    /// Keys the fingerprints of object keys in logs.
+    log_fingerprint: SecretKey,
+    /// Authenticates the vault's parameters (`vault.toml`).
+    pub vault_params: SecretKey,
     /// Seeds the content-defined chunker, so chunk boundaries (visible as sizes in the
     /// vault) cannot be used to confirm that a vault holds some known content.
     pub chunker_seed: u64,
@@ -84,12 +90,39 @@ impl KeySet {
             pack_header: derive(context::PACK_HEADER),
             journal: derive(context::JOURNAL),
             checkpoint: derive(context::CHECKPOINT),
+            log_fingerprint: derive(context::LOG_FINGERPRINT),
+            vault_params: derive(context::VAULT_PARAMS),
             chunker_seed: u64::from_le_bytes(
                 blake3::derive_key(context::CHUNKER_SEED, master.expose())[..8]
                     .try_into()
                     .expect("invariant: 8 of 32 bytes"),
             ),
         }
+    }
+
+    /// The key object keys are fingerprinted with in logs (see `rewind_model::LogKey`).
+    pub fn log_fingerprint(&self) -> [u8; 32] {
+        *self.log_fingerprint.expose()
+    }
+
+    /// The key journal records of `epoch` are sealed with: records are many (a few per
+    /// mutation) and their nonces random, so each run of 2^24 records gets a key of its own,
+    /// far below the 2^32 messages a key takes before random nonces risk a collision
+    /// (review R2).
+    pub fn record_key(&self, epoch: u64) -> Zeroizing<[u8; 32]> {
+        let mut h = blake3::Hasher::new_keyed(self.journal.expose());
+        h.update(b"rewind record epoch v1");
+        h.update(&epoch.to_le_bytes());
+        Zeroizing::new(*h.finalize().as_bytes())
+    }
+
+    /// The key pending state stored under `name` is sealed with: one per name (a multipart
+    /// upload's template or part), so no key seals more than a handful of messages.
+    pub fn pending_key(&self, name: &[u8]) -> Zeroizing<[u8; 32]> {
+        let mut h = blake3::Hasher::new_keyed(self.journal.expose());
+        h.update(b"rewind pending state v2");
+        h.update(name);
+        Zeroizing::new(*h.finalize().as_bytes())
     }
 
     /// A chunk's identity: keyed BLAKE3 of its plaintext.

@@ -19,10 +19,13 @@ const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Clone)]
 pub struct Admin {
     metrics: Metrics,
-    upstream: aws_sdk_s3::Client,
+    /// Probed by `/ready`; none in an offline session.
+    upstream: Option<aws_sdk_s3::Client>,
     vault: Option<std::sync::Arc<rewind_vault::Vault>>,
     data_dir: std::path::PathBuf,
     api: Option<Api>,
+    /// Host names accepted besides IP addresses and `localhost`.
+    hosts: std::sync::Arc<Vec<String>>,
 }
 
 impl Admin {
@@ -30,11 +33,11 @@ impl Admin {
     /// probes `upstream` for readiness.
     pub fn new(
         metrics: Metrics,
-        upstream: aws_sdk_s3::Client,
+        upstream: Option<aws_sdk_s3::Client>,
         vault: Option<std::sync::Arc<rewind_vault::Vault>>,
         data_dir: std::path::PathBuf,
     ) -> Self {
-        Self { metrics, upstream, vault, data_dir, api: None }
+        Self { metrics, upstream, vault, data_dir, api: None, hosts: std::sync::Arc::default() }
     }
 
     /// Also serves the admin API.
@@ -43,7 +46,34 @@ impl Admin {
         self
     }
 
+    /// Also accepts requests naming these hosts (`server.admin_hosts`).
+    pub fn with_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.hosts = std::sync::Arc::new(hosts);
+        self
+    }
+
+    /// Whether the request names this listener: an IP address, `localhost`, or a configured
+    /// name. A web page the operator visits can point a name it controls at 127.0.0.1 and
+    /// read what that name answers (DNS rebinding, review F21); such a name is refused.
+    fn host_allowed(&self, req: &Request<Incoming>) -> bool {
+        let host = req.uri().host().map(str::to_owned).or_else(|| {
+            let h = req.headers().get(header::HOST)?.to_str().ok()?;
+            Some(h.parse::<http::uri::Authority>().ok()?.host().to_owned())
+        });
+        let Some(host) = host else { return true }; // HTTP/1.0 without Host: nothing to rebind
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        bare.parse::<std::net::IpAddr>().is_ok()
+            || bare.eq_ignore_ascii_case("localhost")
+            || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(bare))
+    }
+
     async fn route(self, req: Request<Incoming>) -> Response<Body> {
+        if !self.host_allowed(&req) {
+            return text(
+                StatusCode::MISDIRECTED_REQUEST,
+                "this listener answers to IP addresses, localhost and server.admin_hosts only\n",
+            );
+        }
         if req.uri().path().starts_with("/admin/") {
             return match &self.api {
                 Some(api) => api.handle(req).await,
@@ -58,6 +88,7 @@ impl Admin {
                 self.metrics.sample_disk(&self.data_dir);
                 if let Some(vault) = &self.vault {
                     self.metrics.mirror_vault(vault.stats());
+                    self.metrics.mirror_budget(vault.budget());
                     self.metrics.vault_buffered_bytes.set(i64::try_from(vault.buffered_bytes()).unwrap_or(i64::MAX));
                 }
                 let mut res = Response::new(full(self.metrics.render()));
@@ -67,8 +98,11 @@ impl Admin {
             }
             "/health" => text(StatusCode::OK, "ok\n"),
             "/ready" => {
+                let Some(upstream) = &self.upstream else {
+                    return text(StatusCode::SERVICE_UNAVAILABLE, "not ready: an offline session serves no S3\n");
+                };
                 let probe =
-                    tokio::time::timeout(READY_PROBE_TIMEOUT, self.upstream.list_buckets().max_buckets(1).send()).await;
+                    tokio::time::timeout(READY_PROBE_TIMEOUT, upstream.list_buckets().max_buckets(1).send()).await;
                 let ready = matches!(probe, Ok(Ok(_)));
                 self.metrics.upstream_up.set(i64::from(ready));
                 if ready {

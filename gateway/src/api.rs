@@ -34,6 +34,8 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::capture::Capture;
+use crate::capture::open::Stores;
+
 use crate::metrics::Metrics;
 use crate::now_us;
 
@@ -52,11 +54,19 @@ const MAX_PARALLEL: usize = 64;
 /// The admin API's state.
 #[derive(Clone)]
 pub struct Api {
+    /// The journal and the vault.
+    history: Arc<Stores>,
+    /// The write side: `None` when serving an offline, read-only inspection.
+    writer: Option<Writer>,
+    token: Secret,
+    metrics: Metrics,
+}
+
+/// What restores and reconciles need besides.
+#[derive(Clone)]
+struct Writer {
     capture: Arc<Capture>,
     reconciler: Arc<crate::reconcile::Reconciler>,
-    token: Secret,
-    vault_location: String,
-    metrics: Metrics,
 }
 
 /// An error answer: status and message.
@@ -151,13 +161,28 @@ fn known_bucket(journal: &Journal, bucket: &str) -> Result<(), Failure> {
 impl Api {
     /// The API over `capture`'s journal and vault, guarded by `token`.
     pub fn new(
+        history: Arc<Stores>,
         capture: Arc<Capture>,
         reconciler: Arc<crate::reconcile::Reconciler>,
         token: Secret,
-        vault_location: String,
         metrics: Metrics,
     ) -> Self {
-        Self { capture, reconciler, token, vault_location, metrics }
+        Self { history, writer: Some(Writer { capture, reconciler }), token, metrics }
+    }
+
+    /// The read-only API of an offline inspection: history, verify; no restore or reconcile.
+    pub fn read_only(history: Arc<Stores>, token: Secret, metrics: Metrics) -> Self {
+        Self { history, writer: None, token, metrics }
+    }
+
+    /// The write side, or the answer that there is none offline.
+    fn writer(&self) -> Result<&Writer, Failure> {
+        self.writer.as_ref().ok_or_else(|| {
+            Failure(
+                StatusCode::CONFLICT,
+                "this needs a gateway: it is not available in a read-only offline session".into(),
+            )
+        })
     }
 
     /// Answers one request under `/admin/`.
@@ -197,7 +222,8 @@ impl Api {
                 StatusCode::UNAUTHORIZED,
                 "the admin API needs the admin token: pass --admin-token or set REWIND_ADMIN_TOKEN (a generated one is in <data-dir>/admin-token)".into(),
             )),
-            Some(t) if same_token(t.trim().as_bytes(), self.token.expose().as_bytes()) => Ok(()),
+            // An empty token never matches, even if one were configured (validate() refuses that).
+            Some(t) if !t.trim().is_empty() && same_token(t.trim().as_bytes(), self.token.expose().as_bytes()) => Ok(()),
             Some(_) => Err(Failure(
                 StatusCode::FORBIDDEN,
                 "wrong admin token: use the gateway's (credentials.admin_token_file, REWIND_ADMIN_TOKEN, or <data-dir>/admin-token)".into(),
@@ -206,11 +232,11 @@ impl Api {
     }
 
     fn journal(&self) -> Arc<Journal> {
-        self.capture.journal().clone()
+        self.history.journal.clone()
     }
 
     async fn status(&self) -> Answer {
-        let (journal, vault_location) = (self.journal(), self.vault_location.clone());
+        let (journal, vault_location) = (self.journal(), self.history.vault_location.clone());
         let status = blocking(move || Ok(rewind_snapshotter::status(&journal, vault_location)?)).await?;
         json(&status)
     }
@@ -280,7 +306,7 @@ impl Api {
             })
         })
         .await?;
-        let vault = self.capture.vault().clone();
+        let vault = self.history.vault.clone();
         let chunks = entry.version.chunks.clone();
         let stream = futures::stream::iter(chunks).then(move |id| {
             let vault = vault.clone();
@@ -327,7 +353,7 @@ impl Api {
                 .filter(|f| (0.0..=1.0).contains(f))
                 .ok_or_else(|| bad(format!("read_data {f:?} must be a fraction from 0 to 1")))?,
         };
-        let report = run_verify(&self.capture, &self.metrics, ReadData { fraction }).await?;
+        let report = run_verify(&self.history, &self.metrics, ReadData::share(fraction), Compare::Segments).await?;
         json(&report)
     }
 
@@ -340,23 +366,35 @@ impl Api {
         let ask: RestoreRequest =
             serde_json::from_slice(&body).map_err(|e| bad(format!("malformed restore request: {e}")))?;
         let to_bucket = ask.to_bucket.clone().unwrap_or_else(|| ask.bucket.clone());
-        if !self.capture.protects(&to_bucket) {
+        let writer = self.writer()?;
+        if !writer.capture.protects(&to_bucket) {
             return Err(bad(format!(
                 "bucket {to_bucket:?} is not protected by this gateway, so a restore into it could not be journaled or undone: add it to protection.buckets, or restore with --to-dir"
             )));
         }
         let at = At::parse(&ask.at, now_us()).map_err(|e| bad(e.to_string()))?;
         let journal = self.journal();
+        known_bucket(&journal, &ask.bucket)?;
+        // The plan compares with what the destination holds now, not what the journal
+        // believes it holds (objects deleted behind the gateway's back, review F6).
+        let under = ask.key.clone().unwrap_or_else(|| ask.prefix.clone());
+        let listed =
+            crate::restore::list_destination(&writer.capture, &to_bucket, &under).await.map_err(|e| match e {
+                crate::restore::ListError::NoSuchBucket(_) => Failure(StatusCode::NOT_FOUND, e.to_string()),
+                crate::restore::ListError::Upstream(_) => {
+                    Failure(StatusCode::BAD_GATEWAY, format!("cannot list the destination: {e}"))
+                }
+            })?;
+        let listed = Arc::new(listed);
         let (plan, before_seq) = {
-            let (ask, to_bucket) = (ask.clone(), to_bucket.clone());
+            let (ask, to_bucket, listed) = (ask.clone(), to_bucket.clone(), listed.clone());
             blocking(move || {
-                known_bucket(&journal, &ask.bucket)?;
                 let history = History::new(&journal);
                 let seq = history.resolve(&at)?;
                 let before = journal.head().map_err(HistoryError::from)?.seq;
                 let scope =
                     Scope { bucket: &ask.bucket, prefix: &ask.prefix, key: ask.key.as_deref(), to_bucket: &to_bucket };
-                Ok((history.plan(&scope, seq, ask.mode)?, before))
+                Ok((history.plan_against(&scope, seq, ask.mode, &listed)?, before))
             })
             .await?
         };
@@ -365,11 +403,10 @@ impl Api {
         tx.send(summary).await.map_err(|_| bad("the caller went away"))?;
         if !ask.dry_run {
             let parallel = if ask.parallel == 0 { DEFAULT_PARALLEL } else { ask.parallel.min(MAX_PARALLEL) };
-            let (capture, metrics) = (self.capture.clone(), self.metrics.clone());
+            let (capture, metrics) = (writer.capture.clone(), self.metrics.clone());
             tokio::spawn(async move {
                 let (inner_tx, mut inner_rx) = mpsc::channel::<RestoreEvent>(64);
-                let prefix = ask.key.clone().unwrap_or(ask.prefix);
-                let runner = tokio::spawn(crate::restore::run(capture, plan, prefix, parallel, before_seq.0, inner_tx));
+                let runner = tokio::spawn(crate::restore::run(capture, plan, listed, parallel, before_seq.0, inner_tx));
                 while let Some(event) = inner_rx.recv().await {
                     if let RestoreEvent::Done { written, deleted, failed, .. } = &event {
                         metrics.restored_objects.with_label_values(&["written"]).inc_by(*written);
@@ -391,7 +428,8 @@ impl Api {
 impl Api {
     async fn reconcile(&self, q: Query) -> Answer {
         let bucket = q.need("bucket")?.to_owned();
-        let mut limits = self.reconciler.limits();
+        let writer = self.writer()?;
+        let mut limits = writer.reconciler.limits();
         let number = |name: &str| -> Result<Option<u64>, Failure> {
             q.get(name)
                 .map(|v| v.parse::<u64>().map_err(|_| bad(format!("{name} {v:?} must be a whole number"))))
@@ -406,11 +444,11 @@ impl Api {
         if let Some(n) = number("bytes_per_second")? {
             limits.bytes_per_second = n;
         }
-        if !self.capture.protects(&bucket) {
+        if !writer.capture.protects(&bucket) {
             return Err(bad(crate::reconcile::ReconcileError::NotProtected(bucket).to_string()));
         }
         let (tx, rx) = mpsc::channel::<ReconcileEvent>(64);
-        let reconciler = self.reconciler.clone();
+        let reconciler = writer.reconciler.clone();
         tokio::spawn(async move {
             if let Err(e) = reconciler.run(&bucket, limits, Some(tx.clone())).await {
                 let _gone = tx.send(ReconcileEvent::Stopped { error: e.to_string() }).await;
@@ -433,9 +471,23 @@ fn ndjson<T: Serialize + Send + 'static>(rx: mpsc::Receiver<T>) -> Response<Body
     res
 }
 
+/// How much of the vault's copy of the journal a verify compares with the local one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compare {
+    /// The start-up check: nothing past the local head, the last shipped record unchanged.
+    Head,
+    /// Every shipped segment and checkpoint, record by record.
+    Segments,
+}
+
 /// Runs a verify, recording its outcome in the metrics.
-async fn run_verify(capture: &Capture, metrics: &Metrics, read: ReadData) -> Result<VerifyReport, Failure> {
-    let result = rewind_snapshotter::verify::verify(capture.journal(), capture.vault(), read).await;
+async fn run_verify(
+    history: &Arc<Stores>,
+    metrics: &Metrics,
+    read: ReadData,
+    compare: Compare,
+) -> Result<VerifyReport, Failure> {
+    let result = verify_all(history, read, compare).await;
     match &result {
         Ok(report) if report.ok() => {
             metrics.verify_runs.with_label_values(&["ok"]).inc();
@@ -451,17 +503,44 @@ async fn run_verify(capture: &Capture, metrics: &Metrics, read: ReadData) -> Res
         }
         Err(e) => {
             metrics.verify_runs.with_label_values(&["error"]).inc();
-            tracing::warn!(error = %e, "verify could not run");
+            tracing::warn!(error = %e.1, "verify could not run");
         }
     }
-    Ok(result?)
+    result
 }
 
-/// Verifies (presence only) every `every`, until `stop`.
+/// The journal and chunks (see `rewind_snapshotter::verify`), then the journal against the
+/// vault's copy of it.
+async fn verify_all(history: &Arc<Stores>, read: ReadData, compare: Compare) -> Result<VerifyReport, Failure> {
+    let mut report = rewind_snapshotter::verify::verify(&history.journal, &history.vault, read).await?;
+    let (journal, backend) = (&history.journal, history.backend.as_ref());
+    let vault_failure = |e: crate::ship::ShipError| {
+        Failure(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot compare the journal with the vault: {e}"))
+    };
+    match compare {
+        Compare::Head => match crate::ship::check_against_vault(journal, backend).await {
+            Ok(()) => {}
+            Err(crate::ship::ShipError::Diverged(d)) => report.journal_problems.push(d.to_string()),
+            Err(e) => return Err(vault_failure(e)),
+        },
+        Compare::Segments => {
+            let found = crate::ship::compare_with_vault(journal, backend).await.map_err(vault_failure)?;
+            report.segments += found.segments;
+            report.checkpoints += found.checkpoints;
+            report.journal_problems.extend(found.problems);
+        }
+    }
+    Ok(report)
+}
+
+/// Verifies every `every`, until `stop`: the hash chain, every chunk present, the journal
+/// against the vault's newest checkpoint, and a rotating share of the chunks read back,
+/// so that damage in the vault's data is found within `read_cycle` (review F22).
 pub async fn verify_on_schedule(
-    capture: Arc<Capture>,
+    history: Arc<Stores>,
     metrics: Metrics,
     every: std::time::Duration,
+    read_cycle: std::time::Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
     // The first run soon after start, so the metric is set on a fresh gateway.
@@ -471,7 +550,13 @@ pub async fn verify_on_schedule(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
         }
-        let _logged = run_verify(&capture, &metrics, ReadData::NONE).await;
+        let read = ReadData::rotating(crate::now_us(), every, read_cycle);
+        if let Ok(report) = run_verify(&history, &metrics, read, Compare::Head).await {
+            metrics.verify_chunks_read.inc_by(report.chunks_read);
+            if read.completes_cycle() && report.ok() {
+                metrics.verify_read_cycle_complete.set(crate::now_seconds());
+            }
+        }
         wait = every;
     }
 }

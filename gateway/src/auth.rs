@@ -13,16 +13,23 @@ use s3s::{S3Result, s3_error};
 
 use crate::request::{RequestInfo, Resolved};
 
-/// The client access keys the gateway accepts; never the upstream's.
+/// The client access keys the gateway accepts; never the upstream's. Cheap to clone: the
+/// S3 service (SigV4) and the HTTP layer (SigV2, see `sigv2.rs`) share one table.
+#[derive(Clone)]
 pub struct ClientKeys {
-    keys: HashMap<String, SecretKey>,
+    keys: Arc<HashMap<String, SecretKey>>,
 }
 
 impl ClientKeys {
     /// Builds the key table from (access key id, secret) pairs.
     pub fn new<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let keys = pairs.into_iter().map(|(id, secret)| (id.to_owned(), SecretKey::from(secret))).collect();
-        Self { keys }
+        Self { keys: Arc::new(keys) }
+    }
+
+    /// The secret of `access_key`, if it is one of ours.
+    pub fn secret(&self, access_key: &str) -> Option<&str> {
+        self.keys.get(access_key).map(SecretKey::expose)
     }
 }
 
@@ -47,9 +54,6 @@ pub struct AccessPolicy {
     pub max_xml_body: u64,
 }
 
-/// The longest a presigned URL may be valid, as S3 defines it (7 days).
-const MAX_PRESIGNED_EXPIRY_SECS: u64 = 7 * 24 * 3600;
-
 /// Operations whose request body is streamed rather than read whole into memory.
 const STREAMING_BODY_OPERATIONS: [&str; 3] = ["PutObject", "UploadPart", "PostObject"];
 
@@ -57,30 +61,23 @@ const STREAMING_BODY_OPERATIONS: [&str; 3] = ["PutObject", "UploadPart", "PostOb
 impl S3Access for AccessPolicy {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         let operation = cx.s3_op().name().to_owned();
+        let info = cx.extensions_mut().get::<Arc<RequestInfo>>().cloned();
+        // SigV4 is verified by s3s; SigV2 by the HTTP layer, which then strips it.
+        let signed_v2 = info.as_ref().and_then(|i| i.signed_v2().map(str::to_owned));
         let resolved = Resolved {
             operation: Some(operation.clone()),
             bucket: cx.s3_path().get_bucket_name().map(str::to_owned),
             key: cx.s3_path().get_object_key().map(str::to_owned),
-            access_key: cx.credentials().map(|c| c.access_key.clone()),
+            access_key: cx.credentials().map(|c| c.access_key.clone()).or(signed_v2),
         };
         let anonymous = resolved.access_key.is_none();
-        if let Some(info) = cx.extensions_mut().get::<Arc<RequestInfo>>() {
+        if let Some(info) = info {
             info.resolve(resolved);
         }
         if anonymous {
             return Err(s3_error!(
                 AccessDenied,
                 "Anonymous access is not allowed; sign requests with a Rewind access key."
-            ));
-        }
-        // s3s 0.14 accepts any X-Amz-Expires; a leaked URL must not stay valid for years.
-        let expires = cx.uri().query().and_then(|q| {
-            q.split('&').find_map(|kv| kv.strip_prefix("X-Amz-Expires=")).and_then(|v| v.parse::<u64>().ok())
-        });
-        if expires.is_some_and(|e| e > MAX_PRESIGNED_EXPIRY_SECS) {
-            return Err(s3_error!(
-                AuthorizationQueryParametersError,
-                "X-Amz-Expires must be less than a week (in seconds) that is 604800"
             ));
         }
         // s3s enforces this limit too, but answers a streamed oversized body with 500
@@ -101,6 +98,7 @@ impl S3Access for AccessPolicy {
 /// Virtual-host addressing for the configured base domains. Unlike s3s's `SingleDomain`,
 /// a host that is not under a base domain is path-style, not a bucket name, so
 /// `localhost:9000` and `gateway.internal` keep working.
+#[derive(Debug, Clone)]
 pub struct VirtualHosts {
     domains: Vec<String>,
 }

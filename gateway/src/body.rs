@@ -1,5 +1,7 @@
-//! Upload bodies on their way upstream: counted, checksum-verified, and held back by one
-//! piece so that the upstream never receives a complete body the gateway has not accepted.
+//! Upload bodies on their way upstream: counted, checked against every digest the client
+//! declared (each `x-amz-checksum-*` header or trailer, and `Content-MD5`), and held back
+//! by one piece so that the upstream never receives a complete body the gateway has not
+//! accepted.
 //!
 //! s3s 0.14.1 decodes aws-chunked framing and checks chunk signatures, but it does not
 //! verify trailing checksums, and the signed-payload SHA-256 and declared length are only
@@ -25,7 +27,7 @@ use crate::request::{BodyFault, RequestInfo};
 
 type StdError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// The checksum algorithms S3 defines, with their header names.
+/// The digests S3 checks a body against: its checksum algorithms, and `Content-MD5`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
     Crc32,
@@ -33,10 +35,13 @@ pub enum Algorithm {
     Crc64Nvme,
     Sha1,
     Sha256,
+    /// `Content-MD5`: not a checksum algorithm an upstream can be asked for.
+    Md5,
 }
 
 impl Algorithm {
-    const ALL: [Self; 5] = [Self::Crc32, Self::Crc32c, Self::Crc64Nvme, Self::Sha1, Self::Sha256];
+    /// The checksum algorithms (carried in `x-amz-checksum-*` headers or trailers).
+    const CHECKSUMS: [Self; 5] = [Self::Crc32, Self::Crc32c, Self::Crc64Nvme, Self::Sha1, Self::Sha256];
 
     /// The name S3 uses (`x-amz-sdk-checksum-algorithm`, error messages).
     pub fn name(self) -> &'static str {
@@ -46,10 +51,11 @@ impl Algorithm {
             Self::Crc64Nvme => ChecksumAlgorithm::CRC64NVME,
             Self::Sha1 => ChecksumAlgorithm::SHA1,
             Self::Sha256 => ChecksumAlgorithm::SHA256,
+            Self::Md5 => "Content-MD5",
         }
     }
 
-    /// The header (or trailer) that carries this checksum.
+    /// The header (or trailer) that carries this digest.
     pub fn header(self) -> &'static str {
         match self {
             Self::Crc32 => "x-amz-checksum-crc32",
@@ -57,15 +63,21 @@ impl Algorithm {
             Self::Crc64Nvme => "x-amz-checksum-crc64nvme",
             Self::Sha1 => "x-amz-checksum-sha1",
             Self::Sha256 => "x-amz-checksum-sha256",
+            Self::Md5 => "content-md5",
         }
     }
 
-    /// The algorithm whose header is `name`, case-insensitively.
-    pub fn from_header(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.header().eq_ignore_ascii_case(name.trim()))
+    /// Whether an upstream can be asked to store this checksum with the object.
+    pub fn is_checksum(self) -> bool {
+        self != Self::Md5
     }
 
-    fn hasher(self) -> ChecksumHasher {
+    /// The checksum algorithm whose header is `name`, case-insensitively.
+    pub fn from_header(name: &str) -> Option<Self> {
+        Self::CHECKSUMS.into_iter().find(|a| a.header().eq_ignore_ascii_case(name.trim()))
+    }
+
+    fn hasher(self) -> Hasher {
         let mut h = ChecksumHasher::default();
         match self {
             Self::Crc32 => h.crc32 = Some(s3s::crypto::Crc32::new()),
@@ -73,18 +85,41 @@ impl Algorithm {
             Self::Crc64Nvme => h.crc64nvme = Some(s3s::crypto::Crc64Nvme::new()),
             Self::Sha1 => h.sha1 = Some(s3s::crypto::Sha1::new()),
             Self::Sha256 => h.sha256 = Some(s3s::crypto::Sha256::new()),
+            Self::Md5 => return Hasher::Md5(<md5::Md5 as md5::Digest>::new()),
         }
-        h
+        Hasher::S3(Box::new(h))
     }
 
-    fn finish(self, hasher: ChecksumHasher) -> Option<String> {
-        let sums = hasher.finalize();
+    fn finish(self, hasher: Hasher) -> Option<String> {
+        let sums = match hasher {
+            Hasher::S3(h) => h.finalize(),
+            Hasher::Md5(h) => {
+                use base64::Engine as _;
+                return Some(base64::engine::general_purpose::STANDARD.encode(md5::Digest::finalize(h)));
+            }
+        };
         match self {
             Self::Crc32 => sums.checksum_crc32,
             Self::Crc32c => sums.checksum_crc32c,
             Self::Crc64Nvme => sums.checksum_crc64nvme,
             Self::Sha1 => sums.checksum_sha1,
             Self::Sha256 => sums.checksum_sha256,
+            Self::Md5 => None,
+        }
+    }
+}
+
+/// A running digest of one algorithm.
+enum Hasher {
+    S3(Box<ChecksumHasher>),
+    Md5(md5::Md5),
+}
+
+impl Hasher {
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Self::S3(h) => h.update(data),
+            Self::Md5(h) => md5::Digest::update(h, data),
         }
     }
 }
@@ -98,7 +133,7 @@ pub enum Expected {
     Trailer(TrailingHeaders),
 }
 
-/// A checksum the client asked the gateway to hold its body to.
+/// A digest the client asked the gateway to hold its body to.
 #[derive(Debug)]
 pub struct ChecksumCheck {
     pub algorithm: Algorithm,
@@ -106,18 +141,26 @@ pub struct ChecksumCheck {
 }
 
 impl ChecksumCheck {
-    /// Finds the checksum a request declares: an `x-amz-trailer` naming a checksum (its
-    /// value arrives after the body), or an `x-amz-checksum-*` header.
-    pub fn from_request(headers: &HeaderMap, trailers: Option<TrailingHeaders>) -> Option<Self> {
-        if let (Some(trailer), Some(handle)) = (headers.get("x-amz-trailer"), trailers)
-            && let Some(algorithm) = trailer.to_str().ok().and_then(Algorithm::from_header)
-        {
-            return Some(Self { algorithm, expected: Expected::Trailer(handle) });
+    /// Every digest a request declares: the checksum named by `x-amz-trailer` (its value
+    /// arrives after the body), each `x-amz-checksum-*` header, and `Content-MD5`. All of
+    /// them must match: an upstream that checks one after storing the object (s3s-fs
+    /// does) would otherwise keep a body the client was told was refused (review F10).
+    pub fn from_request(headers: &HeaderMap, trailers: Option<TrailingHeaders>) -> Vec<Self> {
+        let mut checks = Vec::new();
+        let trailer = headers.get("x-amz-trailer").and_then(|t| t.to_str().ok()).and_then(Algorithm::from_header);
+        if let (Some(algorithm), Some(handle)) = (trailer, trailers) {
+            checks.push(Self { algorithm, expected: Expected::Trailer(handle) });
         }
-        Algorithm::ALL.into_iter().find_map(|algorithm| {
-            let value = headers.get(algorithm.header())?.to_str().ok()?;
-            Some(Self { algorithm, expected: Expected::Header(value.trim().to_owned()) })
-        })
+        for algorithm in Algorithm::CHECKSUMS.into_iter().chain([Algorithm::Md5]) {
+            if Some(algorithm) == trailer {
+                continue;
+            }
+            if let Some(value) = headers.get(algorithm.header()) {
+                let value = value.to_str().map(|v| v.trim().to_owned()).unwrap_or_default();
+                checks.push(Self { algorithm, expected: Expected::Header(value) });
+            }
+        }
+        checks
     }
 
     fn expected_value(&self) -> Option<String> {
@@ -136,7 +179,7 @@ pub struct VerifiedUpload {
     held: Option<Bytes>,
     declared: Option<u64>,
     received: u64,
-    check: Option<(ChecksumCheck, ChecksumHasher)>,
+    checks: Vec<(ChecksumCheck, Hasher)>,
     info: Arc<RequestInfo>,
     finished: bool,
 }
@@ -146,14 +189,19 @@ impl VerifiedUpload {
     pub fn wrap(
         body: StreamingBlob,
         declared: Option<u64>,
-        check: Option<ChecksumCheck>,
+        checks: Vec<ChecksumCheck>,
         info: Arc<RequestInfo>,
     ) -> StreamingBlob {
-        let check = check.map(|c| {
-            let hasher = c.algorithm.hasher();
-            (c, hasher)
-        });
-        StreamingBlob::new(Self { inner: body.into(), held: None, declared, received: 0, check, info, finished: false })
+        let checks = checks.into_iter().map(|c| (c.algorithm.hasher(), c)).map(|(h, c)| (c, h)).collect();
+        StreamingBlob::new(Self {
+            inner: body.into(),
+            held: None,
+            declared,
+            received: 0,
+            checks,
+            info,
+            finished: false,
+        })
     }
 
     fn fail(&mut self, fault: BodyFault) -> Poll<Option<Result<Bytes, StdError>>> {
@@ -169,7 +217,7 @@ impl VerifiedUpload {
         if self.declared.is_some_and(|d| d != self.received) {
             return Err(BodyFault::Incomplete);
         }
-        if let Some((check, hasher)) = self.check.take() {
+        for (check, hasher) in std::mem::take(&mut self.checks) {
             let computed = check.algorithm.finish(hasher);
             // A declared trailer that never came is as bad as a wrong one.
             if check.expected_value().is_none() || computed != check.expected_value() {
@@ -195,7 +243,7 @@ impl Stream for VerifiedUpload {
                     if this.declared.is_some_and(|d| this.received > d) {
                         return this.fail(BodyFault::Incomplete);
                     }
-                    if let Some((_, hasher)) = &mut this.check {
+                    for (_, hasher) in &mut this.checks {
                         hasher.update(&piece);
                     }
                     if piece.is_empty() {
@@ -292,8 +340,8 @@ mod tests {
         (out, true)
     }
 
-    fn header_check(algorithm: Algorithm, value: String) -> Option<ChecksumCheck> {
-        Some(ChecksumCheck { algorithm, expected: Expected::Header(value) })
+    fn header_check(algorithm: Algorithm, value: String) -> Vec<ChecksumCheck> {
+        vec![ChecksumCheck { algorithm, expected: Expected::Header(value) }]
     }
 
     #[tokio::test]
@@ -320,7 +368,7 @@ mod tests {
     #[tokio::test]
     async fn the_size_hint_stays_sane_after_a_too_long_body_is_refused() {
         let info = Arc::new(RequestInfo::default());
-        let mut body = VerifiedUpload::wrap(blob(vec![b"abc", b"defg"]), Some(4), None, info);
+        let mut body = VerifiedUpload::wrap(blob(vec![b"abc", b"defg"]), Some(4), Vec::new(), info);
         while body.next().await.is_some() {}
         assert_eq!(body.remaining_length().exact(), Some(0));
     }
@@ -329,7 +377,7 @@ mod tests {
     async fn short_and_long_bodies_are_incomplete() {
         for (pieces, declared) in [(vec![b"abc" as &[u8]], 4), (vec![b"abc", b"de"], 4)] {
             let info = Arc::new(RequestInfo::default());
-            let (got, ok) = drain(VerifiedUpload::wrap(blob(pieces), Some(declared), None, info.clone())).await;
+            let (got, ok) = drain(VerifiedUpload::wrap(blob(pieces), Some(declared), Vec::new(), info.clone())).await;
             assert!(!ok && got.len() < declared as usize);
             assert_eq!(info.fault(), Some(&BodyFault::Incomplete));
         }
@@ -344,12 +392,50 @@ mod tests {
     }
 
     #[test]
-    fn checksum_headers_are_found_and_trailers_preferred() {
+    fn every_declared_digest_is_found() {
         let mut h = HeaderMap::new();
         h.insert("x-amz-checksum-sha256", "abc=".parse().unwrap());
-        let c = ChecksumCheck::from_request(&h, None).unwrap();
-        assert_eq!(c.algorithm, Algorithm::Sha256);
-        assert_eq!(c.expected_value().as_deref(), Some("abc="));
-        assert!(ChecksumCheck::from_request(&HeaderMap::new(), None).is_none());
+        h.insert("x-amz-checksum-crc32", "def=".parse().unwrap());
+        h.insert("content-md5", "ghi=".parse().unwrap());
+        let checks = ChecksumCheck::from_request(&h, None);
+        let found: Vec<_> = checks.iter().map(|c| (c.algorithm, c.expected_value())).collect();
+        assert_eq!(
+            found,
+            [
+                (Algorithm::Crc32, Some("def=".into())),
+                (Algorithm::Sha256, Some("abc=".into())),
+                (Algorithm::Md5, Some("ghi=".into()))
+            ]
+        );
+        assert!(ChecksumCheck::from_request(&HeaderMap::new(), None).is_empty());
+    }
+
+    #[tokio::test]
+    async fn one_wrong_digest_among_right_ones_refuses_the_body() {
+        let data = b"hello world";
+        let md5 = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(<md5::Md5 as md5::Digest>::digest(data))
+        };
+        let right = |a| ChecksumCheck {
+            algorithm: a,
+            expected: Expected::Header(match a {
+                Algorithm::Md5 => md5.clone(),
+                _ => crc32_of(data),
+            }),
+        };
+        let info = Arc::new(RequestInfo::default());
+        let checks = vec![right(Algorithm::Crc32), right(Algorithm::Md5)];
+        let (got, ok) = drain(VerifiedUpload::wrap(blob(vec![b"hello", b" world"]), Some(11), checks, info)).await;
+        assert!(ok && got == data);
+        // Right CRC32, wrong Content-MD5: the last piece is never released.
+        let info = Arc::new(RequestInfo::default());
+        let wrong_md5 =
+            ChecksumCheck { algorithm: Algorithm::Md5, expected: Expected::Header("AAAAAAAAAAAAAAAAAAAAAA==".into()) };
+        let checks = vec![right(Algorithm::Crc32), wrong_md5];
+        let (got, ok) =
+            drain(VerifiedUpload::wrap(blob(vec![b"hello", b" world"]), Some(11), checks, info.clone())).await;
+        assert!(!ok && got.len() < data.len());
+        assert_eq!(info.fault(), Some(&BodyFault::ChecksumMismatch { algorithm: "Content-MD5" }));
     }
 }

@@ -17,6 +17,16 @@ pub fn from_upstream(operation: &str, err: S3Error, fault: Option<&BodyFault>) -
     if let Some(fault) = fault {
         return from_body_fault(fault);
     }
+    if *err.code() == S3ErrorCode::AccessDenied {
+        // AWS names the upstream principal and account in these (review R10): the client
+        // learns only that access was denied; the log keeps the upstream's words.
+        tracing::warn!(operation, upstream_message = err.message().unwrap_or_default(), "the upstream denied access");
+        let mut denied = S3Error::with_message(S3ErrorCode::AccessDenied, "Access Denied");
+        if let Some(status) = err.status_code() {
+            denied.set_status_code(status);
+        }
+        return denied;
+    }
     if *err.code() != S3ErrorCode::InternalError {
         return err; // the upstream's own answer, verbatim
     }
@@ -49,6 +59,63 @@ fn cause_chain(err: &S3Error) -> String {
         cause = e.source();
     }
     text
+}
+
+/// The message S3 gives with `code`, for errors that carry none: SDKs print "Unknown"
+/// without one (the embedded upstream's and s3s's own errors have none).
+pub fn standard_message(code: &str) -> &'static str {
+    match code {
+        "AccessDenied" => "Access Denied",
+        "BadDigest" => "The Content-MD5 or checksum you specified did not match what was received.",
+        "BucketAlreadyExists" => "The requested bucket name is not available. Select a different name and try again.",
+        "BucketAlreadyOwnedByYou" => {
+            "Your previous request to create the named bucket succeeded and you already own it."
+        }
+        "BucketNotEmpty" => "The bucket you tried to delete is not empty.",
+        "EntityTooLarge" => "Your proposed upload exceeds the maximum allowed object size.",
+        "EntityTooSmall" => "Your proposed upload is smaller than the minimum allowed object size.",
+        "IncompleteBody" => "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+        "InternalError" => "We encountered an internal error. Please try again.",
+        "InvalidAccessKeyId" => "The AWS Access Key Id you provided does not exist in our records.",
+        "InvalidArgument" => "Invalid Argument",
+        "InvalidBucketName" => "The specified bucket is not valid.",
+        "InvalidDigest" => "The Content-MD5 you specified is not valid.",
+        "InvalidPart" => "One or more of the specified parts could not be found.",
+        "InvalidPartOrder" => "The list of parts was not in ascending order.",
+        "InvalidRange" => "The requested range is not satisfiable.",
+        "InvalidRequest" => "Invalid Request",
+        "InvalidStorageClass" => "The storage class you specified is not valid.",
+        "KeyTooLongError" => "Your key is too long.",
+        "MalformedXML" => "The XML you provided was not well-formed or did not validate against our published schema.",
+        "MethodNotAllowed" => "The specified method is not allowed against this resource.",
+        "MissingContentLength" => "You must provide the Content-Length HTTP header.",
+        "NoSuchBucket" => "The specified bucket does not exist.",
+        "NoSuchKey" => "The specified key does not exist.",
+        "NoSuchUpload" => "The specified multipart upload does not exist.",
+        "NoSuchVersion" => "The specified version does not exist.",
+        "NotImplemented" => "A header you provided implies functionality that is not implemented.",
+        "PreconditionFailed" => "At least one of the preconditions you specified did not hold.",
+        "RequestTimeTooSkewed" => "The difference between the request time and the current time is too large.",
+        "ServiceUnavailable" => "Please reduce your request rate.",
+        "SignatureDoesNotMatch" => {
+            "The request signature we calculated does not match the signature you provided. Check your key and signing method."
+        }
+        "SlowDown" => "Please reduce your request rate.",
+        _ => "The request could not be completed.",
+    }
+}
+
+/// An S3 error document without a `<Message>` gets its code's standard message.
+pub fn with_standard_message(xml: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(xml).ok()?;
+    if !text.contains("<Error>") || text.contains("<Message>") {
+        return None;
+    }
+    let start = text.find("<Code>")? + "<Code>".len();
+    let end = start + text[start..].find("</Code>")?;
+    let insert_at = end + "</Code>".len();
+    let message = standard_message(&text[start..end]);
+    Some([&text[..insert_at], "<Message>", message, "</Message>", &text[insert_at..]].concat().into_bytes())
 }
 
 /// The S3 error a client expects for a body fault.
@@ -151,6 +218,30 @@ mod tests {
             let got = e.status_code().or_else(|| e.code().status_code()).unwrap();
             assert_eq!(got.as_u16(), status, "{code}");
         }
+    }
+
+    #[test]
+    fn error_documents_without_a_message_get_the_standard_one() {
+        let doc = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>NoSuchBucket</Code><RequestId>1</RequestId></Error>";
+        let fixed = String::from_utf8(with_standard_message(doc).unwrap()).unwrap();
+        assert!(
+            fixed.contains("<Code>NoSuchBucket</Code><Message>The specified bucket does not exist.</Message>"),
+            "{fixed}"
+        );
+        assert_eq!(with_standard_message(fixed.as_bytes()), None, "a message is kept");
+        assert_eq!(with_standard_message(b"<ListBucketResult/>"), None);
+    }
+
+    #[test]
+    fn upstream_access_denied_says_no_more_than_that() {
+        let mut e = S3Error::with_message(
+            S3ErrorCode::AccessDenied,
+            "User: arn:aws:iam::123456789012:user/upstream is not authorized",
+        );
+        e.set_status_code(http::StatusCode::FORBIDDEN);
+        let out = from_upstream("GetObject", e, None);
+        assert_eq!(out.message(), Some("Access Denied"));
+        assert_eq!(out.status_code().map(|s| s.as_u16()), Some(403));
     }
 
     #[test]

@@ -15,8 +15,13 @@ use hyper::body::Incoming;
 use rewind_model::LogKey;
 use tracing::{Instrument, Span, field};
 
+use rewind_vault::Charge;
+
+use crate::auth::{ClientKeys, VirtualHosts};
 use crate::metrics::{Metrics, UNRESOLVED_OPERATION};
+use crate::query::Query;
 use crate::request::{BodyFault, RequestInfo};
+use crate::sigv2;
 
 type StdError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -26,12 +31,29 @@ pub struct S3Front {
     s3: s3s::service::S3Service,
     metrics: Metrics,
     body_idle_timeout: Duration,
+    gate: Arc<Gate>,
+}
+
+/// What the HTTP layer checks before s3s sees a request.
+pub struct Gate {
+    /// The client keys, for SigV2.
+    pub keys: ClientKeys,
+    /// Virtual-host addressing, for the bucket a SigV2 signature covers.
+    pub hosts: VirtualHosts,
+    /// Whether SigV2 requests are verified (`true`) or refused.
+    pub allow_sigv2: bool,
+    /// The memory budget: request bodies s3s reads whole are paid for from its share.
+    pub budget: Arc<rewind_vault::MemoryBudget>,
+    /// The largest body s3s reads whole.
+    pub max_xml_body: u64,
+    /// How long a request may wait for its share of the budget before 503 SlowDown.
+    pub budget_wait: Duration,
 }
 
 impl S3Front {
     /// Wraps an s3s service.
-    pub fn new(s3: s3s::service::S3Service, metrics: Metrics, body_idle_timeout: Duration) -> Self {
-        Self { s3, metrics, body_idle_timeout }
+    pub fn new(s3: s3s::service::S3Service, metrics: Metrics, body_idle_timeout: Duration, gate: Gate) -> Self {
+        Self { s3, metrics, body_idle_timeout, gate: Arc::new(gate) }
     }
 }
 
@@ -63,18 +85,29 @@ impl hyper::service::Service<http::Request<Incoming>> for S3Front {
             info: info.clone(),
             received: received.clone(),
         };
-        let refusal = refuse_before_s3s(&parts);
+        let refusal = self.gate.admit(&mut parts, &info).err();
+        let whole_body = self.gate.body_read_whole(&parts);
         let req = http::Request::from_parts(parts, s3s::Body::http_body(body));
         let s3 = self.s3.clone();
         let metrics = self.metrics.clone();
+        let gate = self.gate.clone();
         metrics.requests_in_flight.inc();
         Box::pin(async move {
+            let mut held = Charge::none();
             let response = match refusal {
                 Some(err) => error_response(err),
-                None => s3.call(req).instrument(span.clone()).await.unwrap_or_else(|_| plain_500()),
+                None => match gate.hold_body(whole_body).await {
+                    Ok(charge) => {
+                        held = charge;
+                        s3.call(req).instrument(span.clone()).await.unwrap_or_else(|_| plain_500())
+                    }
+                    Err(err) => error_response(err),
+                },
             };
+            let response = with_error_message(response);
             let (parts, body) = response.into_parts();
-            let completion = Completion { start, is_head, status: parts.status, info, received, metrics, span };
+            let completion =
+                Completion { start, is_head, status: parts.status, info, received, metrics, span, _held: held };
             let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
             let length = http_body::Body::size_hint(&body).exact().or(declared);
             Ok(http::Response::from_parts(
@@ -85,26 +118,125 @@ impl hyper::service::Service<http::Request<Incoming>> for S3Front {
     }
 }
 
-/// Requests answered before s3s sees them, because what s3s would do first is harmful:
-/// - SigV2 (header `AWS key:sig` or query `AWSAccessKeyId=`): retired by AWS, and s3s
-///   0.14.1 compares v2 signatures in variable time (SigV4 uses constant time);
-/// - browser-form POST uploads: s3s buffers the whole file part in memory (up to 5 GB)
-///   before authentication decides anything, and Rewind does not support them anyway.
-fn refuse_before_s3s(parts: &http::request::Parts) -> Option<s3s::S3Error> {
-    let header = |name| parts.headers.get(name).and_then(|v: &http::HeaderValue| v.to_str().ok());
-    let sigv2_header = header(http::header::AUTHORIZATION).is_some_and(|v| v.starts_with("AWS "));
-    let sigv2_query = parts.uri.query().is_some_and(|q| q.split('&').any(|kv| kv.starts_with("AWSAccessKeyId=")));
-    if sigv2_header || sigv2_query {
-        return Some(s3s::S3Error::with_message(
-            s3s::S3ErrorCode::InvalidRequest,
-            "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.",
-        ));
+impl Gate {
+    /// Checks what must be decided before s3s reads anything, on the decoded query (s3s
+    /// decodes parameter names, so the raw text is not what it acts on):
+    /// - browser-form POST uploads are refused: s3s would buffer the whole file part in
+    ///   memory (up to 5 GB) before authentication decides anything, and Rewind does not
+    ///   support them; any `multipart/*` type, in any letter case, as s3s parses it;
+    /// - presigned SigV4 URLs may live 7 days at most (s3s 0.14 accepts any lifetime);
+    /// - SigV2 is verified here (see `sigv2.rs`) and removed, or refused when disabled.
+    fn admit(&self, parts: &mut http::request::Parts, info: &RequestInfo) -> Result<(), s3s::S3Error> {
+        let content_type = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        if parts.method == http::Method::POST && content_type.is_some_and(is_multipart) {
+            return Err(s3s::S3Error::with_message(s3s::S3ErrorCode::NotImplemented, crate::s3::POST_OBJECT_REFUSAL));
+        }
+        let query = Query::parse(parts.uri.query());
+        let lifetime = crate::sigv2::MAX_PRESIGNED_LIFETIME.as_secs();
+        if query.all("X-Amz-Expires").any(|v| v.trim().parse::<u64>().map_or(true, |s| s > lifetime)) {
+            return Err(s3s::S3Error::with_message(
+                s3s::S3ErrorCode::AuthorizationQueryParametersError,
+                "X-Amz-Expires must be less than a week (in seconds) that is 604800",
+            ));
+        }
+        let Some(carrier) = sigv2::carrier(&parts.headers, &query) else { return Ok(()) };
+        if !self.allow_sigv2 {
+            return Err(s3s::S3Error::with_message(
+                s3s::S3ErrorCode::InvalidRequest,
+                "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.",
+            ));
+        }
+        let host = parts.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let virtual_host = s3s::host::S3Host::parse_host_header(&self.hosts, host).ok();
+        let signed = sigv2::Signed {
+            method: &parts.method,
+            raw_path: parts.uri.path(),
+            query: &query,
+            headers: &parts.headers,
+            virtual_bucket: virtual_host.as_ref().and_then(|vh| vh.bucket()),
+        };
+        let access_key = sigv2::verify(&carrier, &signed, &self.keys, std::time::SystemTime::now())?;
+        // s3s sees an unsigned request; the access check takes the identity from `info`.
+        match carrier {
+            sigv2::Carrier::Header { .. } => {
+                parts.headers.remove(http::header::AUTHORIZATION);
+            }
+            sigv2::Carrier::Query { .. } => {
+                let rest = query.raw_without(&sigv2::QUERY_PARAMETERS);
+                let path_and_query = match rest {
+                    Some(q) => format!("{}?{q}", parts.uri.path()),
+                    None => parts.uri.path().to_owned(),
+                };
+                let mut uri = http::uri::Parts::from(parts.uri.clone());
+                uri.path_and_query = Some(path_and_query.parse().map_err(|_| {
+                    s3s::S3Error::with_message(s3s::S3ErrorCode::InvalidURI, "Couldn't parse the specified URI.")
+                })?);
+                parts.uri = http::Uri::from_parts(uri).map_err(|_| {
+                    s3s::S3Error::with_message(s3s::S3ErrorCode::InvalidURI, "Couldn't parse the specified URI.")
+                })?;
+            }
+        }
+        info.set_signed_v2(access_key);
+        Ok(())
     }
-    let form = header(http::header::CONTENT_TYPE).is_some_and(|v| v.trim_start().starts_with("multipart/form-data"));
-    if parts.method == http::Method::POST && form {
-        return Some(s3s::S3Error::with_message(s3s::S3ErrorCode::NotImplemented, crate::s3::POST_OBJECT_REFUSAL));
+}
+
+/// Query parameters of requests whose body is an object (or a part) streamed into the
+/// vault; any other parameter on a PUT or POST means an XML body s3s reads whole.
+const STREAMED_BODY_PARAMETERS: [&str; 3] = ["partNumber", "uploadId", "x-id"];
+
+impl Gate {
+    /// How much memory s3s will take to read this request's body whole: its declared
+    /// length (capped at the XML limit; the limit when undeclared), or `None` for bodies
+    /// that stream (object uploads) or requests without one.
+    fn body_read_whole(&self, parts: &http::request::Parts) -> Option<u64> {
+        let query = Query::parse(parts.uri.query());
+        let xml = match parts.method {
+            http::Method::POST => true,
+            http::Method::PUT => query.pairs().iter().any(|p| !STREAMED_BODY_PARAMETERS.contains(&p.name.as_str())),
+            _ => false,
+        };
+        if !xml {
+            return None;
+        }
+        let declared =
+            parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        Some(declared.unwrap_or(self.max_xml_body).min(self.max_xml_body))
     }
-    None
+
+    /// Holds the bodies share for a body read whole, waiting up to `budget_wait`.
+    async fn hold_body(&self, bytes: Option<u64>) -> Result<Charge, s3s::S3Error> {
+        let Some(bytes) = bytes.and_then(|b| usize::try_from(b).ok()) else { return Ok(Charge::none()) };
+        let share = &self.budget.bodies;
+        if let Some(charge) = share.try_acquire(bytes) {
+            return Ok(charge);
+        }
+        tokio::time::timeout(self.budget_wait, share.acquire(bytes))
+            .await
+            .map_err(|_| s3s::S3Error::with_message(s3s::S3ErrorCode::SlowDown, "Please reduce your request rate."))
+    }
+}
+
+/// Whether a Content-Type names a `multipart/*` type, compared as MIME types are
+/// (case-insensitively, parameters and spaces ignored).
+fn is_multipart(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    essence.split('/').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("multipart"))
+}
+
+/// An error answer whose document lacks a `<Message>` gets its code's standard one (see
+/// `errors::standard_message`): s3s's own errors (a wrong signature) and the embedded
+/// upstream's carry none, and SDKs then print "Unknown".
+fn with_error_message(mut response: s3s::HttpResponse) -> s3s::HttpResponse {
+    if response.status().as_u16() < 400 {
+        return response;
+    }
+    let Some(fixed) = response.body().bytes().and_then(|b| crate::errors::with_standard_message(&b)) else {
+        return response;
+    };
+    response.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(fixed.len()));
+    *response.body_mut() = s3s::Body::from(Bytes::from(fixed));
+    response
 }
 
 fn error_response(err: s3s::S3Error) -> s3s::HttpResponse {
@@ -228,6 +360,8 @@ struct Completion {
     received: Arc<AtomicU64>,
     metrics: Metrics,
     span: Span,
+    /// Memory budget held for the request's body until it is answered.
+    _held: Charge,
 }
 
 impl Completion {
@@ -260,6 +394,21 @@ impl Completion {
             tracing::warn!(parent: span, status, bytes_in = received, bytes_out = sent, duration_ms, access_key, request_id, complete, "request");
         } else {
             tracing::info!(parent: span, status, bytes_in = received, bytes_out = sent, duration_ms, access_key, request_id, "request");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_types_are_recognised_in_any_letter_case() {
+        for t in ["multipart/form-data; boundary=x", "Multipart/Form-Data", " MULTIPART/mixed", "multipart/form-data"] {
+            assert!(is_multipart(t), "{t}");
+        }
+        for t in ["application/xml", "text/plain; x=multipart/form-data", ""] {
+            assert!(!is_multipart(t), "{t}");
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod errors;
 pub mod front;
 pub mod metrics;
 mod mutations;
+pub mod query;
 pub mod rebuild;
 pub mod reconcile;
 pub mod request;
@@ -19,6 +20,7 @@ pub mod restore;
 pub mod s3;
 pub mod server;
 pub mod ship;
+pub mod sigv2;
 pub mod telemetry;
 pub mod upstream;
 
@@ -102,6 +104,9 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts serving according to `config` (already validated).
+    ///
+    /// The listeners are bound first and the stores opened next, so that a start that
+    /// fails (a port in use, a damaged journal) creates no credentials it never shows.
     pub async fn start(mut config: Config, options: StartOptions) -> Result<Self, StartError> {
         rewind_model::set_key_redaction(!config.telemetry.log_object_keys);
         // A data directory rebuilt from a vault names its vault and key file.
@@ -111,9 +116,21 @@ impl Gateway {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
 
+        let s3_listener = server::bind(&config.server.listen, "--listen").await.map_err(StartError::Listen)?;
+        let admin_listener =
+            server::bind(&config.server.admin_listen, "--admin-listen").await.map_err(StartError::Listen)?;
+        let s3_addr = s3_listener.local_addr().map_err(StartError::Listen)?;
+        let admin_addr = admin_listener.local_addr().map_err(StartError::Listen)?;
+
+        let stores = Arc::new(capture::open::open(&config, capture::open::Purpose::Serve).await?);
+        if let Some(path) = &stores.created_key_file {
+            tracing::warn!(key_file = %path.display(), vault = %stores.vault_location, "created a new vault and its key file: keep a copy of the key file elsewhere, the vault cannot be read without it");
+        }
+        rewind_model::set_key_fingerprint_key(stores.keys.log_fingerprint());
         let (client_keys, generated) = client_keys(&config)?;
         let admin_token = credentials::admin_token(config.credentials.admin_token.as_ref(), &data_dir)
             .map_err(StartError::AdminToken)?;
+        credentials::warn_if_readable_by_others(&config, &data_dir);
 
         let target = match &config.upstream.endpoint {
             Some(endpoint) => UpstreamTarget {
@@ -138,10 +155,6 @@ impl Gateway {
         };
         let upstream = upstream::client(&config.upstream, &target);
         let metrics = Metrics::new();
-        let stores = capture::open::open(&config).await?;
-        if let Some(path) = &stores.created_key_file {
-            tracing::warn!(key_file = %path.display(), vault = %stores.vault_location, "created a new vault and its key file: keep a copy of the key file elsewhere, the vault cannot be read without it");
-        }
         let capture = Arc::new(capture::Capture::new(
             stores.journal.clone(),
             stores.vault.clone(),
@@ -162,9 +175,10 @@ impl Gateway {
             shutdown.child_token(),
         ));
         tracker.spawn(api::verify_on_schedule(
-            capture.clone(),
+            stores.clone(),
             metrics.clone(),
             config.vault.verify_interval.0,
+            config.vault.verify_read_cycle.0,
             shutdown.child_token(),
         ));
         let p = &config.protection;
@@ -176,30 +190,27 @@ impl Gateway {
         let reconciler =
             Arc::new(reconcile::Reconciler::new(capture.clone(), metrics.clone(), limits, shutdown.child_token()));
         tracker.spawn(reconciler.clone().on_schedule(p.reconcile_interval.0));
-        let api =
-            api::Api::new(capture.clone(), reconciler, admin_token, stores.vault_location.clone(), metrics.clone());
+        let api = api::Api::new(stores.clone(), capture.clone(), reconciler, admin_token, metrics.clone());
 
         let mut builder =
             S3ServiceBuilder::new(s3::Forwarder::new(upstream.clone(), metrics.clone(), Some(capture.clone())));
-        builder.set_auth(ClientKeys::new(client_keys.iter().map(|(id, s)| (id.as_str(), s.expose()))));
+        let keys = ClientKeys::new(client_keys.iter().map(|(id, s)| (id.as_str(), s.expose())));
+        let hosts = VirtualHosts::new(config.server.base_domains.clone());
+        builder.set_auth(keys.clone());
         builder.set_access(AccessPolicy { max_xml_body: config.server.max_xml_body_size.0 });
-        builder.set_host(VirtualHosts::new(config.server.base_domains.clone()));
-        let mut s3_config = S3Config::default();
-        s3_config.xml_max_body_size = usize::try_from(config.server.max_xml_body_size.0).unwrap_or(usize::MAX);
-        builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3_config))));
-        let front = front::S3Front::new(builder.build(), metrics.clone(), config.server.body_idle_timeout.0);
-
-        let s3_listener = server::bind(&config.server.listen, "--listen").await.map_err(StartError::Listen)?;
-        let admin_listener =
-            server::bind(&config.server.admin_listen, "--admin-listen").await.map_err(StartError::Listen)?;
-        let s3_addr = s3_listener.local_addr().map_err(StartError::Listen)?;
-        let admin_addr = admin_listener.local_addr().map_err(StartError::Listen)?;
-
-        let limits = ConnLimits {
-            max_connections: config.server.max_connections,
-            header_read_timeout: config.server.header_read_timeout.0,
-            shutdown_grace: config.server.shutdown_grace.0,
+        builder.set_host(hosts.clone());
+        builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3s_limits(&config)))));
+        let gate = front::Gate {
+            keys,
+            hosts,
+            allow_sigv2: config.server.allow_sigv2,
+            budget: stores.vault.budget().clone(),
+            max_xml_body: config.server.max_xml_body_size.0,
+            budget_wait: config.vault.capture_timeout.0,
         };
+        let front = front::S3Front::new(builder.build(), metrics.clone(), config.server.body_idle_timeout.0, gate);
+
+        let limits = conn_limits(&config);
         tracker.spawn(server::serve(
             "s3",
             s3_listener,
@@ -208,19 +219,22 @@ impl Gateway {
             shutdown.child_token(),
             Some(metrics.clone()),
         ));
-        tracker.spawn(server::serve(
-            "admin",
-            admin_listener,
-            admin::Admin::new(metrics.clone(), upstream, Some(stores.vault.clone()), data_dir.clone()).with_api(api),
-            limits,
-            shutdown.child_token(),
-            None,
-        ));
+        let admin = admin::Admin::new(metrics.clone(), Some(upstream), Some(stores.vault.clone()), data_dir.clone())
+            .with_api(api)
+            .with_hosts(config.server.admin_hosts.clone());
+        tracker.spawn(server::serve("admin", admin_listener, admin, limits, shutdown.child_token(), None));
         tracing::info!(s3 = %s3_addr, admin = %admin_addr, upstream = %target.endpoint, "gateway listening");
-        if generated && options.announce_generated_credentials {
+        if options.announce_generated_credentials {
             let (id, secret) = &client_keys[0];
-            let path = data_dir.join(credentials::CREDENTIALS_FILE);
-            println!("{}", credentials::welcome(id, secret, &path, &format!("http://{s3_addr}")));
+            let endpoints = credentials::Endpoints { s3: s3_addr, admin: admin_addr, data_dir: &data_dir };
+            let shown = credentials::Banner {
+                generated,
+                access_key_id: id,
+                secret,
+                endpoints,
+                token_configured: config.credentials.admin_token.is_some(),
+            };
+            print!("{}", shown.render(std::io::IsTerminal::is_terminal(&std::io::stdout())));
         }
         if let (Some(key_file), true) = (&stores.created_key_file, options.announce_generated_credentials) {
             println!(
@@ -270,7 +284,74 @@ fn client_keys(config: &Config) -> Result<(Vec<(String, Secret)>, bool), StartEr
     Ok((vec![(id, secret)], created))
 }
 
+/// What s3s may read into memory. Browser-form POSTs are refused before s3s sees them
+/// (`front.rs`); the form limits are zero as well, so that even a request that got past
+/// that check could not make s3s buffer a file part.
+fn s3s_limits(config: &Config) -> S3Config {
+    let mut limits = S3Config::default();
+    limits.xml_max_body_size = usize::try_from(config.server.max_xml_body_size.0).unwrap_or(usize::MAX);
+    limits.post_object_max_file_size = 0;
+    limits.form_max_field_size = 0;
+    limits.form_max_fields_size = 0;
+    limits.form_max_parts = 0;
+    limits
+}
+
+/// How every listener treats its connections.
+fn conn_limits(config: &Config) -> ConnLimits {
+    ConnLimits {
+        max_connections: config.server.max_connections,
+        header_read_timeout: config.server.header_read_timeout.0,
+        shutdown_grace: config.server.shutdown_grace.0,
+    }
+}
+
+/// Creates the data directory private to its owner, and makes an existing one private:
+/// it holds the journal, the key file and, for the embedded upstream, every object in
+/// plain text (review F18: a directory made beforehand with `mkdir` stayed 0755).
 fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))?;
+        tracing::warn!(dir = %dir.display(), was = format!("{:o}", mode & 0o777), "the data directory was readable by other users; made it private (0700)");
+    }
+    Ok(())
+}
+
+/// A read-only view of a stopped gateway's data for offline commands (`rewind --data-dir
+/// DIR ls`): the admin API's history routes on a loopback port, over the journal opened
+/// read-only. No upstream, no recovery, no shipping, no S3 listener, nothing created:
+/// looking must not change what is looked at (review F16: an offline `status` shipped a
+/// rolled-back journal into the vault).
+pub struct Inspector {
+    /// Where the admin API listens.
+    pub admin_addr: SocketAddr,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Inspector {
+    /// Opens `config`'s stores read-only and serves the read routes, guarded by `token`.
+    pub async fn start(mut config: Config, token: Secret) -> Result<Self, StartError> {
+        rebuild::apply_stores_file(&mut config).map_err(|e| StartError::Credentials(std::io::Error::other(e)))?;
+        let stores = Arc::new(capture::open::open(&config, capture::open::Purpose::Inspect).await?);
+        let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
+        let listener = server::bind("127.0.0.1:0", "(offline session)").await.map_err(StartError::Listen)?;
+        let admin_addr = listener.local_addr().map_err(StartError::Listen)?;
+        let metrics = Metrics::new();
+        let api = api::Api::read_only(stores.clone(), token, metrics.clone());
+        let admin =
+            admin::Admin::new(metrics, None, Some(stores.vault.clone()), config.server.data_dir.clone()).with_api(api);
+        tracker.spawn(server::serve("offline", listener, admin, conn_limits(&config), shutdown.child_token(), None));
+        Ok(Self { admin_addr, shutdown, tracker })
+    }
+
+    /// Stops serving.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
 }

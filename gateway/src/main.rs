@@ -36,7 +36,7 @@ struct Args {
     /// Key file that unlocks the vault [default: <data-dir>/vault.key, created with the vault].
     #[arg(long, value_name = "FILE")]
     key_file: Option<PathBuf>,
-    /// Validate the configuration, print it (secrets redacted) and exit.
+    /// Validate the configuration, print it as TOML (secrets left out) and exit.
     #[arg(long)]
     check_config: bool,
 }
@@ -69,11 +69,24 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     Ok(config.finish(problems)?)
 }
 
-async fn wait_for_signal() -> anyhow::Result<&'static str> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => { r?; Ok("SIGINT") }
-        _ = term.recv() => Ok("SIGTERM"),
+/// SIGTERM and SIGINT, listened for from before the listeners are bound: a signal that
+/// arrives while the gateway starts is then a graceful stop once it has, not a kill.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+        }
     }
 }
 
@@ -91,13 +104,19 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     if args.check_config {
-        println!("{config:#?}");
+        // TOML that can be pasted into a file; secrets are never part of it (they come
+        // from files or the environment, and are not serialised).
+        print!("{}", toml::to_string_pretty(&config).context("printing the configuration")?);
         return Ok(());
     }
+    // Everything the gateway creates (the embedded upstream's objects, vault packs, keys)
+    // is for its own user only (review F18: embedded objects were 0644).
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let _flush_logs_on_exit = telemetry::init(&config.telemetry).map_err(anyhow::Error::msg)?;
+    let mut signals = Signals::listen()?;
     let options = StartOptions { announce_generated_credentials: true };
     let gateway = Gateway::start(config, options).await.context("the gateway could not start")?;
-    let signal = wait_for_signal().await?;
+    let signal = signals.next().await;
     tracing::info!(signal, "shutting down: draining in-flight requests");
     gateway.shutdown().await;
     Ok(())

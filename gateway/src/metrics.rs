@@ -37,6 +37,12 @@ pub mod names {
     pub const RECONCILE_OBJECTS_TOTAL: &str = "rewind_reconcile_objects_total";
     pub const UNPROTECTED_OBJECTS: &str = "rewind_unprotected_objects";
     pub const RECONCILE_LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "rewind_reconcile_last_success_timestamp_seconds";
+    pub const MEMORY_BUDGET_BYTES: &str = "rewind_memory_budget_bytes";
+    pub const MEMORY_BUDGET_USED_BYTES: &str = "rewind_memory_budget_used_bytes";
+    pub const VERIFY_CHUNKS_READ_TOTAL: &str = "rewind_verify_chunks_read_total";
+    pub const VERIFY_READ_CYCLE_COMPLETE_TIMESTAMP_SECONDS: &str =
+        "rewind_verify_read_cycle_complete_timestamp_seconds";
+    pub const JOURNAL_DIVERGED: &str = "rewind_journal_diverged";
 }
 
 /// Journal record kinds, the `record` label of [`names::JOURNAL_RECORDS_TOTAL`].
@@ -102,6 +108,15 @@ pub struct Metrics {
     pub reconcile_objects: IntCounterVec,
     pub unprotected_objects: IntGauge,
     pub reconcile_last_success: prometheus::Gauge,
+    pub memory_budget: IntGaugeVec,
+    pub memory_budget_used: IntGaugeVec,
+    pub verify_chunks_read: IntCounter,
+    pub verify_read_cycle_complete: prometheus::Gauge,
+    pub journal_diverged: IntGauge,
+}
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("invariant: static metric definition")
 }
 
 fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -248,6 +263,29 @@ impl Metrics {
                 names::RECONCILE_LAST_SUCCESS_TIMESTAMP_SECONDS,
                 "Unix time of the last reconcile pass that captured everything it found.",
             ),
+            memory_budget: gauge_vec(
+                names::MEMORY_BUDGET_BYTES,
+                "Size of each share of vault.memory_budget (lookahead, capture, bodies, restores).",
+                &["share"],
+            ),
+            memory_budget_used: gauge_vec(
+                names::MEMORY_BUDGET_USED_BYTES,
+                "Bytes of each share of the memory budget held now; a share at its size makes requests wait.",
+                &["share"],
+            ),
+            verify_chunks_read: IntCounter::new(
+                names::VERIFY_CHUNKS_READ_TOTAL,
+                "Chunks scheduled verifies read back, decrypted and re-hashed.",
+            )
+            .expect("invariant: static metric definition"),
+            verify_read_cycle_complete: float_gauge(
+                names::VERIFY_READ_CYCLE_COMPLETE_TIMESTAMP_SECONDS,
+                "Unix time when scheduled verifies last finished reading every chunk once (vault.verify_read_cycle) with nothing damaged.",
+            ),
+            journal_diverged: gauge(
+                names::JOURNAL_DIVERGED,
+                "1 when the journal disagrees with what the vault holds of it (shipping stopped): rebuild from the vault.",
+            ),
             registry,
         };
         let build_info = IntGaugeVec::new(
@@ -258,7 +296,12 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("REWIND_COMMIT").unwrap_or("unknown")])
             .set(1);
-        let collectors: [Box<dyn prometheus::core::Collector>; 29] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 34] = [
+            Box::new(m.memory_budget.clone()),
+            Box::new(m.memory_budget_used.clone()),
+            Box::new(m.verify_chunks_read.clone()),
+            Box::new(m.verify_read_cycle_complete.clone()),
+            Box::new(m.journal_diverged.clone()),
             Box::new(m.segment_ship_lag.clone()),
             Box::new(m.segments_shipped.clone()),
             Box::new(m.segment_ship_errors.clone()),
@@ -311,6 +354,15 @@ impl Metrics {
         raise(self.vault_chunks.with_label_values(&["deduplicated"]), stats.deduplicated_chunks);
         raise(self.vault_written_bytes.with_label_values(&["logical"]), stats.logical_bytes);
         raise(self.vault_written_bytes.with_label_values(&["stored"]), stats.stored_bytes);
+    }
+
+    /// Mirrors the memory budget's shares.
+    pub fn mirror_budget(&self, budget: &rewind_vault::MemoryBudget) {
+        for share in budget.shares() {
+            let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            self.memory_budget.with_label_values(&[share.name()]).set(as_i64(share.size()));
+            self.memory_budget_used.with_label_values(&[share.name()]).set(as_i64(share.used()));
+        }
     }
 
     /// Samples the free space of the filesystem holding `dir`; unset on error.

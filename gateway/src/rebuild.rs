@@ -8,8 +8,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use rewind_config::Config;
+use rewind_journal::Journal;
 use rewind_journal::segment::{self, RawRecords};
 use rewind_model::Seq;
+use rewind_vault::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::capture::open::{self, JOURNAL_DIR, MASTER_KEY_OBJECT, OpenError};
@@ -50,6 +52,8 @@ pub fn apply_stores_file(config: &mut Config) -> Result<(), String> {
 pub struct Rebuilt {
     /// Segments read.
     pub segments: u64,
+    /// Segments of another history (a fork) left out.
+    pub segments_skipped: u64,
     /// Records imported.
     pub records: u64,
     /// Checkpoints verified and kept.
@@ -99,10 +103,19 @@ pub async fn rebuild(config: &Config) -> Result<Rebuilt, RebuildError> {
     std::fs::create_dir_all(data_dir).map_err(damaged)?;
     let mut done = Rebuilt::default();
     {
-        let stores = open::open(config).await?;
+        let stores = open::open(config, open::Purpose::Rebuild).await?;
         let journal = &stores.journal;
         let (mut prev, mut next) = ([0u8; 32], 1u64);
-        for name in backend.list("segments/").await.map_err(damaged)? {
+        let names = backend.list("segments/").await.map_err(damaged)?;
+        let chain = chain_of(&names, backend.as_ref(), journal).await?;
+        done.segments_skipped = (names.len() - chain.len()) as u64;
+        if done.segments_skipped > 0 {
+            tracing::warn!(
+                skipped = done.segments_skipped,
+                "the vault holds segments of more than one history; rebuilding the longest, the others are left in the vault"
+            );
+        }
+        for name in chain {
             let bytes = backend.get(&name).await.map_err(damaged)?;
             let (segment, records): (_, RawRecords) =
                 journal.open_segment(&bytes).map_err(|e| damaged(format!("{name}: {e}")))?;
@@ -132,11 +145,82 @@ pub async fn rebuild(config: &Config) -> Result<Rebuilt, RebuildError> {
         let (packs, chunks) = stores.vault.reindex().await.map_err(damaged)?;
         (done.packs, done.chunks) = (packs as u64, chunks as u64);
     }
-    let stores_file = StoresFile { vault: config.vault.location.clone(), key_file: config.vault.key_file.clone() };
+    // Absolute, so the data directory works from wherever the gateway or CLI is started.
+    let vault = config.vault.location.as_ref().map(|v| match config.vault.s3_location() {
+        Some(_) => v.clone(),
+        None => absolute(Path::new(v)).display().to_string(),
+    });
+    let key_file = config.vault.key_file.as_deref().map(absolute);
+    let stores_file = StoresFile { vault, key_file };
     let text = toml::to_string(&stores_file).map_err(damaged)?;
     write_private(&data_dir.join(STORES_FILE), &text).map_err(damaged)?;
     done.seconds = start.elapsed().as_secs_f64();
     Ok(done)
+}
+
+/// The first and last record of a segment, from its name.
+fn range_of(name: &str) -> Option<(u64, u64)> {
+    let (first, last) = name.strip_prefix("segments/")?.split_once('-')?;
+    Some((first.parse().ok()?, last.parse().ok()?))
+}
+
+/// The segments to rebuild from, in order. Usually every segment, one after the other. A
+/// vault that holds two histories (a journal that lost records and shipped again, as in
+/// review F1) has segments that overlap: then each segment's header is read, and the chain
+/// that links from the first record and reaches furthest is taken.
+async fn chain_of(names: &[String], vault: &dyn Backend, journal: &Journal) -> Result<Vec<String>, RebuildError> {
+    let ranges: Vec<(u64, u64)> = names
+        .iter()
+        .map(|n| range_of(n).ok_or_else(|| damaged(format!("{n} is not a segment name"))))
+        .collect::<Result<_, _>>()?;
+    let linear = ranges.iter().scan(1u64, |next, &(first, last)| {
+        let ok = first == *next && last >= first;
+        *next = last + 1;
+        Some(ok)
+    });
+    if linear.into_iter().all(|ok| ok) {
+        return Ok(names.to_vec());
+    }
+    // Headers: (first, last, prev, hash) per segment.
+    let mut heads = Vec::with_capacity(names.len());
+    for name in names {
+        let (seg, _) = journal
+            .open_segment(&vault.get(name).await.map_err(damaged)?)
+            .map_err(|e| damaged(format!("{name}: {e}")))?;
+        heads.push((seg.first.0, seg.last.0, seg.prev, seg.hash));
+    }
+    // Furthest record reachable from each segment, computed from the end (segments sort by
+    // first record, so links only go forward in the list).
+    let mut starting_at: std::collections::HashMap<u64, Vec<usize>> = std::collections::HashMap::new();
+    for (j, h) in heads.iter().enumerate() {
+        starting_at.entry(h.0).or_default().push(j);
+    }
+    let mut reach: Vec<(u64, Option<usize>)> = vec![(0, None); heads.len()];
+    for i in (0..heads.len()).rev() {
+        let (_, last, _, hash) = heads[i];
+        reach[i] = (last, None);
+        for &j in starting_at.get(&(last + 1)).into_iter().flatten() {
+            if j > i && heads[j].2 == hash && reach[j].0 > reach[i].0 {
+                reach[i] = (reach[j].0, Some(j));
+            }
+        }
+    }
+    let start = (0..heads.len())
+        .filter(|&i| heads[i].0 == 1 && heads[i].2 == [0u8; 32])
+        .max_by_key(|&i| reach[i].0)
+        .ok_or_else(|| damaged("no segment starts the journal (seq 1): the vault's segments are incomplete"))?;
+    let mut chain = vec![names[start].clone()];
+    let mut at = start;
+    while let Some(next) = reach[at].1 {
+        chain.push(names[next].clone());
+        at = next;
+    }
+    Ok(chain)
+}
+
+/// `path` made absolute (and resolved, when it exists).
+fn absolute(path: &Path) -> std::path::PathBuf {
+    std::fs::canonicalize(path).or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {

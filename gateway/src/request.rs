@@ -28,6 +28,8 @@ pub struct RequestInfo {
     resolved: Mutex<Resolved>,
     fault: OnceLock<BodyFault>,
     id: OnceLock<String>,
+    /// The access key of a SigV2 signature the HTTP layer verified (and removed).
+    signed_v2: OnceLock<String>,
 }
 
 /// What s3s resolved: the operation, and the names it acts on.
@@ -66,6 +68,16 @@ impl RequestInfo {
     /// This request's id (random, made on first use): journal records and log lines carry it.
     pub fn id(&self) -> &str {
         self.id.get_or_init(|| format!("{:016x}", rand::random::<u64>()))
+    }
+
+    /// Records that the HTTP layer verified a SigV2 signature made with `access_key`.
+    pub fn set_signed_v2(&self, access_key: String) {
+        let _once = self.signed_v2.set(access_key);
+    }
+
+    /// The access key of a verified SigV2 signature, if the request carried one.
+    pub fn signed_v2(&self) -> Option<&str> {
+        self.signed_v2.get().map(String::as_str)
     }
 
     /// Records a body fault; later ones are ignored.

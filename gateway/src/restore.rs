@@ -12,13 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use futures::StreamExt;
 use rewind_snapshotter::Entry;
 use rewind_snapshotter::api::RestoreEvent;
-use rewind_snapshotter::plan::Plan;
+use rewind_snapshotter::plan::{Destination, Plan};
 use tokio::sync::mpsc;
-
-use std::collections::HashMap;
 
 use crate::capture::restore::{Listed, Restored};
 use crate::capture::{Capture, CaptureError, listed_object};
@@ -52,35 +51,53 @@ enum Step {
     Delete(String),
 }
 
-/// What the destination holds under `prefix` now, by key; `None` if it cannot be listed
-/// (then each key is checked with a HEAD).
-async fn list_destination(capture: &Capture, bucket: &str, prefix: &str) -> Option<HashMap<String, Listed>> {
-    let mut out = HashMap::new();
+/// Why the destination could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// The bucket does not exist upstream.
+    #[error(
+        "bucket {0:?} does not exist upstream: create it first (e.g. `aws s3 mb s3://{0}`), then run the restore again"
+    )]
+    NoSuchBucket(String),
+    /// Anything else the upstream said.
+    #[error(transparent)]
+    Upstream(#[from] CaptureError),
+}
+
+/// What the destination holds under `prefix` now, by key: what restore plans against.
+pub async fn list_destination(capture: &Capture, bucket: &str, prefix: &str) -> Result<Destination, ListError> {
+    let mut out = Destination::new();
     let mut pages = capture.upstream().list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.ok()?;
+        let page = match page {
+            Ok(p) => p,
+            Err(e) if e.as_service_error().is_some_and(|s| s.code() == Some("NoSuchBucket")) => {
+                return Err(ListError::NoSuchBucket(bucket.to_owned()));
+            }
+            Err(e) => return Err(ListError::Upstream(crate::capture::upstream_error(e))),
+        };
         for o in page.contents() {
-            let (key, etag, size) = listed_object(o)?;
-            out.insert(key, Listed::Present(etag, size));
+            if let Some((key, etag, size)) = listed_object(o) {
+                out.insert(key, (etag, size));
+            }
         }
     }
-    Some(out)
+    Ok(out)
 }
 
 /// Applies `plan` to `to_bucket` with `parallel` objects at once, sending events to
-/// `events` and ending with [`RestoreEvent::Done`]. `prefix` covers every key of the plan
-/// (the destination is listed under it once). `before_seq` is the journal head before the
-/// restore (restoring to it undoes this one).
+/// `events` and ending with [`RestoreEvent::Done`]. `listed` is what the destination held
+/// when the plan was made (it spares a HEAD per key). `before_seq` is the journal head
+/// before the restore (restoring to it undoes this one).
 pub async fn run(
     capture: Arc<Capture>,
     plan: Plan,
-    prefix: String,
+    listed: Arc<Destination>,
     parallel: usize,
     before_seq: u64,
     events: mpsc::Sender<RestoreEvent>,
 ) {
     let to_bucket = plan.summary.to_bucket.clone();
-    let listed = Arc::new(list_destination(&capture, &to_bucket, &prefix).await);
     let id = format!("restore-{:08x}", rand::random::<u32>());
     tracing::info!(restore = %id, bucket = %to_bucket, writes = plan.writes.len(), deletes = plan.deletes.len(), "restore started");
     let counts = Arc::new(Counts::default());
@@ -96,7 +113,8 @@ pub async fn run(
         })
     };
     let steps = plan.writes.into_iter().map(Step::Write).chain(plan.deletes.into_iter().map(Step::Delete));
-    let hint = |key: &str| listed.as_ref().as_ref().map(|l| l.get(key).cloned().unwrap_or(Listed::Absent));
+    let hint =
+        |key: &str| Some(listed.get(key).map_or(Listed::Absent, |(etag, size)| Listed::Present(etag.clone(), *size)));
     let info = RequestInfo::internal(RESTORE_ACTOR, id.clone());
     let (capture, counts, events, to_bucket, info) = (&capture, &counts, &events, &to_bucket, &info);
     let work = futures::stream::iter(steps)

@@ -3,10 +3,13 @@
 //! s3s's `S3` trait answers NotImplemented for any method not written out, so every
 //! operation is listed here explicitly (the macro below); forgetting one would make that
 //! operation fail for clients rather than pass through. Uploads get their bodies verified
-//! on the way (see `body.rs`). Two operations are refused on purpose:
+//! on the way (see `body.rs`). Three operations are refused on purpose:
 //! - PostObject (browser form upload): it would write around the capture path later
 //!   issues add, and s3s-aws cannot forward it;
-//! - WriteGetObjectResponse: an S3 Object Lambda callback, meaningless behind a gateway.
+//! - WriteGetObjectResponse: an S3 Object Lambda callback, meaningless behind a gateway;
+//! - CreateSession (S3 Express): its answer is a temporary credential for the caller,
+//!   which upstream is the gateway's own key, so a client would get keys that write to
+//!   the upstream directly, around capture.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -72,16 +75,16 @@ fn verified_body(
     body: Option<dto::StreamingBlob>,
     content_length: Option<i64>,
     checksum_algorithm: &mut Option<dto::ChecksumAlgorithm>,
-    check: Option<ChecksumCheck>,
+    checks: Vec<ChecksumCheck>,
     info: &Arc<RequestInfo>,
 ) -> Option<dto::StreamingBlob> {
-    if let Some(check) = &check
+    if let Some(check) = checks.iter().find(|c| c.algorithm.is_checksum())
         && checksum_algorithm.is_none()
     {
         *checksum_algorithm = Some(dto::ChecksumAlgorithm::from_static(check.algorithm.name()));
     }
     let declared = content_length.and_then(|n| u64::try_from(n).ok());
-    body.map(|b| VerifiedUpload::wrap(b, declared, check, info.clone()))
+    body.map(|b| VerifiedUpload::wrap(b, declared, checks, info.clone()))
 }
 
 /// Writes the `S3` impl: the hand-written methods as given, and a forwarding method for
@@ -110,18 +113,18 @@ impl_s3! {
     custom {
     async fn put_object(&self, mut req: S3Request<dto::PutObjectInput>) -> S3Result<S3Response<dto::PutObjectOutput>> {
         let info = request_info(&req);
-        let check = ChecksumCheck::from_request(&req.headers, req.trailing_headers.clone());
+        let checks = ChecksumCheck::from_request(&req.headers, req.trailing_headers.clone());
         let input = &mut req.input;
         input.content_encoding = strip_aws_chunked(input.content_encoding.take());
-        input.body = verified_body(input.body.take(), input.content_length, &mut input.checksum_algorithm, check, &info);
+        input.body = verified_body(input.body.take(), input.content_length, &mut input.checksum_algorithm, checks, &info);
         self.captured_put_object(req).await
     }
 
     async fn upload_part(&self, mut req: S3Request<dto::UploadPartInput>) -> S3Result<S3Response<dto::UploadPartOutput>> {
         let info = request_info(&req);
-        let check = ChecksumCheck::from_request(&req.headers, req.trailing_headers.clone());
+        let checks = ChecksumCheck::from_request(&req.headers, req.trailing_headers.clone());
         let input = &mut req.input;
-        input.body = verified_body(input.body.take(), input.content_length, &mut input.checksum_algorithm, check, &info);
+        input.body = verified_body(input.body.take(), input.content_length, &mut input.checksum_algorithm, checks, &info);
         self.captured_upload_part(req).await
     }
 
@@ -214,10 +217,17 @@ impl_s3! {
         ))
     }
 
+
+    async fn create_session(&self, _req: S3Request<dto::CreateSessionInput>) -> S3Result<S3Response<dto::CreateSessionOutput>> {
+        Err(S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            "CreateSession is not available through Rewind: it would hand out upstream credentials that bypass the journal.",
+        ))
+    }
+
     }
     forward {
         create_bucket_metadata_table_configuration(CreateBucketMetadataTableConfigurationInput) -> CreateBucketMetadataTableConfigurationOutput;
-        create_session(CreateSessionInput) -> CreateSessionOutput;
         delete_bucket_analytics_configuration(DeleteBucketAnalyticsConfigurationInput) -> DeleteBucketAnalyticsConfigurationOutput;
         delete_bucket_cors(DeleteBucketCorsInput) -> DeleteBucketCorsOutput;
         delete_bucket_encryption(DeleteBucketEncryptionInput) -> DeleteBucketEncryptionOutput;

@@ -238,8 +238,10 @@ async fn browser_post_uploads_are_refused_before_the_body_is_read() {
 
 /// SigV2 is refused outright: AWS retired it, and s3s checks v2 signatures in variable time.
 #[tokio::test]
-async fn sigv2_requests_are_refused() {
-    let (_upstream, gw) = setup().await;
+async fn sigv2_requests_are_refused_when_turned_off() {
+    let upstream = FsUpstream::start().await;
+    let gw = TestGateway::start_with(&upstream.target, |c| c.server.allow_sigv2 = false).await;
+    gw.client().create_bucket().bucket("sec").send().await.unwrap();
     let by_header = http::Request::get(format!("{}/sec", gw.endpoint()))
         .header("authorization", format!("AWS {}:c2lnbmF0dXJl", gw.access_key_id))
         .header("date", "Thu, 26 Nov 2026 05:00:00 GMT")

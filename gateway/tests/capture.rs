@@ -85,7 +85,7 @@ async fn overwritten_and_deleted_versions_stay_in_the_vault() {
     assert_eq!(vault_bytes(&gw, version(&h[1].1)).await, second);
     assert!(matches!(h[2].1, Effect::Deleted { .. }));
     assert!(capture(&gw).journal().open_intents().unwrap().is_empty());
-    assert!(capture(&gw).journal().verify().unwrap().is_empty());
+    assert!(capture(&gw).journal().verify().unwrap().problems.is_empty());
 }
 
 #[tokio::test]
@@ -273,7 +273,15 @@ async fn recovery_resolves_interrupted_mutations_from_the_upstream() {
     // And one that never reached it.
     journal.append(intent("never", Op::Put), Durability::Synced).await.unwrap();
 
-    let done = capture(&gw).recover().await.unwrap();
+    // Recovery at start-up covers what was open when the journal was opened; here that
+    // moment is now. Intents appended later (requests in flight) are not its to resolve.
+    assert_eq!(
+        capture(&gw).recover().await.unwrap().committed,
+        0,
+        "intents after the start are left to their requests"
+    );
+    let head = journal.head().unwrap().seq;
+    let done = capture(&gw).recover_through(head).await.unwrap();
     assert_eq!((done.committed, done.aborted, done.unresolved), (2, 1, 0));
     let landed_h = history(&gw, "bkt", "landed");
     assert_eq!(vault_bytes(&gw, version(&landed_h[0].1)).await, landed);
@@ -327,17 +335,17 @@ async fn an_unreachable_s3_vault_refuses_uploads_and_nothing_reaches_the_upstrea
 
 #[tokio::test]
 async fn the_vault_is_created_once_and_opens_only_with_its_key() {
-    use rewind_gateway::capture::open::{OpenError, open};
+    use rewind_gateway::capture::open::{OpenError, Purpose, open};
     let dir = tempfile::tempdir().unwrap();
     let mut config = rewind_config::Config::default();
     config.server.data_dir = dir.path().to_path_buf();
     let config = config.finish(vec![]).unwrap();
-    let first = open(&config).await.unwrap();
+    let first = open(&config, Purpose::Serve).await.unwrap();
     let key_file = first.created_key_file.clone().expect("the first start creates the key file");
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key_file).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
     drop(first);
-    let again = open(&config).await.unwrap();
+    let again = open(&config, Purpose::Serve).await.unwrap();
     assert!(again.created_key_file.is_none());
     drop(again);
 
@@ -350,18 +358,18 @@ async fn the_vault_is_created_once_and_opens_only_with_its_key() {
     .unwrap();
     let mut wrong = config.clone();
     wrong.vault.key_file = Some(other);
-    let err = open(&wrong).await.err().expect("a wrong key must not open the vault");
+    let err = open(&wrong, Purpose::Serve).await.err().expect("a wrong key must not open the vault");
     assert!(matches!(err, OpenError::Locked { .. }), "{err}");
     assert!(err.to_string().contains("wrong key file or passphrase"), "{err}");
 
     // A missing key file says what to pass.
     let mut missing = config.clone();
     missing.vault.key_file = Some(dir.path().join("nowhere.key"));
-    let err = open(&missing).await.err().unwrap();
+    let err = open(&missing, Purpose::Serve).await.err().unwrap();
     assert!(err.to_string().contains("--key-file"), "{err}");
 
     // An empty vault under a journal with history: refused, not silently replaced.
-    let stores = open(&config).await.unwrap();
+    let stores = open(&config, Purpose::Serve).await.unwrap();
     let intent = Body::Intent(Intent {
         op: Op::Put,
         bucket: "bkt".into(),
@@ -373,7 +381,7 @@ async fn the_vault_is_created_once_and_opens_only_with_its_key() {
     drop(stores);
     let mut moved = config.clone();
     moved.vault.location = Some(dir.path().join("empty-vault").display().to_string());
-    let err = open(&moved).await.err().unwrap();
+    let err = open(&moved, Purpose::Serve).await.err().unwrap();
     assert!(err.to_string().contains("already has history"), "{err}");
 }
 
@@ -458,8 +466,14 @@ async fn an_object_written_behind_the_gateways_back_during_a_restore_is_captured
     assert_eq!((plan.writes.len(), plan.deletes.len()), (100, 1));
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     let head = journal.head().unwrap().seq;
-    let restore =
-        tokio::spawn(rewind_gateway::restore::run(gw.gateway.capture().clone(), plan, String::new(), 1, head.0, tx));
+    let restore = tokio::spawn(rewind_gateway::restore::run(
+        gw.gateway.capture().clone(),
+        plan,
+        listed(&gw, "bkt").await,
+        1,
+        head.0,
+        tx,
+    ));
     // Once the first key is restored (one at a time), write the last one behind the
     // gateway's back: the listing said it was absent.
     let started = rewind_testkit::eventually(std::time::Duration::from_secs(10), async || {
@@ -551,4 +565,12 @@ async fn a_journal_is_rebuilt_from_an_s3_vault() {
         assert_eq!(&vault_bytes(&rebuilt, v).await, body);
     }
     rebuilt.gateway.shutdown().await;
+}
+
+/// What `bucket` holds now, as a restore plans against it.
+async fn listed(
+    gw: &rewind_testkit::TestGateway,
+    bucket: &str,
+) -> std::sync::Arc<rewind_snapshotter::plan::Destination> {
+    std::sync::Arc::new(rewind_gateway::restore::list_destination(gw.gateway.capture(), bucket, "").await.unwrap())
 }

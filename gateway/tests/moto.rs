@@ -310,7 +310,7 @@ async fn a_restore_over_listed_objects_writes_on_condition_of_their_etag() {
     let plan = History::new(&journal).plan(&scope, before, Mode::Rewind).unwrap();
     let head = journal.head().unwrap().seq;
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    rewind_gateway::restore::run(gw.gateway.capture().clone(), plan, String::new(), 2, head.0, tx).await;
+    rewind_gateway::restore::run(gw.gateway.capture().clone(), plan, listed(&gw, "cond").await, 2, head.0, tx).await;
     let mut done = None;
     while let Some(event) = rx.recv().await {
         if let RestoreEvent::Done { written, failed, .. } = event {
@@ -333,4 +333,12 @@ async fn a_restore_over_listed_objects_writes_on_condition_of_their_etag() {
         !aborts.iter().any(|r| matches!(r.body, Body::Abort(_))),
         "a condition the upstream should have accepted was refused: {aborts:?}"
     );
+}
+
+/// What `bucket` holds now, as a restore plans against it.
+async fn listed(
+    gw: &rewind_testkit::TestGateway,
+    bucket: &str,
+) -> std::sync::Arc<rewind_snapshotter::plan::Destination> {
+    std::sync::Arc::new(rewind_gateway::restore::list_destination(gw.gateway.capture(), bucket, "").await.unwrap())
 }

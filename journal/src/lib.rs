@@ -16,13 +16,13 @@
 pub mod record;
 pub mod segment;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rewind_crypto::{CryptoError, KeySet, aead};
 use rewind_model::{Abort, Body, Commit, Seq};
-use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use rocksdb::{ColumnFamilyDescriptor, DB, DBRecoveryMode, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, oneshot};
 
 pub use record::Record;
@@ -70,6 +70,24 @@ pub enum JournalError {
     /// The journal was closed.
     #[error("the journal is closed")]
     Closed,
+    /// Another process (a gateway, or a `rewind` command) has the journal open.
+    #[error("the journal at {} is in use by another process (a running gateway, or a rewind command)", path.display())]
+    InUse {
+        /// The journal's directory.
+        path: PathBuf,
+    },
+    /// The journal was opened read-only.
+    #[error("the journal was opened read-only")]
+    ReadOnly,
+    /// The journal's directory could not be used.
+    #[error("journal directory {}: {source}", path.display())]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
 }
 
 impl From<CryptoError> for JournalError {
@@ -84,10 +102,24 @@ impl JournalError {
     /// How a caller should treat the error.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Self::Db(_) | Self::Crypto(_) | Self::Closed => ErrorClass::Transient,
+            Self::Db(e) if e.kind() == rocksdb::ErrorKind::Corruption => ErrorClass::Corruption,
+            Self::Db(_) | Self::Crypto(_) | Self::Closed | Self::InUse { .. } | Self::Io { .. } => {
+                ErrorClass::Transient
+            }
             Self::Corrupt { .. } => ErrorClass::Corruption,
+            Self::ReadOnly => ErrorClass::InvalidInput,
         }
     }
+}
+
+/// How a journal is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Appends allowed; one process at a time.
+    ReadWrite,
+    /// Reads only, with nothing written (not even recovery of the write-ahead log to disk);
+    /// any number of readers, but not beside a writer.
+    ReadOnly,
 }
 
 /// Whether an append must be on disk before it is confirmed.
@@ -118,6 +150,32 @@ struct Request {
     reply: oneshot::Sender<Result<Appended, JournalError>>,
 }
 
+/// What [`Journal::verify`] checked and found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// Records walked.
+    pub records: u64,
+    /// Checkpoints checked.
+    pub checkpoints: u64,
+    /// What is wrong (the first [`Checked::MAX_PROBLEMS`]); empty when intact.
+    pub problems: Vec<String>,
+    /// Problems past those listed.
+    pub more: u64,
+}
+
+impl Checked {
+    /// Problems listed; a journal damaged throughout is not reported line by line.
+    pub const MAX_PROBLEMS: usize = 1000;
+
+    fn problem(&mut self, text: String) {
+        if self.problems.len() < Self::MAX_PROBLEMS {
+            self.problems.push(text);
+        } else {
+            self.more += 1;
+        }
+    }
+}
+
 /// A pending-state entry: key and decrypted value.
 pub type PendingEntry = (Vec<u8>, Vec<u8>);
 
@@ -127,17 +185,66 @@ pub struct Journal {
     keys: Arc<KeySet>,
     tx: Option<mpsc::Sender<Request>>,
     writer: Option<std::thread::JoinHandle<()>>,
+    access: Access,
+    /// Held for as long as the journal is open (see [`lock`]).
+    _lock: std::fs::File,
+}
+
+/// The file, in the journal's directory, that a process holds a lock on while it has the
+/// journal open: exclusive for a writer, shared for readers. RocksDB's own `LOCK` covers
+/// writers only, and its error is a sentence to parse; this one is typed.
+const LOCK_FILE: &str = "rewind.lock";
+
+/// Takes the journal's process lock, without waiting.
+fn lock(dir: &Path, access: Access) -> Result<std::fs::File, JournalError> {
+    use rustix::fs::{FlockOperation, flock};
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let io = |e: std::io::Error| JournalError::Io { path: dir.to_path_buf(), source: Arc::new(e) };
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join(LOCK_FILE))
+        .map_err(io)?;
+    let how = match access {
+        Access::ReadWrite => FlockOperation::NonBlockingLockExclusive,
+        Access::ReadOnly => FlockOperation::NonBlockingLockShared,
+    };
+    match flock(&file, how) {
+        Ok(()) => Ok(file),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(JournalError::InUse { path: dir.to_path_buf() }),
+        Err(e) => Err(io(e.into())),
+    }
 }
 
 impl Journal {
-    /// Opens (or creates) the journal in `dir`.
+    /// Opens (or creates) the journal in `dir` for appending.
     pub fn open(dir: &Path, keys: Arc<KeySet>) -> Result<Self, JournalError> {
+        Self::open_with(dir, keys, Access::ReadWrite)
+    }
+
+    /// Opens the journal in `dir` as `access` says. A write-ahead log damaged anywhere but
+    /// in an incomplete last record (what a crash mid-write leaves) refuses to open: RocksDB's
+    /// default recovery would silently drop every record after the damage (review F1).
+    pub fn open_with(dir: &Path, keys: Arc<KeySet>, access: Access) -> Result<Self, JournalError> {
+        let lock = lock(dir, access)?;
         let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
+        opts.create_if_missing(access == Access::ReadWrite);
+        opts.create_missing_column_families(access == Access::ReadWrite);
+        opts.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
+        opts.set_paranoid_checks(true);
         let cfs = COLUMN_FAMILIES.map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
-        let db = Arc::new(DB::open_cf_descriptors(&opts, dir, cfs)?);
+        let db = match access {
+            Access::ReadWrite => DB::open_cf_descriptors(&opts, dir, cfs)?,
+            Access::ReadOnly => DB::open_cf_descriptors_read_only(&opts, dir, cfs, false)?,
+        };
+        let db = Arc::new(db);
         let head = read_head(&db)?;
+        if access == Access::ReadOnly {
+            return Ok(Self { db, keys, tx: None, writer: None, access, _lock: lock });
+        }
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let writer = {
             let (db, keys) = (db.clone(), keys.clone());
@@ -149,12 +256,15 @@ impl Journal {
                 })
                 .map_err(|e| JournalError::Crypto(format!("cannot start the journal writer: {e}")))?
         };
-        Ok(Self { db, keys, tx: Some(tx), writer: Some(writer) })
+        Ok(Self { db, keys, tx: Some(tx), writer: Some(writer), access, _lock: lock })
     }
 
     /// Appends a record; returns once it is stored with the asked durability.
     pub async fn append(&self, body: Body, durability: Durability) -> Result<Appended, JournalError> {
         let (reply, answer) = oneshot::channel();
+        if self.access == Access::ReadOnly {
+            return Err(JournalError::ReadOnly);
+        }
         let tx = self.tx.as_ref().ok_or(JournalError::Closed)?;
         tx.send(Request { body, durability, reply }).await.map_err(|_| JournalError::Closed)?;
         answer.await.map_err(|_| JournalError::Closed)?
@@ -332,19 +442,19 @@ impl Journal {
     /// Stores a shipped checkpoint (from [`Journal::checkpoint_of`]) if its MAC is this
     /// journal's and it names an imported record with that hash; `false` otherwise.
     pub fn import_checkpoint(&self, bytes: &[u8]) -> Result<bool, JournalError> {
-        if bytes.len() != 72 {
-            return Ok(false);
-        }
-        let seq = Seq(u64::from_le_bytes(bytes[..8].try_into().expect("invariant: 8 bytes")));
-        let hash: [u8; 32] = bytes[8..40].try_into().expect("invariant: 32 bytes");
-        let known = self.record(seq)?.is_some_and(|r| r.hash == hash);
-        if !known || record::checkpoint_mac(&self.keys, seq, &hash)[..] != bytes[40..] {
+        let Ok((seq, hash)) = segment::open_checkpoint(&self.keys, bytes) else { return Ok(false) };
+        if self.record(seq)?.is_none_or(|r| r.hash != hash) {
             return Ok(false);
         }
         let mut wb = WriteBatch::default();
         wb.put_cf(self.cf(CF_META), checkpoint_key(seq), &bytes[8..]);
         self.write_synced(wb)?;
         Ok(true)
+    }
+
+    /// Opens a shipped checkpoint (see [`segment::open_checkpoint`]).
+    pub fn open_checkpoint(&self, bytes: &[u8]) -> Result<(Seq, [u8; 32]), JournalError> {
+        segment::open_checkpoint(&self.keys, bytes)
     }
 
     /// Seals `records` (from [`Journal::raw_records`]) into a segment after `prev`.
@@ -475,6 +585,11 @@ impl Journal {
         Ok(true)
     }
 
+    /// Whether the intent at `seq` has neither a commit nor an abort yet.
+    pub fn is_open(&self, seq: Seq) -> Result<bool, JournalError> {
+        Ok(self.db.get_pinned_cf(self.cf(CF_OPEN), seq.0.to_be_bytes())?.is_some())
+    }
+
     /// Intents with neither a commit nor an abort, oldest first: what a crash interrupted.
     pub fn open_intents(&self) -> Result<Vec<Record>, JournalError> {
         let mut out = Vec::new();
@@ -515,7 +630,7 @@ impl Journal {
 
     /// Stores state of work in progress under `key`, encrypted and bound to the key, synced.
     pub fn pending_put(&self, key: &[u8], value: &[u8]) -> Result<(), JournalError> {
-        let sealed = aead::seal(self.keys.journal.expose(), &pending_aad(key), value)?;
+        let sealed = aead::seal(&self.keys.pending_key(key), &pending_aad(PENDING_V2, key), value)?;
         let mut wb = WriteBatch::default();
         wb.put_cf(self.cf(CF_PENDING), key, sealed);
         self.write_synced(wb)
@@ -529,8 +644,18 @@ impl Journal {
             if !k.starts_with(prefix) {
                 break;
             }
-            let plain = aead::open(self.keys.journal.expose(), &pending_aad(&k), &v, "pending journal state")
-                .map_err(|e| JournalError::Corrupt { seq: Seq(0), detail: e.to_string() })?;
+            // Entries written before per-entry keys are opened with the journal key.
+            let plain =
+                aead::open(&self.keys.pending_key(&k), &pending_aad(PENDING_V2, &k), &v, "pending journal state")
+                    .or_else(|_| {
+                        aead::open(
+                            self.keys.journal.expose(),
+                            &pending_aad(PENDING_V1, &k),
+                            &v,
+                            "pending journal state",
+                        )
+                    })
+                    .map_err(|e| JournalError::Corrupt { seq: Seq(0), detail: e.to_string() })?;
             out.push((k.to_vec(), plain));
         }
         Ok(out)
@@ -551,56 +676,120 @@ impl Journal {
     }
 
     fn write_synced(&self, wb: WriteBatch) -> Result<(), JournalError> {
+        if self.access == Access::ReadOnly {
+            return Err(JournalError::ReadOnly);
+        }
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         Ok(self.db.write_opt(wb, &wo)?)
     }
 
-    /// Walks every record and checkpoint, returning what is wrong (empty when intact).
-    pub fn verify(&self) -> Result<Vec<String>, JournalError> {
-        let mut problems = Vec::new();
+    /// Walks every record, checkpoint and index entry, and says what is wrong. Memory is
+    /// bounded by the intents still open, not by the journal's length.
+    pub fn verify(&self) -> Result<Checked, JournalError> {
+        let mut found = Checked::default();
         let mut prev = GENESIS_HEAD;
-        let mut hashes = std::collections::HashMap::new();
+        let mut changes = 0u64;
+        let mut open = std::collections::BTreeSet::new();
         for item in self.db.iterator_cf(self.cf(CF_RECORDS), IteratorMode::Start) {
             let (k, v) = item?;
             let seq = seq_of(&k);
+            found.records += 1;
             if seq.0 != prev.seq.0 + 1 {
-                problems.push(format!("records {} to {} are missing", prev.seq.0 + 1, seq.0 - 1));
+                found.problem(format!("records {} to {} are missing", prev.seq.0 + 1, seq.0.saturating_sub(1)));
             }
             match record::decode(&self.keys, seq, &v) {
                 Ok(r) => {
                     if r.prev_hash != prev.hash {
-                        problems.push(format!("record {} does not chain to record {}", seq.0, prev.seq.0));
+                        found.problem(format!("record {} does not chain to record {}", seq.0, prev.seq.0));
                     }
-                    hashes.insert(seq.0, r.hash);
+                    changes += u64::from(r.body.change().is_some());
+                    match &r.body {
+                        Body::Intent(_) => {
+                            open.insert(seq.0);
+                        }
+                        Body::Commit(Commit { intent, .. }) | Body::Abort(Abort { intent, .. }) => {
+                            open.remove(&intent.0);
+                        }
+                        _ => {}
+                    }
                     prev = Appended { seq, hash: r.hash, timestamp_us: r.timestamp_us };
                 }
                 Err(e) => {
-                    problems.push(e.to_string());
+                    found.problem(e.to_string());
                     prev = Appended { seq, hash: *blake3::hash(&v).as_bytes(), timestamp_us: prev.timestamp_us };
                 }
             }
         }
         let head = self.head()?;
         if head.seq != prev.seq || head.hash != prev.hash {
-            problems.push(format!("the head says record {} but the last record is {}", head.seq.0, prev.seq.0));
+            found.problem(format!("the head says record {} but the last record is {}", head.seq.0, prev.seq.0));
         }
+        self.verify_checkpoints(&mut found)?;
+        self.verify_versions_index(changes, &mut found)?;
+        let indexed: std::collections::BTreeSet<u64> = self.open_seqs()?.into_iter().map(|s| s.0).collect();
+        if indexed != open {
+            found.problem(format!(
+                "the index of open intents lists {} intents, the records leave {} open",
+                indexed.len(),
+                open.len()
+            ));
+        }
+        Ok(found)
+    }
+
+    fn verify_checkpoints(&self, found: &mut Checked) -> Result<(), JournalError> {
         let meta = self.cf(CF_META);
         for item in self.db.iterator_cf(meta, IteratorMode::From(CHECKPOINT_PREFIX, Direction::Forward)) {
             let (k, v) = item?;
             if !k.starts_with(CHECKPOINT_PREFIX) {
                 break;
             }
+            found.checkpoints += 1;
             let seq = seq_of(&k[CHECKPOINT_PREFIX.len()..]);
+            let stored = self.db.get_cf(self.cf(CF_RECORDS), seq.0.to_be_bytes())?;
             let ok = v.len() == 64
-                && hashes.get(&seq.0).is_some_and(|h| h[..] == v[..32])
+                && stored.is_some_and(|r| blake3::hash(&r).as_bytes()[..] == v[..32])
                 && record::checkpoint_mac(&self.keys, seq, v[..32].try_into().expect("invariant: 32 bytes"))[..]
                     == v[32..];
             if !ok {
-                problems.push(format!("checkpoint at record {} does not verify", seq.0));
+                found.problem(format!("checkpoint at record {} does not verify", seq.0));
             }
         }
-        Ok(problems)
+        Ok(())
+    }
+
+    /// Every entry of the `versions` index must point at a record that changes the bucket
+    /// and key the entry names, and there must be one entry per such record: together,
+    /// the index is exactly what the records say (review R3: an edited index could hide a
+    /// delete or point a key at another key's version, and verify said nothing).
+    fn verify_versions_index(&self, changes: u64, found: &mut Checked) -> Result<(), JournalError> {
+        let mut entries = 0u64;
+        for item in self.db.iterator_cf(self.cf(CF_VERSIONS), IteratorMode::Start) {
+            let (k, _) = item?;
+            entries += 1;
+            let Some((bucket, key, seq)) = split_index_key(&k) else {
+                found.problem("a versions index entry is malformed".into());
+                continue;
+            };
+            let names =
+                self.record(seq).ok().flatten().and_then(|r| r.body.change().map(|(b, k, _)| b == bucket && k == key));
+            if names != Some(true) {
+                found.problem(format!(
+                    "the versions index points {bucket}/{key:?} at record {}, which does not change it",
+                    seq.0
+                ));
+            }
+        }
+        if entries != changes {
+            found.problem(format!("the versions index has {entries} entries for {changes} records that change a key"));
+        }
+        Ok(())
+    }
+
+    /// The seqs of the `open` index.
+    fn open_seqs(&self) -> Result<Vec<Seq>, JournalError> {
+        self.db.iterator_cf(self.cf(CF_OPEN), IteratorMode::Start).map(|item| Ok(seq_of(&item?.0))).collect()
     }
 
     /// Stops the writer after it has written what was queued.
@@ -681,8 +870,11 @@ fn index(db: &DB, wb: &mut WriteBatch, seq: Seq, body: &Body) {
     }
 }
 
-fn pending_aad(key: &[u8]) -> Vec<u8> {
-    let mut aad = b"rewind pending v1 ".to_vec();
+const PENDING_V1: &[u8] = b"rewind pending v1 ";
+const PENDING_V2: &[u8] = b"rewind pending v2 ";
+
+fn pending_aad(version: &[u8], key: &[u8]) -> Vec<u8> {
+    let mut aad = version.to_vec();
     aad.extend_from_slice(key);
     aad
 }
@@ -703,27 +895,37 @@ fn push_escaped(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&[0, 0]);
 }
 
-/// Splits `escaped key | 0 0 | seq (u64 be)` into the key and the seq.
-fn split_version_key(bytes: &[u8]) -> Option<(String, Seq)> {
-    let mut key = Vec::with_capacity(bytes.len());
+/// Splits a `versions` index key, `escaped bucket | escaped key | seq (u64 be)`.
+fn split_index_key(bytes: &[u8]) -> Option<(String, String, Seq)> {
+    let (bucket, rest) = split_escaped(bytes)?;
+    let (key, rest) = split_escaped(rest)?;
+    (rest.len() == 8).then(|| (bucket, key, seq_of(rest)))
+}
+
+/// Splits one escaped name (see [`push_escaped`]) off the front of `bytes`.
+fn split_escaped(bytes: &[u8]) -> Option<(String, &[u8])> {
+    let mut name = Vec::new();
     let mut i = 0;
     while i + 1 < bytes.len() {
         match (bytes[i], bytes[i + 1]) {
-            (0, 0) => {
-                let seq = bytes.get(i + 2..i + 10)?;
-                return Some((String::from_utf8(key).ok()?, seq_of(seq)));
-            }
+            (0, 0) => return Some((String::from_utf8(name).ok()?, &bytes[i + 2..])),
             (0, 0xFF) => {
-                key.push(0);
+                name.push(0);
                 i += 2;
             }
             (b, _) => {
-                key.push(b);
+                name.push(b);
                 i += 1;
             }
         }
     }
     None
+}
+
+/// Splits `escaped key | 0 0 | seq (u64 be)` into the key and the seq.
+fn split_version_key(bytes: &[u8]) -> Option<(String, Seq)> {
+    let (key, rest) = split_escaped(bytes)?;
+    Some((key, seq_of(rest.get(..8)?)))
 }
 
 fn version_prefix(bucket: &str, key: &str) -> Vec<u8> {

@@ -1,11 +1,13 @@
 //! Record framing: header in the clear, body encrypted and bound to the header, each
 //! record chained to the previous one by hash.
 //!
-//! Layout, version 1 (little-endian):
+//! Layout (little-endian):
 //! `version (1) | seq (u64) | timestamp µs (i64, gateway clock) | previous record hash (32)
-//! | body envelope length (u32) | body envelope`. The envelope is AES-256-GCM under the
-//! journal key with the first 49 bytes as associated data. A record's hash is the BLAKE3 of
-//! all its bytes; the first record's previous hash is all zeroes.
+//! | body envelope length (u32) | body envelope`. The envelope is AES-256-GCM with the
+//! first 49 bytes as associated data, under the key of the record's epoch (`seq >> 24`,
+//! `KeySet::record_key`) in version 2, under the journal key itself in version 1 (still
+//! read). A record's hash is the BLAKE3 of all its bytes; the first record's previous hash
+//! is all zeroes.
 
 use rewind_crypto::{KeySet, aead};
 use rewind_model::{Body, Seq};
@@ -13,7 +15,10 @@ use rewind_model::{Body, Seq};
 use crate::JournalError;
 
 const RECORD_V1: u8 = 1;
+const RECORD_V2: u8 = 2;
 const HEADER_LEN: usize = 1 + 8 + 8 + 32;
+/// Records sealed under one epoch key: 2^24, far below the 2^32 random nonces a key takes.
+const EPOCH_BITS: u32 = 24;
 
 /// The hash that precedes the first record.
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -37,6 +42,8 @@ pub struct Record {
 /// the key: [`Parts::seal`] re-creates the stored bytes bit for bit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parts {
+    /// The record format's version (which key seals the body).
+    pub version: u8,
     /// Gateway time of the append, microseconds since the Unix epoch.
     pub timestamp_us: i64,
     /// Hash of the previous record.
@@ -51,11 +58,12 @@ impl Parts {
     /// The stored bytes of this record at `seq`, and their hash.
     pub fn seal(&self, keys: &KeySet, seq: Seq) -> (Vec<u8>, [u8; 32]) {
         let mut out = Vec::with_capacity(HEADER_LEN + 4 + aead::ENVELOPE_OVERHEAD + self.body.len());
-        out.push(RECORD_V1);
+        out.push(self.version);
         out.extend_from_slice(&seq.0.to_le_bytes());
         out.extend_from_slice(&self.timestamp_us.to_le_bytes());
         out.extend_from_slice(&self.prev_hash);
-        let envelope = aead::seal_with_nonce(keys.journal.expose(), self.nonce, &out, &self.body);
+        let key = body_key(keys, self.version, seq);
+        let envelope = aead::seal_with_nonce(&key, self.nonce, &out, &self.body);
         out.extend_from_slice(
             &u32::try_from(envelope.len()).expect("invariant: bodies are far below 4 GiB").to_le_bytes(),
         );
@@ -70,8 +78,9 @@ impl Parts {
         if bytes.len() < HEADER_LEN + 4 {
             return Err(corrupt(format!("{} bytes is shorter than a record", bytes.len())));
         }
-        if bytes[0] != RECORD_V1 {
-            return Err(corrupt(format!("unknown record version {}", bytes[0])));
+        let version = bytes[0];
+        if version != RECORD_V1 && version != RECORD_V2 {
+            return Err(corrupt(format!("unknown record version {version}")));
         }
         let stored_seq = u64::from_le_bytes(bytes[1..9].try_into().expect("invariant: 8 bytes"));
         if stored_seq != seq.0 {
@@ -84,11 +93,25 @@ impl Parts {
             return Err(corrupt("body length does not match the record's size".into()));
         }
         let envelope = &bytes[HEADER_LEN + 4..];
-        let body = aead::open(keys.journal.expose(), &bytes[..HEADER_LEN], envelope, "journal record")
-            .map_err(|e| corrupt(e.to_string()))?;
+        let key = body_key(keys, version, seq);
+        let body =
+            aead::open(&key, &bytes[..HEADER_LEN], envelope, "journal record").map_err(|e| corrupt(e.to_string()))?;
         let nonce = aead::nonce_of(envelope).ok_or_else(|| corrupt("no nonce".into()))?;
-        Ok(Self { timestamp_us, prev_hash, nonce, body })
+        Ok(Self { version, timestamp_us, prev_hash, nonce, body })
     }
+}
+
+/// The key a record's body is sealed with: its epoch's (version 2), or the journal key.
+fn body_key(keys: &KeySet, version: u8, seq: Seq) -> zeroize::Zeroizing<[u8; 32]> {
+    match version {
+        RECORD_V1 => zeroize::Zeroizing::new(*keys.journal.expose()),
+        _ => keys.record_key(seq.0 >> EPOCH_BITS),
+    }
+}
+
+/// Whether `version` is a record format this code reads.
+pub fn known_version(version: u8) -> bool {
+    version == RECORD_V1 || version == RECORD_V2
 }
 
 /// Encodes and seals a record under a fresh nonce; returns the bytes and their hash.
@@ -101,7 +124,7 @@ pub fn encode(
 ) -> Result<(Vec<u8>, [u8; 32]), JournalError> {
     let mut nonce = [0u8; aead::NONCE_LEN];
     aead::random_bytes(&mut nonce)?;
-    Ok(Parts { timestamp_us, prev_hash: *prev_hash, nonce, body: body.encode() }.seal(keys, seq))
+    Ok(Parts { version: RECORD_V2, timestamp_us, prev_hash: *prev_hash, nonce, body: body.encode() }.seal(keys, seq))
 }
 
 /// Decodes and opens a record stored under `seq`.

@@ -1,11 +1,13 @@
 //! Sealed segments: runs of journal records shipped to the vault, so the journal can be
 //! rebuilt from the vault alone (G7).
 //!
-//! Encoding, version 2: `version (2) | first seq (u64 le) | last seq (u64 le) | previous
+//! Encoding, version 3: `version (3) | first seq (u64 le) | last seq (u64 le) | previous
 //! segment hash (32) | hash of the record before the first (32) | envelope`. The envelope
 //! (journal key; associated data: the 81 bytes before it) holds a zstd frame of `count
-//! (u32 le)` then, per record, `timestamp µs (i64 le) | nonce (12) | body length (u32 le) |
-//! body plaintext`: what a stored record holds less what follows from its position. Opening
+//! (u32 le)` then, per record, `record version (1) | timestamp µs (i64 le) | nonce (12) |
+//! body length (u32 le) | body plaintext`: what a stored record holds less what follows
+//! from its position. Version 2 (still read) is the same without the record version, all
+//! its records being version 1. Opening
 //! re-seals each body with its own nonce under its re-created header, which gives back the
 //! stored bytes bit for bit (sealing checks that it does), so the records' hash chain and
 //! checkpoints hold unchanged; one authentication tag and one compressed run cost a third
@@ -27,6 +29,7 @@ use crate::record::{Parts, checkpoint_mac};
 
 const SEGMENT_V1: u8 = 1;
 const SEGMENT_V2: u8 = 2;
+const SEGMENT_V3: u8 = 3;
 const V1_HEADER_LEN: usize = 1 + 8 + 8 + 32;
 const V2_HEADER_LEN: usize = V1_HEADER_LEN + 32;
 /// Segments are written every few seconds and read back only to rebuild: worth a level
@@ -82,6 +85,7 @@ pub fn seal(keys: &KeySet, records: &[(Seq, Vec<u8>)], prev: [u8; 32]) -> Result
             return Err(corrupt(format!("record {} would not come back bit for bit", seq.0)));
         }
         before.get_or_insert(parts.prev_hash);
+        plain.push(parts.version);
         plain.extend_from_slice(&parts.timestamp_us.to_le_bytes());
         plain.extend_from_slice(&parts.nonce);
         plain.extend_from_slice(
@@ -90,7 +94,7 @@ pub fn seal(keys: &KeySet, records: &[(Seq, Vec<u8>)], prev: [u8; 32]) -> Result
         plain.extend_from_slice(&parts.body);
     }
     let mut header = Vec::with_capacity(V2_HEADER_LEN);
-    header.push(SEGMENT_V2);
+    header.push(SEGMENT_V3);
     header.extend_from_slice(&first.0.to_le_bytes());
     header.extend_from_slice(&last.0.to_le_bytes());
     header.extend_from_slice(&prev);
@@ -126,7 +130,7 @@ impl<'a> Fields<'a> {
 pub fn open(keys: &KeySet, bytes: &[u8]) -> Result<(Segment, RawRecords), JournalError> {
     let header_len = match bytes.first() {
         Some(&SEGMENT_V1) => V1_HEADER_LEN,
-        Some(&SEGMENT_V2) => V2_HEADER_LEN,
+        Some(&SEGMENT_V2 | &SEGMENT_V3) => V2_HEADER_LEN,
         _ => return Err(corrupt("unknown version")),
     };
     if bytes.len() < header_len {
@@ -140,7 +144,7 @@ pub fn open(keys: &KeySet, bytes: &[u8]) -> Result<(Segment, RawRecords), Journa
         v1_records(&plain, first)?
     } else {
         let plain = zstd::stream::decode_all(plain.as_slice()).map_err(|e| corrupt(format!("decompressing: {e}")))?;
-        v2_records(keys, &plain, first, header.array()?)?
+        v2_records(keys, &plain, first, header.array()?, bytes[0] == SEGMENT_V3)?
     };
     if records.last().map(|(s, _)| *s) != Some(last) {
         return Err(corrupt("its records do not end where its header says"));
@@ -152,7 +156,7 @@ pub fn open(keys: &KeySet, bytes: &[u8]) -> Result<(Segment, RawRecords), Journa
 fn v1_records(plain: &[u8], first: Seq) -> Result<RawRecords, JournalError> {
     let mut rest = Fields(plain);
     let count = u32::from_le_bytes(rest.array()?);
-    let mut records = Vec::with_capacity(count as usize);
+    let mut records = Vec::with_capacity((count as usize).min(plain.len() / 12));
     for i in 0..u64::from(count) {
         let seq = Seq(u64::from_le_bytes(rest.array()?));
         if seq.0 != first.0 + i {
@@ -164,15 +168,27 @@ fn v1_records(plain: &[u8], first: Seq) -> Result<RawRecords, JournalError> {
     Ok(records)
 }
 
-fn v2_records(keys: &KeySet, plain: &[u8], first: Seq, mut prev_hash: [u8; 32]) -> Result<RawRecords, JournalError> {
+/// Version 2 and 3 segments' records; `versioned`: each carries its record version (3).
+fn v2_records(
+    keys: &KeySet,
+    plain: &[u8],
+    first: Seq,
+    mut prev_hash: [u8; 32],
+    versioned: bool,
+) -> Result<RawRecords, JournalError> {
     let mut rest = Fields(plain);
     let count = u32::from_le_bytes(rest.array()?);
-    let mut records = Vec::with_capacity(count as usize);
+    // Each record takes at least 24 bytes: a count beyond that is damage, not an allocation.
+    let mut records = Vec::with_capacity((count as usize).min(plain.len() / 24));
     for i in 0..u64::from(count) {
+        let version = if versioned { rest.take(1)?[0] } else { 1 };
+        if !crate::record::known_version(version) {
+            return Err(corrupt(format!("unknown record version {version}")));
+        }
         let timestamp_us = i64::from_le_bytes(rest.array()?);
         let nonce = rest.array()?;
         let len = u32::from_le_bytes(rest.array()?) as usize;
-        let parts = Parts { timestamp_us, prev_hash, nonce, body: rest.take(len)?.to_vec() };
+        let parts = Parts { version, timestamp_us, prev_hash, nonce, body: rest.take(len)?.to_vec() };
         let seq = Seq(first.0 + i);
         let (stored, hash) = parts.seal(keys, seq);
         records.push((seq, stored));
@@ -190,6 +206,24 @@ pub fn checkpoint(keys: &KeySet, seq: Seq, record_hash: &[u8; 32]) -> Vec<u8> {
     out.extend_from_slice(record_hash);
     out.extend_from_slice(&checkpoint_mac(keys, seq, record_hash));
     out
+}
+
+/// Opens a shipped checkpoint: the seq and record hash it vouches for, once its MAC
+/// verifies (in constant time).
+pub fn open_checkpoint(keys: &KeySet, bytes: &[u8]) -> Result<(Seq, [u8; 32]), JournalError> {
+    if bytes.len() != 72 {
+        return Err(corrupt(format!("checkpoint: {} bytes where 72 were expected", bytes.len())));
+    }
+    let seq = Seq(u64::from_le_bytes(bytes[..8].try_into().expect("invariant: 8 bytes")));
+    let hash: [u8; 32] = bytes[8..40].try_into().expect("invariant: 32 bytes");
+    let given: [u8; 32] = bytes[40..].try_into().expect("invariant: 32 bytes");
+    if blake3::Hash::from(checkpoint_mac(keys, seq, &hash)) != blake3::Hash::from(given) {
+        return Err(JournalError::Corrupt {
+            seq,
+            detail: "checkpoint: its MAC does not verify with this vault's key".into(),
+        });
+    }
+    Ok((seq, hash))
 }
 
 /// Snapshot labels as [`Journal::labels`](crate::Journal::labels) lists them: name, seq,

@@ -42,7 +42,7 @@ async fn appends_read_back_in_order_and_chain() {
     assert_eq!(records[1].body, commit(a.seq, "k", "1"));
     assert_eq!(records[1].prev_hash, a.hash);
     assert_eq!(j.head().unwrap(), c);
-    assert!(j.verify().unwrap().is_empty());
+    assert!(j.verify().unwrap().problems.is_empty());
 }
 
 #[tokio::test]
@@ -69,7 +69,7 @@ async fn concurrent_appenders_get_one_gap_free_chain() {
     all.sort_unstable();
     assert_eq!(all, (1..=2000).collect::<Vec<_>>());
     assert_eq!(j.head().unwrap().seq, Seq(2000));
-    assert!(j.verify().unwrap().is_empty(), "{:?}", j.verify());
+    assert!(j.verify().unwrap().problems.is_empty(), "{:?}", j.verify());
 }
 
 #[tokio::test]
@@ -90,7 +90,7 @@ async fn the_chain_continues_after_reopening() {
     let next = j.append(intent("after"), Durability::Synced).await.unwrap();
     assert_eq!(next.seq, Seq(4));
     assert_eq!(j.record(Seq(4)).unwrap().unwrap().prev_hash, head.hash);
-    assert!(j.verify().unwrap().is_empty());
+    assert!(j.verify().unwrap().problems.is_empty());
 }
 
 #[tokio::test]
@@ -143,7 +143,7 @@ async fn verify_detects_an_edited_record() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     db.put_cf(cf, 3u64.to_be_bytes(), bytes).unwrap();
-    let problems = j.verify().unwrap();
+    let problems = j.verify().unwrap().problems;
     assert!(problems.iter().any(|p| p.contains("record 3 is corrupt")), "{problems:?}");
 }
 
@@ -152,7 +152,7 @@ async fn verify_detects_a_removed_record() {
     let (_d, j) = journal_with(5).await;
     let (db, cf) = j.raw_db();
     db.delete_cf(cf, 3u64.to_be_bytes()).unwrap();
-    let problems = j.verify().unwrap();
+    let problems = j.verify().unwrap().problems;
     assert!(problems.iter().any(|p| p.contains("missing")), "{problems:?}");
     assert!(problems.iter().any(|p| p.contains("does not chain")), "{problems:?}");
 }
@@ -162,7 +162,7 @@ async fn verify_detects_a_removed_last_record_and_swapped_records() {
     let (_d, j) = journal_with(5).await;
     let (db, cf) = j.raw_db();
     db.delete_cf(cf, 5u64.to_be_bytes()).unwrap();
-    assert!(j.verify().unwrap().iter().any(|p| p.contains("head")), "truncation is caught by the head");
+    assert!(j.verify().unwrap().problems.iter().any(|p| p.contains("head")), "truncation is caught by the head");
 
     let (_d, j) = journal_with(5).await;
     let (db, cf) = j.raw_db();
@@ -170,13 +170,13 @@ async fn verify_detects_a_removed_last_record_and_swapped_records() {
         (db.get_cf(cf, 2u64.to_be_bytes()).unwrap().unwrap(), db.get_cf(cf, 4u64.to_be_bytes()).unwrap().unwrap());
     db.put_cf(cf, 2u64.to_be_bytes(), four).unwrap();
     db.put_cf(cf, 4u64.to_be_bytes(), two).unwrap();
-    assert!(!j.verify().unwrap().is_empty(), "swapped records are caught");
+    assert!(!j.verify().unwrap().problems.is_empty(), "swapped records are caught");
 }
 
 #[tokio::test]
 async fn checkpoints_are_written_and_checked() {
     let (_d, j) = journal_with(CHECKPOINT_EVERY + 5).await;
-    assert!(j.verify().unwrap().is_empty());
+    assert!(j.verify().unwrap().problems.is_empty());
     let (db, _) = j.raw_db();
     let meta = db.cf_handle(CF_META).unwrap();
     let mut k = CHECKPOINT_PREFIX.to_vec();
@@ -184,7 +184,7 @@ async fn checkpoints_are_written_and_checked() {
     let mut v = db.get_cf(meta, &k).unwrap().expect("a checkpoint after CHECKPOINT_EVERY records");
     v[40] ^= 1;
     db.put_cf(meta, &k, v).unwrap();
-    assert!(j.verify().unwrap().iter().any(|p| p.contains("checkpoint")));
+    assert!(j.verify().unwrap().problems.iter().any(|p| p.contains("checkpoint")));
 }
 
 #[tokio::test]

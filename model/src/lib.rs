@@ -6,4 +6,4 @@ pub mod redact;
 
 pub use ids::ChunkId;
 pub use record::{Abort, Body, Commit, Effect, Intent, ObjectChange, ObjectVersion, Observed, Op, Seq};
-pub use redact::{LogKey, set_key_redaction};
+pub use redact::{LogKey, set_key_fingerprint_key, set_key_redaction};

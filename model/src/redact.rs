@@ -1,18 +1,43 @@
 //! Object keys in logs go through [`LogKey`]: keys are customer data (file names, user
 //! ids, paths) and must not leak into log pipelines unless the operator opted in.
+//!
+//! The fingerprint is a BLAKE3 keyed with a key derived from the vault's master key, so
+//! it stays the same across restarts of one installation, but someone who reads the logs
+//! cannot confirm a guessed key by hashing it (review R12). Until the gateway has opened
+//! its vault, a random per-process key stands in.
 
 use std::fmt;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Process-wide switch; redaction is on until the operator turns it off.
 static REDACT_KEYS: AtomicBool = AtomicBool::new(true);
+/// The fingerprint key, once the vault is open.
+static FINGERPRINT_KEY: OnceLock<[u8; 32]> = OnceLock::new();
+/// Until then: random for this process.
+static PROCESS_KEY: OnceLock<[u8; 32]> = OnceLock::new();
 
 /// Turns key redaction in logs on or off for the whole process (from configuration).
 pub fn set_key_redaction(on: bool) {
     REDACT_KEYS.store(on, Ordering::Relaxed);
 }
 
-/// Displays an object key for logs: by default a short BLAKE3 fingerprint and the key's
+/// Sets the key fingerprints are computed with (once per process; later calls are ignored).
+pub fn set_key_fingerprint_key(key: [u8; 32]) {
+    let _first_wins = FINGERPRINT_KEY.set(key);
+}
+
+fn fingerprint_key() -> &'static [u8; 32] {
+    FINGERPRINT_KEY.get().unwrap_or_else(|| {
+        PROCESS_KEY.get_or_init(|| {
+            // Enough for an unguessable stand-in: the address space layout and the time.
+            let seed = format!("{:p}{:?}", &PROCESS_KEY, std::time::SystemTime::now());
+            *blake3::hash(seed.as_bytes()).as_bytes()
+        })
+    })
+}
+
+/// Displays an object key for logs: by default a short keyed fingerprint and the key's
 /// length, which lets an operator correlate log lines for one key without revealing it.
 #[derive(Clone, Copy)]
 pub struct LogKey<'a>(pub &'a str);
@@ -20,7 +45,7 @@ pub struct LogKey<'a>(pub &'a str);
 impl fmt::Display for LogKey<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if REDACT_KEYS.load(Ordering::Relaxed) {
-            let digest = blake3::hash(self.0.as_bytes());
+            let digest = blake3::keyed_hash(fingerprint_key(), self.0.as_bytes());
             let hex = digest.to_hex();
             write!(f, "key#{}/{}", &hex.as_str()[..12], self.0.len())
         } else {

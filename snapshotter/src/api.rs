@@ -7,7 +7,7 @@ use crate::{At, Change, Entry, LogEntry};
 use rewind_model::Effect;
 
 /// One object as of some instant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectInfo {
     /// The key.
     pub key: String,
@@ -188,8 +188,11 @@ pub struct BucketStatus {
 pub struct VerifyReport {
     /// Records walked along the hash chain.
     pub records: u64,
-    /// Checkpoints checked.
+    /// Checkpoints checked (the journal's own, and those shipped to the vault).
     pub checkpoints: u64,
+    /// Segments shipped to the vault, read back and compared with the journal.
+    #[serde(default)]
+    pub segments: u64,
     /// Versions whose chunks were checked.
     pub versions: u64,
     /// Distinct chunks checked for presence.

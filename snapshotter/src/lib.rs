@@ -10,7 +10,7 @@ mod status;
 pub use status::status;
 
 use rewind_journal::{Journal, JournalError};
-use rewind_model::{Body, Commit, Effect, Intent, ObjectVersion, Observed, Op, Seq};
+use rewind_model::{Body, Commit, Effect, Intent, ObjectChange, ObjectVersion, Observed, Op, Seq};
 
 pub use at::{At, AtError};
 
@@ -206,12 +206,16 @@ impl<'a> History<'a> {
 
     /// The version of `bucket`/`key` as of `at` (`None`: absent, or deleted by then).
     pub fn version_at(&self, bucket: &str, key: &str, at: Seq) -> Result<Option<Entry>, HistoryError> {
+        let deleted_with_bucket = self.bucket_deleted_at(bucket, at)?;
         let mut cursor = at;
         // A tag change newer than the version: (its seq, its time, the tags).
         let mut newest: Option<TagChange> = None;
         while let Some(record) = self.journal.latest_at(bucket, key, cursor)? {
             let (seq, ts) = (record.seq, record.timestamp_us);
-            let Some(change) = record.body.into_change() else { break };
+            if deleted_with_bucket.is_some_and(|d| seq < d) {
+                return Ok(None);
+            }
+            let Some(change) = indexed_change(record.body, seq, bucket, key)? else { break };
             match change.effect {
                 Effect::Version(mut version) => {
                     let (seq, timestamp_us) = match newest {
@@ -239,14 +243,19 @@ impl<'a> History<'a> {
 
     /// Every object of `bucket` under `prefix` as of `at`, in key order.
     pub fn state_at(&self, bucket: &str, prefix: &str, at: Seq) -> Result<Vec<Entry>, HistoryError> {
+        let deleted_with_bucket = self.bucket_deleted_at(bucket, at)?;
         let mut out = Vec::new();
         for (key, seq) in self.journal.latest_commits(bucket, prefix, at)? {
-            if key.is_empty() {
-                continue; // bucket-level records
+            if key.is_empty() || deleted_with_bucket.is_some_and(|d| seq < d) {
+                continue; // bucket-level records, or keys that went with their bucket
             }
             // Usually the latest commit is the version itself: no second index lookup.
             let record = self.journal.record(seq)?;
-            match record.and_then(|r| Some((r.body.into_change()?.effect, r.timestamp_us))) {
+            let change = match record {
+                Some(r) => indexed_change(r.body, seq, bucket, &key)?.map(|c| (c.effect, r.timestamp_us)),
+                None => None,
+            };
+            match change {
                 Some((Effect::Version(version), timestamp_us)) => {
                     out.push(Entry { key, version, seq, timestamp_us });
                 }
@@ -255,6 +264,26 @@ impl<'a> History<'a> {
             }
         }
         Ok(out)
+    }
+
+    /// The latest DeleteBucket of `bucket` committed at or before `at`: every key journaled
+    /// before it went with the bucket (an upstream that deletes non-empty buckets, as the
+    /// embedded one did in review F5, must not leave `ls` and restore believing otherwise).
+    fn bucket_deleted_at(&self, bucket: &str, at: Seq) -> Result<Option<Seq>, HistoryError> {
+        let mut cursor = at;
+        while let Some(record) = self.journal.latest_at(bucket, "", cursor)? {
+            if let Body::Commit(Commit { intent, .. }) = &record.body
+                && let Some(Body::Intent(Intent { op: Op::DeleteBucket, .. })) =
+                    self.journal.record(*intent)?.map(|r| r.body)
+            {
+                return Ok(Some(record.seq));
+            }
+            match record.seq.0.checked_sub(1) {
+                Some(prev) if prev > 0 => cursor = Seq(prev),
+                _ => break,
+            }
+        }
+        Ok(None)
     }
 
     /// What changed under `prefix` between `from` and `to`, in key order.
@@ -305,6 +334,22 @@ impl<'a> History<'a> {
         }
         Ok(out)
     }
+}
+
+/// The change a record reached through the `versions` index makes, checked to be one of
+/// `bucket`/`key` (review R3: the index is derived data anyone with the data directory can
+/// edit; trusting it could show another key's bytes, or hide a delete).
+fn indexed_change(body: Body, seq: Seq, bucket: &str, key: &str) -> Result<Option<ObjectChange>, HistoryError> {
+    let Some(change) = body.into_change() else { return Ok(None) };
+    if change.bucket != bucket || change.key != key {
+        return Err(HistoryError::Journal(JournalError::Corrupt {
+            seq,
+            detail: format!(
+                "the versions index lists it under {bucket}/{key:?}, but it changes another key; run `rewind verify`"
+            ),
+        }));
+    }
+    Ok(Some(change))
 }
 
 #[cfg(test)]

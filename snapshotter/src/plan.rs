@@ -1,10 +1,16 @@
 //! Restore planning: compare what a bucket held at an instant with what the destination
-//! holds now (both from the journal), and list what to write and what to delete.
+//! holds now, and list what to write and what to delete.
 //!
-//! Planning from the journal makes a restore resumable for free: each object a restore
-//! writes is committed like any other write, so a re-run finds it already as it was.
+//! "Now" is a listing of the destination, read with the journal: a listed key whose ETag
+//! and size are the journal's current version is that version; a key listed otherwise was
+//! changed behind the gateway's back; a key the journal has but the listing lacks is gone.
+//! Planning from the journal alone said "Nothing to restore" while objects deleted behind
+//! the gateway's back stayed missing (review F6). Each object a restore writes is
+//! committed like any other write, so a re-run finds it already as it was: restores are
+//! resumable.
 
 use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
 
 use rewind_model::{ObjectVersion, Seq};
 
@@ -38,6 +44,10 @@ pub struct Scope<'a> {
     pub to_bucket: &'a str,
 }
 
+/// What the destination holds now, by key: ETag (without quotes) and size, as a listing
+/// of it shows.
+pub type Destination = BTreeMap<String, (String, u64)>;
+
 /// Whether two versions restore to the same object: content, headers, metadata and tags
 /// (ETags and version ids are the upstream's, and differ after a rewrite).
 pub fn same_object(a: &ObjectVersion, b: &ObjectVersion) -> bool {
@@ -52,10 +62,47 @@ impl History<'_> {
         }
     }
 
-    /// The plan that brings `scope` back to how it was at `at`.
+    /// The plan that brings `scope` back to how it was at `at`, taking the journal's view
+    /// of the destination as what it holds now.
     pub fn plan(&self, scope: &Scope<'_>, at: Seq, mode: Mode) -> Result<Plan, HistoryError> {
+        let now =
+            self.scoped(scope.to_bucket, scope, Seq(u64::MAX))?.into_iter().map(|e| (e.key.clone(), Some(e))).collect();
+        self.plan_from(scope, at, mode, now)
+    }
+
+    /// The plan that brings `scope` back to how it was at `at`, given what a listing of the
+    /// destination shows it holds now (see the module documentation).
+    pub fn plan_against(
+        &self,
+        scope: &Scope<'_>,
+        at: Seq,
+        mode: Mode,
+        listed: &Destination,
+    ) -> Result<Plan, HistoryError> {
+        let journaled: HashMap<String, Entry> =
+            self.scoped(scope.to_bucket, scope, Seq(u64::MAX))?.into_iter().map(|e| (e.key.clone(), e)).collect();
+        let wanted = |key: &str| scope.key.map_or(key.starts_with(scope.prefix), |k| k == key);
+        let now = listed
+            .iter()
+            .filter(|(key, _)| wanted(key))
+            .map(|(key, (etag, size))| {
+                let known = journaled.get(key).filter(|e| e.version.etag == *etag && e.version.size == *size).cloned();
+                (key.clone(), known)
+            })
+            .collect();
+        self.plan_from(scope, at, mode, now)
+    }
+
+    /// Plans from `now`: each key present in the destination, with its version when the
+    /// journal knows it (`None`: present, content unknown).
+    fn plan_from(
+        &self,
+        scope: &Scope<'_>,
+        at: Seq,
+        mode: Mode,
+        now: Vec<(String, Option<Entry>)>,
+    ) -> Result<Plan, HistoryError> {
         let then = self.scoped(scope.bucket, scope, at)?;
-        let now = self.scoped(scope.to_bucket, scope, Seq(u64::MAX))?;
         let mut plan = Plan::default();
         plan.summary.seq = at.0;
         plan.summary.to_bucket = scope.to_bucket.to_owned();
@@ -65,20 +112,20 @@ impl History<'_> {
                 (None, None) => break,
                 (Some(_), None) => Ordering::Less,
                 (None, Some(_)) => Ordering::Greater,
-                (Some(a), Some(b)) => a.key.cmp(&b.key),
+                (Some(a), Some((b, _))) => a.key.cmp(b),
             };
             match order {
                 Ordering::Less => plan.writes.extend(t.next()),
                 Ordering::Greater => {
-                    let gone = n.next().expect("peeked");
+                    let (gone, _) = n.next().expect("peeked");
                     match mode {
-                        Mode::Rewind => plan.deletes.push(gone.key),
+                        Mode::Rewind => plan.deletes.push(gone),
                         Mode::NonDestructive => plan.summary.kept += 1,
                     }
                 }
                 Ordering::Equal => {
-                    let (was, is) = (t.next().expect("peeked"), n.next().expect("peeked"));
-                    if same_object(&was.version, &is.version) {
+                    let (was, (_, is)) = (t.next().expect("peeked"), n.next().expect("peeked"));
+                    if is.is_some_and(|is| same_object(&was.version, &is.version)) {
                         plan.summary.unchanged += 1;
                     } else if mode == Mode::Rewind {
                         plan.writes.push(was);

@@ -3,6 +3,7 @@
 //! re-hashes it), naming each damaged version.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use rewind_journal::Journal;
 use rewind_model::{ChunkId, Effect, ObjectChange};
@@ -11,33 +12,62 @@ use rewind_vault::Vault;
 use crate::HistoryError;
 use crate::api::{Damage, VerifyReport};
 
-/// How much data to read back.
+/// Which chunks to read back, decrypt and re-hash: those whose id falls in a share
+/// `[from, to)` of the id space. Ids are uniform, so a share of the space is that share of
+/// the chunks; a fixed share checks the same chunks each run, a rotating one
+/// ([`ReadData::rotating`]) covers all of them over a cycle.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ReadData {
-    /// Fraction of the chunks to read, decrypt and re-hash: 0 (presence only) to 1 (all).
-    /// The sample is chosen by chunk id, which is uniform, so repeated runs with a
-    /// fraction check the same chunks; vary nothing and run `--read-data` for all.
-    pub fraction: f64,
+    /// Start of the share, 0 to 1.
+    pub from: f64,
+    /// End of the share, 0 to 1 (1 includes the last id).
+    pub to: f64,
 }
 
 impl ReadData {
     /// Only check that chunks exist.
-    pub const NONE: Self = Self { fraction: 0.0 };
+    pub const NONE: Self = Self { from: 0.0, to: 0.0 };
     /// Read every chunk.
-    pub const ALL: Self = Self { fraction: 1.0 };
+    pub const ALL: Self = Self { from: 0.0, to: 1.0 };
+
+    /// The first `fraction` of the chunks (0 to 1).
+    pub fn share(fraction: f64) -> Self {
+        Self { from: 0.0, to: fraction.clamp(0.0, 1.0) }
+    }
+
+    /// The share a run at `now_us` reads when runs come every `every` and every chunk must
+    /// be read once per `cycle`: window `k` of `n = cycle / every`, where `k` counts runs
+    /// since the epoch, so restarts do not reset the rotation.
+    pub fn rotating(now_us: i64, every: Duration, cycle: Duration) -> Self {
+        let every_us = every.as_micros().max(1);
+        let windows = (cycle.as_micros() / every_us).max(1);
+        let k = (u128::try_from(now_us.max(0)).unwrap_or(0) / every_us) % windows;
+        Self { from: k as f64 / windows as f64, to: (k + 1) as f64 / windows as f64 }
+    }
+
+    /// Whether this share ends the id space: a rotation is complete after it.
+    pub fn completes_cycle(self) -> bool {
+        self.to >= 1.0
+    }
 
     fn covers(self, id: &ChunkId) -> bool {
-        if self.fraction >= 1.0 {
-            return true;
-        }
         let n = u64::from_le_bytes(id.0[..8].try_into().expect("invariant: ids are 32 bytes"));
-        (n as f64 / u64::MAX as f64) < self.fraction
+        let x = n as f64 / u64::MAX as f64;
+        x >= self.from && (x < self.to || self.to >= 1.0)
     }
 }
 
 /// Checks the journal and every chunk it references.
 pub async fn verify(journal: &Journal, vault: &Vault, read: ReadData) -> Result<VerifyReport, HistoryError> {
-    let mut report = VerifyReport { journal_problems: journal.verify()?, ..VerifyReport::default() };
+    let checked = journal.verify()?;
+    let mut report = VerifyReport {
+        journal_problems: checked.problems,
+        checkpoints: checked.checkpoints,
+        ..VerifyReport::default()
+    };
+    if checked.more > 0 {
+        report.journal_problems.push(format!("... and {} more problems", checked.more));
+    }
     let packs: HashSet<String> = vault
         .pack_names()
         .await
@@ -99,4 +129,27 @@ async fn check_chunk(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rotation_reads_every_chunk_once_per_cycle() {
+        let (every, cycle) = (Duration::from_secs(6 * 3600), Duration::from_secs(30 * 86_400));
+        let ids: Vec<ChunkId> = (0..2000u64).map(|i| ChunkId(*blake3::hash(&i.to_le_bytes()).as_bytes())).collect();
+        let mut read = vec![0u32; ids.len()];
+        let runs = 120; // 30 days of 6-hour runs
+        for run in 0..runs {
+            let share = ReadData::rotating(run * every.as_micros() as i64 + 1, every, cycle);
+            assert!(share.to - share.from < 0.01, "{share:?}");
+            for (i, id) in ids.iter().enumerate() {
+                read[i] += u32::from(share.covers(id));
+            }
+            assert_eq!(share.completes_cycle(), run == runs - 1);
+        }
+        assert!(read.iter().all(|&n| n == 1), "every chunk exactly once per cycle");
+        assert!(ids.iter().all(|id| ReadData::ALL.covers(id) && !ReadData::NONE.covers(id)));
+    }
 }

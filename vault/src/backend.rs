@@ -27,6 +27,13 @@ pub trait Backend: Send + Sync {
     }
     /// Names starting with `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, VaultError>;
+    /// Names starting with `prefix` that sort after `after`, sorted: what was added past a
+    /// known point, without listing everything before it (S3's `StartAfter`).
+    async fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<String>, VaultError> {
+        let mut names = self.list(prefix).await?;
+        names.retain(|n| n.as_str() > after);
+        Ok(names)
+    }
     /// Whether an object exists.
     async fn exists(&self, name: &str) -> Result<bool, VaultError>;
 }

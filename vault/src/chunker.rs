@@ -1,8 +1,8 @@
 //! Content-defined chunking of a stream (FastCDC 2020, min 512 KiB / avg 1 MiB / max 8 MiB).
 //!
 //! Bodies arrive as pieces of any size; [`StreamingChunker`] buffers at most one maximum
-//! chunk and cuts exactly where FastCDC would cut the whole object at once, so the same
-//! content chunks (and deduplicates) the same way however the network split it.
+//! chunk and a piece, and cuts exactly where FastCDC would cut the whole object at once,
+//! so the same content chunks (and deduplicates) the same way however the network split it.
 
 use bytes::Bytes;
 use fastcdc::v2020::{FastCDC, Normalization};
@@ -18,6 +18,27 @@ pub struct ChunkSizes {
     pub max: u32,
 }
 
+impl ChunkSizes {
+    /// The largest chunk Rewind handles (the memory budget and packs assume it).
+    pub const MAX_CHUNK: u32 = 8 << 20;
+
+    /// Whether these bounds can be used: within FastCDC's limits (outside them its chunker
+    /// panics), in order, and no chunk over [`ChunkSizes::MAX_CHUNK`].
+    pub fn check(self) -> Result<(), String> {
+        use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
+        let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&self.min)
+            && (AVERAGE_MIN..=AVERAGE_MAX).contains(&self.avg)
+            && (MAXIMUM_MIN..=Self::MAX_CHUNK).contains(&self.max)
+            && self.min <= self.avg
+            && self.avg <= self.max;
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("chunk sizes {}/{}/{} are outside what Rewind supports", self.min, self.avg, self.max))
+        }
+    }
+}
+
 impl Default for ChunkSizes {
     /// DESIGN.md: 512 KiB / 1 MiB / 8 MiB — large enough that per-chunk overhead (index
     /// entries, envelopes) stays under 0.01%, small enough that a local edit re-stores
@@ -27,42 +48,71 @@ impl Default for ChunkSizes {
     }
 }
 
-/// Consumed look-ahead is dropped once a maximum chunk's worth has been consumed. Waiting
-/// longer moves less data but was measured slower (915-926 vs 1126-1137 MB/s chunking,
-/// random data, `cargo bench -p rewind-vault --bench pipeline`): with a bigger buffer the
-/// bytes copied in have left the cache before FastCDC scans them.
-const COMPACT_AFTER_MAX_CHUNKS: usize = 1;
+/// Pieces are fed to the scanner at most this large, so the look-ahead buffer never needs
+/// more than one maximum chunk and one such piece ([`StreamingChunker::capacity`]).
+const PIECE_LIMIT: usize = 1 << 20;
 
 /// Cuts a stream into content-defined chunks.
 ///
-/// The look-ahead lives in one buffer with a start offset; consumed bytes are dropped in
-/// one move now and then, so each byte is copied about twice (in, and out as its chunk)
-/// rather than once per later cut.
+/// FastCDC's gear-hash scan (v2020, normalization level 1) is run here resumably: the scan
+/// of the chunk being cut stops where the data ends and resumes when more arrives, so each
+/// byte is scanned once and a chunk is cut as soon as its boundary is seen. The look-ahead
+/// is then what the current chunk has received so far — about a chunk (1 MiB on average),
+/// one maximum chunk at worst — instead of a maximum chunk ahead of every cut. Boundaries
+/// are exactly those of the `fastcdc` crate on the whole object (`chunk_all`; the property
+/// test below holds them to it), so dedup sees the same chunks however the network split
+/// the object. The buffer is compacted only when a piece would not fit, moving the few
+/// bytes of the chunk in progress.
 #[derive(Debug)]
 pub struct StreamingChunker {
     sizes: ChunkSizes,
-    seed: u64,
+    gear: Box<[u64; 256]>,
+    gear_ls: Box<[u64; 256]>,
+    masks: Masks,
     buffer: Vec<u8>,
+    /// Where the chunk being scanned starts in `buffer`.
     start: usize,
+    /// The scan of that chunk: the next pair of positions, and the hash so far.
+    index: usize,
+    hash: u64,
+}
+
+/// The gear masks for the first (`small`, harder) and second half of a chunk, and their
+/// one-bit-shifted forms for even positions.
+#[derive(Debug, Clone, Copy)]
+struct Masks {
+    small: u64,
+    large: u64,
+    small_ls: u64,
+    large_ls: u64,
 }
 
 impl StreamingChunker {
     /// A chunker with the given bounds and secret gear-hash seed.
     pub fn new(sizes: ChunkSizes, seed: u64) -> Self {
-        Self { sizes, seed, buffer: Vec::new(), start: 0 }
+        let bits = fastcdc::v2020::logarithm2(sizes.avg);
+        let normalization = Normalization::Level1.bits();
+        let small = fastcdc::v2020::MASKS[(bits + normalization) as usize];
+        let large = fastcdc::v2020::MASKS[(bits - normalization) as usize];
+        let (gear, gear_ls) = fastcdc::v2020::get_gear_with_seed(seed);
+        let masks = Masks { small, large, small_ls: small << 1, large_ls: large << 1 };
+        Self { sizes, gear, gear_ls, masks, buffer: Vec::new(), start: 0, index: sizes.min as usize / 2, hash: 0 }
+    }
+
+    /// The most bytes the look-ahead buffer ever holds with these bounds.
+    pub fn capacity(sizes: ChunkSizes) -> usize {
+        sizes.max as usize + PIECE_LIMIT
     }
 
     /// Adds the next piece of the stream; returns the chunks it completed.
     pub fn push(&mut self, piece: &[u8]) -> Vec<Bytes> {
-        if self.start >= COMPACT_AFTER_MAX_CHUNKS * self.sizes.max as usize {
-            self.buffer.drain(..self.start);
-            self.start = 0;
-        }
-        self.buffer.extend_from_slice(piece);
         let mut out = Vec::new();
-        // A cut needs `max` bytes of look-ahead, unless the stream ends (see `finish`).
-        while self.buffer.len() - self.start >= self.sizes.max as usize {
-            out.push(self.cut());
+        for part in piece.chunks(PIECE_LIMIT) {
+            self.make_room(part.len());
+            self.buffer.extend_from_slice(part);
+            while let Some(len) = self.scan(false) {
+                out.push(self.take(len));
+            }
         }
         out
     }
@@ -71,19 +121,62 @@ impl StreamingChunker {
     /// empty afterwards.
     pub fn finish(&mut self) -> Vec<Bytes> {
         let mut out = Vec::new();
-        while self.start < self.buffer.len() {
-            out.push(self.cut());
+        while let Some(len) = self.scan(true) {
+            out.push(self.take(len));
         }
+        self.buffer = Vec::new();
+        self.start = 0;
         out
     }
 
-    fn cut(&mut self) -> Bytes {
-        let s = self.sizes;
-        let rest = &self.buffer[self.start..];
-        let mut cdc = FastCDC::with_level_and_seed(rest, s.min, s.avg, s.max, Normalization::Level1, self.seed);
-        let len = cdc.next().map_or(rest.len(), |c| c.length);
-        let chunk = Bytes::copy_from_slice(&rest[..len]);
+    /// Drops the bytes already cut when `extra` more would not fit in the capacity.
+    fn make_room(&mut self, extra: usize) {
+        let cap = Self::capacity(self.sizes);
+        if self.buffer.len() + extra > cap && self.start > 0 {
+            self.buffer.drain(..self.start);
+            self.start = 0;
+        }
+        let need = self.buffer.len() + extra;
+        if need > self.buffer.capacity() {
+            // Grow geometrically, but never past the capacity the budget reserves.
+            let target = need.max(self.buffer.capacity() * 2).min(cap.max(need));
+            self.buffer.reserve_exact(target - self.buffer.len());
+        }
+    }
+
+    /// Continues scanning the chunk at `start`: its length once its end is known; at the
+    /// end of the stream every remaining byte belongs to some chunk.
+    fn scan(&mut self, at_end: bool) -> Option<usize> {
+        let available = self.buffer.len() - self.start;
+        if available == 0 {
+            return None;
+        }
+        let (avg, max) = (self.sizes.avg as usize, self.sizes.max as usize);
+        let limit = available.min(max);
+        let data = &self.buffer[self.start..];
+        let m = self.masks;
+        while self.index < limit / 2 {
+            let a = self.index * 2;
+            let (mask, mask_ls) = if self.index < avg / 2 { (m.small, m.small_ls) } else { (m.large, m.large_ls) };
+            self.hash = (self.hash << 2).wrapping_add(self.gear_ls[data[a] as usize]);
+            if self.hash & mask_ls == 0 {
+                return Some(a);
+            }
+            self.hash = self.hash.wrapping_add(self.gear[data[a + 1] as usize]);
+            if self.hash & mask == 0 {
+                return Some(a + 1);
+            }
+            self.index += 1;
+        }
+        // No boundary: a chunk of the maximum size, or the stream's last bytes.
+        (at_end || available >= max).then_some(limit)
+    }
+
+    fn take(&mut self, len: usize) -> Bytes {
+        let chunk = Bytes::copy_from_slice(&self.buffer[self.start..self.start + len]);
         self.start += len;
+        self.index = self.sizes.min as usize / 2;
+        self.hash = 0;
         chunk
     }
 }
@@ -138,6 +231,20 @@ mod tests {
         assert!(c.push(&[1; 1000]).is_empty());
         assert_eq!(c.finish().iter().map(Bytes::len).collect::<Vec<_>>(), [1000]);
         assert!(StreamingChunker::new(sizes, 7).finish().is_empty());
+    }
+
+    #[test]
+    fn zeros_cut_at_the_maximum_and_the_buffer_stays_within_capacity() {
+        let mut c = StreamingChunker::new(SMALL, 3);
+        let mut got = Vec::new();
+        for _ in 0..50 {
+            got.extend(c.push(&[0u8; 1000]));
+            assert!(c.buffer.capacity() <= StreamingChunker::capacity(SMALL), "{}", c.buffer.capacity());
+        }
+        got.extend(c.finish());
+        let want = chunk_all(&[0u8; 50_000], SMALL, 3);
+        assert_eq!(got.iter().map(Bytes::len).collect::<Vec<_>>(), want.iter().map(|c| c.len()).collect::<Vec<_>>());
+        assert!(got[..got.len() - 1].iter().all(|c| c.len() == SMALL.max as usize));
     }
 
     #[test]

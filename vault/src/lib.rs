@@ -3,6 +3,7 @@
 //! and written into immutable packs on a backend (a local directory or an S3 bucket).
 
 pub mod backend;
+pub mod budget;
 pub mod chunker;
 pub mod compress;
 pub mod durable;
@@ -15,6 +16,7 @@ use rewind_crypto::{CryptoError, KeySet};
 use rewind_model::ChunkId;
 
 pub use backend::{Backend, LocalBackend};
+pub use budget::{Charge, MemoryBudget, Share};
 pub use chunker::{ChunkSizes, StreamingChunker};
 pub use pack::{Pack, PackBuilder, PackEntry};
 pub use s3::S3Backend;

@@ -161,20 +161,11 @@ impl Backend for S3Backend {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, VaultError> {
-        let mut names = Vec::new();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(format!("{}{prefix}", self.prefix))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error(prefix, e))?;
-            names.extend(page.contents().iter().filter_map(|o| o.key()?.strip_prefix(&self.prefix).map(str::to_owned)));
-        }
-        names.sort();
-        Ok(names)
+        self.list_from(prefix, None).await
+    }
+
+    async fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<String>, VaultError> {
+        self.list_from(prefix, Some(after)).await
     }
 
     async fn exists(&self, name: &str) -> Result<bool, VaultError> {
@@ -185,5 +176,26 @@ impl Backend for S3Backend {
                 other => Err(other),
             },
         }
+    }
+}
+
+impl S3Backend {
+    /// Names under `prefix`, after `after` when given.
+    async fn list_from(&self, prefix: &str, after: Option<&str>) -> Result<Vec<String>, VaultError> {
+        let mut names = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(format!("{}{prefix}", self.prefix))
+            .set_start_after(after.map(|a| format!("{}{a}", self.prefix)))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error(prefix, e))?;
+            names.extend(page.contents().iter().filter_map(|o| o.key()?.strip_prefix(&self.prefix).map(str::to_owned)));
+        }
+        names.sort();
+        Ok(names)
     }
 }

@@ -7,12 +7,14 @@
 //! writers take, so a slow (S3) vault does not stop chunks being added meanwhile.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use rewind_crypto::KeySet;
 use rewind_model::ChunkId;
 
+use crate::budget::{Charge, MemoryBudget};
 use crate::pack::{PackBuilder, PackEntry, TARGET_PACK_SIZE};
 use crate::{Backend, Check, ChunkSizes, StreamingChunker, VaultError, open_chunk_as, seal_chunk_as};
 
@@ -95,9 +97,8 @@ pub struct VaultSettings {
     pub sizes: ChunkSizes,
     /// zstd level, or `None` to never compress.
     pub compression: Option<i32>,
-    /// Bytes of chunks all writers together may have in sealing at once; a writer whose
-    /// next chunk does not fit waits. Sealing finishes without more input, so waiting
-    /// writers cannot deadlock each other.
+    /// Bytes that writers' look-ahead, chunks in sealing and the open pack may hold, with
+    /// request bodies and restores (see `budget.rs`); what does not fit waits.
     pub memory_budget: usize,
 }
 
@@ -137,16 +138,18 @@ pub struct Manifest {
 
 /// Chunks stored but not yet durable: the pack being filled, and finished packs whose
 /// upload failed (retried by the next sync; a sync succeeds only once they are all written).
+/// Each keeps the budget charges of its chunks until it is durable.
 #[derive(Default)]
 struct OpenPack {
     builder: PackBuilder,
     ids: HashSet<ChunkId>,
-    unsynced: Vec<(crate::Pack, HashSet<ChunkId>)>,
+    charges: Vec<Charge>,
+    unsynced: Vec<(crate::Pack, HashSet<ChunkId>, Vec<Charge>)>,
 }
 
 impl OpenPack {
     fn holds(&self, id: &ChunkId) -> bool {
-        self.ids.contains(id) || self.unsynced.iter().any(|(_, ids)| ids.contains(id))
+        self.ids.contains(id) || self.unsynced.iter().any(|(_, ids, _)| ids.contains(id))
     }
 }
 
@@ -167,8 +170,10 @@ pub struct Vault {
     /// Serializes flushes, which upload outside `open` so writers keep adding chunks.
     flushing: tokio::sync::Mutex<()>,
     stats: Mutex<VaultStats>,
-    /// Permits are bytes of chunks being sealed (see [`VaultSettings::memory_budget`]).
-    budget: Arc<tokio::sync::Semaphore>,
+    /// The memory budget (see `budget.rs`).
+    budget: Arc<MemoryBudget>,
+    /// Set while a flush started to relieve the capture share is running.
+    relieving: AtomicBool,
 }
 
 impl Vault {
@@ -187,17 +192,29 @@ impl Vault {
             open: Mutex::default(),
             flushing: tokio::sync::Mutex::default(),
             stats: Mutex::default(),
-            budget: Arc::new(tokio::sync::Semaphore::new(settings.memory_budget)),
+            budget: Arc::new(MemoryBudget::new(settings.memory_budget)),
+            relieving: AtomicBool::new(false),
         }
     }
 
-    /// Bytes of chunks being sealed now, across all writers.
-    pub fn buffered_bytes(&self) -> usize {
-        self.settings.memory_budget.saturating_sub(self.budget.available_permits())
+    /// The memory budget, shared with what else requests hold (bodies, restores).
+    pub fn budget(&self) -> &Arc<MemoryBudget> {
+        &self.budget
     }
 
-    /// Starts writing one object.
+    /// Bytes of chunks being sealed or waiting in the open pack to be durable.
+    pub fn buffered_bytes(&self) -> usize {
+        self.budget.capture.used()
+    }
+
+    /// Starts writing one object of unknown size.
     pub fn writer(self: &Arc<Self>) -> ObjectWriter {
+        self.writer_sized(None)
+    }
+
+    /// Starts writing one object whose size is `size` when known (its look-ahead need not
+    /// be reserved beyond it).
+    pub fn writer_sized(self: &Arc<Self>, size: Option<u64>) -> ObjectWriter {
         ObjectWriter {
             vault: self.clone(),
             in_flight: std::collections::VecDeque::new(),
@@ -205,7 +222,35 @@ impl Vault {
             hasher: blake3::Hasher::new(),
             size: 0,
             chunks: Vec::new(),
+            expected: size,
+            lookahead: None,
         }
+    }
+
+    /// Capture-share bytes for a chunk of `len` (the chunk and its sealed copy). When the
+    /// share is used up and the open pack holds charges, that pack is flushed early to
+    /// release them; then this waits.
+    async fn charge_chunk(self: &Arc<Self>, len: usize) -> Charge {
+        let bytes = len.saturating_mul(2);
+        if let Some(charge) = self.budget.capture.try_acquire(bytes) {
+            return charge;
+        }
+        self.relieve();
+        self.budget.capture.acquire(bytes).await
+    }
+
+    /// Flushes the open pack in the background, unless a flush for this is running.
+    fn relieve(self: &Arc<Self>) {
+        if self.relieving.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let vault = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = vault.sync().await {
+                tracing::debug!(error = %e, "an early flush of the open pack failed; writers keep waiting for the vault");
+            }
+            vault.relieving.store(false, Ordering::Release);
+        });
     }
 
     /// Counts so far.
@@ -221,8 +266,10 @@ impl Vault {
         self.open.lock().expect("invariant: no panics while holding this lock")
     }
 
-    /// Stores one chunk unless the vault already holds it; returns its id.
-    async fn store_chunk(self: &Arc<Self>, chunk: Bytes) -> Result<ChunkId, VaultError> {
+    /// Stores one chunk unless the vault already holds it; returns its id. `charge` pays
+    /// for the chunk and its sealed copy: released at once for a chunk the vault holds,
+    /// half when the sealed copy is in the open pack, the rest when that pack is durable.
+    async fn store_chunk(self: &Arc<Self>, chunk: Bytes, mut charge: Charge) -> Result<ChunkId, VaultError> {
         // Hashing, compression and encryption are CPU work: keep them off the async
         // threads, and hash once (the id decides dedup and keys the encryption).
         let vault = self.clone();
@@ -253,6 +300,7 @@ impl Vault {
             }
             open.ids.insert(sealed.id);
             open.builder.add(sealed.id, &sealed.sealed, sealed.raw_len, sealed.compressed);
+            open.charges.push(charge.split(sealed.sealed.len()));
             self.count(|s| s.new_chunks += 1);
             open.builder.len() >= TARGET_PACK_SIZE
         };
@@ -274,9 +322,10 @@ impl Vault {
             if !open.builder.is_empty() {
                 let builder = std::mem::take(&mut open.builder);
                 let ids = std::mem::take(&mut open.ids);
-                open.unsynced.push((builder.finish(&self.keys)?, ids));
+                let charges = std::mem::take(&mut open.charges);
+                open.unsynced.push((builder.finish(&self.keys)?, ids, charges));
             }
-            open.unsynced.iter().map(|(pack, _)| pack.clone()).collect()
+            open.unsynced.iter().map(|(pack, _, _)| pack.clone()).collect()
         };
         for pack in pending {
             let name = format!("packs/{}/{}", &pack.name[..2], pack.name);
@@ -289,7 +338,7 @@ impl Vault {
             }
             let mut open = self.lock_open();
             self.index.insert_pack(&name, &pack.entries)?;
-            open.unsynced.retain(|(p, _)| p.name != pack.name);
+            open.unsynced.retain(|(p, _, _)| p.name != pack.name);
             self.count(|s| s.stored_bytes += pack.bytes.len() as u64);
         }
         Ok(())
@@ -391,8 +440,7 @@ impl Vault {
 }
 
 /// Chunks of one object being compressed and sealed at once, while the next is cut. Two
-/// keep both cores of a small machine busy; each holds at most a chunk (8 MiB) and its
-/// sealed copy, so this also bounds a writer's memory.
+/// keep both cores of a small machine busy; each is paid for from the capture share.
 const SEALS_IN_FLIGHT: usize = 2;
 
 /// Writes one object into the vault as its bytes arrive. Completed chunks are stored by
@@ -405,11 +453,16 @@ pub struct ObjectWriter {
     hasher: blake3::Hasher,
     size: u64,
     chunks: Vec<ChunkId>,
+    /// The object's size, when the writer was told it.
+    expected: Option<u64>,
+    /// The look-ahead share reserved for the chunker's buffer.
+    lookahead: Option<Charge>,
 }
 
 impl ObjectWriter {
     /// Adds the next piece of the object.
     pub async fn push(&mut self, piece: &[u8]) -> Result<(), VaultError> {
+        self.reserve_lookahead(piece.len()).await;
         self.hasher.update(piece);
         self.size += piece.len() as u64;
         for chunk in self.chunker.push(piece) {
@@ -448,17 +501,32 @@ impl ObjectWriter {
         Ok(Manifest { chunks: std::mem::take(&mut self.chunks), size: self.size, blake3 })
     }
 
-    /// Starts storing `chunk` once the memory budget has room for it.
+    /// Reserves, on the first piece, what the chunker's buffer can grow to: the whole
+    /// look-ahead at once, so a writer never waits holding part of it. A writer told its
+    /// object's size reserves no more than that (should more arrive, it reserves the rest).
+    async fn reserve_lookahead(&mut self, incoming: usize) {
+        let share = &self.vault.budget.lookahead;
+        let cap = StreamingChunker::capacity(self.vault.settings.sizes);
+        let need = match self.expected {
+            Some(size) if self.size + incoming as u64 <= size => usize::try_from(size).unwrap_or(cap).min(cap),
+            _ => cap,
+        }
+        .min(share.size());
+        let held = self.lookahead.as_ref().map_or(0, Charge::bytes);
+        if need > held {
+            let more = share.acquire(need - held).await;
+            match &mut self.lookahead {
+                Some(charge) => charge.merge(more),
+                None => self.lookahead = Some(more),
+            }
+        }
+    }
+
+    /// Starts storing `chunk` once the capture share has room for it.
     async fn start(&mut self, chunk: Bytes) {
         let vault = self.vault.clone();
-        let budget = vault.settings.memory_budget;
-        let bytes = u32::try_from(chunk.len().min(budget)).unwrap_or(u32::MAX);
-        let permit =
-            vault.budget.clone().acquire_many_owned(bytes).await.expect("invariant: the budget is never closed");
-        self.in_flight.push_back(tokio::spawn(async move {
-            let _released_when_sealed = permit;
-            vault.store_chunk(chunk).await
-        }));
+        let charge = vault.charge_chunk(chunk.len()).await;
+        self.in_flight.push_back(tokio::spawn(async move { vault.store_chunk(chunk, charge).await }));
     }
 
     async fn collect_one(&mut self) -> Result<(), VaultError> {

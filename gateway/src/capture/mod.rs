@@ -68,7 +68,7 @@ impl CaptureError {
     }
 }
 
-fn upstream_error<E: std::error::Error + 'static>(
+pub(crate) fn upstream_error<E: std::error::Error + 'static>(
     e: SdkError<E, aws_smithy_runtime_api::http::Response>,
 ) -> CaptureError {
     CaptureError::Upstream(aws_smithy_types::error::display::DisplayErrorContext(e).to_string())
@@ -116,6 +116,9 @@ pub struct Capture {
     protection: ProtectionConfig,
     timeout: Duration,
     metrics: Metrics,
+    /// The journal's head when this process opened it: start-up recovery resolves only
+    /// intents up to here; later ones belong to requests in flight.
+    recover_up_to: Seq,
 }
 
 /// What the upstream holds under a key now.
@@ -139,7 +142,8 @@ impl Capture {
         timeout: Duration,
         metrics: Metrics,
     ) -> Self {
-        Self { journal, vault, upstream, locks: KeyLocks::default(), protection, timeout, metrics }
+        let recover_up_to = journal.head().map_or(Seq(0), |h| h.seq);
+        Self { journal, vault, upstream, locks: KeyLocks::default(), protection, timeout, metrics, recover_up_to }
     }
 
     /// The journal.
@@ -280,7 +284,7 @@ impl Capture {
 
     /// Starts teeing an upload body into the vault.
     pub fn tee(&self, body: StreamingBlob) -> Tee {
-        tee::start(body, self.vault.writer(), self.timeout)
+        tee::start(body, &self.vault, self.timeout)
     }
 
     /// The current version of a key as the journal knows it (tags applied), or `None` when
@@ -309,6 +313,10 @@ impl Capture {
                 size: o.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
                 version_id: o.version_id().map(Into::into),
             })),
+            Err(e) if is_null_version(version_id) && !is_absent(&e) => {
+                let current = Box::pin(self.head(bucket, key, None)).await?;
+                Ok(current.filter(|h| h.version_id.as_deref().is_none_or(|v| v == NULL_VERSION)))
+            }
             Err(e) => absent_or_error(e),
         }
     }
@@ -397,6 +405,13 @@ impl Capture {
             self.upstream.get_object().bucket(bucket).key(key).set_version_id(version_id.map(Into::into)).send().await;
         let mut out = match result {
             Ok(o) => o,
+            Err(e) if is_null_version(version_id) && !is_absent(&e) => {
+                // The null version of a bucket that never versioned is its current object.
+                if self.head(bucket, key, version_id).await?.is_none() {
+                    return Ok(None);
+                }
+                return Box::pin(self.read_upstream(bucket, key, None, durable)).await;
+            }
             Err(e) => return absent_or_error(e),
         };
         let mut meta = ObjectMeta::from_get(&out);
@@ -404,7 +419,8 @@ impl Capture {
             meta.tags = self.upstream_tags(bucket, key, out.version_id()).await?;
         }
         let body = std::mem::take(&mut out.body);
-        let manifest = self.store(body, durable).await?;
+        let size = out.content_length().and_then(|n| u64::try_from(n).ok());
+        let manifest = self.store(body, size, durable).await?;
         Ok(Some(version_of(manifest, plain_etag(out.e_tag().unwrap_or_default()), out.version_id(), meta)))
     }
 
@@ -430,16 +446,21 @@ impl Capture {
     }
 
     /// Stores a byte stream read from the upstream into the vault.
-    pub async fn store_stream(&self, body: aws_sdk_s3::primitives::ByteStream) -> Result<Manifest, CaptureError> {
-        self.store(body, true).await
+    pub async fn store_stream(
+        &self,
+        body: aws_sdk_s3::primitives::ByteStream,
+        size: Option<u64>,
+    ) -> Result<Manifest, CaptureError> {
+        self.store(body, size, true).await
     }
 
     async fn store(
         &self,
         mut body: aws_sdk_s3::primitives::ByteStream,
+        size: Option<u64>,
         durable: bool,
     ) -> Result<Manifest, CaptureError> {
-        let mut writer = self.vault.writer();
+        let mut writer = self.vault.writer_sized(size);
         while let Some(piece) = body.next().await {
             let piece = piece.map_err(|e| CaptureError::Upstream(e.to_string()))?;
             tokio::time::timeout(self.timeout, writer.push(&piece)).await.map_err(|_| TeeError::Slow)??;
@@ -531,18 +552,39 @@ pub fn listed_object(o: &aws_sdk_s3::types::Object) -> Option<(String, String, u
     Some((o.key()?.to_owned(), plain_etag(o.e_tag().unwrap_or_default()).to_owned(), size))
 }
 
+/// The version id S3 gives objects written while a bucket did not version.
+const NULL_VERSION: &str = "null";
+
+/// Whether `version_id` names the null version. S3 accepts `versionId=null` on any bucket,
+/// meaning the object written while versioning was off; some stores (moto) refuse it on a
+/// bucket that never versioned, where it is simply the current object. Tools that empty a
+/// bucket send it (boto3's `object_versions.delete()`, the s3-tests suite).
+fn is_null_version(version_id: Option<&str>) -> bool {
+    version_id == Some(NULL_VERSION)
+}
+
+/// Whether an upstream error says the object (or its bucket) is not there.
+fn is_absent<E>(e: &SdkError<E, aws_smithy_runtime_api::http::Response>) -> bool
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match e {
+        SdkError::ServiceError(s) => {
+            s.raw().status().as_u16() == 404
+                || matches!(s.err().code(), Some("NoSuchKey" | "NotFound" | "NoSuchBucket" | "NoSuchVersion"))
+        }
+        _ => false,
+    }
+}
+
 /// `Ok(None)` when an upstream error says the object (or its bucket) is not there; the
 /// error otherwise.
 fn absent_or_error<T, E>(e: SdkError<E, aws_smithy_runtime_api::http::Response>) -> Result<Option<T>, CaptureError>
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
 {
-    if let SdkError::ServiceError(s) = &e {
-        let absent = s.raw().status().as_u16() == 404
-            || matches!(s.err().code(), Some("NoSuchKey" | "NotFound" | "NoSuchBucket" | "NoSuchVersion"));
-        if absent {
-            return Ok(None);
-        }
+    if is_absent(&e) {
+        return Ok(None);
     }
     Err(upstream_error(e))
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use rewind_config::Config;
 use rewind_crypto::keys::{key_file_text, parse_key_file};
 use rewind_crypto::{Argon2Params, KeySet, SecretKey, Unlock, WrappedMasterKey};
-use rewind_journal::Journal;
+use rewind_journal::{Access, Journal, JournalError};
 use rewind_model::ChunkId;
 use rewind_vault::{
     Backend, ChunkIndex, ChunkLocation, ChunkSizes, LocalBackend, PackEntry, S3Backend, Vault, VaultError,
@@ -66,6 +66,38 @@ pub enum OpenError {
         #[source]
         source: std::io::Error,
     },
+    /// Another process has the journal open.
+    #[error(
+        "the journal in {} is in use: a gateway (or another rewind command) is running on it. Stop it, or go through the running gateway's admin API instead of --data-dir",
+        path.display()
+    )]
+    InUse {
+        /// The journal's directory.
+        path: PathBuf,
+    },
+    /// The journal's storage is damaged, or lost records the vault vouches for: it must
+    /// not be written to, or the vault's copy of history would fork.
+    #[error("journal at {}: {problem}. {repair}", path.display())]
+    Damaged {
+        /// The journal's directory.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+        /// The command that rebuilds a data directory from the vault.
+        repair: String,
+    },
+}
+
+/// What the stores are opened for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A gateway: read-write, created on first start, checked against the vault first.
+    Serve,
+    /// `rewind rebuild`: a new, empty journal filled from the vault.
+    Rebuild,
+    /// Offline reads (`rewind --data-dir … ls`): read-only, nothing recovered, shipped or
+    /// created; a disagreement with the vault is for `verify` to report.
+    Inspect,
 }
 
 /// An open journal and vault sharing one key.
@@ -80,6 +112,8 @@ pub struct Stores {
     pub vault_location: String,
     /// Set when this start created the vault and its key file.
     pub created_key_file: Option<PathBuf>,
+    /// The keys derived from the vault's master key.
+    pub keys: Arc<KeySet>,
 }
 
 /// The chunk index kept in the journal's database (so one fsync'd store holds both).
@@ -159,8 +193,9 @@ async fn with_object_lock(
     }
 }
 
-/// Opens the vault and journal, creating both (and the key file) on first start.
-pub async fn open(config: &Config) -> Result<Stores, OpenError> {
+/// Opens the vault and journal for `purpose`, creating both (and the key file) on a
+/// gateway's first start.
+pub async fn open(config: &Config, purpose: Purpose) -> Result<Stores, OpenError> {
     let (backend, location) = backend(config).await?;
     let data_dir = &config.server.data_dir;
     let journal_dir = data_dir.join(JOURNAL_DIR);
@@ -173,7 +208,15 @@ pub async fn open(config: &Config) -> Result<Stores, OpenError> {
             let wrapped = WrappedMasterKey { bytes: wrapped.to_vec() };
             let master = unlock(&wrapped, &key_file, passphrase.as_deref(), &location)?;
             let params = backend.get(VAULT_PARAMS_OBJECT).await.map_err(vault_err)?;
-            (master, parse_params(&params, &location)?, None)
+            let sizes = parse_params(&params, &KeySet::derive(&master), &location)?;
+            (master, sizes, None)
+        }
+        Err(VaultError::NotFound { .. }) if purpose == Purpose::Inspect => {
+            return Err(OpenError::Locked {
+                location,
+                detail: "there is no vault there (no keys/master): check --vault, or the data directory's stores.toml"
+                    .into(),
+            });
         }
         Err(VaultError::NotFound { .. }) => {
             if journal_dir.join("CURRENT").exists() {
@@ -191,17 +234,46 @@ pub async fn open(config: &Config) -> Result<Stores, OpenError> {
     };
 
     let keys = Arc::new(KeySet::derive(&master));
-    let journal = Journal::open(&journal_dir, keys.clone())
-        .map_err(|e| OpenError::Journal { path: journal_dir.clone(), detail: e.to_string() })?;
+    let access = if purpose == Purpose::Inspect { Access::ReadOnly } else { Access::ReadWrite };
+    let repair = || repair_command(&location, config.vault.key_file.as_deref().unwrap_or(&key_file));
+    let journal = Journal::open_with(&journal_dir, keys.clone(), access).map_err(|e| match e {
+        JournalError::InUse { path } => OpenError::InUse { path },
+        e if e.class() == rewind_journal::ErrorClass::Corruption => OpenError::Damaged {
+            path: journal_dir.clone(),
+            problem: format!("its storage is damaged ({e})"),
+            repair: repair(),
+        },
+        e => OpenError::Journal { path: journal_dir.clone(), detail: e.to_string() },
+    })?;
     check_journal_key(&journal, &journal_dir)?;
+    if purpose == Purpose::Serve {
+        match crate::ship::check_against_vault(&journal, &*backend).await {
+            Ok(()) => {}
+            Err(crate::ship::ShipError::Diverged(d)) => {
+                return Err(OpenError::Damaged { path: journal_dir, problem: d.to_string(), repair: repair() });
+            }
+            Err(crate::ship::ShipError::Vault(source)) => return Err(OpenError::Vault { location, source }),
+            Err(crate::ship::ShipError::Journal(e)) => {
+                return Err(OpenError::Journal { path: journal_dir, detail: e.to_string() });
+            }
+        }
+    }
     let journal = Arc::new(journal);
     let settings = VaultSettings {
         sizes,
         compression: (config.vault.compression_level > 0).then_some(config.vault.compression_level),
         memory_budget: usize::try_from(config.vault.memory_budget.0).unwrap_or(usize::MAX),
     };
-    let vault = Arc::new(Vault::new(keys, backend.clone(), Arc::new(JournalIndex(journal.clone())), settings));
-    Ok(Stores { journal, vault, backend, vault_location: location, created_key_file })
+    let vault = Arc::new(Vault::new(keys.clone(), backend.clone(), Arc::new(JournalIndex(journal.clone())), settings));
+    Ok(Stores { journal, vault, backend, vault_location: location, created_key_file, keys })
+}
+
+/// How to rebuild a data directory from the vault at `location` with `key_file`.
+fn repair_command(location: &str, key_file: &Path) -> String {
+    format!(
+        "Do not write to it: move the data directory aside, then rebuild one from the vault with `rewind rebuild --vault {location} --key-file {} --data-dir <new dir>` and start the gateway on that (docs/OPERATIONS.md, \"The journal is damaged\")",
+        key_file.display()
+    )
 }
 
 /// The last record must decrypt with this vault's key, or the two do not belong together.
@@ -277,12 +349,11 @@ async fn create(
     };
     let wrapped = wrapped.map_err(crypto_err)?;
     let sizes = ChunkSizes::default();
+    let vault_id = hex::encode(vault_id);
+    let mac = params_mac(&KeySet::derive(&master), &vault_id, sizes);
     let params = format!(
-        "# Rewind vault parameters; written once when the vault was created.\nformat = 1\nvault_id = \"{}\"\nchunk_min = {}\nchunk_avg = {}\nchunk_max = {}\n",
-        hex::encode(vault_id),
-        sizes.min,
-        sizes.avg,
-        sizes.max
+        "# Rewind vault parameters; written once when the vault was created.\nformat = 2\nvault_id = \"{vault_id}\"\nchunk_min = {}\nchunk_avg = {}\nchunk_max = {}\nmac = \"{mac}\"\n",
+        sizes.min, sizes.avg, sizes.max
     );
     backend.put(VAULT_PARAMS_OBJECT, Bytes::from(params)).await.map_err(vault_err)?;
     backend.put(MASTER_KEY_OBJECT, Bytes::from(wrapped.bytes)).await.map_err(vault_err)?;
@@ -290,7 +361,14 @@ async fn create(
     Ok((master, sizes, generated))
 }
 
-fn parse_params(bytes: &[u8], location: &str) -> Result<ChunkSizes, OpenError> {
+/// The MAC over a vault's parameters (format 2): whoever can write to the vault but does
+/// not hold its key cannot change them unnoticed (review F20).
+fn params_mac(keys: &KeySet, vault_id: &str, sizes: ChunkSizes) -> String {
+    let text = format!("rewind vault parameters v2\n{vault_id}\n{}\n{}\n{}\n", sizes.min, sizes.avg, sizes.max);
+    hex::encode(blake3::keyed_hash(keys.vault_params.expose(), text.as_bytes()).as_bytes())
+}
+
+fn parse_params(bytes: &[u8], keys: &KeySet, location: &str) -> Result<ChunkSizes, OpenError> {
     let bad = |detail: String| OpenError::Vault {
         location: location.to_owned(),
         source: VaultError::Corrupt { what: VAULT_PARAMS_OBJECT.into(), detail },
@@ -299,7 +377,8 @@ fn parse_params(bytes: &[u8], location: &str) -> Result<ChunkSizes, OpenError> {
         .map_err(|e| bad(e.to_string()))?
         .parse()
         .map_err(|e: toml::de::Error| bad(e.to_string()))?;
-    if table.get("format").and_then(toml::Value::as_integer) != Some(1) {
+    let format = table.get("format").and_then(toml::Value::as_integer);
+    if !matches!(format, Some(1 | 2)) {
         return Err(bad("unknown vault format; a newer Rewind wrote this vault".into()));
     }
     let size = |name: &str| {
@@ -309,5 +388,55 @@ fn parse_params(bytes: &[u8], location: &str) -> Result<ChunkSizes, OpenError> {
             .and_then(|v| u32::try_from(v).ok())
             .ok_or_else(|| bad(format!("{name} is missing")))
     };
-    Ok(ChunkSizes { min: size("chunk_min")?, avg: size("chunk_avg")?, max: size("chunk_max")? })
+    let sizes = ChunkSizes { min: size("chunk_min")?, avg: size("chunk_avg")?, max: size("chunk_max")? };
+    sizes.check().map_err(bad)?;
+    if format == Some(2) {
+        let text = |name: &str| table.get(name).and_then(toml::Value::as_str).unwrap_or_default();
+        let expected = params_mac(keys, text("vault_id"), sizes);
+        let given = text("mac");
+        let same = given.len() == expected.len()
+            && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if !same {
+            return Err(bad("its parameters were altered: the MAC does not match this vault's key".into()));
+        }
+    }
+    Ok(sizes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> KeySet {
+        KeySet::derive(&SecretKey::generate().unwrap())
+    }
+
+    fn params(keys: &KeySet, sizes: ChunkSizes) -> String {
+        format!(
+            "format = 2\nvault_id = \"abc\"\nchunk_min = {}\nchunk_avg = {}\nchunk_max = {}\nmac = \"{}\"\n",
+            sizes.min,
+            sizes.avg,
+            sizes.max,
+            params_mac(keys, "abc", sizes)
+        )
+    }
+
+    #[test]
+    fn vault_parameters_are_authenticated_and_bounded() {
+        let k = keys();
+        let text = params(&k, ChunkSizes::default());
+        assert_eq!(parse_params(text.as_bytes(), &k, "v").unwrap(), ChunkSizes::default());
+        // Edited sizes (review F20: 64/128/256 made every upload panic) fail the MAC.
+        let edited = text.replace("chunk_min = 524288", "chunk_min = 64");
+        let err = parse_params(edited.as_bytes(), &k, "v").unwrap_err().to_string();
+        assert!(err.contains("altered"), "{err}");
+        // Another vault's key does not vouch for them either.
+        assert!(parse_params(text.as_bytes(), &keys(), "v").is_err());
+        // A format-1 file (no MAC) is held to the bounds.
+        let old = "format = 1\nchunk_min = 64\nchunk_avg = 128\nchunk_max = 256\n";
+        let err = parse_params(old.as_bytes(), &k, "v").unwrap_err().to_string();
+        assert!(err.contains("outside"), "{err}");
+        let old = "format = 1\nchunk_min = 524288\nchunk_avg = 1048576\nchunk_max = 8388608\n";
+        assert_eq!(parse_params(old.as_bytes(), &k, "v").unwrap(), ChunkSizes::default());
+    }
 }

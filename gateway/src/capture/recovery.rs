@@ -30,10 +30,17 @@ pub struct Recovered {
 }
 
 impl Capture {
-    /// Resolves every open intent once.
+    /// Resolves once every intent that was open when this process opened the journal.
+    /// Later intents belong to requests in flight (their own commit or abort settles them):
+    /// recovery must not race them (review R6).
     pub async fn recover(&self) -> Result<Recovered, CaptureError> {
+        self.recover_through(self.recover_up_to).await
+    }
+
+    /// Resolves once every open intent up to `last` (tests simulate a crash with it).
+    pub async fn recover_through(&self, last: rewind_model::Seq) -> Result<Recovered, CaptureError> {
         let mut done = Recovered::default();
-        for record in self.journal.open_intents()? {
+        for record in self.journal.open_intents()?.into_iter().filter(|r| r.seq <= last) {
             match self.resolve(&record).await {
                 Ok(true) => done.committed += 1,
                 Ok(false) => done.aborted += 1,
@@ -67,9 +74,19 @@ impl Capture {
         }
     }
 
-    /// Resolves one intent: `true` when committed, `false` when aborted.
+    /// Resolves one intent: `true` when committed, `false` when aborted (or found settled
+    /// meanwhile).
     async fn resolve(&self, record: &Record) -> Result<bool, CaptureError> {
         let Body::Intent(intent) = &record.body else { return Ok(false) };
+        let (bucket, key) = (intent.bucket.as_str(), intent.key.as_str());
+        let _lock = match intent.op {
+            Op::CreateBucket | Op::DeleteBucket | Op::BucketConfig => None,
+            // Under the key's lock, the intent's own request (if still running) is done with it.
+            _ => Some(self.lock(bucket, key).await),
+        };
+        if !self.journal.is_open(record.seq)? {
+            return Ok(false);
+        }
         let pending = Pending {
             seq: record.seq,
             bucket: intent.bucket.clone(),
@@ -77,7 +94,6 @@ impl Capture {
             journal: self.journal.clone(),
             armed: false,
         };
-        let (bucket, key) = (intent.bucket.as_str(), intent.key.as_str());
         match intent.op {
             Op::CreateBucket | Op::DeleteBucket => {
                 let exists = self.upstream.head_bucket().bucket(bucket).send().await.is_ok();
@@ -92,35 +108,39 @@ impl Capture {
                 self.abort(pending, "recovery: interrupted; the next reconcile records the outcome").await;
                 Ok(false)
             }
-            _ => {
-                let _lock = self.lock(bucket, key).await;
-                let known = self.current(bucket, key)?;
-                match self.head(bucket, key, None).await? {
-                    None if known.is_some() => {
-                        self.commit(pending, Effect::Deleted { version_id: None }).await?;
-                        Ok(true)
-                    }
-                    None => {
-                        self.abort(pending, "recovery: the object is not upstream").await;
-                        Ok(false)
-                    }
-                    Some(head) if known.as_ref().is_some_and(|v| v.etag == head.etag && v.size == head.size) => {
-                        self.abort(pending, "recovery: the upstream still holds the journaled version").await;
-                        Ok(false)
-                    }
-                    Some(head) => match self.capture_upstream(bucket, key, head.version_id.as_deref()).await? {
-                        Some(v) => {
-                            tracing::info!(bucket, key = %LogKey(key), seq = record.seq.0, "recovery captured the outcome of an interrupted mutation");
-                            self.commit(pending, Effect::Version(v)).await?;
-                            Ok(true)
-                        }
-                        None => {
-                            self.abort(pending, "recovery: the object vanished while being captured").await;
-                            Ok(false)
-                        }
-                    },
-                }
+            _ => self.resolve_object(record, pending).await,
+        }
+    }
+
+    /// Resolves an object mutation's intent by what the upstream holds now.
+    async fn resolve_object(&self, record: &Record, pending: Pending) -> Result<bool, CaptureError> {
+        let (bucket, key) = (pending.bucket.clone(), pending.key.clone());
+        let (bucket, key) = (bucket.as_str(), key.as_str());
+        let known = self.current(bucket, key)?;
+        match self.head(bucket, key, None).await? {
+            None if known.is_some() => {
+                self.commit(pending, Effect::Deleted { version_id: None }).await?;
+                Ok(true)
             }
+            None => {
+                self.abort(pending, "recovery: the object is not upstream").await;
+                Ok(false)
+            }
+            Some(head) if known.as_ref().is_some_and(|v| v.etag == head.etag && v.size == head.size) => {
+                self.abort(pending, "recovery: the upstream still holds the journaled version").await;
+                Ok(false)
+            }
+            Some(head) => match self.capture_upstream(bucket, key, head.version_id.as_deref()).await? {
+                Some(v) => {
+                    tracing::info!(bucket, key = %LogKey(key), seq = record.seq.0, "recovery captured the outcome of an interrupted mutation");
+                    self.commit(pending, Effect::Version(v)).await?;
+                    Ok(true)
+                }
+                None => {
+                    self.abort(pending, "recovery: the object vanished while being captured").await;
+                    Ok(false)
+                }
+            },
         }
     }
 }

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use rewind_vault::{Manifest, ObjectWriter, VaultError};
+use std::sync::Arc;
+
+use rewind_vault::{Manifest, ObjectWriter, Vault, VaultError};
 use s3s::dto::StreamingBlob;
 use s3s::stream::{ByteStream, RemainingLength};
 use tokio::sync::mpsc;
@@ -48,9 +50,10 @@ pub struct Tee {
     pub vault: tokio::task::JoinHandle<Result<Manifest, TeeError>>,
 }
 
-/// Starts teeing `body` into `writer`; `timeout` bounds each wait for the vault.
-pub fn start(body: StreamingBlob, writer: ObjectWriter, timeout: Duration) -> Tee {
+/// Starts teeing `body` into `vault`; `timeout` bounds each wait for the vault.
+pub fn start(body: StreamingBlob, vault: &Arc<Vault>, timeout: Duration) -> Tee {
     let length = body.remaining_length().exact().map(|n| n as u64);
+    let writer = vault.writer_sized(length);
     let (tx, rx) = mpsc::channel(UPSTREAM_SLOTS);
     let vault = tokio::spawn(pump(body, writer, tx, timeout));
     Tee { upstream_body: StreamingBlob::new(UpstreamBody { rx, remaining: length }), vault }
