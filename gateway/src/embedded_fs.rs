@@ -306,7 +306,10 @@ impl S3 for EmbeddedFs {
         list_buckets: ListBucketsInput => ListBucketsOutput;
     }
 
-    async fn list_objects(&self, req: S3Request<dto::ListObjectsInput>) -> S3Result<S3Response<dto::ListObjectsOutput>> {
+    async fn list_objects(
+        &self,
+        req: S3Request<dto::ListObjectsInput>,
+    ) -> S3Result<S3Response<dto::ListObjectsOutput>> {
         let bucket = req.input.bucket.clone();
         let mut response = self.inner.list_objects(req).await?;
         let objects = response.output.contents.take().unwrap_or_default();
