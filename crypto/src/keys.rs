@@ -193,7 +193,8 @@ pub fn parse_key_file(text: &str) -> Result<SecretKey, CryptoError> {
     let malformed = |detail: &str| CryptoError::Malformed { what: "key file", detail: detail.to_owned() };
     let hex =
         text.trim().strip_prefix(KEY_FILE_PREFIX).ok_or_else(|| malformed("it does not start with rewind-key-v1:"))?;
-    if hex.len() != 64 {
+    // Checked as ASCII first: slicing multi-byte text by byte offsets would panic.
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(malformed("the key must be 64 hex digits"));
     }
     let mut key = [0u8; 32];
@@ -378,5 +379,41 @@ mod tests {
         let sealed = keys.seal_chunk(&a, b"alpha").unwrap();
         assert_eq!(keys.open_chunk(&a, &sealed).unwrap(), b"alpha");
         assert!(keys.open_chunk(&b, &sealed).is_err(), "a chunk cannot be passed off as another");
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// A key file of any text is either a key or an error: never a panic.
+        #[test]
+        fn key_files_of_any_text_parse_or_fail(text in ".{0,200}") {
+            let _ = parse_key_file(&text);
+        }
+
+        /// Two hex digits replaced by one two-byte character keep the length at 64 bytes:
+        /// slicing that by byte offsets panicked before the digits were checked first.
+        #[test]
+        fn a_multi_byte_character_in_a_key_file_is_an_error(at in 0usize..63) {
+            let text = key_file_text(&SecretKey::generate().unwrap());
+            let hex = text.trim().strip_prefix(KEY_FILE_PREFIX).unwrap();
+            let damaged = format!("{KEY_FILE_PREFIX}{}é{}", &hex[..at], &hex[at + 2..]);
+            prop_assert!(parse_key_file(&damaged).is_err());
+        }
+
+        /// A real key file with any character changed (including to a multi-byte one)
+        /// parses or fails, never panics.
+        #[test]
+        fn a_damaged_key_file_never_panics(at in any::<prop::sample::Index>(), c in any::<char>()) {
+            let text = key_file_text(&SecretKey::generate().unwrap());
+            let mut chars: Vec<char> = text.chars().collect();
+            let i = at.index(chars.len());
+            chars[i] = c;
+            let _ = parse_key_file(&chars.into_iter().collect::<String>());
+        }
     }
 }

@@ -180,3 +180,57 @@ async fn snapshots_name_instants_that_at_accepts() {
     assert!(err.to_string().contains("rewind snapshot list"), "{err}");
     assert!(h.delete_snapshot("before-c").is_err());
 }
+
+/// Review F5: a DeleteBucket that succeeded upstream took every key with it, even where
+/// no per-key delete was journaled (an upstream that deletes non-empty buckets).
+#[tokio::test]
+async fn a_committed_delete_bucket_deletes_every_key_journaled_before_it() {
+    let s = scenario().await;
+    let j = &s.journal;
+    let gone = mutate(j, Op::DeleteBucket, "", Effect::Bucket).await;
+    mutate(j, Op::CreateBucket, "", Effect::Bucket).await;
+    let after = mutate(j, Op::Put, "fresh", Effect::Version(version("f1"))).await;
+    let h = History::new(j);
+    assert_eq!(keys_of(&h.state_at("bkt", "", gone).unwrap()), Vec::<(&str, &str)>::new());
+    assert_eq!(keys_of(&h.state_at("bkt", "", after).unwrap()), [("fresh", "f1")]);
+    assert!(h.version_at("bkt", "a", after).unwrap().is_none());
+    // Before it, the bucket is as it was.
+    assert_eq!(keys_of(&h.state_at("bkt", "", s.seqs[6]).unwrap()), [("a", "a2"), ("c", "c1"), ("dir/x", "x1")]);
+}
+
+/// Review R3: a record reached through the versions index must be one of the key asked
+/// for; an edited index must not show another key's version.
+#[test]
+fn a_record_of_another_key_reached_through_the_index_is_refused() {
+    let body = Body::Commit(Commit {
+        intent: Seq(1),
+        bucket: "bkt".into(),
+        key: "other".into(),
+        effect: Effect::Version(version("o1")),
+    });
+    assert!(matches!(indexed_change(body.clone(), Seq(2), "bkt", "asked"), Err(HistoryError::Journal(_))));
+    assert!(indexed_change(body, Seq(2), "bkt", "other").unwrap().is_some());
+}
+
+/// Review F6: restore plans against what the destination holds, read with the journal.
+#[tokio::test]
+async fn a_plan_against_a_listing_writes_what_is_missing_or_changed_upstream() {
+    let s = scenario().await;
+    let h = History::new(&s.journal);
+    let scope = plan::Scope { bucket: "bkt", prefix: "", key: None, to_bucket: "bkt" };
+    let listed = |entries: &[(&str, &str)]| -> plan::Destination {
+        entries.iter().map(|(k, etag)| ((*k).to_owned(), ((*etag).to_owned(), etag.len() as u64))).collect()
+    };
+    // The journal says a2, c1 and dir/x are there; the upstream lost c and changed a.
+    let now = listed(&[("a", "zz"), ("dir/x", "x1"), ("stray", "s1")]);
+    let p = h.plan_against(&scope, s.seqs[6], Mode::Rewind, &now).unwrap();
+    assert_eq!(keys_of(&p.writes), [("a", "a2"), ("c", "c1")]);
+    assert_eq!(p.deletes, ["stray"]);
+    assert_eq!(p.summary.unchanged, 1);
+    // The journal alone would have said there was nothing to do.
+    assert_eq!(h.plan(&scope, s.seqs[6], Mode::Rewind).unwrap().summary.writes, 0);
+    // Non-destructive: the missing key is written, the changed one and the stray kept.
+    let p = h.plan_against(&scope, s.seqs[6], Mode::NonDestructive, &now).unwrap();
+    assert_eq!(keys_of(&p.writes), [("c", "c1")]);
+    assert_eq!(p.summary.kept, 2);
+}

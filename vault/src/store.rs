@@ -207,6 +207,13 @@ impl Vault {
         self.budget.capture.used()
     }
 
+    /// Bytes of packs held in memory: the one being filled, and finished ones not yet
+    /// written to the backend.
+    pub fn unsynced_bytes(&self) -> usize {
+        let open = self.lock_open();
+        open.builder.len() + open.unsynced.iter().map(|(p, _, _)| p.bytes.len()).sum::<usize>()
+    }
+
     /// Starts writing one object of unknown size.
     pub fn writer(self: &Arc<Self>) -> ObjectWriter {
         self.writer_sized(None)
