@@ -113,3 +113,107 @@ async fn a_lost_data_dir_is_rebuilt_from_the_vault_and_the_key() {
     assert!(journal.verify().unwrap().problems.is_empty(), "the chain continues from the rebuilt head");
     gw.gateway.shutdown().await;
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Review F1 and R4, end to end: a journal that lost acknowledged records (an old copy of
+/// the data directory, or a damaged log) refuses to serve and names the repair; a vault
+/// that a rolled-back journal forked still rebuilds, from the longer history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_behind_its_vault_refuses_to_serve_and_a_forked_vault_rebuilds_the_longer_history() {
+    use rewind_gateway::capture::open::{Purpose, open};
+    use rewind_gateway::{Gateway, StartError, StartOptions};
+    let upstream = FsUpstream::start().await;
+    let (vault, scratch) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let data = scratch.path().join("data");
+    let config = {
+        let mut c = TestGateway::config(&upstream.target, &data);
+        let (id, secret) = rewind_testkit::key_pair();
+        c.set_client_key(id, rewind_config::Secret::new(secret));
+        c.vault.location = Some(vault.path().display().to_string());
+        c.credentials.admin_token = Some(rewind_config::Secret::new("t".repeat(40)));
+        c.finish(vec![]).unwrap()
+    };
+    let run = |config: rewind_config::Config, from: u64| async move {
+        let gw = Gateway::start(config, StartOptions::default()).await.unwrap();
+        let (id, secret) = (&gw.client_keys[0].0, gw.client_keys[0].1.expose().to_owned());
+        let s3 = rewind_testkit::s3_client(&format!("http://{}", gw.s3_addr), id, &secret);
+        let _ = s3.create_bucket().bucket("bkt").send().await;
+        for i in from..from + 10 {
+            s3.put_object()
+                .bucket("bkt")
+                .key(format!("k{i}"))
+                .body(ByteStream::from(pattern(100, i)))
+                .send()
+                .await
+                .unwrap();
+        }
+        let head = gw.capture().journal().head().unwrap().seq;
+        gw.shutdown().await; // ships what is left
+        head
+    };
+    let first = run(config.clone(), 0).await;
+    let old_copy = scratch.path().join("old");
+    copy_dir(&data, &old_copy);
+    let second = run(config.clone(), 10).await;
+    assert!(second > first);
+
+    // The old copy: behind the vault's checkpoints. The gateway refuses, naming rebuild.
+    let mut behind = config.clone();
+    behind.server.data_dir = old_copy.clone();
+    let err = Gateway::start(behind, StartOptions::default()).await.err().expect("a journal behind its vault served");
+    let text = err.to_string();
+    assert!(
+        matches!(err, StartError::Stores(_))
+            && text.contains("rewind rebuild")
+            && text.contains(&format!("seq:{}", second.0)),
+        "{text}"
+    );
+
+    // That old journal, written to anyway (as the unfixed gateway did), forks the vault.
+    let mut fork_config = config.clone();
+    fork_config.server.data_dir = old_copy.clone();
+    let stores = open(&fork_config, Purpose::Rebuild).await.unwrap();
+    let (journal, backend) = (&stores.journal, &stores.backend);
+    for i in 0..3 {
+        let intent = rewind_model::Body::Abort(rewind_model::Abort {
+            intent: rewind_model::Seq(1),
+            reason: format!("fork {i}"),
+        });
+        journal.append(intent, rewind_journal::Durability::Synced).await.unwrap();
+    }
+    let (shipped, prev) = journal.shipped().unwrap();
+    let records = journal.raw_records(rewind_model::Seq(shipped.0 + 1), 100).unwrap();
+    let fork = journal.seal_segment(&records, prev).unwrap();
+    backend.put(&rewind_journal::segment::name(fork.first, fork.last), fork.bytes.into()).await.unwrap();
+    drop(stores);
+
+    // Rebuild takes the history that reaches furthest: every record of the second run.
+    let target = scratch.path().join("rebuilt");
+    let key = data.join("vault.key");
+    let out = rewind(&[
+        "--json",
+        "--data-dir",
+        target.to_str().unwrap(),
+        "rebuild",
+        "--vault",
+        vault.path().to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["records"].as_u64(), Some(second.0), "{done}");
+    assert_eq!(done["segments_skipped"].as_u64(), Some(1), "{done}");
+}

@@ -49,7 +49,7 @@ pub struct EmbeddedFs {
 }
 
 /// Why a key cannot be stored as a file, or `None` when it can.
-pub fn unstorable_key(key: &str) -> Option<&'static str> {
+pub(crate) fn unstorable_key(key: &str) -> Option<&'static str> {
     if key.contains('\0') {
         return Some("it contains a NUL character");
     }
@@ -71,13 +71,18 @@ pub fn unstorable_key(key: &str) -> Option<&'static str> {
 fn check_key(key: &str) -> S3Result<()> {
     match unstorable_key(key) {
         None => Ok(()),
-        Some(why) => Err(S3Error::with_message(
-            S3ErrorCode::InvalidArgument,
-            format!(
-                "Object name not supported by the embedded upstream: {why}. Use another key, or put Rewind in front of an S3 store."
-            ),
-        )),
+        Some(why) => Err(unstorable_error(why)),
     }
+}
+
+/// The answer to a key [`unstorable_key`] refuses.
+pub(crate) fn unstorable_error(why: &str) -> S3Error {
+    S3Error::with_message(
+        S3ErrorCode::InvalidArgument,
+        format!(
+            "Object name not supported by the embedded upstream: {why}. Use another key, or put Rewind in front of an S3 store."
+        ),
+    )
 }
 
 fn conflict(message: String) -> S3Error {

@@ -161,6 +161,17 @@ pub enum Applied {
 /// once; the client gets a retryable 503 without internal detail.
 pub fn capture_refused(operation: &str, err: &crate::capture::CaptureError, applied: Applied) -> S3Error {
     use crate::capture::{CaptureError, TeeError};
+    if let CaptureError::Refused { code, message, status } = err {
+        // The upstream judged the request itself: its answer, as it would have given it.
+        tracing::info!(operation, code, "mutation refused: the upstream refused to read the version it would replace");
+        let message = if message.is_empty() { standard_message(code).to_owned() } else { message.clone() };
+        let mut e = S3Error::with_message(
+            S3ErrorCode::from_bytes(code.as_bytes()).unwrap_or(S3ErrorCode::Custom(code.clone().into())),
+            message,
+        );
+        e.set_status_code(http::StatusCode::from_u16(*status).unwrap_or(http::StatusCode::BAD_REQUEST));
+        return e;
+    }
     tracing::error!(operation, error = %err, ?applied, "mutation refused: it could not be captured");
     if matches!(err, CaptureError::Tee(TeeError::Slow)) {
         return S3Error::with_message(S3ErrorCode::SlowDown, "The gateway's vault is too slow right now; retry later.");

@@ -192,8 +192,11 @@ impl Gateway {
         tracker.spawn(reconciler.clone().on_schedule(p.reconcile_interval.0));
         let api = api::Api::new(stores.clone(), capture.clone(), reconciler, admin_token, metrics.clone());
 
-        let mut builder =
-            S3ServiceBuilder::new(s3::Forwarder::new(upstream.clone(), metrics.clone(), Some(capture.clone())));
+        let mut forwarder = s3::Forwarder::new(upstream.clone(), metrics.clone(), Some(capture.clone()));
+        if config.upstream.endpoint.is_none() {
+            forwarder = forwarder.with_key_rule(embedded_fs::unstorable_key);
+        }
+        let mut builder = S3ServiceBuilder::new(forwarder);
         let keys = ClientKeys::new(client_keys.iter().map(|(id, s)| (id.as_str(), s.expose())));
         let hosts = VirtualHosts::new(config.server.base_domains.clone());
         builder.set_auth(keys.clone());

@@ -72,6 +72,7 @@ impl Forwarder {
         version_id: Option<&str>,
         info: &RequestInfo,
     ) -> S3Result<Pending> {
+        self.check_key(key)?;
         if let Err(e) = capture.protect_current(bucket, key, version_id, info).await {
             capture.refused(refusal::CAPTURE_BEFORE_DESTROY);
             return Err(errors::capture_refused(operation, &e, Applied::No));
@@ -198,6 +199,7 @@ impl Forwarder {
     ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
         const OP: &str = "CreateMultipartUpload";
         let info = request_info(&req);
+        self.check_key(&req.input.key)?;
         let capture = self.capture_for(&req.input.bucket);
         let meta = ObjectMeta::from_create_multipart(&req.input);
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
@@ -439,6 +441,9 @@ impl Forwarder {
         let bucket = req.input.bucket.clone();
         let targets: Vec<(String, Option<String>)> =
             req.input.delete.objects.iter().map(|o| (o.key.clone(), o.version_id.clone())).collect();
+        for (key, _) in &targets {
+            self.check_key(key)?;
+        }
         let _locks = capture.lock_all(&bucket, targets.iter().map(|(k, _)| k.as_str())).await;
         let (capture_ref, bucket_ref, info_ref) = (&capture, &bucket, &info);
         let protected = futures::stream::iter(targets.clone())

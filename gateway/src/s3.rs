@@ -36,13 +36,30 @@ pub struct Forwarder {
     pub(crate) metrics: Metrics,
     /// Captures mutations of protected buckets; `None` forwards everything as is.
     pub(crate) capture: Option<Arc<Capture>>,
+    /// Keys the upstream cannot store, and why (the embedded upstream's rule): refused
+    /// before any capture step, with the upstream's own answer.
+    pub(crate) unstorable: Option<fn(&str) -> Option<&'static str>>,
 }
 
 impl Forwarder {
     /// A forwarder that sends every operation to `client`'s endpoint, capturing mutations
     /// when `capture` is given.
     pub fn new(client: aws_sdk_s3::Client, metrics: Metrics, capture: Option<Arc<Capture>>) -> Self {
-        Self { proxy: s3s_aws::Proxy::from(client.clone()), upstream: client, metrics, capture }
+        Self { proxy: s3s_aws::Proxy::from(client.clone()), upstream: client, metrics, capture, unstorable: None }
+    }
+
+    /// Refuses keys `rule` names a reason for, before anything else (see `unstorable`).
+    pub fn with_key_rule(mut self, rule: fn(&str) -> Option<&'static str>) -> Self {
+        self.unstorable = Some(rule);
+        self
+    }
+
+    /// `InvalidArgument` when the upstream cannot store `key`.
+    pub(crate) fn check_key(&self, key: &str) -> S3Result<()> {
+        match self.unstorable.and_then(|rule| rule(key)) {
+            None => Ok(()),
+            Some(why) => Err(crate::embedded_fs::unstorable_error(why)),
+        }
     }
 
     /// Runs one upstream call, timing it and mapping its error.

@@ -176,6 +176,9 @@ where
 {
     let mut conn = std::pin::pin!(conn);
     let mut closing = false;
+    // A graceful close of an idle HTTP/2 connection waits for the peer to acknowledge a
+    // ping; one that never answers would keep its slot until the keep-alive timeout (40 s).
+    let mut close_by: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         let check = tokio::time::sleep(activity.next_idle_check(idle));
         tokio::select! {
@@ -188,7 +191,14 @@ where
                 if activity.idle_for() >= idle {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
+                    close_by = Some(Box::pin(tokio::time::sleep(idle)));
                 }
+            }
+            () = async { close_by.as_mut().expect("invariant: polled only when set").await }, if close_by.is_some() => {
+                if activity.in_flight.load(Ordering::Relaxed) == 0 {
+                    return Ok(()); // dropped: the socket closes
+                }
+                close_by = None;
             }
         }
     }

@@ -93,6 +93,19 @@ impl TestGateway {
         c
     }
 
+    /// Starts a gateway with its own embedded upstream (a directory under its data
+    /// directory, `upstream/<bucket>/<key>`), as `rewind-gateway` runs with no `--upstream`.
+    pub async fn start_embedded(adjust: impl FnOnce(&mut Config)) -> Self {
+        let unused = UpstreamTarget { endpoint: String::new(), access_key_id: String::new(), secret: Secret::new("") };
+        Self::start_with(&unused, |c| {
+            c.upstream.endpoint = None;
+            c.upstream.access_key_id = None;
+            c.upstream.secret_access_key = None;
+            adjust(c);
+        })
+        .await
+    }
+
     /// Starts a gateway in front of `upstream` with default settings.
     pub async fn start(upstream: &UpstreamTarget) -> Self {
         Self::start_with(upstream, |_| {}).await

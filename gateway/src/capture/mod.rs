@@ -54,6 +54,17 @@ pub enum CaptureError {
     /// Reading the current version from the upstream failed.
     #[error("reading from the upstream: {0}")]
     Upstream(String),
+    /// The upstream refused to read the version (a client error: the key or request is
+    /// invalid there). The mutation would be refused the same way, so the client is told so.
+    #[error("the upstream refused to read it: {code}: {message}")]
+    Refused {
+        /// The upstream's S3 error code.
+        code: String,
+        /// Its message.
+        message: String,
+        /// Its HTTP status (4xx).
+        status: u16,
+    },
 }
 
 impl CaptureError {
@@ -63,14 +74,26 @@ impl CaptureError {
             Self::Journal(_) => refusal::JOURNAL,
             Self::Vault(_) | Self::Tee(TeeError::Vault(_)) => refusal::VAULT,
             Self::Tee(TeeError::Slow) => refusal::SLOW_VAULT,
-            Self::Tee(TeeError::Body | TeeError::UpstreamGone) | Self::Upstream(_) => refusal::CAPTURE_BEFORE_DESTROY,
+            Self::Tee(TeeError::Body | TeeError::UpstreamGone) | Self::Upstream(_) | Self::Refused { .. } => {
+                refusal::CAPTURE_BEFORE_DESTROY
+            }
         }
     }
 }
 
-pub(crate) fn upstream_error<E: std::error::Error + 'static>(
+pub(crate) fn upstream_error<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static>(
     e: SdkError<E, aws_smithy_runtime_api::http::Response>,
 ) -> CaptureError {
+    if let SdkError::ServiceError(s) = &e {
+        let status = s.raw().status().as_u16();
+        if (400..500).contains(&status) {
+            return CaptureError::Refused {
+                code: s.err().code().unwrap_or("InvalidRequest").to_owned(),
+                message: s.err().message().unwrap_or_default().to_owned(),
+                status,
+            };
+        }
+    }
     CaptureError::Upstream(aws_smithy_types::error::display::DisplayErrorContext(e).to_string())
 }
 

@@ -1,0 +1,97 @@
+//! The `rewind` binary offline (`--data-dir`) on a stopped gateway's data: reading history
+//! changes nothing (review F16), and what stops a command is said as it is (F17).
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use aws_sdk_s3::primitives::ByteStream;
+use rewind_testkit::{FsUpstream, TestGateway, pattern};
+
+fn rewind(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rewind")).args(args).env_remove("REWIND_KEY_FILE").output().unwrap()
+}
+
+/// Every file under `dir` with its size and modification time (RocksDB's own info log,
+/// which a reader appends to, aside).
+fn snapshot(dir: &Path) -> Vec<(String, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(snapshot(&e.path()).into_iter().map(|(n, s, t)| (format!("{name}/{n}"), s, t)));
+        } else if name != "LOG" && !name.starts_with("LOG.old") {
+            let m = e.metadata().unwrap();
+            out.push((name, m.len(), m.modified().unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A stopped gateway's data directory (journal, local vault, key) with some history.
+async fn stopped_gateway() -> (FsUpstream, tempfile::TempDir) {
+    let upstream = FsUpstream::start().await;
+    let gw = TestGateway::start(&upstream.target).await;
+    let s3 = gw.client();
+    s3.create_bucket().bucket("bkt").send().await.unwrap();
+    for i in 0..5u64 {
+        s3.put_object()
+            .bucket("bkt")
+            .key(format!("k{i}"))
+            .body(ByteStream::from(pattern(5000, i)))
+            .send()
+            .await
+            .unwrap();
+    }
+    let TestGateway { gateway, data_dir, .. } = gw;
+    gateway.shutdown().await;
+    (upstream, data_dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_history_offline_changes_nothing_in_the_data_directory() {
+    let (_upstream, dir) = stopped_gateway().await;
+    let d = dir.path().to_str().unwrap();
+    let before = snapshot(dir.path());
+    for args in [
+        vec!["status"],
+        vec!["ls", "--bucket", "bkt"],
+        vec!["log", "--bucket", "bkt", "--key", "k1"],
+        vec!["verify", "--read-data"],
+        vec!["snapshot", "list"],
+    ] {
+        let out = rewind(&[&["--json", "--data-dir", d], &args[..]].concat());
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let after = snapshot(dir.path());
+    assert_eq!(after, before, "an offline read changed the data directory");
+    assert!(!dir.path().join("upstream").exists() && !dir.path().join("credentials.toml").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_is_not_reported_as_a_journal_in_use() {
+    let (_upstream, dir) = stopped_gateway().await;
+    let other = tempfile::tempdir().unwrap();
+    let key = other.path().join("other.key");
+    std::fs::write(&key, rewind_crypto::keys::key_file_text(&rewind_crypto::SecretKey::generate().unwrap())).unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args(["--data-dir", d, "status"])
+        .env("REWIND_KEY_FILE", &key)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("cannot unlock") && !err.contains("in use"), "{err}");
+
+    // A running gateway on it: that is "in use".
+    let upstream = FsUpstream::start().await;
+    let path = dir.path().to_path_buf();
+    let gw = TestGateway::start_with(&upstream.target, move |c| c.server.data_dir = path).await;
+    let out = rewind(&["--data-dir", d, "status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("in use"), "{err}");
+    gw.gateway.shutdown().await;
+}
