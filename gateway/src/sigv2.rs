@@ -171,7 +171,7 @@ fn check_date(headers: &HeaderMap, now: SystemTime) -> Result<(), S3Error> {
             "AWS authentication requires a valid Date or x-amz-date header",
         ));
     };
-    let Ok(when) = httpdate::parse_http_date(text.trim()) else {
+    let Some(when) = parse_date(text.trim()) else {
         return Err(S3Error::with_message(
             S3ErrorCode::AccessDenied,
             "AWS authentication requires a valid Date or x-amz-date header",
@@ -185,6 +185,16 @@ fn check_date(headers: &HeaderMap, now: SystemTime) -> Result<(), S3Error> {
         ));
     }
     Ok(())
+}
+
+/// An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`) or the RFC 2822 form with a numeric
+/// zone that some clients send (s3cmd: `… 08:49:37 +0000`).
+fn parse_date(text: &str) -> Option<SystemTime> {
+    if let Ok(t) = httpdate::parse_http_date(text) {
+        return Some(t);
+    }
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc2822).ok()?;
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(t.unix_timestamp()).ok()?))
 }
 
 /// A presigned URL must not have expired, nor be valid for more than 7 days from now.
@@ -332,6 +342,14 @@ mod tests {
         assert_eq!(verify(&c, &request, &keys(), now).unwrap(), "AKIDEXAMPLE");
         let err = verify(&c, &request, &keys(), now + Duration::from_secs(16 * 60)).unwrap_err();
         assert_eq!(err.code(), &S3ErrorCode::RequestTimeTooSkewed);
+    }
+
+    #[test]
+    fn dates_in_either_form_parse() {
+        let want = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(parse_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(want));
+        assert_eq!(parse_date("Sun, 06 Nov 1994 08:49:37 +0000"), Some(want));
+        assert_eq!(parse_date("yesterday"), None);
     }
 
     #[test]
