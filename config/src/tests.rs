@@ -206,3 +206,18 @@ fn vault_env_overrides_apply() {
     assert_eq!(c.vault.passphrase.as_ref().map(|p| p.expose().to_owned()).as_deref(), Some("correct horse battery"));
     assert!(!format!("{c:?}").contains("horse"), "the passphrase must print redacted");
 }
+
+/// Review F3: `REWIND_ADMIN_TOKEN=` (an empty line in an env file) opened the admin API,
+/// and a one-character token was accepted.
+#[test]
+fn admin_tokens_shorter_than_32_characters_are_refused() {
+    for token in ["", "a", &"x".repeat(31)] {
+        let mut c = Config::default();
+        let problems = c.apply_env(|n| (n == "REWIND_ADMIN_TOKEN").then(|| token.to_owned()));
+        let err = c.finish(problems).unwrap_err().to_string();
+        assert!(err.contains("at least 32 characters"), "{token:?}: {err}");
+    }
+    let mut c = Config::default();
+    let problems = c.apply_env(|n| (n == "REWIND_ADMIN_TOKEN").then(|| "y".repeat(32)));
+    assert!(c.finish(problems).is_ok());
+}
