@@ -38,19 +38,22 @@ pub trait Backend: Send + Sync {
     async fn exists(&self, name: &str) -> Result<bool, VaultError>;
 }
 
-/// Vault object names: `/`-separated segments of letters, digits, `-`, `_` and `.`, no
-/// empty, `.` or `..` segment, so that no name can leave the vault's root.
+/// Vault object names: `/`-separated segments of letters, digits, `-`, `_` and `.`, none
+/// empty or starting with `.` (so no `.` or `..`, and no name can leave the vault's root;
+/// a leading dot is kept for the backend's own files: temp files, the writer lock).
 pub fn check_name(name: &str) -> Result<(), VaultError> {
     let ok = !name.is_empty()
         && name.len() <= 512
         && name.split('/').all(|seg| {
             !seg.is_empty()
-                && seg != "."
-                && seg != ".."
+                && !seg.starts_with('.')
                 && seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         });
     if ok { Ok(()) } else { Err(VaultError::InvalidName { name: name.to_owned() }) }
 }
+
+/// The file in a local vault's root that its writing gateway holds locked.
+pub const WRITER_LOCK: &str = ".writer.lock";
 
 /// A vault in a local directory. Writes are durable: temp file, fsync, rename, fsync of
 /// the directory, so after a crash an object is either absent or whole.
@@ -65,6 +68,25 @@ impl LocalBackend {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
         Ok(Self { root })
+    }
+
+    /// Takes the lock that the one gateway writing to this vault holds while it runs,
+    /// without waiting; `None` when another process holds it. Two gateways shipping their
+    /// journals into one vault would fork its history, so the second is refused at start.
+    /// The lock goes with the returned file (and with the process).
+    pub fn claim_writer(&self) -> Result<Option<std::fs::File>, VaultError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(self.root.join(WRITER_LOCK))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(VaultError::Io(e)),
+        }
     }
 
     fn path(&self, name: &str) -> Result<PathBuf, VaultError> {
@@ -125,7 +147,8 @@ fn list_under(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result
         let path = entry.path();
         if entry.file_type()?.is_dir() {
             list_under(root, &path, out)?;
-        } else if !entry.file_name().to_string_lossy().starts_with(crate::durable::TEMP_PREFIX) {
+        } else if !entry.file_name().to_string_lossy().starts_with('.') {
+            // Not an object: a temp file being written, or the writer lock.
             let rel = path.strip_prefix(root).expect("invariant: walked from root");
             out.push(rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/"));
         }
@@ -235,7 +258,7 @@ pub mod conformance {
     }
 
     async fn bad_names_and_missing_objects(b: &dyn Backend) {
-        for bad in ["", "/abs", "a/../b", "..", "a//b", "a b", "a\\b"] {
+        for bad in ["", "/abs", "a/../b", "..", "a//b", "a b", "a\\b", ".writer.lock", "packs/.tmp-1"] {
             assert!(matches!(b.put(bad, Bytes::new()).await, Err(VaultError::InvalidName { .. })), "{bad:?} accepted");
         }
         assert!(matches!(b.get("missing").await, Err(VaultError::NotFound { .. })));

@@ -52,6 +52,19 @@ async fn local_backend_conforms() {
 }
 
 #[tokio::test]
+async fn one_writer_at_a_time_claims_a_local_vault() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = LocalBackend::open(dir.path()).unwrap();
+    let held = backend.claim_writer().unwrap().expect("the first claim");
+    assert!(backend.claim_writer().unwrap().is_none(), "a second writer was let in");
+    // The lock file is not a vault object.
+    backend.put("keys/master", Bytes::from_static(b"x")).await.unwrap();
+    assert_eq!(backend.list("").await.unwrap(), ["keys/master"]);
+    drop(held);
+    assert!(backend.claim_writer().unwrap().is_some(), "released with its holder");
+}
+
+#[tokio::test]
 async fn concurrent_creators_of_one_name_get_exactly_one_success() {
     let dir = tempfile::tempdir().unwrap();
     let backend = std::sync::Arc::new(LocalBackend::open(dir.path()).unwrap());

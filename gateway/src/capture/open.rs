@@ -75,6 +75,14 @@ pub enum OpenError {
         /// The journal's directory.
         path: PathBuf,
     },
+    /// Another gateway writes to this local vault.
+    #[error(
+        "the vault at {location} is in use: another gateway is writing to it. Each gateway needs its own vault; stop the other one, or give this one --vault"
+    )]
+    VaultInUse {
+        /// Where the vault is.
+        location: String,
+    },
     /// The journal's storage is damaged, or lost records the vault vouches for: it must
     /// not be written to, or the vault's copy of history would fork.
     #[error("journal at {}: {problem}. {repair}", path.display())]
@@ -114,6 +122,8 @@ pub struct Stores {
     pub created_key_file: Option<PathBuf>,
     /// The keys derived from the vault's master key.
     pub keys: Arc<KeySet>,
+    /// A serving gateway's lock on its local vault, held as long as the stores are.
+    _writer_lock: Option<std::fs::File>,
 }
 
 /// The chunk index kept in the journal's database (so one fsync'd store holds both).
@@ -151,10 +161,31 @@ pub async fn backend(config: &Config) -> Result<(Arc<dyn Backend>, String), Open
         let backend = with_object_lock(backend, v, &location).await?;
         return Ok((Arc::new(backend), location));
     }
-    let dir = v.location.as_ref().map_or_else(|| config.server.data_dir.join("vault"), PathBuf::from);
+    let (backend, location) = local_backend(config)?;
+    Ok((Arc::new(backend), location))
+}
+
+fn local_backend(config: &Config) -> Result<(LocalBackend, String), OpenError> {
+    let dir = config.vault.location.as_ref().map_or_else(|| config.server.data_dir.join("vault"), PathBuf::from);
     let location = dir.display().to_string();
     let backend = LocalBackend::open(&dir).map_err(|source| OpenError::Vault { location: location.clone(), source })?;
-    Ok((Arc::new(backend), location))
+    Ok((backend, location))
+}
+
+/// A serving gateway's claim on a local vault: two gateways shipping journals into one
+/// vault would fork its history. An S3 vault has no lock to take; there a second
+/// gateway's journal is behind the vault's at start (refused), or forks it later
+/// (`rewind_journal_diverged`, and shipping stops).
+fn claim_local_vault(config: &Config) -> Result<Option<std::fs::File>, OpenError> {
+    if config.vault.s3_location().is_some() {
+        return Ok(None);
+    }
+    let (backend, location) = local_backend(config)?;
+    match backend.claim_writer() {
+        Ok(Some(lock)) => Ok(Some(lock)),
+        Ok(None) => Err(OpenError::VaultInUse { location }),
+        Err(source) => Err(OpenError::Vault { location, source }),
+    }
 }
 
 /// Applies `vault.object_lock` to an S3 vault, checking the bucket supports what is asked.
@@ -246,6 +277,8 @@ pub async fn open(config: &Config, purpose: Purpose) -> Result<Stores, OpenError
         e => OpenError::Journal { path: journal_dir.clone(), detail: e.to_string() },
     })?;
     check_journal_key(&journal, &journal_dir)?;
+    // After the journal's own lock, so a second gateway on one data directory hears that.
+    let writer_lock = if purpose == Purpose::Serve { claim_local_vault(config)? } else { None };
     if purpose == Purpose::Serve {
         match crate::ship::check_against_vault(&journal, &*backend).await {
             Ok(()) => {}
@@ -265,7 +298,7 @@ pub async fn open(config: &Config, purpose: Purpose) -> Result<Stores, OpenError
         memory_budget: usize::try_from(config.vault.memory_budget.0).unwrap_or(usize::MAX),
     };
     let vault = Arc::new(Vault::new(keys.clone(), backend.clone(), Arc::new(JournalIndex(journal.clone())), settings));
-    Ok(Stores { journal, vault, backend, vault_location: location, created_key_file, keys })
+    Ok(Stores { journal, vault, backend, vault_location: location, created_key_file, keys, _writer_lock: writer_lock })
 }
 
 /// How to rebuild a data directory from the vault at `location` with `key_file`.
