@@ -75,6 +75,7 @@ impl hyper::service::Service<http::Request<Incoming>> for S3Front {
         );
         // A HEAD response has no body to send, so it is complete when its headers are.
         let is_head = req.method() == http::Method::HEAD;
+        let close_after = waits_for_continue_without_body(&req);
         let (mut parts, body) = req.into_parts();
         parts.extensions.insert(info.clone());
         let body = IdleTimeoutBody {
@@ -104,7 +105,10 @@ impl hyper::service::Service<http::Request<Incoming>> for S3Front {
                     Err(err) => error_response(err),
                 },
             };
-            let response = with_error_message(response);
+            let mut response = with_error_message(response);
+            if close_after {
+                response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
             let (parts, body) = response.into_parts();
             let completion =
                 Completion { start, is_head, status: parts.status, info, received, metrics, span, _held: held };
@@ -219,6 +223,31 @@ impl Gate {
 
 /// Whether a Content-Type names a `multipart/*` type, compared as MIME types are
 /// (case-insensitively, parameters and spaces ignored).
+/// Whether an HTTP/1 request asks for `100 Continue` but has no body to send.
+///
+/// hyper answers such a request with its final status only (there is no body to invite),
+/// which HTTP allows, but botocore (aws cli, boto3) then keeps the interim-response state
+/// it set up for this request on the connection and misreads the next response on it: a
+/// 30 s stall, or a multipart part whose ETag is lost. Closing the connection after the
+/// response resets that state, at the cost of one reconnect per empty upload.
+fn waits_for_continue_without_body<B>(req: &http::Request<B>) -> bool {
+    if req.version() >= http::Version::HTTP_2 {
+        return false;
+    }
+    let headers = req.headers();
+    let expects = headers
+        .get_all(http::header::EXPECT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.trim().eq_ignore_ascii_case("100-continue")));
+    if !expects || headers.contains_key(http::header::TRANSFER_ENCODING) {
+        return false;
+    }
+    match headers.get(http::header::CONTENT_LENGTH) {
+        None => true,
+        Some(v) => v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) == Some(0),
+    }
+}
+
 fn is_multipart(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     essence.split('/').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("multipart"))
@@ -410,5 +439,29 @@ mod tests {
         for t in ["application/xml", "text/plain; x=multipart/form-data", ""] {
             assert!(!is_multipart(t), "{t}");
         }
+    }
+
+    #[test]
+    fn only_bodiless_continue_requests_close_their_connection() {
+        let req = |version, headers: &[(&str, &str)]| {
+            let mut b = http::Request::builder().method("PUT").uri("/b/k").version(version);
+            for (n, v) in headers {
+                b = b.header(*n, *v);
+            }
+            b.body(()).unwrap()
+        };
+        let h11 = http::Version::HTTP_11;
+        assert!(waits_for_continue_without_body(&req(h11, &[("expect", "100-continue"), ("content-length", "0")])));
+        assert!(waits_for_continue_without_body(&req(h11, &[("expect", "100-Continue")])));
+        assert!(!waits_for_continue_without_body(&req(h11, &[("expect", "100-continue"), ("content-length", "5")])));
+        assert!(!waits_for_continue_without_body(&req(
+            h11,
+            &[("expect", "100-continue"), ("transfer-encoding", "chunked")]
+        )));
+        assert!(!waits_for_continue_without_body(&req(h11, &[("content-length", "0")])));
+        assert!(!waits_for_continue_without_body(&req(
+            http::Version::HTTP_2,
+            &[("expect", "100-continue"), ("content-length", "0")]
+        )));
     }
 }

@@ -67,8 +67,11 @@ async fn pump(
 ) -> Result<Manifest, TeeError> {
     let mut held: Option<Bytes> = None;
     loop {
-        // Stop as soon as the upstream stops reading, not at the client's next piece.
+        // Stop as soon as the upstream stops reading, not at the client's next piece; but
+        // the client's body first: an upstream that has all it needs (an empty body) may
+        // finish its request before the body's end is seen, and that is no failure.
         let item = tokio::select! {
+            biased;
             item = body.next() => item,
             () = tx.closed() => return Err(TeeError::UpstreamGone),
         };
