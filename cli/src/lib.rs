@@ -87,11 +87,12 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Keys, sizes, ETags and times of a bucket as of an instant.
+    /// Keys, sizes, ETags and times of a bucket as of an instant; without --bucket, the
+    /// buckets with history.
     Ls {
-        /// The bucket.
+        /// The bucket [default: list the buckets].
         #[arg(long)]
-        bucket: String,
+        bucket: Option<String>,
         /// Only keys under this prefix.
         #[arg(long, default_value = "")]
         prefix: String,
@@ -368,7 +369,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
 
 async fn execute(cli: &Cli, client: &Client) -> Result<ExitCode, CliError> {
     match &cli.command {
-        Command::Ls { bucket, prefix, at } => {
+        Command::Ls { bucket: None, .. } => {
+            let status: Status = client.json(Method::GET, "status", None).await?;
+            if cli.json { print_json(&status.buckets)? } else { print::buckets(&status.buckets) }
+        }
+        Command::Ls { bucket: Some(bucket), prefix, at } => {
             let path = with_query("ls", &[("bucket", Some(bucket)), ("prefix", Some(prefix)), ("at", at.as_deref())]);
             let listing: Listing = client.json(Method::GET, &path, None).await?;
             if cli.json { print_json(&listing)? } else { print::listing(&listing) }
@@ -616,7 +621,7 @@ async fn restore(cli: &Cli, client: &Client, args: &RestoreArgs) -> Result<ExitC
     }
     if plan.writes + plan.deletes == 0 {
         if !cli.json {
-            outln!("Nothing to restore: {} is already as it was.", plan.to_bucket);
+            print::nothing_to_restore(&plan, args);
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -632,11 +637,27 @@ async fn restore(cli: &Cli, client: &Client, args: &RestoreArgs) -> Result<ExitC
 async fn apply(cli: &Cli, args: &RestoreArgs, lines: &mut Lines, plan: PlanSummary) -> Result<ExitCode, CliError> {
     let bar = print::progress_bar(plan.writes + plan.deletes, cli.json);
     let mut failures = Vec::new();
-    while let Some(event) = lines.next::<RestoreEvent>().await? {
+    let (mut before, mut done) = (plan.before_seq, 0);
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        let event = tokio::select! {
+            event = lines.next::<RestoreEvent>() => event?,
+            _ = &mut interrupted => {
+                bar.abandon();
+                print::interrupted(args, done, plan.writes + plan.deletes, before, &plan.to_bucket);
+                return Ok(ExitCode::from(130));
+            }
+        };
+        let Some(event) = event else { break };
         match event {
-            RestoreEvent::Plan(p) => bar.set_length(p.writes + p.deletes),
-            RestoreEvent::Progress { done, bytes, .. } => {
-                bar.set_position(done);
+            RestoreEvent::Plan(p) => {
+                bar.set_length(p.writes + p.deletes);
+                before = p.before_seq;
+            }
+            RestoreEvent::Progress { done: n, bytes, .. } => {
+                done = n;
+                bar.set_position(n);
                 bar.set_message(print::bytes(bytes));
             }
             RestoreEvent::Failed { key, error } => {

@@ -2,7 +2,8 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rewind_snapshotter::api::{
-    DiffReport, Listing, LogLine, Mode, ObjectInfo, PlanSummary, ReconcileCounts, Snapshot, Status, VerifyReport,
+    BucketStatus, DiffReport, Listing, LogLine, Mode, ObjectInfo, PlanSummary, ReconcileCounts, Snapshot, Status,
+    VerifyReport,
 };
 
 use crate::RestoreArgs;
@@ -116,14 +117,15 @@ pub fn snapshots(s: &[Snapshot]) {
 }
 
 pub fn verify(r: &VerifyReport) {
+    let n = |count: u64, word: &str| format!("{count} {}", plural(count, word));
     outln!(
-        "Checked {} records, {} checkpoints, {} versions, {} chunks ({} read back), {} segments in the vault.",
-        r.records,
-        r.checkpoints,
-        r.versions,
-        r.chunks,
+        "Checked {}, {}, {}, {} ({} read back), {} in the vault.",
+        n(r.records, "record"),
+        n(r.checkpoints, "checkpoint"),
+        n(r.versions, "version"),
+        n(r.chunks, "chunk"),
         r.chunks_read,
-        r.segments
+        n(r.segments, "segment")
     );
     for p in &r.journal_problems {
         outln!("journal: {p}");
@@ -144,7 +146,11 @@ pub fn verify(r: &VerifyReport) {
 
 pub fn status(s: &Status) {
     outln!("journal head:       seq:{} {}", s.head_seq, s.head_time);
-    outln!("last checkpoint:    {}", s.last_checkpoint_seq.map_or_else(|| "none yet".into(), |c| format!("seq:{c}")));
+    outln!("shipped to vault:   seq:{} (a rebuild from the vault recovers up to here)", s.shipped_seq);
+    outln!(
+        "signed checkpoint:  {} (verify checks the chain against it)",
+        s.last_checkpoint_seq.map_or_else(|| "none yet".into(), |c| format!("seq:{c}"))
+    );
     outln!("unresolved intents: {}", s.unresolved_intents);
     outln!("vault:              {}", s.vault_location);
     outln!(
@@ -155,19 +161,23 @@ pub fn status(s: &Status) {
         s.dedup_ratio
     );
     outln!("snapshots:          {}", s.snapshots);
-    let rows: Vec<Vec<String>> = s
-        .buckets
+    outln!();
+    buckets(&s.buckets);
+}
+
+/// The buckets with history: objects and bytes now, versions kept.
+pub fn buckets(list: &[BucketStatus]) {
+    let rows: Vec<Vec<String>> = list
         .iter()
         .map(|b| vec![key(&b.name).into_owned(), b.objects.to_string(), bytes(b.bytes), b.versions.to_string()])
         .collect();
-    outln!();
     table(&["BUCKET", "OBJECTS", "SIZE", "VERSIONS"], &rows);
 }
 
 pub fn plan(p: &PlanSummary, mode: Mode) {
     outln!("Restore plan for {} as of seq:{}:", p.to_bucket, p.seq);
-    outln!("  write  {} objects ({})", p.writes, bytes(p.write_bytes));
-    outln!("  delete {} objects", p.deletes);
+    outln!("  write  {} {} ({})", p.writes, plural(p.writes, "object"), bytes(p.write_bytes));
+    outln!("  delete {} {}", p.deletes, plural(p.deletes, "object"));
     outln!("  {} already as they were", p.unchanged);
     if p.kept > 0 && mode == Mode::NonDestructive {
         outln!("  {} keys differ or are new and are left as they are (--mode rewind restores them too)", p.kept);
@@ -185,15 +195,68 @@ pub fn plan(p: &PlanSummary, mode: Mode) {
 }
 
 pub fn done(args: &RestoreArgs, written: u64, deleted: u64, failed: u64, bytes_written: u64, before: u64, to: &str) {
-    outln!("Restored {written} objects ({}), deleted {deleted}, {failed} failed.", bytes(bytes_written));
+    outln!(
+        "Restored {written} {} ({}), deleted {deleted}, {failed} failed.",
+        plural(written, "object"),
+        bytes(bytes_written)
+    );
     if failed > 0 {
         outln!("Run the same command again to retry what failed; what is done is not redone.");
     }
+    undo_hint(args, before, to);
+}
+
+/// What a restore interrupted with Ctrl-C tells the operator.
+pub fn interrupted(args: &RestoreArgs, done: u64, total: u64, before: u64, to: &str) {
+    eprintln!(
+        "Interrupted after {done} of {total} objects: the gateway finishes the objects in flight and stops.\nRun the same command again to restore the rest; what is done is not redone."
+    );
+    undo_hint(args, before, to);
+}
+
+/// Why a restore has nothing to do: all as it was, or nothing in scope at either time
+/// (a mistyped key or prefix, more likely than a restore with no effect).
+pub fn nothing_to_restore(plan: &PlanSummary, args: &RestoreArgs) {
+    if plan.unchanged + plan.kept > 0 {
+        outln!("Nothing to restore: {} is already as it was.", plan.to_bucket);
+        return;
+    }
+    let at = &args.at;
+    match &args.key {
+        Some(k) => outln!(
+            "Nothing to restore: {} had no version at {at}, and {} has none now; `rewind log --bucket {} --key {}` shows its history.",
+            key(k),
+            plan.to_bucket,
+            args.bucket,
+            key(k)
+        ),
+        None if !args.prefix.is_empty() => outln!(
+            "Nothing to restore: no key under {} in {} at {at}, and none in {} now.",
+            key(&args.prefix),
+            args.bucket,
+            plan.to_bucket
+        ),
+        None => {
+            outln!("Nothing to restore: {} had no objects at {at}, and {} has none now.", args.bucket, plan.to_bucket)
+        }
+    }
+}
+
+/// The command that undoes a restore, with what it also reverts.
+fn undo_hint(args: &RestoreArgs, before: u64, to: &str) {
     let mut scope = if args.prefix.is_empty() { String::new() } else { format!(" --prefix {}", key(&args.prefix)) };
     if let Some(k) = &args.key {
         scope.push_str(&format!(" --key {}", key(k)));
     }
     outln!("To undo this restore: rewind restore --bucket {to} --at seq:{before}{scope} --mode rewind");
+    outln!(
+        "(it also reverts whatever was written to these keys after the restore: look at its plan with --dry-run first)"
+    );
+}
+
+/// `1 object`, `2 objects`.
+pub fn plural(n: u64, word: &str) -> String {
+    if n == 1 { word.to_owned() } else { format!("{word}s") }
 }
 
 pub fn progress_bar(total: u64, hidden: bool) -> ProgressBar {
@@ -205,6 +268,7 @@ pub fn progress_bar(total: u64, hidden: bool) -> ProgressBar {
         ProgressStyle::with_template("{bar:40} {pos}/{len} objects, {msg}, {elapsed} (eta {eta})")
             .expect("invariant: the template is valid"),
     );
+    bar.set_message(bytes(0));
     bar
 }
 

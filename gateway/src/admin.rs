@@ -110,7 +110,7 @@ impl Admin {
                 } else {
                     let why = match probe {
                         Err(_) => "upstream did not answer in time".to_owned(),
-                        Ok(Err(e)) => format!("upstream error: {}", aws_sdk_s3::error::DisplayErrorContext(&e)),
+                        Ok(Err(e)) => crate::capture::describe(&e),
                         Ok(Ok(_)) => unreachable!("handled above"),
                     };
                     tracing::warn!(reason = %why, "readiness probe failed");

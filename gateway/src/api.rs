@@ -399,6 +399,8 @@ impl Api {
             .await?
         };
         let (tx, rx) = mpsc::channel::<RestoreEvent>(64);
+        let mut plan = plan;
+        plan.summary.before_seq = before_seq.0;
         let summary = RestoreEvent::Plan(plan.summary.clone());
         tx.send(summary).await.map_err(|_| bad("the caller went away"))?;
         if !ask.dry_run {

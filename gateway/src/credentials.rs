@@ -144,7 +144,9 @@ impl Banner<'_> {
         let token = if self.token_configured {
             "REWIND_ADMIN_TOKEN=<the configured admin token>".to_owned()
         } else {
-            format!("REWIND_ADMIN_TOKEN_FILE={}", e.data_dir.join(ADMIN_TOKEN_FILE).display())
+            // Absolute, so the line works pasted in any directory.
+            let file = e.data_dir.join(ADMIN_TOKEN_FILE);
+            format!("REWIND_ADMIN_TOKEN_FILE={}", std::path::absolute(&file).unwrap_or(file).display())
         };
         out += &format!(
             "\nS3 endpoint: {s3}\nThe rewind CLI reaches this gateway with:\n\n    export REWIND_ADMIN_URL=http://{admin} {token}\n\n",

@@ -66,6 +66,10 @@ pub mod refusal {
     pub const SLOW_VAULT: &str = "slow_vault";
     /// A bucket configuration that would delete data behind the journal's back.
     pub const DESTRUCTIVE_CONFIG: &str = "destructive_config";
+    /// The client's body failed (cut short, a wrong checksum) while the upstream took it.
+    pub const CLIENT_BODY: &str = "client_body";
+    /// The upstream stopped reading the body before it ended.
+    pub const UPSTREAM: &str = "upstream";
 }
 
 /// Label value for requests rejected before s3s resolved an operation (bad signature,

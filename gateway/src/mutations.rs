@@ -262,7 +262,7 @@ impl Forwarder {
                     let size = o.content_length().and_then(|n| u64::try_from(n).ok());
                     capture.store_stream(o.body, size).await.map(Some)
                 }
-                Err(e) => Err(CaptureError::Upstream(e.to_string())),
+                Err(e) => Err(crate::capture::upstream_error(e)),
             };
             match stored {
                 Ok(Some(m)) => {

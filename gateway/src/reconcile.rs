@@ -365,6 +365,13 @@ impl Reconciler {
                     Ok(Reconciled::Deleted) => self.tally(run, key, Ok(Tally::Deleted)).await,
                     Err(e) => self.tally(run, key, Err(e)).await,
                 }
+                // Within a page too: against a slow upstream one page takes seconds.
+                if let Some(events) = &run.events
+                    && last_report.elapsed() >= PROGRESS_EVERY
+                {
+                    last_report = Instant::now();
+                    let _gone = events.send(ReconcileEvent::Progress(counters.snapshot())).await;
+                }
             }
             self.commit_batch(run, batch.take()).await;
             if self.stop.is_cancelled() {
@@ -389,7 +396,17 @@ impl Reconciler {
         if counts.failed == 0 {
             self.metrics.reconcile_last_success.set(crate::now_seconds());
         }
-        tracing::info!(bucket, seconds = started.elapsed().as_secs_f64(), counts = ?counts, "reconcile pass done");
+        tracing::info!(
+            bucket,
+            seconds = started.elapsed().as_secs_f64(),
+            listed = counts.listed,
+            unchanged = counts.unchanged,
+            captured = counts.captured,
+            captured_bytes = counts.captured_bytes,
+            deleted = counts.deleted,
+            failed = counts.failed,
+            "reconcile pass done"
+        );
         if let Some(events) = &run.events {
             let _gone = events.send(ReconcileEvent::Done(counts.clone())).await;
         }

@@ -143,15 +143,14 @@ pub async fn run(
         .buffer_unordered(parallel.max(1));
     work.for_each(|_| futures::future::ready(())).await;
     ticker.abort();
-    let done = RestoreEvent::Done {
-        written: counts.written.load(Ordering::Relaxed),
-        deleted: counts.deleted.load(Ordering::Relaxed),
-        failed: counts.failed.load(Ordering::Relaxed),
-        bytes: counts.bytes.load(Ordering::Relaxed),
-        before_seq,
-    };
-    tracing::info!(restore = %id, bucket = %to_bucket, outcome = ?done, "restore ended");
-    let _gone = events.send(done).await;
+    let (written, deleted) = (counts.written.load(Ordering::Relaxed), counts.deleted.load(Ordering::Relaxed));
+    let (failed, bytes) = (counts.failed.load(Ordering::Relaxed), counts.bytes.load(Ordering::Relaxed));
+    if events.is_closed() {
+        tracing::info!(restore = %id, bucket = %to_bucket, written, deleted, failed, bytes, before_seq, "restore stopped: the caller went away");
+    } else {
+        tracing::info!(restore = %id, bucket = %to_bucket, written, deleted, failed, bytes, before_seq, "restore ended");
+    }
+    let _gone = events.send(RestoreEvent::Done { written, deleted, failed, bytes, before_seq }).await;
 }
 
 async fn report(

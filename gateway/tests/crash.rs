@@ -3,7 +3,8 @@
 //! Afterwards every mutation a client saw acknowledged must be committed in the journal,
 //! in order, with the right bytes, and no committed version may point at a missing chunk.
 //!
-//! Rounds: `REWIND_CRASH_ROUNDS` (default 6); seed: `REWIND_CRASH_SEED` (printed).
+//! Rounds: `REWIND_CRASH_ROUNDS` (default 6); seed: `REWIND_CRASH_SEED` (printed). The
+//! soak (`tests/soak/crash.sh`) runs it with 200.
 
 #![allow(clippy::unwrap_used)] // test helpers, like tests, may unwrap
 
@@ -170,6 +171,9 @@ async fn acknowledged_mutations_survive_sigkill() {
     let journal = &stores.journal;
     assert!(journal.verify().unwrap().problems.is_empty(), "{:?}", journal.verify());
     assert!(journal.open_intents().unwrap().is_empty(), "recovery left intents open");
+    // What was shipped before each kill is the journal's own history, record for record.
+    let shipped = rewind_gateway::ship::compare_with_vault(journal, stores.backend.as_ref()).await.unwrap();
+    assert!(shipped.problems.is_empty() && shipped.segments > 0, "{shipped:?}");
 
     // Every committed version's chunks exist and add up to its hash.
     let mut versions = 0;

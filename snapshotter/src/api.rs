@@ -152,6 +152,9 @@ pub struct Status {
     pub head_time: String,
     /// The newest signed checkpoint.
     pub last_checkpoint_seq: Option<u64>,
+    /// The newest record shipped to the vault: what a rebuild recovers up to.
+    #[serde(default)]
+    pub shipped_seq: u64,
     /// Intents with no outcome yet (start-up recovery resolves them).
     pub unresolved_intents: u64,
     /// Where the vault is.
@@ -279,6 +282,9 @@ pub struct PlanSummary {
     pub sample_writes: Vec<String>,
     /// The first keys to delete.
     pub sample_deletes: Vec<String>,
+    /// The journal's head before the restore: restoring to it undoes the restore.
+    #[serde(default)]
+    pub before_seq: u64,
 }
 
 /// One line of a restore's progress stream (newline-delimited JSON).

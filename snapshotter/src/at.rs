@@ -27,20 +27,36 @@ pub fn valid_name(name: &str) -> bool {
         && name != "now"
 }
 
-/// Why a time could not be understood; the message shows the accepted forms.
+/// Why a time could not be used; the message shows the accepted forms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{input:?} is not a time: use RFC 3339 (2026-11-25T09:41:00Z), now, -15m / -2h / -3d / -1w, seq:N, or a snapshot name"
-)]
-pub struct AtError {
-    /// What was given.
-    pub input: String,
+#[non_exhaustive]
+pub enum AtError {
+    /// Not a form of time this knows.
+    #[error(
+        "{input:?} is not a time: use RFC 3339 (2026-11-25T09:41:00Z), now, -15m / -2h / -3d / -1w, seq:N, or a snapshot name"
+    )]
+    Malformed {
+        /// What was given.
+        input: String,
+    },
+    /// A time after now: history does not go there (a typo in the year, usually).
+    #[error("{input:?} is in the future (the gateway's clock says {now}); pick now or an earlier time")]
+    Future {
+        /// What was given.
+        input: String,
+        /// The gateway's time, RFC 3339.
+        now: String,
+    },
 }
+
+/// How far in the future a time may be and still mean now: clocks of the operator's
+/// machine and the gateway's differ a little.
+const FUTURE_TOLERANCE_US: i64 = 60 * 1_000_000;
 
 impl At {
     /// Parses `input`; `now_us` is the current time in µs since the epoch.
     pub fn parse(input: &str, now_us: i64) -> Result<Self, AtError> {
-        let bad = || AtError { input: input.to_owned() };
+        let bad = || AtError::Malformed { input: input.to_owned() };
         let s = input.trim();
         if s == "now" {
             return Ok(Self::TimeUs(now_us));
@@ -67,8 +83,11 @@ impl At {
             return Ok(Self::Name(s.to_owned()));
         }
         let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|_| bad())?;
-        let us = t.unix_timestamp_nanos() / 1000;
-        i64::try_from(us).map(Self::TimeUs).map_err(|_| bad())
+        let us = i64::try_from(t.unix_timestamp_nanos() / 1000).map_err(|_| bad())?;
+        if us > now_us.saturating_add(FUTURE_TOLERANCE_US) {
+            return Err(AtError::Future { input: input.to_owned(), now: Self::TimeUs(now_us).to_string() });
+        }
+        Ok(Self::TimeUs(us))
     }
 }
 
@@ -92,7 +111,7 @@ impl fmt::Display for At {
 mod tests {
     use super::*;
 
-    const NOW: i64 = 1_764_000_000_000_000;
+    const NOW: i64 = 1_800_000_000_000_000; // 2027-01-15, after the fixed times below
 
     #[test]
     fn every_accepted_form_parses() {
@@ -112,6 +131,15 @@ mod tests {
             let err = At::parse(bad, NOW).unwrap_err();
             assert!(err.to_string().contains("RFC 3339") && err.to_string().contains("seq:N"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn a_time_in_the_future_is_refused() {
+        let err = At::parse("2030-01-01T00:00:00Z", NOW).unwrap_err();
+        assert!(matches!(err, AtError::Future { .. }) && err.to_string().contains("future"), "{err}");
+        // A few seconds ahead (another machine's clock) is still now.
+        let soon = At::TimeUs(NOW + 5_000_000).to_string();
+        assert_eq!(At::parse(&soon, NOW), Ok(At::TimeUs(NOW + 5_000_000)));
     }
 
     #[test]

@@ -74,9 +74,9 @@ impl CaptureError {
             Self::Journal(_) => refusal::JOURNAL,
             Self::Vault(_) | Self::Tee(TeeError::Vault(_)) => refusal::VAULT,
             Self::Tee(TeeError::Slow) => refusal::SLOW_VAULT,
-            Self::Tee(TeeError::Body | TeeError::UpstreamGone) | Self::Upstream(_) | Self::Refused { .. } => {
-                refusal::CAPTURE_BEFORE_DESTROY
-            }
+            Self::Tee(TeeError::Body) => refusal::CLIENT_BODY,
+            Self::Tee(TeeError::UpstreamGone) => refusal::UPSTREAM,
+            Self::Upstream(_) | Self::Refused { .. } => refusal::CAPTURE_BEFORE_DESTROY,
         }
     }
 }
@@ -94,7 +94,31 @@ pub(crate) fn upstream_error<E: aws_sdk_s3::error::ProvideErrorMetadata + std::e
             };
         }
     }
-    CaptureError::Upstream(aws_smithy_types::error::display::DisplayErrorContext(e).to_string())
+    CaptureError::Upstream(describe(&e))
+}
+
+/// One sentence for an upstream call's failure: what an operator reads in a log line or a
+/// restore's failure list (the SDK's debug form ran to 2.5 KB a failure).
+pub(crate) fn describe<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static>(
+    e: &SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> String {
+    match e {
+        SdkError::ServiceError(s) => {
+            let status = s.raw().status().as_u16();
+            let code = s.err().code().unwrap_or("an error");
+            match s.err().message() {
+                Some(m) if !m.is_empty() => format!("the upstream answered {status} {code}: {m}"),
+                _ => format!("the upstream answered {status} {code}"),
+            }
+        }
+        SdkError::TimeoutError(_) => "the upstream did not answer in time".to_owned(),
+        SdkError::DispatchFailure(d) => match d.as_connector_error() {
+            Some(c) => format!("could not reach the upstream: {c}"),
+            None => "could not reach the upstream".to_owned(),
+        },
+        SdkError::ResponseError(_) => "the upstream's answer could not be read".to_owned(),
+        _ => format!("the upstream call failed: {}", aws_smithy_types::error::display::DisplayErrorContext(e)),
+    }
 }
 
 /// An intent appended and not yet resolved. Dropping it unresolved (the request went away)
@@ -373,7 +397,8 @@ impl Capture {
         let Some(v) = self.capture_upstream(bucket, key, head.version_id.as_deref()).await? else { return Ok(None) };
         let size = v.size;
         self.observe(Op::CaptureExisting, bucket, key, info, Effect::Version(v)).await?;
-        log_captured(bucket, key, size);
+        // Before a client's write destroyed it: worth a line each (imports count theirs).
+        tracing::info!(bucket, key = %LogKey(key), size, "captured a version the journal lacked (written before Rewind or behind its back)");
         Ok(Some(size))
     }
 
@@ -554,8 +579,10 @@ fn intent(op: Op, bucket: &str, key: &str, info: &RequestInfo) -> Intent {
     }
 }
 
+/// A reconcile's capture, at DEBUG: an import of a million objects is counted by its
+/// pass's summary, not a million INFO lines.
 fn log_captured(bucket: &str, key: &str, size: u64) {
-    tracing::info!(bucket, key = %LogKey(key), size, "captured a version the journal lacked (written before Rewind or behind its back)");
+    tracing::debug!(bucket, key = %LogKey(key), size, "captured a version the journal lacked (written before Rewind or behind its back)");
 }
 
 fn decode_pending(bytes: &[u8]) -> Result<ObjectVersion, CaptureError> {
