@@ -95,3 +95,52 @@ async fn a_wrong_key_is_not_reported_as_a_journal_in_use() {
     assert!(!out.status.success() && err.contains("in use"), "{err}");
     gw.gateway.shutdown().await;
 }
+
+/// Newcomer bug 3: README, `--help` and OPERATIONS write `--at -15m` and `--from -2h`;
+/// they parse as written (not only as `--at=-15m`), and a time in the future is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_time_syntax_parses_as_written() {
+    let (_upstream, dir) = stopped_gateway().await;
+    let d = dir.path().to_str().unwrap();
+    for args in [
+        vec!["ls", "--bucket", "bkt", "--at", "-15m"],
+        vec!["diff", "--bucket", "bkt", "--from", "-2h"],
+        vec!["cat", "--bucket", "bkt", "--key", "k1", "--at", "-3d"],
+    ] {
+        let out = rewind(&[&["--data-dir", d], &args[..]].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        // The history is seconds old: each is a valid time before it began.
+        assert!(!out.status.success() && err.contains("before history began"), "{args:?}: {err}");
+    }
+    let out = rewind(&["--data-dir", d, "ls", "--bucket", "bkt", "--at", "-0m"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("k4"));
+    let out = rewind(&["--data-dir", d, "ls", "--bucket", "bkt", "--at", "2099-01-01T00:00:00Z"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("in the future"), "{err}");
+    // Without --bucket, ls names the buckets with history.
+    let out = rewind(&["--data-dir", d, "ls"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("bkt"));
+}
+
+/// Newcomer bug 7: `rewind ls | head` ended in a panic (exit 101). A reader that goes away
+/// ends the command quietly, with the shell's status for SIGPIPE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_ends_the_command_quietly() {
+    let (_upstream, dir) = stopped_gateway().await;
+    let d = dir.path().to_str().unwrap();
+    for args in [vec!["ls", "--bucket", "bkt"], vec!["--json", "status"], vec!["cat", "--bucket", "bkt", "--key", "k1"]]
+    {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rewind"))
+            .args([&["--data-dir", d], &args[..]].concat())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before the first line
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}

@@ -20,15 +20,19 @@ fn rewind(args: &[&str]) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)] // the rewind binary runs against an in-process gateway
 async fn a_lost_data_dir_is_rebuilt_from_the_vault_and_the_key() {
     let upstream = FsUpstream::start().await;
-    let (vault, keep) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let vault_dir = vault.path().to_path_buf();
+    // The vault, the operator's copy of the key and the rebuilt directory side by side, so
+    // rebuild can be given them as relative paths, as an operator types them.
+    let root = tempfile::tempdir().unwrap();
+    let (vault_dir, keep) = (root.path().join("vault"), root.path().join("keep"));
+    std::fs::create_dir_all(&keep).unwrap();
+    let vault_dir2 = vault_dir.clone();
     let gw = TestGateway::start_with(&upstream.target, |c| {
-        c.vault.location = Some(vault_dir.display().to_string());
+        c.vault.location = Some(vault_dir2.display().to_string());
         c.vault.segment_interval = rewind_config::HumanDuration(Duration::from_millis(100));
     })
     .await;
     // The operator's copy of the key, kept off the gateway host.
-    let key = keep.path().join("vault.key");
+    let key = keep.join("vault.key");
     std::fs::copy(gw.data_dir.path().join("vault.key"), &key).unwrap();
     let s3 = gw.client();
     s3.create_bucket().bucket("bkt").send().await.unwrap();
@@ -63,17 +67,19 @@ async fn a_lost_data_dir_is_rebuilt_from_the_vault_and_the_key() {
     gateway.shutdown().await;
     drop(data_dir); // the whole data directory is gone: journal, indexes, key file
 
-    let new = tempfile::tempdir().unwrap();
-    let target = new.path().join("rebuilt");
-    let args = ["--json", "--data-dir", target.to_str().unwrap(), "rebuild", "--vault", vault.path().to_str().unwrap()];
-    let out = rewind(&[&args[..], &["--key-file", key.to_str().unwrap()]].concat());
+    let target = root.path().join("rebuilt");
+    // Relative paths, from the directory that holds them; everything after runs elsewhere.
+    let args = ["--json", "--data-dir", "rebuilt", "rebuild", "--vault", "vault", "--key-file", "keep/vault.key"];
+    let out = Command::new(env!("CARGO_BIN_EXE_rewind")).args(args).current_dir(root.path()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stores = std::fs::read_to_string(target.join("stores.toml")).unwrap();
+    assert!(stores.contains(&vault_dir.display().to_string()), "stores.toml names relative paths:\n{stores}");
     let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(done["records"].as_u64(), Some(head.0), "{done}");
     assert!(done["chunks"].as_u64().unwrap() >= 20, "{done}");
     assert_eq!(done["labels"].as_u64(), Some(1), "{done}");
     // A second rebuild into the same directory is refused.
-    let again = rewind(&[&args[..], &["--key-file", key.to_str().unwrap()]].concat());
+    let again = Command::new(env!("CARGO_BIN_EXE_rewind")).args(args).current_dir(root.path()).output().unwrap();
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("already holds a journal"));
 
     // Offline, without repeating the vault or key file: every chunk reads back.
@@ -81,18 +87,22 @@ async fn a_lost_data_dir_is_rebuilt_from_the_vault_and_the_key() {
     let report: VerifyReport = serde_json::from_slice(&out.stdout).unwrap();
     assert!(out.status.success() && report.ok() && report.chunks_read >= 20, "{report:?}");
 
-    // A gateway on the rebuilt directory: the same history, restores, and the chain goes on.
+    // The host is lost with its upstream: a gateway on the rebuilt directory in front of an
+    // empty one has the same history, and the chain goes on.
+    drop(upstream);
+    let upstream = FsUpstream::start().await;
     let dir = target.clone();
     let gw = TestGateway::start_with(&upstream.target, |c| c.server.data_dir = dir).await;
     let (admin, s3) = (Client::new(&gw.admin_url(), gw.admin_token()), gw.client());
     let then_again: Listing = admin.json(Method::GET, &format!("ls?bucket=bkt&at=seq:{before}"), None).await.unwrap();
     let now_again: Listing = admin.json(Method::GET, "ls?bucket=bkt", None).await.unwrap();
     assert_eq!((then_again.objects, now_again.objects), (then.objects, now.objects));
-    let out = rewind(&[
+    let (url, token) = (gw.admin_url(), gw.admin_token());
+    let restore = [
         "--admin-url",
-        &gw.admin_url(),
+        &url,
         "--admin-token",
-        &gw.admin_token(),
+        &token,
         "--json",
         "restore",
         "--bucket",
@@ -102,8 +112,19 @@ async fn a_lost_data_dir_is_rebuilt_from_the_vault_and_the_key() {
         "--mode",
         "rewind",
         "--yes",
-    ]);
+    ];
+    // The plan is made against what the upstream holds (nothing), not what the journal says
+    // it should: first the missing bucket is named, then every object is written.
+    let out = rewind(&restore);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("does not exist upstream: create it first"), "{stderr}");
+    s3.create_bucket().bucket("bkt").send().await.unwrap();
+    let out = rewind(&restore);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let events: Vec<serde_json::Value> =
+        serde_json::Deserializer::from_slice(&out.stdout).into_iter().map(Result::unwrap).collect();
+    let done = events.iter().find(|e| e["event"] == "done").expect("a done event");
+    assert_eq!(done["written"].as_u64(), Some(20), "{done}");
     for i in 0..20u64 {
         let got =
             s3.get_object().bucket("bkt").key(format!("k{i:02}")).send().await.unwrap().body.collect().await.unwrap();
