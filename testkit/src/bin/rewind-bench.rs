@@ -7,7 +7,11 @@
 //! the real `rewind-gateway` binary (release build, next to this one) in a child process,
 //! so its RSS can be read from /proc.
 //!
-//! Build and run:  cargo build --release --bins && target/release/rewind-bench [--quick] [--big 2]
+//! `--memory` runs only the memory check: 16 uploads of 64 MiB at once, direct, through a
+//! pass-through gateway and through a capturing one (review F13: 581 MiB with a 64 MiB
+//! budget), with each gateway's peak RSS and the capturing one's CPU per byte.
+//!
+//! Build and run:  cargo build --release --bins && target/release/rewind-bench [--quick] [--big 2] [--memory]
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -232,6 +236,7 @@ async fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
+    let memory_only = args.iter().any(|a| a == "--memory");
     let only = args.iter().position(|a| a == "--only").map(|i| args[i + 1].clone());
     let binary =
         args.iter().position(|a| a == "--gateway").map_or_else(gateway_binary, |i| PathBuf::from(&args[i + 1]));
@@ -244,6 +249,13 @@ async fn main() {
     let capturing = start_gateway(&binary, &upstream, work.path(), "capture", true).await;
     let (plain_pid, capture_pid) = (plain.child.id(), capturing.child.id());
 
+    if memory_only {
+        drop((plain, capturing));
+        let ok = concurrent_uploads(&binary, &upstream, work.path()).await;
+        println!("targets missed: {}", usize::from(!ok));
+        upstream.stop().await;
+        return;
+    }
     let direct = client(&upstream.target.endpoint, &upstream.target.access_key_id, upstream.target.secret.expose());
     let via_plain = client(&plain.endpoint, &plain.id, &plain.secret);
     let via_capture = client(&capturing.endpoint, &capturing.id, &capturing.secret);
@@ -306,6 +318,59 @@ async fn main() {
     );
     println!("targets missed: {missed}");
     upstream.stop().await;
+}
+
+/// Uploads at once in the memory check, and their size.
+const MEMORY_UPLOADS: usize = 16;
+const MEMORY_UPLOAD_SIZE: usize = 64 * MIB;
+/// The capturing gateway's peak RSS allowed during them (issue 13), with the default
+/// `vault.memory_budget` of 64 MiB.
+const MEMORY_RSS_TARGET_MIB: f64 = 256.0;
+
+/// 16 uploads of 64 MiB at once, direct, through fresh pass-through and capturing
+/// gateways: throughput, each gateway's peak RSS, the capturing one's CPU per byte. True
+/// when the capturing gateway stayed under the target.
+async fn concurrent_uploads(binary: &Path, upstream: &FsUpstream, work: &Path) -> bool {
+    let plain = start_gateway(binary, upstream, work, "memory-passthrough", false).await;
+    let capturing = start_gateway(binary, upstream, work, "memory-capture", true).await;
+    let direct = client(&upstream.target.endpoint, &upstream.target.access_key_id, upstream.target.secret.expose());
+    let via_plain = client(&plain.endpoint, &plain.id, &plain.secret);
+    let via_capture = client(&capturing.endpoint, &capturing.id, &capturing.secret);
+    let load = Load {
+        name: "PUT 64 MiB x16",
+        put: true,
+        size: MEMORY_UPLOAD_SIZE,
+        concurrency: MEMORY_UPLOADS,
+        ops: MEMORY_UPLOADS * 2,
+        keys: MEMORY_UPLOADS,
+        target: 0.0,
+        signed: false,
+    };
+    let body = Bytes::from(pattern(load.size, 0x16));
+    let mut rates = Vec::new();
+    for (c, bucket) in [(&direct, "mem-direct"), (&via_plain, "mem-passthrough"), (&via_capture, "mem-capture")] {
+        c.create_bucket().bucket(bucket).send().await.unwrap();
+        let cpu_before = cpu_seconds(&capturing.child.id().to_string());
+        let o = run(c, bucket, load, body.clone()).await;
+        let cpu = cpu_seconds(&capturing.child.id().to_string()) - cpu_before;
+        rates.push((o.mb_per_second(), cpu / o.bytes as f64 * 1e9));
+    }
+    let (plain_peak, _) = memory_mib(plain.child.id());
+    let (capture_peak, capture_now) = memory_mib(capturing.child.id());
+    println!(
+        "{:<16} direct {:>6.0} MB/s, pass-through {:>6.0} MB/s ({:.0}% of direct), capture {:>6.0} MB/s ({:.0}% of pass-through), capture cpu {:.2} ns/B",
+        load.name,
+        rates[0].0,
+        rates[1].0,
+        rates[1].0 / rates[0].0 * 100.0,
+        rates[2].0,
+        rates[2].0 / rates[1].0 * 100.0,
+        rates[2].1,
+    );
+    println!(
+        "peak RSS: pass-through gateway {plain_peak:.1} MiB, capturing gateway {capture_peak:.1} MiB (now {capture_now:.1}; target < {MEMORY_RSS_TARGET_MIB} MiB with vault.memory_budget 64MiB)"
+    );
+    capture_peak < MEMORY_RSS_TARGET_MIB
 }
 
 /// Capture throughput must be at least this share of pass-through (issue 3).
