@@ -127,7 +127,7 @@ async fn an_interrupted_restore_resumes_and_finishes_the_rest() {
     let settled = eventually(Duration::from_secs(20), async || {
         let head = journal.head().unwrap().seq;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        journal.open_intents().unwrap().is_empty() && journal.head().unwrap().seq == head
+        journal.unresolved_intents().unwrap().is_empty() && journal.head().unwrap().seq == head
     })
     .await;
     assert!(settled, "the interrupted restore did not stop");

@@ -207,7 +207,7 @@ async fn an_interrupted_reconcile_resumes_after_its_checkpoint() {
     // Stop the gateway once the first page is checkpointed.
     let journal = first.gateway.capture().journal().clone();
     let checkpointed = rewind_testkit::eventually(Duration::from_secs(60), async || {
-        !journal.pending_scan(b"reconcile\0big").unwrap().is_empty()
+        journal.progress_get(&rewind_journal::layout::reconcile_resume("big")).unwrap().is_some()
     })
     .await;
     assert!(checkpointed, "the first page was never checkpointed");

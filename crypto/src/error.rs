@@ -1,5 +1,7 @@
 //! The crypto crate's errors.
 
+use rewind_model::ErrorClass;
+
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -28,19 +30,6 @@ pub enum CryptoError {
     /// The system random number generator failed.
     #[error("the system random number generator failed")]
     Random,
-}
-
-/// How a caller should treat an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// May succeed if retried.
-    Transient,
-    /// Will not succeed as asked.
-    Permanent,
-    /// Stored data is damaged.
-    Corruption,
-    /// The caller's input is wrong.
-    InvalidInput,
 }
 
 impl CryptoError {

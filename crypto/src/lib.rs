@@ -5,5 +5,5 @@ pub mod aead;
 mod error;
 pub mod keys;
 
-pub use error::{CryptoError, ErrorClass};
+pub use error::CryptoError;
 pub use keys::{Argon2Params, KeySet, SecretKey, Unlock, WrappedMasterKey};

@@ -327,20 +327,16 @@ impl Api {
         let journal = self.journal();
         let name = q.get("name").map(str::to_owned);
         let at = q.at("at")?;
-        let method = method.clone();
-        let answer = blocking(move || {
-            let history = History::new(&journal);
-            match (method, name) {
-                (Method::POST, Some(name)) => Ok(vec![history.create_snapshot(&name, &at)?]),
-                (Method::DELETE, Some(name)) => {
-                    history.delete_snapshot(&name)?;
-                    Ok(Vec::new())
-                }
-                (Method::GET, _) => Ok(history.snapshots()?),
-                _ => Err(bad("missing name: pass the snapshot's name")),
+        let history = History::new(&journal);
+        let answer = match (method, name) {
+            (&Method::POST, Some(name)) => vec![history.create_snapshot(&name, &at).await?],
+            (&Method::DELETE, Some(name)) => {
+                history.delete_snapshot(&name).await?;
+                Vec::new()
             }
-        })
-        .await?;
+            (&Method::GET, _) => history.snapshots()?,
+            _ => return Err(bad("missing name: pass the snapshot's name")),
+        };
         json(&answer)
     }
 

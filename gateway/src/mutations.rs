@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::future::join_all;
+use rewind_journal::layout;
 use rewind_model::{Effect, ObjectVersion, Op};
 use rewind_vault::Manifest;
 use s3s::dto;
@@ -168,7 +169,7 @@ impl Forwarder {
         const OP: &str = "UploadPart";
         let info = request_info(&req);
         let i = &req.input;
-        let prefix = Capture::upload_prefix(&i.bucket, &i.key, &i.upload_id);
+        let prefix = layout::upload_prefix(&i.bucket, &i.key, &i.upload_id);
         let capture = match self.capture_for(&i.bucket) {
             // Uploads started before the gateway saw them are captured whole on completion.
             Some(c) if c.upload_template(&prefix).map_err(|e| refuse(&c, OP, &e, Applied::No))?.is_some() => c,
@@ -189,7 +190,7 @@ impl Forwarder {
         };
         let etag = response.output.e_tag.as_ref().map(dto::ETag::value).unwrap_or_default();
         let part = version_of(manifest, etag, None, ObjectMeta::default());
-        capture.put_part(&prefix, number, &part).map_err(|e| refuse(&capture, OP, &e, Applied::Upstream))?;
+        capture.put_part(&prefix, number, &part).await.map_err(|e| refuse(&capture, OP, &e, Applied::Upstream))?;
         Ok(response)
     }
 
@@ -205,8 +206,8 @@ impl Forwarder {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let response = self.timed(OP, &info, self.proxy.create_multipart_upload(req)).await?;
         if let (Some(capture), Some(upload_id)) = (capture, response.output.upload_id.as_deref()) {
-            let prefix = Capture::upload_prefix(&bucket, &key, upload_id);
-            if let Err(e) = capture.start_upload(&prefix, meta) {
+            let prefix = layout::upload_prefix(&bucket, &key, upload_id);
+            if let Err(e) = capture.start_upload(&prefix, meta).await {
                 // Without its headers the upload could not be restored faithfully: undo it.
                 let _ =
                     self.upstream.abort_multipart_upload().bucket(&bucket).key(&key).upload_id(upload_id).send().await;
@@ -223,7 +224,7 @@ impl Forwarder {
         const OP: &str = "UploadPartCopy";
         let info = request_info(&req);
         let i = &req.input;
-        let prefix = Capture::upload_prefix(&i.bucket, &i.key, &i.upload_id);
+        let prefix = layout::upload_prefix(&i.bucket, &i.key, &i.upload_id);
         let capture = match self.capture_for(&i.bucket) {
             Some(c) if c.upload_template(&prefix).map_err(|e| refuse(&c, OP, &e, Applied::No))?.is_some() => c,
             _ => return self.timed(OP, &info, self.proxy.upload_part_copy(req)).await,
@@ -267,7 +268,7 @@ impl Forwarder {
             match stored {
                 Ok(Some(m)) => {
                     let part = version_of(m, etag, None, ObjectMeta::default());
-                    if let Err(e) = capture.put_part(&prefix, number, &part) {
+                    if let Err(e) = capture.put_part(&prefix, number, &part).await {
                         tracing::warn!(error = %e, "could not record a copied part; completion will capture the whole object");
                     }
                 }
@@ -291,7 +292,7 @@ impl Forwarder {
         };
         let i = &req.input;
         let (bucket, key) = (i.bucket.clone(), i.key.clone());
-        let prefix = Capture::upload_prefix(&bucket, &key, &i.upload_id);
+        let prefix = layout::upload_prefix(&bucket, &key, &i.upload_id);
         let chosen: Vec<(i32, String)> = i
             .multipart_upload
             .iter()
@@ -301,13 +302,11 @@ impl Forwarder {
         let _lock = capture.lock(&bucket, &key).await;
         let pending = self.prepare(&capture, OP, Op::CompleteMultipart, (&bucket, &key), None, &info).await?;
         let forward = self.proxy.complete_multipart_upload(req);
-        let (pending, response) = self.forward(&capture, OP, &info, pending, forward).await?;
+        let (mut pending, response) = self.forward(&capture, OP, &info, pending, forward).await?;
         let o = &response.output;
         let etag = o.e_tag.as_ref().map(dto::ETag::value).unwrap_or_default().to_owned();
         let version = self.assemble(&capture, &prefix, &chosen, &etag, o.version_id.as_deref(), (&bucket, &key)).await;
-        if let Err(e) = capture.end_upload(&prefix) {
-            tracing::warn!(error = %e, "could not forget a completed upload's parts");
-        }
+        pending.ending_upload(&prefix);
         let effect = version.map(|v| Some(Effect::Version(v)));
         self.finish(&capture, OP, pending, effect, response).await
     }
@@ -346,9 +345,11 @@ impl Forwarder {
     ) -> S3Result<S3Response<dto::AbortMultipartUploadOutput>> {
         let info = request_info(&req);
         let capture = self.capture_for(&req.input.bucket);
-        let prefix = Capture::upload_prefix(&req.input.bucket, &req.input.key, &req.input.upload_id);
+        let prefix = layout::upload_prefix(&req.input.bucket, &req.input.key, &req.input.upload_id);
         let response = self.timed("AbortMultipartUpload", &info, self.proxy.abort_multipart_upload(req)).await?;
-        if let Some(Err(e)) = capture.map(|c| c.end_upload(&prefix)) {
+        if let Some(capture) = capture
+            && let Err(e) = capture.end_upload(&prefix).await
+        {
             tracing::warn!(error = %e, "could not forget an aborted upload's parts");
         }
         Ok(response)

@@ -124,23 +124,23 @@ pub async fn rebuild(config: &Config) -> Result<Rebuilt, RebuildError> {
                     "{name} does not follow the segment before it: the chain is broken there"
                 )));
             }
-            journal.import(&records).map_err(|e| damaged(format!("{name}: {e}")))?;
+            done.records += records.len() as u64;
+            journal.import(records).await.map_err(|e| damaged(format!("{name}: {e}")))?;
             (prev, next) = (segment.hash, segment.last.0 + 1);
             done.segments += 1;
-            done.records += records.len() as u64;
         }
         for name in backend.list("checkpoints/").await.map_err(damaged)? {
             let bytes = backend.get(&name).await.map_err(damaged)?;
-            done.checkpoints += u64::from(journal.import_checkpoint(&bytes).map_err(damaged)?);
+            done.checkpoints += u64::from(journal.import_checkpoint(&bytes).await.map_err(damaged)?);
         }
         if next > 1 {
-            journal.set_shipped(Seq(next - 1), &prev).map_err(damaged)?;
+            journal.set_shipped(Seq(next - 1), &prev).await.map_err(damaged)?;
         }
         if let Some(name) = backend.list("labels/").await.map_err(damaged)?.pop() {
             let bytes = backend.get(&name).await.map_err(damaged)?;
             let (generation, labels) = journal.open_labels(&bytes).map_err(|e| damaged(format!("{name}: {e}")))?;
-            done.labels = journal.import_labels(&labels).map_err(damaged)? as u64;
-            journal.set_labels_shipped(generation, &segment::labels_digest(&labels)).map_err(damaged)?;
+            done.labels = journal.import_labels(&labels).await.map_err(damaged)? as u64;
+            journal.set_labels_shipped(generation, &segment::labels_digest(&labels)).await.map_err(damaged)?;
         }
         let (packs, chunks) = stores.vault.reindex().await.map_err(damaged)?;
         (done.packs, done.chunks) = (packs as u64, chunks as u64);

@@ -6,8 +6,9 @@
 //!
 //! Pages of the listing are processed in order, the keys of a page in parallel, each under
 //! its key's lock (so a client write racing a reconcile is ordered, and neither is lost).
-//! After each page the last key is checkpointed in the journal's pending state, so an
-//! interrupted pass resumes after it. Captures are paced by objects and bytes per second.
+//! After each page the last key is kept as a resume point in the journal's work in
+//! progress, so an interrupted pass resumes after it. Captures are paced by objects and
+//! bytes per second.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use rewind_journal::Progress;
 use rewind_model::Seq;
 use rewind_snapshotter::History;
 use rewind_snapshotter::api::{ReconcileCounts, ReconcileEvent};
@@ -28,7 +30,7 @@ use crate::request::RequestInfo;
 
 /// The client identity reconcile's records carry (`rewind log` shows it).
 pub const RECONCILE_ACTOR: &str = "rewind-reconcile";
-/// Keys per listing page (and checkpoint).
+/// Keys per listing page (and resume point).
 const PAGE: i32 = 1000;
 /// Captures made durable and committed together, at most: by count ...
 const BATCH_OBJECTS: usize = 256;
@@ -186,7 +188,7 @@ pub struct Reconciler {
     running: Mutex<HashSet<String>>,
     /// Per bucket: objects found not protected and not captured yet (the gauge is the sum).
     unprotected: Mutex<HashMap<String, i64>>,
-    /// Cancelled when the gateway stops: a pass stops between keys, keeping its checkpoint.
+    /// Cancelled when the gateway stops: a pass stops between keys, keeping its resume point.
     stop: CancellationToken,
 }
 
@@ -210,10 +212,6 @@ pub enum ReconcileError {
     /// The journal failed.
     #[error("journal: {0}")]
     Journal(#[from] rewind_journal::JournalError),
-}
-
-fn checkpoint_key(bucket: &str) -> Vec<u8> {
-    [b"reconcile\0".as_slice(), bucket.as_bytes()].concat()
 }
 
 impl Reconciler {
@@ -261,12 +259,8 @@ impl Reconciler {
     ) -> Result<ReconcileCounts, ReconcileError> {
         let capture = &self.capture;
         let journal = capture.journal();
-        let checkpoint = checkpoint_key(bucket);
-        let resume_after = journal
-            .pending_scan(&checkpoint)?
-            .into_iter()
-            .find(|(k, _)| *k == checkpoint)
-            .map(|(_, v)| String::from_utf8_lossy(&v).into_owned());
+        let resume = rewind_journal::layout::reconcile_resume(bucket);
+        let resume_after = journal.progress_get(&resume)?.map(|v| String::from_utf8_lossy(&v).into_owned());
         if let Some(after) = &resume_after {
             tracing::info!(bucket, after = %rewind_model::LogKey(after), "resuming an interrupted reconcile");
         }
@@ -275,7 +269,7 @@ impl Reconciler {
         let known = {
             let journal = journal.clone();
             let bucket = bucket.to_owned();
-            tokio::task::spawn_blocking(move || History::new(&journal).state_at(&bucket, "", Seq(u64::MAX)))
+            tokio::task::spawn_blocking(move || History::new(&journal).state_at(&bucket, "", Seq::LATEST))
                 .await
                 .expect("invariant: reading the journal does not panic")
                 .map_err(|e| CaptureError::Upstream(format!("reading the journal: {e}")))?
@@ -375,10 +369,10 @@ impl Reconciler {
             }
             self.commit_batch(run, batch.take()).await;
             if self.stop.is_cancelled() {
-                return Err(ReconcileError::Stopped); // this page is not done: no checkpoint
+                return Err(ReconcileError::Stopped); // this page is not done: no resume point
             }
             if let Some((key, _, _)) = listed.last() {
-                journal.pending_put(&checkpoint, key.as_bytes())?;
+                journal.progress(vec![Progress::Put(resume.clone(), key.as_bytes().to_vec())]).await?;
             }
             if let Some(events) = &run.events
                 && last_report.elapsed() >= PROGRESS_EVERY
@@ -391,7 +385,7 @@ impl Reconciler {
                 break;
             }
         }
-        journal.pending_remove(&checkpoint)?;
+        journal.progress(vec![Progress::Remove(resume)]).await?;
         let counts = counters.snapshot();
         if counts.failed == 0 {
             self.metrics.reconcile_last_success.set(crate::now_seconds());

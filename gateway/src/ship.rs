@@ -174,7 +174,7 @@ async fn ship_labels(journal: &Journal, vault: &dyn Backend) -> Result<(), ShipE
     loop {
         let (bytes, digest) = journal.seal_labels(next)?;
         match vault.put(&segment::labels_name(next), bytes.into()).await {
-            Ok(()) => return Ok(journal.set_labels_shipped(next, &digest)?),
+            Ok(()) => return Ok(journal.set_labels_shipped(next, &digest).await?),
             // Written before a crash that lost the mark: the next generation supersedes it.
             Err(VaultError::AlreadyExists { .. }) => next += 1,
             Err(e) => return Err(e.into()),
@@ -194,7 +194,7 @@ async fn ship_segments(journal: &Journal, vault: &dyn Backend) -> Result<usize, 
         let starting_here = vault.list(&format!("segments/{:020}-", first.0)).await?;
         if !starting_here.is_empty() {
             let (last, hash) = adopt(journal, vault, &starting_here, prev).await?;
-            journal.set_shipped(last, &hash)?;
+            journal.set_shipped(last, &hash).await?;
             continue;
         }
         let records = journal.raw_records(first, SEGMENT_RECORDS)?;
@@ -208,7 +208,7 @@ async fn ship_segments(journal: &Journal, vault: &dyn Backend) -> Result<usize, 
             Err(e) => return Err(e.into()),
         };
         put_checkpoint(journal, vault, *last, last_bytes).await?;
-        journal.set_shipped(*last, &hash)?;
+        journal.set_shipped(*last, &hash).await?;
         written += 1;
     }
 }

@@ -84,7 +84,7 @@ async fn overwritten_and_deleted_versions_stay_in_the_vault() {
     assert_eq!(v1.tags, vec![("env".into(), "prod".into()), ("team".into(), "a b".into())]);
     assert_eq!(vault_bytes(&gw, version(&h[1].1)).await, second);
     assert!(matches!(h[2].1, Effect::Deleted { .. }));
-    assert!(capture(&gw).journal().open_intents().unwrap().is_empty());
+    assert!(capture(&gw).journal().unresolved_intents().unwrap().is_empty());
     assert!(capture(&gw).journal().verify().unwrap().problems.is_empty());
 }
 
@@ -161,8 +161,9 @@ async fn multipart_uploads_commit_the_assembled_object_with_the_create_headers()
     assert_eq!(v.metadata, vec![("k".into(), "v".into())]);
     let upstream_etag = s3.head_object().bucket("bkt").key("big").send().await.unwrap().e_tag().unwrap().to_owned();
     assert_eq!(v.etag, upstream_etag.trim_matches('"'));
-    let prefix = Capture::upload_prefix("bkt", "big", id);
-    assert!(capture(&gw).upload_template(&prefix).unwrap().is_none(), "completed uploads leave no pending state");
+    let upload = rewind_journal::layout::upload_prefix("bkt", "big", id);
+    assert!(capture(&gw).upload_template(&upload).unwrap().is_none(), "completed uploads leave no state behind");
+    assert!(capture(&gw).parts(&upload).unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -219,7 +220,7 @@ async fn batch_deletes_journal_every_key() {
         assert_eq!(h.iter().map(|(op, _)| *op).collect::<Vec<_>>(), [Op::Put, Op::Delete], "{k}");
     }
     assert_eq!(history(&gw, "bkt", "z").len(), 1);
-    assert!(capture(&gw).journal().open_intents().unwrap().is_empty());
+    assert!(capture(&gw).journal().unresolved_intents().unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -287,7 +288,7 @@ async fn recovery_resolves_interrupted_mutations_from_the_upstream() {
     assert_eq!(vault_bytes(&gw, version(&landed_h[0].1)).await, landed);
     assert!(matches!(history(&gw, "bkt", "kept").last().unwrap().1, Effect::Deleted { .. }));
     assert!(history(&gw, "bkt", "never").is_empty());
-    assert!(journal.open_intents().unwrap().is_empty());
+    assert!(journal.unresolved_intents().unwrap().is_empty());
 }
 
 #[tokio::test]

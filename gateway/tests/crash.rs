@@ -170,7 +170,7 @@ async fn acknowledged_mutations_survive_sigkill() {
     .unwrap();
     let journal = &stores.journal;
     assert!(journal.verify().unwrap().problems.is_empty(), "{:?}", journal.verify());
-    assert!(journal.open_intents().unwrap().is_empty(), "recovery left intents open");
+    assert!(journal.unresolved_intents().unwrap().is_empty(), "recovery left intents open");
     // What was shipped before each kill is the journal's own history, record for record.
     let shipped = rewind_gateway::ship::compare_with_vault(journal, stores.backend.as_ref()).await.unwrap();
     assert!(shipped.problems.is_empty() && shipped.segments > 0, "{shipped:?}");

@@ -214,7 +214,7 @@ async fn versioned_deletes_are_journaled(gw: &TestGateway, s3: &aws_sdk_s3::Clie
     // A plain delete on a versioned bucket leaves a delete marker: the key is gone.
     s3.delete_object().bucket("ver").key("vd").send().await.unwrap();
     assert!(capture.current("ver", "vd").unwrap().is_none());
-    assert!(capture.journal().open_intents().unwrap().is_empty());
+    assert!(capture.journal().unresolved_intents().unwrap().is_empty());
 }
 
 /// An S3 vault in a bucket with Object Lock: every pack gets a governance retention date,

@@ -379,7 +379,7 @@ async fn r5_shipping_never_takes_another_history_for_its_own() {
     assert!(matches!(err, ShipError::Diverged(Divergence::Forked { seq: 1 })), "{err}");
     assert_eq!(b.shipped().unwrap().0, Seq(0));
     // After a crash that lost the mark, the same records are adopted, not re-shipped.
-    a.set_shipped(Seq(0), &[0; 32]).unwrap();
+    a.set_shipped(Seq(0), &[0; 32]).await.unwrap();
     a.append(abort("a3"), Durability::Synced).await.unwrap();
     ship_pending(&a, &vault).await.unwrap();
     assert_eq!(a.shipped().unwrap().0, Seq(4));

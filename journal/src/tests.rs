@@ -2,7 +2,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rewind_crypto::{KeySet, SecretKey};
-use rewind_model::{Abort, Body, Commit, Effect, Intent, Op, Seq};
+use rewind_model::{Body, Commit, Effect, Intent, Op, Seq};
 
 use super::*;
 
@@ -29,295 +29,16 @@ fn commit(intent: Seq, key: &str, tags: &str) -> Body {
     })
 }
 
-#[tokio::test]
-async fn appends_read_back_in_order_and_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(dir.path(), keys()).unwrap();
-    let a = j.append(intent("k"), Durability::Buffered).await.unwrap();
-    let b = j.append(commit(a.seq, "k", "1"), Durability::Synced).await.unwrap();
-    let c = j.append(Body::Abort(Abort { intent: Seq(9), reason: "x".into() }), Durability::Synced).await.unwrap();
-    assert_eq!((a.seq, b.seq, c.seq), (Seq(1), Seq(2), Seq(3)));
-    assert!(a.timestamp_us <= b.timestamp_us && b.timestamp_us <= c.timestamp_us);
-    let records = j.records(Seq(1), 10).unwrap();
-    assert_eq!(records.len(), 3);
-    assert_eq!(records[1].body, commit(a.seq, "k", "1"));
-    assert_eq!(records[1].prev_hash, a.hash);
-    assert_eq!(j.head().unwrap(), c);
-    assert!(j.verify().unwrap().problems.is_empty());
+/// The journal's behaviour, over each engine (see `conformance.rs`).
+mod on_rocksdb {
+    crate::journal_conformance!(crate::conformance::RocksFixture::new());
 }
 
-#[tokio::test]
-async fn concurrent_appenders_get_one_gap_free_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Arc::new(Journal::open(dir.path(), keys()).unwrap());
-    let tasks: Vec<_> = (0..50)
-        .map(|t| {
-            let j = j.clone();
-            tokio::spawn(async move {
-                let mut seqs = Vec::new();
-                for i in 0..40 {
-                    let d = if i % 2 == 0 { Durability::Buffered } else { Durability::Synced };
-                    seqs.push(j.append(intent(&format!("{t}/{i}")), d).await.unwrap().seq.0);
-                }
-                seqs
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all.sort_unstable();
-    assert_eq!(all, (1..=2000).collect::<Vec<_>>());
-    assert_eq!(j.head().unwrap().seq, Seq(2000));
-    assert!(j.verify().unwrap().problems.is_empty(), "{:?}", j.verify());
+mod in_memory {
+    crate::journal_conformance!(crate::conformance::MemoryFixture::default());
 }
 
-#[tokio::test]
-async fn the_chain_continues_after_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let keys = keys();
-    let head = {
-        let j = Journal::open(dir.path(), keys.clone()).unwrap();
-        for i in 0..3 {
-            j.append(intent(&i.to_string()), Durability::Synced).await.unwrap();
-        }
-        let head = j.head().unwrap();
-        j.close();
-        head
-    };
-    let j = Journal::open(dir.path(), keys).unwrap();
-    assert_eq!(j.head().unwrap(), head);
-    let next = j.append(intent("after"), Durability::Synced).await.unwrap();
-    assert_eq!(next.seq, Seq(4));
-    assert_eq!(j.record(Seq(4)).unwrap().unwrap().prev_hash, head.hash);
-    assert!(j.verify().unwrap().problems.is_empty());
-}
-
-#[tokio::test]
-async fn another_key_cannot_read_the_journal() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let j = Journal::open(dir.path(), keys()).unwrap();
-        j.append(intent("secret-key-name"), Durability::Synced).await.unwrap();
-    }
-    let j = Journal::open(dir.path(), keys()).unwrap();
-    assert!(matches!(j.record(Seq(1)), Err(JournalError::Corrupt { .. })));
-}
-
-#[tokio::test]
-async fn point_in_time_lookup_finds_the_last_commit_at_or_before() {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(dir.path(), keys()).unwrap();
-    let mut commits = Vec::new();
-    for v in ["1", "2", "3"] {
-        let i = j.append(intent("doc"), Durability::Buffered).await.unwrap();
-        j.append(intent("doc2"), Durability::Buffered).await.unwrap();
-        commits.push(j.append(commit(i.seq, "doc", v), Durability::Synced).await.unwrap().seq);
-    }
-    // A key that extends "doc" must not be mistaken for it.
-    j.append(commit(Seq(1), "doc\u{0}x", "other"), Durability::Synced).await.unwrap();
-    assert!(j.latest_at("b", "doc", Seq(commits[0].0 - 1)).unwrap().is_none());
-    for (n, at) in commits.iter().enumerate() {
-        let r = j.latest_at("b", "doc", Seq(at.0 + 1)).unwrap().unwrap();
-        assert_eq!(r.seq, *at, "as of {} the version is commit {n}", at.0 + 1);
-    }
-    assert_eq!(j.latest_at("b", "doc", Seq(u64::MAX)).unwrap().unwrap().seq, commits[2]);
-    assert!(j.latest_at("b", "nope", Seq(u64::MAX)).unwrap().is_none());
-    assert!(j.latest_at("other-bucket", "doc", Seq(u64::MAX)).unwrap().is_none());
-}
-
-async fn journal_with(n: u64) -> (tempfile::TempDir, Journal) {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(dir.path(), keys()).unwrap();
-    for i in 0..n {
-        j.append(intent(&i.to_string()), Durability::Synced).await.unwrap();
-    }
-    (dir, j)
-}
-
-#[tokio::test]
-async fn verify_detects_an_edited_record() {
-    let (_d, j) = journal_with(5).await;
-    let (db, cf) = j.raw_db();
-    let mut bytes = db.get_cf(cf, 3u64.to_be_bytes()).unwrap().unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    db.put_cf(cf, 3u64.to_be_bytes(), bytes).unwrap();
-    let problems = j.verify().unwrap().problems;
-    assert!(problems.iter().any(|p| p.contains("record 3 is corrupt")), "{problems:?}");
-}
-
-#[tokio::test]
-async fn verify_detects_a_removed_record() {
-    let (_d, j) = journal_with(5).await;
-    let (db, cf) = j.raw_db();
-    db.delete_cf(cf, 3u64.to_be_bytes()).unwrap();
-    let problems = j.verify().unwrap().problems;
-    assert!(problems.iter().any(|p| p.contains("missing")), "{problems:?}");
-    assert!(problems.iter().any(|p| p.contains("does not chain")), "{problems:?}");
-}
-
-#[tokio::test]
-async fn verify_detects_a_removed_last_record_and_swapped_records() {
-    let (_d, j) = journal_with(5).await;
-    let (db, cf) = j.raw_db();
-    db.delete_cf(cf, 5u64.to_be_bytes()).unwrap();
-    assert!(j.verify().unwrap().problems.iter().any(|p| p.contains("head")), "truncation is caught by the head");
-
-    let (_d, j) = journal_with(5).await;
-    let (db, cf) = j.raw_db();
-    let (two, four) =
-        (db.get_cf(cf, 2u64.to_be_bytes()).unwrap().unwrap(), db.get_cf(cf, 4u64.to_be_bytes()).unwrap().unwrap());
-    db.put_cf(cf, 2u64.to_be_bytes(), four).unwrap();
-    db.put_cf(cf, 4u64.to_be_bytes(), two).unwrap();
-    assert!(!j.verify().unwrap().problems.is_empty(), "swapped records are caught");
-}
-
-#[tokio::test]
-async fn checkpoints_are_written_and_checked() {
-    let (_d, j) = journal_with(CHECKPOINT_EVERY + 5).await;
-    assert!(j.verify().unwrap().problems.is_empty());
-    let (db, _) = j.raw_db();
-    let meta = db.cf_handle(CF_META).unwrap();
-    let mut k = CHECKPOINT_PREFIX.to_vec();
-    k.extend_from_slice(&CHECKPOINT_EVERY.to_be_bytes());
-    let mut v = db.get_cf(meta, &k).unwrap().expect("a checkpoint after CHECKPOINT_EVERY records");
-    v[40] ^= 1;
-    db.put_cf(meta, &k, v).unwrap();
-    assert!(j.verify().unwrap().problems.iter().any(|p| p.contains("checkpoint")));
-}
-
-#[tokio::test]
-async fn open_intents_are_those_without_a_commit_or_abort_even_after_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let k = keys();
-    let j = Journal::open(dir.path(), k.clone()).unwrap();
-    let committed = j.append(intent("a"), Durability::Buffered).await.unwrap();
-    let aborted = j.append(intent("b"), Durability::Buffered).await.unwrap();
-    let open = j.append(intent("c"), Durability::Buffered).await.unwrap();
-    j.append(commit(committed.seq, "a", "1"), Durability::Synced).await.unwrap();
-    j.append(Body::Abort(Abort { intent: aborted.seq, reason: "x".into() }), Durability::Synced).await.unwrap();
-    j.close();
-    let j = Journal::open(dir.path(), k).unwrap();
-    let seqs: Vec<Seq> = j.open_intents().unwrap().iter().map(|r| r.seq).collect();
-    assert_eq!(seqs, vec![open.seq]);
-}
-
-#[tokio::test]
-async fn history_lists_one_keys_commits_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(dir.path(), keys()).unwrap();
-    for (key, tag) in [("k", "1"), ("k2", "x"), ("k", "2"), ("k\0", "y")] {
-        let i = j.append(intent(key), Durability::Buffered).await.unwrap();
-        j.append(commit(i.seq, key, tag), Durability::Synced).await.unwrap();
-    }
-    let tags: Vec<Body> = j.history("b", "k").unwrap().into_iter().map(|r| r.body).collect();
-    assert_eq!(tags, vec![commit(Seq(1), "k", "1"), commit(Seq(5), "k", "2")]);
-}
-
-#[tokio::test]
-async fn pending_state_is_encrypted_scanned_by_prefix_and_removed() {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(dir.path(), keys()).unwrap();
-    j.pending_put(b"up1/1", b"secret metadata").unwrap();
-    j.pending_put(b"up1/2", b"two").unwrap();
-    j.pending_put(b"up2/1", b"other").unwrap();
-    let got = j.pending_scan(b"up1/").unwrap();
-    assert_eq!(got, vec![(b"up1/1".to_vec(), b"secret metadata".to_vec()), (b"up1/2".to_vec(), b"two".to_vec())]);
-    let raw = j.db.get_cf(j.cf(CF_PENDING), b"up1/1").unwrap().unwrap();
-    assert!(!raw.windows(6).any(|w| w == b"secret"), "pending state must not be stored in the clear");
-    j.pending_remove(b"up1/").unwrap();
-    assert!(j.pending_scan(b"up1/").unwrap().is_empty());
-    assert_eq!(j.pending_scan(b"up2/").unwrap().len(), 1);
-}
-
-#[tokio::test]
-async fn chunk_entries_are_kept_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(dir.path(), keys()).unwrap();
-    j.chunk_put_all(&[([1; 32], b"first".to_vec())]).unwrap();
-    j.chunk_put_all(&[([1; 32], b"second".to_vec()), ([2; 32], b"x".to_vec())]).unwrap();
-    assert_eq!(j.chunk_get(&[1; 32]).unwrap().as_deref(), Some(&b"first"[..]));
-    assert_eq!(j.chunk_get(&[2; 32]).unwrap().as_deref(), Some(&b"x"[..]));
-    assert_eq!(j.chunk_get(&[3; 32]).unwrap(), None);
-}
-
-#[tokio::test]
-async fn latest_commits_lists_each_key_of_a_prefix_once_as_of_a_seq() {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(dir.path(), keys()).unwrap();
-    let mut seqs = Vec::new();
-    for (key, tag) in [("a/1", "x"), ("a/2", "y"), ("a/1", "z"), ("b", "w"), ("a/\0odd", "q"), ("a", "r")] {
-        let i = j.append(intent(key), Durability::Buffered).await.unwrap();
-        seqs.push(j.append(commit(i.seq, key, tag), Durability::Synced).await.unwrap().seq);
-    }
-    let all = j.latest_commits("b", "a/", Seq(u64::MAX)).unwrap();
-    assert_eq!(all, vec![("a/\0odd".to_owned(), seqs[4]), ("a/1".to_owned(), seqs[2]), ("a/2".to_owned(), seqs[1])]);
-    let early = j.latest_commits("b", "a/", seqs[1]).unwrap();
-    assert_eq!(early, vec![("a/1".to_owned(), seqs[0]), ("a/2".to_owned(), seqs[1])]);
-    assert_eq!(j.latest_commits("b", "", Seq(u64::MAX)).unwrap().len(), 5);
-    assert!(j.latest_commits("other", "", Seq(u64::MAX)).unwrap().is_empty());
-}
-
-#[tokio::test]
-async fn seq_at_finds_the_last_record_at_or_before_a_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(dir.path(), keys()).unwrap();
-    assert_eq!(j.seq_at(i64::MAX).unwrap(), Seq(0));
-    let mut appended = Vec::new();
-    for i in 0..20 {
-        appended.push(j.append(intent(&i.to_string()), Durability::Synced).await.unwrap());
-    }
-    assert_eq!(j.seq_at(appended[0].timestamp_us - 1).unwrap(), Seq(0));
-    assert_eq!(j.seq_at(i64::MAX).unwrap(), Seq(20));
-    for a in &appended {
-        // The last record with this timestamp (several can share a microsecond).
-        let want = appended.iter().filter(|b| b.timestamp_us <= a.timestamp_us).map(|b| b.seq).max().unwrap();
-        assert_eq!(j.seq_at(a.timestamp_us).unwrap(), want);
-    }
-}
-
-#[tokio::test]
-async fn buckets_are_listed_once_each_in_name_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(dir.path(), keys()).unwrap();
-    assert!(j.buckets().unwrap().is_empty());
-    for (bucket, key) in [("zeta", "k"), ("alpha", "a"), ("alpha", "b"), ("alpha-2", "x"), ("zeta", "")] {
-        let mut b = commit(Seq(1), key, "t");
-        if let Body::Commit(c) = &mut b {
-            c.bucket = bucket.into();
-        }
-        j.append(b, Durability::Buffered).await.unwrap();
-    }
-    assert_eq!(j.buckets().unwrap(), ["alpha", "alpha-2", "zeta"]);
-}
-
-#[tokio::test]
-async fn labels_name_a_seq_once_and_can_be_removed() {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(dir.path(), keys()).unwrap();
-    assert!(j.label_put("before-deploy", Seq(7)).unwrap());
-    assert!(!j.label_put("before-deploy", Seq(9)).unwrap(), "a taken name is refused");
-    assert!(j.label_put("after", Seq(9)).unwrap());
-    let labels = j.labels().unwrap();
-    assert_eq!(
-        labels.iter().map(|(n, s, _)| (n.as_str(), *s)).collect::<Vec<_>>(),
-        [("after", Seq(9)), ("before-deploy", Seq(7))]
-    );
-    assert!(labels.iter().all(|(_, _, created)| *created > 0));
-    assert!(j.label_delete("after").unwrap());
-    assert!(!j.label_delete("after").unwrap());
-    assert_eq!(j.labels().unwrap().len(), 1);
-}
-
-#[tokio::test]
-async fn the_last_checkpoint_is_found() {
-    let (_dir, j) = journal_with(3).await;
-    assert_eq!(j.last_checkpoint().unwrap(), None);
-    let (_dir, j) = journal_with(CHECKPOINT_EVERY + 5).await;
-    assert_eq!(j.last_checkpoint().unwrap(), Some(Seq(CHECKPOINT_EVERY)));
-}
+// What follows is particular to the RocksDB engine (its files, its locks) or to encodings.
 
 /// A v1 segment as the previous format wrote it: the stored records as they are.
 fn v1_segment(keys: &KeySet, records: &[(Seq, Vec<u8>)], prev: [u8; 32]) -> Vec<u8> {
@@ -376,7 +97,7 @@ async fn shipped_labels_open_only_under_the_key_and_import_up_to_the_head() {
     let dir = tempfile::tempdir().unwrap();
     let j = Journal::open(dir.path(), keys()).unwrap();
     let a = j.append(intent("k"), Durability::Synced).await.unwrap();
-    assert!(j.label_put("first", a.seq).unwrap());
+    assert!(j.label_put("first", a.seq).await.unwrap());
     let (bytes, digest) = j.seal_labels(7).unwrap();
     let (generation, labels) = j.open_labels(&bytes).unwrap();
     assert_eq!((generation, labels.clone()), (7, j.labels().unwrap()));
@@ -389,9 +110,9 @@ async fn shipped_labels_open_only_under_the_key_and_import_up_to_the_head() {
     assert!(other.open_labels(&bytes).is_err());
     let rebuilt = tempfile::tempdir().unwrap();
     let fresh = Journal::open(rebuilt.path(), j.keys.clone()).unwrap();
-    fresh.import(&j.raw_records(Seq(1), 10).unwrap()).unwrap();
+    fresh.import(j.raw_records(Seq(1), 10).unwrap()).await.unwrap();
     let past_head = (String::from("lost"), Seq(99), 5);
-    assert_eq!(fresh.import_labels(&[labels[0].clone(), past_head]).unwrap(), 1);
+    assert_eq!(fresh.import_labels(&[labels[0].clone(), past_head]).await.unwrap(), 1);
     assert_eq!(fresh.labels().unwrap(), labels, "names and creation times come back; a label past the head does not");
 }
 
@@ -465,7 +186,7 @@ async fn a_read_only_journal_reads_writes_nothing_and_waits_for_no_writer() {
         let ro = Journal::open_with(dir.path(), k.clone(), Access::ReadOnly).unwrap();
         assert_eq!(ro.head().unwrap().seq, Seq(20));
         assert!(matches!(ro.append(intent("x"), Durability::Synced).await, Err(JournalError::ReadOnly)));
-        assert!(matches!(ro.label_put("n", Seq(1)), Err(JournalError::ReadOnly)));
+        assert!(matches!(ro.label_put("n", Seq(1)).await, Err(JournalError::ReadOnly)));
         // Readers share; a writer must wait for them, and they for it.
         let second = Journal::open_with(dir.path(), k.clone(), Access::ReadOnly).unwrap();
         assert!(matches!(Journal::open(dir.path(), k.clone()), Err(JournalError::InUse { .. })));
@@ -490,35 +211,6 @@ fn snapshot(dir: &Path) -> Vec<(String, u64, std::time::SystemTime)> {
         .collect();
     files.sort();
     files
-}
-
-/// Review R3: the versions index is derived data anyone with the directory can edit;
-/// verify must notice an entry pointing a key at another key's record, or one removed.
-#[tokio::test]
-async fn verify_checks_the_versions_index_against_the_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(dir.path(), keys()).unwrap();
-    for i in 0..3 {
-        let key = format!("k{i}");
-        let a = j.append(intent(&key), Durability::Buffered).await.unwrap();
-        j.append(commit(a.seq, &key, "v"), Durability::Synced).await.unwrap();
-    }
-    assert!(j.verify().unwrap().problems.is_empty());
-    let versions = j.db.cf_handle(CF_VERSIONS).unwrap();
-    // Point key "ghost" at the commit of another key.
-    let commit_seq = j.history("b", "k1").unwrap()[0].seq;
-    let mut forged = version_prefix("b", "ghost");
-    forged.extend_from_slice(&commit_seq.0.to_be_bytes());
-    j.db.put_cf(versions, &forged, []).unwrap();
-    let problems = j.verify().unwrap().problems;
-    assert!(problems.iter().any(|p| p.contains("ghost")), "{problems:?}");
-    j.db.delete_cf(versions, &forged).unwrap();
-    // Remove a real entry: a delete could be hidden so.
-    let mut real = version_prefix("b", "k1");
-    real.extend_from_slice(&commit_seq.0.to_be_bytes());
-    j.db.delete_cf(versions, &real).unwrap();
-    let problems = j.verify().unwrap().problems;
-    assert!(problems.iter().any(|p| p.contains("entries for")), "{problems:?}");
 }
 
 /// Review R2: records are sealed under a key per epoch of 2^24, not one key for all.

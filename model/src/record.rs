@@ -11,6 +11,11 @@ use crate::ChunkId;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Seq(pub u64);
 
+impl Seq {
+    /// Past every record: "as of now" in point-in-time reads.
+    pub const LATEST: Seq = Seq(u64::MAX);
+}
+
 /// The mutations the journal distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -10,9 +10,10 @@ mod status;
 pub use status::status;
 
 use rewind_journal::{Journal, JournalError};
-use rewind_model::{Body, Commit, Effect, Intent, ObjectChange, ObjectVersion, Observed, Op, Seq};
+use rewind_model::{Body, Commit, Effect, Intent, Observed, Op, Seq};
 
 pub use at::{At, AtError};
+pub use rewind_journal::Entry;
 
 /// Why history could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -77,19 +78,6 @@ pub(crate) fn each_record(journal: &Journal, mut f: impl FnMut(rewind_journal::R
     Ok(())
 }
 
-/// One key's version as of some instant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// The object key.
-    pub key: String,
-    /// Its content, headers, metadata and tags.
-    pub version: ObjectVersion,
-    /// The last commit that shaped it (its write, or a later tag change).
-    pub seq: Seq,
-    /// That commit's gateway time, µs since the epoch.
-    pub timestamp_us: i64,
-}
-
 /// A difference between two states of a bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -121,12 +109,6 @@ pub struct LogEntry {
     pub request_id: String,
     /// What it did.
     pub effect: Effect,
-}
-
-struct TagChange {
-    seq: Seq,
-    timestamp_us: i64,
-    tags: Vec<(String, String)>,
 }
 
 /// Reads history from a journal.
@@ -180,7 +162,7 @@ impl<'a> History<'a> {
     }
 
     /// Names the instant `at` (default: now, the journal's head).
-    pub fn create_snapshot(&self, name: &str, at: &At) -> Result<api::Snapshot, HistoryError> {
+    pub async fn create_snapshot(&self, name: &str, at: &At) -> Result<api::Snapshot, HistoryError> {
         if !at::valid_name(name) {
             return Err(HistoryError::BadSnapshot(format!(
                 "{name:?} cannot name a snapshot: use a letter, then letters, digits, '.', '_' or '-' (at most {} characters)",
@@ -188,7 +170,7 @@ impl<'a> History<'a> {
             )));
         }
         let seq = self.resolve(at)?;
-        if !self.journal.label_put(name, seq)? {
+        if !self.journal.label_put(name, seq).await? {
             return Err(HistoryError::BadSnapshot(format!(
                 "a snapshot named {name:?} exists: pick another name, or `rewind snapshot delete {name}` first"
             )));
@@ -200,90 +182,22 @@ impl<'a> History<'a> {
     }
 
     /// Removes a snapshot's name (the history it named stays).
-    pub fn delete_snapshot(&self, name: &str) -> Result<(), HistoryError> {
-        if self.journal.label_delete(name)? { Ok(()) } else { Err(HistoryError::UnknownSnapshot(name.to_owned())) }
+    pub async fn delete_snapshot(&self, name: &str) -> Result<(), HistoryError> {
+        if self.journal.label_delete(name).await? {
+            Ok(())
+        } else {
+            Err(HistoryError::UnknownSnapshot(name.to_owned()))
+        }
     }
 
     /// The version of `bucket`/`key` as of `at` (`None`: absent, or deleted by then).
     pub fn version_at(&self, bucket: &str, key: &str, at: Seq) -> Result<Option<Entry>, HistoryError> {
-        let deleted_with_bucket = self.bucket_deleted_at(bucket, at)?;
-        let mut cursor = at;
-        // A tag change newer than the version: (its seq, its time, the tags).
-        let mut newest: Option<TagChange> = None;
-        while let Some(record) = self.journal.latest_at(bucket, key, cursor)? {
-            let (seq, ts) = (record.seq, record.timestamp_us);
-            if deleted_with_bucket.is_some_and(|d| seq < d) {
-                return Ok(None);
-            }
-            let Some(change) = indexed_change(record.body, seq, bucket, key)? else { break };
-            match change.effect {
-                Effect::Version(mut version) => {
-                    let (seq, timestamp_us) = match newest {
-                        Some(TagChange { seq, timestamp_us, tags }) => {
-                            version.tags = tags;
-                            (seq, timestamp_us)
-                        }
-                        None => (seq, ts),
-                    };
-                    return Ok(Some(Entry { key: key.to_owned(), version, seq, timestamp_us }));
-                }
-                Effect::Deleted { .. } => return Ok(None),
-                Effect::Tags(tags) => {
-                    newest.get_or_insert(TagChange { seq, timestamp_us: ts, tags });
-                }
-                Effect::Bucket => {}
-            }
-            match seq.0.checked_sub(1) {
-                Some(prev) if prev > 0 => cursor = Seq(prev),
-                _ => break,
-            }
-        }
-        Ok(None)
+        Ok(self.journal.version_at(bucket, key, at)?)
     }
 
     /// Every object of `bucket` under `prefix` as of `at`, in key order.
     pub fn state_at(&self, bucket: &str, prefix: &str, at: Seq) -> Result<Vec<Entry>, HistoryError> {
-        let deleted_with_bucket = self.bucket_deleted_at(bucket, at)?;
-        let mut out = Vec::new();
-        for (key, seq) in self.journal.latest_commits(bucket, prefix, at)? {
-            if key.is_empty() || deleted_with_bucket.is_some_and(|d| seq < d) {
-                continue; // bucket-level records, or keys that went with their bucket
-            }
-            // Usually the latest commit is the version itself: no second index lookup.
-            let record = self.journal.record(seq)?;
-            let change = match record {
-                Some(r) => indexed_change(r.body, seq, bucket, &key)?.map(|c| (c.effect, r.timestamp_us)),
-                None => None,
-            };
-            match change {
-                Some((Effect::Version(version), timestamp_us)) => {
-                    out.push(Entry { key, version, seq, timestamp_us });
-                }
-                Some((Effect::Deleted { .. }, _)) => {}
-                _ => out.extend(self.version_at(bucket, &key, seq)?),
-            }
-        }
-        Ok(out)
-    }
-
-    /// The latest DeleteBucket of `bucket` committed at or before `at`: every key journaled
-    /// before it went with the bucket (an upstream that deletes non-empty buckets, as the
-    /// embedded one did in review F5, must not leave `ls` and restore believing otherwise).
-    fn bucket_deleted_at(&self, bucket: &str, at: Seq) -> Result<Option<Seq>, HistoryError> {
-        let mut cursor = at;
-        while let Some(record) = self.journal.latest_at(bucket, "", cursor)? {
-            if let Body::Commit(Commit { intent, .. }) = &record.body
-                && let Some(Body::Intent(Intent { op: Op::DeleteBucket, .. })) =
-                    self.journal.record(*intent)?.map(|r| r.body)
-            {
-                return Ok(Some(record.seq));
-            }
-            match record.seq.0.checked_sub(1) {
-                Some(prev) if prev > 0 => cursor = Seq(prev),
-                _ => break,
-            }
-        }
-        Ok(None)
+        Ok(self.journal.state_at(bucket, prefix, at)?)
     }
 
     /// What changed under `prefix` between `from` and `to`, in key order.
@@ -334,22 +248,6 @@ impl<'a> History<'a> {
         }
         Ok(out)
     }
-}
-
-/// The change a record reached through the `versions` index makes, checked to be one of
-/// `bucket`/`key` (review R3: the index is derived data anyone with the data directory can
-/// edit; trusting it could show another key's bytes, or hide a delete).
-fn indexed_change(body: Body, seq: Seq, bucket: &str, key: &str) -> Result<Option<ObjectChange>, HistoryError> {
-    let Some(change) = body.into_change() else { return Ok(None) };
-    if change.bucket != bucket || change.key != key {
-        return Err(HistoryError::Journal(JournalError::Corrupt {
-            seq,
-            detail: format!(
-                "the versions index lists it under {bucket}/{key:?}, but it changes another key; run `rewind verify`"
-            ),
-        }));
-    }
-    Ok(Some(change))
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ impl History<'_> {
     /// of the destination as what it holds now.
     pub fn plan(&self, scope: &Scope<'_>, at: Seq, mode: Mode) -> Result<Plan, HistoryError> {
         let now =
-            self.scoped(scope.to_bucket, scope, Seq(u64::MAX))?.into_iter().map(|e| (e.key.clone(), Some(e))).collect();
+            self.scoped(scope.to_bucket, scope, Seq::LATEST)?.into_iter().map(|e| (e.key.clone(), Some(e))).collect();
         self.plan_from(scope, at, mode, now)
     }
 
@@ -80,7 +80,7 @@ impl History<'_> {
         listed: &Destination,
     ) -> Result<Plan, HistoryError> {
         let journaled: HashMap<String, Entry> =
-            self.scoped(scope.to_bucket, scope, Seq(u64::MAX))?.into_iter().map(|e| (e.key.clone(), e)).collect();
+            self.scoped(scope.to_bucket, scope, Seq::LATEST)?.into_iter().map(|e| (e.key.clone(), e)).collect();
         let wanted = |key: &str| scope.key.map_or(key.starts_with(scope.prefix), |k| k == key);
         let now = listed
             .iter()

@@ -19,7 +19,7 @@ pub fn status(journal: &Journal, vault_location: String) -> Result<Status, Histo
         head_time: if head.seq.0 == 0 { String::new() } else { time_text(head.timestamp_us) },
         last_checkpoint_seq: journal.last_checkpoint()?.map(|s| s.0),
         shipped_seq: journal.shipped()?.0.0,
-        unresolved_intents: journal.open_intents()?.len() as u64,
+        unresolved_intents: journal.unresolved_intents()?.len() as u64,
         vault_location,
         snapshots: journal.labels()?.len() as u64,
         ..Status::default()

@@ -11,6 +11,8 @@ pub mod pack;
 pub mod s3;
 pub mod store;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use rewind_crypto::{CryptoError, KeySet};
 use rewind_model::ChunkId;
@@ -58,9 +60,19 @@ pub enum VaultError {
     /// The storage failed.
     #[error("vault storage: {0}")]
     Io(#[from] std::io::Error),
+    /// The chunk index (kept by the caller, in the journal) failed.
+    #[error("chunk index: {source}")]
+    Index {
+        /// How to treat it: the index's own class (a damaged journal is corruption, not a
+        /// transient I/O error).
+        class: ErrorClass,
+        /// What the index said.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
 }
 
-pub use rewind_crypto::ErrorClass;
+pub use rewind_model::ErrorClass;
 
 impl VaultError {
     /// How a caller should treat the error.
@@ -71,6 +83,7 @@ impl VaultError {
             Self::Corrupt { .. } => ErrorClass::Corruption,
             Self::Crypto(e) => e.class(),
             Self::Io(_) => ErrorClass::Transient,
+            Self::Index { class, .. } => *class,
         }
     }
 }

@@ -65,23 +65,25 @@ impl ChunkLocation {
 
 /// Which chunks the vault holds. Entries are added only after their pack is durable, so a
 /// hit always points at data that exists.
+#[async_trait::async_trait]
 pub trait ChunkIndex: Send + Sync {
     /// Where `id` is stored, if it is.
     fn lookup(&self, id: &ChunkId) -> Result<Option<ChunkLocation>, VaultError>;
-    /// Records every chunk of a pack that is now durable.
-    fn insert_pack(&self, pack: &str, entries: &[PackEntry]) -> Result<(), VaultError>;
+    /// Records every chunk of a pack that is now durable, durably.
+    async fn insert_pack(&self, pack: &str, entries: &[PackEntry]) -> Result<(), VaultError>;
 }
 
 /// An in-memory [`ChunkIndex`], for tests and tools.
 #[derive(Debug, Default)]
 pub struct MemoryIndex(Mutex<HashMap<ChunkId, ChunkLocation>>);
 
+#[async_trait::async_trait]
 impl ChunkIndex for MemoryIndex {
     fn lookup(&self, id: &ChunkId) -> Result<Option<ChunkLocation>, VaultError> {
         Ok(self.0.lock().expect("invariant: no panics while holding this lock").get(id).cloned())
     }
 
-    fn insert_pack(&self, pack: &str, entries: &[PackEntry]) -> Result<(), VaultError> {
+    async fn insert_pack(&self, pack: &str, entries: &[PackEntry]) -> Result<(), VaultError> {
         let mut map = self.0.lock().expect("invariant: no panics while holding this lock");
         for e in entries {
             map.entry(e.id).or_insert_with(|| ChunkLocation { pack: pack.to_owned(), entry: *e });
@@ -343,9 +345,10 @@ impl Vault {
                 // acknowledged, since this sync fails.
                 Err(e) => return Err(e),
             }
-            let mut open = self.lock_open();
-            self.index.insert_pack(&name, &pack.entries)?;
-            open.unsynced.retain(|(p, _, _)| p.name != pack.name);
+            // Indexed before it leaves the unsynced list, so a chunk is always in one or
+            // the other; the index's synced write runs under no lock.
+            self.index.insert_pack(&name, &pack.entries).await?;
+            self.lock_open().unsynced.retain(|(p, _, _)| p.name != pack.name);
             self.count(|s| s.stored_bytes += pack.bytes.len() as u64);
         }
         Ok(())
@@ -373,7 +376,7 @@ impl Vault {
         let mut chunks = 0;
         while let Some(read) = headers.next().await {
             let (name, entries) = read?;
-            self.index.insert_pack(&name, &entries)?;
+            self.index.insert_pack(&name, &entries).await?;
             chunks += entries.len();
         }
         Ok((packs, chunks))

@@ -25,9 +25,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::error::SdkError;
 use rewind_config::ProtectionConfig;
-use rewind_journal::{Durability, Journal, JournalError};
+use rewind_journal::{Durability, Journal, JournalError, Progress, layout};
 use rewind_model::{Abort, Body, Commit, Effect, Intent, LogKey, ObjectVersion, Observed, Op, Seq};
-use rewind_snapshotter::{History, HistoryError};
 use rewind_vault::{Manifest, Vault, VaultError};
 use s3s::dto::StreamingBlob;
 
@@ -130,12 +129,22 @@ pub struct Pending {
     key: String,
     journal: Arc<Journal>,
     armed: bool,
+    /// Work-in-progress changes its commit or abort makes, in the same atomic batch.
+    then: Vec<Progress>,
 }
 
 impl Pending {
     /// The intent's sequence number.
     pub fn seq(&self) -> Seq {
         self.seq
+    }
+
+    /// Makes its resolution (commit, or abort after the upstream applied it) also end the
+    /// multipart upload at `upload` (see [`rewind_journal::layout::upload_prefix`]): the
+    /// upload's parts are forgotten in the batch that journals the object, never before
+    /// and never without it.
+    pub fn ending_upload(&mut self, upload: &[u8]) {
+        self.then.push(Progress::RemovePrefix(upload.to_vec()));
     }
 }
 
@@ -249,6 +258,7 @@ impl Capture {
             key: key.to_owned(),
             journal: self.journal.clone(),
             armed: true,
+            then: Vec::new(),
         })
     }
 
@@ -284,7 +294,8 @@ impl Capture {
         // open instead is resolved by recovery.
         pending.armed = false;
         let start = Instant::now();
-        let result = self.journal.append(Body::Commit(commit), Durability::Synced).await;
+        let then = std::mem::take(&mut pending.then);
+        let result = self.journal.append_with(Body::Commit(commit), Durability::Synced, then).await;
         self.count(record_kind::COMMIT, result.is_ok());
         let appended = result?;
         self.metrics.journal_commit_duration.observe(start.elapsed().as_secs_f64());
@@ -318,7 +329,9 @@ impl Capture {
     pub async fn abort(&self, mut pending: Pending, reason: &str) {
         pending.armed = false;
         let body = Body::Abort(Abort { intent: pending.seq, reason: reason.to_owned() });
-        let result = self.journal.append(body, Durability::Buffered).await;
+        let then = std::mem::take(&mut pending.then);
+        let durability = if then.is_empty() { Durability::Buffered } else { Durability::Synced };
+        let result = self.journal.append_with(body, durability, then).await;
         self.count(record_kind::ABORT, result.is_ok());
         if let Err(e) = result {
             tracing::warn!(seq = pending.seq.0, error = %e, "could not journal an abort; recovery will resolve the intent");
@@ -337,11 +350,7 @@ impl Capture {
     /// The current version of a key as the journal knows it (tags applied), or `None` when
     /// the journal has no version or its last word is a delete.
     pub fn current(&self, bucket: &str, key: &str) -> Result<Option<ObjectVersion>, CaptureError> {
-        match History::new(&self.journal).version_at(bucket, key, Seq(u64::MAX)) {
-            Ok(entry) => Ok(entry.map(|e| e.version)),
-            Err(HistoryError::Journal(e)) => Err(e.into()),
-            Err(e) => Err(CaptureError::Journal(JournalError::Corrupt { seq: Seq(0), detail: e.to_string() })),
-        }
+        Ok(self.journal.version_at(bucket, key, Seq::LATEST)?.map(|e| e.version))
     }
 
     /// What the upstream holds under `bucket`/`key` (a specific version when given), or
@@ -517,54 +526,38 @@ impl Capture {
         Ok(tokio::time::timeout(self.timeout, finish).await.map_err(|_| TeeError::Slow)??)
     }
 
-    /// The pending-state prefix of a multipart upload.
-    pub fn upload_prefix(bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
-        let mut p = b"mpu\0".to_vec();
-        for part in [bucket, key, upload_id] {
-            p.extend_from_slice(part.as_bytes());
-            p.push(0);
-        }
-        p
-    }
-
     /// Records a multipart upload's headers, metadata and tags until it completes.
-    pub fn start_upload(&self, prefix: &[u8], meta: ObjectMeta) -> Result<(), CaptureError> {
+    pub async fn start_upload(&self, upload: &[u8], meta: ObjectMeta) -> Result<(), CaptureError> {
         let template = version_of(Manifest { chunks: Vec::new(), size: 0, blake3: [0; 32] }, "", None, meta);
-        Ok(self.journal.pending_put(&[prefix, b"t"].concat(), &template.encode())?)
+        Ok(self.journal.progress(vec![Progress::Put(layout::upload_template(upload), template.encode())]).await?)
     }
 
     /// The upload's template, if the gateway saw it start.
-    pub fn upload_template(&self, prefix: &[u8]) -> Result<Option<ObjectVersion>, CaptureError> {
-        let found = self.journal.pending_scan(&[prefix, b"t"].concat())?;
-        match found.into_iter().next() {
-            Some((_, bytes)) => Ok(Some(decode_pending(&bytes)?)),
-            None => Ok(None),
-        }
+    pub fn upload_template(&self, upload: &[u8]) -> Result<Option<ObjectVersion>, CaptureError> {
+        self.journal.progress_get(&layout::upload_template(upload))?.map(|bytes| decode_progress(&bytes)).transpose()
     }
 
     /// Records one captured part.
-    pub fn put_part(&self, prefix: &[u8], number: i32, part: &ObjectVersion) -> Result<(), CaptureError> {
-        let mut k = [prefix, b"p"].concat();
-        k.extend_from_slice(&number.to_be_bytes());
-        Ok(self.journal.pending_put(&k, &part.encode())?)
+    pub async fn put_part(&self, upload: &[u8], number: i32, part: &ObjectVersion) -> Result<(), CaptureError> {
+        Ok(self.journal.progress(vec![Progress::Put(layout::upload_part(upload, number), part.encode())]).await?)
     }
 
     /// Every captured part by number.
-    pub fn parts(&self, prefix: &[u8]) -> Result<std::collections::HashMap<i32, ObjectVersion>, CaptureError> {
-        let p = [prefix, b"p"].concat();
+    pub fn parts(&self, upload: &[u8]) -> Result<std::collections::HashMap<i32, ObjectVersion>, CaptureError> {
+        let parts = layout::upload_parts(upload);
         let mut out = std::collections::HashMap::new();
-        for (k, v) in self.journal.pending_scan(&p)? {
-            let number = k[p.len()..].try_into().map(i32::from_be_bytes).map_err(|_| {
+        for (k, v) in self.journal.progress_scan(&parts)? {
+            let number = layout::part_number(&parts, &k).ok_or_else(|| {
                 CaptureError::Journal(JournalError::Corrupt { seq: Seq(0), detail: "malformed part key".into() })
             })?;
-            out.insert(number, decode_pending(&v)?);
+            out.insert(number, decode_progress(&v)?);
         }
         Ok(out)
     }
 
-    /// Forgets an upload's pending state.
-    pub fn end_upload(&self, prefix: &[u8]) -> Result<(), CaptureError> {
-        Ok(self.journal.pending_remove(prefix)?)
+    /// Forgets an aborted upload's state.
+    pub async fn end_upload(&self, upload: &[u8]) -> Result<(), CaptureError> {
+        Ok(self.journal.progress(vec![Progress::RemovePrefix(upload.to_vec())]).await?)
     }
 }
 
@@ -585,7 +578,7 @@ fn log_captured(bucket: &str, key: &str, size: u64) {
     tracing::debug!(bucket, key = %LogKey(key), size, "captured a version the journal lacked (written before Rewind or behind its back)");
 }
 
-fn decode_pending(bytes: &[u8]) -> Result<ObjectVersion, CaptureError> {
+fn decode_progress(bytes: &[u8]) -> Result<ObjectVersion, CaptureError> {
     ObjectVersion::decode(bytes)
         .map_err(|e| CaptureError::Journal(JournalError::Corrupt { seq: Seq(0), detail: e.to_string() }))
 }

@@ -129,20 +129,24 @@ pub struct Stores {
 /// The chunk index kept in the journal's database (so one fsync'd store holds both).
 struct JournalIndex(Arc<Journal>);
 
+#[async_trait::async_trait]
 impl ChunkIndex for JournalIndex {
     fn lookup(&self, id: &ChunkId) -> Result<Option<ChunkLocation>, VaultError> {
-        match self.0.chunk_get(id.as_bytes()) {
-            Ok(Some(bytes)) => ChunkLocation::decode(*id, &bytes).map(Some),
-            Ok(None) => Ok(None),
-            Err(e) => Err(VaultError::Io(std::io::Error::other(e))),
+        match self.0.chunk_get(id.as_bytes()).map_err(index_error)? {
+            Some(bytes) => ChunkLocation::decode(*id, &bytes).map(Some),
+            None => Ok(None),
         }
     }
 
-    fn insert_pack(&self, pack: &str, entries: &[PackEntry]) -> Result<(), VaultError> {
+    async fn insert_pack(&self, pack: &str, entries: &[PackEntry]) -> Result<(), VaultError> {
         let rows: Vec<([u8; 32], Vec<u8>)> =
             entries.iter().map(|e| (e.id.0, ChunkLocation { pack: pack.to_owned(), entry: *e }.encode())).collect();
-        self.0.chunk_put_all(&rows).map_err(|e| VaultError::Io(std::io::Error::other(e)))
+        self.0.chunk_put_all(rows).await.map_err(index_error)
     }
+}
+
+fn index_error(e: JournalError) -> VaultError {
+    VaultError::Index { class: e.class(), source: Arc::new(e) }
 }
 
 /// The backend named by the configuration; an S3 vault gets the Object Lock setting.

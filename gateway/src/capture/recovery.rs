@@ -40,7 +40,7 @@ impl Capture {
     /// Resolves once every open intent up to `last` (tests simulate a crash with it).
     pub async fn recover_through(&self, last: rewind_model::Seq) -> Result<Recovered, CaptureError> {
         let mut done = Recovered::default();
-        for record in self.journal.open_intents()?.into_iter().filter(|r| r.seq <= last) {
+        for record in self.journal.unresolved_intents()?.into_iter().filter(|r| r.seq <= last) {
             match self.resolve(&record).await {
                 Ok(true) => done.committed += 1,
                 Ok(false) => done.aborted += 1,
@@ -84,7 +84,7 @@ impl Capture {
             // Under the key's lock, the intent's own request (if still running) is done with it.
             _ => Some(self.lock(bucket, key).await),
         };
-        if !self.journal.is_open(record.seq)? {
+        if !self.journal.is_unresolved(record.seq)? {
             return Ok(false);
         }
         let pending = Pending {
@@ -93,6 +93,7 @@ impl Capture {
             key: intent.key.clone(),
             journal: self.journal.clone(),
             armed: false,
+            then: Vec::new(),
         };
         match intent.op {
             Op::CreateBucket | Op::DeleteBucket => {

@@ -1,0 +1,124 @@
+//! Where the journal's bytes live: an ordered key-value store of a few tables, written in
+//! atomic batches that may be synced. The journal's logic (encryption, chaining, indexes,
+//! group commit, verify) is the same over every engine; an engine only stores bytes.
+//!
+//! Engines: RocksDB ([`crate::rocks`], the default, on local disk) and memory
+//! ([`crate::memory`], for tests and tools). The conformance suite (`conformance.rs`) runs
+//! the journal's behaviour over each.
+
+/// The tables of a journal. Names on disk are [`Table::name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    /// seq (u64 big-endian) → sealed record.
+    Records,
+    /// (bucket, key, seq) → empty: the commits and observations of each key.
+    Versions,
+    /// The head, checkpoints, snapshot labels, shipping marks.
+    Meta,
+    /// seq → empty: intents with neither a commit nor an abort yet.
+    Unresolved,
+    /// The vault's chunk index (values in the vault's encoding).
+    Chunks,
+    /// State of work in progress (multipart uploads, reconcile resume points), encrypted.
+    Progress,
+}
+
+impl Table {
+    /// Every table.
+    pub const ALL: [Table; 6] =
+        [Table::Records, Table::Versions, Table::Meta, Table::Unresolved, Table::Chunks, Table::Progress];
+
+    /// Its name in storage (RocksDB column family). Kept from the first format: `open`
+    /// and `pending` are the unresolved intents and the work in progress.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Records => "records",
+            Table::Versions => "versions",
+            Table::Meta => "meta",
+            Table::Unresolved => "open",
+            Table::Chunks => "chunks",
+            Table::Progress => "pending",
+        }
+    }
+}
+
+/// One change in a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Sets `key` to `value`.
+    Put(Table, Vec<u8>, Vec<u8>),
+    /// Removes `key`.
+    Delete(Table, Vec<u8>),
+}
+
+/// What an engine reports when it cannot read or write.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// RocksDB failed (disk full, I/O error, damaged files, …).
+    #[error("journal storage: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// A write a test engine was told to fail (what a crash or a full disk leaves).
+    #[error("journal storage: injected failure")]
+    Injected,
+}
+
+impl EngineError {
+    /// Whether the stored data is damaged (rather than the storage unavailable).
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Self::Rocks(e) if e.kind() == rocksdb::ErrorKind::Corruption)
+    }
+}
+
+/// A stored entry: key and value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// A scan's callback: called with each entry, it returns whether to go on.
+pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
+
+/// A prefix scan's callback.
+pub(crate) type VisitOr<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<(), crate::JournalError>;
+
+/// An ordered key-value store with tables and atomic batches.
+///
+/// Reads may run on any thread at any time. Writes come from the journal's one writer
+/// thread (and from tests that simulate damage): engines need not order concurrent writes.
+pub trait Engine: Send + Sync + 'static {
+    /// The value of `key`.
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError>;
+
+    /// Calls `f` with each entry from `from` on, in key order, until it returns `false`.
+    /// `f` may read the engine (not write it).
+    fn scan(&self, table: Table, from: &[u8], f: Visit<'_>) -> Result<(), EngineError>;
+
+    /// The last entry at or before `key`.
+    fn last_at_or_before(&self, table: Table, key: &[u8]) -> Result<Option<Entry>, EngineError>;
+
+    /// Applies `writes` all or none; with `sync`, durably before returning.
+    fn write(&self, writes: Vec<Write>, sync: bool) -> Result<(), EngineError>;
+}
+
+/// Helpers every engine gets.
+pub(crate) trait EngineExt {
+    /// Every entry whose key starts with `prefix`, in key order.
+    fn scan_prefix(&self, table: Table, prefix: &[u8], f: VisitOr<'_>) -> Result<(), crate::JournalError>;
+}
+
+impl<E: Engine + ?Sized> EngineExt for E {
+    fn scan_prefix(&self, table: Table, prefix: &[u8], f: VisitOr<'_>) -> Result<(), crate::JournalError> {
+        let mut failed = None;
+        self.scan(table, prefix, &mut |k, v| {
+            if !k.starts_with(prefix) {
+                return false;
+            }
+            match f(k, v) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+}

@@ -1,0 +1,231 @@
+//! Every key the journal stores, built and split here and nowhere else (docs/FORMAT.md,
+//! "Journal tables", describes the same layouts).
+//!
+//! - `records`: `seq` (u64 big-endian).
+//! - `versions`: `escaped bucket | escaped key | seq`, where a name is escaped so that
+//!   concatenations sort like the names and never prefix each other (0x00 becomes
+//!   0x00 0xFF, and 0x00 0x00 ends it). Bucket-level records use the empty key.
+//! - `meta`: `head`; `checkpoint/` + seq; `label/` + name; `shipped`; `labels-shipped`.
+//! - `open` (unresolved intents): `seq`.
+//! - `chunks`: the 32-byte chunk id.
+//! - `pending` (work in progress): `mpu\0 bucket \0 key \0 upload id \0` then `t` (the
+//!   upload's template) or `p` + part number (i32 big-endian); `reconcile\0` + bucket (the
+//!   last key a pass finished).
+
+use rewind_model::Seq;
+
+use crate::Appended;
+
+/// `meta`: the head (seq, hash, timestamp).
+pub const HEAD_KEY: &[u8] = b"head";
+/// `meta`: checkpoints, by seq.
+pub const CHECKPOINT_PREFIX: &[u8] = b"checkpoint/";
+/// `meta`: snapshot labels, by name.
+pub const LABEL_PREFIX: &[u8] = b"label/";
+/// `meta`: the last record shipped to the vault, and its segment's hash.
+pub const SHIPPED_KEY: &[u8] = b"shipped";
+/// `meta`: the generation and digest of the label set last shipped.
+pub const LABELS_SHIPPED_KEY: &[u8] = b"labels-shipped";
+
+/// The key of record (or unresolved intent) `seq`.
+pub fn seq_key(seq: Seq) -> [u8; 8] {
+    seq.0.to_be_bytes()
+}
+
+/// The seq at the front of `be` (a record key, or the end of an index key).
+pub fn seq_of(be: &[u8]) -> Option<Seq> {
+    Some(Seq(u64::from_be_bytes(be.get(..8)?.try_into().ok()?)))
+}
+
+/// The stored head: seq, hash, timestamp.
+pub(crate) fn head_value(head: &Appended) -> Vec<u8> {
+    let mut v = head.seq.0.to_be_bytes().to_vec();
+    v.extend_from_slice(&head.hash);
+    v.extend_from_slice(&head.timestamp_us.to_be_bytes());
+    v
+}
+
+/// Reads a stored head (`None`: malformed).
+pub(crate) fn parse_head(v: &[u8]) -> Option<Appended> {
+    (v.len() == 48).then(|| Appended {
+        seq: Seq(u64::from_be_bytes(v[..8].try_into().expect("invariant: 8 bytes"))),
+        hash: v[8..40].try_into().expect("invariant: 32 bytes"),
+        timestamp_us: i64::from_be_bytes(v[40..48].try_into().expect("invariant: 8 bytes")),
+    })
+}
+
+/// The `meta` key of the checkpoint at `seq`.
+pub fn checkpoint_key(seq: Seq) -> Vec<u8> {
+    [CHECKPOINT_PREFIX, &seq.0.to_be_bytes()].concat()
+}
+
+/// The `meta` key of a label.
+pub fn label_key(name: &str) -> Vec<u8> {
+    [LABEL_PREFIX, name.as_bytes()].concat()
+}
+
+/// The `meta` value of a label: its seq and when it was made.
+pub(crate) fn label_value(seq: Seq, created_us: i64) -> Vec<u8> {
+    [seq.0.to_be_bytes(), created_us.to_be_bytes()].concat()
+}
+
+/// A label's seq and creation time (`None`: malformed).
+pub(crate) fn parse_label(v: &[u8]) -> Option<(Seq, i64)> {
+    (v.len() == 16).then(|| {
+        (Seq(u64::from_be_bytes(v[..8].try_into().expect("invariant: 8 bytes"))), {
+            i64::from_be_bytes(v[8..16].try_into().expect("invariant: 8 bytes"))
+        })
+    })
+}
+
+/// A shipping mark's value: a number and a hash.
+pub(crate) fn mark_value(n: u64, hash: &[u8; 32]) -> Vec<u8> {
+    [&n.to_be_bytes()[..], hash].concat()
+}
+
+/// A shipping mark (`None`: malformed).
+pub(crate) fn parse_mark(v: &[u8]) -> Option<(u64, [u8; 32])> {
+    (v.len() == 40).then(|| (seq_of(v).expect("invariant: 8 bytes").0, v[8..].try_into().expect("invariant: 32 bytes")))
+}
+
+/// Escapes a name: 0x00 becomes 0x00 0xFF, and 0x00 0x00 ends it.
+fn push_escaped(out: &mut Vec<u8>, s: &str) {
+    for &b in s.as_bytes() {
+        out.push(b);
+        if b == 0 {
+            out.push(0xFF);
+        }
+    }
+    out.extend_from_slice(&[0, 0]);
+}
+
+/// Splits one escaped name off the front of `bytes`.
+fn split_escaped(bytes: &[u8]) -> Option<(String, &[u8])> {
+    let mut name = Vec::new();
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        match (bytes[i], bytes[i + 1]) {
+            (0, 0) => return Some((String::from_utf8(name).ok()?, &bytes[i + 2..])),
+            (0, 0xFF) => {
+                name.push(0);
+                i += 2;
+            }
+            (b, _) => {
+                name.push(b);
+                i += 1;
+            }
+        }
+    }
+    None
+}
+
+/// The `versions` prefix of one key's entries.
+pub fn version_prefix(bucket: &str, key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bucket.len() + key.len() + 12);
+    push_escaped(&mut out, bucket);
+    push_escaped(&mut out, key);
+    out
+}
+
+/// The `versions` entry of `bucket`/`key` at `seq`.
+pub fn version_key(bucket: &str, key: &str, seq: Seq) -> Vec<u8> {
+    let mut k = version_prefix(bucket, key);
+    k.extend_from_slice(&seq.0.to_be_bytes());
+    k
+}
+
+/// The `versions` prefix of every key of `bucket` starting with `prefix`, and where the
+/// key begins in an entry.
+pub(crate) fn version_scan(bucket: &str, prefix: &str) -> (Vec<u8>, usize) {
+    let mut scan = Vec::with_capacity(bucket.len() + prefix.len() + 4);
+    push_escaped(&mut scan, bucket);
+    let key_at = scan.len();
+    push_escaped(&mut scan, prefix);
+    scan.truncate(scan.len() - 2); // a prefix of the key: no terminator
+    (scan, key_at)
+}
+
+/// Where the entries of the bucket after `bucket` begin.
+pub(crate) fn next_bucket(bucket: &str) -> Vec<u8> {
+    let mut next = Vec::with_capacity(bucket.len() + 2);
+    push_escaped(&mut next, bucket);
+    *next.last_mut().expect("invariant: escaped names end in 0 0") = 1;
+    next
+}
+
+/// Splits a `versions` entry into bucket, key and seq.
+pub(crate) fn split_version(bytes: &[u8]) -> Option<(String, String, Seq)> {
+    let (bucket, rest) = split_escaped(bytes)?;
+    let (key, rest) = split_escaped(rest)?;
+    (rest.len() == 8).then(|| (bucket, key, seq_of(rest).expect("invariant: 8 bytes")))
+}
+
+/// Splits `escaped key | seq` (an entry past its bucket) into key and seq.
+pub(crate) fn split_key_seq(bytes: &[u8]) -> Option<(String, Seq)> {
+    let (key, rest) = split_escaped(bytes)?;
+    Some((key, seq_of(rest)?))
+}
+
+/// The bucket a `versions` entry starts with.
+pub(crate) fn bucket_of(bytes: &[u8]) -> Option<String> {
+    split_escaped(bytes).map(|(b, _)| b)
+}
+
+/// The work-in-progress prefix of one multipart upload.
+pub fn upload_prefix(bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
+    let mut p = b"mpu\0".to_vec();
+    for part in [bucket, key, upload_id] {
+        p.extend_from_slice(part.as_bytes());
+        p.push(0);
+    }
+    p
+}
+
+/// Where an upload's template (headers, metadata, tags) is kept.
+pub fn upload_template(upload: &[u8]) -> Vec<u8> {
+    [upload, b"t"].concat()
+}
+
+/// The prefix of an upload's captured parts.
+pub fn upload_parts(upload: &[u8]) -> Vec<u8> {
+    [upload, b"p"].concat()
+}
+
+/// Where part `number` of an upload is kept.
+pub fn upload_part(upload: &[u8], number: i32) -> Vec<u8> {
+    [upload, b"p", &number.to_be_bytes()].concat()
+}
+
+/// The part number of a key under [`upload_parts`].
+pub fn part_number(parts: &[u8], key: &[u8]) -> Option<i32> {
+    key.strip_prefix(parts)?.try_into().ok().map(i32::from_be_bytes)
+}
+
+/// Where a reconcile of `bucket` keeps the last key it finished, to resume after it.
+pub fn reconcile_resume(bucket: &str) -> Vec<u8> {
+    [b"reconcile\0".as_slice(), bucket.as_bytes()].concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_entries_split_back_and_sort_by_key_then_seq() {
+        let a = version_key("b", "a\0x", Seq(9));
+        assert_eq!(split_version(&a), Some(("b".into(), "a\0x".into(), Seq(9))));
+        // "a" sorts before "a\0x" and "ab": no key's entries run into another's.
+        let keys = [version_key("b", "a", Seq(u64::MAX)), a, version_key("b", "ab", Seq(1))];
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        assert!(version_key("b", "z", Seq(1)) < next_bucket("b") && next_bucket("b") < version_key("b\0", "", Seq(1)));
+    }
+
+    #[test]
+    fn part_keys_give_back_their_numbers() {
+        let upload = upload_prefix("b", "k", "u1");
+        let parts = upload_parts(&upload);
+        assert_eq!(part_number(&parts, &upload_part(&upload, 7)), Some(7));
+        assert!(!upload_template(&upload).starts_with(&parts) && upload_part(&upload, 1).starts_with(&parts));
+        assert!(upload_template(&upload).starts_with(&upload), "removing the upload removes its template");
+    }
+}

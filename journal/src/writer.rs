@@ -1,0 +1,268 @@
+//! The one writer: every change to a journal goes through this thread, which folds
+//! whatever requests are waiting into one batch (group commit). A batch is synced if any
+//! request in it asked for durability, so one fsync covers many concurrent commits, and
+//! nothing that syncs runs on an async worker or under a lock others wait for.
+//!
+//! A request is either records to append (with the changes to work-in-progress state that
+//! go with them, in the same atomic batch) or a change built from the journal as it stands
+//! (labels, marks, chunk index entries, imports). Builders see the writes of the requests
+//! before them in the batch, so a batch is the same as its requests applied one by one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rewind_crypto::KeySet;
+use rewind_model::{Abort, Body, Commit, Seq};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::engine::{Engine, Table, Write};
+use crate::layout;
+use crate::{Appended, Durability, JournalError, record};
+
+/// Records between checkpoints. A checkpoint costs one small extra write per batch.
+pub const CHECKPOINT_EVERY: u64 = 1024;
+/// Longest time a quiet journal goes without a checkpoint of its latest record.
+pub const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// Most requests folded into one batch: bounds the latency a batch adds to its first request.
+const MAX_BATCH: usize = 512;
+/// Requests waiting for the writer; past this, callers wait (backpressure, not loss).
+pub(crate) const QUEUE_DEPTH: usize = 4096;
+
+/// Builds a change from the journal as it stands (and the batch so far).
+pub(crate) type Build = Box<dyn FnOnce(&View<'_>) -> Result<Vec<Write>, JournalError> + Send>;
+
+/// What the writer is asked to do.
+pub(crate) enum Request {
+    /// Appends records, in order, with their side changes, atomically.
+    Append {
+        bodies: Vec<Body>,
+        side: Build,
+        durability: Durability,
+        reply: oneshot::Sender<Result<Vec<Appended>, JournalError>>,
+    },
+    /// Applies a change, durably.
+    Change { build: Build, reply: oneshot::Sender<Result<(), JournalError>> },
+    /// Appends records that were sealed elsewhere (a rebuild from the vault), checking each
+    /// is the next position, decrypts and chains.
+    Import { records: Vec<(Seq, Vec<u8>)>, reply: oneshot::Sender<Result<Appended, JournalError>> },
+}
+
+/// The journal as a builder sees it: the engine, with the batch's writes so far on top.
+pub(crate) struct View<'a> {
+    engine: &'a dyn Engine,
+    overlay: &'a BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>,
+}
+
+impl View<'_> {
+    /// The value of `key`.
+    pub(crate) fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, JournalError> {
+        match self.overlay.get(&(table, key.to_vec())) {
+            Some(v) => Ok(v.clone()),
+            None => Ok(self.engine.get(table, key)?),
+        }
+    }
+
+    /// Every key starting with `prefix`.
+    pub(crate) fn keys_with_prefix(&self, table: Table, prefix: &[u8]) -> Result<Vec<Vec<u8>>, JournalError> {
+        let mut keys = std::collections::BTreeSet::new();
+        self.engine.scan(table, prefix, &mut |k, _| {
+            if k.starts_with(prefix) {
+                keys.insert(k.to_vec());
+                true
+            } else {
+                false
+            }
+        })?;
+        for ((t, k), v) in self.overlay.range((table, prefix.to_vec())..) {
+            if *t != table || !k.starts_with(prefix) {
+                break;
+            }
+            if v.is_some() {
+                keys.insert(k.clone());
+            } else {
+                keys.remove(k);
+            }
+        }
+        Ok(keys.into_iter().collect())
+    }
+}
+
+/// The writer thread's state.
+pub(crate) struct Writer {
+    pub(crate) engine: Arc<dyn Engine>,
+    pub(crate) keys: Arc<KeySet>,
+    pub(crate) head: Appended,
+    pub(crate) last_checkpoint: Seq,
+    pub(crate) last_checkpoint_at: std::time::Instant,
+}
+
+/// A batch being built.
+#[derive(Default)]
+struct Batch {
+    writes: Vec<Write>,
+    overlay: BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>,
+    sync: bool,
+}
+
+impl Batch {
+    fn add(&mut self, writes: Vec<Write>) {
+        for w in &writes {
+            match w {
+                Write::Put(t, k, v) => self.overlay.insert((*t, k.clone()), Some(v.clone())),
+                Write::Delete(t, k) => self.overlay.insert((*t, k.clone()), None),
+            };
+        }
+        self.writes.extend(writes);
+    }
+}
+
+/// What a request will be answered, once the batch is written.
+enum Answer {
+    Appended(oneshot::Sender<Result<Vec<Appended>, JournalError>>, Result<Vec<Appended>, JournalError>),
+    Changed(oneshot::Sender<Result<(), JournalError>>, Result<(), JournalError>),
+    Imported(oneshot::Sender<Result<Appended, JournalError>>, Result<Appended, JournalError>),
+}
+
+impl Writer {
+    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut requests = vec![first];
+            while requests.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => requests.push(r),
+                    Err(_) => break,
+                }
+            }
+            self.write(requests);
+        }
+    }
+
+    /// Writes one group; on failure every request in it fails and the head is unchanged.
+    fn write(&mut self, requests: Vec<Request>) {
+        let start = (self.head, self.last_checkpoint);
+        let mut batch = Batch::default();
+        let mut answers = Vec::with_capacity(requests.len());
+        for request in requests {
+            answers.push(match request {
+                Request::Append { bodies, side, durability, reply } => {
+                    let outcome = self.append(&mut batch, bodies, side);
+                    batch.sync |= outcome.is_ok() && durability == Durability::Synced;
+                    Answer::Appended(reply, outcome)
+                }
+                Request::Change { build, reply } => {
+                    let outcome = build(&View { engine: &*self.engine, overlay: &batch.overlay }).map(|w| batch.add(w));
+                    batch.sync |= outcome.is_ok();
+                    Answer::Changed(reply, outcome)
+                }
+                Request::Import { records, reply } => {
+                    let outcome = self.import(&mut batch, &records);
+                    batch.sync |= outcome.is_ok();
+                    Answer::Imported(reply, outcome)
+                }
+            });
+        }
+        if batch.writes.is_empty() {
+            return answer(answers, None);
+        }
+        let due = self.head.seq.0 - self.last_checkpoint.0 >= CHECKPOINT_EVERY
+            || (self.head.seq != self.last_checkpoint && self.last_checkpoint_at.elapsed() >= CHECKPOINT_INTERVAL);
+        if due {
+            self.last_checkpoint_at = std::time::Instant::now();
+            let mut v = self.head.hash.to_vec();
+            v.extend_from_slice(&record::checkpoint_mac(&self.keys, self.head.seq, &self.head.hash));
+            batch.writes.push(Write::Put(Table::Meta, layout::checkpoint_key(self.head.seq), v));
+            self.last_checkpoint = self.head.seq;
+        }
+        if self.head != start.0 {
+            batch.writes.push(Write::Put(Table::Meta, layout::HEAD_KEY.to_vec(), layout::head_value(&self.head)));
+        }
+        if let Err(e) = self.engine.write(batch.writes, batch.sync) {
+            (self.head, self.last_checkpoint) = start;
+            return answer(answers, Some(JournalError::Storage(e)));
+        }
+        answer(answers, None);
+    }
+
+    /// Seals `bodies` after the head, indexes them, and adds the side change; all or none.
+    fn append(&mut self, batch: &mut Batch, bodies: Vec<Body>, side: Build) -> Result<Vec<Appended>, JournalError> {
+        let side = side(&View { engine: &*self.engine, overlay: &batch.overlay })?;
+        let before = self.head;
+        let mut writes = Vec::new();
+        let mut appended = Vec::with_capacity(bodies.len());
+        for body in &bodies {
+            let seq = Seq(self.head.seq.0 + 1);
+            // The gateway clock, never going backwards within the journal.
+            let timestamp_us = crate::now_us().max(self.head.timestamp_us);
+            match record::encode(&self.keys, seq, timestamp_us, &self.head.hash, body) {
+                Ok((bytes, hash)) => {
+                    writes.push(Write::Put(Table::Records, layout::seq_key(seq).to_vec(), bytes));
+                    index(&mut writes, seq, body);
+                    self.head = Appended { seq, hash, timestamp_us };
+                    appended.push(self.head);
+                }
+                Err(e) => {
+                    self.head = before;
+                    return Err(e);
+                }
+            }
+        }
+        batch.add(writes);
+        batch.add(side);
+        Ok(appended)
+    }
+
+    fn import(&mut self, batch: &mut Batch, records: &[(Seq, Vec<u8>)]) -> Result<Appended, JournalError> {
+        let mut head = self.head;
+        let mut writes = Vec::new();
+        for (seq, bytes) in records {
+            if seq.0 != head.seq.0 + 1 {
+                return Err(JournalError::Corrupt { seq: *seq, detail: format!("expected record {}", head.seq.0 + 1) });
+            }
+            let record = record::decode(&self.keys, *seq, bytes)?;
+            if record.prev_hash != head.hash {
+                return Err(JournalError::Corrupt { seq: *seq, detail: "does not chain to the record before".into() });
+            }
+            writes.push(Write::Put(Table::Records, layout::seq_key(*seq).to_vec(), bytes.clone()));
+            index(&mut writes, *seq, &record.body);
+            head = Appended { seq: *seq, hash: record.hash, timestamp_us: record.timestamp_us };
+        }
+        batch.add(writes);
+        self.head = head;
+        // Imported records carry their own checkpoints (see `Journal::import_checkpoint`).
+        self.last_checkpoint = head.seq;
+        Ok(head)
+    }
+}
+
+fn answer(answers: Vec<Answer>, failure: Option<JournalError>) {
+    for a in answers {
+        // The caller may have gone away (client disconnected); what was written stands.
+        match a {
+            Answer::Appended(reply, outcome) => {
+                let _ = reply.send(failure.clone().map_or(outcome, Err));
+            }
+            Answer::Changed(reply, outcome) => {
+                let _ = reply.send(failure.clone().map_or(outcome, Err));
+            }
+            Answer::Imported(reply, outcome) => {
+                let _ = reply.send(failure.clone().map_or(outcome, Err));
+            }
+        }
+    }
+}
+
+/// The index entries a record adds: its key's `versions` entry, and the unresolved-intent
+/// entry it opens or closes.
+pub(crate) fn index(writes: &mut Vec<Write>, seq: Seq, body: &Body) {
+    // Commits and observations are versions of their key.
+    if let Some((bucket, key, _)) = body.change() {
+        writes.push(Write::Put(Table::Versions, layout::version_key(bucket, key, seq), Vec::new()));
+    }
+    match body {
+        Body::Intent(_) => writes.push(Write::Put(Table::Unresolved, layout::seq_key(seq).to_vec(), Vec::new())),
+        Body::Commit(Commit { intent, .. }) | Body::Abort(Abort { intent, .. }) => {
+            writes.push(Write::Delete(Table::Unresolved, layout::seq_key(*intent).to_vec()));
+        }
+        _ => {}
+    }
+}
