@@ -16,9 +16,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use futures::StreamExt;
+use rewind_capture::open;
+use rewind_capture::{rebuild, ship};
 use rewind_config::Config;
-use rewind_gateway::capture::open;
-use rewind_gateway::{rebuild, ship};
 use rewind_journal::Durability;
 use rewind_model::{Body, ChunkId, Commit, Effect, Intent, ObjectVersion, Op};
 

@@ -294,8 +294,8 @@ fn admin_token(cli: &Cli) -> Result<String, CliError> {
 
 /// Says what stopped an offline session from opening `dir`.
 fn open_failed(dir: &Path, e: &rewind_gateway::StartError) -> CliError {
+    use rewind_capture::open::OpenError;
     use rewind_gateway::StartError;
-    use rewind_gateway::capture::open::OpenError;
     match e {
         // The message names the journal and what to do (stop the gateway or use its API).
         StartError::Stores(e @ OpenError::InUse { .. }) => CliError::other(e.to_string()),
@@ -316,7 +316,7 @@ impl Session {
             )));
         }
         let (mut config, problems) = base_config(cli, dir)?;
-        rewind_gateway::rebuild::apply_stores_file(&mut config).map_err(CliError::other)?;
+        rewind_capture::rebuild::apply_stores_file(&mut config).map_err(CliError::other)?;
         config.server.listen = "127.0.0.1:0".into();
         config.server.admin_listen = "127.0.0.1:0".into();
         // A command's session journals nothing it was not asked to: no background pass
@@ -511,7 +511,7 @@ async fn rebuild(cli: &Cli, vault: &str, key_file: Option<&Path>) -> Result<Exit
         config.vault.key_file = Some(k.to_path_buf());
     }
     let config = config.finish(problems).map_err(|e| CliError::other(e.to_string()))?;
-    let done = rewind_gateway::rebuild::rebuild(&config).await.map_err(|e| CliError::other(e.to_string()))?;
+    let done = rewind_capture::rebuild::rebuild(&config).await.map_err(|e| CliError::other(e.to_string()))?;
     if cli.json {
         print_json(&done)?;
     } else {

@@ -153,7 +153,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 /// that a rolled-back journal forked still rebuilds, from the longer history.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_behind_its_vault_refuses_to_serve_and_a_forked_vault_rebuilds_the_longer_history() {
-    use rewind_gateway::capture::open::{Purpose, open};
+    use rewind_capture::open::{Purpose, open};
     use rewind_gateway::{Gateway, StartError, StartOptions};
     let upstream = FsUpstream::start().await;
     let (vault, scratch) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

@@ -85,11 +85,14 @@ impl Admin {
         }
         match req.uri().path() {
             "/metrics" => {
-                self.metrics.sample_disk(&self.data_dir);
+                self.metrics.engine.sample_disk(&self.data_dir);
                 if let Some(vault) = &self.vault {
-                    self.metrics.mirror_vault(vault.stats());
-                    self.metrics.mirror_budget(vault.budget());
-                    self.metrics.vault_buffered_bytes.set(i64::try_from(vault.buffered_bytes()).unwrap_or(i64::MAX));
+                    self.metrics.engine.mirror_vault(vault.stats());
+                    self.metrics.engine.mirror_budget(vault.budget());
+                    self.metrics
+                        .engine
+                        .vault_buffered_bytes
+                        .set(i64::try_from(vault.buffered_bytes()).unwrap_or(i64::MAX));
                 }
                 let mut res = Response::new(full(self.metrics.render()));
                 res.headers_mut()
@@ -110,7 +113,7 @@ impl Admin {
                 } else {
                     let why = match probe {
                         Err(_) => "upstream did not answer in time".to_owned(),
-                        Ok(Err(e)) => crate::capture::describe(&e),
+                        Ok(Err(e)) => rewind_capture::describe(&e),
                         Ok(Ok(_)) => unreachable!("handled above"),
                     };
                     tracing::warn!(reason = %why, "readiness probe failed");

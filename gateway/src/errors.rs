@@ -159,8 +159,8 @@ pub enum Applied {
 
 /// A mutation refused because it could not be captured (fail closed, G1/G2). Logged here,
 /// once; the client gets a retryable 503 without internal detail.
-pub fn capture_refused(operation: &str, err: &crate::capture::CaptureError, applied: Applied) -> S3Error {
-    use crate::capture::{CaptureError, TeeError};
+pub fn capture_refused(operation: &str, err: &rewind_capture::CaptureError, applied: Applied) -> S3Error {
+    use rewind_capture::{CaptureError, TeeError};
     if let CaptureError::Refused { code, message, status } = err {
         // The upstream judged the request itself: its answer, as it would have given it.
         tracing::info!(operation, code, "mutation refused: the upstream refused to read the version it would replace");

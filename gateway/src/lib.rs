@@ -5,41 +5,30 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod body;
-pub mod capture;
 pub mod credentials;
 mod embedded_fs;
 pub mod errors;
 pub mod front;
+mod meta;
 pub mod metrics;
 mod mutations;
 pub mod query;
-pub mod rebuild;
-pub mod reconcile;
 pub mod request;
-pub mod restore;
 pub mod s3;
 pub mod server;
-pub mod ship;
 pub mod sigv2;
+mod tee;
 pub mod telemetry;
+mod timers;
 pub mod upstream;
-
-/// Now, in microseconds since the Unix epoch (gateway clock).
-pub(crate) fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
-
-/// Now, in seconds since the Unix epoch, for timestamp gauges.
-pub(crate) fn now_seconds() -> f64 {
-    now_us() as f64 / 1e6
-}
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use rewind_capture::{open, rebuild};
 use rewind_config::{Config, Secret};
+use rewind_snapshotter::ops::Operations;
+use rewind_snapshotter::reconcile::{self, Reconciler};
 use s3s::config::{S3Config, StaticConfigProvider};
 use s3s::service::S3ServiceBuilder;
 use tokio_util::sync::CancellationToken;
@@ -74,7 +63,7 @@ pub enum StartError {
     Embedded(#[source] std::io::Error),
     /// The vault or the journal could not be opened.
     #[error(transparent)]
-    Stores(#[from] capture::open::OpenError),
+    Stores(#[from] open::OpenError),
     /// A listener could not be bound.
     #[error("{0}")]
     Listen(#[source] std::io::Error),
@@ -97,7 +86,7 @@ pub struct Gateway {
     pub client_keys: Vec<(String, Secret)>,
     /// The metrics registry, for embedding programs and tests.
     pub metrics: Metrics,
-    capture: Arc<capture::Capture>,
+    capture: Arc<rewind_capture::Capture>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -122,7 +111,7 @@ impl Gateway {
         let s3_addr = s3_listener.local_addr().map_err(StartError::Listen)?;
         let admin_addr = admin_listener.local_addr().map_err(StartError::Listen)?;
 
-        let stores = Arc::new(capture::open::open(&config, capture::open::Purpose::Serve).await?);
+        let stores = Arc::new(open::open(&config, open::Purpose::Serve).await?);
         if let Some(path) = &stores.created_key_file {
             tracing::warn!(key_file = %path.display(), vault = %stores.vault_location, "created a new vault and its key file: keep a copy of the key file elsewhere, the vault cannot be read without it");
         }
@@ -155,32 +144,18 @@ impl Gateway {
         };
         let upstream = upstream::client(&config.upstream, &target);
         let metrics = Metrics::new();
-        let capture = Arc::new(capture::Capture::new(
+        let capture = Arc::new(rewind_capture::Capture::new(
             stores.journal.clone(),
             stores.vault.clone(),
             upstream.clone(),
             config.protection.clone(),
             config.vault.capture_timeout.0,
-            metrics.clone(),
+            metrics.engine.clone(),
         ));
         {
             let (capture, stop) = (capture.clone(), shutdown.child_token());
             tracker.spawn(async move { capture.recover_until_done(stop).await });
         }
-        tracker.spawn(ship::ship_on_schedule(
-            stores.journal.clone(),
-            stores.backend.clone(),
-            config.vault.segment_interval.0,
-            metrics.clone(),
-            shutdown.child_token(),
-        ));
-        tracker.spawn(api::verify_on_schedule(
-            stores.clone(),
-            metrics.clone(),
-            config.vault.verify_interval.0,
-            config.vault.verify_read_cycle.0,
-            shutdown.child_token(),
-        ));
         let p = &config.protection;
         let limits = reconcile::Limits {
             parallel: p.reconcile_parallel,
@@ -188,9 +163,16 @@ impl Gateway {
             bytes_per_second: p.reconcile_bytes_per_second.0,
         };
         let reconciler =
-            Arc::new(reconcile::Reconciler::new(capture.clone(), metrics.clone(), limits, shutdown.child_token()));
-        tracker.spawn(reconciler.clone().on_schedule(p.reconcile_interval.0));
-        let api = api::Api::new(stores.clone(), capture.clone(), reconciler, admin_token, metrics.clone());
+            Arc::new(Reconciler::new(capture.clone(), metrics.engine.clone(), limits, shutdown.child_token()));
+        let ops = Operations::new(
+            stores.clone(),
+            capture.clone(),
+            reconciler.clone(),
+            metrics.engine.clone(),
+            tracker.clone(),
+        );
+        timers::start(&config, &stores, &ops, &reconciler, &metrics.engine, &shutdown, &tracker);
+        let api = api::Api::new(ops, admin_token);
 
         let mut forwarder = s3::Forwarder::new(upstream.clone(), metrics.clone(), Some(capture.clone()));
         if config.upstream.endpoint.is_none() {
@@ -250,7 +232,7 @@ impl Gateway {
     }
 
     /// The capture side (journal and vault), for embedding programs and tests.
-    pub fn capture(&self) -> &Arc<capture::Capture> {
+    pub fn capture(&self) -> &Arc<rewind_capture::Capture> {
         &self.capture
     }
 
@@ -339,12 +321,12 @@ impl Inspector {
     /// Opens `config`'s stores read-only and serves the read routes, guarded by `token`.
     pub async fn start(mut config: Config, token: Secret) -> Result<Self, StartError> {
         rebuild::apply_stores_file(&mut config).map_err(|e| StartError::Credentials(std::io::Error::other(e)))?;
-        let stores = Arc::new(capture::open::open(&config, capture::open::Purpose::Inspect).await?);
+        let stores = Arc::new(open::open(&config, open::Purpose::Inspect).await?);
         let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
         let listener = server::bind("127.0.0.1:0", "(offline session)").await.map_err(StartError::Listen)?;
         let admin_addr = listener.local_addr().map_err(StartError::Listen)?;
         let metrics = Metrics::new();
-        let api = api::Api::read_only(stores.clone(), token, metrics.clone());
+        let api = api::Api::new(Operations::read_only(stores.clone(), metrics.engine.clone()), token);
         let admin =
             admin::Admin::new(metrics, None, Some(stores.vault.clone()), config.server.data_dir.clone()).with_api(api);
         tracker.spawn(server::serve("offline", listener, admin, conn_limits(&config), shutdown.child_token(), None));

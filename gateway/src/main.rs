@@ -65,7 +65,7 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     if let Some(v) = &args.key_file {
         config.vault.key_file = Some(v.clone());
     }
-    rewind_gateway::rebuild::apply_stores_file(&mut config).map_err(anyhow::Error::msg)?;
+    rewind_capture::rebuild::apply_stores_file(&mut config).map_err(anyhow::Error::msg)?;
     Ok(config.finish(problems)?)
 }
 

@@ -1,4 +1,5 @@
-//! Every metric the gateway exports. Names and labels follow STYLE.md: `rewind_` prefix,
+//! Every metric the gateway exports: its HTTP front's, and the capture engine's
+//! (`rewind_capture::metrics`) in the same registry. Names and labels follow STYLE.md: `rewind_` prefix,
 //! base units as suffix, label values from closed sets only (operation names, status
 //! codes, small enums) — never a bucket, key, address or error text.
 
@@ -8,6 +9,7 @@ use prometheus::{
 
 /// Metric names, in one place so dashboards, alerts and code agree.
 pub mod names {
+    pub use rewind_capture::metrics::names::*;
     pub const REQUESTS_TOTAL: &str = "rewind_requests_total";
     pub const REQUEST_DURATION_SECONDS: &str = "rewind_request_duration_seconds";
     pub const UPSTREAM_REQUEST_DURATION_SECONDS: &str = "rewind_upstream_request_duration_seconds";
@@ -18,72 +20,22 @@ pub mod names {
     pub const REQUESTS_IN_FLIGHT: &str = "rewind_requests_in_flight";
     pub const UPSTREAM_UP: &str = "rewind_upstream_up";
     pub const BUILD_INFO: &str = "rewind_build_info";
-    pub const JOURNAL_RECORDS_TOTAL: &str = "rewind_journal_records_total";
-    pub const JOURNAL_COMMIT_DURATION_SECONDS: &str = "rewind_journal_commit_duration_seconds";
-    pub const JOURNAL_LAST_COMMIT_TIMESTAMP_SECONDS: &str = "rewind_journal_last_commit_timestamp_seconds";
-    pub const VAULT_CHUNKS_TOTAL: &str = "rewind_vault_chunks_total";
-    pub const VAULT_WRITTEN_BYTES_TOTAL: &str = "rewind_vault_written_bytes_total";
-    pub const VAULT_BUFFERED_BYTES: &str = "rewind_vault_buffered_bytes";
-    pub const CAPTURE_REFUSALS_TOTAL: &str = "rewind_capture_refusals_total";
-    pub const UNRESOLVED_INTENTS: &str = "rewind_unresolved_intents";
-    pub const DATA_DIR_AVAILABLE_BYTES: &str = "rewind_data_dir_available_bytes";
-    pub const DATA_DIR_SIZE_BYTES: &str = "rewind_data_dir_size_bytes";
-    pub const VERIFY_LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "rewind_verify_last_success_timestamp_seconds";
-    pub const VERIFY_RUNS_TOTAL: &str = "rewind_verify_runs_total";
-    pub const RESTORED_OBJECTS_TOTAL: &str = "rewind_restored_objects_total";
-    pub const SEGMENT_SHIP_LAG_SECONDS: &str = "rewind_segment_ship_lag_seconds";
-    pub const SEGMENTS_SHIPPED_TOTAL: &str = "rewind_segments_shipped_total";
-    pub const SEGMENT_SHIP_ERRORS_TOTAL: &str = "rewind_segment_ship_errors_total";
-    pub const RECONCILE_OBJECTS_TOTAL: &str = "rewind_reconcile_objects_total";
-    pub const UNPROTECTED_OBJECTS: &str = "rewind_unprotected_objects";
-    pub const RECONCILE_LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "rewind_reconcile_last_success_timestamp_seconds";
-    pub const MEMORY_BUDGET_BYTES: &str = "rewind_memory_budget_bytes";
-    pub const MEMORY_BUDGET_USED_BYTES: &str = "rewind_memory_budget_used_bytes";
-    pub const VERIFY_CHUNKS_READ_TOTAL: &str = "rewind_verify_chunks_read_total";
-    pub const VERIFY_READ_CYCLE_COMPLETE_TIMESTAMP_SECONDS: &str =
-        "rewind_verify_read_cycle_complete_timestamp_seconds";
-    pub const JOURNAL_DIVERGED: &str = "rewind_journal_diverged";
 }
 
-/// Journal record kinds, the `record` label of [`names::JOURNAL_RECORDS_TOTAL`].
-pub mod record_kind {
-    pub const INTENT: &str = "intent";
-    pub const COMMIT: &str = "commit";
-    pub const ABORT: &str = "abort";
-    pub const OBSERVED: &str = "observed";
-}
-
-/// Why a mutation was refused to protect history, the `reason` label of
-/// [`names::CAPTURE_REFUSALS_TOTAL`].
-pub mod refusal {
-    /// The journal could not record it.
-    pub const JOURNAL: &str = "journal";
-    /// The vault could not store its bytes.
-    pub const VAULT: &str = "vault";
-    /// The version it would destroy could not be captured first (G2).
-    pub const CAPTURE_BEFORE_DESTROY: &str = "capture_before_destroy";
-    /// The vault was too slow for the client's upload.
-    pub const SLOW_VAULT: &str = "slow_vault";
-    /// A bucket configuration that would delete data behind the journal's back.
-    pub const DESTRUCTIVE_CONFIG: &str = "destructive_config";
-    /// The client's body failed (cut short, a wrong checksum) while the upstream took it.
-    pub const CLIENT_BODY: &str = "client_body";
-    /// The upstream stopped reading the body before it ended.
-    pub const UPSTREAM: &str = "upstream";
-}
+pub use rewind_capture::metrics::{record_kind, refusal};
 
 /// Label value for requests rejected before s3s resolved an operation (bad signature,
 /// malformed URL): the operation is unknown then.
 pub const UNRESOLVED_OPERATION: &str = "Unresolved";
 
-/// Request latencies from sub-millisecond cache hits to multi-minute uploads.
-const LATENCY_BUCKETS: &[f64] =
-    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+use rewind_capture::metrics::LATENCY_BUCKETS;
 
 /// The gateway's metrics and the registry that serves them.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// The capture engine's metrics, in the same registry.
+    pub engine: rewind_capture::Metrics,
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
     pub upstream_duration: HistogramVec,
@@ -93,53 +45,15 @@ pub struct Metrics {
     pub connections: IntCounter,
     pub requests_in_flight: IntGauge,
     pub upstream_up: IntGauge,
-    pub journal_records: IntCounterVec,
-    pub journal_commit_duration: prometheus::Histogram,
-    pub journal_last_commit: prometheus::Gauge,
-    pub vault_chunks: IntCounterVec,
-    pub vault_written_bytes: IntCounterVec,
-    pub vault_buffered_bytes: IntGauge,
-    pub capture_refusals: IntCounterVec,
-    pub unresolved_intents: IntGauge,
-    pub data_dir_available: IntGauge,
-    pub data_dir_size: IntGauge,
-    pub verify_last_success: prometheus::Gauge,
-    pub verify_runs: IntCounterVec,
-    pub restored_objects: IntCounterVec,
-    pub segment_ship_lag: prometheus::Gauge,
-    pub segments_shipped: IntCounter,
-    pub segment_ship_errors: IntCounter,
-    pub reconcile_objects: IntCounterVec,
-    pub unprotected_objects: IntGauge,
-    pub reconcile_last_success: prometheus::Gauge,
-    pub memory_budget: IntGaugeVec,
-    pub memory_budget_used: IntGaugeVec,
-    pub verify_chunks_read: IntCounter,
-    pub verify_read_cycle_complete: prometheus::Gauge,
-    pub journal_diverged: IntGauge,
-}
-
-fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    IntGaugeVec::new(Opts::new(name, help), labels).expect("invariant: static metric definition")
-}
-
-fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    IntCounterVec::new(Opts::new(name, help), labels).expect("invariant: static metric definition")
-}
-
-fn gauge(name: &str, help: &str) -> IntGauge {
-    IntGauge::new(name, help).expect("invariant: static metric definition")
-}
-
-fn float_gauge(name: &str, help: &str) -> prometheus::Gauge {
-    prometheus::Gauge::new(name, help).expect("invariant: static metric definition")
 }
 
 impl Metrics {
     /// Creates and registers every metric in a fresh registry.
     pub fn new() -> Self {
         let registry = Registry::new();
+        let engine = rewind_capture::Metrics::register(&registry);
         let m = Self {
+            engine,
             requests: IntCounterVec::new(
                 Opts::new(names::REQUESTS_TOTAL, "S3 requests answered, by operation and HTTP status."),
                 &["operation", "status_code"],
@@ -184,112 +98,6 @@ impl Metrics {
                 "1 when the last readiness probe of the upstream succeeded.",
             )
             .expect("invariant: static metric definition"),
-            journal_records: counter_vec(
-                names::JOURNAL_RECORDS_TOTAL,
-                "Journal appends, by record kind and result (ok, error).",
-                &["record", "result"],
-            ),
-            journal_commit_duration: prometheus::Histogram::with_opts(
-                HistogramOpts::new(
-                    names::JOURNAL_COMMIT_DURATION_SECONDS,
-                    "Time to append a commit record durably (group commit included).",
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
-            )
-            .expect("invariant: static metric definition"),
-            journal_last_commit: float_gauge(
-                names::JOURNAL_LAST_COMMIT_TIMESTAMP_SECONDS,
-                "Unix time of the last durable commit record.",
-            ),
-            vault_chunks: counter_vec(
-                names::VAULT_CHUNKS_TOTAL,
-                "Chunks handed to the vault: new (stored) or deduplicated (already held).",
-                &["result"],
-            ),
-            vault_written_bytes: counter_vec(
-                names::VAULT_WRITTEN_BYTES_TOTAL,
-                "Bytes captured: logical (object bytes) and stored (pack bytes written).",
-                &["kind"],
-            ),
-            vault_buffered_bytes: gauge(
-                names::VAULT_BUFFERED_BYTES,
-                "Upload bytes waiting for the vault now (bounded by vault.memory_budget).",
-            ),
-            capture_refusals: counter_vec(
-                names::CAPTURE_REFUSALS_TOTAL,
-                "Mutations refused (503 or AccessDenied) rather than let history be lost, by reason.",
-                &["reason"],
-            ),
-            unresolved_intents: gauge(
-                names::UNRESOLVED_INTENTS,
-                "Journal intents that start-up recovery could not resolve yet.",
-            ),
-            data_dir_available: gauge(
-                names::DATA_DIR_AVAILABLE_BYTES,
-                "Bytes available to the gateway on the data directory's filesystem (journal, local vault).",
-            ),
-            data_dir_size: gauge(names::DATA_DIR_SIZE_BYTES, "Size of the data directory's filesystem."),
-            verify_last_success: float_gauge(
-                names::VERIFY_LAST_SUCCESS_TIMESTAMP_SECONDS,
-                "Unix time of the last verify (scheduled or asked for) that found nothing damaged.",
-            ),
-            verify_runs: counter_vec(
-                names::VERIFY_RUNS_TOTAL,
-                "Verify runs, by result: ok, damaged (something is wrong), error (could not run).",
-                &["result"],
-            ),
-            restored_objects: counter_vec(
-                names::RESTORED_OBJECTS_TOTAL,
-                "Objects a restore wrote or deleted upstream, or failed to.",
-                &["result"],
-            ),
-            segment_ship_lag: float_gauge(
-                names::SEGMENT_SHIP_LAG_SECONDS,
-                "Age of the oldest journal record not yet shipped to the vault: what losing this host would lose now (RPO).",
-            ),
-            segments_shipped: IntCounter::new(names::SEGMENTS_SHIPPED_TOTAL, "Journal segments written to the vault.")
-                .expect("invariant: static metric definition"),
-            segment_ship_errors: IntCounter::new(
-                names::SEGMENT_SHIP_ERRORS_TOTAL,
-                "Attempts to ship the journal to the vault that failed (retried at the next interval).",
-            )
-            .expect("invariant: static metric definition"),
-            reconcile_objects: counter_vec(
-                names::RECONCILE_OBJECTS_TOTAL,
-                "Keys a reconcile looked at, by result: unchanged, captured (a version written before Rewind or behind its back), deleted (behind its back), failed.",
-                &["result"],
-            ),
-            unprotected_objects: gauge(
-                names::UNPROTECTED_OBJECTS,
-                "Objects upstream whose current version the vault does not hold yet, as the running or last reconcile found.",
-            ),
-            reconcile_last_success: float_gauge(
-                names::RECONCILE_LAST_SUCCESS_TIMESTAMP_SECONDS,
-                "Unix time of the last reconcile pass that captured everything it found.",
-            ),
-            memory_budget: gauge_vec(
-                names::MEMORY_BUDGET_BYTES,
-                "Size of each share of vault.memory_budget (lookahead, capture, bodies, restores).",
-                &["share"],
-            ),
-            memory_budget_used: gauge_vec(
-                names::MEMORY_BUDGET_USED_BYTES,
-                "Bytes of each share of the memory budget held now; a share at its size makes requests wait.",
-                &["share"],
-            ),
-            verify_chunks_read: IntCounter::new(
-                names::VERIFY_CHUNKS_READ_TOTAL,
-                "Chunks scheduled verifies read back, decrypted and re-hashed.",
-            )
-            .expect("invariant: static metric definition"),
-            verify_read_cycle_complete: float_gauge(
-                names::VERIFY_READ_CYCLE_COMPLETE_TIMESTAMP_SECONDS,
-                "Unix time when scheduled verifies last finished reading every chunk once (vault.verify_read_cycle) with nothing damaged.",
-            ),
-            journal_diverged: gauge(
-                names::JOURNAL_DIVERGED,
-                "1 when the journal disagrees with what the vault holds of it (shipping stopped): rebuild from the vault.",
-            ),
             registry,
         };
         let build_info = IntGaugeVec::new(
@@ -300,31 +108,7 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("REWIND_COMMIT").unwrap_or("unknown")])
             .set(1);
-        let collectors: [Box<dyn prometheus::core::Collector>; 34] = [
-            Box::new(m.memory_budget.clone()),
-            Box::new(m.memory_budget_used.clone()),
-            Box::new(m.verify_chunks_read.clone()),
-            Box::new(m.verify_read_cycle_complete.clone()),
-            Box::new(m.journal_diverged.clone()),
-            Box::new(m.segment_ship_lag.clone()),
-            Box::new(m.segments_shipped.clone()),
-            Box::new(m.segment_ship_errors.clone()),
-            Box::new(m.reconcile_objects.clone()),
-            Box::new(m.unprotected_objects.clone()),
-            Box::new(m.reconcile_last_success.clone()),
-            Box::new(m.verify_last_success.clone()),
-            Box::new(m.verify_runs.clone()),
-            Box::new(m.restored_objects.clone()),
-            Box::new(m.data_dir_available.clone()),
-            Box::new(m.data_dir_size.clone()),
-            Box::new(m.journal_records.clone()),
-            Box::new(m.journal_commit_duration.clone()),
-            Box::new(m.journal_last_commit.clone()),
-            Box::new(m.vault_chunks.clone()),
-            Box::new(m.vault_written_bytes.clone()),
-            Box::new(m.vault_buffered_bytes.clone()),
-            Box::new(m.capture_refusals.clone()),
-            Box::new(m.unresolved_intents.clone()),
+        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
             Box::new(m.requests.clone()),
             Box::new(m.request_duration.clone()),
             Box::new(m.upstream_duration.clone()),
@@ -349,33 +133,6 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("invariant: text encoding into a Vec cannot fail");
         String::from_utf8(out).expect("invariant: the text encoder writes UTF-8")
-    }
-
-    /// Brings the vault counters up to `stats` (the vault counts; this mirrors them).
-    pub fn mirror_vault(&self, stats: rewind_vault::VaultStats) {
-        let raise = |c: prometheus::IntCounter, to: u64| c.inc_by(to.saturating_sub(c.get()));
-        raise(self.vault_chunks.with_label_values(&["new"]), stats.new_chunks);
-        raise(self.vault_chunks.with_label_values(&["deduplicated"]), stats.deduplicated_chunks);
-        raise(self.vault_written_bytes.with_label_values(&["logical"]), stats.logical_bytes);
-        raise(self.vault_written_bytes.with_label_values(&["stored"]), stats.stored_bytes);
-    }
-
-    /// Mirrors the memory budget's shares.
-    pub fn mirror_budget(&self, budget: &rewind_vault::MemoryBudget) {
-        for share in budget.shares() {
-            let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-            self.memory_budget.with_label_values(&[share.name()]).set(as_i64(share.size()));
-            self.memory_budget_used.with_label_values(&[share.name()]).set(as_i64(share.used()));
-        }
-    }
-
-    /// Samples the free space of the filesystem holding `dir`; unset on error.
-    pub fn sample_disk(&self, dir: &std::path::Path) {
-        if let Ok(st) = rustix::fs::statvfs(dir) {
-            let to_i64 = |blocks: u64| i64::try_from(blocks.saturating_mul(st.f_frsize)).unwrap_or(i64::MAX);
-            self.data_dir_available.set(to_i64(st.f_bavail));
-            self.data_dir_size.set(to_i64(st.f_blocks));
-        }
     }
 
     /// Records one upstream call.

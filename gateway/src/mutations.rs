@@ -12,8 +12,10 @@ use rewind_vault::Manifest;
 use s3s::dto;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
-use crate::capture::{Capture, CaptureError, ObjectMeta, Pending, TeeError, meta, plain_etag, version_of};
+use rewind_capture::{Capture, CaptureError, ObjectMeta, Pending, TeeError, plain_etag, version_of};
+
 use crate::errors::{self, Applied};
+use crate::meta;
 use crate::metrics::refusal;
 use crate::request::RequestInfo;
 use crate::s3::{Forwarder, request_info};
@@ -35,7 +37,7 @@ impl VaultSide {
     fn start(capture: &Capture, body: &mut Option<dto::StreamingBlob>) -> Self {
         match body.take() {
             Some(b) => {
-                let tee = capture.tee(b);
+                let tee = crate::tee::start(b, capture.vault(), capture.timeout());
                 *body = Some(tee.upstream_body);
                 Self::Tee(tee.vault)
             }
@@ -74,11 +76,12 @@ impl Forwarder {
         info: &RequestInfo,
     ) -> S3Result<Pending> {
         self.check_key(key)?;
-        if let Err(e) = capture.protect_current(bucket, key, version_id, info).await {
+        let actor = info.actor();
+        if let Err(e) = capture.protect_current(bucket, key, version_id, &actor).await {
             capture.refused(refusal::CAPTURE_BEFORE_DESTROY);
             return Err(errors::capture_refused(operation, &e, Applied::No));
         }
-        capture.begin(op, bucket, key, info).await.map_err(|e| refuse(capture, operation, &e, Applied::No))
+        capture.begin(op, bucket, key, &actor).await.map_err(|e| refuse(capture, operation, &e, Applied::No))
     }
 
     /// Step 4 without a body: forwards, aborting the intent if the upstream refuses.
@@ -129,7 +132,7 @@ impl Forwarder {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let _lock = capture.lock(&bucket, &key).await;
         let pending = self.prepare(&capture, OP, Op::Put, (&bucket, &key), None, &info).await?;
-        let meta = ObjectMeta::from_put(&req.input);
+        let meta = meta::from_put(&req.input);
         let side = VaultSide::start(&capture, &mut req.input.body);
         let upstream = self.timed(OP, &info, self.proxy.put_object(req)).await;
         let manifest = side.finish().await;
@@ -202,7 +205,7 @@ impl Forwarder {
         let info = request_info(&req);
         self.check_key(&req.input.key)?;
         let capture = self.capture_for(&req.input.bucket);
-        let meta = ObjectMeta::from_create_multipart(&req.input);
+        let meta = meta::from_create_multipart(&req.input);
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let response = self.timed(OP, &info, self.proxy.create_multipart_upload(req)).await?;
         if let (Some(capture), Some(upload_id)) = (capture, response.output.upload_id.as_deref()) {
@@ -263,7 +266,7 @@ impl Forwarder {
                     let size = o.content_length().and_then(|n| u64::try_from(n).ok());
                     capture.store_stream(o.body, size).await.map(Some)
                 }
-                Err(e) => Err(crate::capture::upstream_error(e)),
+                Err(e) => Err(rewind_capture::upstream_error(e)),
             };
             match stored {
                 Ok(Some(m)) => {
@@ -368,7 +371,7 @@ impl Forwarder {
         let (bucket, key) = (i.bucket.clone(), i.key.clone());
         let replace_meta = i.metadata_directive.as_ref().is_some_and(|d| d.as_str() == dto::MetadataDirective::REPLACE);
         let replace_tags = i.tagging_directive.as_ref().is_some_and(|d| d.as_str() == dto::TaggingDirective::REPLACE);
-        let asked = ObjectMeta::from_copy(i);
+        let asked = meta::from_copy(i);
         let source = match &i.copy_source {
             dto::CopySource::Bucket { bucket, key, .. } => Some((bucket.to_string(), key.to_string())),
             _ => None,
@@ -446,9 +449,10 @@ impl Forwarder {
             self.check_key(key)?;
         }
         let _locks = capture.lock_all(&bucket, targets.iter().map(|(k, _)| k.as_str())).await;
-        let (capture_ref, bucket_ref, info_ref) = (&capture, &bucket, &info);
+        let actor = info.actor();
+        let (capture_ref, bucket_ref, actor_ref) = (&capture, &bucket, &actor);
         let protected = futures::stream::iter(targets.clone())
-            .map(|(k, v)| async move { capture_ref.protect_current(bucket_ref, &k, v.as_deref(), info_ref).await })
+            .map(|(k, v)| async move { capture_ref.protect_current(bucket_ref, &k, v.as_deref(), actor_ref).await })
             .buffer_unordered(PROTECT_CONCURRENCY)
             .collect::<Vec<_>>()
             .await;
@@ -456,7 +460,7 @@ impl Forwarder {
             capture.refused(refusal::CAPTURE_BEFORE_DESTROY);
             return Err(errors::capture_refused(OP, &e, Applied::No));
         }
-        let intents = join_all(targets.iter().map(|(k, _)| capture.begin(Op::Delete, &bucket, k, &info))).await;
+        let intents = join_all(targets.iter().map(|(k, _)| capture.begin(Op::Delete, &bucket, k, &actor))).await;
         let intents: Vec<Pending> =
             intents.into_iter().collect::<Result<_, _>>().map_err(|e| refuse(&capture, OP, &e, Applied::No))?;
         let response = match self.timed(OP, &info, self.proxy.delete_objects(req)).await {
@@ -562,8 +566,10 @@ impl Forwarder {
                 "The bucket you tried to delete is not empty.",
             ));
         }
-        let pending =
-            capture.begin(op, bucket, "", info).await.map_err(|e| refuse(&capture, operation, &e, Applied::No))?;
+        let pending = capture
+            .begin(op, bucket, "", &info.actor())
+            .await
+            .map_err(|e| refuse(&capture, operation, &e, Applied::No))?;
         let (pending, response) = self.forward(&capture, operation, info, pending, forward).await?;
         self.finish(&capture, operation, pending, Ok(Some(Effect::Bucket)), response).await
     }

@@ -46,13 +46,12 @@ pub struct Resolved {
 }
 
 impl RequestInfo {
-    /// The facts of work the gateway does on its own behalf (a restore), journaled under
-    /// `actor` and `id`.
-    pub fn internal(actor: &str, id: String) -> Self {
-        let info = Self::default();
-        info.resolve(Resolved { access_key: Some(actor.to_owned()), ..Resolved::default() });
-        let _fresh = info.id.set(id);
-        info
+    /// Who the request acts for, as a journal intent records it.
+    pub fn actor(&self) -> rewind_capture::Actor {
+        rewind_capture::Actor {
+            access_key: self.resolved().access_key.unwrap_or_default(),
+            request_id: self.id().to_owned(),
+        }
     }
 
     /// Records what the access check saw.

@@ -21,10 +21,10 @@ use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use rewind_model::Op;
 
 use crate::body::{ChecksumCheck, VerifiedUpload, strip_aws_chunked};
-use crate::capture::Capture;
 use crate::errors;
 use crate::metrics::Metrics;
 use crate::request::RequestInfo;
+use rewind_capture::Capture;
 
 /// Why browser-form POST uploads are refused.
 pub const POST_OBJECT_REFUSAL: &str = "Browser-form POST uploads are not supported by Rewind; use PutObject.";

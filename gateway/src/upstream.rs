@@ -1,52 +1,17 @@
-//! The upstream S3 endpoint: a client for a configured one, or the embedded default.
+//! The embedded upstream (the default when none is configured); the client is
+//! `rewind_capture::upstream`.
 
 use std::convert::Infallible;
 use std::path::Path;
 use std::time::Duration;
 
-use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-};
-use aws_smithy_types::timeout::TimeoutConfig;
 use hyper::body::Incoming;
-use rewind_config::{ChecksumPolicy, Secret, UpstreamConfig};
+pub use rewind_capture::upstream::{UpstreamTarget, client};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::ClientKeys;
 use crate::credentials::random_key_pair;
 use crate::server::{self, ConnLimits};
-
-/// Where the upstream is and how to sign for it.
-#[derive(Debug, Clone)]
-pub struct UpstreamTarget {
-    /// Endpoint URL.
-    pub endpoint: String,
-    /// Access key id.
-    pub access_key_id: String,
-    /// Secret key.
-    pub secret: Secret,
-}
-
-/// Builds the aws-sdk-s3 client the gateway forwards with.
-pub fn client(cfg: &UpstreamConfig, target: &UpstreamTarget) -> aws_sdk_s3::Client {
-    let credentials = Credentials::new(&target.access_key_id, target.secret.expose(), None, None, "rewind-upstream");
-    let checksums = match cfg.request_checksum_calculation {
-        ChecksumPolicy::WhenSupported => RequestChecksumCalculation::WhenSupported,
-        ChecksumPolicy::WhenRequired => RequestChecksumCalculation::WhenRequired,
-    };
-    let config = aws_sdk_s3::config::Builder::new()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(&target.endpoint)
-        .region(Region::new(cfg.region.clone()))
-        .credentials_provider(credentials)
-        .force_path_style(cfg.force_path_style)
-        .request_checksum_calculation(checksums)
-        // Clients validate what they asked for; validating again here costs CPU per byte.
-        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-        .timeout_config(TimeoutConfig::builder().connect_timeout(cfg.connect_timeout.0).build())
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-}
 
 /// The embedded upstream: a local directory served as S3 on a loopback port that only this
 /// process knows the credentials for. It makes `rewind-gateway` alone a working endpoint.

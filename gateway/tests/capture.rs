@@ -7,7 +7,7 @@
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective, ObjectIdentifier};
-use rewind_gateway::capture::Capture;
+use rewind_capture::Capture;
 use rewind_journal::Durability;
 use rewind_model::{Body, Effect, Intent, ObjectVersion, Op};
 use rewind_testkit::{FsUpstream, TestGateway, expiring_lifecycle, pattern};
@@ -336,7 +336,7 @@ async fn an_unreachable_s3_vault_refuses_uploads_and_nothing_reaches_the_upstrea
 
 #[tokio::test]
 async fn the_vault_is_created_once_and_opens_only_with_its_key() {
-    use rewind_gateway::capture::open::{OpenError, Purpose, open};
+    use rewind_capture::open::{OpenError, Purpose, open};
     let dir = tempfile::tempdir().unwrap();
     let mut config = rewind_config::Config::default();
     config.server.data_dir = dir.path().to_path_buf();
@@ -467,7 +467,7 @@ async fn an_object_written_behind_the_gateways_back_during_a_restore_is_captured
     assert_eq!((plan.writes.len(), plan.deletes.len()), (100, 1));
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     let head = journal.head().unwrap().seq;
-    let restore = tokio::spawn(rewind_gateway::restore::run(
+    let restore = tokio::spawn(rewind_snapshotter::restore::run(
         gw.gateway.capture().clone(),
         plan,
         listed(&gw, "bkt").await,
@@ -553,7 +553,7 @@ async fn a_journal_is_rebuilt_from_an_s3_vault() {
     s3_vault(&mut config, &vault_server);
     config.server.data_dir = target.path().join("rebuilt");
     config.vault.key_file = Some(key);
-    let done = rewind_gateway::rebuild::rebuild(&config).await.unwrap();
+    let done = rewind_capture::rebuild::rebuild(&config).await.unwrap();
     assert_eq!(done.records, head.0, "{done:?}");
     assert!(done.packs >= 1 && done.chunks >= bodies.len() as u64, "{done:?}");
 
@@ -573,5 +573,5 @@ async fn listed(
     gw: &rewind_testkit::TestGateway,
     bucket: &str,
 ) -> std::sync::Arc<rewind_snapshotter::plan::Destination> {
-    std::sync::Arc::new(rewind_gateway::restore::list_destination(gw.gateway.capture(), bucket, "").await.unwrap())
+    std::sync::Arc::new(rewind_snapshotter::restore::list_destination(gw.gateway.capture(), bucket, "").await.unwrap())
 }

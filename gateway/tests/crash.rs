@@ -162,17 +162,14 @@ async fn acknowledged_mutations_survive_sigkill() {
 
     let mut config = Config::default();
     config.server.data_dir = dir.path().to_path_buf();
-    let stores = rewind_gateway::capture::open::open(
-        &config.finish(vec![]).unwrap(),
-        rewind_gateway::capture::open::Purpose::Inspect,
-    )
-    .await
-    .unwrap();
+    let stores = rewind_capture::open::open(&config.finish(vec![]).unwrap(), rewind_capture::open::Purpose::Inspect)
+        .await
+        .unwrap();
     let journal = &stores.journal;
     assert!(journal.verify().unwrap().problems.is_empty(), "{:?}", journal.verify());
     assert!(journal.unresolved_intents().unwrap().is_empty(), "recovery left intents open");
     // What was shipped before each kill is the journal's own history, record for record.
-    let shipped = rewind_gateway::ship::compare_with_vault(journal, stores.backend.as_ref()).await.unwrap();
+    let shipped = rewind_capture::ship::compare_with_vault(journal, stores.backend.as_ref()).await.unwrap();
     assert!(shipped.problems.is_empty() && shipped.segments > 0, "{shipped:?}");
 
     // Every committed version's chunks exist and add up to its hash.

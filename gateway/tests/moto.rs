@@ -310,7 +310,8 @@ async fn a_restore_over_listed_objects_writes_on_condition_of_their_etag() {
     let plan = History::new(&journal).plan(&scope, before, Mode::Rewind).unwrap();
     let head = journal.head().unwrap().seq;
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    rewind_gateway::restore::run(gw.gateway.capture().clone(), plan, listed(&gw, "cond").await, 2, head.0, tx).await;
+    rewind_snapshotter::restore::run(gw.gateway.capture().clone(), plan, listed(&gw, "cond").await, 2, head.0, tx)
+        .await;
     let mut done = None;
     while let Some(event) = rx.recv().await {
         if let RestoreEvent::Done { written, failed, .. } = event {
@@ -340,5 +341,5 @@ async fn listed(
     gw: &rewind_testkit::TestGateway,
     bucket: &str,
 ) -> std::sync::Arc<rewind_snapshotter::plan::Destination> {
-    std::sync::Arc::new(rewind_gateway::restore::list_destination(gw.gateway.capture(), bucket, "").await.unwrap())
+    std::sync::Arc::new(rewind_snapshotter::restore::list_destination(gw.gateway.capture(), bucket, "").await.unwrap())
 }

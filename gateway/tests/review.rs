@@ -318,7 +318,7 @@ async fn f22_scheduled_verifies_read_the_vaults_data() {
     let mut bytes = std::fs::read(&pack).unwrap();
     bytes[100] ^= 1;
     std::fs::write(&pack, &bytes).unwrap();
-    let metrics = gw.gateway.metrics.clone();
+    let metrics = gw.gateway.metrics.engine.clone();
     let found =
         eventually(Duration::from_secs(20), async || metrics.verify_runs.with_label_values(&["damaged"]).get() > 0)
             .await;
@@ -359,7 +359,7 @@ async fn errors_carry_a_message() {
 /// records could be marked shipped without being in the vault.
 #[tokio::test]
 async fn r5_shipping_never_takes_another_history_for_its_own() {
-    use rewind_gateway::ship::{Divergence, ShipError, ship_pending};
+    use rewind_capture::ship::{Divergence, ShipError, ship_pending};
     use rewind_journal::{Durability, Journal};
     use rewind_model::{Abort, Body, Seq};
     let keys = std::sync::Arc::new(rewind_crypto::KeySet::derive(&rewind_crypto::SecretKey::generate().unwrap()));
@@ -384,9 +384,9 @@ async fn r5_shipping_never_takes_another_history_for_its_own() {
     ship_pending(&a, &vault).await.unwrap();
     assert_eq!(a.shipped().unwrap().0, Seq(4));
     // And the check at start-up sees that the vault vouches for nothing past A's head.
-    rewind_gateway::ship::check_against_vault(&a, &vault).await.unwrap();
+    rewind_capture::ship::check_against_vault(&a, &vault).await.unwrap();
     assert!(matches!(
-        rewind_gateway::ship::check_against_vault(&b, &vault).await,
+        rewind_capture::ship::check_against_vault(&b, &vault).await,
         Err(ShipError::Diverged(Divergence::Behind { local: 3, vault: 4 }))
     ));
 }

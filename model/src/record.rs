@@ -133,6 +133,16 @@ pub struct ObjectVersion {
 }
 
 impl ObjectVersion {
+    /// Whether `other` restores to the same object: content, headers, metadata and tags
+    /// (ETags and version ids are the upstream's, and differ after a rewrite).
+    pub fn same_object(&self, other: &Self) -> bool {
+        self.size == other.size
+            && self.blake3 == other.blake3
+            && self.headers == other.headers
+            && self.metadata == other.metadata
+            && self.tags == other.tags
+    }
+
     /// Its versioned encoding on its own (`version (1) | fields`), for state kept outside
     /// records, such as the parts of a multipart upload in progress.
     pub fn encode(&self) -> Vec<u8> {

@@ -1,9 +1,15 @@
-//! Rewind's history reader: what a bucket held at any instant, what changed between two
-//! instants, and every version of a key — read from the journal (the vault holds the bytes).
+//! Rewind's operations on history: what a bucket held at any instant, what changed between
+//! two instants, every version of a key (read from the journal; the vault holds the bytes),
+//! and the operations that act on it — restore plans and runs, reconcile, verify,
+//! snapshots, status — behind one facade, [`ops::Operations`], that the gateway's admin API
+//! and the CLI both call.
 
 pub mod api;
 pub mod at;
+pub mod ops;
 pub mod plan;
+pub mod reconcile;
+pub mod restore;
 pub mod verify;
 
 mod status;
@@ -23,8 +29,14 @@ pub enum HistoryError {
     #[error(transparent)]
     Journal(#[from] JournalError),
     /// The vault failed.
-    #[error("{0}")]
-    Vault(String),
+    #[error("{what}: {source}")]
+    Vault {
+        /// What could not be done.
+        what: &'static str,
+        /// What the vault said.
+        #[source]
+        source: rewind_vault::VaultError,
+    },
     /// The instant is before the first record.
     #[error("{at} is before history began (the first record is from {first}); pick a later time")]
     BeforeHistory {

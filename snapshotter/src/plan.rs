@@ -12,7 +12,7 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 
-use rewind_model::{ObjectVersion, Seq};
+use rewind_model::Seq;
 
 use crate::api::{Mode, PlanSummary};
 use crate::{Entry, History, HistoryError};
@@ -47,12 +47,6 @@ pub struct Scope<'a> {
 /// What the destination holds now, by key: ETag (without quotes) and size, as a listing
 /// of it shows.
 pub type Destination = BTreeMap<String, (String, u64)>;
-
-/// Whether two versions restore to the same object: content, headers, metadata and tags
-/// (ETags and version ids are the upstream's, and differ after a rewrite).
-pub fn same_object(a: &ObjectVersion, b: &ObjectVersion) -> bool {
-    a.size == b.size && a.blake3 == b.blake3 && a.headers == b.headers && a.metadata == b.metadata && a.tags == b.tags
-}
 
 impl History<'_> {
     fn scoped(&self, bucket: &str, scope: &Scope<'_>, at: Seq) -> Result<Vec<Entry>, HistoryError> {
@@ -125,7 +119,7 @@ impl History<'_> {
                 }
                 Ordering::Equal => {
                     let (was, (_, is)) = (t.next().expect("peeked"), n.next().expect("peeked"));
-                    if is.is_some_and(|is| same_object(&was.version, &is.version)) {
+                    if is.is_some_and(|is| was.version.same_object(&is.version)) {
                         plan.summary.unchanged += 1;
                     } else if mode == Mode::Rewind {
                         plan.writes.push(was);

@@ -71,7 +71,7 @@ pub async fn verify(journal: &Journal, vault: &Vault, read: ReadData) -> Result<
     let packs: HashSet<String> = vault
         .pack_names()
         .await
-        .map_err(|e| HistoryError::Vault(format!("cannot list the vault's packs: {e}")))?
+        .map_err(|source| HistoryError::Vault { what: "cannot list the vault's packs", source })?
         .into_iter()
         .collect();
     // Each chunk is checked once: `None` when sound, else what is wrong.

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use std::sync::Arc;
 
+use rewind_capture::TeeError;
 use rewind_vault::{Manifest, ObjectWriter, Vault, VaultError};
 use s3s::dto::StreamingBlob;
 use s3s::stream::{ByteStream, RemainingLength};
@@ -24,23 +25,6 @@ type StdError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Pieces in flight to the upstream: one, so the upstream never runs ahead of the vault
 /// by more than a piece.
 const UPSTREAM_SLOTS: usize = 1;
-
-/// Why the vault side of a tee failed.
-#[derive(Debug, thiserror::Error)]
-pub enum TeeError {
-    /// The client's body failed (bad checksum, cut short...); the upstream saw the error.
-    #[error("the request body failed")]
-    Body,
-    /// The vault could not store the bytes.
-    #[error("the vault could not store the upload: {0}")]
-    Vault(#[source] VaultError),
-    /// The vault did not accept a piece within the capture timeout.
-    #[error("the vault was too slow")]
-    Slow,
-    /// The upstream stopped reading (it failed, or the request was dropped).
-    #[error("the upstream stopped reading the body")]
-    UpstreamGone,
-}
 
 /// A running tee: the body to give the upstream, and the vault side's outcome.
 pub struct Tee {

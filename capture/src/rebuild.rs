@@ -14,7 +14,7 @@ use rewind_model::Seq;
 use rewind_vault::Backend;
 use serde::{Deserialize, Serialize};
 
-use crate::capture::open::{self, JOURNAL_DIR, MASTER_KEY_OBJECT, OpenError};
+use crate::open::{self, JOURNAL_DIR, MASTER_KEY_OBJECT, OpenError};
 
 /// The file, in a data directory, naming the vault and key file it belongs to.
 pub const STORES_FILE: &str = "stores.toml";

@@ -14,13 +14,12 @@ use std::collections::HashMap;
 use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use rewind_model::{Effect, ObjectVersion, Op};
-use rewind_snapshotter::plan::same_object;
 use rewind_vault::Check;
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use super::{Capture, CaptureError, plain_etag, upstream_error};
-use crate::request::RequestInfo;
+use crate::Actor;
 
 /// What S3 reports for an object stored without a content type. The SDK would otherwise
 /// send its own default, so a version recorded without one is restored with S3's.
@@ -157,14 +156,14 @@ impl Capture {
         key: &str,
         version: &ObjectVersion,
         listed: Option<&Listed>,
-        info: &RequestInfo,
+        actor: &Actor,
     ) -> Result<Restored, CaptureError> {
         let _lock = self.lock(bucket, key).await;
         let current = self.current(bucket, key)?;
         // Under the lock: a concurrent or earlier run may have restored it already, if the
         // upstream still holds it (the listing, else a HEAD, says so: an object deleted
         // behind the gateway's back is not "already there", review F6).
-        if let Some(now) = current.as_ref().filter(|now| same_object(now, version)) {
+        if let Some(now) = current.as_ref().filter(|now| now.same_object(version)) {
             let held = match listed {
                 Some(listed) => unchanged_since_listing(Some(now), Some(listed)).is_some(),
                 None => self.head(bucket, key, None).await?.is_some_and(|h| h.etag == now.etag && h.size == now.size),
@@ -177,10 +176,10 @@ impl Capture {
         let mut unchanged =
             unchanged_since_listing(current.as_ref(), listed).filter(|_| version.size <= SINGLE_PUT_MAX);
         if unchanged.is_none() {
-            self.protect_current(bucket, key, None, info).await?;
+            self.protect_current(bucket, key, None, actor).await?;
         }
         loop {
-            let pending = self.begin(Op::Restore, bucket, key, info).await?;
+            let pending = self.begin(Op::Restore, bucket, key, actor).await?;
             match self.upload_version(bucket, key, version, unchanged.as_ref()).await {
                 Ok((etag, version_id)) => {
                     let restored = ObjectVersion { etag, version_id, ..version.clone() };
@@ -190,7 +189,7 @@ impl Capture {
                 Err(UploadError::Changed) => {
                     self.abort(pending, "restore: the destination changed since it was listed").await;
                     // Written behind the gateway's back since the listing: captured first.
-                    self.protect_current(bucket, key, None, info).await?;
+                    self.protect_current(bucket, key, None, actor).await?;
                     unchanged = None;
                 }
                 Err(UploadError::Failed(e)) => {
@@ -204,14 +203,14 @@ impl Capture {
     /// Deletes `bucket`/`key` upstream, journaled as a restore's delete. S3 has no
     /// conditional delete for general-purpose buckets, so the HEAD of capture-before-destroy
     /// always runs first, whatever a listing showed.
-    pub async fn restore_delete(&self, bucket: &str, key: &str, info: &RequestInfo) -> Result<Restored, CaptureError> {
+    pub async fn restore_delete(&self, bucket: &str, key: &str, actor: &Actor) -> Result<Restored, CaptureError> {
         let _lock = self.lock(bucket, key).await;
         let current = self.current(bucket, key)?;
         if current.is_none() {
             return Ok(Restored::AlreadyThere);
         }
-        self.protect_current(bucket, key, None, info).await?;
-        let pending = self.begin(Op::RestoreDelete, bucket, key, info).await?;
+        self.protect_current(bucket, key, None, actor).await?;
+        let pending = self.begin(Op::RestoreDelete, bucket, key, actor).await?;
         match self.upstream.delete_object().bucket(bucket).key(key).send().await {
             Ok(out) => {
                 let version_id = out.version_id().map(Into::into);

@@ -14,11 +14,14 @@
 
 pub mod locks;
 pub mod meta;
+pub mod metrics;
 pub mod open;
+pub mod rebuild;
 pub mod reconcile;
 pub mod recovery;
 pub mod restore;
-pub mod tee;
+pub mod ship;
+pub mod upstream;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,14 +31,58 @@ use rewind_config::ProtectionConfig;
 use rewind_journal::{Durability, Journal, JournalError, Progress, layout};
 use rewind_model::{Abort, Body, Commit, Effect, Intent, LogKey, ObjectVersion, Observed, Op, Seq};
 use rewind_vault::{Manifest, Vault, VaultError};
-use s3s::dto::StreamingBlob;
-
-use crate::metrics::{Metrics, record_kind, refusal};
-use crate::request::RequestInfo;
 
 pub use locks::{Held, KeyLocks};
 pub use meta::ObjectMeta;
-pub use tee::{Tee, TeeError};
+pub use metrics::Metrics;
+
+use metrics::{record_kind, refusal};
+
+/// Now, in microseconds since the Unix epoch (the gateway's clock).
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// Now, in seconds since the Unix epoch, for timestamp gauges.
+pub fn now_seconds() -> f64 {
+    now_us() as f64 / 1e6
+}
+
+/// Who asked for a mutation, as its intent records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actor {
+    /// The client's access key id (not secret; identifies who acted), or the name of the
+    /// gateway's own work (`rewind-restore`, `rewind-reconcile`).
+    pub access_key: String,
+    /// The request id in the gateway's log line.
+    pub request_id: String,
+}
+
+impl Actor {
+    /// Work the gateway does on its own behalf, journaled as `name` under `request_id`.
+    pub fn internal(name: &str, request_id: String) -> Self {
+        Self { access_key: name.to_owned(), request_id }
+    }
+}
+
+/// Why the vault side of an upload (the tee of its body into the vault) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TeeError {
+    /// The client's body failed (bad checksum, cut short...); the upstream saw the error.
+    #[error("the request body failed")]
+    Body,
+    /// The vault could not store the bytes.
+    #[error("the vault could not store the upload: {0}")]
+    Vault(#[source] VaultError),
+    /// The vault did not accept a piece within the capture timeout.
+    #[error("the vault was too slow")]
+    Slow,
+    /// The upstream stopped reading (it failed, or the request was dropped).
+    #[error("the upstream stopped reading the body")]
+    UpstreamGone,
+}
 
 /// Why a mutation could not be captured.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +127,7 @@ impl CaptureError {
     }
 }
 
-pub(crate) fn upstream_error<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static>(
+pub fn upstream_error<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static>(
     e: SdkError<E, aws_smithy_runtime_api::http::Response>,
 ) -> CaptureError {
     if let SdkError::ServiceError(s) = &e {
@@ -98,7 +145,7 @@ pub(crate) fn upstream_error<E: aws_sdk_s3::error::ProvideErrorMetadata + std::e
 
 /// One sentence for an upstream call's failure: what an operator reads in a log line or a
 /// restore's failure list (the SDK's debug form ran to 2.5 KB a failure).
-pub(crate) fn describe<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static>(
+pub fn describe<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static>(
     e: &SdkError<E, aws_smithy_runtime_api::http::Response>,
 ) -> String {
     match e {
@@ -248,8 +295,8 @@ impl Capture {
     }
 
     /// Appends an intent.
-    pub async fn begin(&self, op: Op, bucket: &str, key: &str, info: &RequestInfo) -> Result<Pending, CaptureError> {
-        let intent = intent(op, bucket, key, info);
+    pub async fn begin(&self, op: Op, bucket: &str, key: &str, actor: &Actor) -> Result<Pending, CaptureError> {
+        let intent = intent(op, bucket, key, actor);
         let result = self.journal.append(Body::Intent(intent), Durability::Buffered).await;
         self.count(record_kind::INTENT, result.is_ok());
         Ok(Pending {
@@ -270,14 +317,14 @@ impl Capture {
         op: Op,
         bucket: &str,
         key: &str,
-        info: &RequestInfo,
+        actor: &Actor,
         effect: Effect,
     ) -> Result<Seq, CaptureError> {
-        let intent = intent(op, bucket, key, info);
+        let intent = intent(op, bucket, key, actor);
         let result = self.journal.append(Body::Observed(Observed { intent, effect }), Durability::Synced).await;
         self.count(record_kind::OBSERVED, result.is_ok());
         let appended = result?;
-        self.metrics.journal_last_commit.set(crate::now_seconds());
+        self.metrics.journal_last_commit.set(now_seconds());
         Ok(appended.seq)
     }
 
@@ -299,7 +346,7 @@ impl Capture {
         self.count(record_kind::COMMIT, result.is_ok());
         let appended = result?;
         self.metrics.journal_commit_duration.observe(start.elapsed().as_secs_f64());
-        self.metrics.journal_last_commit.set(crate::now_seconds());
+        self.metrics.journal_last_commit.set(now_seconds());
         Ok(appended.seq)
     }
 
@@ -342,9 +389,9 @@ impl Capture {
         self.metrics.journal_records.with_label_values(&[record, if ok { "ok" } else { "error" }]).inc();
     }
 
-    /// Starts teeing an upload body into the vault.
-    pub fn tee(&self, body: StreamingBlob) -> Tee {
-        tee::start(body, &self.vault, self.timeout)
+    /// How long a capture waits for the vault before refusing (`vault.capture_timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The current version of a key as the journal knows it (tags applied), or `None` when
@@ -385,13 +432,13 @@ impl Capture {
         bucket: &str,
         key: &str,
         version_id: Option<&str>,
-        info: &RequestInfo,
+        actor: &Actor,
     ) -> Result<bool, CaptureError> {
         let Some(head) = self.head(bucket, key, version_id).await? else { return Ok(false) };
         if self.known(bucket, key, &head)? {
             return Ok(false);
         }
-        self.capture_existing(bucket, key, &head, info).await.map(|size| size.is_some())
+        self.capture_existing(bucket, key, &head, actor).await.map(|size| size.is_some())
     }
 
     /// Captures the upstream version `head` describes as a version the journal lacked;
@@ -401,11 +448,11 @@ impl Capture {
         bucket: &str,
         key: &str,
         head: &UpstreamHead,
-        info: &RequestInfo,
+        actor: &Actor,
     ) -> Result<Option<u64>, CaptureError> {
         let Some(v) = self.capture_upstream(bucket, key, head.version_id.as_deref()).await? else { return Ok(None) };
         let size = v.size;
-        self.observe(Op::CaptureExisting, bucket, key, info, Effect::Version(v)).await?;
+        self.observe(Op::CaptureExisting, bucket, key, actor, Effect::Version(v)).await?;
         // Before a client's write destroyed it: worth a line each (imports count theirs).
         tracing::info!(bucket, key = %LogKey(key), size, "captured a version the journal lacked (written before Rewind or behind its back)");
         Ok(Some(size))
@@ -562,13 +609,13 @@ impl Capture {
 }
 
 /// What an intent (or an observation) says of `op` on `bucket`/`key` and who asked.
-fn intent(op: Op, bucket: &str, key: &str, info: &RequestInfo) -> Intent {
+fn intent(op: Op, bucket: &str, key: &str, actor: &Actor) -> Intent {
     Intent {
         op,
         bucket: bucket.to_owned(),
         key: key.to_owned(),
-        access_key: info.resolved().access_key.unwrap_or_default(),
-        request_id: info.id().to_owned(),
+        access_key: actor.access_key.clone(),
+        request_id: actor.request_id.clone(),
     }
 }
 

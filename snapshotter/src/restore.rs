@@ -12,16 +12,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::Entry;
+use crate::api::RestoreEvent;
+use crate::plan::{Destination, Plan};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use futures::StreamExt;
-use rewind_snapshotter::Entry;
-use rewind_snapshotter::api::RestoreEvent;
-use rewind_snapshotter::plan::{Destination, Plan};
 use tokio::sync::mpsc;
 
-use crate::capture::restore::{Listed, Restored};
-use crate::capture::{Capture, CaptureError, listed_object};
-use crate::request::RequestInfo;
+use rewind_capture::Actor;
+use rewind_capture::restore::{Listed, Restored};
+use rewind_capture::{Capture, CaptureError, listed_object};
 
 /// The client identity restores are journaled under (`rewind log` shows it).
 pub const RESTORE_ACTOR: &str = "rewind-restore";
@@ -74,7 +74,7 @@ pub async fn list_destination(capture: &Capture, bucket: &str, prefix: &str) -> 
             Err(e) if e.as_service_error().is_some_and(|s| s.code() == Some("NoSuchBucket")) => {
                 return Err(ListError::NoSuchBucket(bucket.to_owned()));
             }
-            Err(e) => return Err(ListError::Upstream(crate::capture::upstream_error(e))),
+            Err(e) => return Err(ListError::Upstream(rewind_capture::upstream_error(e))),
         };
         for o in page.contents() {
             if let Some((key, etag, size)) = listed_object(o) {
@@ -115,15 +115,15 @@ pub async fn run(
     let steps = plan.writes.into_iter().map(Step::Write).chain(plan.deletes.into_iter().map(Step::Delete));
     let hint =
         |key: &str| Some(listed.get(key).map_or(Listed::Absent, |(etag, size)| Listed::Present(etag.clone(), *size)));
-    let info = RequestInfo::internal(RESTORE_ACTOR, id.clone());
-    let (capture, counts, events, to_bucket, info) = (&capture, &counts, &events, &to_bucket, &info);
+    let actor = Actor::internal(RESTORE_ACTOR, id.clone());
+    let (capture, counts, events, to_bucket, actor) = (&capture, &counts, &events, &to_bucket, &actor);
     let work = futures::stream::iter(steps)
         .take_while(|_| futures::future::ready(!events.is_closed()))
         .map(|step| async move {
             let (key, result) = match step {
                 Step::Write(entry) => {
                     let h = hint(&entry.key);
-                    let r = capture.restore_version(to_bucket, &entry.key, &entry.version, h.as_ref(), info).await;
+                    let r = capture.restore_version(to_bucket, &entry.key, &entry.version, h.as_ref(), actor).await;
                     if matches!(r, Ok(Restored::Done)) {
                         counts.written.fetch_add(1, Ordering::Relaxed);
                         counts.bytes.fetch_add(entry.version.size, Ordering::Relaxed);
@@ -131,7 +131,7 @@ pub async fn run(
                     (entry.key, r)
                 }
                 Step::Delete(key) => {
-                    let r = capture.restore_delete(to_bucket, &key, info).await;
+                    let r = capture.restore_delete(to_bucket, &key, actor).await;
                     if matches!(r, Ok(Restored::Done)) {
                         counts.deleted.fetch_add(1, Ordering::Relaxed);
                     }

@@ -15,18 +15,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::History;
+use crate::api::{ReconcileCounts, ReconcileEvent};
 use futures::StreamExt;
 use rewind_journal::Progress;
 use rewind_model::Seq;
-use rewind_snapshotter::History;
-use rewind_snapshotter::api::{ReconcileCounts, ReconcileEvent};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::capture::reconcile::{Reconciled, Staged};
-use crate::capture::{Capture, CaptureError, Held, listed_object};
-use crate::metrics::Metrics;
-use crate::request::RequestInfo;
+use rewind_capture::Actor;
+use rewind_capture::Metrics;
+use rewind_capture::reconcile::{Reconciled, Staged};
+use rewind_capture::{Capture, CaptureError, Held, listed_object};
 
 /// The client identity reconcile's records carry (`rewind log` shows it).
 pub const RECONCILE_ACTOR: &str = "rewind-reconcile";
@@ -122,7 +122,7 @@ impl LockWaits {
 /// What a pass shares between its keys.
 struct Run<'a> {
     bucket: &'a str,
-    info: RequestInfo,
+    actor: Actor,
     counters: Counters,
     pace: Pace,
     events: Option<mpsc::Sender<ReconcileEvent>>,
@@ -279,8 +279,8 @@ impl Reconciler {
             self.unprotected(bucket, None);
         }
         let waits = LockWaits::default();
-        let info = RequestInfo::internal(RECONCILE_ACTOR, format!("reconcile-{:08x}", rand::random::<u32>()));
-        let run = Run { bucket, info, counters: Counters::default(), pace: Pace::new(limits), events };
+        let actor = Actor::internal(RECONCILE_ACTOR, format!("reconcile-{:08x}", rand::random::<u32>()));
+        let run = Run { bucket, actor, counters: Counters::default(), pace: Pace::new(limits), events };
         let counters = &run.counters;
         let started = Instant::now();
         let mut last_report = Instant::now();
@@ -328,7 +328,7 @@ impl Reconciler {
                 .map(|key| async move {
                     run.pace.turn().await;
                     let lock = waits.lock(capture, bucket, &key).await;
-                    let outcome = capture.reconcile_key(bucket, &key, &run.info, lock).await;
+                    let outcome = capture.reconcile_key(bucket, &key, &run.actor, lock).await;
                     (key, outcome)
                 })
                 .buffer_unordered(limits.parallel.max(1));
@@ -388,7 +388,7 @@ impl Reconciler {
         journal.progress(vec![Progress::Remove(resume)]).await?;
         let counts = counters.snapshot();
         if counts.failed == 0 {
-            self.metrics.reconcile_last_success.set(crate::now_seconds());
+            self.metrics.reconcile_last_success.set(rewind_capture::now_seconds());
         }
         tracing::info!(
             bucket,
@@ -410,7 +410,7 @@ impl Reconciler {
     /// Makes a batch of staged captures durable and commits them, then counts each.
     async fn commit_batch(&self, run: &Run<'_>, batch: Vec<(String, Box<Staged>)>) {
         let (keys, staged): (Vec<String>, Vec<Box<Staged>>) = batch.into_iter().unzip();
-        for (key, result) in keys.into_iter().zip(self.capture.commit_staged(staged, &run.info).await) {
+        for (key, result) in keys.into_iter().zip(self.capture.commit_staged(staged, &run.actor).await) {
             if let Ok(size) = result {
                 run.pace.spent(size);
             }

@@ -9,7 +9,7 @@
 use rewind_model::{Effect, LogKey, ObjectVersion, Op};
 
 use super::{Capture, CaptureError, Held};
-use crate::request::RequestInfo;
+use crate::Actor;
 
 /// What reconciling a key found.
 pub enum Reconciled {
@@ -45,7 +45,7 @@ impl Capture {
         &self,
         bucket: &str,
         key: &str,
-        info: &RequestInfo,
+        actor: &Actor,
         lock: Held,
     ) -> Result<Reconciled, CaptureError> {
         let Some(current) = self.current(bucket, key)? else {
@@ -55,7 +55,7 @@ impl Capture {
         };
         match self.head(bucket, key, None).await? {
             None => {
-                self.observe(Op::Vanished, bucket, key, info, Effect::Deleted { version_id: None }).await?;
+                self.observe(Op::Vanished, bucket, key, actor, Effect::Deleted { version_id: None }).await?;
                 tracing::warn!(bucket, key = %LogKey(key), "an object was deleted behind the gateway's back; journaled its delete");
                 Ok(Reconciled::Deleted)
             }
@@ -82,7 +82,7 @@ impl Capture {
 
     /// Makes every staged version durable with one vault sync, then journals each; returns
     /// each one's size or error, in order. The keys' locks are released on return.
-    pub async fn commit_staged(&self, staged: Vec<Box<Staged>>, info: &RequestInfo) -> Vec<Result<u64, CaptureError>> {
+    pub async fn commit_staged(&self, staged: Vec<Box<Staged>>, actor: &Actor) -> Vec<Result<u64, CaptureError>> {
         if staged.is_empty() {
             return Vec::new();
         }
@@ -94,7 +94,7 @@ impl Capture {
         futures::future::join_all(staged.into_iter().map(|s| async move {
             let Staged { bucket, key, version, lock } = *s;
             let size = version.size;
-            let result = self.observe(Op::CaptureExisting, &bucket, &key, info, Effect::Version(version)).await;
+            let result = self.observe(Op::CaptureExisting, &bucket, &key, actor, Effect::Version(version)).await;
             drop(lock);
             result?;
             super::log_captured(&bucket, &key, size);

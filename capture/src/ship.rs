@@ -18,7 +18,7 @@ use rewind_model::Seq;
 use rewind_vault::{Backend, VaultError};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::Metrics;
 
 /// Most records in one segment.
 const SEGMENT_RECORDS: usize = 4096;

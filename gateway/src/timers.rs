@@ -1,0 +1,73 @@
+//! Every background timer of a serving gateway, in one place: journal shipping, scheduled
+//! verify, and reconcile passes (later: retention and GC). Each is a task of the gateway's
+//! one tracker and stops when the gateway does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rewind_capture::open::Stores;
+use rewind_capture::{Metrics, ship};
+use rewind_config::Config;
+use rewind_snapshotter::ops::{Compare, Operations};
+use rewind_snapshotter::reconcile::Reconciler;
+use rewind_snapshotter::verify::ReadData;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// When the first scheduled verify runs after start.
+const FIRST_VERIFY_AFTER: Duration = Duration::from_secs(60);
+
+/// Starts every timer on `tracker`.
+pub fn start(
+    config: &Config,
+    stores: &Arc<Stores>,
+    ops: &Operations,
+    reconciler: &Arc<Reconciler>,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    tracker.spawn(ship::ship_on_schedule(
+        stores.journal.clone(),
+        stores.backend.clone(),
+        config.vault.segment_interval.0,
+        metrics.clone(),
+        stop.child_token(),
+    ));
+    tracker.spawn(verify_on_schedule(
+        ops.clone(),
+        metrics.clone(),
+        config.vault.verify_interval.0,
+        config.vault.verify_read_cycle.0,
+        stop.child_token(),
+    ));
+    tracker.spawn(reconciler.clone().on_schedule(config.protection.reconcile_interval.0));
+}
+
+/// Verifies every `every`, until `stop`: the hash chain, every chunk present, the journal
+/// against the vault's newest checkpoint, and a rotating share of the chunks read back,
+/// so that damage in the vault's data is found within `read_cycle` (review F22).
+async fn verify_on_schedule(
+    ops: Operations,
+    metrics: Metrics,
+    every: Duration,
+    read_cycle: Duration,
+    stop: CancellationToken,
+) {
+    // The first run soon after start, so the metric is set on a fresh gateway.
+    let mut wait = every.min(FIRST_VERIFY_AFTER);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        let read = ReadData::rotating(rewind_capture::now_us(), every, read_cycle);
+        if let Ok(report) = ops.verify(read, Compare::Head).await {
+            metrics.verify_chunks_read.inc_by(report.chunks_read);
+            if read.completes_cycle() && report.ok() {
+                metrics.verify_read_cycle_complete.set(rewind_capture::now_seconds());
+            }
+        }
+        wait = every;
+    }
+}
