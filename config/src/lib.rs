@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use secret::Secret;
+pub use secret::{Secret, random_key_pair};
 pub use units::{ByteSize, HumanDuration};
 
 /// The whole configuration of a gateway.

@@ -30,6 +30,16 @@ impl fmt::Display for Secret {
     }
 }
 
+/// A fresh S3 key pair: a `RWND`-prefixed access key id and a 40-character secret.
+pub fn random_key_pair() -> (String, Secret) {
+    use rand::Rng;
+    use rand::distr::Alphanumeric;
+    let mut rng = rand::rng();
+    let id: String = (0..16).map(|_| rng.sample(Alphanumeric).to_ascii_uppercase() as char).collect();
+    let secret: String = (0..40).map(|_| rng.sample(Alphanumeric) as char).collect();
+    (format!("RWND{id}"), Secret::new(secret))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,8 +3,6 @@
 
 use std::path::Path;
 
-use rand::Rng;
-use rand::distr::Alphanumeric;
 use rewind_config::Secret;
 use serde::{Deserialize, Serialize};
 
@@ -18,13 +16,7 @@ struct SavedKey {
     secret_access_key: String,
 }
 
-/// A fresh random key pair: a 20-character id (like AWS's) and a 40-character secret.
-pub fn random_key_pair() -> (String, Secret) {
-    let mut rng = rand::rng();
-    let id: String = (0..16).map(|_| rng.sample(Alphanumeric).to_ascii_uppercase() as char).collect();
-    let secret: String = (0..40).map(|_| rng.sample(Alphanumeric) as char).collect();
-    (format!("RWND{id}"), Secret::new(secret))
-}
+pub use rewind_config::random_key_pair;
 
 /// The generated client key in `data_dir`: loaded if present, else created (mode 0600).
 /// The flag says whether it was created now, so the caller prints it exactly once.
@@ -76,7 +68,8 @@ pub fn admin_token(configured: Option<&Secret>, data_dir: &Path) -> std::io::Res
             ),
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let token: String = rand::rng().sample_iter(Alphanumeric).take(40).map(char::from).collect();
+            let token: String =
+                rand::Rng::sample_iter(rand::rng(), rand::distr::Alphanumeric).take(40).map(char::from).collect();
             match rewind_vault::durable::create_new(&path, format!("{token}\n").as_bytes(), 0o600) {
                 Ok(()) => Ok(Secret::new(token)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => admin_token(None, data_dir),

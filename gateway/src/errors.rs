@@ -118,35 +118,7 @@ pub fn with_standard_message(xml: &[u8]) -> Option<Vec<u8>> {
     Some([&text[..insert_at], "<Message>", message, "</Message>", &text[insert_at..]].concat().into_bytes())
 }
 
-/// The S3 error a client expects for a body fault.
-pub fn from_body_fault(fault: &BodyFault) -> S3Error {
-    match fault {
-        BodyFault::IdleTimeout => S3Error::with_message(
-            S3ErrorCode::RequestTimeout,
-            "Your socket connection to the server was not read from or written to within the timeout period.",
-        ),
-        BodyFault::ChecksumMismatch { algorithm } => S3Error::with_message(
-            S3ErrorCode::BadDigest,
-            format!("The {algorithm} you specified did not match the calculated checksum."),
-        ),
-        BodyFault::PayloadHashMismatch => {
-            let mut e = S3Error::with_message(
-                S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
-                "The provided 'x-amz-content-sha256' header does not match what was computed.",
-            );
-            e.set_status_code(http::StatusCode::BAD_REQUEST);
-            e
-        }
-        BodyFault::ChunkSignatureMismatch => S3Error::with_message(
-            S3ErrorCode::SignatureDoesNotMatch,
-            "The request signature we calculated does not match the signature you provided.",
-        ),
-        BodyFault::Incomplete => S3Error::with_message(
-            S3ErrorCode::IncompleteBody,
-            "You did not provide the number of bytes specified by the Content-Length HTTP header.",
-        ),
-    }
-}
+pub use rewind_embedded::body::from_body_fault;
 
 /// How far a refused mutation got: the client's message says whether the bucket changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,6 +22,7 @@ use crate::metrics::{Metrics, UNRESOLVED_OPERATION};
 use crate::query::Query;
 use crate::request::{BodyFault, RequestInfo};
 use crate::sigv2;
+use rewind_embedded::body::FaultSink;
 
 type StdError = Box<dyn std::error::Error + Send + Sync + 'static>;
 

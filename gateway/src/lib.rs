@@ -4,9 +4,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
-pub mod body;
 pub mod credentials;
-mod embedded_fs;
 pub mod errors;
 pub mod front;
 mod meta;
@@ -15,7 +13,6 @@ mod mutations;
 pub mod query;
 pub mod request;
 pub mod s3;
-pub mod server;
 pub mod sigv2;
 mod tee;
 pub mod telemetry;
@@ -36,8 +33,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{AccessPolicy, ClientKeys, VirtualHosts};
 use crate::metrics::Metrics;
-use crate::server::ConnLimits;
 use crate::upstream::{EmbeddedUpstream, UpstreamTarget};
+use rewind_embedded::server::{self, ConnLimits};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +173,7 @@ impl Gateway {
 
         let mut forwarder = s3::Forwarder::new(upstream.clone(), metrics.clone(), Some(capture.clone()));
         if config.upstream.endpoint.is_none() {
-            forwarder = forwarder.with_key_rule(embedded_fs::unstorable_key);
+            forwarder = forwarder.with_key_rule(rewind_embedded::fs::unstorable_key);
         }
         let mut builder = S3ServiceBuilder::new(forwarder);
         let keys = ClientKeys::new(client_keys.iter().map(|(id, s)| (id.as_str(), s.expose())));
@@ -202,7 +199,7 @@ impl Gateway {
             front,
             limits.clone(),
             shutdown.child_token(),
-            Some(metrics.clone()),
+            Some(metrics.connections()),
         ));
         let admin = admin::Admin::new(metrics.clone(), Some(upstream), Some(stores.vault.clone()), data_dir.clone())
             .with_api(api)

@@ -135,6 +135,14 @@ impl Metrics {
         String::from_utf8(out).expect("invariant: the text encoder writes UTF-8")
     }
 
+    /// The connection counters of the S3 listener.
+    pub fn connections(&self) -> rewind_embedded::server::ConnMetrics {
+        rewind_embedded::server::ConnMetrics {
+            connections: self.connections.clone(),
+            connections_active: self.connections_active.clone(),
+        }
+    }
+
     /// Records one upstream call.
     pub fn observe_upstream(&self, operation: &str, ok: bool, seconds: f64) {
         let outcome = if ok { "ok" } else { "error" };

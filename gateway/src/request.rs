@@ -3,24 +3,7 @@
 
 use std::sync::{Mutex, OnceLock};
 
-/// Why a client's request body could not be accepted. The first fault wins: a body that
-/// stalled and then failed its checksum was a timeout.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BodyFault {
-    /// No body bytes arrived within the idle timeout.
-    IdleTimeout,
-    /// The body's trailing checksum differs from what arrived.
-    ChecksumMismatch {
-        /// The checksum's name as S3 spells it (`CRC32`, `SHA256`...).
-        algorithm: &'static str,
-    },
-    /// The signed payload hash (`x-amz-content-sha256`) differs from what arrived.
-    PayloadHashMismatch,
-    /// A chunk signature of an aws-chunked body is wrong.
-    ChunkSignatureMismatch,
-    /// The body was shorter or longer than declared, or its framing was broken.
-    Incomplete,
-}
+pub use rewind_embedded::body::BodyFault;
 
 /// Facts about one request, filled in as they become known.
 #[derive(Debug, Default)]
@@ -79,13 +62,19 @@ impl RequestInfo {
         self.signed_v2.get().map(String::as_str)
     }
 
-    /// Records a body fault; later ones are ignored.
-    pub fn set_fault(&self, fault: BodyFault) {
-        let _first_wins = self.fault.set(fault);
-    }
-
     /// The body fault, if the body failed.
     pub fn fault(&self) -> Option<&BodyFault> {
         self.fault.get()
+    }
+}
+
+impl rewind_embedded::body::FaultSink for RequestInfo {
+    /// Records a body fault; later ones are ignored.
+    fn set_fault(&self, fault: BodyFault) {
+        let _first_wins = self.fault.set(fault);
+    }
+
+    fn recorded(&self) -> Option<BodyFault> {
+        self.fault.get().cloned()
     }
 }

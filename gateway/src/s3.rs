@@ -20,11 +20,11 @@ use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
 use rewind_model::Op;
 
-use crate::body::{ChecksumCheck, VerifiedUpload, strip_aws_chunked};
 use crate::errors;
 use crate::metrics::Metrics;
 use crate::request::RequestInfo;
 use rewind_capture::Capture;
+use rewind_embedded::body::{ChecksumCheck, VerifiedUpload, strip_aws_chunked};
 
 /// Why browser-form POST uploads are refused.
 pub const POST_OBJECT_REFUSAL: &str = "Browser-form POST uploads are not supported by Rewind; use PutObject.";
@@ -58,7 +58,7 @@ impl Forwarder {
     pub(crate) fn check_key(&self, key: &str) -> S3Result<()> {
         match self.unstorable.and_then(|rule| rule(key)) {
             None => Ok(()),
-            Some(why) => Err(crate::embedded_fs::unstorable_error(why)),
+            Some(why) => Err(rewind_embedded::fs::unstorable_error(why)),
         }
     }
 

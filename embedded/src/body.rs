@@ -23,7 +23,85 @@ use s3s::crypto::Checksum as _;
 use s3s::dto::{ChecksumAlgorithm, StreamingBlob};
 use s3s::stream::{ByteStream, DynByteStream, RemainingLength};
 
-use crate::request::{BodyFault, RequestInfo};
+use s3s::{S3Error, S3ErrorCode};
+
+/// Why a client's request body could not be accepted. The first fault wins: a body that
+/// stalled and then failed its checksum was a timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyFault {
+    /// No body bytes arrived within the idle timeout.
+    IdleTimeout,
+    /// The body's trailing checksum differs from what arrived.
+    ChecksumMismatch {
+        /// The checksum's name as S3 spells it (`CRC32`, `SHA256`...).
+        algorithm: &'static str,
+    },
+    /// The signed payload hash (`x-amz-content-sha256`) differs from what arrived.
+    PayloadHashMismatch,
+    /// A chunk signature of an aws-chunked body is wrong.
+    ChunkSignatureMismatch,
+    /// The body was shorter or longer than declared, or its framing was broken.
+    Incomplete,
+}
+
+/// Where a request records why its body failed, for its answer.
+pub trait FaultSink: Send + Sync {
+    /// Records `fault`; the first one recorded wins.
+    fn set_fault(&self, fault: BodyFault);
+    /// The fault recorded so far (an earlier layer, such as the idle timeout, may have).
+    fn recorded(&self) -> Option<BodyFault>;
+}
+
+/// A body fault recorded once.
+#[derive(Debug, Default)]
+pub struct Fault(std::sync::OnceLock<BodyFault>);
+
+impl Fault {
+    /// The fault, if the body failed.
+    pub fn get(&self) -> Option<&BodyFault> {
+        self.0.get()
+    }
+}
+
+impl FaultSink for Fault {
+    fn set_fault(&self, fault: BodyFault) {
+        let _first_wins = self.0.set(fault);
+    }
+
+    fn recorded(&self) -> Option<BodyFault> {
+        self.0.get().cloned()
+    }
+}
+
+/// The S3 error a client expects for a body fault.
+pub fn from_body_fault(fault: &BodyFault) -> S3Error {
+    match fault {
+        BodyFault::IdleTimeout => S3Error::with_message(
+            S3ErrorCode::RequestTimeout,
+            "Your socket connection to the server was not read from or written to within the timeout period.",
+        ),
+        BodyFault::ChecksumMismatch { algorithm } => S3Error::with_message(
+            S3ErrorCode::BadDigest,
+            format!("The {algorithm} you specified did not match the calculated checksum."),
+        ),
+        BodyFault::PayloadHashMismatch => {
+            let mut e = S3Error::with_message(
+                S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            );
+            e.set_status_code(http::StatusCode::BAD_REQUEST);
+            e
+        }
+        BodyFault::ChunkSignatureMismatch => S3Error::with_message(
+            S3ErrorCode::SignatureDoesNotMatch,
+            "The request signature we calculated does not match the signature you provided.",
+        ),
+        BodyFault::Incomplete => S3Error::with_message(
+            S3ErrorCode::IncompleteBody,
+            "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+        ),
+    }
+}
 
 type StdError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -180,7 +258,7 @@ pub struct VerifiedUpload {
     declared: Option<u64>,
     received: u64,
     checks: Vec<(ChecksumCheck, Hasher)>,
-    info: Arc<RequestInfo>,
+    info: Arc<dyn FaultSink>,
     finished: bool,
 }
 
@@ -190,7 +268,7 @@ impl VerifiedUpload {
         body: StreamingBlob,
         declared: Option<u64>,
         checks: Vec<ChecksumCheck>,
-        info: Arc<RequestInfo>,
+        info: Arc<dyn FaultSink>,
     ) -> StreamingBlob {
         let checks = checks.into_iter().map(|c| (c.algorithm.hasher(), c)).map(|(h, c)| (c, h)).collect();
         StreamingBlob::new(Self {
@@ -254,7 +332,7 @@ impl Stream for VerifiedUpload {
                     }
                 }
                 Some(Err(e)) => {
-                    let fault = this.info.fault().cloned().unwrap_or_else(|| classify_s3s_body_error(&*e));
+                    let fault = this.info.recorded().unwrap_or_else(|| classify_s3s_body_error(&*e));
                     return this.fail(fault);
                 }
                 None => {
@@ -346,28 +424,28 @@ mod tests {
 
     #[tokio::test]
     async fn passes_a_matching_body_through_unchanged() {
-        let info = Arc::new(RequestInfo::default());
+        let info = Arc::new(Fault::default());
         let check = header_check(Algorithm::Crc32, crc32_of(b"hello world"));
         let body = VerifiedUpload::wrap(blob(vec![b"hello", b" ", b"world"]), Some(11), check, info.clone());
         assert_eq!(body.remaining_length().exact(), Some(11));
         assert_eq!(drain(body).await, (b"hello world".to_vec(), true));
-        assert_eq!(info.fault(), None);
+        assert_eq!(info.get(), None);
     }
 
     #[tokio::test]
     async fn a_checksum_mismatch_never_releases_the_last_piece() {
-        let info = Arc::new(RequestInfo::default());
+        let info = Arc::new(Fault::default());
         let check = header_check(Algorithm::Crc32, crc32_of(b"something else"));
         let body = VerifiedUpload::wrap(blob(vec![b"hello", b" ", b"world"]), Some(11), check, info.clone());
         let (got, ok) = drain(body).await;
         assert!(!ok);
         assert!(got.len() < 11, "the upstream must never see the whole body: got {got:?}");
-        assert_eq!(info.fault(), Some(&BodyFault::ChecksumMismatch { algorithm: "CRC32" }));
+        assert_eq!(info.get(), Some(&BodyFault::ChecksumMismatch { algorithm: "CRC32" }));
     }
 
     #[tokio::test]
     async fn the_size_hint_stays_sane_after_a_too_long_body_is_refused() {
-        let info = Arc::new(RequestInfo::default());
+        let info = Arc::new(Fault::default());
         let mut body = VerifiedUpload::wrap(blob(vec![b"abc", b"defg"]), Some(4), Vec::new(), info);
         while body.next().await.is_some() {}
         assert_eq!(body.remaining_length().exact(), Some(0));
@@ -376,10 +454,10 @@ mod tests {
     #[tokio::test]
     async fn short_and_long_bodies_are_incomplete() {
         for (pieces, declared) in [(vec![b"abc" as &[u8]], 4), (vec![b"abc", b"de"], 4)] {
-            let info = Arc::new(RequestInfo::default());
+            let info = Arc::new(Fault::default());
             let (got, ok) = drain(VerifiedUpload::wrap(blob(pieces), Some(declared), Vec::new(), info.clone())).await;
             assert!(!ok && got.len() < declared as usize);
-            assert_eq!(info.fault(), Some(&BodyFault::Incomplete));
+            assert_eq!(info.get(), Some(&BodyFault::Incomplete));
         }
     }
 
@@ -424,18 +502,18 @@ mod tests {
                 _ => crc32_of(data),
             }),
         };
-        let info = Arc::new(RequestInfo::default());
+        let info = Arc::new(Fault::default());
         let checks = vec![right(Algorithm::Crc32), right(Algorithm::Md5)];
         let (got, ok) = drain(VerifiedUpload::wrap(blob(vec![b"hello", b" world"]), Some(11), checks, info)).await;
         assert!(ok && got == data);
         // Right CRC32, wrong Content-MD5: the last piece is never released.
-        let info = Arc::new(RequestInfo::default());
+        let info = Arc::new(Fault::default());
         let wrong_md5 =
             ChecksumCheck { algorithm: Algorithm::Md5, expected: Expected::Header("AAAAAAAAAAAAAAAAAAAAAA==".into()) };
         let checks = vec![right(Algorithm::Crc32), wrong_md5];
         let (got, ok) =
             drain(VerifiedUpload::wrap(blob(vec![b"hello", b" world"]), Some(11), checks, info.clone())).await;
         assert!(!ok && got.len() < data.len());
-        assert_eq!(info.fault(), Some(&BodyFault::ChecksumMismatch { algorithm: "Content-MD5" }));
+        assert_eq!(info.get(), Some(&BodyFault::ChecksumMismatch { algorithm: "Content-MD5" }));
     }
 }

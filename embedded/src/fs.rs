@@ -30,8 +30,7 @@ use bytes::Bytes;
 use s3s::dto::{StreamingBlob, Timestamp};
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, dto};
 
-use crate::body::{ChecksumCheck, VerifiedUpload};
-use crate::request::RequestInfo;
+use crate::body::{ChecksumCheck, Fault, VerifiedUpload};
 
 /// Bytes read from the file at once.
 const BLOCK: usize = 512 * 1024;
@@ -49,7 +48,7 @@ pub struct EmbeddedFs {
 }
 
 /// Why a key cannot be stored as a file, or `None` when it can.
-pub(crate) fn unstorable_key(key: &str) -> Option<&'static str> {
+pub fn unstorable_key(key: &str) -> Option<&'static str> {
     if key.contains('\0') {
         return Some("it contains a NUL character");
     }
@@ -76,7 +75,7 @@ fn check_key(key: &str) -> S3Result<()> {
 }
 
 /// The answer to a key [`unstorable_key`] refuses.
-pub(crate) fn unstorable_error(why: &str) -> S3Error {
+pub fn unstorable_error(why: &str) -> S3Error {
     S3Error::with_message(
         S3ErrorCode::InvalidArgument,
         format!(
@@ -160,22 +159,22 @@ impl EmbeddedFs {
 }
 
 /// An upload body, verified against every digest the request declares before s3s-fs may
-/// see its end; `info` records why it failed.
+/// see its end; `fault` records why it failed.
 fn verified(
     body: Option<StreamingBlob>,
     length: Option<i64>,
     headers: &http::HeaderMap,
     trailers: Option<s3s::TrailingHeaders>,
-    info: &Arc<RequestInfo>,
+    fault: &Arc<Fault>,
 ) -> Option<StreamingBlob> {
     let checks = ChecksumCheck::from_request(headers, trailers);
     let declared = length.and_then(|n| u64::try_from(n).ok());
-    body.map(|b| VerifiedUpload::wrap(b, declared, checks, info.clone()))
+    body.map(|b| VerifiedUpload::wrap(b, declared, checks, fault.clone()))
 }
 
 /// The client's fault, if the body failed verification; else s3s-fs's own answer.
-fn upload_result<T>(result: S3Result<T>, info: &RequestInfo) -> S3Result<T> {
-    result.map_err(|e| info.fault().map_or(e, crate::errors::from_body_fault))
+fn upload_result<T>(result: S3Result<T>, fault: &Fault) -> S3Result<T> {
+    result.map_err(|e| fault.get().map_or(e, crate::body::from_body_fault))
 }
 
 /// The ETag s3s-fs gives `bucket/key`: the one it recorded when it stored the object (in
@@ -404,10 +403,10 @@ impl S3 for EmbeddedFs {
     async fn put_object(&self, mut req: S3Request<dto::PutObjectInput>) -> S3Result<S3Response<dto::PutObjectOutput>> {
         check_key(&req.input.key)?;
         self.check_writable(&req.input.bucket, &req.input.key)?;
-        let info = Arc::new(RequestInfo::default());
+        let fault = Arc::new(Fault::default());
         let (length, trailers) = (req.input.content_length, req.trailing_headers.clone());
-        req.input.body = verified(req.input.body.take(), length, &req.headers, trailers, &info);
-        upload_result(self.inner.put_object(req).await, &info)
+        req.input.body = verified(req.input.body.take(), length, &req.headers, trailers, &fault);
+        upload_result(self.inner.put_object(req).await, &fault)
     }
 
     async fn upload_part(
@@ -415,10 +414,10 @@ impl S3 for EmbeddedFs {
         mut req: S3Request<dto::UploadPartInput>,
     ) -> S3Result<S3Response<dto::UploadPartOutput>> {
         check_key(&req.input.key)?;
-        let info = Arc::new(RequestInfo::default());
+        let fault = Arc::new(Fault::default());
         let (length, trailers) = (req.input.content_length, req.trailing_headers.clone());
-        req.input.body = verified(req.input.body.take(), length, &req.headers, trailers, &info);
-        upload_result(self.inner.upload_part(req).await, &info)
+        req.input.body = verified(req.input.body.take(), length, &req.headers, trailers, &fault);
+        upload_result(self.inner.upload_part(req).await, &fault)
     }
 
     async fn head_object(&self, req: S3Request<dto::HeadObjectInput>) -> S3Result<S3Response<dto::HeadObjectOutput>> {

@@ -26,8 +26,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::metrics::Metrics;
-
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 /// Requests one HTTP/2 connection may have open at once. hyper's default (200) let one
@@ -62,6 +60,15 @@ pub async fn bind(addr: &str, setting: &str) -> std::io::Result<TcpListener> {
     })
 }
 
+/// What a listener counts of its connections.
+#[derive(Clone)]
+pub struct ConnMetrics {
+    /// Connections accepted.
+    pub connections: prometheus::IntCounter,
+    /// Connections open now.
+    pub connections_active: prometheus::IntGauge,
+}
+
 /// Serves `service` on `listener` until `shutdown` is cancelled, then drains.
 pub async fn serve<S, B>(
     name: &'static str,
@@ -69,7 +76,7 @@ pub async fn serve<S, B>(
     service: S,
     limits: ConnLimits,
     shutdown: CancellationToken,
-    metrics: Option<Metrics>,
+    metrics: Option<ConnMetrics>,
 ) where
     S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
         + Clone
