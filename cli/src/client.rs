@@ -35,9 +35,30 @@ pub enum CliError {
     /// Reading or writing a local file or stream failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// An operation run in this process failed.
+    #[error(transparent)]
+    Op(#[from] rewind_snapshotter::ops::OpError),
+    /// The data directory could not be opened; a journal in use by a running gateway says
+    /// so, and what to do.
+    #[error("{}", open_message(dir, source))]
+    Open {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: rewind_capture::open::OpenError,
+    },
     /// Anything else, said plainly.
     #[error("{0}")]
     Other(String),
+}
+
+fn open_message(dir: &std::path::Path, e: &rewind_capture::open::OpenError) -> String {
+    match e {
+        // The message names the journal and what to do (stop the gateway or use its API).
+        rewind_capture::open::OpenError::InUse { .. } => e.to_string(),
+        _ => format!("cannot open {}: {e}", dir.display()),
+    }
 }
 
 impl CliError {

@@ -1,9 +1,7 @@
-//! The `rewind` operator CLI. Every command talks to a gateway's admin API: a running
-//! gateway's (`--admin-url`, `--admin-token`), or, with `--data-dir`, one served inside
-//! this process on a stopped gateway's data (loopback only, stopped when the command ends),
-//! so both ways run exactly the same code. Offline, commands that only read history open
-//! the data read-only (nothing recovered, shipped or created); restore, reconcile and
-//! snapshot changes start a whole gateway on it.
+//! The `rewind` operator CLI. Every command runs one of the operations on history
+//! (`rewind_snapshotter::ops`): through a running gateway's admin API (`--admin-url`,
+//! `--admin-token`), or, with `--data-dir`, in this process on a stopped gateway's data,
+//! with no listener (`target.rs`). Both ways run the same operations.
 
 /// `println!` that ends the process quietly when standard output's reader went away
 /// (`rewind ls | head`) instead of panicking: exit code 141, as a process killed by
@@ -19,6 +17,7 @@ macro_rules! outln {
 
 pub mod client;
 mod print;
+pub mod target;
 mod todir;
 
 /// Writes one line to standard output (see `outln!`).
@@ -43,15 +42,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use http::Method;
-use rewind_config::{Config, Secret};
-use rewind_gateway::{Gateway, Inspector, StartOptions};
-use rewind_snapshotter::api::{
-    DiffReport, Listing, LogLine, Mode, PlanSummary, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot, Status,
-    VerifyReport,
-};
+use rewind_config::Config;
+use rewind_snapshotter::api::{Mode, PlanSummary, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot};
+use rewind_snapshotter::ops::ReconcileAsk;
 
 pub use client::{CliError, Client, Lines, with_query};
+pub use target::{Access, Events, Local, Target};
 
 /// Rewind's operator tool: list, diff, browse and restore any point in a bucket's history.
 ///
@@ -241,31 +237,18 @@ pub enum SnapshotCommand {
 }
 
 impl Command {
-    /// Whether the command only reads history, so that offline it can open the data
-    /// read-only. Restores to a bucket plan against the upstream, so they need a gateway.
-    fn reads_only(&self) -> bool {
+    /// What the command needs offline: reads open the data read-only; restores into a
+    /// bucket plan against the upstream and write through the capture engine.
+    fn access(&self) -> Access {
         match self {
-            Self::Ls { .. } | Self::Log { .. } | Self::Diff { .. } | Self::Cat { .. } => true,
-            Self::Verify { .. } | Self::Status => true,
-            Self::Snapshot(SnapshotCommand::List) => true,
-            Self::Restore(args) => args.to_dir.is_some(),
-            Self::Snapshot(_) | Self::Reconcile { .. } | Self::Init | Self::Rebuild { .. } => false,
+            Self::Ls { .. } | Self::Log { .. } | Self::Diff { .. } | Self::Cat { .. } => Access::Read,
+            Self::Verify { .. } | Self::Status => Access::Read,
+            Self::Snapshot(SnapshotCommand::List) => Access::Read,
+            Self::Restore(args) if args.to_dir.is_some() => Access::Read,
+            Self::Snapshot(_) | Self::Init | Self::Rebuild { .. } => Access::Write,
+            Self::Restore(_) | Self::Reconcile { .. } => Access::Upstream,
         }
     }
-}
-
-/// What serves an offline session.
-enum Local {
-    /// Reads only: the data opened read-only.
-    Inspector(Inspector),
-    /// Restores, reconciles, snapshot changes: a whole gateway.
-    Gateway(Box<Gateway>),
-}
-
-/// Where commands are sent: a running gateway, or one served here on a data dir.
-struct Session {
-    client: Client,
-    local: Option<Local>,
 }
 
 /// The admin token for a running gateway: `--admin-token`, `--admin-token-file`, or the
@@ -292,62 +275,22 @@ fn admin_token(cli: &Cli) -> Result<String, CliError> {
     }
 }
 
-/// Says what stopped an offline session from opening `dir`.
-fn open_failed(dir: &Path, e: &rewind_gateway::StartError) -> CliError {
-    use rewind_capture::open::OpenError;
-    use rewind_gateway::StartError;
-    match e {
-        // The message names the journal and what to do (stop the gateway or use its API).
-        StartError::Stores(e @ OpenError::InUse { .. }) => CliError::other(e.to_string()),
-        _ => CliError::other(format!("cannot open {}: {e}", dir.display())),
+/// Opens where commands go: the data directory in this process, or a gateway's admin API.
+async fn open_target(cli: &Cli, allow_new: bool) -> Result<Target, CliError> {
+    let Some(dir) = &cli.data_dir else {
+        return Ok(Target::Remote(Client::new(&cli.admin_url, admin_token(cli)?)));
+    };
+    if !allow_new && !dir.join("journal").exists() {
+        return Err(CliError::other(format!(
+            "no Rewind data in {}: point --data-dir at a gateway's data directory, or create one with `rewind init --data-dir {}`",
+            dir.display(),
+            dir.display()
+        )));
     }
-}
-
-impl Session {
-    async fn open(cli: &Cli, allow_new: bool) -> Result<Self, CliError> {
-        let Some(dir) = &cli.data_dir else {
-            return Ok(Self { client: Client::new(&cli.admin_url, admin_token(cli)?), local: None });
-        };
-        if !allow_new && !dir.join("journal").exists() {
-            return Err(CliError::other(format!(
-                "no Rewind data in {}: point --data-dir at a gateway's data directory, or create one with `rewind init --data-dir {}`",
-                dir.display(),
-                dir.display()
-            )));
-        }
-        let (mut config, problems) = base_config(cli, dir)?;
-        rewind_capture::rebuild::apply_stores_file(&mut config).map_err(CliError::other)?;
-        config.server.listen = "127.0.0.1:0".into();
-        config.server.admin_listen = "127.0.0.1:0".into();
-        // A command's session journals nothing it was not asked to: no background pass
-        // (against a rebuilt directory's still-empty embedded upstream it would record
-        // every object as vanished). `rewind reconcile` runs its pass explicitly.
-        config.protection.reconcile_interval = rewind_config::HumanDuration(std::time::Duration::ZERO);
-        let token = rewind_gateway::credentials::random_key_pair().1;
-        config.credentials.admin_token = Some(token.clone());
-        let config = config.finish(problems).map_err(|e| CliError::other(e.to_string()))?;
-        let local = if cli.command.reads_only() {
-            let inspector = Inspector::start(config, token.clone()).await.map_err(|e| open_failed(dir, &e))?;
-            Local::Inspector(inspector)
-        } else {
-            let gateway = Gateway::start(config, StartOptions::default()).await.map_err(|e| open_failed(dir, &e))?;
-            Local::Gateway(Box::new(gateway))
-        };
-        let addr = match &local {
-            Local::Inspector(i) => i.admin_addr,
-            Local::Gateway(g) => g.admin_addr,
-        };
-        let client = Client::new(&format!("http://{addr}"), Secret::expose(&token).to_owned());
-        Ok(Self { client, local: Some(local) })
-    }
-
-    async fn close(self) {
-        match self.local {
-            Some(Local::Inspector(i)) => i.shutdown().await,
-            Some(Local::Gateway(g)) => g.shutdown().await,
-            None => {}
-        }
-    }
+    let (mut config, problems) = base_config(cli, dir)?;
+    rewind_capture::rebuild::apply_stores_file(&mut config).map_err(CliError::other)?;
+    let config = config.finish(problems).map_err(|e| CliError::other(e.to_string()))?;
+    Ok(Target::Local(Local::open(&config, cli.command.access()).await?))
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
@@ -361,50 +304,41 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     if let Command::Rebuild { vault, key_file } = &cli.command {
         return rebuild(&cli, vault, key_file.as_deref()).await;
     }
-    let session = Session::open(&cli, matches!(cli.command, Command::Init)).await?;
-    let result = execute(&cli, &session.client).await;
-    session.close().await;
+    let target = open_target(&cli, matches!(cli.command, Command::Init)).await?;
+    let result = execute(&cli, &target).await;
+    target.close().await;
     result
 }
 
-async fn execute(cli: &Cli, client: &Client) -> Result<ExitCode, CliError> {
+async fn execute(cli: &Cli, target: &Target) -> Result<ExitCode, CliError> {
     match &cli.command {
         Command::Ls { bucket: None, .. } => {
-            let status: Status = client.json(Method::GET, "status", None).await?;
+            let status = target.status().await?;
             if cli.json { print_json(&status.buckets)? } else { print::buckets(&status.buckets) }
         }
         Command::Ls { bucket: Some(bucket), prefix, at } => {
-            let path = with_query("ls", &[("bucket", Some(bucket)), ("prefix", Some(prefix)), ("at", at.as_deref())]);
-            let listing: Listing = client.json(Method::GET, &path, None).await?;
+            let listing = target.ls(bucket, prefix, at.as_deref()).await?;
             if cli.json { print_json(&listing)? } else { print::listing(&listing) }
         }
         Command::Log { bucket, key } => {
-            let lines: Vec<LogLine> = client
-                .json(Method::GET, &with_query("log", &[("bucket", Some(bucket)), ("key", Some(key))]), None)
-                .await?;
+            let lines = target.log(bucket, key).await?;
             if cli.json { print_json(&lines)? } else { print::log(&lines) }
         }
         Command::Diff { bucket, from, to, prefix } => {
-            let path = with_query(
-                "diff",
-                &[("bucket", Some(bucket)), ("prefix", Some(prefix)), ("from", Some(from)), ("to", to.as_deref())],
-            );
-            let report: DiffReport = client.json(Method::GET, &path, None).await?;
+            let report = target.diff(bucket, prefix, from, to.as_deref()).await?;
             if cli.json { print_json(&report)? } else { print::diff(&report) }
         }
         Command::Cat { bucket, key, at } => {
-            let path = with_query("object", &[("bucket", Some(bucket)), ("key", Some(key)), ("at", at.as_deref())]);
-            let res = client.send(Method::GET, &path, None).await?;
+            let object = target.object(bucket, key, at.as_deref()).await?;
             let mut stdout = std::io::stdout().lock();
-            todir::copy_verified(res, &mut stdout).await?;
+            todir::copy_verified(object, &mut stdout).await?;
             stdout.flush()?;
         }
-        Command::Restore(args) => return restore(cli, client, args).await,
+        Command::Restore(args) => return restore(cli, target, args).await,
         Command::Snapshot(cmd) => {
             let snapshots: Vec<Snapshot> = match cmd {
                 SnapshotCommand::Create { name, at } => {
-                    let path = with_query("snapshots", &[("name", Some(name)), ("at", at.as_deref())]);
-                    let made: Vec<Snapshot> = client.json(Method::POST, &path, None).await?;
+                    let made = target.create_snapshot(name, at.as_deref()).await?;
                     if !cli.json {
                         for s in &made {
                             outln!(
@@ -419,11 +353,9 @@ async fn execute(cli: &Cli, client: &Client) -> Result<ExitCode, CliError> {
                     }
                     made
                 }
-                SnapshotCommand::List => client.json(Method::GET, "snapshots", None).await?,
+                SnapshotCommand::List => target.snapshots().await?,
                 SnapshotCommand::Delete { name } => {
-                    client
-                        .json::<Vec<Snapshot>>(Method::DELETE, &with_query("snapshots", &[("name", Some(name))]), None)
-                        .await?;
+                    target.delete_snapshot(name).await?;
                     if !cli.json {
                         outln!("Deleted snapshot {name} (the history it named is kept).");
                     }
@@ -434,12 +366,11 @@ async fn execute(cli: &Cli, client: &Client) -> Result<ExitCode, CliError> {
         }
         Command::Verify { read_data, read_data_subset } => {
             let fraction = match (read_data, read_data_subset) {
-                (true, _) => Some("1".to_owned()),
-                (false, Some(p)) => Some(parse_percent(p)?.to_string()),
+                (true, _) => Some(1.0),
+                (false, Some(p)) => Some(parse_percent(p)?),
                 (false, None) => None,
             };
-            let report: VerifyReport =
-                client.json(Method::POST, &with_query("verify", &[("read_data", fraction.as_deref())]), None).await?;
+            let report = target.verify(fraction).await?;
             if cli.json {
                 print_json(&report)?
             } else {
@@ -450,33 +381,27 @@ async fn execute(cli: &Cli, client: &Client) -> Result<ExitCode, CliError> {
             }
         }
         Command::Reconcile { bucket, parallel, objects_per_second, bytes_per_second } => {
-            let text = |n: &Option<u64>| n.map(|n| n.to_string());
-            let (p, o, b) = (text(parallel), text(objects_per_second), text(bytes_per_second));
-            let path = with_query(
-                "reconcile",
-                &[
-                    ("bucket", Some(bucket)),
-                    ("parallel", p.as_deref()),
-                    ("objects_per_second", o.as_deref()),
-                    ("bytes_per_second", b.as_deref()),
-                ],
-            );
-            let mut lines = Lines::of(client.send(Method::POST, &path, None).await?);
-            return reconcile(cli.json, bucket, &mut lines).await;
+            let ask = ReconcileAsk {
+                parallel: *parallel,
+                objects_per_second: *objects_per_second,
+                bytes_per_second: *bytes_per_second,
+            };
+            let mut events = target.reconcile(bucket, ask).await?;
+            return reconcile(cli.json, bucket, &mut events).await;
         }
         Command::Status => {
-            let status: Status = client.json(Method::GET, "status", None).await?;
+            let status = target.status().await?;
             if cli.json { print_json(&status)? } else { print::status(&status) }
         }
         Command::Rebuild { .. } => unreachable!("run() handles rebuild before any session"),
         Command::Init => {
-            let status: Status = client.json(Method::GET, "status", None).await?;
+            let status = target.status().await?;
             let dir = cli.data_dir.as_deref().unwrap_or(Path::new("rewind-data"));
             if cli.json {
                 print_json(&status)?;
             } else {
                 outln!(
-                    "Rewind data is ready in {}: vault at {}, journal head seq:{}.\nKeep a copy of the vault key file (default {}) somewhere else: without it the vault cannot be read.\nThe client access key is in {} (mode 0600) unless the configuration names its own.",
+                    "Rewind data is ready in {}: vault at {}, journal head seq:{}.\nKeep a copy of the vault key file (default {}) somewhere else: without it the vault cannot be read.\nThe gateway generates a client access key into {} (mode 0600) on its first start, unless the configuration names its own.",
                     dir.display(),
                     status.vault_location,
                     status.head_seq,
@@ -536,9 +461,9 @@ fn parse_size(text: &str) -> Result<u64, String> {
     rewind_config::ByteSize::parse(text).map(|b| b.0)
 }
 
-async fn reconcile(json: bool, bucket: &str, lines: &mut Lines) -> Result<ExitCode, CliError> {
+async fn reconcile(json: bool, bucket: &str, events: &mut Events<ReconcileEvent>) -> Result<ExitCode, CliError> {
     let bar = print::spinner(json);
-    while let Some(event) = lines.next::<ReconcileEvent>().await? {
+    while let Some(event) = events.next().await? {
         match event {
             ReconcileEvent::Progress(c) => bar.set_message(print::reconcile_counts(&c)),
             ReconcileEvent::Stopped { error } => {
@@ -590,9 +515,9 @@ fn confirm(question: &str) -> Result<bool, CliError> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES"))
 }
 
-async fn restore(cli: &Cli, client: &Client, args: &RestoreArgs) -> Result<ExitCode, CliError> {
+async fn restore(cli: &Cli, target: &Target, args: &RestoreArgs) -> Result<ExitCode, CliError> {
     if let Some(dir) = &args.to_dir {
-        return todir::restore(cli.json, client, args, dir).await;
+        return todir::restore(cli.json, target, args, dir).await;
     }
     let mut ask = RestoreRequest {
         bucket: args.bucket.clone(),
@@ -604,9 +529,7 @@ async fn restore(cli: &Cli, client: &Client, args: &RestoreArgs) -> Result<ExitC
         dry_run: true,
         parallel: args.parallel,
     };
-    let body = |ask: &RestoreRequest| serde_json::to_vec(ask).map_err(|e| CliError::other(e.to_string()));
-    let mut lines = Lines::of(client.send(Method::POST, "restore", Some(body(&ask)?)).await?);
-    let Some(RestoreEvent::Plan(plan)) = lines.next::<RestoreEvent>().await? else {
+    let Some(RestoreEvent::Plan(plan)) = target.restore(&ask).await?.next().await? else {
         return Err(CliError::other("the gateway sent no restore plan"));
     };
     if cli.json && args.dry_run {
@@ -630,11 +553,16 @@ async fn restore(cli: &Cli, client: &Client, args: &RestoreArgs) -> Result<ExitC
         return Ok(ExitCode::SUCCESS);
     }
     ask.dry_run = false;
-    let mut lines = Lines::of(client.send(Method::POST, "restore", Some(body(&ask)?)).await?);
-    apply(cli, args, &mut lines, plan).await
+    let mut events = target.restore(&ask).await?;
+    apply(cli, args, &mut events, plan).await
 }
 
-async fn apply(cli: &Cli, args: &RestoreArgs, lines: &mut Lines, plan: PlanSummary) -> Result<ExitCode, CliError> {
+async fn apply(
+    cli: &Cli,
+    args: &RestoreArgs,
+    events: &mut Events<RestoreEvent>,
+    plan: PlanSummary,
+) -> Result<ExitCode, CliError> {
     let bar = print::progress_bar(plan.writes + plan.deletes, cli.json);
     let mut failures = Vec::new();
     let (mut before, mut done) = (plan.before_seq, 0);
@@ -642,7 +570,7 @@ async fn apply(cli: &Cli, args: &RestoreArgs, lines: &mut Lines, plan: PlanSumma
     tokio::pin!(interrupted);
     loop {
         let event = tokio::select! {
-            event = lines.next::<RestoreEvent>() => event?,
+            event = events.next() => event?,
             _ = &mut interrupted => {
                 bar.abandon();
                 print::interrupted(args, done, plan.writes + plan.deletes, before, &plan.to_bucket);

@@ -9,32 +9,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
-use http::Method;
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use rewind_snapshotter::api::{Listing, ObjectInfo};
+use rewind_snapshotter::api::ObjectInfo;
 
-use crate::client::{CliError, Client, with_query};
+use crate::client::CliError;
+use crate::target::{ObjectBytes, Target};
 use crate::{RestoreArgs, print};
 
-/// Streams `res`'s body into `out`, checking it against the `x-rewind-blake3` and
-/// `x-rewind-size` headers; returns the size.
-pub async fn copy_verified(res: http::Response<Incoming>, out: &mut impl Write) -> Result<u64, CliError> {
-    let header = |name: &str| res.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let (want_hash, want_size) = (header("x-rewind-blake3"), header("x-rewind-size"));
-    let mut body = res.into_body();
+/// Streams `object` into `out`, checking it against its journaled BLAKE3 and size; returns
+/// the size.
+pub async fn copy_verified(mut object: ObjectBytes, out: &mut impl Write) -> Result<u64, CliError> {
     let mut hasher = blake3::Hasher::new();
     let mut size = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| CliError::other(format!("reading from the gateway failed: {e}")))?;
-        if let Ok(data) = frame.into_data() {
-            hasher.update(&data);
-            size += data.len() as u64;
-            out.write_all(&data)?;
-        }
+    while let Some(piece) = object.chunks.next().await {
+        let piece = piece?;
+        hasher.update(&piece);
+        size += piece.len() as u64;
+        out.write_all(&piece)?;
     }
     let hash = hasher.finalize().to_hex().to_string();
-    if want_hash.as_deref() != Some(hash.as_str()) || want_size.as_deref() != Some(size.to_string().as_str()) {
+    if object.blake3 != hash || object.size != size {
         return Err(CliError::other(
             "the bytes read do not match the journaled BLAKE3 and size: the vault may be damaged; run `rewind verify --read-data`",
         ));
@@ -168,7 +161,7 @@ fn open_dirs(dir: &Path, parts: &[&str]) -> std::io::Result<OwnedFd> {
     Ok(at)
 }
 
-async fn fetch_one(client: &Client, args: &RestoreArgs, seq: u64, o: &ObjectInfo, dir: &Path) -> Result<(), CliError> {
+async fn fetch_one(target: &Target, args: &RestoreArgs, seq: u64, o: &ObjectInfo, dir: &Path) -> Result<(), CliError> {
     use rustix::fs::{Mode, OFlags, openat, renameat};
     let parts = components(&o.key).expect("invariant: placed keys have components");
     let fail = |e: std::io::Error| CliError::other(format!("cannot write {}: {e}", print::key(&o.key)));
@@ -179,15 +172,14 @@ async fn fetch_one(client: &Client, args: &RestoreArgs, seq: u64, o: &ObjectInfo
     let (name, parents) = parts.split_last().expect("invariant: at least one component");
     let parent = open_dirs(dir, parents).map_err(fail)?;
     let at = format!("seq:{seq}");
-    let query = with_query("object", &[("bucket", Some(&args.bucket)), ("key", Some(&o.key)), ("at", Some(&at))]);
-    let res = client.send(Method::GET, &query, None).await?;
+    let object = target.object(&args.bucket, &o.key, Some(&at)).await?;
     let tmp = format!(".rewind-restore.{:016x}.tmp", rand_suffix());
     // Created like any file (the process umask applies), never through a link.
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = openat(&parent, tmp.as_str(), flags, Mode::from_raw_mode(0o666)).map_err(|e| fail(e.into()))?;
     let mut file = std::fs::File::from(fd);
     let written = async {
-        copy_verified(res, &mut file).await?;
+        copy_verified(object, &mut file).await?;
         file.sync_all()?;
         renameat(&parent, tmp.as_str(), &parent, *name).map_err(|e| fail(e.into()))
     };
@@ -207,10 +199,9 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Writes the objects of `args` as of its instant under `dir`; files already there with the
 /// right content are kept, so a re-run finishes an interrupted restore.
-pub async fn restore(json: bool, client: &Client, args: &RestoreArgs, dir: &Path) -> Result<ExitCode, CliError> {
+pub async fn restore(json: bool, target: &Target, args: &RestoreArgs, dir: &Path) -> Result<ExitCode, CliError> {
     let prefix = args.key.as_deref().unwrap_or(&args.prefix);
-    let query = with_query("ls", &[("bucket", Some(&args.bucket)), ("prefix", Some(prefix)), ("at", Some(&args.at))]);
-    let listing: Listing = client.json(Method::GET, &query, None).await?;
+    let listing = target.ls(&args.bucket, prefix, Some(&args.at)).await?;
     let mut objects: Vec<ObjectInfo> = listing.objects;
     if let Some(key) = &args.key {
         objects.retain(|o| &o.key == key);
@@ -253,7 +244,7 @@ pub async fn restore(json: bool, client: &Client, args: &RestoreArgs, dir: &Path
         .map(|o| {
             let (bar, written, failed) = (bar.clone(), written.clone(), failed.clone());
             async move {
-                match fetch_one(client, args, listing.seq, &o, dir).await {
+                match fetch_one(target, args, listing.seq, &o, dir).await {
                     Ok(()) => {
                         written.fetch_add(1, Ordering::Relaxed);
                     }

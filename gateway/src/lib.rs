@@ -323,7 +323,7 @@ impl Inspector {
         let listener = server::bind("127.0.0.1:0", "(offline session)").await.map_err(StartError::Listen)?;
         let admin_addr = listener.local_addr().map_err(StartError::Listen)?;
         let metrics = Metrics::new();
-        let api = api::Api::new(Operations::read_only(stores.clone(), metrics.engine.clone()), token);
+        let api = api::Api::new(Operations::without_capture(stores.clone(), metrics.engine.clone()), token);
         let admin =
             admin::Admin::new(metrics, None, Some(stores.vault.clone()), config.server.data_dir.clone()).with_api(api);
         tracker.spawn(server::serve("offline", listener, admin, conn_limits(&config), shutdown.child_token(), None));

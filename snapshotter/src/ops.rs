@@ -57,8 +57,8 @@ pub enum OpError {
     /// The request is malformed or names something it may not.
     #[error("{0}")]
     Invalid(String),
-    /// Restores and reconciles need the capture engine, which a read-only session lacks.
-    #[error("this needs a gateway: it is not available in a read-only offline session")]
+    /// Restores and reconciles need the capture engine, which this session lacks.
+    #[error("this needs the capture engine: it is not available in a read-only offline session")]
     ReadOnly,
     /// The restore's destination could not be listed.
     #[error(transparent)]
@@ -180,8 +180,10 @@ impl Operations {
         Self { stores, writer: Some(Writer { capture, reconciler }), metrics, tasks }
     }
 
-    /// The reads only (an offline inspection): no restore, no reconcile.
-    pub fn read_only(stores: Arc<Stores>, metrics: Metrics) -> Self {
+    /// History without the capture engine (an offline session): reads, verify and
+    /// snapshots (these only if the journal was opened for writing); no restore, no
+    /// reconcile.
+    pub fn without_capture(stores: Arc<Stores>, metrics: Metrics) -> Self {
         Self { stores, writer: None, metrics, tasks: TaskTracker::new() }
     }
 

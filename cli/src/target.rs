@@ -1,0 +1,330 @@
+//! Where a command runs: a running gateway's admin API, or, with `--data-dir`, the
+//! operations on history opened in this process on a stopped gateway's data, with no
+//! listener. Both give the same answers (`rewind_snapshotter::api`), so commands do not
+//! know which they talk to.
+//!
+//! Offline, a command that only reads opens the data read-only (nothing recovered, shipped
+//! or created: looking must not change what is looked at, review F16). One that writes
+//! opens it as a gateway would: interrupted mutations are recovered first, and the journal
+//! is shipped to the vault before the command ends. Only restores into a bucket and
+//! reconciles reach the upstream (the embedded one is started for them when none is
+//! configured).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use http::Method;
+use http_body_util::BodyExt;
+use rewind_capture::open::{self, Purpose};
+use rewind_capture::upstream::UpstreamTarget;
+use rewind_capture::{Capture, Metrics, ship};
+use rewind_config::Config;
+use rewind_snapshotter::At;
+use rewind_snapshotter::api::{
+    DiffReport, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot, Status, VerifyReport,
+};
+use rewind_snapshotter::ops::{Compare, Operations, ReconcileAsk};
+use rewind_snapshotter::reconcile::{Limits, Reconciler};
+use rewind_snapshotter::verify::ReadData;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::client::{CliError, Client, Lines, with_query};
+
+/// What an offline session may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read history only: the data opened read-only.
+    Read,
+    /// Change history (snapshots, `init`): the journal opened for writing, no upstream.
+    Write,
+    /// Restore into a bucket or reconcile: also the capture engine and the upstream.
+    Upstream,
+}
+
+/// Where commands go.
+pub enum Target {
+    /// A running gateway's admin API.
+    Remote(Client),
+    /// The operations, in this process.
+    Local(Local),
+}
+
+/// Operations opened in this process on a data directory.
+pub struct Local {
+    ops: Operations,
+    access: Access,
+    /// Restores and reconciles.
+    work: TaskTracker,
+    /// The embedded upstream, when one was started.
+    servers: TaskTracker,
+    stop: CancellationToken,
+}
+
+/// A version's bytes, with the size and BLAKE3 the journal has for them.
+pub struct ObjectBytes {
+    /// Size in bytes.
+    pub size: u64,
+    /// BLAKE3, hex.
+    pub blake3: String,
+    /// The bytes, in pieces.
+    pub chunks: BoxStream<'static, Result<Bytes, CliError>>,
+}
+
+/// A stream of progress events from a restore or reconcile.
+pub enum Events<T> {
+    /// Newline-delimited JSON from the admin API.
+    Remote(Lines),
+    /// Events from a task of this process.
+    Local(mpsc::Receiver<T>),
+}
+
+impl<T: DeserializeOwned> Events<T> {
+    /// The next event; `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<T>, CliError> {
+        match self {
+            Self::Remote(lines) => lines.next().await,
+            Self::Local(rx) => Ok(rx.recv().await),
+        }
+    }
+}
+
+/// An instant as the command line gives it (default: now).
+fn at(text: Option<&str>) -> Result<At, CliError> {
+    let now = rewind_capture::now_us();
+    match text {
+        None => Ok(At::TimeUs(now)),
+        Some(t) => At::parse(t, now).map_err(|e| CliError::other(e.to_string())),
+    }
+}
+
+impl Local {
+    /// Opens `config`'s data for `access`.
+    pub async fn open(config: &Config, access: Access) -> Result<Self, CliError> {
+        rewind_model::set_key_redaction(!config.telemetry.log_object_keys);
+        let purpose = if access == Access::Read { Purpose::Inspect } else { Purpose::Serve };
+        let stores = Arc::new(
+            open::open(config, purpose)
+                .await
+                .map_err(|source| CliError::Open { dir: config.server.data_dir.clone(), source })?,
+        );
+        rewind_model::set_key_fingerprint_key(stores.keys.log_fingerprint());
+        let (work, servers, stop) = (TaskTracker::new(), TaskTracker::new(), CancellationToken::new());
+        let metrics = Metrics::unregistered();
+        if access != Access::Upstream {
+            let ops = Operations::without_capture(stores, metrics);
+            return Ok(Self { ops, access, work, servers, stop });
+        }
+        let target = match &config.upstream.endpoint {
+            Some(endpoint) => UpstreamTarget {
+                endpoint: endpoint.clone(),
+                access_key_id: config
+                    .upstream
+                    .access_key_id
+                    .clone()
+                    .expect("invariant: validate() requires upstream keys"),
+                secret: config
+                    .upstream
+                    .secret_access_key
+                    .clone()
+                    .expect("invariant: validate() requires upstream keys"),
+            },
+            None => {
+                let root = config.server.data_dir.join("upstream");
+                let embedded = rewind_embedded::EmbeddedUpstream::start(&root, stop.child_token(), &servers).await;
+                embedded.map_err(|e| CliError::other(format!("the embedded upstream did not start: {e}")))?.target
+            }
+        };
+        let upstream = rewind_capture::upstream::client(&config.upstream, &target);
+        let capture = Arc::new(Capture::new(
+            stores.journal.clone(),
+            stores.vault.clone(),
+            upstream,
+            config.protection.clone(),
+            config.vault.capture_timeout.0,
+            metrics.clone(),
+        ));
+        match capture.recover().await {
+            Ok(r) if r.committed + r.aborted > 0 => {
+                tracing::info!(committed = r.committed, aborted = r.aborted, "resolved interrupted mutations");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not resolve interrupted mutations; the gateway will retry"),
+        }
+        let p = &config.protection;
+        let limits = Limits {
+            parallel: p.reconcile_parallel,
+            objects_per_second: p.reconcile_objects_per_second,
+            bytes_per_second: p.reconcile_bytes_per_second.0,
+        };
+        let reconciler = Arc::new(Reconciler::new(capture.clone(), metrics.clone(), limits, stop.child_token()));
+        let ops = Operations::new(stores, capture, reconciler, metrics, work.clone());
+        Ok(Self { ops, access, work, servers, stop })
+    }
+
+    /// Waits for restores and reconciles in flight, ships what this session journaled to
+    /// the vault, and stops the embedded upstream.
+    pub async fn close(self) {
+        self.work.close();
+        self.work.wait().await;
+        if self.access != Access::Read {
+            let stores = self.ops.stores();
+            if let Err(e) = ship::ship_pending(&stores.journal, stores.backend.as_ref()).await {
+                eprintln!(
+                    "rewind: warning: could not ship the journal to the vault ({e}); the gateway will when it starts"
+                );
+            }
+        }
+        self.stop.cancel();
+        self.servers.close();
+        self.servers.wait().await;
+    }
+}
+
+impl Target {
+    /// The journal's head, the vault, and each bucket's objects.
+    pub async fn status(&self) -> Result<Status, CliError> {
+        match self {
+            Self::Remote(c) => c.json(Method::GET, "status", None).await,
+            Self::Local(l) => Ok(l.ops.status().await?),
+        }
+    }
+
+    /// A bucket's objects as of an instant.
+    pub async fn ls(&self, bucket: &str, prefix: &str, at_text: Option<&str>) -> Result<Listing, CliError> {
+        match self {
+            Self::Remote(c) => {
+                let path = with_query("ls", &[("bucket", Some(bucket)), ("prefix", Some(prefix)), ("at", at_text)]);
+                c.json(Method::GET, &path, None).await
+            }
+            Self::Local(l) => Ok(l.ops.ls(bucket.to_owned(), prefix.to_owned(), at(at_text)?).await?),
+        }
+    }
+
+    /// Every version of a key.
+    pub async fn log(&self, bucket: &str, key: &str) -> Result<Vec<LogLine>, CliError> {
+        match self {
+            Self::Remote(c) => {
+                let path = with_query("log", &[("bucket", Some(bucket)), ("key", Some(key))]);
+                c.json(Method::GET, &path, None).await
+            }
+            Self::Local(l) => Ok(l.ops.log(bucket.to_owned(), key.to_owned()).await?),
+        }
+    }
+
+    /// What changed between two instants.
+    pub async fn diff(&self, bucket: &str, prefix: &str, from: &str, to: Option<&str>) -> Result<DiffReport, CliError> {
+        match self {
+            Self::Remote(c) => {
+                let params = [("bucket", Some(bucket)), ("prefix", Some(prefix)), ("from", Some(from)), ("to", to)];
+                c.json(Method::GET, &with_query("diff", &params), None).await
+            }
+            Self::Local(l) => Ok(l.ops.diff(bucket.to_owned(), prefix.to_owned(), at(Some(from))?, at(to)?).await?),
+        }
+    }
+
+    /// One version's bytes.
+    pub async fn object(&self, bucket: &str, key: &str, at_text: Option<&str>) -> Result<ObjectBytes, CliError> {
+        match self {
+            Self::Remote(c) => {
+                let path = with_query("object", &[("bucket", Some(bucket)), ("key", Some(key)), ("at", at_text)]);
+                let res = c.send(Method::GET, &path, None).await?;
+                let header = |name: &str| res.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let size = header("x-rewind-size").and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
+                let blake3 = header("x-rewind-blake3").unwrap_or_default();
+                let body = res.into_body().into_data_stream();
+                let chunks = body
+                    .map(|piece| piece.map_err(|e| CliError::other(format!("reading from the gateway failed: {e}"))))
+                    .boxed();
+                Ok(ObjectBytes { size, blake3, chunks })
+            }
+            Self::Local(l) => {
+                let entry = l.ops.version(bucket.to_owned(), key.to_owned(), at(at_text)?).await?;
+                let chunks = l.ops.read(&entry).map(|piece| piece.map_err(|e| CliError::other(e.to_string()))).boxed();
+                Ok(ObjectBytes { size: entry.version.size, blake3: hex::encode(entry.version.blake3), chunks })
+            }
+        }
+    }
+
+    /// Every snapshot.
+    pub async fn snapshots(&self) -> Result<Vec<Snapshot>, CliError> {
+        match self {
+            Self::Remote(c) => c.json(Method::GET, "snapshots", None).await,
+            Self::Local(l) => Ok(l.ops.snapshots().await?),
+        }
+    }
+
+    /// Names an instant.
+    pub async fn create_snapshot(&self, name: &str, at_text: Option<&str>) -> Result<Vec<Snapshot>, CliError> {
+        match self {
+            Self::Remote(c) => {
+                let path = with_query("snapshots", &[("name", Some(name)), ("at", at_text)]);
+                c.json(Method::POST, &path, None).await
+            }
+            Self::Local(l) => Ok(vec![l.ops.create_snapshot(name, &at(at_text)?).await?]),
+        }
+    }
+
+    /// Removes a snapshot's name.
+    pub async fn delete_snapshot(&self, name: &str) -> Result<(), CliError> {
+        match self {
+            Self::Remote(c) => {
+                let path = with_query("snapshots", &[("name", Some(name))]);
+                c.json::<Vec<Snapshot>>(Method::DELETE, &path, None).await.map(|_| ())
+            }
+            Self::Local(l) => Ok(l.ops.delete_snapshot(name).await?),
+        }
+    }
+
+    /// Checks the journal and the vault, reading back `fraction` of the chunks.
+    pub async fn verify(&self, fraction: Option<f64>) -> Result<VerifyReport, CliError> {
+        match self {
+            Self::Remote(c) => {
+                let share = fraction.map(|f| f.to_string());
+                let path = with_query("verify", &[("read_data", share.as_deref())]);
+                c.json(Method::POST, &path, None).await
+            }
+            Self::Local(l) => Ok(l.ops.verify(ReadData::share(fraction.unwrap_or(0.0)), Compare::Segments).await?),
+        }
+    }
+
+    /// Plans a restore and, unless `ask` is a dry run, applies it.
+    pub async fn restore(&self, ask: &RestoreRequest) -> Result<Events<RestoreEvent>, CliError> {
+        match self {
+            Self::Remote(c) => {
+                let body = serde_json::to_vec(ask).map_err(|e| CliError::other(e.to_string()))?;
+                Ok(Events::Remote(Lines::of(c.send(Method::POST, "restore", Some(body)).await?)))
+            }
+            Self::Local(l) => Ok(Events::Local(l.ops.restore(ask.clone()).await?)),
+        }
+    }
+
+    /// Starts a reconcile pass.
+    pub async fn reconcile(&self, bucket: &str, ask: ReconcileAsk) -> Result<Events<ReconcileEvent>, CliError> {
+        match self {
+            Self::Remote(c) => {
+                let text = |n: Option<u64>| n.map(|n| n.to_string());
+                let (p, o, b) = (text(ask.parallel), text(ask.objects_per_second), text(ask.bytes_per_second));
+                let params = [
+                    ("bucket", Some(bucket)),
+                    ("parallel", p.as_deref()),
+                    ("objects_per_second", o.as_deref()),
+                    ("bytes_per_second", b.as_deref()),
+                ];
+                Ok(Events::Remote(Lines::of(c.send(Method::POST, &with_query("reconcile", &params), None).await?)))
+            }
+            Self::Local(l) => Ok(Events::Local(l.ops.reconcile(bucket.to_owned(), ask)?)),
+        }
+    }
+
+    /// Ends the session (see [`Local::close`]).
+    pub async fn close(self) {
+        if let Self::Local(l) = self {
+            l.close().await;
+        }
+    }
+}
