@@ -9,6 +9,7 @@ pub mod errors;
 pub mod front;
 mod meta;
 pub mod metrics;
+mod mutation;
 mod mutations;
 pub mod query;
 pub mod request;

@@ -1,6 +1,6 @@
-//! The mutations of protected buckets, each driven through the capture steps of
-//! `capture/mod.rs`: lock, capture-before-destroy, intent, forward (teeing bodies), then
-//! commit, or abort. Buckets that are not protected are simply forwarded.
+//! The mutations of protected buckets, each driven through the capture steps as a
+//! [`crate::mutation::Mutation`]: lock, capture-before-destroy, intent, forward (teeing
+//! bodies), then commit, or abort. Buckets that are not protected are simply forwarded.
 
 use std::sync::Arc;
 
@@ -17,6 +17,7 @@ use rewind_capture::{Capture, CaptureError, ObjectMeta, Pending, TeeError, plain
 use crate::errors::{self, Applied};
 use crate::meta;
 use crate::metrics::refusal;
+use crate::mutation::{VaultSide, refuse};
 use crate::request::RequestInfo;
 use crate::s3::{Forwarder, request_info};
 
@@ -26,98 +27,10 @@ const PROTECT_CONCURRENCY: usize = 16;
 /// records and a lock stripe, and 40,000 keys held every write for 30 s (review F8).
 const MAX_DELETE_KEYS: usize = 1000;
 
-/// The vault side of an upload: a running tee, or nothing to read (no body).
-enum VaultSide {
-    Tee(tokio::task::JoinHandle<Result<Manifest, TeeError>>),
-    Empty(Arc<rewind_vault::Vault>),
-}
-
-impl VaultSide {
-    /// Tees `body` (if any) into the vault; the body is replaced by the upstream's half.
-    fn start(capture: &Capture, body: &mut Option<dto::StreamingBlob>) -> Self {
-        match body.take() {
-            Some(b) => {
-                let tee = crate::tee::start(b, capture.vault(), capture.timeout());
-                *body = Some(tee.upstream_body);
-                Self::Tee(tee.vault)
-            }
-            None => Self::Empty(capture.vault().clone()),
-        }
-    }
-
-    async fn finish(self) -> Result<Manifest, CaptureError> {
-        match self {
-            Self::Tee(task) => Ok(task.await.expect("invariant: the tee pump does not panic")?),
-            Self::Empty(vault) => Ok(vault.writer().finish().await?),
-        }
-    }
-}
-
-fn refuse(capture: &Capture, operation: &str, err: &CaptureError, applied: Applied) -> s3s::S3Error {
-    capture.refused(err.reason());
-    errors::capture_refused(operation, err, applied)
-}
-
 impl Forwarder {
     /// The capture side, when `bucket` is protected.
     fn capture_for(&self, bucket: &str) -> Option<Arc<Capture>> {
         self.capture.as_ref().filter(|c| c.protects(bucket)).cloned()
-    }
-
-    /// Steps 2 and 3 for one key (called under its lock): capture what would be
-    /// destroyed, then append the intent.
-    async fn prepare(
-        &self,
-        capture: &Capture,
-        operation: &str,
-        op: Op,
-        (bucket, key): (&str, &str),
-        version_id: Option<&str>,
-        info: &RequestInfo,
-    ) -> S3Result<Pending> {
-        self.check_key(key)?;
-        let actor = info.actor();
-        if let Err(e) = capture.protect_current(bucket, key, version_id, &actor).await {
-            capture.refused(refusal::CAPTURE_BEFORE_DESTROY);
-            return Err(errors::capture_refused(operation, &e, Applied::No));
-        }
-        capture.begin(op, bucket, key, &actor).await.map_err(|e| refuse(capture, operation, &e, Applied::No))
-    }
-
-    /// Step 4 without a body: forwards, aborting the intent if the upstream refuses.
-    async fn forward<O>(
-        &self,
-        capture: &Capture,
-        operation: &'static str,
-        info: &RequestInfo,
-        pending: Pending,
-        call: impl Future<Output = S3Result<S3Response<O>>>,
-    ) -> S3Result<(Pending, S3Response<O>)> {
-        match self.timed(operation, info, call).await {
-            Ok(response) => Ok((pending, response)),
-            Err(e) => {
-                capture.abort(pending, "the upstream refused it").await;
-                Err(e)
-            }
-        }
-    }
-
-    /// Step 5: settles the intent by what the mutation did (see [`Capture::settle`]), or
-    /// answers 503 if that cannot be recorded.
-    async fn finish<O>(
-        &self,
-        capture: &Capture,
-        operation: &str,
-        pending: Pending,
-        effect: Result<Option<Effect>, CaptureError>,
-        response: S3Response<O>,
-    ) -> S3Result<S3Response<O>> {
-        let unchanged = "the current version is unchanged";
-        capture
-            .settle(pending, effect, unchanged)
-            .await
-            .map_err(|e| refuse(capture, operation, &e, Applied::Upstream))?;
-        Ok(response)
     }
 
     pub(crate) async fn captured_put_object(
@@ -130,39 +43,19 @@ impl Forwarder {
             return self.timed(OP, &info, self.proxy.put_object(req)).await;
         };
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
-        let _lock = capture.lock(&bucket, &key).await;
-        let pending = self.prepare(&capture, OP, Op::Put, (&bucket, &key), None, &info).await?;
+        let mutation = self.mutation(&capture, OP, Op::Put, (&bucket, &key), None, &info).await?;
         let meta = meta::from_put(&req.input);
         let side = VaultSide::start(&capture, &mut req.input.body);
         let upstream = self.timed(OP, &info, self.proxy.put_object(req)).await;
         let manifest = side.finish().await;
         let response = match upstream {
             Ok(r) => r,
-            Err(up) => return Err(self.failed_upload(&capture, OP, pending, up, manifest).await),
+            Err(up) => return Err(mutation.refused_upload(up, manifest).await),
         };
         let o = &response.output;
         let etag = o.e_tag.as_ref().map(dto::ETag::value).unwrap_or_default();
         let effect = manifest.map(|m| Some(Effect::Version(version_of(m, etag, o.version_id.as_deref(), meta))));
-        self.finish(&capture, OP, pending, effect, response).await
-    }
-
-    /// An upload the upstream refused: abort, and answer with the vault's failure if it
-    /// caused the refusal (the upstream then saw a cut body), else with the upstream's.
-    async fn failed_upload(
-        &self,
-        capture: &Capture,
-        operation: &str,
-        pending: Pending,
-        upstream: s3s::S3Error,
-        manifest: Result<Manifest, CaptureError>,
-    ) -> s3s::S3Error {
-        capture.abort(pending, "the upstream refused it").await;
-        match manifest {
-            Err(e @ CaptureError::Tee(TeeError::Vault(_) | TeeError::Slow)) => {
-                refuse(capture, operation, &e, Applied::No)
-            }
-            _ => upstream,
-        }
+        mutation.finish(effect, response).await
     }
 
     pub(crate) async fn captured_upload_part(
@@ -302,16 +195,13 @@ impl Forwarder {
             .flat_map(|m| m.parts.iter().flatten())
             .map(|p| (p.part_number.unwrap_or(0), p.e_tag.as_ref().map(|e| e.value().to_owned()).unwrap_or_default()))
             .collect();
-        let _lock = capture.lock(&bucket, &key).await;
-        let pending = self.prepare(&capture, OP, Op::CompleteMultipart, (&bucket, &key), None, &info).await?;
-        let forward = self.proxy.complete_multipart_upload(req);
-        let (mut pending, response) = self.forward(&capture, OP, &info, pending, forward).await?;
+        let mutation = self.mutation(&capture, OP, Op::CompleteMultipart, (&bucket, &key), None, &info).await?;
+        let (mut mutation, response) = mutation.forward(self.proxy.complete_multipart_upload(req)).await?;
         let o = &response.output;
         let etag = o.e_tag.as_ref().map(dto::ETag::value).unwrap_or_default().to_owned();
         let version = self.assemble(&capture, &prefix, &chosen, &etag, o.version_id.as_deref(), (&bucket, &key)).await;
-        pending.ending_upload(&prefix);
-        let effect = version.map(|v| Some(Effect::Version(v)));
-        self.finish(&capture, OP, pending, effect, response).await
+        mutation.ending_upload(&prefix);
+        mutation.finish(version.map(|v| Some(Effect::Version(v))), response).await
     }
 
     /// The completed object from its captured parts, or, when some part was not captured
@@ -376,14 +266,13 @@ impl Forwarder {
             dto::CopySource::Bucket { bucket, key, .. } => Some((bucket.to_string(), key.to_string())),
             _ => None,
         };
-        let _lock = capture.lock(&bucket, &key).await;
-        let pending = self.prepare(&capture, OP, Op::Copy, (&bucket, &key), None, &info).await?;
+        let mutation = self.mutation(&capture, OP, Op::Copy, (&bucket, &key), None, &info).await?;
         // Read before the copy: when the source is the destination, this is its old state.
         let known_source = match &source {
             Some((b, k)) if capture.protects(b) => capture.current(b, k).ok().flatten(),
             _ => None,
         };
-        let (pending, response) = self.forward(&capture, OP, &info, pending, self.proxy.copy_object(req)).await?;
+        let (mutation, response) = mutation.forward(self.proxy.copy_object(req)).await?;
         let o = &response.output;
         let etag =
             o.copy_object_result.as_ref().and_then(|r| r.e_tag.as_ref()).map(dto::ETag::value).unwrap_or_default();
@@ -406,7 +295,7 @@ impl Forwarder {
                 .await
                 .and_then(|v| v.ok_or_else(|| CaptureError::Upstream("the copy is not readable upstream".into()))),
         };
-        self.finish(&capture, OP, pending, version.map(|v| Some(Effect::Version(v))), response).await
+        mutation.finish(version.map(|v| Some(Effect::Version(v))), response).await
     }
 
     pub(crate) async fn captured_delete_object(
@@ -419,12 +308,11 @@ impl Forwarder {
             return self.timed(OP, &info, self.proxy.delete_object(req)).await;
         };
         let (bucket, key, version_id) = (req.input.bucket.clone(), req.input.key.clone(), req.input.version_id.clone());
-        let _lock = capture.lock(&bucket, &key).await;
-        let pending = self.prepare(&capture, OP, Op::Delete, (&bucket, &key), version_id.as_deref(), &info).await?;
-        let (pending, response) = self.forward(&capture, OP, &info, pending, self.proxy.delete_object(req)).await?;
+        let mutation = self.mutation(&capture, OP, Op::Delete, (&bucket, &key), version_id.as_deref(), &info).await?;
+        let (mutation, response) = mutation.forward(self.proxy.delete_object(req)).await?;
         let marker = response.output.version_id.clone();
         let effect = after_delete(&capture, (&bucket, &key), version_id.as_deref(), marker).await;
-        self.finish(&capture, OP, pending, effect, response).await
+        mutation.finish(effect, response).await
     }
 
     pub(crate) async fn captured_delete_objects(
@@ -538,14 +426,12 @@ impl Forwarder {
         let Some(capture) = self.capture_for(&bucket) else {
             return self.timed(operation, info, forward).await;
         };
-        let _lock = capture.lock(&bucket, &key).await;
-        let pending = self.prepare(&capture, operation, op, (&bucket, &key), version_id.as_deref(), info).await?;
+        let mutation = self.mutation(&capture, operation, op, (&bucket, &key), version_id.as_deref(), info).await?;
         let current = capture.current(&bucket, &key).ok().flatten();
         let of_current = version_id.is_none() || current.is_some_and(|v| v.version_id == version_id);
-        let (pending, response) = self.forward(&capture, operation, info, pending, forward).await?;
+        let (mutation, response) = mutation.forward(forward).await?;
         // Tags of a non-current version leave the current state unchanged.
-        let effect = of_current.then_some(Effect::Tags(tags));
-        self.finish(&capture, operation, pending, Ok(effect), response).await
+        mutation.finish(Ok(of_current.then_some(Effect::Tags(tags))), response).await
     }
 
     /// CreateBucket, DeleteBucket and allowed destructive bucket configurations.
@@ -566,12 +452,9 @@ impl Forwarder {
                 "The bucket you tried to delete is not empty.",
             ));
         }
-        let pending = capture
-            .begin(op, bucket, "", &info.actor())
-            .await
-            .map_err(|e| refuse(&capture, operation, &e, Applied::No))?;
-        let (pending, response) = self.forward(&capture, operation, info, pending, forward).await?;
-        self.finish(&capture, operation, pending, Ok(Some(Effect::Bucket)), response).await
+        let mutation = self.bucket_mutation(&capture, operation, op, bucket, info).await?;
+        let (mutation, response) = mutation.forward(forward).await?;
+        mutation.finish(Ok(Some(Effect::Bucket)), response).await
     }
 
     /// A bucket configuration: forwarded as is, unless `destructive` names what it would
