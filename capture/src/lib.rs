@@ -12,9 +12,11 @@
 //! An intent left open by a crash or a dropped request is resolved against the upstream by
 //! start-up recovery (`recovery.rs`).
 
+mod error;
 pub mod locks;
 pub mod meta;
 pub mod metrics;
+mod multipart;
 pub mod open;
 pub mod rebuild;
 pub mod reconcile;
@@ -26,17 +28,19 @@ pub mod upstream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::error::SdkError;
 use rewind_config::ProtectionConfig;
-use rewind_journal::{Durability, Journal, JournalError, Progress, layout};
+use rewind_journal::{Durability, Journal, Progress};
 use rewind_model::{Abort, Body, Commit, Effect, Intent, LogKey, ObjectVersion, Observed, Op, Seq};
-use rewind_vault::{Manifest, Vault, VaultError};
+use rewind_vault::{Manifest, Vault};
 
+use error::{absent_or_error, is_absent};
+
+pub use error::{CaptureError, TeeError, describe, upstream_error};
 pub use locks::{Held, KeyLocks};
 pub use meta::ObjectMeta;
 pub use metrics::Metrics;
 
-use metrics::{record_kind, refusal};
+use metrics::record_kind;
 
 /// Now, in microseconds since the Unix epoch (the gateway's clock).
 pub fn now_us() -> i64 {
@@ -64,106 +68,6 @@ impl Actor {
     /// Work the gateway does on its own behalf, journaled as `name` under `request_id`.
     pub fn internal(name: &str, request_id: String) -> Self {
         Self { access_key: name.to_owned(), request_id }
-    }
-}
-
-/// Why the vault side of an upload (the tee of its body into the vault) failed.
-#[derive(Debug, thiserror::Error)]
-pub enum TeeError {
-    /// The client's body failed (bad checksum, cut short...); the upstream saw the error.
-    #[error("the request body failed")]
-    Body,
-    /// The vault could not store the bytes.
-    #[error("the vault could not store the upload: {0}")]
-    Vault(#[source] VaultError),
-    /// The vault did not accept a piece within the capture timeout.
-    #[error("the vault was too slow")]
-    Slow,
-    /// The upstream stopped reading (it failed, or the request was dropped).
-    #[error("the upstream stopped reading the body")]
-    UpstreamGone,
-}
-
-/// Why a mutation could not be captured.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CaptureError {
-    /// The journal refused an append.
-    #[error("journal: {0}")]
-    Journal(#[from] JournalError),
-    /// The vault could not store or read bytes.
-    #[error("vault: {0}")]
-    Vault(#[from] VaultError),
-    /// The tee into the vault failed.
-    #[error(transparent)]
-    Tee(#[from] TeeError),
-    /// Reading the current version from the upstream failed.
-    #[error("reading from the upstream: {0}")]
-    Upstream(String),
-    /// The upstream refused to read the version (a client error: the key or request is
-    /// invalid there). The mutation would be refused the same way, so the client is told so.
-    #[error("the upstream refused to read it: {code}: {message}")]
-    Refused {
-        /// The upstream's S3 error code.
-        code: String,
-        /// Its message.
-        message: String,
-        /// Its HTTP status (4xx).
-        status: u16,
-    },
-}
-
-impl CaptureError {
-    /// The `reason` label of the refusal metric.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::Journal(_) => refusal::JOURNAL,
-            Self::Vault(_) | Self::Tee(TeeError::Vault(_)) => refusal::VAULT,
-            Self::Tee(TeeError::Slow) => refusal::SLOW_VAULT,
-            Self::Tee(TeeError::Body) => refusal::CLIENT_BODY,
-            Self::Tee(TeeError::UpstreamGone) => refusal::UPSTREAM,
-            Self::Upstream(_) | Self::Refused { .. } => refusal::CAPTURE_BEFORE_DESTROY,
-        }
-    }
-}
-
-pub fn upstream_error<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static>(
-    e: SdkError<E, aws_smithy_runtime_api::http::Response>,
-) -> CaptureError {
-    if let SdkError::ServiceError(s) = &e {
-        let status = s.raw().status().as_u16();
-        if (400..500).contains(&status) {
-            return CaptureError::Refused {
-                code: s.err().code().unwrap_or("InvalidRequest").to_owned(),
-                message: s.err().message().unwrap_or_default().to_owned(),
-                status,
-            };
-        }
-    }
-    CaptureError::Upstream(describe(&e))
-}
-
-/// One sentence for an upstream call's failure: what an operator reads in a log line or a
-/// restore's failure list (the SDK's debug form ran to 2.5 KB a failure).
-pub fn describe<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static>(
-    e: &SdkError<E, aws_smithy_runtime_api::http::Response>,
-) -> String {
-    match e {
-        SdkError::ServiceError(s) => {
-            let status = s.raw().status().as_u16();
-            let code = s.err().code().unwrap_or("an error");
-            match s.err().message() {
-                Some(m) if !m.is_empty() => format!("the upstream answered {status} {code}: {m}"),
-                _ => format!("the upstream answered {status} {code}"),
-            }
-        }
-        SdkError::TimeoutError(_) => "the upstream did not answer in time".to_owned(),
-        SdkError::DispatchFailure(d) => match d.as_connector_error() {
-            Some(c) => format!("could not reach the upstream: {c}"),
-            None => "could not reach the upstream".to_owned(),
-        },
-        SdkError::ResponseError(_) => "the upstream's answer could not be read".to_owned(),
-        _ => format!("the upstream call failed: {}", aws_smithy_types::error::display::DisplayErrorContext(e)),
     }
 }
 
@@ -572,40 +476,6 @@ impl Capture {
         let finish = async { if durable { writer.finish().await } else { writer.finish_unsynced().await } };
         Ok(tokio::time::timeout(self.timeout, finish).await.map_err(|_| TeeError::Slow)??)
     }
-
-    /// Records a multipart upload's headers, metadata and tags until it completes.
-    pub async fn start_upload(&self, upload: &[u8], meta: ObjectMeta) -> Result<(), CaptureError> {
-        let template = version_of(Manifest { chunks: Vec::new(), size: 0, blake3: [0; 32] }, "", None, meta);
-        Ok(self.journal.progress(vec![Progress::Put(layout::upload_template(upload), template.encode())]).await?)
-    }
-
-    /// The upload's template, if the gateway saw it start.
-    pub fn upload_template(&self, upload: &[u8]) -> Result<Option<ObjectVersion>, CaptureError> {
-        self.journal.progress_get(&layout::upload_template(upload))?.map(|bytes| decode_progress(&bytes)).transpose()
-    }
-
-    /// Records one captured part.
-    pub async fn put_part(&self, upload: &[u8], number: i32, part: &ObjectVersion) -> Result<(), CaptureError> {
-        Ok(self.journal.progress(vec![Progress::Put(layout::upload_part(upload, number), part.encode())]).await?)
-    }
-
-    /// Every captured part by number.
-    pub fn parts(&self, upload: &[u8]) -> Result<std::collections::HashMap<i32, ObjectVersion>, CaptureError> {
-        let parts = layout::upload_parts(upload);
-        let mut out = std::collections::HashMap::new();
-        for (k, v) in self.journal.progress_scan(&parts)? {
-            let number = layout::part_number(&parts, &k).ok_or_else(|| {
-                CaptureError::Journal(JournalError::Corrupt { seq: Seq(0), detail: "malformed part key".into() })
-            })?;
-            out.insert(number, decode_progress(&v)?);
-        }
-        Ok(out)
-    }
-
-    /// Forgets an aborted upload's state.
-    pub async fn end_upload(&self, upload: &[u8]) -> Result<(), CaptureError> {
-        Ok(self.journal.progress(vec![Progress::RemovePrefix(upload.to_vec())]).await?)
-    }
 }
 
 /// What an intent (or an observation) says of `op` on `bucket`/`key` and who asked.
@@ -623,11 +493,6 @@ fn intent(op: Op, bucket: &str, key: &str, actor: &Actor) -> Intent {
 /// pass's summary, not a million INFO lines.
 fn log_captured(bucket: &str, key: &str, size: u64) {
     tracing::debug!(bucket, key = %LogKey(key), size, "captured a version the journal lacked (written before Rewind or behind its back)");
-}
-
-fn decode_progress(bytes: &[u8]) -> Result<ObjectVersion, CaptureError> {
-    ObjectVersion::decode(bytes)
-        .map_err(|e| CaptureError::Journal(JournalError::Corrupt { seq: Seq(0), detail: e.to_string() }))
 }
 
 /// An ETag without its quotes: the SDK keeps them, s3s strips them; the journal stores
@@ -651,32 +516,6 @@ const NULL_VERSION: &str = "null";
 /// bucket send it (boto3's `object_versions.delete()`, the s3-tests suite).
 fn is_null_version(version_id: Option<&str>) -> bool {
     version_id == Some(NULL_VERSION)
-}
-
-/// Whether an upstream error says the object (or its bucket) is not there.
-fn is_absent<E>(e: &SdkError<E, aws_smithy_runtime_api::http::Response>) -> bool
-where
-    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
-{
-    match e {
-        SdkError::ServiceError(s) => {
-            s.raw().status().as_u16() == 404
-                || matches!(s.err().code(), Some("NoSuchKey" | "NotFound" | "NoSuchBucket" | "NoSuchVersion"))
-        }
-        _ => false,
-    }
-}
-
-/// `Ok(None)` when an upstream error says the object (or its bucket) is not there; the
-/// error otherwise.
-fn absent_or_error<T, E>(e: SdkError<E, aws_smithy_runtime_api::http::Response>) -> Result<Option<T>, CaptureError>
-where
-    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
-{
-    if is_absent(&e) {
-        return Ok(None);
-    }
-    Err(upstream_error(e))
 }
 
 /// A version record from a manifest and what the upstream said about the object.

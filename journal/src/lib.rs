@@ -18,15 +18,15 @@ pub mod memory;
 pub mod record;
 pub mod rocks;
 pub mod segment;
+mod side;
 mod verify;
 mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rewind_crypto::{CryptoError, KeySet, aead};
+use rewind_crypto::{CryptoError, KeySet};
 use rewind_model::{Body, Seq};
 use tokio::sync::{mpsc, oneshot};
 
@@ -40,7 +40,8 @@ pub use verify::Checked;
 pub use writer::{CHECKPOINT_EVERY, CHECKPOINT_INTERVAL};
 
 use engine::EngineExt;
-use writer::{Build, Request, View, Writer};
+use side::progress_writes;
+use writer::{Build, Request, Writer};
 
 /// What went wrong in the journal.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -434,155 +435,6 @@ impl Journal {
         segment::checkpoint(&self.keys, seq, blake3::hash(record).as_bytes())
     }
 
-    /// Names `seq` (a named restore point), durably; `false` if the name is taken.
-    pub async fn label_put(&self, name: &str, seq: Seq) -> Result<bool, JournalError> {
-        let (key, value) = (layout::label_key(name), layout::label_value(seq, now_us()));
-        let made = Arc::new(AtomicBool::new(false));
-        let flag = made.clone();
-        self.change(Box::new(move |view: &View<'_>| {
-            if view.get(Table::Meta, &key)?.is_some() {
-                return Ok(Vec::new());
-            }
-            flag.store(true, Ordering::SeqCst);
-            Ok(vec![Write::Put(Table::Meta, key, value)])
-        }))
-        .await?;
-        Ok(made.load(Ordering::SeqCst))
-    }
-
-    /// Removes a label; `false` if there was none.
-    pub async fn label_delete(&self, name: &str) -> Result<bool, JournalError> {
-        let key = layout::label_key(name);
-        let removed = Arc::new(AtomicBool::new(false));
-        let flag = removed.clone();
-        self.change(Box::new(move |view: &View<'_>| {
-            if view.get(Table::Meta, &key)?.is_none() {
-                return Ok(Vec::new());
-            }
-            flag.store(true, Ordering::SeqCst);
-            Ok(vec![Write::Delete(Table::Meta, key)])
-        }))
-        .await?;
-        Ok(removed.load(Ordering::SeqCst))
-    }
-
-    /// Every label: name, seq, and when it was made (µs since the epoch), by name.
-    pub fn labels(&self) -> Result<Vec<(String, Seq, i64)>, JournalError> {
-        let mut out = Vec::new();
-        self.engine.scan_prefix(Table::Meta, layout::LABEL_PREFIX, &mut |k, v| {
-            let (seq, created) = layout::parse_label(v)
-                .ok_or_else(|| JournalError::Corrupt { seq: Seq(0), detail: "malformed label".into() })?;
-            out.push((String::from_utf8_lossy(&k[layout::LABEL_PREFIX.len()..]).into_owned(), seq, created));
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
-    /// Restores labels shipped from another journal (a rebuild from the vault) with their
-    /// creation times; those naming a record past this journal's head are left out (their
-    /// records were lost with the host). Returns how many were kept.
-    pub async fn import_labels(&self, labels: &[(String, Seq, i64)]) -> Result<usize, JournalError> {
-        let head = self.head()?.seq;
-        let writes: Vec<Write> = labels
-            .iter()
-            .filter(|(_, seq, _)| *seq <= head)
-            .map(|(name, seq, created)| {
-                Write::Put(Table::Meta, layout::label_key(name), layout::label_value(*seq, *created))
-            })
-            .collect();
-        let kept = writes.len();
-        self.change(Box::new(move |_| Ok(writes))).await?;
-        Ok(kept)
-    }
-
-    /// Seals the current labels as shipped generation `generation`; also returns their digest.
-    pub fn seal_labels(&self, generation: u64) -> Result<(Vec<u8>, [u8; 32]), JournalError> {
-        let labels = self.labels()?;
-        Ok((segment::seal_labels(&self.keys, generation, &labels)?, segment::labels_digest(&labels)))
-    }
-
-    /// Opens a label set sealed with this journal's key.
-    pub fn open_labels(&self, bytes: &[u8]) -> Result<(u64, segment::Labels), JournalError> {
-        segment::open_labels(&self.keys, bytes)
-    }
-
-    /// Whether the intent at `seq` has neither a commit nor an abort yet.
-    pub fn is_unresolved(&self, seq: Seq) -> Result<bool, JournalError> {
-        Ok(self.engine.get(Table::Unresolved, &layout::seq_key(seq))?.is_some())
-    }
-
-    /// Intents with neither a commit nor an abort, oldest first: what a crash interrupted.
-    pub fn unresolved_intents(&self) -> Result<Vec<Record>, JournalError> {
-        let mut out = Vec::new();
-        for seq in self.unresolved_seqs()? {
-            out.extend(self.record(seq)?);
-        }
-        Ok(out)
-    }
-
-    fn unresolved_seqs(&self) -> Result<Vec<Seq>, JournalError> {
-        let mut out = Vec::new();
-        self.engine.scan(Table::Unresolved, &[], &mut |k, _| {
-            out.extend(layout::seq_of(k));
-            true
-        })?;
-        Ok(out)
-    }
-
-    /// Looks a chunk up in the vault's chunk index (values are the vault's encoding).
-    pub fn chunk_get(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, JournalError> {
-        Ok(self.engine.get(Table::Chunks, id)?)
-    }
-
-    /// Calls `f` with every chunk index entry (id, value), in id order.
-    pub fn for_each_chunk(&self, mut f: impl FnMut(&[u8; 32], &[u8])) -> Result<(), JournalError> {
-        self.engine.scan(Table::Chunks, &[], &mut |k, v| {
-            if let Ok(id) = <&[u8; 32]>::try_from(k) {
-                f(id, v);
-            }
-            true
-        })?;
-        Ok(())
-    }
-
-    /// Adds chunk index entries durably, keeping existing ones.
-    pub async fn chunk_put_all(&self, entries: Vec<([u8; 32], Vec<u8>)>) -> Result<(), JournalError> {
-        self.change(Box::new(move |view: &View<'_>| {
-            let mut writes = Vec::with_capacity(entries.len());
-            for (id, location) in entries {
-                if view.get(Table::Chunks, &id)?.is_none() {
-                    writes.push(Write::Put(Table::Chunks, id.to_vec(), location));
-                }
-            }
-            Ok(writes)
-        }))
-        .await
-    }
-
-    /// Changes work-in-progress state durably (see [`Progress`]).
-    pub async fn progress(&self, changes: Vec<Progress>) -> Result<(), JournalError> {
-        let keys = self.keys.clone();
-        self.change(Box::new(move |view| progress_writes(&keys, view, changes))).await
-    }
-
-    /// Every work-in-progress entry whose key starts with `prefix`, decrypted, in key order.
-    pub fn progress_scan(&self, prefix: &[u8]) -> Result<Vec<ProgressEntry>, JournalError> {
-        let mut out = Vec::new();
-        self.engine.scan_prefix(Table::Progress, prefix, &mut |k, v| {
-            out.push((k.to_vec(), open_progress(&self.keys, k, v)?));
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
-    /// One work-in-progress entry, decrypted.
-    pub fn progress_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, JournalError> {
-        match self.engine.get(Table::Progress, key)? {
-            Some(v) => open_progress(&self.keys, key, &v).map(Some),
-            None => Ok(None),
-        }
-    }
-
     /// Stops the writer after it has written what was queued.
     pub fn close(mut self) {
         self.shutdown();
@@ -613,43 +465,6 @@ fn read_head(engine: &dyn Engine) -> Result<Appended, JournalError> {
 fn last_checkpoint(engine: &dyn Engine) -> Result<Option<Seq>, JournalError> {
     let found = engine.last_at_or_before(Table::Meta, &layout::checkpoint_key(Seq::LATEST))?;
     Ok(found.and_then(|(k, _)| k.strip_prefix(layout::CHECKPOINT_PREFIX).and_then(layout::seq_of)))
-}
-
-const PROGRESS_V1: &[u8] = b"rewind pending v1 ";
-const PROGRESS_V2: &[u8] = b"rewind pending v2 ";
-
-fn progress_aad(version: &[u8], key: &[u8]) -> Vec<u8> {
-    [version, key].concat()
-}
-
-/// The writes `changes` make, as of `view`.
-fn progress_writes(keys: &KeySet, view: &View<'_>, changes: Vec<Progress>) -> Result<Vec<Write>, JournalError> {
-    let mut writes = Vec::new();
-    for change in changes {
-        match change {
-            Progress::Put(key, value) => {
-                let sealed = aead::seal(&keys.pending_key(&key), &progress_aad(PROGRESS_V2, &key), &value)?;
-                writes.push(Write::Put(Table::Progress, key, sealed));
-            }
-            Progress::Remove(key) => writes.push(Write::Delete(Table::Progress, key)),
-            Progress::RemovePrefix(prefix) => {
-                for key in view.keys_with_prefix(Table::Progress, &prefix)? {
-                    writes.push(Write::Delete(Table::Progress, key));
-                }
-            }
-        }
-    }
-    Ok(writes)
-}
-
-/// Decrypts a work-in-progress entry. Entries written before per-entry keys open with the
-/// journal key.
-fn open_progress(keys: &KeySet, key: &[u8], sealed: &[u8]) -> Result<Vec<u8>, JournalError> {
-    aead::open(&keys.pending_key(key), &progress_aad(PROGRESS_V2, key), sealed, "pending journal state")
-        .or_else(|_| {
-            aead::open(keys.journal.expose(), &progress_aad(PROGRESS_V1, key), sealed, "pending journal state")
-        })
-        .map_err(|e| JournalError::Corrupt { seq: Seq(0), detail: e.to_string() })
 }
 
 pub(crate) fn now_us() -> i64 {

@@ -52,7 +52,7 @@ fn v1_segment(keys: &KeySet, records: &[(Seq, Vec<u8>)], prev: [u8; 32]) -> Vec<
         plain.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         plain.extend_from_slice(bytes);
     }
-    let envelope = aead::seal(keys.journal.expose(), &header, &plain).unwrap();
+    let envelope = rewind_crypto::aead::seal(keys.journal.expose(), &header, &plain).unwrap();
     [header, envelope].concat()
 }
 

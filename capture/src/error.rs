@@ -1,0 +1,135 @@
+//! Why a capture failed, and how upstream failures are told.
+
+use aws_sdk_s3::error::SdkError;
+use rewind_journal::JournalError;
+use rewind_vault::VaultError;
+
+use crate::metrics::refusal;
+
+/// Why the vault side of an upload (the tee of its body into the vault) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TeeError {
+    /// The client's body failed (bad checksum, cut short...); the upstream saw the error.
+    #[error("the request body failed")]
+    Body,
+    /// The vault could not store the bytes.
+    #[error("the vault could not store the upload: {0}")]
+    Vault(#[source] VaultError),
+    /// The vault did not accept a piece within the capture timeout.
+    #[error("the vault was too slow")]
+    Slow,
+    /// The upstream stopped reading (it failed, or the request was dropped).
+    #[error("the upstream stopped reading the body")]
+    UpstreamGone,
+}
+
+/// Why a mutation could not be captured.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaptureError {
+    /// The journal refused an append.
+    #[error("journal: {0}")]
+    Journal(#[from] JournalError),
+    /// The vault could not store or read bytes.
+    #[error("vault: {0}")]
+    Vault(#[from] VaultError),
+    /// The tee into the vault failed.
+    #[error(transparent)]
+    Tee(#[from] TeeError),
+    /// Reading the current version from the upstream failed.
+    #[error("reading from the upstream: {0}")]
+    Upstream(String),
+    /// The upstream refused to read the version (a client error: the key or request is
+    /// invalid there). The mutation would be refused the same way, so the client is told so.
+    #[error("the upstream refused to read it: {code}: {message}")]
+    Refused {
+        /// The upstream's S3 error code.
+        code: String,
+        /// Its message.
+        message: String,
+        /// Its HTTP status (4xx).
+        status: u16,
+    },
+}
+
+impl CaptureError {
+    /// The `reason` label of the refusal metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Journal(_) => refusal::JOURNAL,
+            Self::Vault(_) | Self::Tee(TeeError::Vault(_)) => refusal::VAULT,
+            Self::Tee(TeeError::Slow) => refusal::SLOW_VAULT,
+            Self::Tee(TeeError::Body) => refusal::CLIENT_BODY,
+            Self::Tee(TeeError::UpstreamGone) => refusal::UPSTREAM,
+            Self::Upstream(_) | Self::Refused { .. } => refusal::CAPTURE_BEFORE_DESTROY,
+        }
+    }
+}
+
+pub fn upstream_error<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static>(
+    e: SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> CaptureError {
+    if let SdkError::ServiceError(s) = &e {
+        let status = s.raw().status().as_u16();
+        if (400..500).contains(&status) {
+            return CaptureError::Refused {
+                code: s.err().code().unwrap_or("InvalidRequest").to_owned(),
+                message: s.err().message().unwrap_or_default().to_owned(),
+                status,
+            };
+        }
+    }
+    CaptureError::Upstream(describe(&e))
+}
+
+/// One sentence for an upstream call's failure: what an operator reads in a log line or a
+/// restore's failure list (the SDK's debug form ran to 2.5 KB a failure).
+pub fn describe<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static>(
+    e: &SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> String {
+    match e {
+        SdkError::ServiceError(s) => {
+            let status = s.raw().status().as_u16();
+            let code = s.err().code().unwrap_or("an error");
+            match s.err().message() {
+                Some(m) if !m.is_empty() => format!("the upstream answered {status} {code}: {m}"),
+                _ => format!("the upstream answered {status} {code}"),
+            }
+        }
+        SdkError::TimeoutError(_) => "the upstream did not answer in time".to_owned(),
+        SdkError::DispatchFailure(d) => match d.as_connector_error() {
+            Some(c) => format!("could not reach the upstream: {c}"),
+            None => "could not reach the upstream".to_owned(),
+        },
+        SdkError::ResponseError(_) => "the upstream's answer could not be read".to_owned(),
+        _ => format!("the upstream call failed: {}", aws_smithy_types::error::display::DisplayErrorContext(e)),
+    }
+}
+
+pub(crate) fn is_absent<E>(e: &SdkError<E, aws_smithy_runtime_api::http::Response>) -> bool
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match e {
+        SdkError::ServiceError(s) => {
+            s.raw().status().as_u16() == 404
+                || matches!(s.err().code(), Some("NoSuchKey" | "NotFound" | "NoSuchBucket" | "NoSuchVersion"))
+        }
+        _ => false,
+    }
+}
+
+/// Whether an upstream error says the object (or its bucket) is not there.
+/// `Ok(None)` when an upstream error says the object (or its bucket) is not there; the
+/// error otherwise.
+pub(crate) fn absent_or_error<T, E>(
+    e: SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> Result<Option<T>, CaptureError>
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if is_absent(&e) {
+        return Ok(None);
+    }
+    Err(upstream_error(e))
+}

@@ -1,0 +1,214 @@
+//! The command line: every flag and command, as clap parses them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use rewind_snapshotter::api::Mode;
+
+use crate::target::Access;
+
+/// Rewind's operator tool: list, diff, browse and restore any point in a bucket's history.
+///
+/// Times (--at, --from, --to) accept RFC 3339 (2026-11-25T09:41:00Z), now, relative times
+/// (-15m, -2h, -3d, -1w), a journal position (seq:1234), or a snapshot name.
+#[derive(Debug, Parser)]
+#[command(name = "rewind", version)]
+pub struct Cli {
+    /// The gateway's admin API.
+    #[arg(long, env = "REWIND_ADMIN_URL", default_value = "http://127.0.0.1:9001", global = true)]
+    pub admin_url: String,
+    /// The admin token. Prefer --admin-token-file: a token on the command line is visible
+    /// to other users in `ps`.
+    #[arg(long, env = "REWIND_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    pub admin_token: Option<String>,
+    /// A file holding the admin token [default: ./rewind-data/admin-token when it exists].
+    #[arg(long, env = "REWIND_ADMIN_TOKEN_FILE", value_name = "FILE", global = true, conflicts_with = "admin_token")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Work offline on a stopped gateway's data directory instead of through its admin API.
+    #[arg(long, value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// With --data-dir: the gateway's configuration file (upstream, vault, protection).
+    #[arg(long, env = "REWIND_CONFIG", value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Keys, sizes, ETags and times of a bucket as of an instant; without --bucket, the
+    /// buckets with history.
+    Ls {
+        /// The bucket [default: list the buckets].
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Only keys under this prefix.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// The instant [default: now].
+        #[arg(long, allow_hyphen_values = true)]
+        at: Option<String>,
+    },
+    /// Every version of a key: seq, time, operation, size, client access key, request id.
+    Log {
+        /// The bucket.
+        #[arg(long)]
+        bucket: String,
+        /// The key.
+        #[arg(long)]
+        key: String,
+    },
+    /// Keys added, changed and deleted between two instants.
+    Diff {
+        /// The bucket.
+        #[arg(long)]
+        bucket: String,
+        /// The earlier instant.
+        #[arg(long, allow_hyphen_values = true)]
+        from: String,
+        /// The later instant [default: now].
+        #[arg(long, allow_hyphen_values = true)]
+        to: Option<String>,
+        /// Only keys under this prefix.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+    /// One version's bytes, to standard output.
+    Cat {
+        /// The bucket.
+        #[arg(long)]
+        bucket: String,
+        /// The key.
+        #[arg(long)]
+        key: String,
+        /// The instant [default: now].
+        #[arg(long, allow_hyphen_values = true)]
+        at: Option<String>,
+    },
+    /// Put a bucket, a prefix or one key back as it was at an instant.
+    Restore(RestoreArgs),
+    /// Named restore points.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Check the journal's hash chain and checkpoints, and that every chunk is in the vault.
+    Verify {
+        /// Also read, decrypt and re-hash every chunk.
+        #[arg(long)]
+        read_data: bool,
+        /// Read only this share of the chunks, e.g. 10%.
+        #[arg(long, value_name = "PERCENT", conflicts_with = "read_data")]
+        read_data_subset: Option<String>,
+    },
+    /// Journal head, checkpoints, vault size and dedup, and each bucket's objects.
+    Status,
+    /// Capture what the upstream holds that the journal lacks (objects written before Rewind
+    /// or behind its back) and record keys deleted behind its back. Resumable.
+    Reconcile {
+        /// The bucket.
+        #[arg(long)]
+        bucket: String,
+        /// Keys reconciled at once [default: protection.reconcile_parallel].
+        #[arg(long)]
+        parallel: Option<u64>,
+        /// Most objects captured per second [default: protection.reconcile_objects_per_second].
+        #[arg(long)]
+        objects_per_second: Option<u64>,
+        /// Most bytes read from the upstream per second, e.g. 50MB [default:
+        /// protection.reconcile_bytes_per_second].
+        #[arg(long, value_parser = parse_size)]
+        bytes_per_second: Option<u64>,
+    },
+    /// Create the vault and its key file in --data-dir without serving anything.
+    Init,
+    /// Rebuild a data directory (journal, indexes) from the vault alone, after losing the
+    /// gateway host: `rewind rebuild --vault DIR|s3://... --key-file FILE --data-dir NEW`.
+    Rebuild {
+        /// The vault: a directory, or s3://bucket/prefix (endpoint and credentials from
+        /// REWIND_VAULT_* or --config).
+        #[arg(long)]
+        vault: String,
+        /// The vault's key file [default: NEW/vault.key; or REWIND_VAULT_PASSPHRASE].
+        #[arg(long, env = "REWIND_KEY_FILE")]
+        key_file: Option<PathBuf>,
+    },
+}
+
+/// `rewind restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The bucket whose history is restored.
+    #[arg(long)]
+    pub bucket: String,
+    /// The instant to restore to.
+    #[arg(long, allow_hyphen_values = true)]
+    pub at: String,
+    /// Only keys under this prefix.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// Only this key.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Write into this bucket instead (it must be protected by the gateway).
+    #[arg(long, conflicts_with = "to_dir")]
+    pub to_bucket: Option<String>,
+    /// Write the objects as files under this directory instead.
+    #[arg(long, value_name = "DIR")]
+    pub to_dir: Option<PathBuf>,
+    /// non-destructive: only write keys missing now. rewind: also overwrite changed keys and
+    /// delete keys that did not exist at the instant.
+    #[arg(long, value_enum, default_value_t = Mode::NonDestructive)]
+    pub mode: Mode,
+    /// Show the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Objects restored at once.
+    #[arg(long, default_value_t = 8)]
+    pub parallel: usize,
+}
+
+/// `rewind snapshot ...`.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Name an instant (default: now).
+    Create {
+        /// The name: a letter, then letters, digits, '.', '_' or '-'.
+        name: String,
+        /// The instant [default: now].
+        #[arg(long, allow_hyphen_values = true)]
+        at: Option<String>,
+    },
+    /// Every snapshot.
+    List,
+    /// Remove a snapshot's name (the history stays).
+    Delete {
+        /// The name.
+        name: String,
+    },
+}
+
+impl Command {
+    /// What the command needs offline: reads open the data read-only; restores into a
+    /// bucket plan against the upstream and write through the capture engine.
+    pub(crate) fn access(&self) -> Access {
+        match self {
+            Self::Ls { .. } | Self::Log { .. } | Self::Diff { .. } | Self::Cat { .. } => Access::Read,
+            Self::Verify { .. } | Self::Status => Access::Read,
+            Self::Snapshot(SnapshotCommand::List) => Access::Read,
+            Self::Restore(args) if args.to_dir.is_some() => Access::Read,
+            Self::Snapshot(_) | Self::Init | Self::Rebuild { .. } => Access::Write,
+            Self::Restore(_) | Self::Reconcile { .. } => Access::Upstream,
+        }
+    }
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    rewind_config::ByteSize::parse(text).map(|b| b.0)
+}
