@@ -4,14 +4,14 @@
 //! data directory records where its vault and key file are (`stores.toml`), so the gateway
 //! and `rewind --data-dir` find them without repeating them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rewind_config::Config;
-use rewind_journal::Journal;
 use rewind_journal::segment::{self, RawRecords};
+use rewind_journal::{Journal, JournalError};
 use rewind_model::Seq;
-use rewind_vault::Backend;
+use rewind_vault::{Backend, VaultError};
 use serde::{Deserialize, Serialize};
 
 use crate::open::{self, JOURNAL_DIR, MASTER_KEY_OBJECT, OpenError};
@@ -80,13 +80,36 @@ pub enum RebuildError {
     /// Opening the stores failed.
     #[error(transparent)]
     Open(#[from] OpenError),
-    /// The segments or packs are damaged or do not chain.
+    /// The vault could not be read (or its packs indexed).
+    #[error("vault: {0}")]
+    Vault(#[from] VaultError),
+    /// A segment, checkpoint or label set does not open, or the new journal refused it.
+    #[error("{what}: {source}")]
+    Journal {
+        /// Which object of the vault, or what was being done.
+        what: String,
+        /// What the journal said (corruption, or its storage failing).
+        #[source]
+        source: JournalError,
+    },
+    /// The segments do not form one chain from the first record.
     #[error("{0}")]
-    Damaged(String),
+    Broken(String),
+    /// The data directory could not be written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-fn damaged(e: impl std::fmt::Display) -> RebuildError {
-    RebuildError::Damaged(e.to_string())
+/// A journal error about `what`.
+fn journal_err(what: impl Into<String>) -> impl FnOnce(JournalError) -> RebuildError {
+    let what = what.into();
+    move |source| RebuildError::Journal { what, source }
 }
 
 /// Rebuilds `config.server.data_dir` from the vault `config` names.
@@ -97,16 +120,16 @@ pub async fn rebuild(config: &Config) -> Result<Rebuilt, RebuildError> {
         return Err(RebuildError::NotEmpty(data_dir.display().to_string()));
     }
     let (backend, location) = open::backend(config).await?;
-    if !backend.exists(MASTER_KEY_OBJECT).await.map_err(damaged)? {
+    if !backend.exists(MASTER_KEY_OBJECT).await? {
         return Err(RebuildError::NoVault(location));
     }
-    std::fs::create_dir_all(data_dir).map_err(damaged)?;
+    std::fs::create_dir_all(data_dir).map_err(|source| RebuildError::Io { path: data_dir.clone(), source })?;
     let mut done = Rebuilt::default();
     {
         let stores = open::open(config, open::Purpose::Rebuild).await?;
         let journal = &stores.journal;
         let (mut prev, mut next) = ([0u8; 32], 1u64);
-        let names = backend.list("segments/").await.map_err(damaged)?;
+        let names = backend.list("segments/").await?;
         let chain = chain_of(&names, backend.as_ref(), journal).await?;
         done.segments_skipped = (names.len() - chain.len()) as u64;
         if done.segments_skipped > 0 {
@@ -116,33 +139,33 @@ pub async fn rebuild(config: &Config) -> Result<Rebuilt, RebuildError> {
             );
         }
         for name in chain {
-            let bytes = backend.get(&name).await.map_err(damaged)?;
-            let (segment, records): (_, RawRecords) =
-                journal.open_segment(&bytes).map_err(|e| damaged(format!("{name}: {e}")))?;
+            let bytes = backend.get(&name).await?;
+            let (segment, records): (_, RawRecords) = journal.open_segment(&bytes).map_err(journal_err(&name))?;
             if segment.prev != prev || segment.first.0 != next {
-                return Err(damaged(format!(
+                return Err(RebuildError::Broken(format!(
                     "{name} does not follow the segment before it: the chain is broken there"
                 )));
             }
             done.records += records.len() as u64;
-            journal.import(records).await.map_err(|e| damaged(format!("{name}: {e}")))?;
+            journal.import(records).await.map_err(journal_err(&name))?;
             (prev, next) = (segment.hash, segment.last.0 + 1);
             done.segments += 1;
         }
-        for name in backend.list("checkpoints/").await.map_err(damaged)? {
-            let bytes = backend.get(&name).await.map_err(damaged)?;
-            done.checkpoints += u64::from(journal.import_checkpoint(&bytes).await.map_err(damaged)?);
+        for name in backend.list("checkpoints/").await? {
+            let bytes = backend.get(&name).await?;
+            done.checkpoints += u64::from(journal.import_checkpoint(&bytes).await.map_err(journal_err(&name))?);
         }
         if next > 1 {
-            journal.set_shipped(Seq(next - 1), &prev).await.map_err(damaged)?;
+            journal.set_shipped(Seq(next - 1), &prev).await.map_err(journal_err("recording the shipped mark"))?;
         }
-        if let Some(name) = backend.list("labels/").await.map_err(damaged)?.pop() {
-            let bytes = backend.get(&name).await.map_err(damaged)?;
-            let (generation, labels) = journal.open_labels(&bytes).map_err(|e| damaged(format!("{name}: {e}")))?;
-            done.labels = journal.import_labels(&labels).await.map_err(damaged)? as u64;
-            journal.set_labels_shipped(generation, &segment::labels_digest(&labels)).await.map_err(damaged)?;
+        if let Some(name) = backend.list("labels/").await?.pop() {
+            let bytes = backend.get(&name).await?;
+            let (generation, labels) = journal.open_labels(&bytes).map_err(journal_err(&name))?;
+            done.labels = journal.import_labels(&labels).await.map_err(journal_err(&name))? as u64;
+            let digest = segment::labels_digest(&labels);
+            journal.set_labels_shipped(generation, &digest).await.map_err(journal_err(&name))?;
         }
-        let (packs, chunks) = stores.vault.reindex().await.map_err(damaged)?;
+        let (packs, chunks) = stores.vault.reindex().await?;
         (done.packs, done.chunks) = (packs as u64, chunks as u64);
     }
     // Absolute, so the data directory works from wherever the gateway or CLI is started.
@@ -152,8 +175,9 @@ pub async fn rebuild(config: &Config) -> Result<Rebuilt, RebuildError> {
     });
     let key_file = config.vault.key_file.as_deref().map(absolute);
     let stores_file = StoresFile { vault, key_file };
-    let text = toml::to_string(&stores_file).map_err(damaged)?;
-    write_private(&data_dir.join(STORES_FILE), &text).map_err(damaged)?;
+    let text = toml::to_string(&stores_file).expect("invariant: two optional strings serialize");
+    let path = data_dir.join(STORES_FILE);
+    write_private(&path, &text).map_err(|source| RebuildError::Io { path, source })?;
     done.seconds = start.elapsed().as_secs_f64();
     Ok(done)
 }
@@ -171,7 +195,7 @@ fn range_of(name: &str) -> Option<(u64, u64)> {
 async fn chain_of(names: &[String], vault: &dyn Backend, journal: &Journal) -> Result<Vec<String>, RebuildError> {
     let ranges: Vec<(u64, u64)> = names
         .iter()
-        .map(|n| range_of(n).ok_or_else(|| damaged(format!("{n} is not a segment name"))))
+        .map(|n| range_of(n).ok_or_else(|| RebuildError::Broken(format!("{n} is not a segment name"))))
         .collect::<Result<_, _>>()?;
     let linear = ranges.iter().scan(1u64, |next, &(first, last)| {
         let ok = first == *next && last >= first;
@@ -184,9 +208,7 @@ async fn chain_of(names: &[String], vault: &dyn Backend, journal: &Journal) -> R
     // Headers: (first, last, prev, hash) per segment.
     let mut heads = Vec::with_capacity(names.len());
     for name in names {
-        let (seg, _) = journal
-            .open_segment(&vault.get(name).await.map_err(damaged)?)
-            .map_err(|e| damaged(format!("{name}: {e}")))?;
+        let (seg, _) = journal.open_segment(&vault.get(name).await?).map_err(journal_err(name))?;
         heads.push((seg.first.0, seg.last.0, seg.prev, seg.hash));
     }
     // Furthest record reachable from each segment, computed from the end (segments sort by
@@ -208,7 +230,9 @@ async fn chain_of(names: &[String], vault: &dyn Backend, journal: &Journal) -> R
     let start = (0..heads.len())
         .filter(|&i| heads[i].0 == 1 && heads[i].2 == [0u8; 32])
         .max_by_key(|&i| reach[i].0)
-        .ok_or_else(|| damaged("no segment starts the journal (seq 1): the vault's segments are incomplete"))?;
+        .ok_or_else(|| {
+            RebuildError::Broken("no segment starts the journal (seq 1): the vault's segments are incomplete".into())
+        })?;
     let mut chain = vec![names[start].clone()];
     let mut at = start;
     while let Some(next) = reach[at].1 {

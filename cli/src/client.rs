@@ -48,6 +48,9 @@ pub enum CliError {
         #[source]
         source: rewind_capture::open::OpenError,
     },
+    /// Rebuilding from the vault failed.
+    #[error(transparent)]
+    Rebuild(#[from] rewind_capture::rebuild::RebuildError),
     /// Anything else, said plainly.
     #[error("{0}")]
     Other(String),

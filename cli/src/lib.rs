@@ -235,7 +235,7 @@ async fn rebuild(cli: &Cli, vault: &str, key_file: Option<&Path>) -> Result<Exit
         config.vault.key_file = Some(k.to_path_buf());
     }
     let config = config.finish(problems).map_err(|e| CliError::other(e.to_string()))?;
-    let done = rewind_capture::rebuild::rebuild(&config).await.map_err(|e| CliError::other(e.to_string()))?;
+    let done = rewind_capture::rebuild::rebuild(&config).await?;
     if cli.json {
         print_json(&done)?;
     } else {

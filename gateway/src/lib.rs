@@ -302,39 +302,3 @@ fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     }
     Ok(())
 }
-
-/// A read-only view of a stopped gateway's data for offline commands (`rewind --data-dir
-/// DIR ls`): the admin API's history routes on a loopback port, over the journal opened
-/// read-only. No upstream, no recovery, no shipping, no S3 listener, nothing created:
-/// looking must not change what is looked at (review F16: an offline `status` shipped a
-/// rolled-back journal into the vault).
-pub struct Inspector {
-    /// Where the admin API listens.
-    pub admin_addr: SocketAddr,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-}
-
-impl Inspector {
-    /// Opens `config`'s stores read-only and serves the read routes, guarded by `token`.
-    pub async fn start(mut config: Config, token: Secret) -> Result<Self, StartError> {
-        rebuild::apply_stores_file(&mut config).map_err(|e| StartError::Credentials(std::io::Error::other(e)))?;
-        let stores = Arc::new(open::open(&config, open::Purpose::Inspect).await?);
-        let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
-        let listener = server::bind("127.0.0.1:0", "(offline session)").await.map_err(StartError::Listen)?;
-        let admin_addr = listener.local_addr().map_err(StartError::Listen)?;
-        let metrics = Metrics::new();
-        let api = api::Api::new(Operations::without_capture(stores.clone(), metrics.engine.clone()), token);
-        let admin =
-            admin::Admin::new(metrics, None, Some(stores.vault.clone()), config.server.data_dir.clone()).with_api(api);
-        tracker.spawn(server::serve("offline", listener, admin, conn_limits(&config), shutdown.child_token(), None));
-        Ok(Self { admin_addr, shutdown, tracker })
-    }
-
-    /// Stops serving.
-    pub async fn shutdown(self) {
-        self.shutdown.cancel();
-        self.tracker.close();
-        self.tracker.wait().await;
-    }
-}
