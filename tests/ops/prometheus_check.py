@@ -3,7 +3,7 @@
 
 1. `promtool check rules` / `check config` on the shipped Prometheus files, and every YAML
    and JSON file under deploy/ parses;
-2. every rewind_* metric the alert rules use is one the gateway defines (gateway/src/metrics.rs);
+2. every rewind_* metric the alert rules use is one the gateway defines (gateway/src/metrics.rs, capture/src/metrics.rs);
 3. a real Prometheus server on 127.0.0.1 scrapes a running rewind-gateway (embedded
    upstream) while boto3 writes through it, and its query API shows the key series with
    plausible values (requests counted, bytes received, journal commits, vault chunks).
@@ -79,7 +79,9 @@ def dashboard_queries():
 
 
 def check_alert_and_dashboard_metrics_exist():
-    defined = set(re.findall(r'"(rewind_[a-z0-9_]+)"', (ROOT / "gateway/src/metrics.rs").read_text()))
+    # The gateway's HTTP metrics, and the capture engine's in the same registry.
+    sources = [ROOT / "gateway/src/metrics.rs", ROOT / "capture/src/metrics.rs"]
+    defined = set(re.findall(r'"(rewind_[a-z0-9_]+)"', "".join(p.read_text() for p in sources)))
     rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
     exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
     exprs += [expr for _, expr in dashboard_queries()]
