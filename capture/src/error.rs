@@ -36,9 +36,15 @@ pub enum CaptureError {
     /// The tee into the vault failed.
     #[error(transparent)]
     Tee(#[from] TeeError),
-    /// Reading the current version from the upstream failed.
-    #[error("reading from the upstream: {0}")]
-    Upstream(String),
+    /// Reading from the upstream failed, or it answered without what was asked.
+    #[error("reading from the upstream: {detail}")]
+    Upstream {
+        /// What happened, in one sentence (see [`describe`]).
+        detail: String,
+        /// The upstream client's error, when there was one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// The upstream refused to read the version (a client error: the key or request is
     /// invalid there). The mutation would be refused the same way, so the client is told so.
     #[error("the upstream refused to read it: {code}: {message}")]
@@ -53,6 +59,11 @@ pub enum CaptureError {
 }
 
 impl CaptureError {
+    /// The upstream answered without what was asked (no error of its own to keep).
+    pub fn upstream(detail: impl Into<String>) -> Self {
+        Self::Upstream { detail: detail.into(), source: None }
+    }
+
     /// The `reason` label of the refusal metric.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -61,12 +72,14 @@ impl CaptureError {
             Self::Tee(TeeError::Slow) => refusal::SLOW_VAULT,
             Self::Tee(TeeError::Body) => refusal::CLIENT_BODY,
             Self::Tee(TeeError::UpstreamGone) => refusal::UPSTREAM,
-            Self::Upstream(_) | Self::Refused { .. } => refusal::CAPTURE_BEFORE_DESTROY,
+            Self::Upstream { .. } | Self::Refused { .. } => refusal::CAPTURE_BEFORE_DESTROY,
         }
     }
 }
 
-pub fn upstream_error<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static>(
+/// An upstream call's failure as a capture error: a client error (4xx) is the upstream
+/// refusing, anything else is the upstream failing; the SDK's error is kept as the source.
+pub fn upstream_error<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
     e: SdkError<E, aws_smithy_runtime_api::http::Response>,
 ) -> CaptureError {
     if let SdkError::ServiceError(s) = &e {
@@ -79,7 +92,7 @@ pub fn upstream_error<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::E
             };
         }
     }
-    CaptureError::Upstream(describe(&e))
+    CaptureError::Upstream { detail: describe(&e), source: Some(Box::new(e)) }
 }
 
 /// One sentence for an upstream call's failure: what an operator reads in a log line or a
@@ -126,7 +139,7 @@ pub(crate) fn absent_or_error<T, E>(
     e: SdkError<E, aws_smithy_runtime_api::http::Response>,
 ) -> Result<Option<T>, CaptureError>
 where
-    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     if is_absent(&e) {
         return Ok(None);

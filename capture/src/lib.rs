@@ -470,7 +470,10 @@ impl Capture {
     ) -> Result<Manifest, CaptureError> {
         let mut writer = self.vault.writer_sized(size);
         while let Some(piece) = body.next().await {
-            let piece = piece.map_err(|e| CaptureError::Upstream(e.to_string()))?;
+            let piece = piece.map_err(|e| CaptureError::Upstream {
+                detail: "the upstream's body broke off".into(),
+                source: Some(Box::new(e)),
+            })?;
             tokio::time::timeout(self.timeout, writer.push(&piece)).await.map_err(|_| TeeError::Slow)??;
         }
         let finish = async { if durable { writer.finish().await } else { writer.finish_unsynced().await } };

@@ -105,7 +105,7 @@ impl From<CaptureError> for UploadError {
 
 fn upload_error<E>(e: SdkError<E, aws_smithy_runtime_api::http::Response>, conditional: bool) -> UploadError
 where
-    E: std::error::Error + ProvideErrorMetadata + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
     let status = e.raw_response().map(|r| r.status().as_u16());
     let code = e.as_service_error().and_then(ProvideErrorMetadata::code);

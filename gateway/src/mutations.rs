@@ -229,7 +229,7 @@ impl Forwarder {
         capture
             .capture_upstream(bucket, key, version_id)
             .await?
-            .ok_or_else(|| CaptureError::Upstream("the completed object is not readable upstream".into()))
+            .ok_or_else(|| CaptureError::upstream("the completed object is not readable upstream"))
     }
 
     pub(crate) async fn captured_abort_multipart_upload(
@@ -293,7 +293,7 @@ impl Forwarder {
             None => capture
                 .capture_upstream(&bucket, &key, o.version_id.as_deref())
                 .await
-                .and_then(|v| v.ok_or_else(|| CaptureError::Upstream("the copy is not readable upstream".into()))),
+                .and_then(|v| v.ok_or_else(|| CaptureError::upstream("the copy is not readable upstream"))),
         };
         mutation.finish(version.map(|v| Some(Effect::Version(v))), response).await
     }

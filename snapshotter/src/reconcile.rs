@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::History;
 use crate::api::{ReconcileCounts, ReconcileEvent};
 use futures::StreamExt;
 use rewind_journal::Progress;
@@ -269,10 +268,9 @@ impl Reconciler {
         let known = {
             let journal = journal.clone();
             let bucket = bucket.to_owned();
-            tokio::task::spawn_blocking(move || History::new(&journal).state_at(&bucket, "", Seq::LATEST))
+            tokio::task::spawn_blocking(move || journal.state_at(&bucket, "", Seq::LATEST))
                 .await
-                .expect("invariant: reading the journal does not panic")
-                .map_err(|e| CaptureError::Upstream(format!("reading the journal: {e}")))?
+                .expect("invariant: reading the journal does not panic")?
         };
         let mut known = known.into_iter().filter(|e| resume_after.as_ref().is_none_or(|a| e.key > *a)).peekable();
         if resume_after.is_none() {
@@ -298,7 +296,7 @@ impl Reconciler {
                 .set_continuation_token(token.clone())
                 .send()
                 .await
-                .map_err(|e| CaptureError::Upstream(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+                .map_err(rewind_capture::upstream_error)?;
             let listed: Vec<(String, String, u64)> = page.contents().iter().filter_map(listed_object).collect();
             let last_page = !page.is_truncated().unwrap_or(false);
             counters.listed.fetch_add(listed.len() as u64, Ordering::Relaxed);
