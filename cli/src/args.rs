@@ -123,6 +123,19 @@ pub enum Command {
         #[arg(long, value_parser = parse_size)]
         bytes_per_second: Option<u64>,
     },
+    /// Apply the retention policy ([retention] in the configuration): with --dry-run, show
+    /// per bucket what it would expire (versions, and the vault bytes only they hold).
+    Forget {
+        /// Only this bucket [default: every bucket with history].
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Show what would be expired, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Create the vault and its key file in --data-dir without serving anything.
     Init,
     /// Rebuild a data directory (journal, indexes) from the vault alone, after losing the
@@ -201,7 +214,7 @@ impl Command {
         match self {
             Self::Ls { .. } | Self::Log { .. } | Self::Diff { .. } | Self::Cat { .. } => Access::Read,
             Self::Verify { .. } | Self::Status => Access::Read,
-            Self::Snapshot(SnapshotCommand::List) => Access::Read,
+            Self::Snapshot(SnapshotCommand::List) | Self::Forget { .. } => Access::Read,
             Self::Restore(args) if args.to_dir.is_some() => Access::Read,
             Self::Snapshot(_) | Self::Init | Self::Rebuild { .. } => Access::Write,
             Self::Restore(_) | Self::Reconcile { .. } => Access::Upstream,

@@ -188,6 +188,15 @@ async fn execute(cli: &Cli, target: &Target) -> Result<ExitCode, CliError> {
             let mut events = target.reconcile(bucket, ask).await?;
             return reconcile(cli.json, bucket, &mut events).await;
         }
+        Command::Forget { bucket, dry_run, yes: _ } => {
+            if !dry_run {
+                return Err(CliError::other(
+                    "rewind forget only plans so far: expiring versions from the journal and reclaiming vault space (rewind gc) are not built yet, and every version is kept. Run `rewind forget --dry-run` to see what the policy would expire",
+                ));
+            }
+            let plan = target.forget_plan(bucket.as_deref()).await?;
+            if cli.json { print_json(&plan)? } else { print::forget(&plan) }
+        }
         Command::Status => {
             let status = target.status().await?;
             if cli.json { print_json(&status)? } else { print::status(&status) }

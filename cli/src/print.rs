@@ -2,8 +2,8 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rewind_snapshotter::api::{
-    BucketStatus, DiffReport, Listing, LogLine, Mode, ObjectInfo, PlanSummary, ReconcileCounts, Snapshot, Status,
-    VerifyReport,
+    BucketStatus, DiffReport, ForgetPlan, Listing, LogLine, Mode, ObjectInfo, PlanSummary, ReconcileCounts, Snapshot,
+    Status, VerifyReport,
 };
 
 use crate::RestoreArgs;
@@ -114,6 +114,28 @@ pub fn snapshots(s: &[Snapshot]) {
     let rows: Vec<Vec<String>> =
         s.iter().map(|s| vec![s.name.clone(), format!("seq:{}", s.seq), s.time.clone(), s.created.clone()]).collect();
     table(&["NAME", "AT", "TIME", "CREATED"], &rows);
+}
+
+pub fn forget(plan: &ForgetPlan) {
+    outln!("Retention as of {} (nothing was changed):", plan.at);
+    let rows: Vec<Vec<String>> = plan
+        .buckets
+        .iter()
+        .map(|b| {
+            vec![
+                key(&b.bucket).into_owned(),
+                format!("{} of {}", b.versions_expired, b.versions),
+                b.entries_expired.to_string(),
+                bytes(b.bytes_expired),
+                b.kept_positions.to_string(),
+                b.policy.clone(),
+            ]
+        })
+        .collect();
+    table(&["BUCKET", "VERSIONS EXPIRED", "ENTRIES", "BYTES ONLY THEY HOLD", "KEPT POSITIONS", "POLICY"], &rows);
+    if plan.buckets.is_empty() {
+        outln!("No bucket has history yet.");
+    }
 }
 
 pub fn verify(r: &VerifyReport) {

@@ -23,7 +23,8 @@ use rewind_capture::{Capture, Metrics, ship};
 use rewind_config::Config;
 use rewind_snapshotter::At;
 use rewind_snapshotter::api::{
-    DiffReport, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot, Status, VerifyReport,
+    DiffReport, ForgetPlan, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot, Status,
+    VerifyReport,
 };
 use rewind_snapshotter::ops::{Compare, Operations, ReconcileAsk};
 use rewind_snapshotter::reconcile::{Limits, Reconciler};
@@ -116,7 +117,7 @@ impl Local {
         let (work, servers, stop) = (TaskTracker::new(), TaskTracker::new(), CancellationToken::new());
         let metrics = Metrics::unregistered();
         if access != Access::Upstream {
-            let ops = Operations::without_capture(stores, metrics);
+            let ops = Operations::without_capture(stores, metrics).with_retention(config.retention.clone());
             return Ok(Self { ops, access, work, servers, stop });
         }
         let target = match &config.upstream.endpoint {
@@ -162,7 +163,8 @@ impl Local {
             bytes_per_second: p.reconcile_bytes_per_second.0,
         };
         let reconciler = Arc::new(Reconciler::new(capture.clone(), metrics.clone(), limits, stop.child_token()));
-        let ops = Operations::new(stores, capture, reconciler, metrics, work.clone());
+        let ops = Operations::new(stores, capture, reconciler, metrics, work.clone())
+            .with_retention(config.retention.clone());
         Ok(Self { ops, access, work, servers, stop })
     }
 
@@ -289,6 +291,14 @@ impl Target {
                 c.json(Method::POST, &path, None).await
             }
             Self::Local(l) => Ok(l.ops.verify(ReadData::share(fraction.unwrap_or(0.0)), Compare::Segments).await?),
+        }
+    }
+
+    /// What the retention policy would expire now.
+    pub async fn forget_plan(&self, bucket: Option<&str>) -> Result<ForgetPlan, CliError> {
+        match self {
+            Self::Remote(c) => c.json(Method::GET, &with_query("forget", &[("bucket", bucket)]), None).await,
+            Self::Local(l) => Ok(l.ops.forget_plan(bucket.map(str::to_owned)).await?),
         }
     }
 

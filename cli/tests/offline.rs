@@ -144,3 +144,52 @@ async fn a_closed_pipe_ends_the_command_quietly() {
         assert!(err.is_empty(), "{args:?}: {err}");
     }
 }
+
+/// `rewind forget --dry-run` reads the policy from the configuration and the environment,
+/// changes nothing, and plain `forget` refuses rather than pretend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_plans_with_the_configured_policy_and_changes_nothing() {
+    let upstream = FsUpstream::start().await;
+    let gw = TestGateway::start(&upstream.target).await;
+    let s3 = gw.client();
+    s3.create_bucket().bucket("bkt").send().await.unwrap();
+    // Five keys, one overwritten and one deleted: a short policy has something to expire.
+    for (key, seed) in [("k0", 0), ("k1", 1), ("k2", 2), ("k3", 3), ("k4", 4), ("k0", 9)] {
+        let body = ByteStream::from(pattern(5000 + seed as usize, seed));
+        s3.put_object().bucket("bkt").key(key).body(body).send().await.unwrap();
+    }
+    s3.delete_object().bucket("bkt").key("k1").send().await.unwrap();
+    let TestGateway { gateway, data_dir: dir, .. } = gw;
+    gateway.shutdown().await;
+    let d = dir.path().to_str().unwrap();
+    let before = snapshot(dir.path());
+    let plan = |env: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_rewind"))
+            .args(["--json", "--data-dir", d, "forget", "--dry-run"])
+            .env_remove("REWIND_KEY_FILE")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let b = &plan["buckets"][0];
+        (b["versions"].as_u64().unwrap(), b["versions_expired"].as_u64().unwrap(), b["bytes_expired"].as_u64().unwrap())
+    };
+    // The default keeps 30 days: nothing expires.
+    assert_eq!(plan(&[]), (6, 0, 0));
+    // Keeping only the current state expires k0's first version and k1's.
+    let now_only = [("REWIND_RETENTION_KEEP_ALL_WITHIN", "0s"), ("REWIND_RETENTION_MIN_KEEP_ALL_WITHIN", "0s")];
+    let (versions, expired, bytes) = plan(&now_only);
+    assert_eq!((versions, expired), (6, 2));
+    assert!(bytes > 0, "the expired versions alone hold their chunks");
+    // A policy below the floor is refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args(["--data-dir", d, "forget", "--dry-run"])
+        .env("REWIND_RETENTION_KEEP_ALL_WITHIN", "1h")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("below retention.min_keep_all_within"));
+    let out = rewind(&["--data-dir", d, "forget", "--yes"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("only plans so far"));
+    assert_eq!(snapshot(dir.path()), before, "planning changed the data directory");
+}

@@ -5,6 +5,7 @@
 //! never silently corrects a value. Secrets come from files or the environment only, so a
 //! configuration file can be shared or committed without leaking anything.
 
+mod retention;
 mod secret;
 mod units;
 mod validate;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use retention::{BucketRetention, RetentionConfig, RetentionPolicy};
 pub use secret::{Secret, random_key_pair};
 pub use units::{ByteSize, HumanDuration};
 
@@ -33,6 +35,8 @@ pub struct Config {
     pub protection: ProtectionConfig,
     /// Where captured data goes, and how capture uses memory.
     pub vault: VaultConfig,
+    /// How long history is kept.
+    pub retention: RetentionConfig,
     /// Logs.
     pub telemetry: TelemetryConfig,
 }
@@ -407,6 +411,15 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("REWIND_VAULT_SECRET_ACCESS_KEY", "S3 vault secret key"),
     ("REWIND_VAULT_PASSPHRASE", "the vault passphrase (instead of a key file)"),
     ("REWIND_KEY_FILE", "vault.key_file"),
+    ("REWIND_RETENTION_KEEP_ALL_WITHIN", "retention.keep_all_within"),
+    ("REWIND_RETENTION_KEEP_HOURLY", "retention.keep_hourly"),
+    ("REWIND_RETENTION_KEEP_DAILY", "retention.keep_daily"),
+    ("REWIND_RETENTION_KEEP_WEEKLY", "retention.keep_weekly"),
+    ("REWIND_RETENTION_KEEP_MONTHLY", "retention.keep_monthly"),
+    ("REWIND_RETENTION_KEEP_YEARLY", "retention.keep_yearly"),
+    ("REWIND_RETENTION_MIN_KEEP_ALL_WITHIN", "retention.min_keep_all_within"),
+    ("REWIND_RETENTION_GC_GRACE", "retention.gc_grace"),
+    ("REWIND_RETENTION_SCHEDULE", "retention.schedule"),
     ("REWIND_LOG_FORMAT", "telemetry.log_format"),
     ("REWIND_LOG", "telemetry.log_level"),
 ];
@@ -484,6 +497,7 @@ impl Config {
         if let Some(v) = env("REWIND_KEY_FILE") {
             self.vault.key_file = Some(v.into());
         }
+        self.apply_retention_env(&env, &mut problems);
         if let Some(v) = env("REWIND_LOG_FORMAT") {
             match v.as_str() {
                 "human" => self.telemetry.log_format = LogFormat::Human,
@@ -498,6 +512,43 @@ impl Config {
             self.telemetry.log_level = v;
         }
         problems
+    }
+
+    fn apply_retention_env(&mut self, env: &impl Fn(&str) -> Option<String>, problems: &mut Vec<Problem>) {
+        let r = &mut self.retention;
+        for (name, slot) in [
+            ("REWIND_RETENTION_KEEP_ALL_WITHIN", &mut r.keep_all_within),
+            ("REWIND_RETENTION_MIN_KEEP_ALL_WITHIN", &mut r.min_keep_all_within),
+            ("REWIND_RETENTION_GC_GRACE", &mut r.gc_grace),
+            ("REWIND_RETENTION_SCHEDULE", &mut r.schedule),
+        ] {
+            if let Some(v) = env(name) {
+                match humantime::parse_duration(v.trim()) {
+                    Ok(d) => *slot = HumanDuration(d),
+                    Err(e) => problems.push(Problem {
+                        field: name.into(),
+                        message: format!("{v:?} is not a duration ({e}); write e.g. \"0s\", \"36h\" or \"30d\""),
+                    }),
+                }
+            }
+        }
+        for (name, slot) in [
+            ("REWIND_RETENTION_KEEP_HOURLY", &mut r.keep_hourly),
+            ("REWIND_RETENTION_KEEP_DAILY", &mut r.keep_daily),
+            ("REWIND_RETENTION_KEEP_WEEKLY", &mut r.keep_weekly),
+            ("REWIND_RETENTION_KEEP_MONTHLY", &mut r.keep_monthly),
+            ("REWIND_RETENTION_KEEP_YEARLY", &mut r.keep_yearly),
+        ] {
+            if let Some(v) = env(name) {
+                match v.trim().parse::<u32>() {
+                    Ok(n) => *slot = n,
+                    Err(_) => problems.push(Problem {
+                        field: name.into(),
+                        message: format!("{v:?} is not a count; write a whole number such as 0 or 24"),
+                    }),
+                }
+            }
+        }
     }
 
     /// Adds a client key, replacing one with the same id.

@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 use super::*;
 
@@ -220,4 +221,43 @@ fn admin_tokens_shorter_than_32_characters_are_refused() {
     let mut c = Config::default();
     let problems = c.apply_env(|n| (n == "REWIND_ADMIN_TOKEN").then(|| "y".repeat(32)));
     assert!(c.finish(problems).is_ok());
+}
+
+#[test]
+fn retention_policies_below_the_floor_are_refused_and_buckets_override_the_default() {
+    let text = r#"
+[retention]
+keep_all_within = "2h"
+keep_daily = 7
+min_keep_all_within = "1h"
+
+[retention.buckets.logs]
+keep_all_within = "30m"
+
+[retention.buckets.archive]
+keep_yearly = 10
+"#;
+    let config = Config::from_toml(text, Path::new("test.toml")).unwrap();
+    assert_eq!(fields(config.clone().finish(vec![]).unwrap_err()), ["retention.buckets.logs.keep_all_within"]);
+    let archive = config.retention.policy("archive");
+    assert_eq!((archive.keep_all_within, archive.keep_daily, archive.keep_yearly), (Duration::from_secs(7200), 7, 10));
+    assert_eq!(config.retention.policy("other").keep_yearly, 0);
+
+    // From the environment: 0s is a duration; a floor of 0s allows it; nonsense is reported.
+    let mut config = Config::default();
+    let env = env_of(&[
+        ("REWIND_RETENTION_KEEP_ALL_WITHIN", "0s"),
+        ("REWIND_RETENTION_MIN_KEEP_ALL_WITHIN", "0s"),
+        ("REWIND_RETENTION_KEEP_HOURLY", "24"),
+    ]);
+    assert!(config.apply_env(env).is_empty());
+    assert_eq!((config.retention.keep_all_within.0, config.retention.keep_hourly), (Duration::ZERO, 24));
+    assert!(config.clone().finish(vec![]).is_ok());
+    let problems =
+        config.apply_env(env_of(&[("REWIND_RETENTION_GC_GRACE", "a day"), ("REWIND_RETENTION_KEEP_DAILY", "-1")]));
+    let named: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(named, ["REWIND_RETENTION_GC_GRACE", "REWIND_RETENTION_KEEP_DAILY"]);
+    // The default policy is above the default floor.
+    let defaults = Config::default();
+    assert!(defaults.retention.keep_all_within.0 >= defaults.retention.min_keep_all_within.0);
 }

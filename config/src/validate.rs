@@ -101,6 +101,7 @@ impl Config {
         if let Err(e) = tracing_filter_syntax(&self.telemetry.log_level) {
             bad("telemetry.log_level", e);
         }
+        self.retention.validate(&mut problems);
         problems
     }
 }

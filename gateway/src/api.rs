@@ -11,6 +11,7 @@
 //! | `GET object?bucket&key&at` | the bytes, with `x-rewind-size`, `x-rewind-blake3`, `x-rewind-seq` |
 //! | `GET snapshots`, `POST snapshots?name&at`, `DELETE snapshots?name` | [`Snapshot`]s |
 //! | `POST verify?read_data=F` | [`VerifyReport`] |
+//! | `GET forget?bucket` | `ForgetPlan`: what the retention policy would expire |
 //! | `POST restore` ([`RestoreRequest`] body) | newline-delimited [`RestoreEvent`]s |
 //! | `POST reconcile?bucket&parallel&objects_per_second&bytes_per_second` | newline-delimited [`ReconcileEvent`]s |
 
@@ -136,6 +137,10 @@ impl Api {
                 self.snapshots(req.method(), Query::of(&req)).await
             }
             (Method::POST, "verify") => self.verify(Query::of(&req)).await,
+            (Method::GET, "forget") => {
+                let bucket = Query::of(&req).get("bucket").map(str::to_owned);
+                self.ops.forget_plan(bucket).await.map_err(Failure::from).and_then(|p| json(&p))
+            }
             (Method::POST, "restore") => self.restore(req).await,
             (Method::POST, "reconcile") => self.reconcile(Query::of(&req)),
             _ => Err(Failure(

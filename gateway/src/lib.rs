@@ -168,7 +168,8 @@ impl Gateway {
             reconciler.clone(),
             metrics.engine.clone(),
             tracker.clone(),
-        );
+        )
+        .with_retention(config.retention.clone());
         timers::start(&config, &stores, &ops, &reconciler, &metrics.engine, &shutdown, &tracker);
         let api = api::Api::new(ops, admin_token);
 

@@ -321,6 +321,21 @@ impl Journal {
         Ok(out)
     }
 
+    /// Every entry of the versions index of `bucket` (commits and observations, its own
+    /// bucket-level ones under the key ""): key and position, in key order then position
+    /// order.
+    pub fn changes(&self, bucket: &str) -> Result<Vec<(String, Seq)>, JournalError> {
+        let (scan, key_at) = layout::version_scan(bucket, "");
+        let mut out = Vec::new();
+        self.engine.scan_prefix(Table::Versions, &scan, &mut |k, _| {
+            let entry = layout::split_key_seq(&k[key_at..])
+                .ok_or_else(|| JournalError::Corrupt { seq: Seq(0), detail: "malformed version index entry".into() })?;
+            out.push(entry);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// The last record appended at or before gateway time `timestamp_us` (µs since the
     /// epoch); `Seq(0)` when none is that old. Timestamps never decrease along the chain.
     pub fn seq_at(&self, timestamp_us: i64) -> Result<Seq, JournalError> {

@@ -375,3 +375,32 @@ pub struct ApiError {
 pub fn time_text(us: i64) -> String {
     At::TimeUs(us).to_string()
 }
+
+/// `forget --dry-run`: what applying the retention policy now would expire.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ForgetPlan {
+    /// The instant the policy was applied at (RFC 3339).
+    pub at: String,
+    /// Per bucket.
+    pub buckets: Vec<ForgetBucket>,
+}
+
+/// One bucket's part of a [`ForgetPlan`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ForgetBucket {
+    /// The bucket.
+    pub bucket: String,
+    /// Its policy, in words.
+    pub policy: String,
+    /// Journal positions the policy keeps restorable in it.
+    pub kept_positions: u64,
+    /// Object versions in its history.
+    pub versions: u64,
+    /// Of those, the versions no kept instant needs.
+    pub versions_expired: u64,
+    /// History entries (versions, deletes, tag changes) no kept instant needs.
+    pub entries_expired: u64,
+    /// Vault bytes only expired versions reference (shared chunks are counted once, and
+    /// not at all when a kept version anywhere uses them).
+    pub bytes_expired: u64,
+}

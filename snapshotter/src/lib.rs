@@ -10,6 +10,7 @@ pub mod ops;
 pub mod plan;
 pub mod reconcile;
 pub mod restore;
+pub mod retention;
 pub mod verify;
 
 mod status;

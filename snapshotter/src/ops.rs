@@ -15,13 +15,15 @@ use futures::{Stream, StreamExt};
 use rewind_capture::open::Stores;
 use rewind_capture::ship::{self, ShipError};
 use rewind_capture::{Capture, Metrics};
+use rewind_config::RetentionConfig;
 use rewind_journal::Journal;
 use rewind_vault::VaultError;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{
-    DiffReport, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot, Status, VerifyReport,
+    DiffReport, ForgetPlan, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot, Status,
+    VerifyReport,
 };
 use crate::plan::Scope;
 use crate::reconcile::{Limits, ReconcileError, Reconciler};
@@ -140,6 +142,7 @@ pub struct Operations {
     writer: Option<Writer>,
     metrics: Metrics,
     tasks: TaskTracker,
+    retention: Arc<RetentionConfig>,
 }
 
 /// What restores and reconciles need besides the stores.
@@ -177,14 +180,32 @@ impl Operations {
         metrics: Metrics,
         tasks: TaskTracker,
     ) -> Self {
-        Self { stores, writer: Some(Writer { capture, reconciler }), metrics, tasks }
+        Self {
+            stores,
+            writer: Some(Writer { capture, reconciler }),
+            metrics,
+            tasks,
+            retention: Arc::new(RetentionConfig::default()),
+        }
     }
 
     /// History without the capture engine (an offline session): reads, verify and
     /// snapshots (these only if the journal was opened for writing); no restore, no
     /// reconcile.
     pub fn without_capture(stores: Arc<Stores>, metrics: Metrics) -> Self {
-        Self { stores, writer: None, metrics, tasks: TaskTracker::new() }
+        Self {
+            stores,
+            writer: None,
+            metrics,
+            tasks: TaskTracker::new(),
+            retention: Arc::new(RetentionConfig::default()),
+        }
+    }
+
+    /// With the retention policies of `retention` (the default policy otherwise).
+    pub fn with_retention(mut self, retention: RetentionConfig) -> Self {
+        self.retention = Arc::new(retention);
+        self
     }
 
     /// The journal, vault and keys.
@@ -332,6 +353,24 @@ impl Operations {
             }
         }
         Ok(report)
+    }
+
+    /// What applying the retention policy now would expire, in `bucket` or in every
+    /// bucket with history (nothing is changed).
+    pub async fn forget_plan(&self, bucket: Option<String>) -> Result<ForgetPlan, OpError> {
+        let (stores, retention) = (self.stores.clone(), self.retention.clone());
+        blocking(move || {
+            if let Some(b) = &bucket {
+                known_bucket(&stores.journal, b)?;
+            }
+            let stored = |id: &rewind_model::ChunkId| match stores.vault.locate(id) {
+                Ok(location) => Ok(location.map_or(0, |l| u64::from(l.entry.stored_len))),
+                Err(source) => Err(HistoryError::Vault { what: "cannot look a chunk up in the vault's index", source }),
+            };
+            let now = rewind_capture::now_us();
+            Ok(crate::retention::plan(&stores.journal, stored, &retention, bucket.as_deref(), now)?)
+        })
+        .await
     }
 
     /// Plans a restore against what the destination holds now and, unless it is a dry

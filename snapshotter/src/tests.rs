@@ -237,3 +237,31 @@ async fn a_plan_against_a_listing_writes_what_is_missing_or_changed_upstream() {
     assert_eq!(keys_of(&p.writes), [("c", "c1")]);
     assert_eq!(p.summary.kept, 2);
 }
+
+/// `forget --dry-run` on the scenario: with only the current state kept, the superseded
+/// versions, the tag change and the delete expire; the bytes are those only they hold.
+#[tokio::test]
+async fn a_forget_plan_expires_what_no_kept_instant_reads() {
+    let s = scenario().await;
+    let mut retention = rewind_config::RetentionConfig {
+        keep_all_within: rewind_config::HumanDuration::secs(0),
+        ..rewind_config::RetentionConfig::default()
+    };
+    let now = s.journal.head().unwrap().timestamp_us;
+    let sizes = |_: &rewind_model::ChunkId| Ok(0);
+    let plan = retention::plan(&s.journal, sizes, &retention, None, now).unwrap();
+    let b = &plan.buckets[0];
+    // a1 and b1 (superseded, deleted) and the tag change of a1; b's delete is what the
+    // current state reads for b, so it stays.
+    assert_eq!((b.versions, b.versions_expired, b.entries_expired), (5, 2, 3));
+    // Everything is kept within a window that covers all of history.
+    retention.keep_all_within = rewind_config::HumanDuration::secs(3600);
+    let plan = retention::plan(&s.journal, sizes, &retention, None, now).unwrap();
+    assert_eq!(plan.buckets[0].entries_expired, 0);
+    // A snapshot keeps what it names: before the tag change, a1 and b1; only the tag change
+    // goes.
+    retention.keep_all_within = rewind_config::HumanDuration::secs(0);
+    assert!(s.journal.label_put("early", s.seqs[1]).await.unwrap());
+    let plan = retention::plan(&s.journal, sizes, &retention, None, now).unwrap();
+    assert_eq!((plan.buckets[0].versions_expired, plan.buckets[0].entries_expired), (0, 1));
+}
