@@ -60,6 +60,8 @@ pub struct Rebuilt {
     pub checkpoints: u64,
     /// Snapshot labels restored.
     pub labels: u64,
+    /// Legal holds restored.
+    pub holds: u64,
     /// Packs whose headers were indexed.
     pub packs: u64,
     /// Chunks indexed.
@@ -160,9 +162,11 @@ pub async fn rebuild(config: &Config) -> Result<Rebuilt, RebuildError> {
         }
         if let Some(name) = backend.list("labels/").await?.pop() {
             let bytes = backend.get(&name).await?;
-            let (generation, labels) = journal.open_labels(&bytes).map_err(journal_err(&name))?;
+            let (generation, labels, holds) = journal.open_labels(&bytes).map_err(journal_err(&name))?;
             done.labels = journal.import_labels(&labels).await.map_err(journal_err(&name))? as u64;
-            let digest = segment::labels_digest(&labels);
+            journal.import_holds(&holds).await.map_err(journal_err(&name))?;
+            done.holds = holds.len() as u64;
+            let digest = segment::labels_digest(&labels, &holds);
             journal.set_labels_shipped(generation, &digest).await.map_err(journal_err(&name))?;
         }
         let (packs, chunks) = stores.vault.reindex().await?;

@@ -136,6 +136,10 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Legal holds: every version of the keys under a hold is kept, whatever the retention
+    /// policy says, until the hold is lifted.
+    #[command(subcommand)]
+    Hold(HoldCommand),
     /// Create the vault and its key file in --data-dir without serving anything.
     Init,
     /// Rebuild a data directory (journal, indexes) from the vault alone, after losing the
@@ -187,6 +191,42 @@ pub struct RestoreArgs {
     pub parallel: usize,
 }
 
+/// What a hold covers: one key, a prefix, or (neither given) the whole bucket.
+#[derive(Debug, Args)]
+pub struct HoldTarget {
+    /// The bucket.
+    #[arg(long)]
+    pub bucket: String,
+    /// Every key under this prefix.
+    #[arg(long, conflicts_with = "key")]
+    pub prefix: Option<String>,
+    /// This one key.
+    #[arg(long)]
+    pub key: Option<String>,
+}
+
+/// `rewind hold ...`.
+#[derive(Debug, Subcommand)]
+pub enum HoldCommand {
+    /// Place a hold.
+    Add {
+        /// What it covers.
+        #[command(flatten)]
+        target: HoldTarget,
+        /// Why (a case number, a ticket).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Lift a hold (the history it kept is then subject to the policy again).
+    Rm {
+        /// What it covers.
+        #[command(flatten)]
+        target: HoldTarget,
+    },
+    /// Every hold.
+    Ls,
+}
+
 /// `rewind snapshot ...`.
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
@@ -214,9 +254,9 @@ impl Command {
         match self {
             Self::Ls { .. } | Self::Log { .. } | Self::Diff { .. } | Self::Cat { .. } => Access::Read,
             Self::Verify { .. } | Self::Status => Access::Read,
-            Self::Snapshot(SnapshotCommand::List) | Self::Forget { .. } => Access::Read,
+            Self::Snapshot(SnapshotCommand::List) | Self::Forget { .. } | Self::Hold(HoldCommand::Ls) => Access::Read,
             Self::Restore(args) if args.to_dir.is_some() => Access::Read,
-            Self::Snapshot(_) | Self::Init | Self::Rebuild { .. } => Access::Write,
+            Self::Snapshot(_) | Self::Hold(_) | Self::Init | Self::Rebuild { .. } => Access::Write,
             Self::Restore(_) | Self::Reconcile { .. } => Access::Upstream,
         }
     }

@@ -42,11 +42,12 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
+use http::Method;
 use rewind_config::Config;
 use rewind_snapshotter::api::{PlanSummary, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot};
 use rewind_snapshotter::ops::ReconcileAsk;
 
-pub use args::{Cli, Command, RestoreArgs, SnapshotCommand};
+pub use args::{Cli, Command, HoldCommand, HoldTarget, RestoreArgs, SnapshotCommand};
 pub use client::{CliError, Client, Lines, with_query};
 pub use target::{Access, Events, Local, Target};
 
@@ -196,6 +197,22 @@ async fn execute(cli: &Cli, target: &Target) -> Result<ExitCode, CliError> {
             }
             let plan = target.forget_plan(bucket.as_deref()).await?;
             if cli.json { print_json(&plan)? } else { print::forget(&plan) }
+        }
+        Command::Hold(HoldCommand::Ls) => {
+            let holds = target.holds().await?;
+            if cli.json { print_json(&holds)? } else { print::holds(&holds) }
+        }
+        Command::Hold(HoldCommand::Add { target: t, reason }) => {
+            target.hold(Method::POST, t, Some(reason)).await?;
+            if !cli.json {
+                outln!("Held {}: every version under it is kept until `rewind hold rm`.", print::hold_scope(t));
+            }
+        }
+        Command::Hold(HoldCommand::Rm { target: t }) => {
+            target.hold(Method::DELETE, t, None).await?;
+            if !cli.json {
+                outln!("Lifted the hold on {}.", print::hold_scope(t));
+            }
         }
         Command::Status => {
             let status = target.status().await?;

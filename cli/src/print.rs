@@ -2,8 +2,8 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rewind_snapshotter::api::{
-    BucketStatus, DiffReport, ForgetPlan, Listing, LogLine, Mode, ObjectInfo, PlanSummary, ReconcileCounts, Snapshot,
-    Status, VerifyReport,
+    BucketStatus, DiffReport, ForgetPlan, HoldInfo, Listing, LogLine, Mode, ObjectInfo, PlanSummary, ReconcileCounts,
+    Snapshot, Status, VerifyReport,
 };
 
 use crate::RestoreArgs;
@@ -135,6 +135,33 @@ pub fn forget(plan: &ForgetPlan) {
     table(&["BUCKET", "VERSIONS EXPIRED", "ENTRIES", "BYTES ONLY THEY HOLD", "KEPT POSITIONS", "POLICY"], &rows);
     if plan.buckets.is_empty() {
         outln!("No bucket has history yet.");
+    }
+}
+
+pub fn holds(holds: &[HoldInfo]) {
+    let rows: Vec<Vec<String>> = holds
+        .iter()
+        .map(|h| {
+            let what = match (&h.key, &h.prefix) {
+                (Some(k), _) => format!("key {}", key(k)),
+                (None, Some(p)) if !p.is_empty() => format!("prefix {}", key(p)),
+                _ => "the whole bucket".to_owned(),
+            };
+            vec![key(&h.bucket).into_owned(), what, key(&h.reason).into_owned(), h.created.clone()]
+        })
+        .collect();
+    table(&["BUCKET", "HOLDS", "REASON", "PLACED"], &rows);
+    if holds.is_empty() {
+        outln!("No holds.");
+    }
+}
+
+/// What a hold covers, in words.
+pub fn hold_scope(t: &crate::HoldTarget) -> String {
+    match (&t.key, &t.prefix) {
+        (Some(k), _) => format!("key {} of bucket {}", key(k), key(&t.bucket)),
+        (None, Some(p)) if !p.is_empty() => format!("prefix {} of bucket {}", key(p), key(&t.bucket)),
+        _ => format!("bucket {}", key(&t.bucket)),
     }
 }
 

@@ -23,10 +23,10 @@ use rewind_capture::{Capture, Metrics, ship};
 use rewind_config::Config;
 use rewind_snapshotter::At;
 use rewind_snapshotter::api::{
-    DiffReport, ForgetPlan, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot, Status,
+    DiffReport, ForgetPlan, HoldInfo, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot, Status,
     VerifyReport,
 };
-use rewind_snapshotter::ops::{Compare, Operations, ReconcileAsk};
+use rewind_snapshotter::ops::{Compare, HoldScope, Operations, ReconcileAsk};
 use rewind_snapshotter::reconcile::{Limits, Reconciler};
 use rewind_snapshotter::verify::ReadData;
 use serde::de::DeserializeOwned;
@@ -34,6 +34,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::HoldTarget;
 use crate::client::{CliError, Client, Lines, with_query};
 
 /// What an offline session may do.
@@ -299,6 +300,39 @@ impl Target {
         match self {
             Self::Remote(c) => c.json(Method::GET, &with_query("forget", &[("bucket", bucket)]), None).await,
             Self::Local(l) => Ok(l.ops.forget_plan(bucket.map(str::to_owned)).await?),
+        }
+    }
+
+    /// Every legal hold.
+    pub async fn holds(&self) -> Result<Vec<HoldInfo>, CliError> {
+        match self {
+            Self::Remote(c) => c.json(Method::GET, "holds", None).await,
+            Self::Local(l) => Ok(l.ops.holds().await?),
+        }
+    }
+
+    /// Places (`POST`, with a reason) or lifts (`DELETE`) a hold.
+    pub async fn hold(&self, method: Method, t: &HoldTarget, reason: Option<&str>) -> Result<(), CliError> {
+        match self {
+            Self::Remote(c) => {
+                let params = [
+                    ("bucket", Some(t.bucket.as_str())),
+                    ("prefix", t.prefix.as_deref()),
+                    ("key", t.key.as_deref()),
+                    ("reason", reason),
+                ];
+                c.json::<Vec<HoldInfo>>(method, &with_query("holds", &params), None).await.map(|_| ())
+            }
+            Self::Local(l) => {
+                let scope = match (&t.key, &t.prefix) {
+                    (Some(key), _) => HoldScope::Key(key.clone()),
+                    (None, prefix) => HoldScope::Prefix(prefix.clone().unwrap_or_default()),
+                };
+                match reason {
+                    Some(reason) => Ok(l.ops.hold_add(&t.bucket, &scope, reason).await?),
+                    None => Ok(l.ops.hold_rm(&t.bucket, &scope).await?),
+                }
+            }
         }
     }
 

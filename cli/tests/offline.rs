@@ -193,3 +193,68 @@ async fn forget_plans_with_the_configured_policy_and_changes_nothing() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("only plans so far"));
     assert_eq!(snapshot(dir.path()), before, "planning changed the data directory");
 }
+
+/// A legal hold keeps every version under it out of what a policy expires; it is shipped
+/// with the snapshot labels, so a rebuild from the vault keeps it; a hold on a bucket with
+/// no history, or lifting one that is not there, is a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_keeps_its_versions_and_survives_a_rebuild() {
+    let upstream = FsUpstream::start().await;
+    let gw = TestGateway::start(&upstream.target).await;
+    let s3 = gw.client();
+    s3.create_bucket().bucket("bkt").send().await.unwrap();
+    for (key, seed) in [("legal/a", 1), ("legal/a", 2), ("other", 3), ("other", 4)] {
+        s3.put_object().bucket("bkt").key(key).body(ByteStream::from(pattern(3000, seed))).send().await.unwrap();
+    }
+    let TestGateway { gateway, data_dir: dir, .. } = gw;
+    gateway.shutdown().await;
+    let d = dir.path().to_str().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rewind"))
+            .args(args)
+            .env_remove("REWIND_KEY_FILE")
+            .env("REWIND_RETENTION_KEEP_ALL_WITHIN", "0s")
+            .env("REWIND_RETENTION_MIN_KEEP_ALL_WITHIN", "0s")
+            .output()
+            .unwrap()
+    };
+    let expired = |data_dir: &str| {
+        let out = run(&["--json", "--data-dir", data_dir, "forget", "--dry-run"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        plan["buckets"][0]["versions_expired"].as_u64().unwrap()
+    };
+    assert_eq!(expired(d), 2, "both overwritten versions expire without a hold");
+    let out = run(&["--data-dir", d, "hold", "add", "--bucket", "bkt", "--prefix", "legal/", "--reason", "case 42"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(expired(d), 1, "the held prefix keeps its old version");
+
+    let out = run(&["--data-dir", d, "hold", "add", "--bucket", "nope"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("has no history"));
+    let out = run(&["--data-dir", d, "hold", "rm", "--bucket", "bkt", "--key", "legal/a"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no hold on key"));
+
+    // Rebuilt from the vault alone, the hold is still there.
+    let rebuilt = tempfile::tempdir().unwrap();
+    let r = rebuilt.path().join("data");
+    let (vault, key) = (dir.path().join("vault"), dir.path().join("vault.key"));
+    let out = run(&[
+        "--data-dir",
+        r.to_str().unwrap(),
+        "rebuild",
+        "--vault",
+        vault.to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["--json", "--data-dir", r.to_str().unwrap(), "hold", "ls"]);
+    let holds: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(holds[0]["prefix"], "legal/");
+    assert_eq!(holds[0]["reason"], "case 42");
+    assert_eq!(expired(r.to_str().unwrap()), 1);
+
+    let out = run(&["--data-dir", d, "hold", "rm", "--bucket", "bkt", "--prefix", "legal/"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(expired(d), 2);
+}

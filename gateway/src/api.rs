@@ -11,6 +11,7 @@
 //! | `GET object?bucket&key&at` | the bytes, with `x-rewind-size`, `x-rewind-blake3`, `x-rewind-seq` |
 //! | `GET snapshots`, `POST snapshots?name&at`, `DELETE snapshots?name` | [`Snapshot`]s |
 //! | `POST verify?read_data=F` | [`VerifyReport`] |
+//! | `GET holds`, `POST holds?bucket&prefix|key&reason`, `DELETE holds?bucket&prefix|key` | `HoldInfo`s |
 //! | `GET forget?bucket` | `ForgetPlan`: what the retention policy would expire |
 //! | `POST restore` ([`RestoreRequest`] body) | newline-delimited [`RestoreEvent`]s |
 //! | `POST reconcile?bucket&parallel&objects_per_second&bytes_per_second` | newline-delimited [`ReconcileEvent`]s |
@@ -26,7 +27,7 @@ use rewind_capture::now_us;
 use rewind_config::Secret;
 use rewind_snapshotter::At;
 use rewind_snapshotter::api::{ApiError, RestoreRequest};
-use rewind_snapshotter::ops::{Compare, Kind, OpError, Operations, ReconcileAsk};
+use rewind_snapshotter::ops::{Compare, HoldScope, Kind, OpError, Operations, ReconcileAsk};
 use rewind_snapshotter::verify::ReadData;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -137,6 +138,7 @@ impl Api {
                 self.snapshots(req.method(), Query::of(&req)).await
             }
             (Method::POST, "verify") => self.verify(Query::of(&req)).await,
+            (Method::GET | Method::POST | Method::DELETE, "holds") => self.holds(req.method(), Query::of(&req)).await,
             (Method::GET, "forget") => {
                 let bucket = Query::of(&req).get("bucket").map(str::to_owned);
                 self.ops.forget_plan(bucket).await.map_err(Failure::from).and_then(|p| json(&p))
@@ -213,6 +215,24 @@ impl Api {
             _ => return Err(bad("missing name: pass the snapshot's name")),
         };
         json(&answer)
+    }
+
+    async fn holds(&self, method: &Method, q: Query) -> Answer {
+        if method == Method::GET {
+            return json(&self.ops.holds().await?);
+        }
+        let bucket = q.need("bucket")?;
+        let scope = match (q.get("key"), q.get("prefix")) {
+            (Some(_), Some(_)) => return Err(bad("pass a key or a prefix, not both")),
+            (Some(key), None) => HoldScope::Key(key.to_owned()),
+            (None, prefix) => HoldScope::Prefix(prefix.unwrap_or("").to_owned()),
+        };
+        if method == Method::POST {
+            self.ops.hold_add(bucket, &scope, q.get("reason").unwrap_or("")).await?;
+        } else {
+            self.ops.hold_rm(bucket, &scope).await?;
+        }
+        json(&self.ops.holds().await?)
     }
 
     async fn verify(&self, q: Query) -> Answer {

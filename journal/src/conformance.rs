@@ -78,7 +78,7 @@ macro_rules! journal_conformance {
             deleting_a_bucket_ends_its_keys_as_of_then,
             buckets_are_listed_once_each_in_name_order,
             seq_at_finds_the_last_record_at_or_before_a_time,
-            labels_name_a_position_once_and_survive_reopening,
+            labels_and_holds_are_placed_once_and_survive_reopening,
             side_tables_keep_progress_chunks_marks_and_unresolved_intents,
             a_commit_and_its_side_change_land_together_or_not_at_all,
             verify_detects_records_and_index_entries_changed_under_the_journal,
@@ -320,7 +320,7 @@ pub async fn seq_at_finds_the_last_record_at_or_before_a_time(fixture: &dyn Fixt
     }
 }
 
-pub async fn labels_name_a_position_once_and_survive_reopening(fixture: &dyn Fixture) {
+pub async fn labels_and_holds_are_placed_once_and_survive_reopening(fixture: &dyn Fixture) {
     let keys = keys();
     {
         let j = open(fixture, &keys);
@@ -331,6 +331,15 @@ pub async fn labels_name_a_position_once_and_survive_reopening(fixture: &dyn Fix
         assert!(j.label_delete("gone").await.unwrap());
         assert!(!j.label_delete("gone").await.unwrap());
     }
+    {
+        let j = open(fixture, &keys);
+        assert!(j.hold_put("b", "legal/", false, "case 7").await.unwrap());
+        assert!(!j.hold_put("b", "legal/", false, "again").await.unwrap(), "a hold is placed once");
+        assert!(j.hold_put("b", "legal/", true, "one key").await.unwrap(), "a key hold is not the prefix hold");
+        assert!(j.hold_put("b2", "", false, "").await.unwrap());
+        assert!(j.hold_delete("b2", "", false).await.unwrap());
+        assert!(!j.hold_delete("b2", "", false).await.unwrap());
+    }
     let j = open(fixture, &keys);
     let labels = j.labels().unwrap();
     assert_eq!(
@@ -338,6 +347,12 @@ pub async fn labels_name_a_position_once_and_survive_reopening(fixture: &dyn Fix
         [("after", Seq(9)), ("before-deploy", Seq(7))]
     );
     assert!(labels.iter().all(|(_, _, created)| *created > 0));
+    let holds = j.holds().unwrap();
+    let scopes: Vec<(&str, &str, bool, &str)> =
+        holds.iter().map(|h| (h.bucket.as_str(), h.scope.as_str(), h.exact, h.reason.as_str())).collect();
+    assert_eq!(scopes, [("b", "legal/", true, "one key"), ("b", "legal/", false, "case 7")]);
+    assert!(holds[1].covers("b", "legal/x") && !holds[0].covers("b", "legal/x") && holds[0].covers("b", "legal/"));
+    assert!(!holds[1].covers("b2", "legal/x"));
 }
 
 /// Work in progress (encrypted, by prefix), the chunk index (first entry kept), shipping

@@ -22,6 +22,8 @@ pub const HEAD_KEY: &[u8] = b"head";
 pub const CHECKPOINT_PREFIX: &[u8] = b"checkpoint/";
 /// `meta`: snapshot labels, by name.
 pub const LABEL_PREFIX: &[u8] = b"label/";
+/// `meta`: legal holds, by bucket and scope.
+pub const HOLD_PREFIX: &[u8] = b"hold/";
 /// `meta`: the last record shipped to the vault, and its segment's hash.
 pub const SHIPPED_KEY: &[u8] = b"shipped";
 /// `meta`: the generation and digest of the label set last shipped.
@@ -62,6 +64,26 @@ pub fn checkpoint_key(seq: Seq) -> Vec<u8> {
 /// The `meta` key of a label.
 pub fn label_key(name: &str) -> Vec<u8> {
     [LABEL_PREFIX, name.as_bytes()].concat()
+}
+
+/// The `meta` key of a hold: `hold/ bucket 0x00 kind scope`, kind `k` (one key) or `p` (a
+/// prefix; the empty prefix holds the whole bucket).
+pub fn hold_key(bucket: &str, scope: &str, exact: bool) -> Vec<u8> {
+    [HOLD_PREFIX, bucket.as_bytes(), &[0, if exact { b'k' } else { b'p' }], scope.as_bytes()].concat()
+}
+
+/// The bucket, scope and kind of a hold's key (`None`: malformed).
+pub(crate) fn parse_hold_key(key: &[u8]) -> Option<(String, String, bool)> {
+    let rest = key.strip_prefix(HOLD_PREFIX)?;
+    let at = rest.iter().position(|b| *b == 0)?;
+    let exact = match rest.get(at + 1)? {
+        b'k' => true,
+        b'p' => false,
+        _ => return None,
+    };
+    let bucket = String::from_utf8(rest[..at].to_vec()).ok()?;
+    let scope = String::from_utf8(rest[at + 2..].to_vec()).ok()?;
+    Some((bucket, scope, exact))
 }
 
 /// The `meta` value of a label: its seq and when it was made.

@@ -230,18 +230,68 @@ pub fn open_checkpoint(keys: &KeySet, bytes: &[u8]) -> Result<(Seq, [u8; 32]), J
 /// creation time (µs since the epoch).
 pub type Labels = Vec<(String, Seq, i64)>;
 
+/// A legal hold: every version of one key (`exact`) or of every key under a prefix is kept
+/// whatever the retention policy says, until the hold is lifted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The bucket.
+    pub bucket: String,
+    /// The key, or the prefix ("" holds the whole bucket).
+    pub scope: String,
+    /// Whether `scope` is one key rather than a prefix.
+    pub exact: bool,
+    /// Why, as the operator said it.
+    pub reason: String,
+    /// When it was placed, µs since the epoch.
+    pub created_us: i64,
+}
+
+impl Hold {
+    /// Whether the hold covers `bucket`/`key`.
+    pub fn covers(&self, bucket: &str, key: &str) -> bool {
+        self.bucket == bucket && if self.exact { key == self.scope } else { key.starts_with(&self.scope) }
+    }
+}
+
 /// The vault object name of the `generation`th shipped label set (sorts by generation).
 ///
-/// Labels are not records, so they ship apart from segments: the whole set, whenever it
-/// changed, as a new object (the vault never overwrites); a rebuild keeps the newest.
-/// Encoding: `version (1) | generation (u64 le) | envelope`, the envelope (journal key;
-/// associated data: the 9 bytes before it) holding `count (u32 le)` then, per label,
-/// `name length (u16 le) | name | seq (u64 le) | created µs (i64 le)`.
+/// Labels and holds are not records, so they ship apart from segments: the whole set,
+/// whenever it changed, as a new object (the vault never overwrites); a rebuild keeps the
+/// newest. Encoding: `version (1) | generation (u64 le) | envelope`, the envelope (journal
+/// key; associated data: the 9 bytes before it) holding `count (u32 le)` then, per label,
+/// `name length (u16 le) | name | seq (u64 le) | created µs (i64 le)`; in version 2, then
+/// `count (u32 le)` and per hold `bucket length (u16 le) | bucket | kind (1: key, 2:
+/// prefix) | scope length (u16 le) | scope | created µs (i64 le) | reason length (u16 le) |
+/// reason`.
 pub fn labels_name(generation: u64) -> String {
     format!("labels/{generation:020}")
 }
 
 const LABELS_V1: u8 = 1;
+const LABELS_V2: u8 = 2;
+
+fn short(text: &str) -> &[u8] {
+    &text.as_bytes()[..text.len().min(usize::from(u16::MAX))]
+}
+
+fn put_short(out: &mut Vec<u8>, text: &str) {
+    let bytes = short(text);
+    out.extend_from_slice(&u16::try_from(bytes.len()).unwrap_or(u16::MAX).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn plain(labels: &[(String, Seq, i64)], holds: &[Hold]) -> Vec<u8> {
+    let mut plain = labels_plain(labels);
+    plain.extend_from_slice(&u32::try_from(holds.len()).unwrap_or(u32::MAX).to_le_bytes());
+    for h in holds {
+        put_short(&mut plain, &h.bucket);
+        plain.push(if h.exact { 1 } else { 2 });
+        put_short(&mut plain, &h.scope);
+        plain.extend_from_slice(&h.created_us.to_le_bytes());
+        put_short(&mut plain, &h.reason);
+    }
+    plain
+}
 
 fn labels_plain(labels: &[(String, Seq, i64)]) -> Vec<u8> {
     let mut plain = u32::try_from(labels.len()).unwrap_or(u32::MAX).to_le_bytes().to_vec();
@@ -255,23 +305,28 @@ fn labels_plain(labels: &[(String, Seq, i64)]) -> Vec<u8> {
     plain
 }
 
-/// A digest of a label set, to tell whether it changed since it was last shipped.
-pub fn labels_digest(labels: &[(String, Seq, i64)]) -> [u8; 32] {
-    *blake3::hash(&labels_plain(labels)).as_bytes()
+/// A digest of a label set and holds, to tell whether they changed since last shipped.
+pub fn labels_digest(labels: &[(String, Seq, i64)], holds: &[Hold]) -> [u8; 32] {
+    *blake3::hash(&plain(labels, holds)).as_bytes()
 }
 
-/// Seals a label set as its `generation`th shipped version.
-pub fn seal_labels(keys: &KeySet, generation: u64, labels: &[(String, Seq, i64)]) -> Result<Vec<u8>, JournalError> {
-    let mut header = vec![LABELS_V1];
+/// Seals labels and holds as the `generation`th shipped set.
+pub fn seal_labels(
+    keys: &KeySet,
+    generation: u64,
+    labels: &[(String, Seq, i64)],
+    holds: &[Hold],
+) -> Result<Vec<u8>, JournalError> {
+    let mut header = vec![LABELS_V2];
     header.extend_from_slice(&generation.to_le_bytes());
-    let envelope = aead::seal(keys.journal.expose(), &header, &labels_plain(labels))?;
+    let envelope = aead::seal(keys.journal.expose(), &header, &plain(labels, holds))?;
     header.extend_from_slice(&envelope);
     Ok(header)
 }
 
-/// Opens a shipped label set: its generation and labels.
-pub fn open_labels(keys: &KeySet, bytes: &[u8]) -> Result<(u64, Labels), JournalError> {
-    if bytes.len() < 9 || bytes[0] != LABELS_V1 {
+/// Opens a shipped label set: its generation, labels and holds (none in version 1).
+pub fn open_labels(keys: &KeySet, bytes: &[u8]) -> Result<(u64, Labels, Vec<Hold>), JournalError> {
+    if bytes.len() < 9 || !matches!(bytes[0], LABELS_V1 | LABELS_V2) {
         return Err(corrupt("labels: unknown version or too short"));
     }
     let generation = u64::from_le_bytes(bytes[1..9].try_into().expect("invariant: 8 bytes"));
@@ -286,5 +341,26 @@ pub fn open_labels(keys: &KeySet, bytes: &[u8]) -> Result<(u64, Labels), Journal
         let seq = Seq(u64::from_le_bytes(rest.array()?));
         labels.push((name, seq, i64::from_le_bytes(rest.array()?)));
     }
-    Ok((generation, labels))
+    let mut holds = Vec::new();
+    if bytes[0] == LABELS_V2 {
+        let text = |rest: &mut Fields<'_>, what: &str| -> Result<String, JournalError> {
+            let len = u16::from_le_bytes(rest.array()?);
+            String::from_utf8(rest.take(usize::from(len))?.to_vec())
+                .map_err(|_| corrupt(format!("holds: a {what} is not UTF-8")))
+        };
+        let count = u32::from_le_bytes(rest.array()?);
+        for _ in 0..count {
+            let bucket = text(&mut rest, "bucket")?;
+            let exact = match rest.take(1)?[0] {
+                1 => true,
+                2 => false,
+                _ => return Err(corrupt("holds: unknown kind")),
+            };
+            let scope = text(&mut rest, "scope")?;
+            let created_us = i64::from_le_bytes(rest.array()?);
+            let reason = text(&mut rest, "reason")?;
+            holds.push(Hold { bucket, scope, exact, reason, created_us });
+        }
+    }
+    Ok((generation, labels, holds))
 }

@@ -1,4 +1,4 @@
-//! The journal's side tables: snapshot labels, unresolved intents, the vault's chunk index,
+//! The journal's side tables: snapshot labels, legal holds, unresolved intents, the vault's chunk index,
 //! and work in progress (multipart uploads, reconcile resume points). Every change goes
 //! through the writer like a record does.
 
@@ -74,14 +74,76 @@ impl Journal {
         Ok(kept)
     }
 
-    /// Seals the current labels as shipped generation `generation`; also returns their digest.
-    pub fn seal_labels(&self, generation: u64) -> Result<(Vec<u8>, [u8; 32]), JournalError> {
-        let labels = self.labels()?;
-        Ok((segment::seal_labels(&self.keys, generation, &labels)?, segment::labels_digest(&labels)))
+    /// Places a legal hold on `bucket`: on one key when `exact`, else on every key under
+    /// the prefix `scope` (all of the bucket for ""); `false` if that hold exists.
+    pub async fn hold_put(&self, bucket: &str, scope: &str, exact: bool, reason: &str) -> Result<bool, JournalError> {
+        let key = layout::hold_key(bucket, scope, exact);
+        let value = [&now_us().to_be_bytes()[..], reason.as_bytes()].concat();
+        let made = Arc::new(AtomicBool::new(false));
+        let flag = made.clone();
+        self.change(Box::new(move |view: &View<'_>| {
+            if view.get(Table::Meta, &key)?.is_some() {
+                return Ok(Vec::new());
+            }
+            flag.store(true, Ordering::SeqCst);
+            Ok(vec![Write::Put(Table::Meta, key, value)])
+        }))
+        .await?;
+        Ok(made.load(Ordering::SeqCst))
     }
 
-    /// Opens a label set sealed with this journal's key.
-    pub fn open_labels(&self, bytes: &[u8]) -> Result<(u64, segment::Labels), JournalError> {
+    /// Lifts a hold; `false` if there was none.
+    pub async fn hold_delete(&self, bucket: &str, scope: &str, exact: bool) -> Result<bool, JournalError> {
+        let key = layout::hold_key(bucket, scope, exact);
+        let removed = Arc::new(AtomicBool::new(false));
+        let flag = removed.clone();
+        self.change(Box::new(move |view: &View<'_>| {
+            if view.get(Table::Meta, &key)?.is_none() {
+                return Ok(Vec::new());
+            }
+            flag.store(true, Ordering::SeqCst);
+            Ok(vec![Write::Delete(Table::Meta, key)])
+        }))
+        .await?;
+        Ok(removed.load(Ordering::SeqCst))
+    }
+
+    /// Every legal hold, by bucket then scope.
+    pub fn holds(&self) -> Result<Vec<segment::Hold>, JournalError> {
+        let mut out = Vec::new();
+        self.engine.scan_prefix(Table::Meta, layout::HOLD_PREFIX, &mut |k, v| {
+            let malformed = || JournalError::Corrupt { seq: Seq(0), detail: "malformed hold".into() };
+            let (bucket, scope, exact) = layout::parse_hold_key(k).ok_or_else(malformed)?;
+            let created_us = i64::from_be_bytes(v.get(..8).ok_or_else(malformed)?.try_into().map_err(|_| malformed())?);
+            let reason = String::from_utf8_lossy(&v[8..]).into_owned();
+            out.push(segment::Hold { bucket, scope, exact, reason, created_us });
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Restores holds shipped from another journal (a rebuild from the vault).
+    pub async fn import_holds(&self, holds: &[segment::Hold]) -> Result<(), JournalError> {
+        let writes: Vec<Write> = holds
+            .iter()
+            .map(|h| {
+                let value = [&h.created_us.to_be_bytes()[..], h.reason.as_bytes()].concat();
+                Write::Put(Table::Meta, layout::hold_key(&h.bucket, &h.scope, h.exact), value)
+            })
+            .collect();
+        self.change(Box::new(move |_| Ok(writes))).await
+    }
+
+    /// Seals the current labels and holds as shipped generation `generation`; also returns
+    /// their digest.
+    pub fn seal_labels(&self, generation: u64) -> Result<(Vec<u8>, [u8; 32]), JournalError> {
+        let (labels, holds) = (self.labels()?, self.holds()?);
+        let digest = segment::labels_digest(&labels, &holds);
+        Ok((segment::seal_labels(&self.keys, generation, &labels, &holds)?, digest))
+    }
+
+    /// Opens a label set sealed with this journal's key: its generation, labels and holds.
+    pub fn open_labels(&self, bytes: &[u8]) -> Result<(u64, segment::Labels, Vec<segment::Hold>), JournalError> {
         segment::open_labels(&self.keys, bytes)
     }
 

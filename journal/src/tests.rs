@@ -93,15 +93,28 @@ async fn segments_give_back_the_stored_records_bit_for_bit_in_far_fewer_bytes() 
 }
 
 #[tokio::test]
-async fn shipped_labels_open_only_under_the_key_and_import_up_to_the_head() {
+async fn shipped_labels_and_holds_open_only_under_the_key_and_import_up_to_the_head() {
     let dir = tempfile::tempdir().unwrap();
     let j = Journal::open(dir.path(), keys()).unwrap();
     let a = j.append(intent("k"), Durability::Synced).await.unwrap();
     assert!(j.label_put("first", a.seq).await.unwrap());
+    assert!(j.hold_put("b", "legal/", false, "case 1234").await.unwrap());
+    assert!(j.hold_put("b", "k", true, "").await.unwrap());
     let (bytes, digest) = j.seal_labels(7).unwrap();
-    let (generation, labels) = j.open_labels(&bytes).unwrap();
-    assert_eq!((generation, labels.clone()), (7, j.labels().unwrap()));
-    assert_eq!(digest, segment::labels_digest(&labels));
+    let (generation, labels, holds) = j.open_labels(&bytes).unwrap();
+    assert_eq!((generation, labels.clone(), holds.clone()), (7, j.labels().unwrap(), j.holds().unwrap()));
+    assert_eq!(holds.len(), 2);
+    assert_eq!(digest, segment::labels_digest(&labels, &holds));
+    // A set shipped before holds existed (version 1) still opens, with none.
+    let mut header = vec![1u8];
+    header.extend_from_slice(&3u64.to_le_bytes());
+    let mut plain = 1u32.to_le_bytes().to_vec();
+    plain.extend_from_slice(&5u16.to_le_bytes());
+    plain.extend_from_slice(b"first");
+    plain.extend_from_slice(&a.seq.0.to_le_bytes());
+    plain.extend_from_slice(&labels[0].2.to_le_bytes());
+    let v1 = [header.clone(), rewind_crypto::aead::seal(j.keys.journal.expose(), &header, &plain).unwrap()].concat();
+    assert_eq!(j.open_labels(&v1).unwrap(), (3, labels.clone(), Vec::new()));
     let mut bad = bytes.clone();
     bad[3] ^= 1; // the generation is authenticated too
     assert!(j.open_labels(&bad).is_err());
@@ -114,6 +127,8 @@ async fn shipped_labels_open_only_under_the_key_and_import_up_to_the_head() {
     let past_head = (String::from("lost"), Seq(99), 5);
     assert_eq!(fresh.import_labels(&[labels[0].clone(), past_head]).await.unwrap(), 1);
     assert_eq!(fresh.labels().unwrap(), labels, "names and creation times come back; a label past the head does not");
+    fresh.import_holds(&holds).await.unwrap();
+    assert_eq!(fresh.holds().unwrap(), holds);
 }
 
 /// The write-ahead log files of a journal directory.

@@ -404,3 +404,27 @@ pub struct ForgetBucket {
     /// not at all when a kept version anywhere uses them).
     pub bytes_expired: u64,
 }
+
+/// A legal hold, as `rewind hold ls` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldInfo {
+    /// The bucket.
+    pub bucket: String,
+    /// The prefix held (`""`: the whole bucket), when it holds a prefix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// The key held, when it holds one key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// When it was placed (RFC 3339).
+    pub created: String,
+}
+
+impl From<&rewind_journal::segment::Hold> for HoldInfo {
+    fn from(h: &rewind_journal::segment::Hold) -> Self {
+        let (prefix, key) = if h.exact { (None, Some(h.scope.clone())) } else { (Some(h.scope.clone()), None) };
+        Self { bucket: h.bucket.clone(), prefix, key, reason: h.reason.clone(), created: time_text(h.created_us) }
+    }
+}

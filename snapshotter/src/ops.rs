@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{
-    DiffReport, ForgetPlan, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot, Status,
+    DiffReport, ForgetPlan, HoldInfo, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot, Status,
     VerifyReport,
 };
 use crate::plan::Scope;
@@ -124,6 +124,32 @@ pub struct ReconcileAsk {
     pub objects_per_second: Option<u64>,
     /// Most bytes read from the upstream per second.
     pub bytes_per_second: Option<u64>,
+}
+
+/// What a legal hold covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldScope {
+    /// Every key under a prefix ("": the whole bucket).
+    Prefix(String),
+    /// One key.
+    Key(String),
+}
+
+impl HoldScope {
+    fn parts(&self) -> (&str, bool) {
+        match self {
+            Self::Prefix(p) => (p, false),
+            Self::Key(k) => (k, true),
+        }
+    }
+
+    fn describe(&self, bucket: &str) -> String {
+        match self {
+            Self::Prefix(p) if p.is_empty() => format!("bucket {bucket:?}"),
+            Self::Prefix(p) => format!("prefix {p:?} of bucket {bucket:?}"),
+            Self::Key(k) => format!("key {k:?} of bucket {bucket:?}"),
+        }
+    }
 }
 
 /// How much of the vault's copy of the journal a verify compares with the local one.
@@ -371,6 +397,35 @@ impl Operations {
             Ok(crate::retention::plan(&stores.journal, stored, &retention, bucket.as_deref(), now)?)
         })
         .await
+    }
+
+    /// Every legal hold.
+    pub async fn holds(&self) -> Result<Vec<HoldInfo>, OpError> {
+        let journal = self.journal();
+        blocking(move || Ok(journal.holds().map_err(HistoryError::from)?.iter().map(HoldInfo::from).collect())).await
+    }
+
+    /// Places a legal hold on `bucket`: on one key, or on every key under a prefix ("":
+    /// the whole bucket). The bucket must have history.
+    pub async fn hold_add(&self, bucket: &str, scope: &HoldScope, reason: &str) -> Result<(), OpError> {
+        known_bucket(&self.stores.journal, bucket)?;
+        let (text, exact) = scope.parts();
+        if !self.stores.journal.hold_put(bucket, text, exact, reason).await.map_err(HistoryError::from)? {
+            return Err(OpError::Invalid(format!("{} is already held", scope.describe(bucket))));
+        }
+        Ok(())
+    }
+
+    /// Lifts a legal hold.
+    pub async fn hold_rm(&self, bucket: &str, scope: &HoldScope) -> Result<(), OpError> {
+        let (text, exact) = scope.parts();
+        if !self.stores.journal.hold_delete(bucket, text, exact).await.map_err(HistoryError::from)? {
+            return Err(OpError::NoSuchVersion(format!(
+                "there is no hold on {}: `rewind hold ls` lists them",
+                scope.describe(bucket)
+            )));
+        }
+        Ok(())
     }
 
     /// Plans a restore against what the destination holds now and, unless it is a dry

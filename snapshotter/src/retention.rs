@@ -185,6 +185,7 @@ pub fn plan(
     now_us: i64,
 ) -> Result<ForgetPlan, HistoryError> {
     let labels: Vec<Seq> = journal.labels()?.into_iter().map(|(_, seq, _)| seq).collect();
+    let holds = journal.holds()?;
     let mut kept_chunks: HashSet<ChunkId> = HashSet::new();
     let mut expired_chunks: BTreeMap<String, HashSet<ChunkId>> = BTreeMap::new();
     let mut buckets = Vec::new();
@@ -218,7 +219,9 @@ pub fn plan(
         let mut gone_chunks = HashSet::new();
         for key_changes in changes.chunk_by(|a, b| a.key == b.key) {
             let entries: Vec<(Seq, EntryKind)> = key_changes.iter().map(|c| (c.seq, c.kind)).collect();
-            let gone: HashSet<Seq> = expired(&entries, &kept).into_iter().collect();
+            // A legal hold keeps every version of the keys under it.
+            let held = holds.iter().any(|h| h.covers(&bucket, &key_changes[0].key));
+            let gone: HashSet<Seq> = if held { HashSet::new() } else { expired(&entries, &kept).into_iter().collect() };
             for c in key_changes {
                 let expired = gone.contains(&c.seq);
                 if c.kind == EntryKind::Version {
