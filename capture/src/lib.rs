@@ -32,6 +32,7 @@ use rewind_config::ProtectionConfig;
 use rewind_journal::{Durability, Journal, Progress};
 use rewind_model::{Abort, Body, Commit, Effect, Intent, LogKey, ObjectVersion, Observed, Op, Seq};
 use rewind_vault::{Manifest, Vault};
+use tokio_util::task::TaskTracker;
 
 use error::{absent_or_error, is_absent};
 
@@ -82,6 +83,8 @@ pub struct Pending {
     armed: bool,
     /// Work-in-progress changes its commit or abort makes, in the same atomic batch.
     then: Vec<Progress>,
+    /// Where the abort of a dropped, unresolved intent runs.
+    tasks: TaskTracker,
 }
 
 impl Pending {
@@ -106,16 +109,21 @@ impl Drop for Pending {
         }
         let (journal, intent) = (self.journal.clone(), self.seq);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let body = Body::Abort(Abort { intent, reason: "the request ended before it completed".into() });
-                let _ = journal.append(body, Durability::Buffered).await;
-            });
+            self.tasks.spawn_on(
+                async move {
+                    let body = Body::Abort(Abort { intent, reason: "the request ended before it completed".into() });
+                    let _ = journal.append(body, Durability::Buffered).await;
+                },
+                &rt,
+            );
         }
     }
 }
 
 /// The capture side of the gateway.
 pub struct Capture {
+    /// Where background work of requests that went away runs.
+    tasks: TaskTracker,
     journal: Arc<Journal>,
     vault: Arc<Vault>,
     upstream: aws_sdk_s3::Client,
@@ -150,7 +158,25 @@ impl Capture {
         metrics: Metrics,
     ) -> Self {
         let recover_up_to = journal.head().map_or(Seq(0), |h| h.seq);
-        Self { journal, vault, upstream, locks: KeyLocks::default(), protection, timeout, metrics, recover_up_to }
+        let tasks = TaskTracker::new();
+        Self {
+            journal,
+            vault,
+            upstream,
+            locks: KeyLocks::default(),
+            protection,
+            timeout,
+            metrics,
+            recover_up_to,
+            tasks,
+        }
+    }
+
+    /// Spawns the aborts of requests that went away on `tasks` (the gateway's one tracker),
+    /// so that a stopping gateway waits for them.
+    pub fn with_tasks(mut self, tasks: TaskTracker) -> Self {
+        self.tasks = tasks;
+        self
     }
 
     /// The journal.
@@ -210,6 +236,7 @@ impl Capture {
             journal: self.journal.clone(),
             armed: true,
             then: Vec::new(),
+            tasks: self.tasks.clone(),
         })
     }
 

@@ -94,6 +94,7 @@ impl Capture {
             journal: self.journal.clone(),
             armed: false,
             then: Vec::new(),
+            tasks: self.tasks.clone(),
         };
         match intent.op {
             Op::CreateBucket | Op::DeleteBucket => {

@@ -142,14 +142,17 @@ impl Local {
             }
         };
         let upstream = rewind_capture::upstream::client(&config.upstream, &target);
-        let capture = Arc::new(Capture::new(
-            stores.journal.clone(),
-            stores.vault.clone(),
-            upstream,
-            config.protection.clone(),
-            config.vault.capture_timeout.0,
-            metrics.clone(),
-        ));
+        let capture = Arc::new(
+            Capture::new(
+                stores.journal.clone(),
+                stores.vault.clone(),
+                upstream,
+                config.protection.clone(),
+                config.vault.capture_timeout.0,
+                metrics.clone(),
+            )
+            .with_tasks(work.clone()),
+        );
         match capture.recover().await {
             Ok(r) if r.committed + r.aborted > 0 => {
                 tracing::info!(committed = r.committed, aborted = r.aborted, "resolved interrupted mutations");

@@ -142,14 +142,17 @@ impl Gateway {
         };
         let upstream = upstream::client(&config.upstream, &target);
         let metrics = Metrics::new();
-        let capture = Arc::new(rewind_capture::Capture::new(
-            stores.journal.clone(),
-            stores.vault.clone(),
-            upstream.clone(),
-            config.protection.clone(),
-            config.vault.capture_timeout.0,
-            metrics.engine.clone(),
-        ));
+        let capture = Arc::new(
+            rewind_capture::Capture::new(
+                stores.journal.clone(),
+                stores.vault.clone(),
+                upstream.clone(),
+                config.protection.clone(),
+                config.vault.capture_timeout.0,
+                metrics.engine.clone(),
+            )
+            .with_tasks(tracker.clone()),
+        );
         {
             let (capture, stop) = (capture.clone(), shutdown.child_token());
             tracker.spawn(async move { capture.recover_until_done(stop).await });
