@@ -136,6 +136,17 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Garbage collection of the vault: with --dry-run, show which packs nothing kept needs
+    /// any more (under the retention policy), which hold dead chunks among live ones, and
+    /// the bytes of chunks no version references (cut or refused uploads).
+    Gc {
+        /// Show what would be reclaimed, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Legal holds: every version of the keys under a hold is kept, whatever the retention
     /// policy says, until the hold is lifted.
     #[command(subcommand)]
@@ -254,7 +265,8 @@ impl Command {
         match self {
             Self::Ls { .. } | Self::Log { .. } | Self::Diff { .. } | Self::Cat { .. } => Access::Read,
             Self::Verify { .. } | Self::Status => Access::Read,
-            Self::Snapshot(SnapshotCommand::List) | Self::Forget { .. } | Self::Hold(HoldCommand::Ls) => Access::Read,
+            Self::Snapshot(SnapshotCommand::List) | Self::Forget { .. } | Self::Gc { .. } => Access::Read,
+            Self::Hold(HoldCommand::Ls) => Access::Read,
             Self::Restore(args) if args.to_dir.is_some() => Access::Read,
             Self::Snapshot(_) | Self::Hold(_) | Self::Init | Self::Rebuild { .. } => Access::Write,
             Self::Restore(_) | Self::Reconcile { .. } => Access::Upstream,

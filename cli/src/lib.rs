@@ -198,6 +198,15 @@ async fn execute(cli: &Cli, target: &Target) -> Result<ExitCode, CliError> {
             let plan = target.forget_plan(bucket.as_deref()).await?;
             if cli.json { print_json(&plan)? } else { print::forget(&plan) }
         }
+        Command::Gc { dry_run, yes: _ } => {
+            if !dry_run {
+                return Err(CliError::other(
+                    "rewind gc only plans so far: nothing is deleted from the vault yet. Run `rewind gc --dry-run` to see what it would reclaim",
+                ));
+            }
+            let plan = target.gc_plan().await?;
+            if cli.json { print_json(&plan)? } else { print::gc(&plan) }
+        }
         Command::Hold(HoldCommand::Ls) => {
             let holds = target.holds().await?;
             if cli.json { print_json(&holds)? } else { print::holds(&holds) }

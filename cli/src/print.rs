@@ -2,8 +2,8 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rewind_snapshotter::api::{
-    BucketStatus, DiffReport, ForgetPlan, HoldInfo, Listing, LogLine, Mode, ObjectInfo, PlanSummary, ReconcileCounts,
-    Snapshot, Status, VerifyReport,
+    BucketStatus, DiffReport, ForgetPlan, GcPlan, HoldInfo, Listing, LogLine, Mode, ObjectInfo, PlanSummary,
+    ReconcileCounts, Snapshot, Status, VerifyReport,
 };
 
 use crate::RestoreArgs;
@@ -135,6 +135,30 @@ pub fn forget(plan: &ForgetPlan) {
     table(&["BUCKET", "VERSIONS EXPIRED", "ENTRIES", "BYTES ONLY THEY HOLD", "KEPT POSITIONS", "POLICY"], &rows);
     if plan.buckets.is_empty() {
         outln!("No bucket has history yet.");
+    }
+}
+
+pub fn gc(p: &GcPlan) {
+    outln!("Garbage collection as of {} (nothing was changed):", p.at);
+    outln!(
+        "  {} of {} packs hold nothing kept: {} to reclaim after the grace period",
+        p.packs_dead,
+        p.packs,
+        bytes(p.bytes_in_dead_packs)
+    );
+    outln!(
+        "  {} packs hold dead chunks among live ones: {} to repack",
+        p.packs_partly_dead,
+        bytes(p.bytes_dead_in_live_packs)
+    );
+    outln!(
+        "  live {}, expired by the policy {}, referenced by no version {}",
+        bytes(p.bytes_live),
+        bytes(p.bytes_expired),
+        bytes(p.bytes_unreferenced)
+    );
+    if p.packs_unindexed > 0 {
+        outln!("  {} packs the chunk index does not name", p.packs_unindexed);
     }
 }
 

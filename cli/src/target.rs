@@ -23,8 +23,8 @@ use rewind_capture::{Capture, Metrics, ship};
 use rewind_config::Config;
 use rewind_snapshotter::At;
 use rewind_snapshotter::api::{
-    DiffReport, ForgetPlan, HoldInfo, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot, Status,
-    VerifyReport,
+    DiffReport, ForgetPlan, GcPlan, HoldInfo, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot,
+    Status, VerifyReport,
 };
 use rewind_snapshotter::ops::{Compare, HoldScope, Operations, ReconcileAsk};
 use rewind_snapshotter::reconcile::{Limits, Reconciler};
@@ -303,6 +303,14 @@ impl Target {
         match self {
             Self::Remote(c) => c.json(Method::GET, &with_query("forget", &[("bucket", bucket)]), None).await,
             Self::Local(l) => Ok(l.ops.forget_plan(bucket.map(str::to_owned)).await?),
+        }
+    }
+
+    /// What garbage collection would reclaim now.
+    pub async fn gc_plan(&self) -> Result<GcPlan, CliError> {
+        match self {
+            Self::Remote(c) => c.json(Method::GET, "gc", None).await,
+            Self::Local(l) => Ok(l.ops.gc_plan().await?),
         }
     }
 

@@ -182,6 +182,23 @@ async fn forget_plans_with_the_configured_policy_and_changes_nothing() {
     let (versions, expired, bytes) = plan(&now_only);
     assert_eq!((versions, expired), (6, 2));
     assert!(bytes > 0, "the expired versions alone hold their chunks");
+    // GC's mark: each upload went into a pack of its own, so the two expired versions'
+    // packs are dead, holding exactly the bytes forget counted.
+    let gc = |env: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_rewind"))
+            .args(["--json", "--data-dir", d, "gc", "--dry-run"])
+            .env_remove("REWIND_KEY_FILE")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (plan["packs_dead"].as_u64().unwrap(), plan["bytes_in_dead_packs"].as_u64().unwrap())
+    };
+    assert_eq!(gc(&[]), (0, 0));
+    assert_eq!(gc(&now_only), (2, bytes));
+    let out = rewind(&["--data-dir", d, "gc"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("only plans so far"));
     // A policy below the floor is refused.
     let out = Command::new(env!("CARGO_BIN_EXE_rewind"))
         .args(["--data-dir", d, "forget", "--dry-run"])

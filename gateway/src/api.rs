@@ -12,6 +12,7 @@
 //! | `GET snapshots`, `POST snapshots?name&at`, `DELETE snapshots?name` | [`Snapshot`]s |
 //! | `POST verify?read_data=F` | [`VerifyReport`] |
 //! | `GET holds`, `POST holds?bucket&prefix|key&reason`, `DELETE holds?bucket&prefix|key` | `HoldInfo`s |
+//! | `GET gc` | `GcPlan`: what garbage collection would reclaim |
 //! | `GET forget?bucket` | `ForgetPlan`: what the retention policy would expire |
 //! | `POST restore` ([`RestoreRequest`] body) | newline-delimited [`RestoreEvent`]s |
 //! | `POST reconcile?bucket&parallel&objects_per_second&bytes_per_second` | newline-delimited [`ReconcileEvent`]s |
@@ -139,6 +140,7 @@ impl Api {
             }
             (Method::POST, "verify") => self.verify(Query::of(&req)).await,
             (Method::GET | Method::POST | Method::DELETE, "holds") => self.holds(req.method(), Query::of(&req)).await,
+            (Method::GET, "gc") => self.ops.gc_plan().await.map_err(Failure::from).and_then(|p| json(&p)),
             (Method::GET, "forget") => {
                 let bucket = Query::of(&req).get("bucket").map(str::to_owned);
                 self.ops.forget_plan(bucket).await.map_err(Failure::from).and_then(|p| json(&p))

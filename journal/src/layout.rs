@@ -193,9 +193,12 @@ pub(crate) fn bucket_of(bytes: &[u8]) -> Option<String> {
     split_escaped(bytes).map(|(b, _)| b)
 }
 
+/// The work-in-progress prefix of every multipart upload.
+pub const UPLOADS: &[u8] = b"mpu\0";
+
 /// The work-in-progress prefix of one multipart upload.
 pub fn upload_prefix(bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
-    let mut p = b"mpu\0".to_vec();
+    let mut p = UPLOADS.to_vec();
     for part in [bucket, key, upload_id] {
         p.extend_from_slice(part.as_bytes());
         p.push(0);

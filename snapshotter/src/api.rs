@@ -428,3 +428,30 @@ impl From<&rewind_journal::segment::Hold> for HoldInfo {
         Self { bucket: h.bucket.clone(), prefix, key, reason: h.reason.clone(), created: time_text(h.created_us) }
     }
 }
+
+/// `gc --dry-run`: what garbage collection would reclaim in the vault under the retention
+/// policy (bytes are chunk envelopes as stored).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcPlan {
+    /// The instant the policy was applied at (RFC 3339).
+    pub at: String,
+    /// Pack objects in the vault.
+    pub packs: u64,
+    /// Packs no kept version or upload in progress needs: deleted once `gc_grace` passed.
+    pub packs_dead: u64,
+    /// What those hold.
+    pub bytes_in_dead_packs: u64,
+    /// Packs holding some dead chunks among live ones: to repack.
+    pub packs_partly_dead: u64,
+    /// The dead bytes in those.
+    pub bytes_dead_in_live_packs: u64,
+    /// Bytes of chunks kept versions or uploads in progress use.
+    pub bytes_live: u64,
+    /// Bytes of chunks only versions the policy expires use.
+    pub bytes_expired: u64,
+    /// Bytes of chunks no version references at all (uploads cut, refused or aborted).
+    pub bytes_unreferenced: u64,
+    /// Packs in the vault that the chunk index does not name (left by a crash before the
+    /// index was written).
+    pub packs_unindexed: u64,
+}

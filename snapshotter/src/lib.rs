@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod at;
+pub mod gc;
 pub mod ops;
 pub mod plan;
 pub mod reconcile;

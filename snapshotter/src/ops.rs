@@ -22,8 +22,8 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{
-    DiffReport, ForgetPlan, HoldInfo, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot, Status,
-    VerifyReport,
+    DiffReport, ForgetPlan, GcPlan, HoldInfo, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot,
+    Status, VerifyReport,
 };
 use crate::plan::Scope;
 use crate::reconcile::{Limits, ReconcileError, Reconciler};
@@ -397,6 +397,19 @@ impl Operations {
             Ok(crate::retention::plan(&stores.journal, stored, &retention, bucket.as_deref(), now)?)
         })
         .await
+    }
+
+    /// What garbage collection would reclaim in the vault under the retention policy
+    /// (nothing is changed).
+    pub async fn gc_plan(&self) -> Result<GcPlan, OpError> {
+        let packs = self
+            .stores
+            .vault
+            .pack_names()
+            .await
+            .map_err(|source| HistoryError::Vault { what: "cannot list the vault's packs", source })?;
+        let (journal, retention) = (self.journal(), self.retention.clone());
+        blocking(move || Ok(crate::gc::plan(&journal, &retention, rewind_capture::now_us(), &packs)?)).await
     }
 
     /// Every legal hold.

@@ -174,6 +174,16 @@ struct Change {
     chunks: Vec<ChunkId>,
 }
 
+/// What the policies of `retention` at `now_us` keep and expire, over every bucket.
+pub struct Assessment {
+    /// Per bucket, without bytes.
+    pub buckets: Vec<ForgetBucket>,
+    /// Chunks some kept version uses.
+    pub kept_chunks: HashSet<ChunkId>,
+    /// Per bucket, chunks its expired versions use.
+    pub expired_chunks: BTreeMap<String, HashSet<ChunkId>>,
+}
+
 /// What applying the policies of `retention` at `now_us` would expire, in `only` or in
 /// every bucket. Bytes count chunks that only expired versions use, across every bucket
 /// (chunks are shared between buckets), at the size `stored` gives each.
@@ -184,6 +194,22 @@ pub fn plan(
     only: Option<&str>,
     now_us: i64,
 ) -> Result<ForgetPlan, HistoryError> {
+    let Assessment { buckets, kept_chunks, expired_chunks } = assess(journal, retention, now_us)?;
+    let mut buckets: Vec<ForgetBucket> = buckets.into_iter().filter(|b| only.is_none_or(|o| o == b.bucket)).collect();
+    let mut counted = HashSet::new();
+    for summary in &mut buckets {
+        for id in expired_chunks.get(&summary.bucket).into_iter().flatten() {
+            if kept_chunks.contains(id) || !counted.insert(*id) {
+                continue;
+            }
+            summary.bytes_expired += stored(id)?;
+        }
+    }
+    Ok(ForgetPlan { at: time_text(now_us), buckets })
+}
+
+/// Applies the policies of `retention` at `now_us` to every bucket's history.
+pub fn assess(journal: &Journal, retention: &RetentionConfig, now_us: i64) -> Result<Assessment, HistoryError> {
     let labels: Vec<Seq> = journal.labels()?.into_iter().map(|(_, seq, _)| seq).collect();
     let holds = journal.holds()?;
     let mut kept_chunks: HashSet<ChunkId> = HashSet::new();
@@ -237,20 +263,9 @@ pub fn plan(
             }
         }
         expired_chunks.insert(bucket.clone(), gone_chunks);
-        if only.is_none_or(|o| o == bucket) {
-            buckets.push(summary);
-        }
+        buckets.push(summary);
     }
-    let mut counted = HashSet::new();
-    for summary in &mut buckets {
-        for id in expired_chunks.get(&summary.bucket).into_iter().flatten() {
-            if kept_chunks.contains(id) || !counted.insert(*id) {
-                continue;
-            }
-            summary.bytes_expired += stored(id)?;
-        }
-    }
-    Ok(ForgetPlan { at: time_text(now_us), buckets })
+    Ok(Assessment { buckets, kept_chunks, expired_chunks })
 }
 
 #[cfg(test)]
