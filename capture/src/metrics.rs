@@ -32,6 +32,8 @@ pub mod names {
     pub const VERIFY_READ_CYCLE_COMPLETE_TIMESTAMP_SECONDS: &str =
         "rewind_verify_read_cycle_complete_timestamp_seconds";
     pub const JOURNAL_DIVERGED: &str = "rewind_journal_diverged";
+    pub const VAULT_CHUNK_BYTES: &str = "rewind_vault_chunk_bytes";
+    pub const RETENTION_LAST_PLAN_TIMESTAMP_SECONDS: &str = "rewind_retention_last_plan_timestamp_seconds";
 }
 
 /// Journal record kinds, the `record` label of [`names::JOURNAL_RECORDS_TOTAL`].
@@ -92,6 +94,8 @@ pub struct Metrics {
     pub verify_chunks_read: IntCounter,
     pub verify_read_cycle_complete: prometheus::Gauge,
     pub journal_diverged: IntGauge,
+    pub vault_chunk_bytes: IntGaugeVec,
+    pub retention_last_plan: prometheus::Gauge,
 }
 
 fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -216,12 +220,21 @@ impl Metrics {
                 names::VERIFY_READ_CYCLE_COMPLETE_TIMESTAMP_SECONDS,
                 "Unix time when scheduled verifies last finished reading every chunk once (vault.verify_read_cycle) with nothing damaged.",
             ),
+            vault_chunk_bytes: gauge_vec(
+                names::VAULT_CHUNK_BYTES,
+                "Vault chunk bytes by state, as the last retention plan found them: live (a kept version or an upload in progress uses them), expired (only versions the policy expires do), unreferenced (no version does).",
+                &["state"],
+            ),
+            retention_last_plan: float_gauge(
+                names::RETENTION_LAST_PLAN_TIMESTAMP_SECONDS,
+                "Unix time of the last retention plan (the mark of garbage collection) that completed.",
+            ),
             journal_diverged: gauge(
                 names::JOURNAL_DIVERGED,
                 "1 when the journal disagrees with what the vault holds of it (shipping stopped): rebuild from the vault.",
             ),
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 24] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 26] = [
             Box::new(m.journal_records.clone()),
             Box::new(m.journal_commit_duration.clone()),
             Box::new(m.journal_last_commit.clone()),
@@ -246,6 +259,8 @@ impl Metrics {
             Box::new(m.verify_chunks_read.clone()),
             Box::new(m.verify_read_cycle_complete.clone()),
             Box::new(m.journal_diverged.clone()),
+            Box::new(m.vault_chunk_bytes.clone()),
+            Box::new(m.retention_last_plan.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("invariant: metric names are unique");

@@ -1,5 +1,5 @@
 //! Every background timer of a serving gateway, in one place: journal shipping, scheduled
-//! verify, and reconcile passes (later: retention and GC). Each is a task of the gateway's
+//! verify, reconcile passes, and retention (so far its plan: what it would reclaim). Each is a task of the gateway's
 //! one tracker and stops when the gateway does.
 
 use std::sync::Arc;
@@ -16,6 +16,8 @@ use tokio_util::task::TaskTracker;
 
 /// When the first scheduled verify runs after start.
 const FIRST_VERIFY_AFTER: Duration = Duration::from_secs(60);
+/// When the first retention plan runs after start.
+const FIRST_RETENTION_AFTER: Duration = Duration::from_secs(300);
 
 /// Starts every timer on `tracker`.
 pub fn start(
@@ -42,6 +44,36 @@ pub fn start(
         stop.child_token(),
     ));
     tracker.spawn(reconciler.clone().on_schedule(config.protection.reconcile_interval.0));
+    tracker.spawn(retention_on_schedule(ops.clone(), metrics.clone(), config.retention.schedule.0, stop.child_token()));
+}
+
+/// Plans retention every `every` (`0s`: never), until `stop`, and publishes how the vault's
+/// bytes divide between live, expired and unreferenced chunks. Nothing is deleted yet: the
+/// figures show how much retention and GC will reclaim.
+async fn retention_on_schedule(ops: Operations, metrics: Metrics, every: Duration, stop: CancellationToken) {
+    if every.is_zero() {
+        return;
+    }
+    let mut wait = every.min(FIRST_RETENTION_AFTER);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        match ops.gc_plan().await {
+            Ok(plan) => {
+                let set = |state: &str, bytes: u64| {
+                    metrics.vault_chunk_bytes.with_label_values(&[state]).set(i64::try_from(bytes).unwrap_or(i64::MAX));
+                };
+                set("live", plan.bytes_live);
+                set("expired", plan.bytes_expired);
+                set("unreferenced", plan.bytes_unreferenced);
+                metrics.retention_last_plan.set(rewind_capture::now_seconds());
+            }
+            Err(e) => tracing::warn!(error = %e, "could not plan retention; retrying at the next interval"),
+        }
+        wait = every;
+    }
 }
 
 /// Verifies every `every`, until `stop`: the hash chain, every chunk present, the journal

@@ -153,3 +153,32 @@ async fn oversized_xml_bodies_are_refused() {
     assert_eq!(res.status, 400, "{}", res.text());
     assert!(res.text().contains("MaxMessageLengthExceeded"), "{}", res.text());
 }
+
+/// The scheduled retention plan publishes how the vault's bytes divide: an overwrite under a
+/// policy that keeps only the current state makes the first version's bytes expired.
+#[tokio::test]
+async fn the_scheduled_retention_plan_shows_live_and_expired_vault_bytes() {
+    let upstream = FsUpstream::start().await;
+    let gw = TestGateway::start_with(&upstream.target, |c| {
+        c.retention.schedule = rewind_config::HumanDuration::secs(1);
+        c.retention.keep_all_within = rewind_config::HumanDuration::secs(0);
+        c.retention.min_keep_all_within = rewind_config::HumanDuration::secs(0);
+    })
+    .await;
+    let s3 = gw.client();
+    s3.create_bucket().bucket("ret").send().await.unwrap();
+    for seed in [1u8, 2] {
+        let body = ByteStream::from(vec![seed; 20_000]);
+        s3.put_object().bucket("ret").key("k").body(body).send().await.unwrap();
+    }
+    let expired = r#"rewind_vault_chunk_bytes{state="expired"}"#;
+    let planned = eventually(Duration::from_secs(20), async || {
+        let m = admin_get(&gw, "/metrics").await.text();
+        sample(&m, expired).is_some_and(|b| b > 0.0)
+    })
+    .await;
+    assert!(planned, "the retention plan did not run");
+    let m = admin_get(&gw, "/metrics").await.text();
+    assert!(sample(&m, r#"rewind_vault_chunk_bytes{state="live"}"#).unwrap() > 0.0);
+    assert!(sample(&m, "rewind_retention_last_plan_timestamp_seconds").unwrap() > 0.0);
+}
