@@ -403,5 +403,58 @@ mod tests {
                 prop_assert!(kept.contains(&d), "the state at {} is decided by {:?}, not kept", instant, d);
             }
         }
+
+        /// A bucket's whole history under a random policy, against the policy's own words:
+        /// the state at every instant it promises (each commit in the window and the
+        /// window's start, the end of each of the latest N hours and days with changes
+        /// before it, cut at the window's start, and each snapshot) is the same, for every
+        /// key, after removing what the plan expires.
+        #[test]
+        fn every_promised_instant_reads_the_same_after_expiry(
+            writes in proptest::collection::vec((0i64..2 * HOUR_US, 0usize..4, 0u8..3), 1..80),
+            window_hours in 0u64..6,
+            hourly in 0u32..4,
+            daily in 0u32..3,
+            after in 0i64..3 * HOUR_US,
+            label_picks in proptest::collection::vec(proptest::sample::select((1u64..200).collect::<Vec<_>>()), 0..4),
+        ) {
+            let (mut ts, mut commits, mut by_key) = (0i64, Vec::new(), vec![Vec::new(); 4]);
+            for (i, (gap, key, kind)) in writes.iter().enumerate() {
+                ts += gap;
+                let seq = Seq(i as u64 + 1);
+                commits.push((seq, ts));
+                let kind = [EntryKind::Version, EntryKind::Deleted, EntryKind::Tags][usize::from(*kind)];
+                by_key[*key].push((seq, kind));
+            }
+            let now = ts + after;
+            let labels: Vec<Seq> = label_picks.iter().map(|&n| Seq(n)).collect();
+            let policy = RetentionPolicy { keep_hourly: hourly, keep_daily: daily, ..policy(window_hours) };
+            let kept = kept_positions(&policy, now, &commits, &labels);
+
+            // The promise, in its own words: instants as times (or positions, for labels).
+            let start = now - window_hours as i64 * HOUR_US;
+            let mut times: Vec<i64> = vec![start, now];
+            times.extend(commits.iter().map(|&(_, t)| t).filter(|&t| t >= start));
+            for (period, count) in [(Period::Hour, hourly), (Period::Day, daily)] {
+                let mut periods: Vec<i64> = commits.iter().filter(|&&(_, t)| t <= start).map(|&(_, t)| period.of(t)).collect();
+                periods.dedup();
+                for p in periods.iter().rev().take(count as usize) {
+                    // The state at the end of the period, or at the window's start if sooner.
+                    let end = commits.iter().filter(|&&(_, t)| t <= start && period.of(t) == *p).map(|&(_, t)| t).max();
+                    times.extend(end);
+                }
+            }
+            let at_time = |t: i64| commits.iter().rev().find(|&&(_, c)| c <= t).map(|&(s, _)| s);
+            let mut instants: Vec<Seq> = times.into_iter().filter_map(at_time).collect();
+            instants.extend(labels.iter().copied());
+
+            for entries in &by_key {
+                let gone: BTreeSet<Seq> = expired(entries, &kept).into_iter().collect();
+                let left: Vec<(Seq, EntryKind)> = entries.iter().copied().filter(|(s, _)| !gone.contains(s)).collect();
+                for &k in &instants {
+                    prop_assert_eq!(read_at(&left, k), read_at(entries, k), "a promised instant {:?} changed", k);
+                }
+            }
+        }
     }
 }
