@@ -109,8 +109,9 @@ def check_prometheus_scrapes_a_gateway(gateway_bin):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         token = secrets.token_urlsafe(24)
+        # The retention plan every 2 s, so that its vault-bytes panel has data in time.
         env = {**os.environ, "REWIND_ACCESS_KEY_ID": key_id, "REWIND_SECRET_ACCESS_KEY": secret, "REWIND_LOG": "warn",
-               "REWIND_ADMIN_TOKEN": token}
+               "REWIND_ADMIN_TOKEN": token, "REWIND_RETENTION_SCHEDULE": "2s"}
         gateway = subprocess.Popen(
             [gateway_bin, "--data-dir", str(tmp / "data"), "--listen", f"127.0.0.1:{s3_port}",
              "--admin-listen", f"127.0.0.1:{admin_port}"],
