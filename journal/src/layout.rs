@@ -72,6 +72,11 @@ pub fn hold_key(bucket: &str, scope: &str, exact: bool) -> Vec<u8> {
     [HOLD_PREFIX, bucket.as_bytes(), &[0, if exact { b'k' } else { b'p' }], scope.as_bytes()].concat()
 }
 
+/// The `meta` value of a hold: when it was placed (µs, i64 be), then its reason.
+pub(crate) fn hold_value(created_us: i64, reason: &str) -> Vec<u8> {
+    [&created_us.to_be_bytes()[..], reason.as_bytes()].concat()
+}
+
 /// The bucket, scope and kind of a hold's key (`None`: malformed).
 pub(crate) fn parse_hold_key(key: &[u8]) -> Option<(String, String, bool)> {
     let rest = key.strip_prefix(HOLD_PREFIX)?;

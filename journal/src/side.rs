@@ -16,33 +16,13 @@ impl Journal {
     /// Names `seq` (a named restore point), durably; `false` if the name is taken.
     pub async fn label_put(&self, name: &str, seq: Seq) -> Result<bool, JournalError> {
         let (key, value) = (layout::label_key(name), layout::label_value(seq, now_us()));
-        let made = Arc::new(AtomicBool::new(false));
-        let flag = made.clone();
-        self.change(Box::new(move |view: &View<'_>| {
-            if view.get(Table::Meta, &key)?.is_some() {
-                return Ok(Vec::new());
-            }
-            flag.store(true, Ordering::SeqCst);
-            Ok(vec![Write::Put(Table::Meta, key, value)])
-        }))
-        .await?;
-        Ok(made.load(Ordering::SeqCst))
+        self.meta_change_if(key.clone(), false, Write::Put(Table::Meta, key, value)).await
     }
 
     /// Removes a label; `false` if there was none.
     pub async fn label_delete(&self, name: &str) -> Result<bool, JournalError> {
         let key = layout::label_key(name);
-        let removed = Arc::new(AtomicBool::new(false));
-        let flag = removed.clone();
-        self.change(Box::new(move |view: &View<'_>| {
-            if view.get(Table::Meta, &key)?.is_none() {
-                return Ok(Vec::new());
-            }
-            flag.store(true, Ordering::SeqCst);
-            Ok(vec![Write::Delete(Table::Meta, key)])
-        }))
-        .await?;
-        Ok(removed.load(Ordering::SeqCst))
+        self.meta_change_if(key.clone(), true, Write::Delete(Table::Meta, key)).await
     }
 
     /// Every label: name, seq, and when it was made (µs since the epoch), by name.
@@ -77,35 +57,30 @@ impl Journal {
     /// Places a legal hold on `bucket`: on one key when `exact`, else on every key under
     /// the prefix `scope` (all of the bucket for ""); `false` if that hold exists.
     pub async fn hold_put(&self, bucket: &str, scope: &str, exact: bool, reason: &str) -> Result<bool, JournalError> {
-        let key = layout::hold_key(bucket, scope, exact);
-        let value = [&now_us().to_be_bytes()[..], reason.as_bytes()].concat();
-        let made = Arc::new(AtomicBool::new(false));
-        let flag = made.clone();
-        self.change(Box::new(move |view: &View<'_>| {
-            if view.get(Table::Meta, &key)?.is_some() {
-                return Ok(Vec::new());
-            }
-            flag.store(true, Ordering::SeqCst);
-            Ok(vec![Write::Put(Table::Meta, key, value)])
-        }))
-        .await?;
-        Ok(made.load(Ordering::SeqCst))
+        let (key, value) = (layout::hold_key(bucket, scope, exact), layout::hold_value(now_us(), reason));
+        self.meta_change_if(key.clone(), false, Write::Put(Table::Meta, key, value)).await
     }
 
     /// Lifts a hold; `false` if there was none.
     pub async fn hold_delete(&self, bucket: &str, scope: &str, exact: bool) -> Result<bool, JournalError> {
         let key = layout::hold_key(bucket, scope, exact);
-        let removed = Arc::new(AtomicBool::new(false));
-        let flag = removed.clone();
+        self.meta_change_if(key.clone(), true, Write::Delete(Table::Meta, key)).await
+    }
+
+    /// Applies `write` only if the meta entry `key` is there (`present`), or is not;
+    /// returns whether it did. The check and the write are one step of the writer.
+    async fn meta_change_if(&self, key: Vec<u8>, present: bool, write: Write) -> Result<bool, JournalError> {
+        let applied = Arc::new(AtomicBool::new(false));
+        let flag = applied.clone();
         self.change(Box::new(move |view: &View<'_>| {
-            if view.get(Table::Meta, &key)?.is_none() {
+            if view.get(Table::Meta, &key)?.is_some() != present {
                 return Ok(Vec::new());
             }
             flag.store(true, Ordering::SeqCst);
-            Ok(vec![Write::Delete(Table::Meta, key)])
+            Ok(vec![write])
         }))
         .await?;
-        Ok(removed.load(Ordering::SeqCst))
+        Ok(applied.load(Ordering::SeqCst))
     }
 
     /// Every legal hold, by bucket then scope.
@@ -127,7 +102,7 @@ impl Journal {
         let writes: Vec<Write> = holds
             .iter()
             .map(|h| {
-                let value = [&h.created_us.to_be_bytes()[..], h.reason.as_bytes()].concat();
+                let value = layout::hold_value(h.created_us, &h.reason);
                 Write::Put(Table::Meta, layout::hold_key(&h.bucket, &h.scope, h.exact), value)
             })
             .collect();
