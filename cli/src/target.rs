@@ -18,16 +18,14 @@ use futures::stream::BoxStream;
 use http::Method;
 use http_body_util::BodyExt;
 use rewind_capture::open::{self, Purpose};
-use rewind_capture::upstream::UpstreamTarget;
-use rewind_capture::{Capture, Metrics, ship};
+use rewind_capture::{Metrics, ship};
 use rewind_config::Config;
 use rewind_snapshotter::At;
 use rewind_snapshotter::api::{
     DiffReport, ForgetPlan, GcPlan, HoldInfo, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot,
     Status, VerifyReport,
 };
-use rewind_snapshotter::ops::{Compare, HoldScope, Operations, ReconcileAsk};
-use rewind_snapshotter::reconcile::{Limits, Reconciler};
+use rewind_snapshotter::ops::{Compare, Engine, HoldScope, Operations, ReconcileAsk};
 use rewind_snapshotter::verify::ReadData;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -121,38 +119,12 @@ impl Local {
             let ops = Operations::without_capture(stores, metrics).with_retention(config.retention.clone());
             return Ok(Self { ops, access, work, servers, stop });
         }
-        let target = match &config.upstream.endpoint {
-            Some(endpoint) => UpstreamTarget {
-                endpoint: endpoint.clone(),
-                access_key_id: config
-                    .upstream
-                    .access_key_id
-                    .clone()
-                    .expect("invariant: validate() requires upstream keys"),
-                secret: config
-                    .upstream
-                    .secret_access_key
-                    .clone()
-                    .expect("invariant: validate() requires upstream keys"),
-            },
-            None => {
-                let root = config.server.data_dir.join("upstream");
-                let embedded = rewind_embedded::EmbeddedUpstream::start(&root, stop.child_token(), &servers).await;
-                embedded.map_err(|e| CliError::other(format!("the embedded upstream did not start: {e}")))?.target
-            }
-        };
+        let target = rewind_embedded::upstream_target(config, stop.child_token(), &servers)
+            .await
+            .map_err(|e| CliError::other(format!("the embedded upstream did not start: {e}")))?;
         let upstream = rewind_capture::upstream::client(&config.upstream, &target);
-        let capture = Arc::new(
-            Capture::new(
-                stores.journal.clone(),
-                stores.vault.clone(),
-                upstream,
-                config.protection.clone(),
-                config.vault.capture_timeout.0,
-                metrics.clone(),
-            )
-            .with_tasks(work.clone()),
-        );
+        let Engine { capture, ops, .. } =
+            Engine::new(config, stores, upstream, metrics, work.clone(), stop.child_token());
         match capture.recover().await {
             Ok(r) if r.committed + r.aborted > 0 => {
                 tracing::info!(committed = r.committed, aborted = r.aborted, "resolved interrupted mutations");
@@ -160,15 +132,6 @@ impl Local {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not resolve interrupted mutations; the gateway will retry"),
         }
-        let p = &config.protection;
-        let limits = Limits {
-            parallel: p.reconcile_parallel,
-            objects_per_second: p.reconcile_objects_per_second,
-            bytes_per_second: p.reconcile_bytes_per_second.0,
-        };
-        let reconciler = Arc::new(Reconciler::new(capture.clone(), metrics.clone(), limits, stop.child_token()));
-        let ops = Operations::new(stores, capture, reconciler, metrics, work.clone())
-            .with_retention(config.retention.clone());
         Ok(Self { ops, access, work, servers, stop })
     }
 

@@ -19,6 +19,27 @@ use tokio_util::sync::CancellationToken;
 
 use crate::server::ConnLimits;
 
+/// Where the upstream of `config` is: the configured endpoint, or the embedded upstream
+/// started on `<data-dir>/upstream` (serving until `shutdown`, as a task of `tracker`).
+pub async fn upstream_target(
+    config: &rewind_config::Config,
+    shutdown: CancellationToken,
+    tracker: &tokio_util::task::TaskTracker,
+) -> std::io::Result<UpstreamTarget> {
+    let u = &config.upstream;
+    match &u.endpoint {
+        Some(endpoint) => Ok(UpstreamTarget {
+            endpoint: endpoint.clone(),
+            access_key_id: u.access_key_id.clone().expect("invariant: validate() requires upstream keys"),
+            secret: u.secret_access_key.clone().expect("invariant: validate() requires upstream keys"),
+        }),
+        None => {
+            let root = config.server.data_dir.join("upstream");
+            Ok(EmbeddedUpstream::start(&root, shutdown, tracker).await?.target)
+        }
+    }
+}
+
 /// The embedded upstream: a local directory served as S3 on a loopback port that only this
 /// process knows the credentials for. It makes `rewind-gateway` alone a working endpoint.
 pub struct EmbeddedUpstream {

@@ -25,8 +25,7 @@ use std::sync::Arc;
 
 use rewind_capture::{open, rebuild};
 use rewind_config::{Config, Secret};
-use rewind_snapshotter::ops::Operations;
-use rewind_snapshotter::reconcile::{self, Reconciler};
+use rewind_snapshotter::ops::Engine;
 use s3s::config::{S3Config, StaticConfigProvider};
 use s3s::service::S3ServiceBuilder;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +33,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{AccessPolicy, ClientKeys, VirtualHosts};
 use crate::metrics::Metrics;
-use crate::upstream::{EmbeddedUpstream, UpstreamTarget};
 use rewind_embedded::server::{self, ConnLimits};
 
 /// Why the gateway could not start.
@@ -119,60 +117,23 @@ impl Gateway {
             .map_err(StartError::AdminToken)?;
         credentials::warn_if_readable_by_others(&config, &data_dir);
 
-        let target = match &config.upstream.endpoint {
-            Some(endpoint) => UpstreamTarget {
-                endpoint: endpoint.clone(),
-                access_key_id: config
-                    .upstream
-                    .access_key_id
-                    .clone()
-                    .expect("invariant: validate() requires upstream keys"),
-                secret: config
-                    .upstream
-                    .secret_access_key
-                    .clone()
-                    .expect("invariant: validate() requires upstream keys"),
-            },
-            None => {
-                EmbeddedUpstream::start(&data_dir.join("upstream"), shutdown.child_token(), &tracker)
-                    .await
-                    .map_err(StartError::Embedded)?
-                    .target
-            }
-        };
+        let target = rewind_embedded::upstream_target(&config, shutdown.child_token(), &tracker)
+            .await
+            .map_err(StartError::Embedded)?;
         let upstream = upstream::client(&config.upstream, &target);
         let metrics = Metrics::new();
-        let capture = Arc::new(
-            rewind_capture::Capture::new(
-                stores.journal.clone(),
-                stores.vault.clone(),
-                upstream.clone(),
-                config.protection.clone(),
-                config.vault.capture_timeout.0,
-                metrics.engine.clone(),
-            )
-            .with_tasks(tracker.clone()),
+        let Engine { capture, reconciler, ops } = Engine::new(
+            &config,
+            stores.clone(),
+            upstream.clone(),
+            metrics.engine.clone(),
+            tracker.clone(),
+            shutdown.child_token(),
         );
         {
             let (capture, stop) = (capture.clone(), shutdown.child_token());
             tracker.spawn(async move { capture.recover_until_done(stop).await });
         }
-        let p = &config.protection;
-        let limits = reconcile::Limits {
-            parallel: p.reconcile_parallel,
-            objects_per_second: p.reconcile_objects_per_second,
-            bytes_per_second: p.reconcile_bytes_per_second.0,
-        };
-        let reconciler =
-            Arc::new(Reconciler::new(capture.clone(), metrics.engine.clone(), limits, shutdown.child_token()));
-        let ops = Operations::new(
-            stores.clone(),
-            capture.clone(),
-            reconciler.clone(),
-            metrics.engine.clone(),
-            tracker.clone(),
-        )
-        .with_retention(config.retention.clone());
         timers::start(&config, &stores, &ops, &reconciler, &metrics.engine, &shutdown, &tracker);
         let api = api::Api::new(ops, admin_token);
 

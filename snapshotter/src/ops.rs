@@ -152,6 +152,53 @@ impl HoldScope {
     }
 }
 
+/// The capture engine, its reconciler and the operations over them: what a gateway, or an
+/// offline session that writes, runs.
+pub struct Engine {
+    /// The capture protocol.
+    pub capture: Arc<Capture>,
+    /// Reconcile passes.
+    pub reconciler: Arc<Reconciler>,
+    /// Every operation on history.
+    pub ops: Operations,
+}
+
+impl Engine {
+    /// The engine over `stores` and `upstream` as `config` sets it up; background work
+    /// (restores, reconciles, aborts of requests that went away) runs on `tasks` and
+    /// passes stop when `stop` is cancelled. Recovery is the caller's to start.
+    pub fn new(
+        config: &rewind_config::Config,
+        stores: Arc<Stores>,
+        upstream: aws_sdk_s3::Client,
+        metrics: Metrics,
+        tasks: TaskTracker,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Self {
+        let capture = Arc::new(
+            Capture::new(
+                stores.journal.clone(),
+                stores.vault.clone(),
+                upstream,
+                config.protection.clone(),
+                config.vault.capture_timeout.0,
+                metrics.clone(),
+            )
+            .with_tasks(tasks.clone()),
+        );
+        let p = &config.protection;
+        let limits = Limits {
+            parallel: p.reconcile_parallel,
+            objects_per_second: p.reconcile_objects_per_second,
+            bytes_per_second: p.reconcile_bytes_per_second.0,
+        };
+        let reconciler = Arc::new(Reconciler::new(capture.clone(), metrics.clone(), limits, stop));
+        let ops = Operations::new(stores, capture.clone(), reconciler.clone(), metrics, tasks)
+            .with_retention(config.retention.clone());
+        Self { capture, reconciler, ops }
+    }
+}
+
 /// How much of the vault's copy of the journal a verify compares with the local one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compare {
