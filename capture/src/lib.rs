@@ -22,6 +22,7 @@ pub mod rebuild;
 pub mod reconcile;
 pub mod recovery;
 pub mod restore;
+pub mod secrets;
 pub mod ship;
 pub mod upstream;
 
