@@ -10,7 +10,21 @@ use aws_sdk_s3::primitives::ByteStream;
 use rewind_testkit::{FsUpstream, TestGateway, pattern};
 
 fn rewind(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rewind")).args(args).env_remove("REWIND_KEY_FILE").output().unwrap()
+    rewind_with(args, &[])
+}
+
+/// `rewind ARGS` with the environment variables `env` set.
+fn rewind_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rewind"));
+    command.args(args).env_remove("REWIND_KEY_FILE").envs(env.iter().copied());
+    command.output().unwrap()
+}
+
+/// The JSON `rewind --json ARGS` prints, once it succeeded.
+fn json_of(args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
+    let out = rewind_with(&[&["--json"], args].concat(), env);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Every file under `dir` with its size and modification time (RocksDB's own info log,
@@ -164,14 +178,7 @@ async fn forget_plans_with_the_configured_policy_and_changes_nothing() {
     let d = dir.path().to_str().unwrap();
     let before = snapshot(dir.path());
     let plan = |env: &[(&str, &str)]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_rewind"))
-            .args(["--json", "--data-dir", d, "forget", "--dry-run"])
-            .env_remove("REWIND_KEY_FILE")
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let plan = json_of(&["--data-dir", d, "forget", "--dry-run"], env);
         let b = &plan["buckets"][0];
         (b["versions"].as_u64().unwrap(), b["versions_expired"].as_u64().unwrap(), b["bytes_expired"].as_u64().unwrap())
     };
@@ -185,14 +192,7 @@ async fn forget_plans_with_the_configured_policy_and_changes_nothing() {
     // GC's mark: each upload went into a pack of its own, so the two expired versions'
     // packs are dead, holding exactly the bytes forget counted.
     let gc = |env: &[(&str, &str)]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_rewind"))
-            .args(["--json", "--data-dir", d, "gc", "--dry-run"])
-            .env_remove("REWIND_KEY_FILE")
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let plan = json_of(&["--data-dir", d, "gc", "--dry-run"], env);
         (plan["packs_dead"].as_u64().unwrap(), plan["bytes_in_dead_packs"].as_u64().unwrap())
     };
     assert_eq!(gc(&[]), (0, 0));
@@ -200,11 +200,7 @@ async fn forget_plans_with_the_configured_policy_and_changes_nothing() {
     let out = rewind(&["--data-dir", d, "gc"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("only plans so far"));
     // A policy below the floor is refused.
-    let out = Command::new(env!("CARGO_BIN_EXE_rewind"))
-        .args(["--data-dir", d, "forget", "--dry-run"])
-        .env("REWIND_RETENTION_KEEP_ALL_WITHIN", "1h")
-        .output()
-        .unwrap();
+    let out = rewind_with(&["--data-dir", d, "forget", "--dry-run"], &[("REWIND_RETENTION_KEEP_ALL_WITHIN", "1h")]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("below retention.min_keep_all_within"));
     let out = rewind(&["--data-dir", d, "forget", "--yes"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("only plans so far"));
@@ -226,19 +222,10 @@ async fn a_hold_keeps_its_versions_and_survives_a_rebuild() {
     let TestGateway { gateway, data_dir: dir, .. } = gw;
     gateway.shutdown().await;
     let d = dir.path().to_str().unwrap();
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_rewind"))
-            .args(args)
-            .env_remove("REWIND_KEY_FILE")
-            .env("REWIND_RETENTION_KEEP_ALL_WITHIN", "0s")
-            .env("REWIND_RETENTION_MIN_KEEP_ALL_WITHIN", "0s")
-            .output()
-            .unwrap()
-    };
+    let now_only = [("REWIND_RETENTION_KEEP_ALL_WITHIN", "0s"), ("REWIND_RETENTION_MIN_KEEP_ALL_WITHIN", "0s")];
+    let run = |args: &[&str]| rewind_with(args, &now_only);
     let expired = |data_dir: &str| {
-        let out = run(&["--json", "--data-dir", data_dir, "forget", "--dry-run"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let plan = json_of(&["--data-dir", data_dir, "forget", "--dry-run"], &now_only);
         plan["buckets"][0]["versions_expired"].as_u64().unwrap()
     };
     assert_eq!(expired(d), 2, "both overwritten versions expire without a hold");
@@ -265,8 +252,7 @@ async fn a_hold_keeps_its_versions_and_survives_a_rebuild() {
         key.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = run(&["--json", "--data-dir", r.to_str().unwrap(), "hold", "ls"]);
-    let holds: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let holds = json_of(&["--data-dir", r.to_str().unwrap(), "hold", "ls"], &[]);
     assert_eq!(holds[0]["prefix"], "legal/");
     assert_eq!(holds[0]["reason"], "case 42");
     assert_eq!(expired(r.to_str().unwrap()), 1);
