@@ -394,6 +394,19 @@ pub async fn side_tables_keep_progress_chunks_marks_and_unresolved_intents(fixtu
     let mut ids = Vec::new();
     j.for_each_chunk(|id, _| ids.push(id[0])).unwrap();
     assert_eq!(ids, [1, 2]);
+    // A swap changes only entries that still hold what the caller read.
+    let swap = |id: u8, expected: &[u8], new: Option<&[u8]>| crate::ChunkSwap {
+        id: [id; 32],
+        expected: expected.to_vec(),
+        new: new.map(<[u8]>::to_vec),
+    };
+    let changed =
+        j.chunk_swap(vec![swap(1, b"first", Some(b"moved")), swap(2, b"stale", None), swap(3, b"x", None)]).await;
+    assert_eq!(changed.unwrap(), 1, "only chunk 1 held what was expected");
+    assert_eq!(j.chunk_get(&[1; 32]).unwrap().as_deref(), Some(&b"moved"[..]));
+    assert_eq!(j.chunk_swap(vec![swap(2, b"x", None)]).await.unwrap(), 1);
+    assert_eq!(j.chunk_get(&[2; 32]).unwrap(), None);
+    j.chunk_put_all(vec![([2; 32], b"x".to_vec())]).await.unwrap();
 
     assert_eq!(j.shipped().unwrap(), (Seq(3), [7; 32]));
     assert_eq!(j.labels_shipped().unwrap(), (2, [8; 32]));

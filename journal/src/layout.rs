@@ -198,6 +198,27 @@ pub(crate) fn bucket_of(bytes: &[u8]) -> Option<String> {
     split_escaped(bytes).map(|(b, _)| b)
 }
 
+/// The work-in-progress prefix of garbage collection's condemned packs: the pack's name
+/// follows, and the value is [`condemned_value`].
+pub const GC_CONDEMNED: &[u8] = b"gc\0condemned\0";
+
+/// The work-in-progress key of a condemned pack.
+pub fn condemned_key(pack: &str) -> Vec<u8> {
+    [GC_CONDEMNED, pack.as_bytes()].concat()
+}
+
+/// When a pack was condemned, and before when it must not be deleted (Object Lock), both in
+/// µs since the epoch: `condemned (i64 le) | not before (i64 le)`.
+pub fn condemned_value(condemned_us: i64, not_before_us: i64) -> Vec<u8> {
+    [condemned_us.to_le_bytes(), not_before_us.to_le_bytes()].concat()
+}
+
+/// Reads [`condemned_value`].
+pub fn parse_condemned(value: &[u8]) -> Option<(i64, i64)> {
+    let at = |i: usize| Some(i64::from_le_bytes(value.get(i..i + 8)?.try_into().ok()?));
+    Some((at(0)?, at(8)?))
+}
+
 /// The work-in-progress prefix of every multipart upload.
 pub const UPLOADS: &[u8] = b"mpu\0";
 

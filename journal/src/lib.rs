@@ -150,6 +150,17 @@ pub enum Progress {
 /// A work-in-progress entry: key and decrypted value.
 pub type ProgressEntry = (Vec<u8>, Vec<u8>);
 
+/// One conditional change of the chunk index (see [`Journal::chunk_swap`]).
+#[derive(Debug, Clone)]
+pub struct ChunkSwap {
+    /// The chunk.
+    pub id: [u8; 32],
+    /// The entry it must still have.
+    pub expected: Vec<u8>,
+    /// Its new entry, or `None` to remove it.
+    pub new: Option<Vec<u8>>,
+}
+
 /// An open journal.
 pub struct Journal {
     engine: Arc<dyn Engine>,

@@ -10,7 +10,7 @@ use rewind_model::Seq;
 
 use crate::engine::{EngineExt, Table, Write};
 use crate::writer::View;
-use crate::{Journal, JournalError, Progress, ProgressEntry, Record, layout, now_us, segment};
+use crate::{ChunkSwap, Journal, JournalError, Progress, ProgressEntry, Record, layout, now_us, segment};
 
 impl Journal {
     /// Names `seq` (a named restore point), durably; `false` if the name is taken.
@@ -173,6 +173,31 @@ impl Journal {
             Ok(writes)
         }))
         .await
+    }
+
+    /// Replaces (`Some`) or removes (`None`) chunk index entries that still hold the
+    /// expected value, durably and at once; entries that changed meanwhile are left alone.
+    /// Returns how many changed. Garbage collection's step: it never touches an entry it
+    /// did not read.
+    pub async fn chunk_swap(&self, swaps: Vec<ChunkSwap>) -> Result<usize, JournalError> {
+        let changed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = changed.clone();
+        self.change(Box::new(move |view: &View<'_>| {
+            let mut writes = Vec::with_capacity(swaps.len());
+            for ChunkSwap { id, expected, new } in swaps {
+                if view.get(Table::Chunks, &id)?.as_deref() != Some(expected.as_slice()) {
+                    continue;
+                }
+                writes.push(match new {
+                    Some(value) => Write::Put(Table::Chunks, id.to_vec(), value),
+                    None => Write::Delete(Table::Chunks, id.to_vec()),
+                });
+            }
+            count.store(writes.len(), Ordering::Release);
+            Ok(writes)
+        }))
+        .await?;
+        Ok(changed.load(Ordering::Acquire))
     }
 
     /// Changes work-in-progress state durably (see [`Progress`]).

@@ -1,6 +1,7 @@
 //! Where vault objects live. Objects are immutable: `put` creates, never overwrites, and
 //! this interface has no delete — the gateway's handle on the vault can add history but
-//! never remove it (G4). Deletion (retention, GC) will get its own, admin-only handle.
+//! never remove it (G4). Garbage collection deletes through its own handle
+//! ([`crate::reclaim::Reclaim`]).
 
 use std::path::{Path, PathBuf};
 
@@ -87,6 +88,11 @@ impl LocalBackend {
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(VaultError::Io(e)),
         }
+    }
+
+    /// The directory the vault is in.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     fn path(&self, name: &str) -> Result<PathBuf, VaultError> {

@@ -7,7 +7,9 @@ pub mod budget;
 pub mod chunker;
 pub mod compress;
 pub mod durable;
+pub mod epoch;
 pub mod pack;
+pub mod reclaim;
 pub mod s3;
 pub mod store;
 
@@ -20,7 +22,9 @@ use rewind_model::ChunkId;
 pub use backend::{Backend, LocalBackend};
 pub use budget::{Charge, MemoryBudget, Share};
 pub use chunker::{ChunkSizes, StreamingChunker};
+pub use epoch::{Epochs, WriteGuard};
 pub use pack::{Pack, PackBuilder, PackEntry};
+pub use reclaim::{Deleted, Reclaim};
 pub use s3::S3Backend;
 pub use store::{ChunkIndex, ChunkLocation, Manifest, MemoryIndex, ObjectWriter, Vault, VaultSettings, VaultStats};
 

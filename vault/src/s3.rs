@@ -180,6 +180,40 @@ impl Backend for S3Backend {
 }
 
 impl S3Backend {
+    /// The same vault reached with another client: garbage collection's, whose credentials
+    /// may delete where the gateway's may only add (`vault.gc_credentials`).
+    pub fn with_client(&self, client: aws_sdk_s3::Client) -> Self {
+        Self { client, ..self.clone() }
+    }
+
+    /// Deletes `name` (its one version, on a versioned bucket, so that no delete marker
+    /// hides bytes still stored), unless Object Lock retains it.
+    pub(crate) async fn delete_unless_locked(&self, name: &str) -> Result<crate::reclaim::Deleted, VaultError> {
+        use crate::reclaim::Deleted;
+        let key = self.key(name)?;
+        let head = match self.client.head_object().bucket(&self.bucket).key(&key).send().await {
+            Ok(head) => head,
+            Err(e) => {
+                return match sdk_error(name, e) {
+                    VaultError::NotFound { .. } => Ok(Deleted::Missing),
+                    other => Err(other),
+                };
+            }
+        };
+        if let Some(until) = head.object_lock_retain_until_date() {
+            let until_us = until.to_millis().unwrap_or(i64::MAX).saturating_mul(1000);
+            let now_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+            if until_us > now_us {
+                return Ok(Deleted::Locked { until_us });
+            }
+        }
+        let delete = self.client.delete_object().bucket(&self.bucket).key(&key);
+        delete.set_version_id(head.version_id().map(str::to_owned)).send().await.map_err(|e| sdk_error(name, e))?;
+        Ok(Deleted::Gone)
+    }
+
     /// Names under `prefix`, after `after` when given.
     async fn list_from(&self, prefix: &str, after: Option<&str>) -> Result<Vec<String>, VaultError> {
         let mut names = Vec::new();

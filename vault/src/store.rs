@@ -176,6 +176,8 @@ pub struct Vault {
     budget: Arc<MemoryBudget>,
     /// Set while a flush started to relieve the capture share is running.
     relieving: AtomicBool,
+    /// Writes in progress, for garbage collection (see `epoch.rs`).
+    epochs: Arc<crate::Epochs>,
 }
 
 impl Vault {
@@ -196,7 +198,42 @@ impl Vault {
             stats: Mutex::default(),
             budget: Arc::new(MemoryBudget::new(settings.memory_budget)),
             relieving: AtomicBool::new(false),
+            epochs: Arc::default(),
         }
+    }
+
+    /// Marks a write in progress until the guard is dropped: held from a write's first
+    /// chunk lookup until the version using its chunks is journaled (or abandoned), and by
+    /// readers of chunks, so that garbage collection waits for them (see `epoch.rs`).
+    pub fn enter_write(&self) -> crate::WriteGuard {
+        self.epochs.enter()
+    }
+
+    /// Returns once every write entered before the call has ended.
+    pub async fn settle_writes(&self) {
+        self.epochs.settle().await;
+    }
+
+    /// Writes in progress (see [`Vault::enter_write`]).
+    pub fn writes_in_progress(&self) -> usize {
+        self.epochs.in_progress()
+    }
+
+    /// Whether the pack `name` (as chunk locations name it) is written or being written by
+    /// this vault but not yet indexed: its index entries are still to come.
+    pub fn is_unsynced(&self, name: &str) -> bool {
+        let content_name = name.rsplit('/').next().unwrap_or_default();
+        self.lock_open().unsynced.iter().any(|(p, _, _)| p.name == content_name)
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The keys.
+    pub fn keys(&self) -> &Arc<KeySet> {
+        &self.keys
     }
 
     /// The memory budget, shared with what else requests hold (bodies, restores).
@@ -354,6 +391,33 @@ impl Vault {
         Ok(())
     }
 
+    /// Writes `chunks` (entries of other packs and their sealed envelopes, copied as they
+    /// are) into new packs of their own, apart from the one writers fill, and indexes
+    /// nothing: garbage collection repacks with it and moves the index entries itself.
+    /// Returns each new pack's name (as chunk locations name it) and entries.
+    pub async fn write_packs(
+        &self,
+        chunks: Vec<(PackEntry, Bytes)>,
+    ) -> Result<Vec<(String, Vec<PackEntry>)>, VaultError> {
+        let mut written = Vec::new();
+        let mut builder = PackBuilder::default();
+        let mut rest = chunks.into_iter().peekable();
+        while let Some((entry, sealed)) = rest.next() {
+            builder.add(entry.id, &sealed, entry.raw_len, entry.compressed);
+            if builder.len() >= TARGET_PACK_SIZE || rest.peek().is_none() {
+                let pack = std::mem::take(&mut builder).finish(&self.keys)?;
+                let name = format!("packs/{}/{}", &pack.name[..2], pack.name);
+                match self.backend.put(&name, pack.bytes.clone()).await {
+                    Ok(()) | Err(VaultError::AlreadyExists { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                self.count(|s| s.stored_bytes += pack.bytes.len() as u64);
+                written.push((name, pack.entries));
+            }
+        }
+        Ok(written)
+    }
+
     /// Where a chunk is stored, if the vault holds it.
     pub fn locate(&self, id: &ChunkId) -> Result<Option<ChunkLocation>, VaultError> {
         self.index.lookup(id)
@@ -383,7 +447,7 @@ impl Vault {
     }
 
     /// The entries of pack `name`, read from its end.
-    async fn pack_header(&self, name: String) -> Result<(String, Vec<PackEntry>), VaultError> {
+    pub async fn pack_header(&self, name: String) -> Result<(String, Vec<PackEntry>), VaultError> {
         let content_name = name.rsplit('/').next().unwrap_or_default().to_owned();
         let mut want = crate::pack::TAIL_GUESS;
         loop {
