@@ -86,6 +86,9 @@ pub struct Pending {
     then: Vec<Progress>,
     /// Where the abort of a dropped, unresolved intent runs.
     tasks: TaskTracker,
+    /// Keeps garbage collection from deleting chunks the mutation found in the vault
+    /// until it is resolved (see `rewind_vault::epoch`).
+    _writes: rewind_vault::WriteGuard,
 }
 
 impl Pending {
@@ -227,6 +230,7 @@ impl Capture {
 
     /// Appends an intent.
     pub async fn begin(&self, op: Op, bucket: &str, key: &str, actor: &Actor) -> Result<Pending, CaptureError> {
+        let writes = self.vault.enter_write();
         let intent = intent(op, bucket, key, actor);
         let result = self.journal.append(Body::Intent(intent), Durability::Buffered).await;
         self.count(record_kind::INTENT, result.is_ok());
@@ -238,6 +242,7 @@ impl Capture {
             armed: true,
             then: Vec::new(),
             tasks: self.tasks.clone(),
+            _writes: writes,
         })
     }
 
@@ -382,6 +387,7 @@ impl Capture {
         head: &UpstreamHead,
         actor: &Actor,
     ) -> Result<Option<u64>, CaptureError> {
+        let _writes = self.vault.enter_write();
         let Some(v) = self.capture_upstream(bucket, key, head.version_id.as_deref()).await? else { return Ok(None) };
         let size = v.size;
         self.observe(Op::CaptureExisting, bucket, key, actor, Effect::Version(v)).await?;
@@ -418,7 +424,8 @@ impl Capture {
     }
 
     /// Reads an object from the upstream into the vault: its bytes, headers, metadata and
-    /// tags. `None` when it does not exist.
+    /// tags. `None` when it does not exist. The caller holds a write guard
+    /// ([`Vault::enter_write`]) until the version is journaled.
     pub async fn capture_upstream(
         &self,
         bucket: &str,

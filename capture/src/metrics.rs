@@ -34,6 +34,11 @@ pub mod names {
     pub const JOURNAL_DIVERGED: &str = "rewind_journal_diverged";
     pub const VAULT_CHUNK_BYTES: &str = "rewind_vault_chunk_bytes";
     pub const RETENTION_LAST_PLAN_TIMESTAMP_SECONDS: &str = "rewind_retention_last_plan_timestamp_seconds";
+    pub const GC_PACKS_TOTAL: &str = "rewind_gc_packs_total";
+    pub const GC_BYTES_TOTAL: &str = "rewind_gc_bytes_total";
+    pub const GC_CONDEMNED_PACKS: &str = "rewind_gc_condemned_packs";
+    pub const GC_RUNS_TOTAL: &str = "rewind_gc_runs_total";
+    pub const GC_LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "rewind_gc_last_success_timestamp_seconds";
 }
 
 /// Journal record kinds, the `record` label of [`names::JOURNAL_RECORDS_TOTAL`].
@@ -96,6 +101,11 @@ pub struct Metrics {
     pub journal_diverged: IntGauge,
     pub vault_chunk_bytes: IntGaugeVec,
     pub retention_last_plan: prometheus::Gauge,
+    pub gc_packs: IntCounterVec,
+    pub gc_bytes: IntCounterVec,
+    pub gc_condemned_packs: IntGauge,
+    pub gc_runs: IntCounterVec,
+    pub gc_last_success: prometheus::Gauge,
 }
 
 fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -229,12 +239,35 @@ impl Metrics {
                 names::RETENTION_LAST_PLAN_TIMESTAMP_SECONDS,
                 "Unix time of the last retention plan (the mark of garbage collection) that completed.",
             ),
+            gc_packs: counter_vec(
+                names::GC_PACKS_TOTAL,
+                "Vault packs garbage collection acted on, by outcome: condemned (found dead), repacked (live chunks copied out), rescued (needed again), deleted, locked (Object Lock kept it, retried later), failed (retried next pass).",
+                &["outcome"],
+            ),
+            gc_bytes: counter_vec(
+                names::GC_BYTES_TOTAL,
+                "Chunk bytes garbage collection condemned and reclaimed, by what.",
+                &["what"],
+            ),
+            gc_condemned_packs: gauge(
+                names::GC_CONDEMNED_PACKS,
+                "Packs condemned and waiting out gc_grace (or Object Lock) after the last pass.",
+            ),
+            gc_runs: counter_vec(
+                names::GC_RUNS_TOTAL,
+                "Garbage collection passes, by result (ok, error).",
+                &["result"],
+            ),
+            gc_last_success: float_gauge(
+                names::GC_LAST_SUCCESS_TIMESTAMP_SECONDS,
+                "Unix time of the last garbage collection pass that completed with every due pack handled.",
+            ),
             journal_diverged: gauge(
                 names::JOURNAL_DIVERGED,
                 "1 when the journal disagrees with what the vault holds of it (shipping stopped): rebuild from the vault.",
             ),
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 26] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 31] = [
             Box::new(m.journal_records.clone()),
             Box::new(m.journal_commit_duration.clone()),
             Box::new(m.journal_last_commit.clone()),
@@ -261,6 +294,11 @@ impl Metrics {
             Box::new(m.journal_diverged.clone()),
             Box::new(m.vault_chunk_bytes.clone()),
             Box::new(m.retention_last_plan.clone()),
+            Box::new(m.gc_packs.clone()),
+            Box::new(m.gc_bytes.clone()),
+            Box::new(m.gc_condemned_packs.clone()),
+            Box::new(m.gc_runs.clone()),
+            Box::new(m.gc_last_success.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("invariant: metric names are unique");
@@ -280,6 +318,16 @@ impl Metrics {
         raise(self.vault_chunks.with_label_values(&["deduplicated"]), stats.deduplicated_chunks);
         raise(self.vault_written_bytes.with_label_values(&["logical"]), stats.logical_bytes);
         raise(self.vault_written_bytes.with_label_values(&["stored"]), stats.stored_bytes);
+    }
+
+    /// Counts what a garbage collection pass did.
+    pub fn count_gc(&self, packs: [(&str, u64); 6], condemned_bytes: u64, reclaimed_bytes: u64, waiting: u64) {
+        for (outcome, n) in packs {
+            self.gc_packs.with_label_values(&[outcome]).inc_by(n);
+        }
+        self.gc_bytes.with_label_values(&["condemned"]).inc_by(condemned_bytes);
+        self.gc_bytes.with_label_values(&["reclaimed"]).inc_by(reclaimed_bytes);
+        self.gc_condemned_packs.set(i64::try_from(waiting).unwrap_or(i64::MAX));
     }
 
     /// Mirrors the memory budget's shares.

@@ -15,7 +15,7 @@ use rewind_crypto::{Argon2Params, KeySet, SecretKey, Unlock, WrappedMasterKey};
 use rewind_journal::{Access, Journal, JournalError};
 use rewind_model::ChunkId;
 use rewind_vault::{
-    Backend, ChunkIndex, ChunkLocation, ChunkSizes, LocalBackend, PackEntry, S3Backend, Vault, VaultError,
+    Backend, ChunkIndex, ChunkLocation, ChunkSizes, LocalBackend, PackEntry, Reclaim, S3Backend, Vault, VaultError,
     VaultSettings,
 };
 
@@ -116,6 +116,8 @@ pub struct Stores {
     pub vault: Arc<Vault>,
     /// The vault's storage, for what is not chunks (journal segments, checkpoints).
     pub backend: Arc<dyn Backend>,
+    /// What garbage collection deletes packs with; nothing else uses it.
+    pub reclaim: Arc<dyn Reclaim>,
     /// Where the vault is, for messages.
     pub vault_location: String,
     /// Set when this start created the vault and its key file.
@@ -127,7 +129,7 @@ pub struct Stores {
 }
 
 /// The chunk index kept in the journal's database (so one fsync'd store holds both).
-struct JournalIndex(Arc<Journal>);
+pub struct JournalIndex(pub Arc<Journal>);
 
 #[async_trait::async_trait]
 impl ChunkIndex for JournalIndex {
@@ -151,22 +153,40 @@ fn index_error(e: JournalError) -> VaultError {
 
 /// The backend named by the configuration; an S3 vault gets the Object Lock setting.
 pub async fn backend(config: &Config) -> Result<(Arc<dyn Backend>, String), OpenError> {
+    let (backend, _, location) = backend_and_reclaim(config).await?;
+    Ok((backend, location))
+}
+
+/// [`backend`], and the handle garbage collection deletes with: on an S3 vault, a client of
+/// `vault.gc_credentials` when they are set.
+async fn backend_and_reclaim(config: &Config) -> Result<(Arc<dyn Backend>, Arc<dyn Reclaim>, String), OpenError> {
     let v = &config.vault;
     if let Some((bucket, prefix)) = v.s3_location() {
         let location = format!("s3://{bucket}/{prefix}");
-        let target = crate::upstream::UpstreamTarget {
-            endpoint: v.endpoint.clone().expect("invariant: validate() requires an S3 vault endpoint"),
-            access_key_id: v.access_key_id.clone().expect("invariant: validate() requires S3 vault keys"),
-            secret: v.secret_access_key.clone().expect("invariant: validate() requires S3 vault keys"),
-        };
+        let endpoint = v.endpoint.clone().expect("invariant: validate() requires an S3 vault endpoint");
         let settings = rewind_config::UpstreamConfig { region: v.region.clone(), ..Default::default() };
-        let client = crate::upstream::client(&settings, &target);
-        let backend = S3Backend::new(client, bucket, prefix);
+        let client = |access_key_id: &str, secret: &rewind_config::Secret| {
+            let target = crate::upstream::UpstreamTarget {
+                endpoint: endpoint.clone(),
+                access_key_id: access_key_id.to_owned(),
+                secret: secret.clone(),
+            };
+            crate::upstream::client(&settings, &target)
+        };
+        let everyday = client(
+            v.access_key_id.as_deref().expect("invariant: validate() requires S3 vault keys"),
+            v.secret_access_key.as_ref().expect("invariant: validate() requires S3 vault keys"),
+        );
+        let backend = S3Backend::new(everyday, bucket, prefix);
         let backend = with_object_lock(backend, v, &location).await?;
-        return Ok((Arc::new(backend), location));
+        let reclaim = match v.gc_credentials.pair() {
+            Some((id, secret)) => backend.with_client(client(id, secret)),
+            None => backend.clone(),
+        };
+        return Ok((Arc::new(backend), Arc::new(reclaim), location));
     }
     let (backend, location) = local_backend(config)?;
-    Ok((Arc::new(backend), location))
+    Ok((Arc::new(backend.clone()), Arc::new(backend), location))
 }
 
 fn local_backend(config: &Config) -> Result<(LocalBackend, String), OpenError> {
@@ -231,7 +251,7 @@ async fn with_object_lock(
 /// Opens the vault and journal for `purpose`, creating both (and the key file) on a
 /// gateway's first start.
 pub async fn open(config: &Config, purpose: Purpose) -> Result<Stores, OpenError> {
-    let (backend, location) = backend(config).await?;
+    let (backend, reclaim, location) = backend_and_reclaim(config).await?;
     let data_dir = &config.server.data_dir;
     let journal_dir = data_dir.join(JOURNAL_DIR);
     let vault_err = |source| OpenError::Vault { location: location.clone(), source };
@@ -302,7 +322,16 @@ pub async fn open(config: &Config, purpose: Purpose) -> Result<Stores, OpenError
         memory_budget: usize::try_from(config.vault.memory_budget.0).unwrap_or(usize::MAX),
     };
     let vault = Arc::new(Vault::new(keys.clone(), backend.clone(), Arc::new(JournalIndex(journal.clone())), settings));
-    Ok(Stores { journal, vault, backend, vault_location: location, created_key_file, keys, _writer_lock: writer_lock })
+    Ok(Stores {
+        journal,
+        vault,
+        backend,
+        reclaim,
+        vault_location: location,
+        created_key_file,
+        keys,
+        _writer_lock: writer_lock,
+    })
 }
 
 /// How to rebuild a data directory from the vault at `location` with `key_file`.

@@ -28,6 +28,8 @@ pub struct Staged {
     key: String,
     version: ObjectVersion,
     lock: Held,
+    /// Until it is journaled, garbage collection keeps what it found in the vault.
+    _writes: rewind_vault::WriteGuard,
 }
 
 impl Staged {
@@ -71,10 +73,15 @@ impl Capture {
         version_id: Option<&str>,
         lock: Held,
     ) -> Result<Reconciled, CaptureError> {
+        let writes = self.vault.enter_write();
         Ok(match self.read_upstream(bucket, key, version_id, false).await? {
-            Some(version) => {
-                Reconciled::Staged(Box::new(Staged { bucket: bucket.to_owned(), key: key.to_owned(), version, lock }))
-            }
+            Some(version) => Reconciled::Staged(Box::new(Staged {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                version,
+                lock,
+                _writes: writes,
+            })),
             // Vanished since it was listed: the next pass sees it gone.
             None => Reconciled::Unchanged,
         })
@@ -92,7 +99,7 @@ impl Capture {
         }
         // Appended together, so the journal writes them with one sync.
         futures::future::join_all(staged.into_iter().map(|s| async move {
-            let Staged { bucket, key, version, lock } = *s;
+            let Staged { bucket, key, version, lock, _writes } = *s;
             let size = version.size;
             let result = self.observe(Op::CaptureExisting, &bucket, &key, actor, Effect::Version(version)).await;
             drop(lock);

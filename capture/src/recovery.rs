@@ -95,6 +95,7 @@ impl Capture {
             armed: false,
             then: Vec::new(),
             tasks: self.tasks.clone(),
+            _writes: self.vault.enter_write(),
         };
         match intent.op {
             Op::CreateBucket | Op::DeleteBucket => {

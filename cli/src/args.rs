@@ -136,9 +136,10 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Garbage collection of the vault: with --dry-run, show which packs nothing kept needs
-    /// any more (under the retention policy), which hold dead chunks among live ones, and
-    /// the bytes of chunks no version references (cut or refused uploads).
+    /// Garbage collection of the vault: condemns packs no journaled version or upload in
+    /// progress uses (cut or refused uploads, versions `forget` expired), and deletes those
+    /// condemned at least retention.gc_grace ago. With --dry-run, only shows what the
+    /// retention policy leaves to reclaim.
     Gc {
         /// Show what would be reclaimed, and change nothing.
         #[arg(long)]
@@ -265,10 +266,12 @@ impl Command {
         match self {
             Self::Ls { .. } | Self::Log { .. } | Self::Diff { .. } | Self::Cat { .. } => Access::Read,
             Self::Verify { .. } | Self::Status => Access::Read,
-            Self::Snapshot(SnapshotCommand::List) | Self::Forget { .. } | Self::Gc { .. } => Access::Read,
+            Self::Snapshot(SnapshotCommand::List) | Self::Forget { .. } | Self::Gc { dry_run: true, .. } => {
+                Access::Read
+            }
             Self::Hold(HoldCommand::Ls) => Access::Read,
             Self::Restore(args) if args.to_dir.is_some() => Access::Read,
-            Self::Snapshot(_) | Self::Hold(_) | Self::Init | Self::Rebuild { .. } => Access::Write,
+            Self::Snapshot(_) | Self::Hold(_) | Self::Init | Self::Rebuild { .. } | Self::Gc { .. } => Access::Write,
             Self::Restore(_) | Self::Reconcile { .. } => Access::Upstream,
         }
     }

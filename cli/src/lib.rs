@@ -198,14 +198,27 @@ async fn execute(cli: &Cli, target: &Target) -> Result<ExitCode, CliError> {
             let plan = target.forget_plan(bucket.as_deref()).await?;
             if cli.json { print_json(&plan)? } else { print::forget(&plan) }
         }
-        Command::Gc { dry_run, yes: _ } => {
-            if !dry_run {
-                return Err(CliError::other(
-                    "rewind gc only plans so far: nothing is deleted from the vault yet. Run `rewind gc --dry-run` to see what it would reclaim",
-                ));
-            }
+        Command::Gc { dry_run, yes } => {
             let plan = target.gc_plan().await?;
-            if cli.json { print_json(&plan)? } else { print::gc(&plan) }
+            if *dry_run {
+                if cli.json {
+                    print_json(&plan)?
+                } else {
+                    print::gc(&plan)
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !cli.json {
+                print::gc(&plan);
+            }
+            let question =
+                "Run garbage collection? Packs condemned at least retention.gc_grace ago are deleted from the vault.";
+            if !yes && !confirm(question, "collecting garbage")? {
+                outln!("Nothing changed.");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let report = target.gc().await?;
+            if cli.json { print_json(&report)? } else { print::gc_report(&report) }
         }
         Command::Hold(HoldCommand::Ls) => {
             let holds = target.holds().await?;
@@ -332,11 +345,11 @@ fn parse_percent(text: &str) -> Result<f64, CliError> {
     })
 }
 
-fn confirm(question: &str) -> Result<bool, CliError> {
+fn confirm(question: &str, doing: &str) -> Result<bool, CliError> {
     if !std::io::stdin().is_terminal() {
-        return Err(CliError::other(
-            "not restoring without confirmation: re-run with --yes (or --dry-run to only look)",
-        ));
+        return Err(CliError::other(format!(
+            "not {doing} without confirmation: re-run with --yes (or --dry-run to only look)"
+        )));
     }
     eprint!("{question} [y/N] ");
     std::io::stderr().flush()?;
@@ -378,7 +391,7 @@ async fn restore(cli: &Cli, target: &Target, args: &RestoreArgs) -> Result<ExitC
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if !args.yes && !confirm("Apply this restore?")? {
+    if !args.yes && !confirm("Apply this restore?", "restoring")? {
         outln!("Nothing changed.");
         return Ok(ExitCode::SUCCESS);
     }

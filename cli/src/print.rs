@@ -2,7 +2,7 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rewind_snapshotter::api::{
-    BucketStatus, DiffReport, ForgetPlan, GcPlan, HoldInfo, Listing, LogLine, Mode, ObjectInfo, PlanSummary,
+    BucketStatus, DiffReport, ForgetPlan, GcPlan, GcReport, HoldInfo, Listing, LogLine, Mode, ObjectInfo, PlanSummary,
     ReconcileCounts, Snapshot, Status, VerifyReport,
 };
 
@@ -159,6 +159,29 @@ pub fn gc(p: &GcPlan) {
     );
     if p.packs_unindexed > 0 {
         outln!("  {} packs the chunk index does not name", p.packs_unindexed);
+    }
+}
+
+pub fn gc_report(r: &GcReport) {
+    outln!("Garbage collection at {}: {} packs in the vault.", r.at, r.packs);
+    outln!("  deleted {} packs, reclaiming {}", r.packs_deleted, bytes(r.bytes_reclaimed));
+    outln!(
+        "  condemned {} packs ({}); {} wait out the grace period",
+        r.packs_condemned,
+        bytes(r.bytes_condemned),
+        r.packs_waiting
+    );
+    if r.packs_rescued > 0 {
+        outln!("  rescued {} condemned packs that something needs again", r.packs_rescued);
+    }
+    if r.packs_locked > 0 {
+        outln!("  {} packs are under Object Lock: tried again after their retain-until date", r.packs_locked);
+    }
+    if r.packs_failed > 0 {
+        outln!(
+            "  {} packs could not be read or deleted (the gateway's log says why): the next pass tries again",
+            r.packs_failed
+        );
     }
 }
 

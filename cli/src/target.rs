@@ -22,8 +22,8 @@ use rewind_capture::{Metrics, ship};
 use rewind_config::Config;
 use rewind_snapshotter::At;
 use rewind_snapshotter::api::{
-    DiffReport, ForgetPlan, GcPlan, HoldInfo, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot,
-    Status, VerifyReport,
+    DiffReport, ForgetPlan, GcPlan, GcReport, HoldInfo, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest,
+    Snapshot, Status, VerifyReport,
 };
 use rewind_snapshotter::ops::{Compare, Engine, HoldScope, Operations, ReconcileAsk};
 use rewind_snapshotter::verify::ReadData;
@@ -274,6 +274,14 @@ impl Target {
         match self {
             Self::Remote(c) => c.json(Method::GET, "gc", None).await,
             Self::Local(l) => Ok(l.ops.gc_plan().await?),
+        }
+    }
+
+    /// One garbage collection pass now.
+    pub async fn gc(&self) -> Result<GcReport, CliError> {
+        match self {
+            Self::Remote(c) => c.json(Method::POST, "gc", None).await,
+            Self::Local(l) => Ok(l.ops.gc().await?),
         }
     }
 

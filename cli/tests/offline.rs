@@ -160,7 +160,8 @@ async fn a_closed_pipe_ends_the_command_quietly() {
 }
 
 /// `rewind forget --dry-run` reads the policy from the configuration and the environment,
-/// changes nothing, and plain `forget` refuses rather than pretend.
+/// changes nothing, and plain `forget` refuses rather than pretend. `rewind gc` asks first,
+/// and finds nothing to delete while the journal references every version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forget_plans_with_the_configured_policy_and_changes_nothing() {
     let upstream = FsUpstream::start().await;
@@ -197,14 +198,18 @@ async fn forget_plans_with_the_configured_policy_and_changes_nothing() {
     };
     assert_eq!(gc(&[]), (0, 0));
     assert_eq!(gc(&now_only), (2, bytes));
-    let out = rewind(&["--data-dir", d, "gc"]);
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("only plans so far"));
     // A policy below the floor is refused.
     let out = rewind_with(&["--data-dir", d, "forget", "--dry-run"], &[("REWIND_RETENTION_KEEP_ALL_WITHIN", "1h")]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("below retention.min_keep_all_within"));
     let out = rewind(&["--data-dir", d, "forget", "--yes"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("only plans so far"));
     assert_eq!(snapshot(dir.path()), before, "planning changed the data directory");
+    let out = rewind(&["--data-dir", d, "gc"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("without confirmation: re-run with --yes"), "{err}");
+    let report = json_of(&["--data-dir", d, "gc", "--yes"], &now_only);
+    assert_eq!(report["packs"].as_u64(), Some(6), "{report}");
+    assert_eq!((report["packs_condemned"].as_u64(), report["packs_deleted"].as_u64()), (Some(0), Some(0)), "{report}");
 }
 
 /// A legal hold keeps every version under it out of what a policy expires; it is shipped

@@ -5,6 +5,8 @@
 //! never silently corrects a value. Secrets come from files or the environment only, so a
 //! configuration file can be shared or committed without leaking anything.
 
+mod env;
+mod gc_credentials;
 mod retention;
 mod secret;
 mod units;
@@ -17,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use env::ENV_VARS;
+pub use gc_credentials::GcCredentials;
 pub use retention::{BucketRetention, RetentionConfig, RetentionPolicy};
 pub use secret::{Secret, random_key_pair};
 pub use units::{ByteSize, HumanDuration};
@@ -251,6 +255,8 @@ pub struct VaultConfig {
     pub object_lock: ObjectLock,
     /// How long each vault object is locked from its creation.
     pub object_lock_retention: HumanDuration,
+    /// What garbage collection deletes with on an S3 vault.
+    pub gc_credentials: GcCredentials,
 }
 
 /// Whether vault objects are written with an Object Lock retention date.
@@ -291,6 +297,7 @@ impl Default for VaultConfig {
             segment_interval: HumanDuration::secs(10),
             object_lock: ObjectLock::Auto,
             object_lock_retention: HumanDuration::secs(30 * 86_400),
+            gc_credentials: GcCredentials::default(),
         }
     }
 }
@@ -391,39 +398,6 @@ impl fmt::Display for Problems<'_> {
 /// The shortest admin token accepted: 32 characters (a generated one has 40).
 pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
 
-/// Every environment variable the configuration reads, with the setting it overrides.
-pub const ENV_VARS: &[(&str, &str)] = &[
-    ("REWIND_LISTEN", "server.listen"),
-    ("REWIND_ADMIN_LISTEN", "server.admin_listen"),
-    ("REWIND_DATA_DIR", "server.data_dir"),
-    ("REWIND_BASE_DOMAINS", "server.base_domains (comma-separated)"),
-    ("REWIND_UPSTREAM", "upstream.endpoint"),
-    ("REWIND_UPSTREAM_REGION", "upstream.region"),
-    ("REWIND_UPSTREAM_ACCESS_KEY_ID", "upstream.access_key_id"),
-    ("REWIND_UPSTREAM_SECRET_ACCESS_KEY", "upstream secret key"),
-    ("REWIND_ADMIN_TOKEN", "the admin API's bearer token"),
-    ("REWIND_ACCESS_KEY_ID", "a client key id (with REWIND_SECRET_ACCESS_KEY)"),
-    ("REWIND_SECRET_ACCESS_KEY", "that client key's secret"),
-    ("REWIND_VAULT", "vault.location"),
-    ("REWIND_VAULT_ENDPOINT", "vault.endpoint"),
-    ("REWIND_VAULT_REGION", "vault.region"),
-    ("REWIND_VAULT_ACCESS_KEY_ID", "vault.access_key_id"),
-    ("REWIND_VAULT_SECRET_ACCESS_KEY", "S3 vault secret key"),
-    ("REWIND_VAULT_PASSPHRASE", "the vault passphrase (instead of a key file)"),
-    ("REWIND_KEY_FILE", "vault.key_file"),
-    ("REWIND_RETENTION_KEEP_ALL_WITHIN", "retention.keep_all_within"),
-    ("REWIND_RETENTION_KEEP_HOURLY", "retention.keep_hourly"),
-    ("REWIND_RETENTION_KEEP_DAILY", "retention.keep_daily"),
-    ("REWIND_RETENTION_KEEP_WEEKLY", "retention.keep_weekly"),
-    ("REWIND_RETENTION_KEEP_MONTHLY", "retention.keep_monthly"),
-    ("REWIND_RETENTION_KEEP_YEARLY", "retention.keep_yearly"),
-    ("REWIND_RETENTION_MIN_KEEP_ALL_WITHIN", "retention.min_keep_all_within"),
-    ("REWIND_RETENTION_GC_GRACE", "retention.gc_grace"),
-    ("REWIND_RETENTION_SCHEDULE", "retention.schedule"),
-    ("REWIND_LOG_FORMAT", "telemetry.log_format"),
-    ("REWIND_LOG", "telemetry.log_level"),
-];
-
 impl Config {
     /// Parses a configuration file's text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self, ConfigError> {
@@ -491,6 +465,7 @@ impl Config {
         if let Some(v) = env("REWIND_VAULT_SECRET_ACCESS_KEY") {
             self.vault.secret_access_key = Some(Secret::new(v));
         }
+        self.vault.gc_credentials.apply_env(&env);
         if let Some(v) = env("REWIND_VAULT_PASSPHRASE") {
             self.vault.passphrase = Some(Secret::new(v));
         }
@@ -585,6 +560,7 @@ impl Config {
         {
             self.vault.secret_access_key = read_secret(path, "vault.secret_access_key_file", problems);
         }
+        self.vault.gc_credentials.load_secret_file(problems);
         for (i, key) in self.credentials.client_keys.iter_mut().enumerate() {
             if let Some(path) = &key.secret_access_key_file
                 && key.secret_access_key.is_none()

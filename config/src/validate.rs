@@ -145,6 +145,9 @@ impl Config {
                 }
             }
         }
+        if let Some(p) = v.gc_credentials.problem() {
+            bad(&p.field, p.message);
+        }
         if !(0..=19).contains(&v.compression_level) {
             bad("vault.compression_level", "must be 0 (off) or a zstd level from 1 to 19".into());
         }

@@ -13,6 +13,7 @@
 //! | `POST verify?read_data=F` | [`VerifyReport`] |
 //! | `GET holds`, `POST holds?bucket&prefix|key&reason`, `DELETE holds?bucket&prefix|key` | `HoldInfo`s |
 //! | `GET gc` | `GcPlan`: what garbage collection would reclaim |
+//! | `POST gc` | `GcReport`: one garbage collection pass, run now (409 while one runs) |
 //! | `GET forget?bucket` | `ForgetPlan`: what the retention policy would expire |
 //! | `POST restore` ([`RestoreRequest`] body) | newline-delimited [`RestoreEvent`]s |
 //! | `POST reconcile?bucket&parallel&objects_per_second&bytes_per_second` | newline-delimited [`ReconcileEvent`]s |
@@ -141,6 +142,7 @@ impl Api {
             (Method::POST, "verify") => self.verify(Query::of(&req)).await,
             (Method::GET | Method::POST | Method::DELETE, "holds") => self.holds(req.method(), Query::of(&req)).await,
             (Method::GET, "gc") => self.ops.gc_plan().await.map_err(Failure::from).and_then(|p| json(&p)),
+            (Method::POST, "gc") => self.ops.gc().await.map_err(Failure::from).and_then(|r| json(&r)),
             (Method::GET, "forget") => {
                 let bucket = Query::of(&req).get("bucket").map(str::to_owned);
                 self.ops.forget_plan(bucket).await.map_err(Failure::from).and_then(|p| json(&p))

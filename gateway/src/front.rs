@@ -49,6 +49,9 @@ pub struct Gate {
     pub max_xml_body: u64,
     /// How long a request may wait for its share of the budget before 503 SlowDown.
     pub budget_wait: Duration,
+    /// The vault: each request counts as a write in progress until it is answered, so
+    /// that garbage collection never deletes chunks it found (an upload's part, a copy).
+    pub vault: Arc<rewind_vault::Vault>,
 }
 
 impl S3Front {
@@ -95,6 +98,7 @@ impl hyper::service::Service<http::Request<Incoming>> for S3Front {
         let gate = self.gate.clone();
         metrics.requests_in_flight.inc();
         Box::pin(async move {
+            let writes = gate.vault.enter_write();
             let mut held = Charge::none();
             let response = match refusal {
                 Some(err) => error_response(err),
@@ -106,6 +110,7 @@ impl hyper::service::Service<http::Request<Incoming>> for S3Front {
                     Err(err) => error_response(err),
                 },
             };
+            drop(writes);
             let mut response = with_error_message(response);
             if close_after {
                 response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));

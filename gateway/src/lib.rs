@@ -155,6 +155,7 @@ impl Gateway {
             budget: stores.vault.budget().clone(),
             max_xml_body: config.server.max_xml_body_size.0,
             budget_wait: config.vault.capture_timeout.0,
+            vault: stores.vault.clone(),
         };
         let front = front::S3Front::new(builder.build(), metrics.clone(), config.server.body_idle_timeout.0, gate);
 

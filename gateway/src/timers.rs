@@ -1,6 +1,6 @@
 //! Every background timer of a serving gateway, in one place: journal shipping, scheduled
-//! verify, reconcile passes, and retention (so far its plan: what it would reclaim). Each is a task of the gateway's
-//! one tracker and stops when the gateway does.
+//! verify, reconcile passes, and retention (its plan, then a garbage collection pass). Each
+//! is a task of the gateway's one tracker and stops when the gateway does.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,9 +47,9 @@ pub fn start(
     tracker.spawn(retention_on_schedule(ops.clone(), metrics.clone(), config.retention.schedule.0, stop.child_token()));
 }
 
-/// Plans retention every `every` (`0s`: never), until `stop`, and publishes how the vault's
-/// bytes divide between live, expired and unreferenced chunks. Nothing is deleted yet: the
-/// figures show how much retention and GC will reclaim.
+/// Every `every` (`0s`: never), until `stop`: plans retention, publishing how the vault's
+/// bytes divide between live, expired and unreferenced chunks, then runs a garbage
+/// collection pass (one at a time: a pass already running from the CLI is left alone).
 async fn retention_on_schedule(ops: Operations, metrics: Metrics, every: Duration, stop: CancellationToken) {
     if every.is_zero() {
         return;
@@ -71,6 +71,18 @@ async fn retention_on_schedule(ops: Operations, metrics: Metrics, every: Duratio
                 metrics.retention_last_plan.set(rewind_capture::now_seconds());
             }
             Err(e) => tracing::warn!(error = %e, "could not plan retention; retrying at the next interval"),
+        }
+        match ops.gc().await {
+            Ok(r) if r.packs_deleted + r.packs_condemned > 0 => tracing::info!(
+                deleted = r.packs_deleted,
+                reclaimed_bytes = r.bytes_reclaimed,
+                condemned = r.packs_condemned,
+                waiting = r.packs_waiting,
+                "garbage collection pass done"
+            ),
+            Ok(_) => {}
+            // Counted and logged by the pass itself.
+            Err(_) => {}
         }
         wait = every;
     }

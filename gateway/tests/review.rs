@@ -254,6 +254,48 @@ async fn f10_an_upload_refused_for_its_digest_changes_nothing() {
     assert_eq!(upstream_bytes(&up, "bkt", "m").await, b"version one");
 }
 
+/// F12: the chunks of an upload refused for its digest stayed in the vault for good. A
+/// garbage collection pass (here with no grace period) reclaims them: they share a pack
+/// with a later upload's, so that pack is repacked and the old one deleted. Every journaled
+/// version still reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f12_chunks_of_a_refused_upload_are_collected() {
+    let (_up, gw, s3) = setup(|c| c.retention.gc_grace = HumanDuration(Duration::ZERO)).await;
+    put(&s3, "bkt", "before", &pattern(100_000, 1)).await;
+    let refused = s3.put_object().bucket("bkt").key("cut").content_md5("AAAAAAAAAAAAAAAAAAAAAA==");
+    // Large enough that chunks are cut and stored before the digest is found wrong.
+    let err = refused.body(ByteStream::from(pattern(12_000_000, 2))).send().await.unwrap_err();
+    assert_eq!(err.code(), Some("BadDigest"), "{err:?}");
+    put(&s3, "bkt", "after", &pattern(100_000, 3)).await;
+    let packs = gw.data_dir.path().join("vault").join("packs");
+    let stored = |files: &[std::path::PathBuf]| files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum::<u64>();
+    let before = stored(&walk(&packs));
+    assert!(before > 4_000_000, "the refused upload's chunks are in the vault: {before} bytes");
+
+    let admin = async |method: http::Method, path: &str| {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("{}/admin/v1/{path}", gw.admin_url()))
+            .header("authorization", format!("Bearer {}", gw.admin_token()))
+            .body(Vec::new())
+            .unwrap();
+        raw::send(gw.gateway.admin_addr, &req).await
+    };
+    let res = admin(http::Method::POST, "gc").await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let report: serde_json::Value = serde_json::from_str(&res.text()).unwrap();
+    assert!(report["packs_deleted"].as_u64().unwrap() >= 1, "{report}");
+    let after = stored(&walk(&packs));
+    assert!(after < 300_000, "the refused upload's chunks are gone: {before} -> {after} bytes");
+    let res = admin(http::Method::POST, "verify?read_data=1").await;
+    let verify: serde_json::Value = serde_json::from_str(&res.text()).unwrap();
+    assert_eq!(verify["damaged"].as_array().map(Vec::len), Some(0), "{verify}");
+    assert!(verify["journal_problems"].as_array().unwrap().is_empty(), "{verify}");
+    let metrics = &gw.gateway.metrics.engine;
+    assert!(metrics.gc_packs.with_label_values(&["deleted"]).get() >= 1);
+    assert!(metrics.gc_last_success.get() > 0.0);
+}
+
 /// F13: with the smallest budget, concurrent uploads wait for memory instead of failing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f13_uploads_beyond_the_memory_budget_wait_and_succeed() {

@@ -455,3 +455,32 @@ pub struct GcPlan {
     /// index was written).
     pub packs_unindexed: u64,
 }
+
+/// What one garbage collection pass did (`rewind gc`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcReport {
+    /// When it ran (RFC 3339).
+    pub at: String,
+    /// Pack objects in the vault when it began.
+    pub packs: u64,
+    /// Packs newly found dead and condemned.
+    pub packs_condemned: u64,
+    /// What the indexed ones of those hold.
+    pub bytes_condemned: u64,
+    /// Condemned packs still within the grace period (or under Object Lock).
+    pub packs_waiting: u64,
+    /// Condemned packs that something needs again: no longer condemned.
+    pub packs_rescued: u64,
+    /// Packs whose live chunks were copied into new packs (then condemned).
+    pub packs_repacked: u64,
+    /// Bytes of live chunks copied.
+    pub bytes_repacked: u64,
+    /// Packs deleted.
+    pub packs_deleted: u64,
+    /// Chunk bytes those held.
+    pub bytes_reclaimed: u64,
+    /// Packs Object Lock kept: tried again after their retain-until date.
+    pub packs_locked: u64,
+    /// Packs that could not be read or deleted: tried again by the next pass.
+    pub packs_failed: u64,
+}

@@ -12,6 +12,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod restore;
 pub mod retention;
+pub mod sweep;
 pub mod verify;
 
 mod status;

@@ -22,8 +22,8 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{
-    DiffReport, ForgetPlan, GcPlan, HoldInfo, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot,
-    Status, VerifyReport,
+    DiffReport, ForgetPlan, GcPlan, GcReport, HoldInfo, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest,
+    Snapshot, Status, VerifyReport,
 };
 use crate::plan::Scope;
 use crate::reconcile::{Limits, ReconcileError, Reconciler};
@@ -71,6 +71,9 @@ pub enum OpError {
     /// A reconcile could not start.
     #[error(transparent)]
     Reconcile(#[from] ReconcileError),
+    /// A pass of the same kind is running; one runs at a time.
+    #[error("{0}")]
+    Busy(&'static str),
 }
 
 /// What kind of failure an [`OpError`] is, for callers that answer with a status.
@@ -105,6 +108,7 @@ impl OpError {
             Self::Destination(ListError::NoSuchBucket(_)) => Kind::NotFound,
             Self::Destination(ListError::Upstream(_)) => Kind::Unavailable,
             Self::Vault(_) => Kind::Internal,
+            Self::Busy(_) => Kind::Conflict,
             Self::Reconcile(e) => match e {
                 ReconcileError::Busy(_) => Kind::Conflict,
                 ReconcileError::NotProtected(_) => Kind::Invalid,
@@ -216,6 +220,8 @@ pub struct Operations {
     metrics: Metrics,
     tasks: TaskTracker,
     retention: Arc<RetentionConfig>,
+    /// Held by the garbage collection pass running, if any.
+    gc_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What restores and reconciles need besides the stores.
@@ -259,6 +265,7 @@ impl Operations {
             metrics,
             tasks,
             retention: Arc::new(RetentionConfig::default()),
+            gc_turn: Arc::default(),
         }
     }
 
@@ -272,6 +279,7 @@ impl Operations {
             metrics,
             tasks: TaskTracker::new(),
             retention: Arc::new(RetentionConfig::default()),
+            gc_turn: Arc::default(),
         }
     }
 
@@ -459,6 +467,48 @@ impl Operations {
         blocking(move || Ok(crate::gc::plan(&journal, &retention, rewind_capture::now_us(), &packs)?)).await
     }
 
+    /// One garbage collection pass now: condemns dead packs and deletes those condemned at
+    /// least `retention.gc_grace` ago (see [`crate::gc`]). One pass runs at a time; client
+    /// writes go on meanwhile. The outcome is counted in the metrics.
+    pub async fn gc(&self) -> Result<GcReport, OpError> {
+        let _turn = self.gc_turn.try_lock().map_err(|_| {
+            OpError::Busy(
+                "a garbage collection pass is running (the schedule's or another `rewind gc`); wait for it to finish",
+            )
+        })?;
+        let stores = &self.stores;
+        let grace = self.retention.gc_grace.0;
+        let now = rewind_capture::now_us();
+        let result = crate::sweep::collect(&stores.journal, &stores.vault, stores.reclaim.as_ref(), grace, now).await;
+        let m = &self.metrics;
+        match &result {
+            Ok(r) => {
+                m.count_gc(
+                    [
+                        ("condemned", r.packs_condemned),
+                        ("repacked", r.packs_repacked),
+                        ("rescued", r.packs_rescued),
+                        ("deleted", r.packs_deleted),
+                        ("locked", r.packs_locked),
+                        ("failed", r.packs_failed),
+                    ],
+                    r.bytes_condemned,
+                    r.bytes_reclaimed,
+                    r.packs_waiting + r.packs_locked + r.packs_failed,
+                );
+                m.gc_runs.with_label_values(&["ok"]).inc();
+                if r.packs_failed == 0 {
+                    m.gc_last_success.set(rewind_capture::now_seconds());
+                }
+            }
+            Err(e) => {
+                m.gc_runs.with_label_values(&["error"]).inc();
+                tracing::warn!(error = %e, "garbage collection could not run; the next pass tries again");
+            }
+        }
+        Ok(result?)
+    }
+
     /// Every legal hold.
     pub async fn holds(&self) -> Result<Vec<HoldInfo>, OpError> {
         let journal = self.journal();
@@ -527,6 +577,8 @@ impl Operations {
         let parallel = if ask.parallel == 0 { DEFAULT_PARALLEL } else { ask.parallel.min(MAX_PARALLEL) };
         let (capture, metrics) = (writer.capture.clone(), self.metrics.clone());
         self.tasks.spawn(async move {
+            // What the restore reads stays in the vault until it is done.
+            let _reads = capture.vault().enter_write();
             let (inner_tx, mut inner_rx) = mpsc::channel::<RestoreEvent>(EVENTS);
             let runner = tokio::spawn(crate::restore::run(capture, plan, listed, parallel, before_seq.0, inner_tx));
             while let Some(event) = inner_rx.recv().await {

@@ -1,0 +1,348 @@
+//! Garbage collection's sweep: deleting what the mark ([`crate::gc`]) found dead, in two
+//! phases as kopia and rustic do, without stopping any write.
+//!
+//! **Condemn.** A pack none of whose indexed chunks is live is condemned, with the time; so
+//! is a pack the index does not name at all (left by a crash before its chunks were
+//! indexed), unless this vault is still writing it. A pack whose live share has fallen
+//! below [`REPACK_BELOW_LIVE_TENTHS`] is repacked first: its live chunks are copied, sealed
+//! as they are, into new packs and their index entries moved there; the old pack then
+//! holds only dead chunks and is condemned like the others.
+//!
+//! **Delete.** A pack condemned at least `gc_grace` ago and still dead goes in three steps:
+//! 1. its index entries are removed, so that no write from now on deduplicates against it
+//!    (writes store fresh copies instead);
+//! 2. every write that began before step 1 is waited for (`Vault::settle_writes`): a write
+//!    that found one of its chunks in the index earlier has now journaled it, or given up;
+//! 3. liveness is read again, and the pack's own header says what it holds. A chunk that is
+//!    live again and indexed nowhere else is put back in the index and the pack is rescued;
+//!    otherwise the pack is deleted. A pack whose deletion Object Lock refuses is retried
+//!    after its retain-until date.
+//!
+//! A write that deduplicates against a condemned pack within the grace period makes it
+//! live again: the next pass rescues it. Killed at any point, a later pass finishes the
+//! work: a condemned pack whose entries were removed is simply an unindexed one, and step 3
+//! reads its header to decide; a repack's new pack that was never indexed is unindexed too.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rewind_journal::{ChunkSwap, Journal, Progress, layout};
+use rewind_model::ChunkId;
+use rewind_vault::pack::TARGET_PACK_SIZE;
+use rewind_vault::{ChunkLocation, Deleted, PackEntry, Reclaim, Vault, VaultError};
+
+use crate::HistoryError;
+use crate::api::{GcReport, time_text};
+use crate::gc::{referenced, usage_by_pack};
+
+/// A pack whose live chunks are fewer than this many tenths of its indexed bytes is
+/// repacked: dead chunks then cost at most a ninth more than the live ones.
+pub const REPACK_BELOW_LIVE_TENTHS: u64 = 9;
+
+fn vault_error(what: &'static str) -> impl FnOnce(VaultError) -> HistoryError {
+    move |source| HistoryError::Vault { what, source }
+}
+
+/// For tests only: skips step 2, to show that the sweep is unsafe without it.
+#[cfg(test)]
+pub(crate) static SKIP_SETTLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// An index entry as read: the chunk, its encoded location, and the entry in its pack.
+type Indexed = ([u8; 32], Vec<u8>, PackEntry);
+
+/// One garbage collection pass at `now_us`: marks, repacks, and deletes what was condemned
+/// at least `grace` ago (see the module's description). `reclaim` is the vault's deleting
+/// handle.
+pub async fn collect(
+    journal: &Journal,
+    vault: &Vault,
+    reclaim: &dyn Reclaim,
+    grace: Duration,
+    now_us: i64,
+) -> Result<GcReport, HistoryError> {
+    let grace_us = i64::try_from(grace.as_micros()).unwrap_or(i64::MAX);
+    let packs = vault.pack_names().await.map_err(vault_error("listing the vault's packs"))?;
+    let live = referenced(journal)?;
+    let usage = usage_by_pack(journal, &live, &HashSet::new())?;
+    let mut condemned: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for (key, value) in journal.progress_scan(layout::GC_CONDEMNED)? {
+        let name = String::from_utf8_lossy(&key[layout::GC_CONDEMNED.len()..]).into_owned();
+        condemned.insert(name, layout::parse_condemned(&value).unwrap_or((now_us, 0)));
+    }
+
+    let mut report = GcReport { at: time_text(now_us), packs: packs.len() as u64, ..GcReport::default() };
+    let mut records = Vec::new();
+    let mut due = Vec::new();
+    let mut repack = Vec::new();
+    for name in &packs {
+        let pack_use = usage.get(name);
+        let dead = match pack_use {
+            Some(u) => u.live == 0,
+            None => !vault.is_unsynced(name),
+        };
+        let key = layout::condemned_key(name);
+        match (dead, condemned.get(name)) {
+            (false, found) => {
+                if found.is_some() {
+                    report.packs_rescued += 1;
+                    records.push(Progress::Remove(key));
+                }
+                if let Some(u) = pack_use
+                    && u.live * 10 < (u.live + u.unreferenced) * REPACK_BELOW_LIVE_TENTHS
+                {
+                    repack.push(name.clone());
+                }
+            }
+            (true, found) => {
+                let (at, not_before) = match found {
+                    Some(&times) => times,
+                    None => {
+                        report.packs_condemned += 1;
+                        report.bytes_condemned += pack_use.map_or(0, |u| u.unreferenced);
+                        records.push(Progress::Put(key, layout::condemned_value(now_us, 0)));
+                        (now_us, 0)
+                    }
+                };
+                if now_us.saturating_sub(at) >= grace_us && now_us >= not_before {
+                    due.push(name.clone());
+                } else {
+                    report.packs_waiting += 1;
+                }
+            }
+        }
+    }
+    // Records of packs already gone: a pass stopped between deleting and forgetting them.
+    let listed: HashSet<&String> = packs.iter().collect();
+    records
+        .extend(condemned.keys().filter(|n| !listed.contains(n)).map(|n| Progress::Remove(layout::condemned_key(n))));
+    journal.progress(records).await?;
+    if due.is_empty() && repack.is_empty() {
+        return Ok(report);
+    }
+
+    let mut entries = entries_of(journal, due.iter().chain(&repack))?;
+    if !repack.is_empty() {
+        let repacked = repack_packs(journal, vault, &live, &repack, &mut entries, now_us, &mut report).await?;
+        for (name, dead_bytes) in repacked {
+            report.packs_condemned += 1;
+            report.bytes_condemned += dead_bytes;
+            if grace_us == 0 {
+                due.push(name);
+            } else {
+                report.packs_waiting += 1;
+            }
+        }
+    }
+    if due.is_empty() {
+        return Ok(report);
+    }
+
+    // Step 1: no write from now on finds a due pack's chunks.
+    let swaps = due
+        .iter()
+        .flat_map(|name| entries.remove(name).unwrap_or_default())
+        .map(|(id, expected, _)| ChunkSwap { id, expected, new: None })
+        .collect();
+    journal.chunk_swap(swaps).await?;
+    // Step 2: writes that may have found one have ended.
+    #[cfg(test)]
+    let skip = SKIP_SETTLE.load(std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(test))]
+    let skip = false;
+    if !skip {
+        vault.settle_writes().await;
+    }
+    // Step 3: what is live now decides.
+    let live = referenced(journal)?;
+    for name in due {
+        sweep_one(journal, vault, reclaim, &live, &name, &mut report).await?;
+    }
+    Ok(report)
+}
+
+/// The index entries naming each of `packs`.
+fn entries_of<'a>(
+    journal: &Journal,
+    packs: impl Iterator<Item = &'a String>,
+) -> Result<HashMap<String, Vec<Indexed>>, HistoryError> {
+    let mut out: HashMap<String, Vec<Indexed>> = packs.map(|p| (p.clone(), Vec::new())).collect();
+    journal.for_each_chunk(|id, value| {
+        if let Ok(location) = ChunkLocation::decode(ChunkId(*id), value)
+            && let Some(list) = out.get_mut(&location.pack)
+        {
+            list.push((*id, value.to_vec(), location.entry));
+        }
+    })?;
+    Ok(out)
+}
+
+/// Chunks copied and waiting to be written into a new pack, with where they came from.
+#[derive(Default)]
+struct Batch {
+    chunks: Vec<(PackEntry, Bytes)>,
+    expected: Vec<([u8; 32], Vec<u8>)>,
+    sources: Vec<(String, u64)>,
+    bytes: usize,
+}
+
+/// Copies the live chunks of each pack in `packs` into new packs and moves their index
+/// entries there; returns the packs emptied of live chunks, with their dead bytes, now
+/// condemned. `entries` keeps each pack's remaining (dead) entries.
+async fn repack_packs(
+    journal: &Journal,
+    vault: &Vault,
+    live: &HashSet<ChunkId>,
+    packs: &[String],
+    entries: &mut HashMap<String, Vec<Indexed>>,
+    now_us: i64,
+    report: &mut GcReport,
+) -> Result<Vec<(String, u64)>, HistoryError> {
+    let mut emptied = Vec::new();
+    let mut batch = Batch::default();
+    for name in packs {
+        let list = entries.remove(name).unwrap_or_default();
+        let (keep, dead): (Vec<Indexed>, Vec<Indexed>) =
+            list.into_iter().partition(|(id, _, _)| live.contains(&ChunkId(*id)));
+        let bytes = match vault.backend().get(name).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!(pack = name, error = %e, "garbage collection could not read a pack to repack; it stays as it is");
+                report.packs_failed += 1;
+                entries.insert(name.clone(), keep.into_iter().chain(dead).collect());
+                continue;
+            }
+        };
+        let in_bounds = |e: &PackEntry| e.offset + u64::from(e.stored_len) <= bytes.len() as u64;
+        if !keep.iter().all(|(_, _, e)| in_bounds(e)) {
+            tracing::warn!(
+                pack = name,
+                "a pack to repack is shorter than its index says; it stays as it is (run `rewind verify`)"
+            );
+            report.packs_failed += 1;
+            continue;
+        }
+        for (id, value, entry) in keep {
+            let start = usize::try_from(entry.offset).expect("invariant: packs are far below 4 GiB");
+            let sealed = bytes.slice(start..start + entry.stored_len as usize);
+            batch.bytes += sealed.len();
+            batch.chunks.push((entry, sealed));
+            batch.expected.push((id, value));
+        }
+        let dead_bytes = dead.iter().map(|(_, _, e)| u64::from(e.stored_len)).sum();
+        entries.insert(name.clone(), dead);
+        batch.sources.push((name.clone(), dead_bytes));
+        if batch.bytes >= TARGET_PACK_SIZE {
+            emptied.extend(write_batch(journal, vault, std::mem::take(&mut batch), now_us, report).await?);
+        }
+    }
+    emptied.extend(write_batch(journal, vault, batch, now_us, report).await?);
+    Ok(emptied)
+}
+
+/// Writes a batch of copied chunks into new packs, points their index entries there, and
+/// condemns the packs they came from.
+async fn write_batch(
+    journal: &Journal,
+    vault: &Vault,
+    batch: Batch,
+    now_us: i64,
+    report: &mut GcReport,
+) -> Result<Vec<(String, u64)>, HistoryError> {
+    if batch.sources.is_empty() {
+        return Ok(Vec::new());
+    }
+    let copied = batch.bytes as u64;
+    let written = if batch.chunks.is_empty() {
+        Vec::new()
+    } else {
+        vault.write_packs(batch.chunks).await.map_err(vault_error("writing a repacked pack"))?
+    };
+    let moved = written.iter().flat_map(|(pack, list)| list.iter().map(move |e| (pack, e)));
+    let swaps = batch
+        .expected
+        .into_iter()
+        .zip(moved)
+        .map(|((id, expected), (pack, entry))| ChunkSwap {
+            id,
+            expected,
+            new: Some(ChunkLocation { pack: pack.clone(), entry: *entry }.encode()),
+        })
+        .collect();
+    journal.chunk_swap(swaps).await?;
+    let records = batch
+        .sources
+        .iter()
+        .map(|(name, _)| Progress::Put(layout::condemned_key(name), layout::condemned_value(now_us, 0)))
+        .collect();
+    journal.progress(records).await?;
+    report.packs_repacked += batch.sources.len() as u64;
+    report.bytes_repacked += copied;
+    Ok(batch.sources)
+}
+
+/// Step 3 for one due pack.
+async fn sweep_one(
+    journal: &Journal,
+    vault: &Vault,
+    reclaim: &dyn Reclaim,
+    live: &HashSet<ChunkId>,
+    name: &str,
+    report: &mut GcReport,
+) -> Result<(), HistoryError> {
+    let key = layout::condemned_key(name);
+    if vault.is_unsynced(name) {
+        return Ok(());
+    }
+    let entries = match vault.pack_header(name.to_owned()).await {
+        Ok((_, entries)) => entries,
+        Err(VaultError::NotFound { .. }) => {
+            journal.progress(vec![Progress::Remove(key)]).await?;
+            return Ok(());
+        }
+        Err(e) => {
+            tracing::warn!(pack = name, error = %e, "garbage collection could not read a condemned pack's header; it stays, and the next pass tries again");
+            report.packs_failed += 1;
+            return Ok(());
+        }
+    };
+    let mut put_back = Vec::new();
+    let mut indexed_here = false;
+    for entry in &entries {
+        let value = ChunkLocation { pack: name.to_owned(), entry: *entry }.encode();
+        match journal.chunk_get(&entry.id.0)? {
+            Some(current) => indexed_here |= current == value,
+            None if live.contains(&entry.id) => put_back.push((entry.id.0, value)),
+            None => {}
+        }
+    }
+    if indexed_here || !put_back.is_empty() {
+        // A write found it before step 1 and journaled it meanwhile (or the pack was being
+        // indexed): it is needed after all.
+        journal.chunk_put_all(put_back).await?;
+        journal.progress(vec![Progress::Remove(key)]).await?;
+        report.packs_rescued += 1;
+        return Ok(());
+    }
+    match reclaim.delete(name).await {
+        Ok(Deleted::Gone | Deleted::Missing) => {
+            journal.progress(vec![Progress::Remove(key)]).await?;
+            report.packs_deleted += 1;
+            report.bytes_reclaimed += entries.iter().map(|e| u64::from(e.stored_len)).sum::<u64>();
+        }
+        Ok(Deleted::Locked { until_us }) => {
+            let (at, _) = journal.progress_get(&key)?.as_deref().and_then(layout::parse_condemned).unwrap_or((0, 0));
+            journal.progress(vec![Progress::Put(key, layout::condemned_value(at, until_us))]).await?;
+            report.packs_locked += 1;
+        }
+        Err(e) => {
+            tracing::warn!(pack = name, error = %e, "garbage collection could not delete a condemned pack; it stays condemned, and the next pass tries again");
+            report.packs_failed += 1;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "sweep_tests.rs"]
+mod tests;
