@@ -25,6 +25,9 @@ use rewind_model::{Abort, Body, Commit, Effect, Intent, ObjectVersion, Op, Seq};
 use crate::engine::{Engine, EngineError, Entry, Table, Visit, Write};
 use crate::{Access, Durability, Journal, JournalError, Progress, layout};
 
+mod forget;
+pub use forget::{a_base_rebuilds_a_journal_that_forget_compacted, forget_removes_records_and_verify_checks_the_rest};
+
 /// A store an engine keeps its data in, for the length of one test.
 pub trait Fixture: Send + Sync {
     /// An engine over the store. Called again once every journal over the previous one is
@@ -84,6 +87,8 @@ macro_rules! journal_conformance {
             verify_detects_records_and_index_entries_changed_under_the_journal,
             checkpoints_are_written_and_checked,
             import_takes_only_the_next_chained_records,
+            forget_removes_records_and_verify_checks_the_rest,
+            a_base_rebuilds_a_journal_that_forget_compacted,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {

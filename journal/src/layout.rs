@@ -5,7 +5,8 @@
 //! - `versions`: `escaped bucket | escaped key | seq`, where a name is escaped so that
 //!   concatenations sort like the names and never prefix each other (0x00 becomes
 //!   0x00 0xFF, and 0x00 0x00 ends it). Bucket-level records use the empty key.
-//! - `meta`: `head`; `checkpoint/` + seq; `label/` + name; `shipped`; `labels-shipped`.
+//! - `meta`: `head`; `checkpoint/` + seq; `label/` + name; `hold/` + scope; `shipped`;
+//!   `labels-shipped`; `horizon`.
 //! - `open` (unresolved intents): `seq`.
 //! - `chunks`: the 32-byte chunk id.
 //! - `pending` (work in progress): `mpu\0 bucket \0 key \0 upload id \0` then `t` (the
@@ -26,6 +27,8 @@ pub const LABEL_PREFIX: &[u8] = b"label/";
 pub const HOLD_PREFIX: &[u8] = b"hold/";
 /// `meta`: the last record shipped to the vault, and its segment's hash.
 pub const SHIPPED_KEY: &[u8] = b"shipped";
+/// `meta`: the sealed horizon of the last `forget` (see `horizon.rs`).
+pub const HORIZON_KEY: &[u8] = b"horizon";
 /// `meta`: the generation and digest of the label set last shipped.
 pub const LABELS_SHIPPED_KEY: &[u8] = b"labels-shipped";
 

@@ -9,10 +9,13 @@
 //! records a checkpoint MAC over (seq, hash) is stored, so `verify` detects a dropped,
 //! reordered, altered or forged record. Stored key layouts are in `layout.rs`.
 
+pub mod base;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod engine;
+mod forget;
 mod history;
+pub mod horizon;
 pub mod layout;
 pub mod memory;
 pub mod record;
@@ -32,6 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use engine::{Engine, EngineError, Table, Write};
 pub use history::{Entry, indexed_change};
+pub use horizon::Horizon;
 pub use memory::MemoryEngine;
 pub use record::Record;
 pub use rewind_model::ErrorClass;
@@ -133,7 +137,7 @@ pub struct Appended {
     pub timestamp_us: i64,
 }
 
-const GENESIS_HEAD: Appended = Appended { seq: Seq(0), hash: record::GENESIS, timestamp_us: 0 };
+pub(crate) const GENESIS_HEAD: Appended = Appended { seq: Seq(0), hash: record::GENESIS, timestamp_us: 0 };
 
 /// A change to work-in-progress state made together with an append (see
 /// [`Journal::append_with`]).
@@ -350,15 +354,22 @@ impl Journal {
     /// The last record appended at or before gateway time `timestamp_us` (µs since the
     /// epoch); `Seq(0)` when none is that old. Timestamps never decrease along the chain.
     pub fn seq_at(&self, timestamp_us: i64) -> Result<Seq, JournalError> {
+        // Records `forget` removed leave gaps: each probe reads the first record at or
+        // after its position.
         let (mut lo, mut hi) = (0u64, self.head()?.seq.0); // answer in [lo, hi]
         while lo < hi {
             let mid = lo + (hi - lo).div_ceil(2);
-            let record = self
-                .record(Seq(mid))?
-                .ok_or_else(|| JournalError::Corrupt { seq: Seq(mid), detail: "record is missing".into() })?;
-            if record.timestamp_us <= timestamp_us { lo = mid } else { hi = mid - 1 }
+            match self.first_record_from(Seq(mid))? {
+                Some(r) if r.timestamp_us <= timestamp_us => lo = r.seq.0.min(hi),
+                _ => hi = mid - 1,
+            }
         }
         Ok(Seq(lo))
+    }
+
+    /// The first record at or after `seq`.
+    fn first_record_from(&self, seq: Seq) -> Result<Option<Record>, JournalError> {
+        Ok(self.records(seq, 1)?.pop())
     }
 
     /// Every bucket with at least one commit, in name order (one seek per bucket).
@@ -426,7 +437,14 @@ impl Journal {
     /// Appends records shipped from another journal (a rebuild from the vault), checking
     /// each decrypts, is the next position and chains to the one before, and indexing it.
     pub async fn import(&self, records: Vec<(Seq, Vec<u8>)>) -> Result<Appended, JournalError> {
-        self.request(|reply| Request::Import { records, reply }).await?
+        self.request(|reply| Request::Import { records, horizon: None, reply }).await?
+    }
+
+    /// Imports a base (a rebuild from a vault that `forget` compacted): the records left at
+    /// or before `horizon`, into an empty journal, checked against the horizon's digest.
+    /// Segments after the horizon are then imported with [`Journal::import`].
+    pub async fn import_base(&self, records: Vec<(Seq, Vec<u8>)>, horizon: Horizon) -> Result<Appended, JournalError> {
+        self.request(|reply| Request::Import { records, horizon: Some(horizon), reply }).await?
     }
 
     /// Stores a shipped checkpoint (from [`Journal::checkpoint_of`]) if its MAC is this

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use rewind_model::{Abort, Body, Commit};
 
 use crate::engine::{EngineExt, Table};
+use crate::horizon::RetainedDigest;
 use crate::{Appended, GENESIS_HEAD, Journal, JournalError, layout, record};
 
 /// What [`Journal::verify`] checked and found.
@@ -41,19 +42,42 @@ impl Journal {
         let mut prev = GENESIS_HEAD;
         let mut changes = 0u64;
         let mut open = BTreeSet::new();
+        // Up to a horizon, `forget` removed records: those left are checked against its
+        // digest, and the chain from the record after it on.
+        let horizon = match self.horizon() {
+            Ok(h) => h,
+            Err(e) => {
+                found.problem(e.to_string());
+                None
+            }
+        };
+        let mut retained = RetainedDigest::default();
+        let mut past_horizon = horizon.is_none();
         self.engine.scan(Table::Records, &[], &mut |k, v| {
             let Some(seq) = layout::seq_of(k) else {
                 found.problem("a record key is malformed".into());
                 return true;
             };
             found.records += 1;
-            if seq.0 != prev.seq.0 + 1 {
+            let before_horizon = horizon.filter(|h| seq <= h.seq);
+            if let Some(h) = horizon
+                && !past_horizon
+                && seq > h.seq
+            {
+                past_horizon = true;
+                prev = Appended { seq: h.seq, hash: h.hash, timestamp_us: prev.timestamp_us };
+            }
+            let consecutive = seq.0 == prev.seq.0 + 1;
+            if !consecutive && before_horizon.is_none() {
                 found.problem(format!("records {} to {} are missing", prev.seq.0 + 1, seq.0.saturating_sub(1)));
             }
             match record::decode(&self.keys, seq, v) {
                 Ok(r) => {
-                    if r.prev_hash != prev.hash {
+                    if r.prev_hash != prev.hash && (consecutive || before_horizon.is_none()) {
                         found.problem(format!("record {} does not chain to record {}", seq.0, prev.seq.0));
+                    }
+                    if before_horizon.is_some() {
+                        retained.add(seq, &r.hash);
                     }
                     changes += u64::from(r.body.change().is_some());
                     match &r.body {
@@ -69,11 +93,26 @@ impl Journal {
                 }
                 Err(e) => {
                     found.problem(e.to_string());
-                    prev = Appended { seq, hash: *blake3::hash(v).as_bytes(), timestamp_us: prev.timestamp_us };
+                    let hash = *blake3::hash(v).as_bytes();
+                    if before_horizon.is_some() {
+                        retained.add(seq, &hash);
+                    }
+                    prev = Appended { seq, hash, timestamp_us: prev.timestamp_us };
                 }
             }
             true
         })?;
+        if let Some(h) = horizon {
+            if retained.finish() != h.retained {
+                found.problem(format!(
+                    "the records at or before the horizon (seq:{}) are not the ones forget kept: one was dropped, added or changed",
+                    h.seq.0
+                ));
+            }
+            if prev.seq < h.seq {
+                prev = Appended { seq: h.seq, hash: h.hash, timestamp_us: prev.timestamp_us };
+            }
+        }
         let head = self.head()?;
         if head.seq != prev.seq || head.hash != prev.hash {
             found.problem(format!("the head says record {} but the last record is {}", head.seq.0, prev.seq.0));

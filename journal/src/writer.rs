@@ -16,6 +16,7 @@ use rewind_model::{Abort, Body, Commit, Seq};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::{Engine, Table, Write};
+use crate::horizon::{Horizon, RetainedDigest};
 use crate::layout;
 use crate::{Appended, Durability, JournalError, record};
 
@@ -44,7 +45,13 @@ pub(crate) enum Request {
     Change { build: Build, reply: oneshot::Sender<Result<(), JournalError>> },
     /// Appends records that were sealed elsewhere (a rebuild from the vault), checking each
     /// is the next position, decrypts and chains.
-    Import { records: Vec<(Seq, Vec<u8>)>, reply: oneshot::Sender<Result<Appended, JournalError>> },
+    /// With a horizon, the records are a base (see `horizon.rs`): at or before it, with
+    /// gaps, going into an empty journal.
+    Import {
+        records: Vec<(Seq, Vec<u8>)>,
+        horizon: Option<Horizon>,
+        reply: oneshot::Sender<Result<Appended, JournalError>>,
+    },
 }
 
 /// The journal as a builder sees it: the engine, with the batch's writes so far on top.
@@ -154,8 +161,11 @@ impl Writer {
                     batch.sync |= outcome.is_ok();
                     Answer::Changed(reply, outcome)
                 }
-                Request::Import { records, reply } => {
-                    let outcome = self.import(&mut batch, &records);
+                Request::Import { records, horizon, reply } => {
+                    let outcome = match horizon {
+                        None => self.import(&mut batch, &records),
+                        Some(horizon) => self.import_base(&mut batch, &records, &horizon),
+                    };
                     batch.sync |= outcome.is_ok();
                     Answer::Imported(reply, outcome)
                 }
@@ -231,6 +241,46 @@ impl Writer {
         // Imported records carry their own checkpoints (see `Journal::import_checkpoint`).
         self.last_checkpoint = head.seq;
         Ok(head)
+    }
+}
+
+impl Writer {
+    /// Imports a base: the records left at or before `horizon` by `forget`, checked
+    /// against its digest, into an empty journal whose head becomes the horizon's record.
+    fn import_base(
+        &mut self,
+        batch: &mut Batch,
+        records: &[(Seq, Vec<u8>)],
+        horizon: &Horizon,
+    ) -> Result<Appended, JournalError> {
+        let corrupt = |seq: Seq, detail: &str| JournalError::Corrupt { seq, detail: format!("base: {detail}") };
+        if self.head.seq.0 != 0 {
+            return Err(corrupt(self.head.seq, "a base goes only into an empty journal"));
+        }
+        let mut digest = RetainedDigest::default();
+        let mut writes = Vec::new();
+        let mut prev = crate::GENESIS_HEAD;
+        for (seq, bytes) in records {
+            if *seq <= prev.seq || *seq > horizon.seq {
+                return Err(corrupt(*seq, "records out of order or past the horizon"));
+            }
+            let record = record::decode(&self.keys, *seq, bytes)?;
+            if seq.0 == prev.seq.0 + 1 && record.prev_hash != prev.hash {
+                return Err(corrupt(*seq, "does not chain to the record before"));
+            }
+            digest.add(*seq, &record.hash);
+            writes.push(Write::Put(Table::Records, layout::seq_key(*seq).to_vec(), bytes.clone()));
+            index(&mut writes, *seq, &record.body);
+            prev = Appended { seq: *seq, hash: record.hash, timestamp_us: record.timestamp_us };
+        }
+        if digest.finish() != horizon.retained {
+            return Err(corrupt(horizon.seq, "its records are not the ones its horizon vouches for"));
+        }
+        writes.push(Write::Put(Table::Meta, layout::HORIZON_KEY.to_vec(), horizon.seal(&self.keys)));
+        batch.add(writes);
+        self.head = Appended { seq: horizon.seq, hash: horizon.hash, timestamp_us: prev.timestamp_us };
+        self.last_checkpoint = self.head.seq;
+        Ok(self.head)
     }
 }
 
