@@ -4,6 +4,7 @@
 //! data directory records where its vault and key file are (`stores.toml`), so the gateway
 //! and `rewind --data-dir` find them without repeating them.
 
+use crate::compact::segment_range as range_of;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -131,8 +132,22 @@ pub async fn rebuild(config: &Config) -> Result<Rebuilt, RebuildError> {
         let stores = open::open(config, open::Purpose::Rebuild).await?;
         let journal = &stores.journal;
         let (mut prev, mut next) = ([0u8; 32], 1u64);
-        let names = backend.list("segments/").await?;
-        let chain = chain_of(&names, backend.as_ref(), journal).await?;
+        // A vault that `forget` compacted starts with a base: what was kept up to its
+        // horizon; the segments it covers are left over from an interrupted compaction.
+        if let Some(name) = backend.list("bases/").await?.pop() {
+            let bytes = backend.get(&name).await?;
+            let (horizon, records) = journal.open_base(&bytes).map_err(journal_err(&name))?;
+            done.records += records.len() as u64;
+            journal.import_base(records, horizon).await.map_err(journal_err(&name))?;
+            (prev, next) = (horizon.segment, horizon.seq.0 + 1);
+        }
+        let names: Vec<String> = backend
+            .list("segments/")
+            .await?
+            .into_iter()
+            .filter(|n| range_of(n).is_none_or(|(_, last)| last >= next))
+            .collect();
+        let chain = chain_of(&names, backend.as_ref(), journal, (next, prev)).await?;
         done.segments_skipped = (names.len() - chain.len()) as u64;
         if done.segments_skipped > 0 {
             tracing::warn!(
@@ -186,22 +201,23 @@ pub async fn rebuild(config: &Config) -> Result<Rebuilt, RebuildError> {
     Ok(done)
 }
 
-/// The first and last record of a segment, from its name.
-fn range_of(name: &str) -> Option<(u64, u64)> {
-    let (first, last) = name.strip_prefix("segments/")?.split_once('-')?;
-    Some((first.parse().ok()?, last.parse().ok()?))
-}
-
 /// The segments to rebuild from, in order. Usually every segment, one after the other. A
 /// vault that holds two histories (a journal that lost records and shipped again, as in
 /// review F1) has segments that overlap: then each segment's header is read, and the chain
 /// that links from the first record and reaches furthest is taken.
-async fn chain_of(names: &[String], vault: &dyn Backend, journal: &Journal) -> Result<Vec<String>, RebuildError> {
+/// `start` is the first record and the hash of the segment before it (after a base, its
+/// horizon's).
+async fn chain_of(
+    names: &[String],
+    vault: &dyn Backend,
+    journal: &Journal,
+    start: (u64, [u8; 32]),
+) -> Result<Vec<String>, RebuildError> {
     let ranges: Vec<(u64, u64)> = names
         .iter()
         .map(|n| range_of(n).ok_or_else(|| RebuildError::Broken(format!("{n} is not a segment name"))))
         .collect::<Result<_, _>>()?;
-    let linear = ranges.iter().scan(1u64, |next, &(first, last)| {
+    let linear = ranges.iter().scan(start.0, |next, &(first, last)| {
         let ok = first == *next && last >= first;
         *next = last + 1;
         Some(ok)
@@ -231,14 +247,17 @@ async fn chain_of(names: &[String], vault: &dyn Backend, journal: &Journal) -> R
             }
         }
     }
-    let start = (0..heads.len())
-        .filter(|&i| heads[i].0 == 1 && heads[i].2 == [0u8; 32])
+    let first = (0..heads.len())
+        .filter(|&i| heads[i].0 == start.0 && heads[i].2 == start.1)
         .max_by_key(|&i| reach[i].0)
         .ok_or_else(|| {
-            RebuildError::Broken("no segment starts the journal (seq 1): the vault's segments are incomplete".into())
+            RebuildError::Broken(format!(
+                "no segment starts where the journal goes on (seq {}): the vault's segments are incomplete",
+                start.0
+            ))
         })?;
-    let mut chain = vec![names[start].clone()];
-    let mut at = start;
+    let mut chain = vec![names[first].clone()];
+    let mut at = first;
     while let Some(next) = reach[at].1 {
         chain.push(names[next].clone());
         at = next;

@@ -91,10 +91,19 @@ pub async fn check_against_vault(journal: &Journal, vault: &dyn Backend) -> Resu
         Err(e) => return Err(e.into()),
     };
     let (seq, hash) = journal.open_checkpoint(&bytes)?;
-    if journal.record(seq)?.is_none_or(|r| r.hash != hash) {
+    if !vouched(journal, seq, &hash)? {
         return Err(Divergence::Forked { seq: seq.0 }.into());
     }
     Ok(())
+}
+
+/// Whether the journal holds record `seq` with `hash`, or `forget` removed it (it is at
+/// or before the horizon; the horizon's own record is known by its hash).
+fn vouched(journal: &Journal, seq: Seq, hash: &[u8; 32]) -> Result<bool, ShipError> {
+    if let Some(record) = journal.record(seq)? {
+        return Ok(record.hash == *hash);
+    }
+    Ok(journal.horizon()?.is_some_and(|h| seq < h.seq || (seq == h.seq && h.hash == *hash)))
 }
 
 /// What [`compare_with_vault`] found.
@@ -117,8 +126,28 @@ pub async fn compare_with_vault(journal: &Journal, vault: &dyn Backend) -> Resul
     if let Err(ShipError::Diverged(d)) = check_against_vault(journal, vault).await {
         found.problems.push(d.to_string());
     }
+    let horizon = journal.horizon()?;
     let (mut prev, mut next) = ([0u8; 32], 1u64);
+    // The newest base stands for every segment up to its horizon.
+    if let Some(name) = vault.list("bases/").await?.pop() {
+        match journal.open_base(&vault.get(&name).await?) {
+            Ok((h, records)) => {
+                let local = journal.raw_records(Seq(1), usize::MAX)?.into_iter().take_while(|(s, _)| *s <= h.seq);
+                if horizon.is_none_or(|l| l.seq < h.seq) {
+                    found.problems.push(format!("{name} has a horizon past the local journal's"));
+                }
+                compare_run(&name, &records, local, horizon, &mut found);
+                found.segments += 1;
+                (prev, next) = (h.segment, h.seq.0 + 1);
+            }
+            Err(e) => found.problems.push(format!("{name} cannot be read: {e}")),
+        }
+    }
     for name in vault.list("segments/").await? {
+        // Covered by the base: left for the next compaction to delete.
+        if crate::compact::segment_range(&name).is_some_and(|(_, last)| last < next) {
+            continue;
+        }
         let bytes = vault.get(&name).await?;
         let (seg, records) = match journal.open_segment(&bytes) {
             Ok(opened) => opened,
@@ -133,17 +162,14 @@ pub async fn compare_with_vault(journal: &Journal, vault: &dyn Backend) -> Resul
         }
         (prev, next) = (seg.hash, seg.last.0 + 1);
         let local = journal.raw_records(seg.first, records.len())?;
-        if let Some((seq, _)) = records.iter().zip(&local).find(|(a, b)| a != b).map(|(a, _)| a) {
-            found.problems.push(format!("{name}: record seq:{} differs from the local journal's", seq.0));
-        } else if local.len() < records.len() {
-            found.problems.push(format!("{name} holds records past the local journal's head"));
-        }
+        let local = local.into_iter().take_while(|(s, _)| *s <= seg.last);
+        compare_run(&name, &records, local, horizon, &mut found);
     }
     for name in vault.list("checkpoints/").await? {
         match journal.open_checkpoint(&vault.get(&name).await?) {
             Ok((seq, hash)) => {
                 found.checkpoints += 1;
-                if journal.record(seq)?.is_none_or(|r| r.hash != hash) {
+                if !vouched(journal, seq, &hash)? {
                     found
                         .problems
                         .push(format!("{name} vouches for a record seq:{} the local journal does not hold", seq.0));
@@ -153,6 +179,44 @@ pub async fn compare_with_vault(journal: &Journal, vault: &dyn Backend) -> Resul
         }
     }
     Ok(found)
+}
+
+/// Compares a shipped run of records (a segment's, a base's) with the local records from
+/// its first position on: each must be there unchanged, unless `forget` removed it since
+/// (at or before the local horizon; compaction drops it from the vault later). Says the
+/// first difference.
+fn compare_run(
+    name: &str,
+    shipped: &[(Seq, Vec<u8>)],
+    local: impl Iterator<Item = (Seq, Vec<u8>)>,
+    horizon: Option<rewind_journal::Horizon>,
+    found: &mut Comparison,
+) {
+    let removed = |seq: Seq| horizon.is_some_and(|h| seq <= h.seq);
+    let mut local = local.peekable();
+    for (seq, bytes) in shipped {
+        if let Some((s, _)) = local.peek().filter(|(s, _)| s < seq) {
+            found.problems.push(format!("{name} lacks record seq:{} the local journal holds", s.0));
+            return;
+        }
+        match local.peek() {
+            Some((s, b)) if s == seq => {
+                if b != bytes {
+                    found.problems.push(format!("{name}: record seq:{} differs from the local journal's", seq.0));
+                    return;
+                }
+                local.next();
+            }
+            _ if removed(*seq) => {}
+            _ => {
+                found.problems.push(format!("{name} holds record seq:{} the local journal lacks", seq.0));
+                return;
+            }
+        }
+    }
+    if let Some((s, _)) = local.next() {
+        found.problems.push(format!("{name} lacks record seq:{} the local journal holds", s.0));
+    }
 }
 
 /// Ships until nothing is left (records, then the snapshot labels if they changed);
