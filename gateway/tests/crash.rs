@@ -69,6 +69,24 @@ impl Binary {
             eventually(Duration::from_secs(30), async || tokio::net::TcpStream::connect(&addr).await.is_ok()).await;
         assert!(up, "the gateway did not start listening");
     }
+
+    /// Waits until the restart's recovery pass has resolved every interrupted mutation
+    /// (it runs in the background after the gateway starts serving).
+    async fn wait_recovered(&self) {
+        let token = std::fs::read_to_string(self.data_dir.join("admin-token")).unwrap();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", self.admin_port).parse().unwrap();
+        let recovered = eventually(Duration::from_secs(60), async || {
+            let req = http::Request::get(format!("http://{addr}/admin/v1/status"))
+                .header("authorization", format!("Bearer {}", token.trim()))
+                .body(Vec::new())
+                .unwrap();
+            let res = rewind_testkit::raw::send(addr, &req).await;
+            let status: serde_json::Value = serde_json::from_str(&res.text()).unwrap_or_default();
+            status["unresolved_intents"].as_u64() == Some(0)
+        })
+        .await;
+        assert!(recovered, "recovery did not resolve the interrupted mutations");
+    }
 }
 
 /// One client's stream of mutations on its own keys until the gateway dies.
@@ -156,6 +174,7 @@ async fn acknowledged_mutations_survive_sigkill() {
         bin.wait_ready().await;
     }
     // A graceful stop after the restart's recovery pass, so the journal can be opened here.
+    bin.wait_recovered().await;
     let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(term.success());
     assert!(child.wait().unwrap().success(), "the gateway must exit cleanly on SIGTERM");
