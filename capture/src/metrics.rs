@@ -34,6 +34,9 @@ pub mod names {
     pub const JOURNAL_DIVERGED: &str = "rewind_journal_diverged";
     pub const VAULT_CHUNK_BYTES: &str = "rewind_vault_chunk_bytes";
     pub const RETENTION_LAST_PLAN_TIMESTAMP_SECONDS: &str = "rewind_retention_last_plan_timestamp_seconds";
+    pub const FORGET_RECORDS_REMOVED_TOTAL: &str = "rewind_forget_records_removed_total";
+    pub const FORGET_RUNS_TOTAL: &str = "rewind_forget_runs_total";
+    pub const FORGET_LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "rewind_forget_last_success_timestamp_seconds";
     pub const GC_PACKS_TOTAL: &str = "rewind_gc_packs_total";
     pub const GC_BYTES_TOTAL: &str = "rewind_gc_bytes_total";
     pub const GC_CONDEMNED_PACKS: &str = "rewind_gc_condemned_packs";
@@ -101,6 +104,9 @@ pub struct Metrics {
     pub journal_diverged: IntGauge,
     pub vault_chunk_bytes: IntGaugeVec,
     pub retention_last_plan: prometheus::Gauge,
+    pub forget_records_removed: IntCounter,
+    pub forget_runs: IntCounterVec,
+    pub forget_last_success: prometheus::Gauge,
     pub gc_packs: IntCounterVec,
     pub gc_bytes: IntCounterVec,
     pub gc_condemned_packs: IntGauge,
@@ -239,6 +245,16 @@ impl Metrics {
                 names::RETENTION_LAST_PLAN_TIMESTAMP_SECONDS,
                 "Unix time of the last retention plan (the mark of garbage collection) that completed.",
             ),
+            forget_records_removed: IntCounter::new(
+                names::FORGET_RECORDS_REMOVED_TOTAL,
+                "Journal records retention's forget removed (expired versions, deletes and tag changes, with their intents).",
+            )
+            .expect("invariant: static metric definition"),
+            forget_runs: counter_vec(names::FORGET_RUNS_TOTAL, "Forget passes, by result (ok, error).", &["result"]),
+            forget_last_success: float_gauge(
+                names::FORGET_LAST_SUCCESS_TIMESTAMP_SECONDS,
+                "Unix time of the last forget pass that completed.",
+            ),
             gc_packs: counter_vec(
                 names::GC_PACKS_TOTAL,
                 "Vault packs garbage collection acted on, by outcome: condemned (found dead), repacked (live chunks copied out), rescued (needed again), deleted, locked (Object Lock kept it, retried later), failed (retried next pass).",
@@ -267,7 +283,7 @@ impl Metrics {
                 "1 when the journal disagrees with what the vault holds of it (shipping stopped): rebuild from the vault.",
             ),
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 31] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 34] = [
             Box::new(m.journal_records.clone()),
             Box::new(m.journal_commit_duration.clone()),
             Box::new(m.journal_last_commit.clone()),
@@ -294,6 +310,9 @@ impl Metrics {
             Box::new(m.journal_diverged.clone()),
             Box::new(m.vault_chunk_bytes.clone()),
             Box::new(m.retention_last_plan.clone()),
+            Box::new(m.forget_records_removed.clone()),
+            Box::new(m.forget_runs.clone()),
+            Box::new(m.forget_last_success.clone()),
             Box::new(m.gc_packs.clone()),
             Box::new(m.gc_bytes.clone()),
             Box::new(m.gc_condemned_packs.clone()),

@@ -123,8 +123,10 @@ pub enum Command {
         #[arg(long, value_parser = parse_size)]
         bytes_per_second: Option<u64>,
     },
-    /// Apply the retention policy ([retention] in the configuration): with --dry-run, show
-    /// per bucket what it would expire (versions, and the vault bytes only they hold).
+    /// Apply the retention policy ([retention] in the configuration): removes from the
+    /// journal (and its copy in the vault) the history no promised instant needs; `rewind
+    /// gc` then reclaims the bytes only it used. With --dry-run, only show per bucket what
+    /// it would expire (versions, and the vault bytes only they hold).
     Forget {
         /// Only this bucket [default: every bucket with history].
         #[arg(long)]
@@ -266,12 +268,13 @@ impl Command {
         match self {
             Self::Ls { .. } | Self::Log { .. } | Self::Diff { .. } | Self::Cat { .. } => Access::Read,
             Self::Verify { .. } | Self::Status => Access::Read,
-            Self::Snapshot(SnapshotCommand::List) | Self::Forget { .. } | Self::Gc { dry_run: true, .. } => {
-                Access::Read
-            }
+            Self::Snapshot(SnapshotCommand::List)
+            | Self::Forget { dry_run: true, .. }
+            | Self::Gc { dry_run: true, .. } => Access::Read,
             Self::Hold(HoldCommand::Ls) => Access::Read,
             Self::Restore(args) if args.to_dir.is_some() => Access::Read,
-            Self::Snapshot(_) | Self::Hold(_) | Self::Init | Self::Rebuild { .. } | Self::Gc { .. } => Access::Write,
+            Self::Snapshot(_) | Self::Hold(_) | Self::Init | Self::Rebuild { .. } => Access::Write,
+            Self::Forget { .. } | Self::Gc { .. } => Access::Write,
             Self::Restore(_) | Self::Reconcile { .. } => Access::Upstream,
         }
     }

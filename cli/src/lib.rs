@@ -189,14 +189,26 @@ async fn execute(cli: &Cli, target: &Target) -> Result<ExitCode, CliError> {
             let mut events = target.reconcile(bucket, ask).await?;
             return reconcile(cli.json, bucket, &mut events).await;
         }
-        Command::Forget { bucket, dry_run, yes: _ } => {
-            if !dry_run {
-                return Err(CliError::other(
-                    "rewind forget only plans so far: expiring versions from the journal and reclaiming vault space (rewind gc) are not built yet, and every version is kept. Run `rewind forget --dry-run` to see what the policy would expire",
-                ));
-            }
+        Command::Forget { bucket, dry_run, yes } => {
             let plan = target.forget_plan(bucket.as_deref()).await?;
-            if cli.json { print_json(&plan)? } else { print::forget(&plan) }
+            if *dry_run {
+                if cli.json {
+                    print_json(&plan)?
+                } else {
+                    print::forget(&plan)
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !cli.json {
+                print::forget(&plan);
+            }
+            let question = "Apply this policy? The expired history is removed from the journal and its vault copy for good; `rewind gc` then reclaims the bytes only it used.";
+            if !yes && !confirm(question, "forgetting history")? {
+                outln!("Nothing changed.");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let report = target.forget(bucket.as_deref()).await?;
+            if cli.json { print_json(&report)? } else { print::forget_report(&report) }
         }
         Command::Gc { dry_run, yes } => {
             let plan = target.gc_plan().await?;

@@ -2,8 +2,8 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rewind_snapshotter::api::{
-    BucketStatus, DiffReport, ForgetPlan, GcPlan, GcReport, HoldInfo, Listing, LogLine, Mode, ObjectInfo, PlanSummary,
-    ReconcileCounts, Snapshot, Status, VerifyReport,
+    BucketStatus, DiffReport, ForgetPlan, ForgetReport, GcPlan, GcReport, HoldInfo, Listing, LogLine, Mode, ObjectInfo,
+    PlanSummary, ReconcileCounts, Snapshot, Status, VerifyReport,
 };
 
 use crate::RestoreArgs;
@@ -136,6 +136,19 @@ pub fn forget(plan: &ForgetPlan) {
     if plan.buckets.is_empty() {
         outln!("No bucket has history yet.");
     }
+}
+
+pub fn forget_report(r: &ForgetReport) {
+    let versions: u64 = r.plan.buckets.iter().map(|b| b.versions_expired).sum();
+    outln!(
+        "Forgot {versions} expired versions: {} journal records removed; the journal's horizon is now seq:{}.",
+        r.records_removed,
+        r.horizon
+    );
+    if r.base_written || r.vault_objects_deleted > 0 {
+        outln!("The vault's copy of the journal was compacted ({} old objects deleted).", r.vault_objects_deleted);
+    }
+    outln!("Run `rewind gc` to reclaim the vault space only they used.");
 }
 
 pub fn gc(p: &GcPlan) {

@@ -22,8 +22,8 @@ use rewind_capture::{Metrics, ship};
 use rewind_config::Config;
 use rewind_snapshotter::At;
 use rewind_snapshotter::api::{
-    DiffReport, ForgetPlan, GcPlan, GcReport, HoldInfo, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest,
-    Snapshot, Status, VerifyReport,
+    DiffReport, ForgetPlan, ForgetReport, GcPlan, GcReport, HoldInfo, Listing, LogLine, ReconcileEvent, RestoreEvent,
+    RestoreRequest, Snapshot, Status, VerifyReport,
 };
 use rewind_snapshotter::ops::{Compare, Engine, HoldScope, Operations, ReconcileAsk};
 use rewind_snapshotter::verify::ReadData;
@@ -274,6 +274,14 @@ impl Target {
         match self {
             Self::Remote(c) => c.json(Method::GET, "gc", None).await,
             Self::Local(l) => Ok(l.ops.gc_plan().await?),
+        }
+    }
+
+    /// Applies the retention policy now.
+    pub async fn forget(&self, bucket: Option<&str>) -> Result<ForgetReport, CliError> {
+        match self {
+            Self::Remote(c) => c.json(Method::POST, &with_query("forget", &[("bucket", bucket)]), None).await,
+            Self::Local(l) => Ok(l.ops.forget(bucket.map(str::to_owned)).await?),
         }
     }
 

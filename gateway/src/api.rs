@@ -15,6 +15,7 @@
 //! | `GET gc` | `GcPlan`: what garbage collection would reclaim |
 //! | `POST gc` | `GcReport`: one garbage collection pass, run now (409 while one runs) |
 //! | `GET forget?bucket` | `ForgetPlan`: what the retention policy would expire |
+//! | `POST forget?bucket` | `ForgetReport`: the policy applied now (409 while a retention pass runs) |
 //! | `POST restore` ([`RestoreRequest`] body) | newline-delimited [`RestoreEvent`]s |
 //! | `POST reconcile?bucket&parallel&objects_per_second&bytes_per_second` | newline-delimited [`ReconcileEvent`]s |
 
@@ -146,6 +147,10 @@ impl Api {
             (Method::GET, "forget") => {
                 let bucket = Query::of(&req).get("bucket").map(str::to_owned);
                 self.ops.forget_plan(bucket).await.map_err(Failure::from).and_then(|p| json(&p))
+            }
+            (Method::POST, "forget") => {
+                let bucket = Query::of(&req).get("bucket").map(str::to_owned);
+                self.ops.forget(bucket).await.map_err(Failure::from).and_then(|r| json(&r))
             }
             (Method::POST, "restore") => self.restore(req).await,
             (Method::POST, "reconcile") => self.reconcile(Query::of(&req)),

@@ -1,5 +1,5 @@
 //! Every background timer of a serving gateway, in one place: journal shipping, scheduled
-//! verify, reconcile passes, and retention (its plan, then a garbage collection pass). Each
+//! verify, reconcile passes, and retention (its plan, forget, then garbage collection). Each
 //! is a task of the gateway's one tracker and stops when the gateway does.
 
 use std::sync::Arc;
@@ -48,8 +48,9 @@ pub fn start(
 }
 
 /// Every `every` (`0s`: never), until `stop`: plans retention, publishing how the vault's
-/// bytes divide between live, expired and unreferenced chunks, then runs a garbage
-/// collection pass (one at a time: a pass already running from the CLI is left alone).
+/// bytes divide between live, expired and unreferenced chunks, then applies it (forget)
+/// and runs a garbage collection pass (one at a time: a pass already running from the
+/// CLI is left alone).
 async fn retention_on_schedule(ops: Operations, metrics: Metrics, every: Duration, stop: CancellationToken) {
     if every.is_zero() {
         return;
@@ -72,6 +73,15 @@ async fn retention_on_schedule(ops: Operations, metrics: Metrics, every: Duratio
             }
             Err(e) => tracing::warn!(error = %e, "could not plan retention; retrying at the next interval"),
         }
+        match ops.forget(None).await {
+            Ok(r) if r.records_removed > 0 => tracing::info!(
+                records_removed = r.records_removed,
+                horizon = r.horizon,
+                "forget applied the retention policy"
+            ),
+            // Counted and logged by the pass itself.
+            Ok(_) | Err(_) => {}
+        }
         match ops.gc().await {
             Ok(r) if r.packs_deleted + r.packs_condemned > 0 => tracing::info!(
                 deleted = r.packs_deleted,
@@ -80,9 +90,8 @@ async fn retention_on_schedule(ops: Operations, metrics: Metrics, every: Duratio
                 waiting = r.packs_waiting,
                 "garbage collection pass done"
             ),
-            Ok(_) => {}
             // Counted and logged by the pass itself.
-            Err(_) => {}
+            Ok(_) | Err(_) => {}
         }
         wait = every;
     }

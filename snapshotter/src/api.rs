@@ -385,6 +385,21 @@ pub struct ForgetPlan {
     pub buckets: Vec<ForgetBucket>,
 }
 
+/// What `rewind forget` did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ForgetReport {
+    /// What the policy expired, per bucket (as the plan said).
+    pub plan: ForgetPlan,
+    /// Journal records removed (expired entries and their intents).
+    pub records_removed: u64,
+    /// The journal's horizon: every removed record is at or before it (0: none yet).
+    pub horizon: u64,
+    /// Whether a new base replaced the vault's segments up to the horizon.
+    pub base_written: bool,
+    /// Vault objects of the journal's copy (segments, bases, checkpoints) deleted.
+    pub vault_objects_deleted: u64,
+}
+
 /// One bucket's part of a [`ForgetPlan`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ForgetBucket {

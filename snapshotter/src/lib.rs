@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod at;
+pub mod forget;
 pub mod gc;
 pub mod ops;
 pub mod plan;

@@ -22,8 +22,8 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{
-    DiffReport, ForgetPlan, GcPlan, GcReport, HoldInfo, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest,
-    Snapshot, Status, VerifyReport,
+    DiffReport, ForgetPlan, ForgetReport, GcPlan, GcReport, HoldInfo, Listing, LogLine, ReconcileEvent, RestoreEvent,
+    RestoreRequest, Snapshot, Status, VerifyReport,
 };
 use crate::plan::Scope;
 use crate::reconcile::{Limits, ReconcileError, Reconciler};
@@ -237,6 +237,15 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, OpError> + Se
         Ok(result) => result,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
+}
+
+/// The instant a plan was made at (its `at`), so that acting on it applies the policy as
+/// of the same instant.
+fn plan_time(plan: &ForgetPlan) -> i64 {
+    time::OffsetDateTime::parse(&plan.at, &time::format_description::well_known::Rfc3339).map_or_else(
+        |_| rewind_capture::now_us(),
+        |t| i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX),
+    )
 }
 
 /// Refuses a bucket the journal knows nothing of, naming those it knows.
@@ -465,6 +474,37 @@ impl Operations {
             .map_err(|source| HistoryError::Vault { what: "cannot list the vault's packs", source })?;
         let (journal, retention) = (self.journal(), self.retention.clone());
         blocking(move || Ok(crate::gc::plan(&journal, &retention, rewind_capture::now_us(), &packs)?)).await
+    }
+
+    /// Applies the retention policy now to `bucket` or every bucket with history: removes
+    /// the journal records of expired entries under a sealed horizon and compacts the
+    /// vault's copy of the journal (see [`crate::forget`]). One retention pass (forget or
+    /// GC) runs at a time. The outcome is counted in the metrics.
+    pub async fn forget(&self, bucket: Option<String>) -> Result<ForgetReport, OpError> {
+        let _turn = self.gc_turn.try_lock().map_err(|_| {
+            OpError::Busy(
+                "a retention pass (forget or gc) is running (the schedule's or another CLI's); wait for it to finish",
+            )
+        })?;
+        let plan = self.forget_plan(bucket.clone()).await?;
+        let stores = &self.stores;
+        let (journal, backend, reclaim) = (&stores.journal, stores.backend.as_ref(), stores.reclaim.as_ref());
+        let now = plan_time(&plan);
+        let result =
+            crate::forget::forget(journal, backend, reclaim, &self.retention, bucket.as_deref(), now, plan).await;
+        let m = &self.metrics;
+        match &result {
+            Ok(r) => {
+                m.forget_records_removed.inc_by(r.records_removed);
+                m.forget_runs.with_label_values(&["ok"]).inc();
+                m.forget_last_success.set(rewind_capture::now_seconds());
+            }
+            Err(e) => {
+                m.forget_runs.with_label_values(&["error"]).inc();
+                tracing::warn!(error = %e, "forget could not run; the next pass tries again");
+            }
+        }
+        result
     }
 
     /// One garbage collection pass now: condemns dead packs and deletes those condemned at

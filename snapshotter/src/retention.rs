@@ -182,6 +182,8 @@ pub struct Assessment {
     pub kept_chunks: HashSet<ChunkId>,
     /// Per bucket, chunks its expired versions use.
     pub expired_chunks: BTreeMap<String, HashSet<ChunkId>>,
+    /// Per bucket, the positions of its expired entries (what `forget` removes).
+    pub expired_seqs: BTreeMap<String, Vec<Seq>>,
 }
 
 /// What applying the policies of `retention` at `now_us` would expire, in `only` or in
@@ -194,7 +196,7 @@ pub fn plan(
     only: Option<&str>,
     now_us: i64,
 ) -> Result<ForgetPlan, HistoryError> {
-    let Assessment { buckets, kept_chunks, expired_chunks } = assess(journal, retention, now_us)?;
+    let Assessment { buckets, kept_chunks, expired_chunks, .. } = assess(journal, retention, now_us)?;
     let mut buckets: Vec<ForgetBucket> = buckets.into_iter().filter(|b| only.is_none_or(|o| o == b.bucket)).collect();
     let mut counted = HashSet::new();
     for summary in &mut buckets {
@@ -214,6 +216,7 @@ pub fn assess(journal: &Journal, retention: &RetentionConfig, now_us: i64) -> Re
     let holds = journal.holds()?;
     let mut kept_chunks: HashSet<ChunkId> = HashSet::new();
     let mut expired_chunks: BTreeMap<String, HashSet<ChunkId>> = BTreeMap::new();
+    let mut expired_seqs: BTreeMap<String, Vec<Seq>> = BTreeMap::new();
     let mut buckets = Vec::new();
     for bucket in journal.buckets()? {
         let policy = retention.policy(&bucket);
@@ -243,6 +246,7 @@ pub fn assess(journal: &Journal, retention: &RetentionConfig, now_us: i64) -> Re
             ..ForgetBucket::default()
         };
         let mut gone_chunks = HashSet::new();
+        let mut gone_seqs = Vec::new();
         for key_changes in changes.chunk_by(|a, b| a.key == b.key) {
             let entries: Vec<(Seq, EntryKind)> = key_changes.iter().map(|c| (c.seq, c.kind)).collect();
             // A legal hold keeps every version of the keys under it.
@@ -256,6 +260,7 @@ pub fn assess(journal: &Journal, retention: &RetentionConfig, now_us: i64) -> Re
                 }
                 summary.entries_expired += u64::from(expired);
                 if expired {
+                    gone_seqs.push(c.seq);
                     gone_chunks.extend(c.chunks.iter().copied());
                 } else {
                     kept_chunks.extend(c.chunks.iter().copied());
@@ -263,9 +268,10 @@ pub fn assess(journal: &Journal, retention: &RetentionConfig, now_us: i64) -> Re
             }
         }
         expired_chunks.insert(bucket.clone(), gone_chunks);
+        expired_seqs.insert(bucket.clone(), gone_seqs);
         buckets.push(summary);
     }
-    Ok(Assessment { buckets, kept_chunks, expired_chunks })
+    Ok(Assessment { buckets, kept_chunks, expired_chunks, expired_seqs })
 }
 
 #[cfg(test)]

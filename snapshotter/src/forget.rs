@@ -1,0 +1,73 @@
+//! Retention's `forget`: applies the policy to the journal. The records of every entry no
+//! promised instant needs (see `retention.rs`), with their intents, are removed under a
+//! sealed horizon (`rewind_journal::horizon`), and the vault's copy of the journal is
+//! compacted to match (`rewind_capture::compact`). The chunks only they used are then
+//! unreferenced, and garbage collection reclaims them.
+//!
+//! Only records already shipped are removed (the pass ships first): the horizon is the end
+//! of a shipped segment, so the vault's base replaces whole segments.
+
+use std::collections::BTreeSet;
+
+use rewind_capture::{compact, ship};
+use rewind_config::RetentionConfig;
+use rewind_journal::Journal;
+use rewind_model::{Body, Commit};
+use rewind_vault::{Backend, Reclaim};
+
+use crate::HistoryError;
+use crate::api::{ForgetPlan, ForgetReport};
+use crate::ops::OpError;
+use crate::retention::assess;
+
+/// Applies the policies of `retention` at `now_us` to `only` or every bucket; `plan` is
+/// what [`crate::retention::plan`] said for the same instant (reported back).
+pub async fn forget(
+    journal: &Journal,
+    vault: &dyn Backend,
+    reclaim: &dyn Reclaim,
+    retention: &RetentionConfig,
+    only: Option<&str>,
+    now_us: i64,
+    plan: ForgetPlan,
+) -> Result<ForgetReport, OpError> {
+    ship::ship_pending(journal, vault).await.map_err(OpError::Vault)?;
+    let (shipped, _) = journal.shipped().map_err(HistoryError::from)?;
+    let assessment = assess(journal, retention, now_us)?;
+    let mut remove = BTreeSet::new();
+    for (bucket, seqs) in &assessment.expired_seqs {
+        if only.is_some_and(|o| o != bucket) {
+            continue;
+        }
+        for &seq in seqs.iter().filter(|s| **s <= shipped) {
+            remove.insert(seq);
+            // A commit's intent goes with it; observations have none.
+            if let Some(Body::Commit(Commit { intent, .. })) =
+                journal.record(seq).map_err(HistoryError::from)?.map(|r| r.body)
+            {
+                remove.insert(intent);
+            }
+        }
+    }
+    let mut report = ForgetReport { plan, ..ForgetReport::default() };
+    if let Some(&last) = remove.last() {
+        let current = journal.horizon().map_err(HistoryError::from)?;
+        let (upto, segment) = match current {
+            Some(h) if last <= h.seq => (h.seq, h.segment),
+            _ => compact::segment_holding(vault, last).await.map_err(OpError::Vault)?.ok_or_else(|| {
+                OpError::Invalid(format!(
+                    "record seq:{} is not in any segment the vault holds: run `rewind verify` to compare the journal with the vault",
+                    last.0
+                ))
+            })?,
+        };
+        let horizon = journal.horizon_after(&remove, upto, segment).map_err(HistoryError::from)?;
+        report.records_removed = remove.len() as u64;
+        journal.forget(remove, horizon).await.map_err(HistoryError::from)?;
+    }
+    let compacted = compact::compact(journal, vault, reclaim).await.map_err(OpError::Vault)?;
+    report.horizon = compacted.horizon;
+    report.base_written = compacted.base_written;
+    report.vault_objects_deleted = compacted.objects_deleted;
+    Ok(report)
+}
