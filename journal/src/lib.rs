@@ -165,10 +165,15 @@ pub struct ChunkSwap {
     pub new: Option<Vec<u8>>,
 }
 
+/// Where a journal reads the time (µs since the epoch): the system clock, or a simulated
+/// one in tests of what happens over months.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
 /// An open journal.
 pub struct Journal {
     engine: Arc<dyn Engine>,
     keys: Arc<KeySet>,
+    clock: Clock,
     tx: Option<mpsc::Sender<Request>>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
@@ -187,9 +192,20 @@ impl Journal {
     /// A journal over `engine`: with [`Access::ReadWrite`], its writer starts from the
     /// stored head.
     pub fn over(engine: Arc<dyn Engine>, keys: Arc<KeySet>, access: Access) -> Result<Self, JournalError> {
+        Self::over_with_clock(engine, keys, access, Arc::new(now_us))
+    }
+
+    /// [`Journal::over`], reading the time from `clock` (which the journal still never
+    /// lets go backwards along the chain).
+    pub fn over_with_clock(
+        engine: Arc<dyn Engine>,
+        keys: Arc<KeySet>,
+        access: Access,
+        clock: Clock,
+    ) -> Result<Self, JournalError> {
         let head = read_head(&*engine)?;
         if access == Access::ReadOnly {
-            return Ok(Self { engine, keys, tx: None, writer: None });
+            return Ok(Self { engine, keys, clock, tx: None, writer: None });
         }
         let last_checkpoint = last_checkpoint(&*engine)?.unwrap_or(Seq(0));
         let (tx, rx) = mpsc::channel(writer::QUEUE_DEPTH);
@@ -199,12 +215,18 @@ impl Journal {
             head,
             last_checkpoint,
             last_checkpoint_at: std::time::Instant::now(),
+            clock: clock.clone(),
         };
         let writer = std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || state.run(rx))
             .map_err(|e| JournalError::Io { path: PathBuf::new(), source: Arc::new(e) })?;
-        Ok(Self { engine, keys, tx: Some(tx), writer: Some(writer) })
+        Ok(Self { engine, keys, clock, tx: Some(tx), writer: Some(writer) })
+    }
+
+    /// The time now, by the journal's clock.
+    pub(crate) fn now(&self) -> i64 {
+        (self.clock)()
     }
 
     /// The storage engine, for tests that simulate damage and for tools.

@@ -10,12 +10,12 @@ use rewind_model::Seq;
 
 use crate::engine::{EngineExt, Table, Write};
 use crate::writer::View;
-use crate::{ChunkSwap, Journal, JournalError, Progress, ProgressEntry, Record, layout, now_us, segment};
+use crate::{ChunkSwap, Journal, JournalError, Progress, ProgressEntry, Record, layout, segment};
 
 impl Journal {
     /// Names `seq` (a named restore point), durably; `false` if the name is taken.
     pub async fn label_put(&self, name: &str, seq: Seq) -> Result<bool, JournalError> {
-        let (key, value) = (layout::label_key(name), layout::label_value(seq, now_us()));
+        let (key, value) = (layout::label_key(name), layout::label_value(seq, self.now()));
         self.meta_change_if(key.clone(), false, Write::Put(Table::Meta, key, value)).await
     }
 
@@ -57,7 +57,7 @@ impl Journal {
     /// Places a legal hold on `bucket`: on one key when `exact`, else on every key under
     /// the prefix `scope` (all of the bucket for ""); `false` if that hold exists.
     pub async fn hold_put(&self, bucket: &str, scope: &str, exact: bool, reason: &str) -> Result<bool, JournalError> {
-        let (key, value) = (layout::hold_key(bucket, scope, exact), layout::hold_value(now_us(), reason));
+        let (key, value) = (layout::hold_key(bucket, scope, exact), layout::hold_value(self.now(), reason));
         self.meta_change_if(key.clone(), false, Write::Put(Table::Meta, key, value)).await
     }
 

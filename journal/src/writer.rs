@@ -101,6 +101,7 @@ pub(crate) struct Writer {
     pub(crate) head: Appended,
     pub(crate) last_checkpoint: Seq,
     pub(crate) last_checkpoint_at: std::time::Instant,
+    pub(crate) clock: crate::Clock,
 }
 
 /// A batch being built.
@@ -202,7 +203,7 @@ impl Writer {
         for body in &bodies {
             let seq = Seq(self.head.seq.0 + 1);
             // The gateway clock, never going backwards within the journal.
-            let timestamp_us = crate::now_us().max(self.head.timestamp_us);
+            let timestamp_us = (self.clock)().max(self.head.timestamp_us);
             match record::encode(&self.keys, seq, timestamp_us, &self.head.hash, body) {
                 Ok((bytes, hash)) => {
                     writes.push(Write::Put(Table::Records, layout::seq_key(seq).to_vec(), bytes));
