@@ -268,3 +268,6 @@ impl<'a> History<'a> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod model_tests;

@@ -1,27 +1,30 @@
 //! Garbage collection's sweep: deleting what the mark ([`crate::gc`]) found dead, in two
 //! phases as kopia and rustic do, without stopping any write.
 //!
-//! **Condemn.** A pack none of whose indexed chunks is live is condemned, with the time; so
-//! is a pack the index does not name at all (left by a crash before its chunks were
-//! indexed), unless this vault is still writing it. A pack whose live share has fallen
-//! below [`REPACK_BELOW_LIVE_TENTHS`] is repacked first: its live chunks are copied, sealed
-//! as they are, into new packs and their index entries moved there; the old pack then
-//! holds only dead chunks and is condemned like the others.
+//! **Condemn.** A pack none of whose indexed chunks is live is condemned, with the time,
+//! and its index entries are removed, so that no write from then on deduplicates against
+//! it (writes store fresh copies); so is a pack the index does not name at all (left by a
+//! crash before its chunks were indexed), unless this vault is still writing it. A pack
+//! whose live share has fallen below [`REPACK_BELOW_LIVE_TENTHS`] is repacked first: its
+//! live chunks are copied, sealed as they are, into new packs and their index entries
+//! moved there; the old pack then holds only dead chunks and is condemned like the others.
 //!
-//! **Delete.** A pack condemned at least `gc_grace` ago and still dead goes in three steps:
-//! 1. its index entries are removed, so that no write from now on deduplicates against it
-//!    (writes store fresh copies instead);
-//! 2. every write that began before step 1 is waited for (`Vault::settle_writes`): a write
-//!    that found one of its chunks in the index earlier has now journaled it, or given up;
-//! 3. liveness is read again, and the pack's own header says what it holds. A chunk that is
-//!    live again and indexed nowhere else is put back in the index and the pack is rescued;
-//!    otherwise the pack is deleted. A pack whose deletion Object Lock refuses is retried
-//!    after its retain-until date.
+//! **Delete.** A pack condemned at least `gc_grace` ago is deleted, unless something needs
+//! it again:
+//! 1. every write of this process that began before it was unindexed is waited for
+//!    (`Vault::settle_writes`): a write that found one of its chunks in the index earlier
+//!    has now journaled it, or given up. Writers this process cannot see (another
+//!    process sharing the vault) had the grace period to journal theirs;
+//! 2. liveness is read again, and the pack's own header says what it holds. If a chunk of
+//!    it is live again and indexed nowhere else, its entries go back in the index and the
+//!    pack is rescued; otherwise it is deleted. A pack whose deletion Object Lock refuses
+//!    is retried after its retain-until date.
 //!
-//! A write that deduplicates against a condemned pack within the grace period makes it
-//! live again: the next pass rescues it. Killed at any point, a later pass finishes the
-//! work: a condemned pack whose entries were removed is simply an unindexed one, and step 3
-//! reads its header to decide; a repack's new pack that was never indexed is unindexed too.
+//! A write that deduplicated against a pack before it was condemned and journals its
+//! version within the grace period so rescues it. Killed at any point, a later pass
+//! finishes the work: a condemned pack is simply an unindexed one with a record, and step
+//! 2 reads its header to decide; a repack's new pack that was never indexed is unindexed
+//! too. With `gc_grace = 0s` a pack is condemned and deleted in the same pass.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -73,6 +76,7 @@ pub async fn collect(
 
     let mut report = GcReport { at: time_text(now_us), packs: packs.len() as u64, ..GcReport::default() };
     let mut records = Vec::new();
+    let mut unindex = Vec::new();
     let mut due = Vec::new();
     let mut repack = Vec::new();
     for name in &packs {
@@ -94,16 +98,21 @@ pub async fn collect(
                     repack.push(name.clone());
                 }
             }
+            // Newly dead, or indexed again since it was condemned (a crash between the
+            // record and the unindexing, or a rebuild): condemned from now.
+            (true, found) if found.is_none() || pack_use.is_some() => {
+                report.packs_condemned += 1;
+                report.bytes_condemned += pack_use.map_or(0, |u| u.unreferenced);
+                records.push(Progress::Put(key, layout::condemned_value(now_us, 0)));
+                unindex.push(name.clone());
+                if grace_us == 0 {
+                    due.push(name.clone());
+                } else {
+                    report.packs_waiting += 1;
+                }
+            }
             (true, found) => {
-                let (at, not_before) = match found {
-                    Some(&times) => times,
-                    None => {
-                        report.packs_condemned += 1;
-                        report.bytes_condemned += pack_use.map_or(0, |u| u.unreferenced);
-                        records.push(Progress::Put(key, layout::condemned_value(now_us, 0)));
-                        (now_us, 0)
-                    }
-                };
+                let (at, not_before) = found.copied().unwrap_or((now_us, 0));
                 if now_us.saturating_sub(at) >= grace_us && now_us >= not_before {
                     due.push(name.clone());
                 } else {
@@ -117,16 +126,14 @@ pub async fn collect(
     records
         .extend(condemned.keys().filter(|n| !listed.contains(n)).map(|n| Progress::Remove(layout::condemned_key(n))));
     journal.progress(records).await?;
-    if due.is_empty() && repack.is_empty() {
-        return Ok(report);
-    }
 
-    let mut entries = entries_of(journal, due.iter().chain(&repack))?;
+    let mut entries = entries_of(journal, unindex.iter().chain(&repack))?;
     if !repack.is_empty() {
         let repacked = repack_packs(journal, vault, &live, &repack, &mut entries, now_us, &mut report).await?;
         for (name, dead_bytes) in repacked {
             report.packs_condemned += 1;
             report.bytes_condemned += dead_bytes;
+            unindex.push(name.clone());
             if grace_us == 0 {
                 due.push(name);
             } else {
@@ -134,18 +141,20 @@ pub async fn collect(
             }
         }
     }
-    if due.is_empty() {
-        return Ok(report);
-    }
-
-    // Step 1: no write from now on finds a due pack's chunks.
-    let swaps = due
+    // Condemning unindexes: no write from now on finds a condemned pack's chunks (it
+    // stores fresh copies). A write that found them earlier has the grace period to
+    // journal its version, which then rescues the pack.
+    let swaps = unindex
         .iter()
         .flat_map(|name| entries.remove(name).unwrap_or_default())
         .map(|(id, expected, _)| ChunkSwap { id, expected, new: None })
         .collect();
     journal.chunk_swap(swaps).await?;
-    // Step 2: writes that may have found one have ended.
+    if due.is_empty() {
+        return Ok(report);
+    }
+    // Writes of this process that found a due pack's chunks before it was unindexed have
+    // ended (those of other processes had the grace period).
     #[cfg(test)]
     let skip = SKIP_SETTLE.load(std::sync::atomic::Ordering::Relaxed);
     #[cfg(not(test))]
@@ -153,7 +162,7 @@ pub async fn collect(
     if !skip {
         vault.settle_writes().await;
     }
-    // Step 3: what is live now decides.
+    // What is live now decides.
     let live = referenced(journal)?;
     for name in due {
         sweep_one(journal, vault, reclaim, &live, &name, &mut report).await?;
@@ -306,19 +315,22 @@ async fn sweep_one(
             return Ok(());
         }
     };
+    let mut needed = false;
     let mut put_back = Vec::new();
-    let mut indexed_here = false;
     for entry in &entries {
         let value = ChunkLocation { pack: name.to_owned(), entry: *entry }.encode();
         match journal.chunk_get(&entry.id.0)? {
-            Some(current) => indexed_here |= current == value,
-            None if live.contains(&entry.id) => put_back.push((entry.id.0, value)),
-            None => {}
+            Some(current) => needed |= current == value,
+            None => {
+                needed |= live.contains(&entry.id);
+                put_back.push((entry.id.0, value));
+            }
         }
     }
-    if indexed_here || !put_back.is_empty() {
-        // A write found it before step 1 and journaled it meanwhile (or the pack was being
-        // indexed): it is needed after all.
+    if needed {
+        // A write found it before it was unindexed and journaled a version using it (or
+        // the pack was indexed meanwhile): it is needed after all. Its chunks go back in
+        // the index (the dead ones too, so that a later pass repacks it).
         journal.chunk_put_all(put_back).await?;
         journal.progress(vec![Progress::Remove(key)]).await?;
         report.packs_rescued += 1;

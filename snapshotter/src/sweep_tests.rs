@@ -106,21 +106,33 @@ async fn unreferenced_packs_wait_out_the_grace_period_then_go() {
     assert!(s.journal.progress_scan(layout::GC_CONDEMNED).unwrap().is_empty());
 }
 
-/// A write that deduplicates against a condemned pack's chunks within the grace period
-/// rescues it.
+/// A write that found a pack's chunks before the pass that condemned it, and journals its
+/// version within the grace period, rescues the pack. A write after the condemnation no
+/// longer finds them: it stores fresh copies, and the condemned pack goes.
 #[tokio::test]
-async fn a_write_deduplicating_against_a_condemned_pack_rescues_it() {
+async fn a_write_that_found_a_pack_before_it_was_condemned_rescues_it() {
     let s = stores();
     let data = content(3, 200_000);
-    store(&s.vault, &data).await;
-    let t0 = s.journal.head().unwrap().timestamp_us;
-    assert_eq!(gc(&s, HOUR, t0).await.packs_condemned, 1);
+    store(&s.vault, &data).await; // dead
     let again = store(&s.vault, &data).await;
     assert_eq!(s.vault.stats().deduplicated_chunks as usize, again.chunks.len(), "stored nothing new");
+    let t0 = s.journal.head().unwrap().timestamp_us;
+    assert_eq!(gc(&s, HOUR, t0).await.packs_condemned, 1);
+    assert!(s.vault.locate(&again.chunks[0]).unwrap().is_none(), "condemning unindexes");
     commit(&s.journal, "k", &again).await;
     let later = gc(&s, HOUR, t0 + 2 * HOUR_US).await;
     assert_eq!((later.packs_rescued, later.packs_deleted), (1, 0), "{later:?}");
     assert_eq!(s.vault.read_object(&again).await.unwrap(), data);
+
+    let other = content(4, 200_000);
+    store(&s.vault, &other).await; // dead
+    let t1 = t0 + 3 * HOUR_US;
+    assert_eq!(gc(&s, HOUR, t1).await.packs_condemned, 1);
+    let fresh = store(&s.vault, &other).await;
+    commit(&s.journal, "k2", &fresh).await;
+    let deleted = gc(&s, HOUR, t1 + HOUR_US).await;
+    assert_eq!((deleted.packs_deleted, deleted.packs_rescued), (1, 0), "{deleted:?}");
+    assert_eq!(s.vault.read_object(&fresh).await.unwrap(), other, "the fresh copy reads back");
 }
 
 /// The race the write epochs close: a write finds a dead pack's chunks in the index, then
