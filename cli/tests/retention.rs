@@ -116,3 +116,75 @@ async fn forget_then_gc_keep_what_the_policy_promises_and_survive_a_rebuild() {
     assert_eq!(json(root.path(), &["--data-dir", r, "ls", "--bucket", "bkt"]), listed);
     assert_eq!(json(root.path(), &["--data-dir", r, "log", "--bucket", "bkt", "--key", "k0"]), log);
 }
+
+/// `rewind forget` and `rewind gc` killed with SIGKILL at random points, again and again,
+/// then run to the end: nothing kept is lost, the journal and vault verify, and everything
+/// expired is reclaimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_and_gc_killed_at_random_points_finish_on_the_next_run() {
+    let seed: u64 = std::env::var("REWIND_KILL_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos().into()
+    });
+    eprintln!("REWIND_KILL_SEED={seed}");
+    let mut state = seed | 1;
+    let mut delay_ms = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        5 + state % 245
+    };
+    let upstream = FsUpstream::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let vault_text = root.path().join("vault").display().to_string();
+    let gw = TestGateway::start_with(&upstream.target, |c| c.vault.location = Some(vault_text.clone())).await;
+    let s3 = gw.client();
+    s3.create_bucket().bucket("bkt").send().await.unwrap();
+    const KEYS: u64 = 40;
+    for round in 0..5u64 {
+        for k in 0..KEYS {
+            let body = ByteStream::from(pattern(20_000 + k as usize, round << 8 | k));
+            s3.put_object().bucket("bkt").key(format!("k{k:02}")).body(body).send().await.unwrap();
+        }
+    }
+    let TestGateway { gateway, data_dir, .. } = gw;
+    gateway.shutdown().await;
+    let d = data_dir.path().to_str().unwrap();
+    let listed = json(root.path(), &["--data-dir", d, "ls", "--bucket", "bkt"]);
+
+    let mut killed = 0;
+    for i in 0..8 {
+        let command = if i % 2 == 0 { "forget" } else { "gc" };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rewind"))
+            .args(["--data-dir", d, command, "--yes"])
+            .env_remove("REWIND_KEY_FILE")
+            .envs(NOW_ONLY)
+            .env("REWIND_VAULT", root.path().join("vault"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms())).await;
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed += 1;
+        }
+        child.wait().unwrap();
+    }
+    eprintln!("{killed} of 8 runs killed before they finished");
+
+    json(root.path(), &["--data-dir", d, "forget", "--yes"]);
+    json(root.path(), &["--data-dir", d, "gc", "--yes"]);
+    let verify = json(root.path(), &["--data-dir", d, "verify", "--read-data"]);
+    assert!(verify["journal_problems"].as_array().unwrap().is_empty(), "{verify}");
+    assert_eq!(verify["damaged"].as_array().unwrap().len(), 0, "{verify}");
+    assert_eq!(json(root.path(), &["--data-dir", d, "ls", "--bucket", "bkt"]), listed);
+    let plan = json(root.path(), &["--data-dir", d, "gc", "--dry-run"]);
+    assert_eq!(plan["packs_dead"].as_u64(), Some(0), "{plan}");
+    assert_eq!(plan["bytes_expired"].as_u64(), Some(0), "{plan}");
+    assert_eq!(plan["packs"].as_u64(), Some(KEYS), "one pack per kept version is left: {plan}");
+    for k in [0, KEYS - 1] {
+        let cat =
+            rewind(root.path(), &["--data-dir", d, "cat", "--bucket", "bkt", "--key", &format!("k{k:02}")], false);
+        assert_eq!(cat.stdout, pattern(20_000 + k as usize, 4 << 8 | k));
+    }
+}

@@ -83,6 +83,7 @@ pub struct Gateway {
     /// The metrics registry, for embedding programs and tests.
     pub metrics: Metrics,
     capture: Arc<rewind_capture::Capture>,
+    ops: rewind_snapshotter::ops::Operations,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -135,7 +136,7 @@ impl Gateway {
             tracker.spawn(async move { capture.recover_until_done(stop).await });
         }
         timers::start(&config, &stores, &ops, &reconciler, &metrics.engine, &shutdown, &tracker);
-        let api = api::Api::new(ops, admin_token);
+        let api = api::Api::new(ops.clone(), admin_token);
 
         let mut forwarder = s3::Forwarder::new(upstream.clone(), metrics.clone(), Some(capture.clone()));
         if config.upstream.endpoint.is_none() {
@@ -192,7 +193,13 @@ impl Gateway {
                 key_file.display()
             );
         }
-        Ok(Self { s3_addr, admin_addr, client_keys, metrics, capture, shutdown, tracker })
+        Ok(Self { s3_addr, admin_addr, client_keys, metrics, capture, ops, shutdown, tracker })
+    }
+
+    /// The operations on history (what the admin API serves), for embedding programs and
+    /// tests.
+    pub fn operations(&self) -> &rewind_snapshotter::ops::Operations {
+        &self.ops
     }
 
     /// The capture side (journal and vault), for embedding programs and tests.

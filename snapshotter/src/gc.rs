@@ -46,6 +46,19 @@ pub(crate) fn referenced(journal: &Journal) -> Result<HashSet<ChunkId>, HistoryE
     Ok(kept_chunks)
 }
 
+/// Chunks the records after `after` reference, and those of uploads in progress: what
+/// became live since a mark that read the journal up to `after` (records are only ever
+/// added while garbage collection runs; forget waits for it).
+pub(crate) fn referenced_after(journal: &Journal, after: rewind_model::Seq) -> Result<HashSet<ChunkId>, HistoryError> {
+    let mut live = upload_chunks(journal)?;
+    for record in journal.records(rewind_model::Seq(after.0 + 1), usize::MAX)? {
+        if let Some((_, _, rewind_model::Effect::Version(v))) = record.body.change() {
+            live.extend(v.chunks.iter().copied());
+        }
+    }
+    Ok(live)
+}
+
 /// Bytes of each indexed pack's chunks, by whether they are `live`, `expired`, or neither.
 pub(crate) fn usage_by_pack(
     journal: &Journal,

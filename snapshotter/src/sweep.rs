@@ -27,6 +27,7 @@
 //! too. With `gc_grace = 0s` a pack is condemned and deleted in the same pass.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,11 +38,23 @@ use rewind_vault::{ChunkLocation, Deleted, PackEntry, Reclaim, Vault, VaultError
 
 use crate::HistoryError;
 use crate::api::{GcReport, time_text};
-use crate::gc::{referenced, usage_by_pack};
+use crate::gc::{referenced, referenced_after, usage_by_pack};
 
 /// A pack whose live chunks are fewer than this many tenths of its indexed bytes is
 /// repacked: dead chunks then cost at most a ninth more than the live ones.
 pub const REPACK_BELOW_LIVE_TENTHS: u64 = 9;
+
+/// Runs `f` over the journal on the blocking pool.
+async fn off_thread<T: Send + 'static>(
+    journal: &Arc<Journal>,
+    f: impl FnOnce(&Journal) -> Result<T, HistoryError> + Send + 'static,
+) -> Result<T, HistoryError> {
+    let journal = journal.clone();
+    match tokio::task::spawn_blocking(move || f(&journal)).await {
+        Ok(result) => result,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
 
 fn vault_error(what: &'static str) -> impl FnOnce(VaultError) -> HistoryError {
     move |source| HistoryError::Vault { what, source }
@@ -58,7 +71,7 @@ type Indexed = ([u8; 32], Vec<u8>, PackEntry);
 /// at least `grace` ago (see the module's description). `reclaim` is the vault's deleting
 /// handle.
 pub async fn collect(
-    journal: &Journal,
+    journal: &Arc<Journal>,
     vault: &Vault,
     reclaim: &dyn Reclaim,
     grace: Duration,
@@ -66,8 +79,14 @@ pub async fn collect(
 ) -> Result<GcReport, HistoryError> {
     let grace_us = i64::try_from(grace.as_micros()).unwrap_or(i64::MAX);
     let packs = vault.pack_names().await.map_err(vault_error("listing the vault's packs"))?;
-    let live = referenced(journal)?;
-    let usage = usage_by_pack(journal, &live, &HashSet::new())?;
+    // Walking every record and index entry is CPU work: off the threads capture runs on.
+    let marked_at = journal.head()?.seq;
+    let (live, usage) = off_thread(journal, |j| {
+        let live = referenced(j)?;
+        let usage = usage_by_pack(j, &live, &HashSet::new())?;
+        Ok((live, usage))
+    })
+    .await?;
     let mut condemned: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     for (key, value) in journal.progress_scan(layout::GC_CONDEMNED)? {
         let name = String::from_utf8_lossy(&key[layout::GC_CONDEMNED.len()..]).into_owned();
@@ -127,7 +146,8 @@ pub async fn collect(
         .extend(condemned.keys().filter(|n| !listed.contains(n)).map(|n| Progress::Remove(layout::condemned_key(n))));
     journal.progress(records).await?;
 
-    let mut entries = entries_of(journal, unindex.iter().chain(&repack))?;
+    let wanted: Vec<String> = unindex.iter().chain(&repack).cloned().collect();
+    let mut entries = off_thread(journal, move |j| entries_of(j, wanted.iter())).await?;
     if !repack.is_empty() {
         let repacked = repack_packs(journal, vault, &live, &repack, &mut entries, now_us, &mut report).await?;
         for (name, dead_bytes) in repacked {
@@ -162,11 +182,21 @@ pub async fn collect(
     if !skip {
         vault.settle_writes().await;
     }
-    // What is live now decides.
-    let live = referenced(journal)?;
+    // What is live now decides: what was, and what records since the mark reference.
+    let live = off_thread(journal, move |j| {
+        let mut live = live;
+        live.extend(referenced_after(j, marked_at)?);
+        Ok(live)
+    })
+    .await?;
+    let mut forgotten = Vec::new();
     for name in due {
-        sweep_one(journal, vault, reclaim, &live, &name, &mut report).await?;
+        if sweep_one(journal, vault, reclaim, &live, &name, &mut report).await? {
+            forgotten.push(Progress::Remove(layout::condemned_key(&name)));
+        }
     }
+    // Records of deleted packs, at once (one left by a crash is removed by the next pass).
+    journal.progress(forgotten).await?;
     Ok(report)
 }
 
@@ -290,7 +320,8 @@ async fn write_batch(
     Ok(batch.sources)
 }
 
-/// Step 3 for one due pack.
+/// The decision for one due pack: rescued, deleted (then `true`: its record can go), or
+/// left for the next pass.
 async fn sweep_one(
     journal: &Journal,
     vault: &Vault,
@@ -298,21 +329,18 @@ async fn sweep_one(
     live: &HashSet<ChunkId>,
     name: &str,
     report: &mut GcReport,
-) -> Result<(), HistoryError> {
+) -> Result<bool, HistoryError> {
     let key = layout::condemned_key(name);
     if vault.is_unsynced(name) {
-        return Ok(());
+        return Ok(false);
     }
     let entries = match vault.pack_header(name.to_owned()).await {
         Ok((_, entries)) => entries,
-        Err(VaultError::NotFound { .. }) => {
-            journal.progress(vec![Progress::Remove(key)]).await?;
-            return Ok(());
-        }
+        Err(VaultError::NotFound { .. }) => return Ok(true),
         Err(e) => {
             tracing::warn!(pack = name, error = %e, "garbage collection could not read a condemned pack's header; it stays, and the next pass tries again");
             report.packs_failed += 1;
-            return Ok(());
+            return Ok(false);
         }
     };
     let mut needed = false;
@@ -334,25 +362,26 @@ async fn sweep_one(
         journal.chunk_put_all(put_back).await?;
         journal.progress(vec![Progress::Remove(key)]).await?;
         report.packs_rescued += 1;
-        return Ok(());
+        return Ok(false);
     }
     match reclaim.delete(name).await {
         Ok(Deleted::Gone | Deleted::Missing) => {
-            journal.progress(vec![Progress::Remove(key)]).await?;
             report.packs_deleted += 1;
             report.bytes_reclaimed += entries.iter().map(|e| u64::from(e.stored_len)).sum::<u64>();
+            Ok(true)
         }
         Ok(Deleted::Locked { until_us }) => {
             let (at, _) = journal.progress_get(&key)?.as_deref().and_then(layout::parse_condemned).unwrap_or((0, 0));
             journal.progress(vec![Progress::Put(key, layout::condemned_value(at, until_us))]).await?;
             report.packs_locked += 1;
+            Ok(false)
         }
         Err(e) => {
             tracing::warn!(pack = name, error = %e, "garbage collection could not delete a condemned pack; it stays condemned, and the next pass tries again");
             report.packs_failed += 1;
+            Ok(false)
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

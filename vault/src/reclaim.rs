@@ -33,21 +33,18 @@ impl Reclaim for LocalBackend {
     async fn delete(&self, name: &str) -> Result<Deleted, VaultError> {
         check_name(name)?;
         let path = self.root().join(name);
-        tokio::task::spawn_blocking(move || remove_durably(&path)).await.expect("invariant: no panic in delete")
+        tokio::task::spawn_blocking(move || remove(&path)).await.expect("invariant: no panic in delete")
     }
 }
 
-/// Removes a file and makes the removal durable (fsync of its directory).
-fn remove_durably(path: &Path) -> Result<Deleted, VaultError> {
+/// Removes a file. The removal is not fsync'd: a pack a crash brings back is simply
+/// garbage again, condemned and deleted by a later pass.
+fn remove(path: &Path) -> Result<Deleted, VaultError> {
     match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Deleted::Missing),
-        Err(e) => return Err(VaultError::Io(e)),
+        Ok(()) => Ok(Deleted::Gone),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Deleted::Missing),
+        Err(e) => Err(VaultError::Io(e)),
     }
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(Deleted::Gone)
 }
 
 #[async_trait::async_trait]
