@@ -207,7 +207,11 @@ async fn execute(cli: &Cli, target: &Target) -> Result<ExitCode, CliError> {
                 outln!("Nothing changed.");
                 return Ok(ExitCode::SUCCESS);
             }
-            let report = target.forget(bucket.as_deref()).await?;
+            let bar = print::spinner(cli.json || !std::io::stderr().is_terminal());
+            bar.set_message("forgetting expired history and compacting the vault's copy of the journal");
+            let report = target.forget(bucket.as_deref()).await;
+            bar.finish_and_clear();
+            let report = report?;
             if cli.json { print_json(&report)? } else { print::forget_report(&report) }
         }
         Command::Gc { dry_run, yes } => {
@@ -229,7 +233,11 @@ async fn execute(cli: &Cli, target: &Target) -> Result<ExitCode, CliError> {
                 outln!("Nothing changed.");
                 return Ok(ExitCode::SUCCESS);
             }
-            let report = target.gc().await?;
+            let bar = print::spinner(cli.json || !std::io::stderr().is_terminal());
+            bar.set_message("collecting garbage: condemning, repacking and deleting vault packs");
+            let report = target.gc().await;
+            bar.finish_and_clear();
+            let report = report?;
             if cli.json { print_json(&report)? } else { print::gc_report(&report) }
         }
         Command::Hold(HoldCommand::Ls) => {

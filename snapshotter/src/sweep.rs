@@ -162,19 +162,20 @@ pub async fn collect(
         }
     }
     // Condemning unindexes: no write from now on finds a condemned pack's chunks (it
-    // stores fresh copies). A write that found them earlier has the grace period to
-    // journal its version, which then rescues the pack.
-    let swaps = unindex
+    // stores fresh copies).
+    let mut removed: Vec<(String, Vec<Indexed>)> =
+        unindex.iter().map(|name| (name.clone(), entries.remove(name).unwrap_or_default())).collect();
+    let swaps = removed
         .iter()
-        .flat_map(|name| entries.remove(name).unwrap_or_default())
-        .map(|(id, expected, _)| ChunkSwap { id, expected, new: None })
+        .flat_map(|(_, list)| list.iter())
+        .map(|(id, expected, _)| ChunkSwap { id: *id, expected: expected.clone(), new: None })
         .collect();
     journal.chunk_swap(swaps).await?;
-    if due.is_empty() {
+    if due.is_empty() && removed.is_empty() {
         return Ok(report);
     }
-    // Writes of this process that found a due pack's chunks before it was unindexed have
-    // ended (those of other processes had the grace period).
+    // Writes of this process that found a condemned pack's chunks (or wrote them) before
+    // it was unindexed have ended; those of other processes have the grace period.
     #[cfg(test)]
     let skip = SKIP_SETTLE.load(std::sync::atomic::Ordering::Relaxed);
     #[cfg(not(test))]
@@ -189,6 +190,16 @@ pub async fn collect(
         Ok(live)
     })
     .await?;
+    // A pack just condemned that such a write journaled meanwhile is rescued at once, so
+    // that the version reads back (and deduplicates) without waiting for the next pass.
+    removed.retain(|(name, list)| !due.contains(name) && list.iter().any(|(id, _, _)| live.contains(&ChunkId(*id))));
+    for (name, list) in removed {
+        journal.chunk_put_all(list.into_iter().map(|(id, value, _)| (id, value)).collect()).await?;
+        journal.progress(vec![Progress::Remove(layout::condemned_key(&name))]).await?;
+        report.packs_condemned -= 1;
+        report.packs_waiting = report.packs_waiting.saturating_sub(1);
+        report.packs_rescued += 1;
+    }
     let mut forgotten = Vec::new();
     for name in due {
         if sweep_one(journal, vault, reclaim, &live, &name, &mut report).await? {

@@ -158,6 +158,36 @@ async fn write_racing_a_pass(skip_settle: bool) -> bool {
     s.vault.read_object(&manifest).await.is_ok()
 }
 
+/// With a grace period, a pass that condemns a pack a write in flight uses (one it
+/// deduplicated against, or one holding its own new chunks, not yet journaled) waits for
+/// the write and keeps the pack indexed: the version reads back at once.
+#[tokio::test]
+async fn a_write_in_flight_keeps_its_packs_indexed_through_a_pass() {
+    let s = Arc::new(stores());
+    let old = content(14, 200_000);
+    store(&s.vault, &old).await; // dead
+    let guard = s.vault.enter_write();
+    let again = store(&s.vault, &old).await; // deduplicated against the dead pack
+    let new = store(&s.vault, &content(15, 200_000)).await; // a pack of its own, uncommitted
+    let now = s.journal.head().unwrap().timestamp_us;
+    let pass = {
+        let s = s.clone();
+        tokio::spawn(async move { gc(&s, HOUR, now).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!pass.is_finished(), "the pass must wait for the write");
+    commit(&s.journal, "a", &again).await;
+    commit(&s.journal, "b", &new).await;
+    drop(guard);
+    let report = pass.await.unwrap();
+    assert_eq!((report.packs_condemned, report.packs_rescued, report.packs_waiting), (0, 2, 0), "{report:?}");
+    for m in [&again, &new] {
+        assert!(s.vault.locate(&m.chunks[0]).unwrap().is_some(), "a journaled version's chunk is unindexed");
+        s.vault.read_object(m).await.unwrap();
+    }
+    assert!(s.journal.progress_scan(layout::GC_CONDEMNED).unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn a_pass_waits_for_writes_that_found_a_dead_pack() {
     assert!(write_racing_a_pass(false).await, "a write in flight lost its chunks");
