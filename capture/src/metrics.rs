@@ -35,6 +35,7 @@ pub mod names {
     pub const VAULT_CHUNK_BYTES: &str = "rewind_vault_chunk_bytes";
     pub const RETENTION_LAST_PLAN_TIMESTAMP_SECONDS: &str = "rewind_retention_last_plan_timestamp_seconds";
     pub const FORGET_RECORDS_REMOVED_TOTAL: &str = "rewind_forget_records_removed_total";
+    pub const FORGET_VERSIONS_EXPIRED_TOTAL: &str = "rewind_forget_versions_expired_total";
     pub const FORGET_RUNS_TOTAL: &str = "rewind_forget_runs_total";
     pub const FORGET_LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "rewind_forget_last_success_timestamp_seconds";
     pub const GC_PACKS_TOTAL: &str = "rewind_gc_packs_total";
@@ -105,6 +106,7 @@ pub struct Metrics {
     pub vault_chunk_bytes: IntGaugeVec,
     pub retention_last_plan: prometheus::Gauge,
     pub forget_records_removed: IntCounter,
+    pub forget_versions_expired: IntCounter,
     pub forget_runs: IntCounterVec,
     pub forget_last_success: prometheus::Gauge,
     pub gc_packs: IntCounterVec,
@@ -250,6 +252,11 @@ impl Metrics {
                 "Journal records retention's forget removed (expired versions, deletes and tag changes, with their intents).",
             )
             .expect("invariant: static metric definition"),
+            forget_versions_expired: IntCounter::new(
+                names::FORGET_VERSIONS_EXPIRED_TOTAL,
+                "Object versions retention's forget expired (as its plan counted them).",
+            )
+            .expect("invariant: static metric definition"),
             forget_runs: counter_vec(names::FORGET_RUNS_TOTAL, "Forget passes, by result (ok, error).", &["result"]),
             forget_last_success: float_gauge(
                 names::FORGET_LAST_SUCCESS_TIMESTAMP_SECONDS,
@@ -283,7 +290,7 @@ impl Metrics {
                 "1 when the journal disagrees with what the vault holds of it (shipping stopped): rebuild from the vault.",
             ),
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 34] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 35] = [
             Box::new(m.journal_records.clone()),
             Box::new(m.journal_commit_duration.clone()),
             Box::new(m.journal_last_commit.clone()),
@@ -311,6 +318,7 @@ impl Metrics {
             Box::new(m.vault_chunk_bytes.clone()),
             Box::new(m.retention_last_plan.clone()),
             Box::new(m.forget_records_removed.clone()),
+            Box::new(m.forget_versions_expired.clone()),
             Box::new(m.forget_runs.clone()),
             Box::new(m.forget_last_success.clone()),
             Box::new(m.gc_packs.clone()),

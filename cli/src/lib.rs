@@ -234,8 +234,19 @@ async fn execute(cli: &Cli, target: &Target) -> Result<ExitCode, CliError> {
                 return Ok(ExitCode::SUCCESS);
             }
             let bar = print::spinner(cli.json || !std::io::stderr().is_terminal());
-            bar.set_message("collecting garbage: condemning, repacking and deleting vault packs");
-            let report = target.gc().await;
+            bar.set_message("collecting garbage: marking");
+            let pass = target.gc();
+            tokio::pin!(pass);
+            let report = loop {
+                tokio::select! {
+                    report = &mut pass => break report,
+                    () = tokio::time::sleep(std::time::Duration::from_millis(300)) => {
+                        if let Ok(p) = target.gc_progress().await && p.running {
+                            bar.set_message(print::gc_progress(&p));
+                        }
+                    }
+                }
+            };
             bar.finish_and_clear();
             let report = report?;
             if cli.json { print_json(&report)? } else { print::gc_report(&report) }

@@ -2,8 +2,8 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rewind_snapshotter::api::{
-    BucketStatus, DiffReport, ForgetPlan, ForgetReport, GcPlan, GcReport, HoldInfo, Listing, LogLine, Mode, ObjectInfo,
-    PlanSummary, ReconcileCounts, Snapshot, Status, VerifyReport,
+    BucketStatus, DiffReport, ForgetPlan, ForgetReport, GcPlan, GcProgress, GcReport, HoldInfo, Listing, LogLine, Mode,
+    ObjectInfo, PlanSummary, ReconcileCounts, Snapshot, Status, VerifyReport,
 };
 
 use crate::RestoreArgs;
@@ -172,6 +172,14 @@ pub fn gc(p: &GcPlan) {
     );
     if p.packs_unindexed > 0 {
         outln!("  {} packs the chunk index does not name", p.packs_unindexed);
+    }
+}
+
+pub fn gc_progress(p: &GcProgress) -> String {
+    if p.total == 0 {
+        format!("collecting garbage: {}", p.phase)
+    } else {
+        format!("collecting garbage: {} {}/{} packs", p.phase, p.done, p.total)
     }
 }
 

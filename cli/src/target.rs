@@ -22,8 +22,8 @@ use rewind_capture::{Metrics, ship};
 use rewind_config::Config;
 use rewind_snapshotter::At;
 use rewind_snapshotter::api::{
-    DiffReport, ForgetPlan, ForgetReport, GcPlan, GcReport, HoldInfo, Listing, LogLine, ReconcileEvent, RestoreEvent,
-    RestoreRequest, Snapshot, Status, VerifyReport,
+    DiffReport, ForgetPlan, ForgetReport, GcPlan, GcProgress, GcReport, HoldInfo, Listing, LogLine, ReconcileEvent,
+    RestoreEvent, RestoreRequest, Snapshot, Status, VerifyReport,
 };
 use rewind_snapshotter::ops::{Compare, Engine, HoldScope, Operations, ReconcileAsk};
 use rewind_snapshotter::verify::ReadData;
@@ -290,6 +290,14 @@ impl Target {
         match self {
             Self::Remote(c) => c.json(Method::POST, "gc", None).await,
             Self::Local(l) => Ok(l.ops.gc().await?),
+        }
+    }
+
+    /// How far the garbage collection pass running has got.
+    pub async fn gc_progress(&self) -> Result<GcProgress, CliError> {
+        match self {
+            Self::Remote(c) => c.json(Method::GET, "gc/progress", None).await,
+            Self::Local(l) => Ok(l.ops.gc_progress()),
         }
     }
 

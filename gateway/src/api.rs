@@ -14,6 +14,7 @@
 //! | `GET holds`, `POST holds?bucket&prefix|key&reason`, `DELETE holds?bucket&prefix|key` | `HoldInfo`s |
 //! | `GET gc` | `GcPlan`: what garbage collection would reclaim |
 //! | `POST gc` | `GcReport`: one garbage collection pass, run now (409 while one runs) |
+//! | `GET gc/progress` | `GcProgress`: how far the pass running has got |
 //! | `GET forget?bucket` | `ForgetPlan`: what the retention policy would expire |
 //! | `POST forget?bucket` | `ForgetReport`: the policy applied now (409 while a retention pass runs) |
 //! | `POST restore` ([`RestoreRequest`] body) | newline-delimited [`RestoreEvent`]s |
@@ -144,6 +145,7 @@ impl Api {
             (Method::GET | Method::POST | Method::DELETE, "holds") => self.holds(req.method(), Query::of(&req)).await,
             (Method::GET, "gc") => self.ops.gc_plan().await.map_err(Failure::from).and_then(|p| json(&p)),
             (Method::POST, "gc") => self.ops.gc().await.map_err(Failure::from).and_then(|r| json(&r)),
+            (Method::GET, "gc/progress") => json(&self.ops.gc_progress()),
             (Method::GET, "forget") => {
                 let bucket = Query::of(&req).get("bucket").map(str::to_owned);
                 self.ops.forget_plan(bucket).await.map_err(Failure::from).and_then(|p| json(&p))

@@ -287,6 +287,9 @@ async fn f12_chunks_of_a_refused_upload_are_collected() {
     assert!(report["packs_deleted"].as_u64().unwrap() >= 1, "{report}");
     let after = stored(&walk(&packs));
     assert!(after < 300_000, "the refused upload's chunks are gone: {before} -> {after} bytes");
+    let res = admin(http::Method::GET, "gc/progress").await;
+    let progress: serde_json::Value = serde_json::from_str(&res.text()).unwrap();
+    assert_eq!(progress["running"].as_bool(), Some(false), "{progress}");
     let res = admin(http::Method::POST, "verify?read_data=1").await;
     let verify: serde_json::Value = serde_json::from_str(&res.text()).unwrap();
     assert_eq!(verify["damaged"].as_array().map(Vec::len), Some(0), "{verify}");

@@ -471,6 +471,19 @@ pub struct GcPlan {
     pub packs_unindexed: u64,
 }
 
+/// How far the garbage collection pass running has got (`GET gc/progress`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcProgress {
+    /// Whether a pass is running.
+    pub running: bool,
+    /// What it is doing: marking, repacking, waiting for writes in flight, deleting.
+    pub phase: String,
+    /// Packs done in this phase.
+    pub done: u64,
+    /// Packs this phase has to go through.
+    pub total: u64,
+}
+
 /// What one garbage collection pass did (`rewind gc`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcReport {

@@ -89,16 +89,7 @@ struct World {
 
 fn content(seed: u8) -> Vec<u8> {
     // A few sizes, some several chunks long, so that packs mix versions.
-    let len = [3_000usize, 40_000, 700_000, 1_300_000][usize::from(seed % 4)];
-    let mut state = u64::from(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    crate::sweep::tests::content(seed, [3_000usize, 40_000, 700_000, 1_300_000][usize::from(seed % 4)])
 }
 
 fn version_of(m: &Manifest) -> ObjectVersion {

@@ -22,8 +22,8 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{
-    DiffReport, ForgetPlan, ForgetReport, GcPlan, GcReport, HoldInfo, Listing, LogLine, ReconcileEvent, RestoreEvent,
-    RestoreRequest, Snapshot, Status, VerifyReport,
+    DiffReport, ForgetPlan, ForgetReport, GcPlan, GcProgress, GcReport, HoldInfo, Listing, LogLine, ReconcileEvent,
+    RestoreEvent, RestoreRequest, Snapshot, Status, VerifyReport,
 };
 use crate::plan::Scope;
 use crate::reconcile::{Limits, ReconcileError, Reconciler};
@@ -220,8 +220,10 @@ pub struct Operations {
     metrics: Metrics,
     tasks: TaskTracker,
     retention: Arc<RetentionConfig>,
-    /// Held by the garbage collection pass running, if any.
+    /// Held by the retention pass (forget or gc) running, if any.
     gc_turn: Arc<tokio::sync::Mutex<()>>,
+    /// Where the garbage collection pass running is.
+    gc_watch: Arc<crate::sweep::Watch>,
 }
 
 /// What restores and reconciles need besides the stores.
@@ -275,6 +277,7 @@ impl Operations {
             tasks,
             retention: Arc::new(RetentionConfig::default()),
             gc_turn: Arc::default(),
+            gc_watch: Arc::default(),
         }
     }
 
@@ -289,6 +292,7 @@ impl Operations {
             tasks: TaskTracker::new(),
             retention: Arc::new(RetentionConfig::default()),
             gc_turn: Arc::default(),
+            gc_watch: Arc::default(),
         }
     }
 
@@ -496,6 +500,9 @@ impl Operations {
         match &result {
             Ok(r) => {
                 m.forget_records_removed.inc_by(r.records_removed);
+                if r.records_removed > 0 {
+                    m.forget_versions_expired.inc_by(r.plan.buckets.iter().map(|b| b.versions_expired).sum());
+                }
                 m.forget_runs.with_label_values(&["ok"]).inc();
                 m.forget_last_success.set(rewind_capture::now_seconds());
             }
@@ -519,7 +526,8 @@ impl Operations {
         let stores = &self.stores;
         let grace = self.retention.gc_grace.0;
         let now = rewind_capture::now_us();
-        let result = crate::sweep::collect(&stores.journal, &stores.vault, stores.reclaim.as_ref(), grace, now).await;
+        let (vault, reclaim, watch) = (&stores.vault, stores.reclaim.as_ref(), self.gc_watch.as_ref());
+        let result = crate::sweep::collect_watched(&stores.journal, vault, reclaim, grace, now, watch).await;
         let m = &self.metrics;
         match &result {
             Ok(r) => {
@@ -547,6 +555,11 @@ impl Operations {
             }
         }
         Ok(result?)
+    }
+
+    /// How far the garbage collection pass running has got.
+    pub fn gc_progress(&self) -> GcProgress {
+        self.gc_watch.get()
     }
 
     /// Every legal hold.

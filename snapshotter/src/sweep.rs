@@ -64,6 +64,35 @@ fn vault_error(what: &'static str) -> impl FnOnce(VaultError) -> HistoryError {
 #[cfg(test)]
 pub(crate) static SKIP_SETTLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Where a pass is, for whoever watches it (`rewind gc`'s progress line).
+#[derive(Debug, Default)]
+pub struct Watch {
+    state: std::sync::Mutex<crate::api::GcProgress>,
+}
+
+impl Watch {
+    /// What it says now.
+    pub fn get(&self) -> crate::api::GcProgress {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, crate::api::GcProgress> {
+        self.state.lock().expect("invariant: no panics while holding this lock")
+    }
+
+    fn phase(&self, phase: &str, total: usize) {
+        *self.lock() = crate::api::GcProgress { running: true, phase: phase.to_owned(), done: 0, total: total as u64 };
+    }
+
+    fn step(&self) {
+        self.lock().done += 1;
+    }
+
+    fn end(&self) {
+        *self.lock() = crate::api::GcProgress::default();
+    }
+}
+
 /// An index entry as read: the chunk, its encoded location, and the entry in its pack.
 type Indexed = ([u8; 32], Vec<u8>, PackEntry);
 
@@ -77,7 +106,33 @@ pub async fn collect(
     grace: Duration,
     now_us: i64,
 ) -> Result<GcReport, HistoryError> {
+    collect_watched(journal, vault, reclaim, grace, now_us, &Watch::default()).await
+}
+
+/// [`collect`], telling `progress` where it is.
+pub async fn collect_watched(
+    journal: &Arc<Journal>,
+    vault: &Vault,
+    reclaim: &dyn Reclaim,
+    grace: Duration,
+    now_us: i64,
+    progress: &Watch,
+) -> Result<GcReport, HistoryError> {
+    let result = pass(journal, vault, reclaim, grace, now_us, progress).await;
+    progress.end();
+    result
+}
+
+async fn pass(
+    journal: &Arc<Journal>,
+    vault: &Vault,
+    reclaim: &dyn Reclaim,
+    grace: Duration,
+    now_us: i64,
+    progress: &Watch,
+) -> Result<GcReport, HistoryError> {
     let grace_us = i64::try_from(grace.as_micros()).unwrap_or(i64::MAX);
+    progress.phase("marking", 0);
     let packs = vault.pack_names().await.map_err(vault_error("listing the vault's packs"))?;
     // Walking every record and index entry is CPU work: off the threads capture runs on.
     let marked_at = journal.head()?.seq;
@@ -149,7 +204,10 @@ pub async fn collect(
     let wanted: Vec<String> = unindex.iter().chain(&repack).cloned().collect();
     let mut entries = off_thread(journal, move |j| entries_of(j, wanted.iter())).await?;
     if !repack.is_empty() {
-        let repacked = repack_packs(journal, vault, &live, &repack, &mut entries, now_us, &mut report).await?;
+        progress.phase("repacking", repack.len());
+        let repacked =
+            repack_packs(&Repack { journal, vault, now_us, progress }, &live, &repack, &mut entries, &mut report)
+                .await?;
         for (name, dead_bytes) in repacked {
             report.packs_condemned += 1;
             report.bytes_condemned += dead_bytes;
@@ -181,6 +239,7 @@ pub async fn collect(
     #[cfg(not(test))]
     let skip = false;
     if !skip {
+        progress.phase("waiting for writes in flight", 0);
         vault.settle_writes().await;
     }
     // What is live now decides: what was, and what records since the mark reference.
@@ -201,7 +260,9 @@ pub async fn collect(
         report.packs_rescued += 1;
     }
     let mut forgotten = Vec::new();
+    progress.phase("deleting", due.len());
     for name in due {
+        progress.step();
         if sweep_one(journal, vault, reclaim, &live, &name, &mut report).await? {
             forgotten.push(Progress::Remove(layout::condemned_key(&name)));
         }
@@ -239,18 +300,26 @@ struct Batch {
 /// Copies the live chunks of each pack in `packs` into new packs and moves their index
 /// entries there; returns the packs emptied of live chunks, with their dead bytes, now
 /// condemned. `entries` keeps each pack's remaining (dead) entries.
+/// What repacking works with.
+struct Repack<'a> {
+    journal: &'a Journal,
+    vault: &'a Vault,
+    now_us: i64,
+    progress: &'a Watch,
+}
+
 async fn repack_packs(
-    journal: &Journal,
-    vault: &Vault,
+    ctx: &Repack<'_>,
     live: &HashSet<ChunkId>,
     packs: &[String],
     entries: &mut HashMap<String, Vec<Indexed>>,
-    now_us: i64,
     report: &mut GcReport,
 ) -> Result<Vec<(String, u64)>, HistoryError> {
+    let Repack { vault, progress, .. } = *ctx;
     let mut emptied = Vec::new();
     let mut batch = Batch::default();
     for name in packs {
+        progress.step();
         let list = entries.remove(name).unwrap_or_default();
         let (keep, dead): (Vec<Indexed>, Vec<Indexed>) =
             list.into_iter().partition(|(id, _, _)| live.contains(&ChunkId(*id)));
@@ -283,22 +352,21 @@ async fn repack_packs(
         entries.insert(name.clone(), dead);
         batch.sources.push((name.clone(), dead_bytes));
         if batch.bytes >= TARGET_PACK_SIZE {
-            emptied.extend(write_batch(journal, vault, std::mem::take(&mut batch), now_us, report).await?);
+            emptied.extend(write_batch(ctx, std::mem::take(&mut batch), report).await?);
         }
     }
-    emptied.extend(write_batch(journal, vault, batch, now_us, report).await?);
+    emptied.extend(write_batch(ctx, batch, report).await?);
     Ok(emptied)
 }
 
 /// Writes a batch of copied chunks into new packs, points their index entries there, and
 /// condemns the packs they came from.
 async fn write_batch(
-    journal: &Journal,
-    vault: &Vault,
+    ctx: &Repack<'_>,
     batch: Batch,
-    now_us: i64,
     report: &mut GcReport,
 ) -> Result<Vec<(String, u64)>, HistoryError> {
+    let Repack { journal, vault, now_us, .. } = *ctx;
     if batch.sources.is_empty() {
         return Ok(Vec::new());
     }
@@ -397,4 +465,4 @@ async fn sweep_one(
 
 #[cfg(test)]
 #[path = "sweep_tests.rs"]
-mod tests;
+pub(crate) mod tests;

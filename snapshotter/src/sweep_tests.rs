@@ -33,8 +33,8 @@ fn vault_over(keys: &Arc<KeySet>, journal: &Arc<Journal>, backend: &Arc<LocalBac
     Arc::new(Vault::new(keys.clone(), backend.clone(), index, VaultSettings::default()))
 }
 
-/// Distinct content of `len` bytes.
-fn content(seed: u8, len: usize) -> Vec<u8> {
+/// Distinct, incompressible content of `len` bytes (the model test's too).
+pub(crate) fn content(seed: u8, len: usize) -> Vec<u8> {
     let mut state = u64::from(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) + 1;
     (0..len)
         .map(|_| {
@@ -186,6 +186,28 @@ async fn a_write_in_flight_keeps_its_packs_indexed_through_a_pass() {
         s.vault.read_object(m).await.unwrap();
     }
     assert!(s.journal.progress_scan(layout::GC_CONDEMNED).unwrap().is_empty());
+}
+
+/// A pass says where it is while it runs, and that it is not running once it is done.
+#[tokio::test]
+async fn a_pass_reports_its_progress() {
+    let s = Arc::new(stores());
+    store(&s.vault, &content(16, 100_000)).await; // dead
+    let watch = Arc::new(Watch::default());
+    let guard = s.vault.enter_write();
+    let now = s.journal.head().unwrap().timestamp_us;
+    let pass = {
+        let (s, watch) = (s.clone(), watch.clone());
+        tokio::spawn(async move {
+            collect_watched(&s.journal, &s.vault, s.backend.as_ref(), Duration::ZERO, now, &watch).await.unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let waiting = watch.get();
+    assert!(waiting.running && waiting.phase.contains("waiting"), "{waiting:?}");
+    drop(guard);
+    assert_eq!(pass.await.unwrap().packs_deleted, 1);
+    assert!(!watch.get().running);
 }
 
 #[tokio::test]
