@@ -24,16 +24,10 @@ pub struct Compacted {
     pub objects_deleted: u64,
 }
 
-/// The first and last record of a segment, from its name.
-pub fn segment_range(name: &str) -> Option<(u64, u64)> {
-    let (first, last) = name.strip_prefix("segments/")?.split_once('-')?;
-    Some((first.parse().ok()?, last.parse().ok()?))
-}
-
 /// The segment holding record `seq`, and its hash (what the segment after it names).
 pub async fn segment_holding(vault: &dyn Backend, seq: Seq) -> Result<Option<(Seq, [u8; 32])>, ShipError> {
     for name in vault.list("segments/").await? {
-        if let Some((first, last)) = segment_range(&name)
+        if let Some((first, last)) = segment::range_of_name(&name)
             && first <= seq.0
             && seq.0 <= last
         {
@@ -65,7 +59,7 @@ pub async fn compact(journal: &Journal, vault: &dyn Backend, reclaim: &dyn Recla
         }
     }
     for seg in vault.list("segments/").await? {
-        if segment_range(&seg).is_some_and(|(_, last)| last <= h.0) {
+        if segment::range_of_name(&seg).is_some_and(|(_, last)| last <= h.0) {
             stale.push(seg);
         }
     }

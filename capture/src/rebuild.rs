@@ -4,7 +4,6 @@
 //! data directory records where its vault and key file are (`stores.toml`), so the gateway
 //! and `rewind --data-dir` find them without repeating them.
 
-use crate::compact::segment_range as range_of;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -145,7 +144,7 @@ pub async fn rebuild(config: &Config) -> Result<Rebuilt, RebuildError> {
             .list("segments/")
             .await?
             .into_iter()
-            .filter(|n| range_of(n).is_none_or(|(_, last)| last >= next))
+            .filter(|n| segment::range_of_name(n).is_none_or(|(_, last)| last >= next))
             .collect();
         let chain = chain_of(&names, backend.as_ref(), journal, (next, prev)).await?;
         done.segments_skipped = (names.len() - chain.len()) as u64;
@@ -215,7 +214,7 @@ async fn chain_of(
 ) -> Result<Vec<String>, RebuildError> {
     let ranges: Vec<(u64, u64)> = names
         .iter()
-        .map(|n| range_of(n).ok_or_else(|| RebuildError::Broken(format!("{n} is not a segment name"))))
+        .map(|n| segment::range_of_name(n).ok_or_else(|| RebuildError::Broken(format!("{n} is not a segment name"))))
         .collect::<Result<_, _>>()?;
     let linear = ranges.iter().scan(start.0, |next, &(first, last)| {
         let ok = first == *next && last >= first;

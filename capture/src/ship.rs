@@ -145,7 +145,7 @@ pub async fn compare_with_vault(journal: &Journal, vault: &dyn Backend) -> Resul
     }
     for name in vault.list("segments/").await? {
         // Covered by the base: left for the next compaction to delete.
-        if crate::compact::segment_range(&name).is_some_and(|(_, last)| last < next) {
+        if segment::range_of_name(&name).is_some_and(|(_, last)| last < next) {
             continue;
         }
         let bytes = vault.get(&name).await?;

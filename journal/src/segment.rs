@@ -59,6 +59,12 @@ pub fn name(first: Seq, last: Seq) -> String {
     format!("segments/{:020}-{:020}", first.0, last.0)
 }
 
+/// The first and last record a segment's vault object name says it holds.
+pub fn range_of_name(name: &str) -> Option<(u64, u64)> {
+    let (first, last) = name.strip_prefix("segments/")?.split_once('-')?;
+    Some((first.parse().ok()?, last.parse().ok()?))
+}
+
 /// The vault object name of the checkpoint at `seq`.
 pub fn checkpoint_name(seq: Seq) -> String {
     format!("checkpoints/{:020}", seq.0)

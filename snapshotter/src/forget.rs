@@ -9,7 +9,8 @@
 
 use std::collections::BTreeSet;
 
-use rewind_capture::{compact, ship};
+use rewind_capture::compact;
+use rewind_capture::ship::{self, ShipError};
 use rewind_config::RetentionConfig;
 use rewind_journal::Journal;
 use rewind_model::{Body, Commit};
@@ -17,8 +18,30 @@ use rewind_vault::{Backend, Reclaim};
 
 use crate::HistoryError;
 use crate::api::{ForgetPlan, ForgetReport};
-use crate::ops::OpError;
 use crate::retention::assess;
+
+/// Why `forget` could not run (nothing is removed unless the journal's own change
+/// succeeded; the vault's copy is brought in line by the next run).
+#[derive(Debug, thiserror::Error)]
+pub enum ForgetError {
+    /// Reading or changing the journal failed.
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    /// Shipping or compacting the journal's copy in the vault failed.
+    #[error("cannot bring the journal's copy in the vault in line: {0}")]
+    Vault(#[from] ShipError),
+    /// A record to remove is in no segment the vault holds.
+    #[error(
+        "record seq:{0} is not in any segment the vault holds: run `rewind verify` to compare the journal with the vault"
+    )]
+    NotShipped(u64),
+}
+
+impl From<rewind_journal::JournalError> for ForgetError {
+    fn from(e: rewind_journal::JournalError) -> Self {
+        Self::History(e.into())
+    }
+}
 
 /// Applies the policies of `retention` at `now_us` to `only` or every bucket; `plan` is
 /// what [`crate::retention::plan`] said for the same instant (reported back).
@@ -30,9 +53,9 @@ pub async fn forget(
     only: Option<&str>,
     now_us: i64,
     plan: ForgetPlan,
-) -> Result<ForgetReport, OpError> {
-    ship::ship_pending(journal, vault).await.map_err(OpError::Vault)?;
-    let (shipped, _) = journal.shipped().map_err(HistoryError::from)?;
+) -> Result<ForgetReport, ForgetError> {
+    ship::ship_pending(journal, vault).await?;
+    let (shipped, _) = journal.shipped()?;
     let assessment = assess(journal, retention, now_us)?;
     let mut remove = BTreeSet::new();
     for (bucket, seqs) in &assessment.expired_seqs {
@@ -42,30 +65,23 @@ pub async fn forget(
         for &seq in seqs.iter().filter(|s| **s <= shipped) {
             remove.insert(seq);
             // A commit's intent goes with it; observations have none.
-            if let Some(Body::Commit(Commit { intent, .. })) =
-                journal.record(seq).map_err(HistoryError::from)?.map(|r| r.body)
-            {
+            if let Some(Body::Commit(Commit { intent, .. })) = journal.record(seq)?.map(|r| r.body) {
                 remove.insert(intent);
             }
         }
     }
     let mut report = ForgetReport { plan, ..ForgetReport::default() };
     if let Some(&last) = remove.last() {
-        let current = journal.horizon().map_err(HistoryError::from)?;
+        let current = journal.horizon()?;
         let (upto, segment) = match current {
             Some(h) if last <= h.seq => (h.seq, h.segment),
-            _ => compact::segment_holding(vault, last).await.map_err(OpError::Vault)?.ok_or_else(|| {
-                OpError::Invalid(format!(
-                    "record seq:{} is not in any segment the vault holds: run `rewind verify` to compare the journal with the vault",
-                    last.0
-                ))
-            })?,
+            _ => compact::segment_holding(vault, last).await?.ok_or(ForgetError::NotShipped(last.0))?,
         };
-        let horizon = journal.horizon_after(&remove, upto, segment).map_err(HistoryError::from)?;
+        let horizon = journal.horizon_after(&remove, upto, segment)?;
         report.records_removed = remove.len() as u64;
-        journal.forget(remove, horizon).await.map_err(HistoryError::from)?;
+        journal.forget(remove, horizon).await?;
     }
-    let compacted = compact::compact(journal, vault, reclaim).await.map_err(OpError::Vault)?;
+    let compacted = compact::compact(journal, vault, reclaim).await?;
     report.horizon = compacted.horizon;
     report.base_written = compacted.base_written;
     report.vault_objects_deleted = compacted.objects_deleted;

@@ -22,14 +22,15 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{
-    DiffReport, ForgetPlan, ForgetReport, GcPlan, GcProgress, GcReport, HoldInfo, Listing, LogLine, ReconcileEvent,
-    RestoreEvent, RestoreRequest, Snapshot, Status, VerifyReport,
+    DiffReport, Listing, LogLine, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot, Status, VerifyReport,
 };
 use crate::plan::Scope;
 use crate::reconcile::{Limits, ReconcileError, Reconciler};
 use crate::restore::ListError;
 use crate::verify::ReadData;
 use crate::{At, Entry, History, HistoryError};
+
+mod retention;
 
 /// Default objects restored at once.
 const DEFAULT_PARALLEL: usize = 8;
@@ -241,15 +242,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, OpError> + Se
     }
 }
 
-/// The instant a plan was made at (its `at`), so that acting on it applies the policy as
-/// of the same instant.
-fn plan_time(plan: &ForgetPlan) -> i64 {
-    time::OffsetDateTime::parse(&plan.at, &time::format_description::well_known::Rfc3339).map_or_else(
-        |_| rewind_capture::now_us(),
-        |t| i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX),
-    )
-}
-
 /// Refuses a bucket the journal knows nothing of, naming those it knows.
 fn known_bucket(journal: &Journal, bucket: &str) -> Result<(), OpError> {
     let buckets = journal.buckets().map_err(HistoryError::from)?;
@@ -447,148 +439,6 @@ impl Operations {
             }
         }
         Ok(report)
-    }
-
-    /// What applying the retention policy now would expire, in `bucket` or in every
-    /// bucket with history (nothing is changed).
-    pub async fn forget_plan(&self, bucket: Option<String>) -> Result<ForgetPlan, OpError> {
-        let (stores, retention) = (self.stores.clone(), self.retention.clone());
-        blocking(move || {
-            if let Some(b) = &bucket {
-                known_bucket(&stores.journal, b)?;
-            }
-            let stored = |id: &rewind_model::ChunkId| match stores.vault.locate(id) {
-                Ok(location) => Ok(location.map_or(0, |l| u64::from(l.entry.stored_len))),
-                Err(source) => Err(HistoryError::Vault { what: "cannot look a chunk up in the vault's index", source }),
-            };
-            let now = rewind_capture::now_us();
-            Ok(crate::retention::plan(&stores.journal, stored, &retention, bucket.as_deref(), now)?)
-        })
-        .await
-    }
-
-    /// What garbage collection would reclaim in the vault under the retention policy
-    /// (nothing is changed).
-    pub async fn gc_plan(&self) -> Result<GcPlan, OpError> {
-        let packs = self
-            .stores
-            .vault
-            .pack_names()
-            .await
-            .map_err(|source| HistoryError::Vault { what: "cannot list the vault's packs", source })?;
-        let (journal, retention) = (self.journal(), self.retention.clone());
-        blocking(move || Ok(crate::gc::plan(&journal, &retention, rewind_capture::now_us(), &packs)?)).await
-    }
-
-    /// Applies the retention policy now to `bucket` or every bucket with history: removes
-    /// the journal records of expired entries under a sealed horizon and compacts the
-    /// vault's copy of the journal (see [`crate::forget`]). One retention pass (forget or
-    /// GC) runs at a time. The outcome is counted in the metrics.
-    pub async fn forget(&self, bucket: Option<String>) -> Result<ForgetReport, OpError> {
-        let _turn = self.gc_turn.try_lock().map_err(|_| {
-            OpError::Busy(
-                "a retention pass (forget or gc) is running (the schedule's or another CLI's); wait for it to finish",
-            )
-        })?;
-        let plan = self.forget_plan(bucket.clone()).await?;
-        let stores = &self.stores;
-        let (journal, backend, reclaim) = (&stores.journal, stores.backend.as_ref(), stores.reclaim.as_ref());
-        let now = plan_time(&plan);
-        let result =
-            crate::forget::forget(journal, backend, reclaim, &self.retention, bucket.as_deref(), now, plan).await;
-        let m = &self.metrics;
-        match &result {
-            Ok(r) => {
-                m.forget_records_removed.inc_by(r.records_removed);
-                if r.records_removed > 0 {
-                    m.forget_versions_expired.inc_by(r.plan.buckets.iter().map(|b| b.versions_expired).sum());
-                }
-                m.forget_runs.with_label_values(&["ok"]).inc();
-                m.forget_last_success.set(rewind_capture::now_seconds());
-            }
-            Err(e) => {
-                m.forget_runs.with_label_values(&["error"]).inc();
-                tracing::warn!(error = %e, "forget could not run; the next pass tries again");
-            }
-        }
-        result
-    }
-
-    /// One garbage collection pass now: condemns dead packs and deletes those condemned at
-    /// least `retention.gc_grace` ago (see [`crate::gc`]). One pass runs at a time; client
-    /// writes go on meanwhile. The outcome is counted in the metrics.
-    pub async fn gc(&self) -> Result<GcReport, OpError> {
-        let _turn = self.gc_turn.try_lock().map_err(|_| {
-            OpError::Busy(
-                "a garbage collection pass is running (the schedule's or another `rewind gc`); wait for it to finish",
-            )
-        })?;
-        let stores = &self.stores;
-        let grace = self.retention.gc_grace.0;
-        let now = rewind_capture::now_us();
-        let (vault, reclaim, watch) = (&stores.vault, stores.reclaim.as_ref(), self.gc_watch.as_ref());
-        let result = crate::sweep::collect_watched(&stores.journal, vault, reclaim, grace, now, watch).await;
-        let m = &self.metrics;
-        match &result {
-            Ok(r) => {
-                m.count_gc(
-                    [
-                        ("condemned", r.packs_condemned),
-                        ("repacked", r.packs_repacked),
-                        ("rescued", r.packs_rescued),
-                        ("deleted", r.packs_deleted),
-                        ("locked", r.packs_locked),
-                        ("failed", r.packs_failed),
-                    ],
-                    r.bytes_condemned,
-                    r.bytes_reclaimed,
-                    r.packs_waiting + r.packs_locked + r.packs_failed,
-                );
-                m.gc_runs.with_label_values(&["ok"]).inc();
-                if r.packs_failed == 0 {
-                    m.gc_last_success.set(rewind_capture::now_seconds());
-                }
-            }
-            Err(e) => {
-                m.gc_runs.with_label_values(&["error"]).inc();
-                tracing::warn!(error = %e, "garbage collection could not run; the next pass tries again");
-            }
-        }
-        Ok(result?)
-    }
-
-    /// How far the garbage collection pass running has got.
-    pub fn gc_progress(&self) -> GcProgress {
-        self.gc_watch.get()
-    }
-
-    /// Every legal hold.
-    pub async fn holds(&self) -> Result<Vec<HoldInfo>, OpError> {
-        let journal = self.journal();
-        blocking(move || Ok(journal.holds().map_err(HistoryError::from)?.iter().map(HoldInfo::from).collect())).await
-    }
-
-    /// Places a legal hold on `bucket`: on one key, or on every key under a prefix ("":
-    /// the whole bucket). The bucket must have history.
-    pub async fn hold_add(&self, bucket: &str, scope: &HoldScope, reason: &str) -> Result<(), OpError> {
-        known_bucket(&self.stores.journal, bucket)?;
-        let (text, exact) = scope.parts();
-        if !self.stores.journal.hold_put(bucket, text, exact, reason).await.map_err(HistoryError::from)? {
-            return Err(OpError::Invalid(format!("{} is already held", scope.describe(bucket))));
-        }
-        Ok(())
-    }
-
-    /// Lifts a legal hold.
-    pub async fn hold_rm(&self, bucket: &str, scope: &HoldScope) -> Result<(), OpError> {
-        let (text, exact) = scope.parts();
-        if !self.stores.journal.hold_delete(bucket, text, exact).await.map_err(HistoryError::from)? {
-            return Err(OpError::NoSuchVersion(format!(
-                "there is no hold on {}: `rewind hold ls` lists them",
-                scope.describe(bucket)
-            )));
-        }
-        Ok(())
     }
 
     /// Plans a restore against what the destination holds now and, unless it is a dry
