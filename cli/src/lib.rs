@@ -191,20 +191,8 @@ async fn execute(cli: &Cli, target: &Target) -> Result<ExitCode, CliError> {
         }
         Command::Forget { bucket, dry_run, yes } => {
             let plan = target.forget_plan(bucket.as_deref()).await?;
-            if *dry_run {
-                if cli.json {
-                    print_json(&plan)?
-                } else {
-                    print::forget(&plan)
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
-            if !cli.json {
-                print::forget(&plan);
-            }
             let question = "Apply this policy? The expired history is removed from the journal and its vault copy for good; `rewind gc` then reclaims the bytes only it used.";
-            if !yes && !confirm(question, "forgetting history")? {
-                outln!("Nothing changed.");
+            if !plan_then_ask(cli, &plan, print::forget, (*dry_run, *yes), question, "forgetting history")? {
                 return Ok(ExitCode::SUCCESS);
             }
             let bar = print::spinner(cli.json || !std::io::stderr().is_terminal());
@@ -216,21 +204,9 @@ async fn execute(cli: &Cli, target: &Target) -> Result<ExitCode, CliError> {
         }
         Command::Gc { dry_run, yes } => {
             let plan = target.gc_plan().await?;
-            if *dry_run {
-                if cli.json {
-                    print_json(&plan)?
-                } else {
-                    print::gc(&plan)
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
-            if !cli.json {
-                print::gc(&plan);
-            }
             let question =
                 "Run garbage collection? Packs condemned at least retention.gc_grace ago are deleted from the vault.";
-            if !yes && !confirm(question, "collecting garbage")? {
-                outln!("Nothing changed.");
+            if !plan_then_ask(cli, &plan, print::gc, (*dry_run, *yes), question, "collecting garbage")? {
                 return Ok(ExitCode::SUCCESS);
             }
             let bar = print::spinner(cli.json || !std::io::stderr().is_terminal());
@@ -374,6 +350,34 @@ fn parse_percent(text: &str) -> Result<f64, CliError> {
     value.ok().filter(|f| *f > 0.0 && *f <= 1.0).ok_or_else(|| {
         CliError::other(format!("--read-data-subset {text:?} must be a share such as 10% (more than 0, at most 100%)"))
     })
+}
+
+/// Shows the plan of a command that deletes: with `--dry-run` (`flags.0`) that is all;
+/// otherwise asks `question` unless `--yes` (`flags.1`). Whether to go on.
+fn plan_then_ask<P: serde::Serialize>(
+    cli: &Cli,
+    plan: &P,
+    show: impl Fn(&P),
+    (dry_run, yes): (bool, bool),
+    question: &str,
+    doing: &str,
+) -> Result<bool, CliError> {
+    if dry_run {
+        if cli.json {
+            print_json(plan)?
+        } else {
+            show(plan)
+        }
+        return Ok(false);
+    }
+    if !cli.json {
+        show(plan);
+    }
+    if !yes && !confirm(question, doing)? {
+        outln!("Nothing changed.");
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 fn confirm(question: &str, doing: &str) -> Result<bool, CliError> {
