@@ -123,19 +123,14 @@ pub async fn collect_watched(
     now_us: i64,
     progress: &Watch,
 ) -> Result<GcReport, HistoryError> {
-    let result = pass(journal, vault, reclaim, grace, now_us, progress).await;
-    progress.end();
-    result
-}
-
-async fn pass(
-    journal: &Arc<Journal>,
-    vault: &Vault,
-    reclaim: &dyn Reclaim,
-    grace: Duration,
-    now_us: i64,
-    progress: &Watch,
-) -> Result<GcReport, HistoryError> {
+    /// Says the pass is over however it ends (an error, or dropped half-way).
+    struct Over<'a>(&'a Watch);
+    impl Drop for Over<'_> {
+        fn drop(&mut self) {
+            self.0.end();
+        }
+    }
+    let _over = Over(progress);
     let grace_us = i64::try_from(grace.as_micros()).unwrap_or(i64::MAX);
     progress.phase("marking", 0);
     let packs = vault.pack_names().await.map_err(vault_error("listing the vault's packs"))?;
