@@ -8,6 +8,7 @@ pub mod chunker;
 pub mod compress;
 pub mod durable;
 pub mod epoch;
+pub mod index;
 pub mod pack;
 pub mod reclaim;
 pub mod s3;
@@ -23,10 +24,11 @@ pub use backend::{Backend, LocalBackend};
 pub use budget::{Charge, MemoryBudget, Share};
 pub use chunker::{ChunkSizes, StreamingChunker};
 pub use epoch::{Epochs, WriteGuard};
+pub use index::{ChunkIndex, ChunkLocation, MemoryIndex};
 pub use pack::{Pack, PackBuilder, PackEntry};
 pub use reclaim::{Deleted, Reclaim};
 pub use s3::S3Backend;
-pub use store::{ChunkIndex, ChunkLocation, Manifest, MemoryIndex, ObjectWriter, Vault, VaultSettings, VaultStats};
+pub use store::{Manifest, ObjectWriter, Vault, VaultSettings, VaultStats};
 
 /// What went wrong in the vault.
 #[derive(Debug, thiserror::Error)]

@@ -393,8 +393,8 @@ mod objects {
 proptest! {
     #[test]
     fn chunk_locations_round_trip(offset in any::<u64>(), stored in any::<u32>(), raw in any::<u32>(), compressed in any::<bool>(), pack in "[a-z0-9/]{0,80}") {
-        let loc = store::ChunkLocation { pack, entry: PackEntry { id: ChunkId([7; 32]), offset, stored_len: stored, raw_len: raw, compressed } };
-        prop_assert_eq!(store::ChunkLocation::decode(ChunkId([7; 32]), &loc.encode()).unwrap(), loc);
+        let loc = index::ChunkLocation { pack, entry: PackEntry { id: ChunkId([7; 32]), offset, stored_len: stored, raw_len: raw, compressed } };
+        prop_assert_eq!(index::ChunkLocation::decode(ChunkId([7; 32]), &loc.encode()).unwrap(), loc);
     }
 }
 
@@ -490,7 +490,7 @@ proptest! {
         let _ = pack::read_header_from_tail(&k, "p", &bytes, size);
         let _ = pack::read_header_from_tail(&k, "p", &bytes, bytes.len() as u64);
         let _ = pack::read_header(&k, "p", &bytes);
-        let _ = store::ChunkLocation::decode(ChunkId([1; 32]), &bytes);
+        let _ = index::ChunkLocation::decode(ChunkId([1; 32]), &bytes);
     }
 
     /// A real pack's end with one byte changed is refused, not misread.
