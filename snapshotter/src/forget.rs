@@ -13,12 +13,12 @@ use rewind_capture::compact;
 use rewind_capture::ship::{self, ShipError};
 use rewind_config::RetentionConfig;
 use rewind_journal::Journal;
-use rewind_model::{Body, Commit};
+use rewind_model::{Body, ChunkId, Commit};
 use rewind_vault::{Backend, Reclaim};
 
 use crate::HistoryError;
-use crate::api::{ForgetPlan, ForgetReport};
-use crate::retention::assess;
+use crate::api::ForgetReport;
+use crate::retention::{assess, summarize};
 
 /// Why `forget` could not run (nothing is removed unless the journal's own change
 /// succeeded; the vault's copy is brought in line by the next run).
@@ -43,8 +43,8 @@ impl From<rewind_journal::JournalError> for ForgetError {
     }
 }
 
-/// Applies the policies of `retention` at `now_us` to `only` or every bucket; `plan` is
-/// what [`crate::retention::plan`] said for the same instant (reported back).
+/// Applies the policies of `retention` at `now_us` to `only` or every bucket; the report's
+/// plan gives each chunk the size `stored` says.
 pub async fn forget(
     journal: &Journal,
     vault: &dyn Backend,
@@ -52,11 +52,12 @@ pub async fn forget(
     retention: &RetentionConfig,
     only: Option<&str>,
     now_us: i64,
-    plan: ForgetPlan,
+    stored: impl Fn(&ChunkId) -> Result<u64, HistoryError>,
 ) -> Result<ForgetReport, ForgetError> {
     ship::ship_pending(journal, vault).await?;
     let (shipped, _) = journal.shipped()?;
     let assessment = assess(journal, retention, now_us)?;
+    let plan = summarize(&assessment, stored, only, now_us)?;
     let mut remove = BTreeSet::new();
     for (bucket, seqs) in &assessment.expired_seqs {
         if only.is_some_and(|o| o != bucket) {

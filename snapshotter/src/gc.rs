@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, HashSet};
 
 use rewind_config::RetentionConfig;
-use rewind_journal::{Journal, layout};
-use rewind_model::{ChunkId, ObjectVersion};
+use rewind_journal::{Journal, indexed_change, layout};
+use rewind_model::{ChunkId, Effect, ObjectVersion};
 use rewind_vault::ChunkLocation;
 
 use crate::HistoryError;
@@ -39,11 +39,18 @@ fn upload_chunks(journal: &Journal) -> Result<HashSet<ChunkId>, HistoryError> {
 
 /// Every chunk a journal record or an upload in progress references: what must stay.
 pub(crate) fn referenced(journal: &Journal) -> Result<HashSet<ChunkId>, HistoryError> {
-    // Which versions a policy keeps does not matter here, only which the journal holds.
-    let Assessment { mut kept_chunks, expired_chunks, .. } = assess(journal, &RetentionConfig::default(), i64::MAX)?;
-    kept_chunks.extend(expired_chunks.into_values().flatten());
-    kept_chunks.extend(upload_chunks(journal)?);
-    Ok(kept_chunks)
+    let mut live = upload_chunks(journal)?;
+    for bucket in journal.buckets()? {
+        for (key, seq) in journal.changes(&bucket)? {
+            let Some(record) = journal.record(seq)? else { continue };
+            if let Some(change) = indexed_change(record.body, seq, &bucket, &key)?
+                && let Effect::Version(v) = change.effect
+            {
+                live.extend(v.chunks);
+            }
+        }
+    }
+    Ok(live)
 }
 
 /// Chunks the records after `after` reference, and those of uploads in progress: what
@@ -52,7 +59,7 @@ pub(crate) fn referenced(journal: &Journal) -> Result<HashSet<ChunkId>, HistoryE
 pub(crate) fn referenced_after(journal: &Journal, after: rewind_model::Seq) -> Result<HashSet<ChunkId>, HistoryError> {
     let mut live = upload_chunks(journal)?;
     for record in journal.records(rewind_model::Seq(after.0 + 1), usize::MAX)? {
-        if let Some((_, _, rewind_model::Effect::Version(v))) = record.body.change() {
+        if let Some((_, _, Effect::Version(v))) = record.body.change() {
             live.extend(v.chunks.iter().copied());
         }
     }

@@ -196,8 +196,19 @@ pub fn plan(
     only: Option<&str>,
     now_us: i64,
 ) -> Result<ForgetPlan, HistoryError> {
-    let Assessment { buckets, kept_chunks, expired_chunks, .. } = assess(journal, retention, now_us)?;
-    let mut buckets: Vec<ForgetBucket> = buckets.into_iter().filter(|b| only.is_none_or(|o| o == b.bucket)).collect();
+    summarize(&assess(journal, retention, now_us)?, stored, only, now_us)
+}
+
+/// [`plan`] from an assessment already made at `now_us`.
+pub fn summarize(
+    assessment: &Assessment,
+    stored: impl Fn(&ChunkId) -> Result<u64, HistoryError>,
+    only: Option<&str>,
+    now_us: i64,
+) -> Result<ForgetPlan, HistoryError> {
+    let Assessment { buckets, kept_chunks, expired_chunks, .. } = assessment;
+    let mut buckets: Vec<ForgetBucket> =
+        buckets.iter().filter(|b| only.is_none_or(|o| o == b.bucket)).cloned().collect();
     let mut counted = HashSet::new();
     for summary in &mut buckets {
         for id in expired_chunks.get(&summary.bucket).into_iter().flatten() {

@@ -4,13 +4,12 @@ use super::{HoldScope, OpError, Operations, blocking, known_bucket};
 use crate::HistoryError;
 use crate::api::{ForgetPlan, ForgetReport, GcPlan, GcProgress, GcReport, HoldInfo};
 
-/// The instant a plan was made at (its `at`), so that acting on it applies the policy as
-/// of the same instant.
-fn plan_time(plan: &ForgetPlan) -> i64 {
-    time::OffsetDateTime::parse(&plan.at, &time::format_description::well_known::Rfc3339).map_or_else(
-        |_| rewind_capture::now_us(),
-        |t| i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX),
-    )
+/// The stored size of a chunk, by the vault's index (0 when it is not there).
+fn stored_size(vault: &rewind_vault::Vault, id: &rewind_model::ChunkId) -> Result<u64, HistoryError> {
+    match vault.locate(id) {
+        Ok(location) => Ok(location.map_or(0, |l| u64::from(l.entry.stored_len))),
+        Err(source) => Err(HistoryError::Vault { what: "cannot look a chunk up in the vault's index", source }),
+    }
 }
 
 impl Operations {
@@ -22,10 +21,7 @@ impl Operations {
             if let Some(b) = &bucket {
                 known_bucket(&stores.journal, b)?;
             }
-            let stored = |id: &rewind_model::ChunkId| match stores.vault.locate(id) {
-                Ok(location) => Ok(location.map_or(0, |l| u64::from(l.entry.stored_len))),
-                Err(source) => Err(HistoryError::Vault { what: "cannot look a chunk up in the vault's index", source }),
-            };
+            let stored = |id: &rewind_model::ChunkId| stored_size(&stores.vault, id);
             let now = rewind_capture::now_us();
             Ok(crate::retention::plan(&stores.journal, stored, &retention, bucket.as_deref(), now)?)
         })
@@ -55,11 +51,14 @@ impl Operations {
                 "a retention pass (forget or gc) is running (the schedule's or another CLI's); wait for it to finish",
             )
         })?;
-        let plan = self.forget_plan(bucket.clone()).await?;
         let stores = &self.stores;
+        if let Some(b) = &bucket {
+            known_bucket(&stores.journal, b)?;
+        }
         let (journal, backend, reclaim) = (&stores.journal, stores.backend.as_ref(), stores.reclaim.as_ref());
-        let now = plan_time(&plan);
-        let result = crate::forget::forget(journal, backend, reclaim, &self.retention, bucket.as_deref(), now, plan)
+        let stored = |id: &rewind_model::ChunkId| stored_size(&stores.vault, id);
+        let (retention, now) = (&self.retention, rewind_capture::now_us());
+        let result = crate::forget::forget(journal, backend, reclaim, retention, bucket.as_deref(), now, stored)
             .await
             .map_err(|e| match e {
                 crate::forget::ForgetError::History(e) => OpError::History(e),
