@@ -62,6 +62,9 @@ pub struct Rebuilt {
     pub labels: u64,
     /// Legal holds restored.
     pub holds: u64,
+    /// Time-travel views restored.
+    #[serde(default)]
+    pub views: u64,
     /// Packs whose headers were indexed.
     pub packs: u64,
     /// Chunks indexed.
@@ -176,12 +179,12 @@ pub async fn rebuild(config: &Config) -> Result<Rebuilt, RebuildError> {
         }
         if let Some(name) = backend.list("labels/").await?.pop() {
             let bytes = backend.get(&name).await?;
-            let (generation, labels, holds) = journal.open_labels(&bytes).map_err(journal_err(&name))?;
-            done.labels = journal.import_labels(&labels).await.map_err(journal_err(&name))? as u64;
-            journal.import_holds(&holds).await.map_err(journal_err(&name))?;
-            done.holds = holds.len() as u64;
-            let digest = segment::labels_digest(&labels, &holds);
-            journal.set_labels_shipped(generation, &digest).await.map_err(journal_err(&name))?;
+            let (generation, set) = journal.open_labels(&bytes).map_err(journal_err(&name))?;
+            done.labels = journal.import_labels(&set.labels).await.map_err(journal_err(&name))? as u64;
+            journal.import_holds(&set.holds).await.map_err(journal_err(&name))?;
+            done.holds = set.holds.len() as u64;
+            done.views = journal.import_views(&set.views).await.map_err(journal_err(&name))? as u64;
+            journal.set_labels_shipped(generation, &set.digest()).await.map_err(journal_err(&name))?;
         }
         let (packs, chunks) = stores.vault.reindex().await?;
         (done.packs, done.chunks) = (packs as u64, chunks as u64);

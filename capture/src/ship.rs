@@ -227,13 +227,12 @@ pub async fn ship_pending(journal: &Journal, vault: &dyn Backend) -> Result<usiz
     Ok(written)
 }
 
-/// Ships the snapshot labels and legal holds as a new generation if they changed since the
-/// last one.
+/// Ships the snapshot labels, legal holds and views as a new generation if they changed
+/// since the last one.
 async fn ship_labels(journal: &Journal, vault: &dyn Backend) -> Result<(), ShipError> {
     let (generation, shipped) = journal.labels_shipped()?;
-    let (labels, holds) = (journal.labels()?, journal.holds()?);
-    if segment::labels_digest(&labels, &holds) == shipped || (generation == 0 && labels.is_empty() && holds.is_empty())
-    {
+    let set = journal.side_set()?;
+    if set.digest() == shipped || (generation == 0 && set.is_empty()) {
         return Ok(());
     }
     let mut next = generation + 1;

@@ -125,6 +125,22 @@ impl KeySet {
         Zeroizing::new(*h.finalize().as_bytes())
     }
 
+    /// The secret access key of the time-travel view `access_key_id`: derived, never
+    /// stored, so a view survives a rebuild with nothing secret in the journal. 40 hex
+    /// characters (160 bits), as long as an AWS secret key.
+    pub fn view_secret(&self, access_key_id: &str) -> Zeroizing<String> {
+        use std::fmt::Write as _;
+        let mut h = blake3::Hasher::new_keyed(self.journal.expose());
+        h.update(b"rewind view secret v1");
+        h.update(access_key_id.as_bytes());
+        let digest = Zeroizing::new(*h.finalize().as_bytes());
+        let mut out = Zeroizing::new(String::with_capacity(40));
+        for b in &digest[..20] {
+            let _ = write!(out, "{b:02x}");
+        }
+        out
+    }
+
     /// A chunk's identity: keyed BLAKE3 of its plaintext.
     pub fn chunk_id(&self, plaintext: &[u8]) -> ChunkId {
         ChunkId(*blake3::keyed_hash(self.chunk_id.expose(), plaintext).as_bytes())

@@ -80,6 +80,7 @@ macro_rules! journal_conformance {
             the_chain_continues_after_reopening,
             another_key_cannot_read_the_journal,
             point_in_time_reads_answer_as_of_a_position,
+            state_scans_resume_after_a_key_or_past_a_prefix,
             deleting_a_bucket_ends_its_keys_as_of_then,
             buckets_are_listed_once_each_in_name_order,
             seq_at_finds_the_last_record_at_or_before_a_time,
@@ -287,6 +288,39 @@ pub async fn point_in_time_reads_answer_as_of_a_position(fixture: &dyn Fixture) 
         "one entry per key, its latest as of the position"
     );
     assert_eq!(j.buckets().unwrap(), ["b"]);
+}
+
+/// A listing's page reads from where the last one ended: after a key, or past every key
+/// under a common prefix, as of a position.
+pub async fn state_scans_resume_after_a_key_or_past_a_prefix(fixture: &dyn Fixture) {
+    let j = open(fixture, &keys());
+    for key in ["a", "a/1", "a/2", "a0", "b/\u{0}", "b/x", "b\u{0}", "c"] {
+        write(&j, key, Effect::Version(version(1))).await;
+    }
+    let before_delete = j.head().unwrap().seq;
+    write(&j, "a/2", Effect::Deleted { version_id: None }).await;
+    let scan = |prefix: &str, from: crate::ScanFrom<'_>, at: Seq, limit: usize| -> Vec<String> {
+        let mut out = Vec::new();
+        j.scan_state("b", prefix, from, at, &mut |e| {
+            out.push(e.key);
+            Ok(out.len() < limit)
+        })
+        .unwrap();
+        out
+    };
+    use crate::ScanFrom::{AfterKey, PastPrefix, Start};
+    let all = Seq::LATEST;
+    assert_eq!(scan("", Start, all, 3), ["a", "a/1", "a0"], "a deleted key is not listed");
+    assert_eq!(scan("", Start, before_delete, 3), ["a", "a/1", "a/2"]);
+    assert_eq!(scan("", AfterKey("a"), all, 2), ["a/1", "a0"]);
+    assert_eq!(scan("", PastPrefix("a/"), all, 9), ["a0", "b\u{0}", "b/\u{0}", "b/x", "c"]);
+    assert_eq!(scan("", PastPrefix("b/"), all, 9), ["c"]);
+    let past_nul = scan("", PastPrefix("b\u{0}"), all, 9);
+    assert_eq!(past_nul, ["b/\u{0}", "b/x", "c"], "a prefix ending in NUL is skipped key by key");
+    assert_eq!(scan("b/", Start, all, 9), ["b/\u{0}", "b/x"]);
+    assert_eq!(scan("b/", AfterKey("a"), all, 9), ["b/\u{0}", "b/x"], "never before the prefix");
+    assert_eq!(scan("a", AfterKey("a/1"), before_delete, 9), ["a/2", "a0"]);
+    assert!(scan("", AfterKey("c"), all, 9).is_empty());
 }
 
 /// Review F5: keys journaled before their bucket's DeleteBucket are gone as of it.

@@ -4,7 +4,8 @@
 
 use rewind_model::{Body, Commit, Effect, Intent, ObjectChange, ObjectVersion, Op, Seq};
 
-use crate::{Journal, JournalError};
+use crate::engine::Table;
+use crate::{Journal, JournalError, layout};
 
 /// One key's version as of some position.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +18,17 @@ pub struct Entry {
     pub seq: Seq,
     /// That commit's gateway time, µs since the epoch.
     pub timestamp_us: i64,
+}
+
+/// Where [`Journal::scan_state`] starts, within its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanFrom<'a> {
+    /// At the first key.
+    Start,
+    /// After this key.
+    AfterKey(&'a str),
+    /// After every key that starts with this (a listing's common prefix).
+    PastPrefix(&'a str),
 }
 
 struct TagChange {
@@ -65,24 +77,98 @@ impl Journal {
 
     /// Every object of `bucket` under `prefix` as of `at`, in key order.
     pub fn state_at(&self, bucket: &str, prefix: &str, at: Seq) -> Result<Vec<Entry>, JournalError> {
-        let deleted_with_bucket = self.bucket_deleted_at(bucket, at)?;
         let mut out = Vec::new();
-        for (key, seq) in self.latest_commits(bucket, prefix, at)? {
-            if key.is_empty() || deleted_with_bucket.is_some_and(|d| seq < d) {
-                continue; // bucket-level records, or keys that went with their bucket
-            }
-            // Usually the latest commit is the version itself: no second index lookup.
-            let change = match self.record(seq)? {
-                Some(r) => indexed_change(r.body, seq, bucket, &key)?.map(|c| (c.effect, r.timestamp_us)),
-                None => None,
-            };
-            match change {
-                Some((Effect::Version(version), timestamp_us)) => out.push(Entry { key, version, seq, timestamp_us }),
-                Some((Effect::Deleted { .. }, _)) => {}
-                _ => out.extend(self.version_at(bucket, &key, seq)?),
-            }
-        }
+        self.scan_state(bucket, prefix, ScanFrom::Start, at, &mut |entry| {
+            out.push(entry);
+            Ok(true)
+        })?;
         Ok(out)
+    }
+
+    /// Calls `f` with the objects of `bucket` under `prefix` as of `at`, in key order, from
+    /// `from` on, until it returns `false`: a listing reads one page without building the
+    /// rest of the bucket.
+    pub fn scan_state(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        from: ScanFrom<'_>,
+        at: Seq,
+        f: &mut dyn FnMut(Entry) -> Result<bool, JournalError>,
+    ) -> Result<(), JournalError> {
+        let deleted_with_bucket = self.bucket_deleted_at(bucket, at)?;
+        let (scan, key_at) = layout::version_scan(bucket, prefix);
+        let (seek, skip) = match from {
+            ScanFrom::Start => (scan.clone(), None),
+            ScanFrom::AfterKey(key) => (layout::keys_after(bucket, key), None),
+            ScanFrom::PastPrefix(p) => match layout::keys_past_prefix(bucket, p) {
+                Some(seek) => (seek, None),
+                None => (layout::keys_after(bucket, p), Some(p)),
+            },
+        };
+        let seek = seek.max(scan.clone());
+        // The key being read and its latest commit at or before `at`.
+        let mut current: Option<(String, Option<Seq>)> = None;
+        let mut failed = None;
+        let mut go_on = true;
+        let mut finish = |key: String, seq: Seq, go_on: &mut bool| -> Result<(), JournalError> {
+            if key.is_empty() || deleted_with_bucket.is_some_and(|d| seq < d) {
+                return Ok(()); // bucket-level records, or keys that went with their bucket
+            }
+            if let Some(entry) = self.entry_at(bucket, key, seq)? {
+                *go_on = f(entry)?;
+            }
+            Ok(())
+        };
+        self.engine.scan(Table::Versions, &seek, &mut |k, _| {
+            if !k.starts_with(&scan) {
+                return false;
+            }
+            let Some((key, seq)) = layout::split_key_seq(&k[key_at..]) else {
+                failed = Some(JournalError::Corrupt { seq: Seq(0), detail: "malformed version index entry".into() });
+                return false;
+            };
+            if skip.is_some_and(|p| key.starts_with(p)) {
+                return true;
+            }
+            match &mut current {
+                Some((k, latest)) if *k == key => {
+                    if seq <= at {
+                        *latest = Some(seq);
+                    }
+                    return true;
+                }
+                _ => {}
+            }
+            let done = current.replace((key, (seq <= at).then_some(seq)));
+            if let Some((key, Some(seq))) = done
+                && let Err(e) = finish(key, seq, &mut go_on)
+            {
+                failed = Some(e);
+            }
+            failed.is_none() && go_on
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        match current {
+            Some((key, Some(seq))) if go_on => finish(key, seq, &mut go_on),
+            _ => Ok(()),
+        }
+    }
+
+    /// The object `key`'s latest commit at or before some position, `seq`, leaves.
+    fn entry_at(&self, bucket: &str, key: String, seq: Seq) -> Result<Option<Entry>, JournalError> {
+        // Usually the latest commit is the version itself: no second index lookup.
+        let change = match self.record(seq)? {
+            Some(r) => indexed_change(r.body, seq, bucket, &key)?.map(|c| (c.effect, r.timestamp_us)),
+            None => None,
+        };
+        Ok(match change {
+            Some((Effect::Version(version), timestamp_us)) => Some(Entry { key, version, seq, timestamp_us }),
+            Some((Effect::Deleted { .. }, _)) => None,
+            _ => self.version_at(bucket, &key, seq)?,
+        })
     }
 
     /// The latest DeleteBucket of `bucket` committed at or before `at`: every key journaled

@@ -5,8 +5,8 @@
 //! - `versions`: `escaped bucket | escaped key | seq`, where a name is escaped so that
 //!   concatenations sort like the names and never prefix each other (0x00 becomes
 //!   0x00 0xFF, and 0x00 0x00 ends it). Bucket-level records use the empty key.
-//! - `meta`: `head`; `checkpoint/` + seq; `label/` + name; `hold/` + scope; `shipped`;
-//!   `labels-shipped`; `horizon`.
+//! - `meta`: `head`; `checkpoint/` + seq; `label/` + name; `hold/` + scope; `view/` +
+//!   access key id; `shipped`; `labels-shipped`; `horizon`.
 //! - `open` (unresolved intents): `seq`.
 //! - `chunks`: the 32-byte chunk id.
 //! - `pending` (work in progress): `mpu\0 bucket \0 key \0 upload id \0` then `t` (the
@@ -25,6 +25,8 @@ pub const CHECKPOINT_PREFIX: &[u8] = b"checkpoint/";
 pub const LABEL_PREFIX: &[u8] = b"label/";
 /// `meta`: legal holds, by bucket and scope.
 pub const HOLD_PREFIX: &[u8] = b"hold/";
+/// `meta`: time-travel views, by access key id.
+pub const VIEW_PREFIX: &[u8] = b"view/";
 /// `meta`: the last record shipped to the vault, and its segment's hash.
 pub const SHIPPED_KEY: &[u8] = b"shipped";
 /// `meta`: the sealed horizon of the last `forget` (see `horizon.rs`).
@@ -67,6 +69,11 @@ pub fn checkpoint_key(seq: Seq) -> Vec<u8> {
 /// The `meta` key of a label.
 pub fn label_key(name: &str) -> Vec<u8> {
     [LABEL_PREFIX, name.as_bytes()].concat()
+}
+
+/// The `meta` key of a view.
+pub fn view_key(access_key_id: &str) -> Vec<u8> {
+    [VIEW_PREFIX, access_key_id.as_bytes()].concat()
 }
 
 /// The `meta` key of a hold: `hold/ bucket 0x00 kind scope`, kind `k` (one key) or `p` (a
@@ -173,6 +180,29 @@ pub(crate) fn version_scan(bucket: &str, prefix: &str) -> (Vec<u8>, usize) {
     push_escaped(&mut scan, prefix);
     scan.truncate(scan.len() - 2); // a prefix of the key: no terminator
     (scan, key_at)
+}
+
+/// Where the `versions` entries of `bucket`'s keys after `key` begin.
+pub(crate) fn keys_after(bucket: &str, key: &str) -> Vec<u8> {
+    let mut from = version_prefix(bucket, key);
+    *from.last_mut().expect("invariant: escaped names end in 0 0") = 1;
+    from
+}
+
+/// Where the `versions` entries of `bucket`'s keys past every key that starts with
+/// `prefix` begin (`None` when `prefix` ends in a byte that has no successor to seek to).
+pub(crate) fn keys_past_prefix(bucket: &str, prefix: &str) -> Option<Vec<u8>> {
+    let (&last, init) = prefix.as_bytes().split_last()?;
+    if last == 0 || last == 0xFF {
+        return None;
+    }
+    let mut from = Vec::with_capacity(bucket.len() + prefix.len() + 4);
+    push_escaped(&mut from, bucket);
+    let init = std::str::from_utf8(init).ok()?;
+    push_escaped(&mut from, init);
+    from.truncate(from.len() - 2);
+    from.push(last + 1);
+    Some(from)
 }
 
 /// Where the entries of the bucket after `bucket` begin.

@@ -23,6 +23,7 @@ pub mod rocks;
 pub mod segment;
 mod side;
 mod verify;
+pub mod views;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -34,13 +35,14 @@ use rewind_model::{Body, Seq};
 use tokio::sync::{mpsc, oneshot};
 
 pub use engine::{Engine, EngineError, Table, Write};
-pub use history::{Entry, indexed_change};
+pub use history::{Entry, ScanFrom, indexed_change};
 pub use horizon::Horizon;
 pub use memory::MemoryEngine;
 pub use record::Record;
 pub use rewind_model::ErrorClass;
 pub use rocks::RocksEngine;
 pub use verify::Checked;
+pub use views::ViewEntry;
 pub use writer::{CHECKPOINT_EVERY, CHECKPOINT_INTERVAL};
 
 use engine::EngineExt;

@@ -24,8 +24,8 @@
 use rewind_crypto::{KeySet, aead};
 use rewind_model::Seq;
 
-use crate::JournalError;
 use crate::record::{Parts, checkpoint_mac};
+use crate::{JournalError, ViewEntry};
 
 const SEGMENT_V1: u8 = 1;
 const SEGMENT_V2: u8 = 2;
@@ -236,6 +236,29 @@ pub fn open_checkpoint(keys: &KeySet, bytes: &[u8]) -> Result<(Seq, [u8; 32]), J
 /// creation time (µs since the epoch).
 pub type Labels = Vec<(String, Seq, i64)>;
 
+/// What ships apart from records: snapshot labels, legal holds and time-travel views.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SideSet {
+    /// Snapshot labels.
+    pub labels: Labels,
+    /// Legal holds.
+    pub holds: Vec<Hold>,
+    /// Time-travel views.
+    pub views: Vec<ViewEntry>,
+}
+
+impl SideSet {
+    /// Whether there is nothing in it.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.holds.is_empty() && self.views.is_empty()
+    }
+
+    /// A digest of the set, to tell whether it changed since last shipped.
+    pub fn digest(&self) -> [u8; 32] {
+        *blake3::hash(&plain(self)).as_bytes()
+    }
+}
+
 /// A legal hold: every version of one key (`exact`) or of every key under a prefix is kept
 /// whatever the retention policy says, until the hold is lifted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,13 +291,16 @@ impl Hold {
 /// `name length (u16 le) | name | seq (u64 le) | created µs (i64 le)`; in version 2, then
 /// `count (u32 le)` and per hold `bucket length (u16 le) | bucket | kind (1: key, 2:
 /// prefix) | scope length (u16 le) | scope | created µs (i64 le) | reason length (u16 le) |
-/// reason`.
+/// reason`; in version 3, then `count (u32 le)` and per time-travel view `access key id
+/// length (u16 le) | id | bucket length (u16 le) | bucket | seq (u64 le) | at µs | created
+/// µs | expires µs (each i64 le)`.
 pub fn labels_name(generation: u64) -> String {
     format!("labels/{generation:020}")
 }
 
 const LABELS_V1: u8 = 1;
 const LABELS_V2: u8 = 2;
+const LABELS_V3: u8 = 3;
 
 fn short(text: &str) -> &[u8] {
     &text.as_bytes()[..text.len().min(usize::from(u16::MAX))]
@@ -286,15 +312,24 @@ fn put_short(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(bytes);
 }
 
-fn plain(labels: &[(String, Seq, i64)], holds: &[Hold]) -> Vec<u8> {
-    let mut plain = labels_plain(labels);
-    plain.extend_from_slice(&u32::try_from(holds.len()).unwrap_or(u32::MAX).to_le_bytes());
-    for h in holds {
+fn plain(set: &SideSet) -> Vec<u8> {
+    let mut plain = labels_plain(&set.labels);
+    plain.extend_from_slice(&u32::try_from(set.holds.len()).unwrap_or(u32::MAX).to_le_bytes());
+    for h in &set.holds {
         put_short(&mut plain, &h.bucket);
         plain.push(if h.exact { 1 } else { 2 });
         put_short(&mut plain, &h.scope);
         plain.extend_from_slice(&h.created_us.to_le_bytes());
         put_short(&mut plain, &h.reason);
+    }
+    plain.extend_from_slice(&u32::try_from(set.views.len()).unwrap_or(u32::MAX).to_le_bytes());
+    for v in &set.views {
+        put_short(&mut plain, &v.access_key_id);
+        put_short(&mut plain, &v.bucket);
+        plain.extend_from_slice(&v.seq.0.to_le_bytes());
+        for n in [v.at_us, v.created_us, v.expires_us] {
+            plain.extend_from_slice(&n.to_le_bytes());
+        }
     }
     plain
 }
@@ -311,28 +346,19 @@ fn labels_plain(labels: &[(String, Seq, i64)]) -> Vec<u8> {
     plain
 }
 
-/// A digest of a label set and holds, to tell whether they changed since last shipped.
-pub fn labels_digest(labels: &[(String, Seq, i64)], holds: &[Hold]) -> [u8; 32] {
-    *blake3::hash(&plain(labels, holds)).as_bytes()
-}
-
-/// Seals labels and holds as the `generation`th shipped set.
-pub fn seal_labels(
-    keys: &KeySet,
-    generation: u64,
-    labels: &[(String, Seq, i64)],
-    holds: &[Hold],
-) -> Result<Vec<u8>, JournalError> {
-    let mut header = vec![LABELS_V2];
+/// Seals a side set as the `generation`th shipped one.
+pub fn seal_labels(keys: &KeySet, generation: u64, set: &SideSet) -> Result<Vec<u8>, JournalError> {
+    let mut header = vec![LABELS_V3];
     header.extend_from_slice(&generation.to_le_bytes());
-    let envelope = aead::seal(keys.journal.expose(), &header, &plain(labels, holds))?;
+    let envelope = aead::seal(keys.journal.expose(), &header, &plain(set))?;
     header.extend_from_slice(&envelope);
     Ok(header)
 }
 
-/// Opens a shipped label set: its generation, labels and holds (none in version 1).
-pub fn open_labels(keys: &KeySet, bytes: &[u8]) -> Result<(u64, Labels, Vec<Hold>), JournalError> {
-    if bytes.len() < 9 || !matches!(bytes[0], LABELS_V1 | LABELS_V2) {
+/// Opens a shipped side set: its generation and contents (no holds in version 1, no
+/// views before version 3).
+pub fn open_labels(keys: &KeySet, bytes: &[u8]) -> Result<(u64, SideSet), JournalError> {
+    if bytes.len() < 9 || !matches!(bytes[0], LABELS_V1 | LABELS_V2 | LABELS_V3) {
         return Err(corrupt("labels: unknown version or too short"));
     }
     let generation = u64::from_le_bytes(bytes[1..9].try_into().expect("invariant: 8 bytes"));
@@ -347,13 +373,13 @@ pub fn open_labels(keys: &KeySet, bytes: &[u8]) -> Result<(u64, Labels, Vec<Hold
         let seq = Seq(u64::from_le_bytes(rest.array()?));
         labels.push((name, seq, i64::from_le_bytes(rest.array()?)));
     }
+    let text = |rest: &mut Fields<'_>, what: &str| -> Result<String, JournalError> {
+        let len = u16::from_le_bytes(rest.array()?);
+        String::from_utf8(rest.take(usize::from(len))?.to_vec())
+            .map_err(|_| corrupt(format!("side set: a {what} is not UTF-8")))
+    };
     let mut holds = Vec::new();
-    if bytes[0] == LABELS_V2 {
-        let text = |rest: &mut Fields<'_>, what: &str| -> Result<String, JournalError> {
-            let len = u16::from_le_bytes(rest.array()?);
-            String::from_utf8(rest.take(usize::from(len))?.to_vec())
-                .map_err(|_| corrupt(format!("holds: a {what} is not UTF-8")))
-        };
+    if bytes[0] >= LABELS_V2 {
         let count = u32::from_le_bytes(rest.array()?);
         for _ in 0..count {
             let bucket = text(&mut rest, "bucket")?;
@@ -368,5 +394,16 @@ pub fn open_labels(keys: &KeySet, bytes: &[u8]) -> Result<(u64, Labels, Vec<Hold
             holds.push(Hold { bucket, scope, exact, reason, created_us });
         }
     }
-    Ok((generation, labels, holds))
+    let mut views = Vec::new();
+    if bytes[0] >= LABELS_V3 {
+        let count = u32::from_le_bytes(rest.array()?);
+        for _ in 0..count {
+            let (access_key_id, bucket) = (text(&mut rest, "view id")?, text(&mut rest, "bucket")?);
+            let seq = Seq(u64::from_le_bytes(rest.array()?));
+            let mut n = || rest.array().map(i64::from_le_bytes);
+            let (at_us, created_us, expires_us) = (n()?, n()?, n()?);
+            views.push(ViewEntry { access_key_id, bucket, seq, at_us, created_us, expires_us });
+        }
+    }
+    Ok((generation, SideSet { labels, holds, views }))
 }

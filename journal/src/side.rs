@@ -1,4 +1,4 @@
-//! The journal's side tables: snapshot labels, legal holds, unresolved intents, the vault's chunk index,
+//! The journal's side tables: snapshot labels, legal holds, (views: `views.rs`), unresolved intents, the vault's chunk index,
 //! and work in progress (multipart uploads, reconcile resume points). Every change goes
 //! through the writer like a record does.
 
@@ -69,7 +69,7 @@ impl Journal {
 
     /// Applies `write` only if the meta entry `key` is there (`present`), or is not;
     /// returns whether it did. The check and the write are one step of the writer.
-    async fn meta_change_if(&self, key: Vec<u8>, present: bool, write: Write) -> Result<bool, JournalError> {
+    pub(crate) async fn meta_change_if(&self, key: Vec<u8>, present: bool, write: Write) -> Result<bool, JournalError> {
         let applied = Arc::new(AtomicBool::new(false));
         let flag = applied.clone();
         self.change(Box::new(move |view: &View<'_>| {
@@ -109,16 +109,20 @@ impl Journal {
         self.change(Box::new(move |_| Ok(writes))).await
     }
 
-    /// Seals the current labels and holds as shipped generation `generation`; also returns
-    /// their digest.
-    pub fn seal_labels(&self, generation: u64) -> Result<(Vec<u8>, [u8; 32]), JournalError> {
-        let (labels, holds) = (self.labels()?, self.holds()?);
-        let digest = segment::labels_digest(&labels, &holds);
-        Ok((segment::seal_labels(&self.keys, generation, &labels, &holds)?, digest))
+    /// The labels, holds and views, as they ship.
+    pub fn side_set(&self) -> Result<segment::SideSet, JournalError> {
+        Ok(segment::SideSet { labels: self.labels()?, holds: self.holds()?, views: self.views()? })
     }
 
-    /// Opens a label set sealed with this journal's key: its generation, labels and holds.
-    pub fn open_labels(&self, bytes: &[u8]) -> Result<(u64, segment::Labels, Vec<segment::Hold>), JournalError> {
+    /// Seals the current labels, holds and views as shipped generation `generation`; also
+    /// returns their digest.
+    pub fn seal_labels(&self, generation: u64) -> Result<(Vec<u8>, [u8; 32]), JournalError> {
+        let set = self.side_set()?;
+        Ok((segment::seal_labels(&self.keys, generation, &set)?, set.digest()))
+    }
+
+    /// Opens a side set sealed with this journal's key: its generation and contents.
+    pub fn open_labels(&self, bytes: &[u8]) -> Result<(u64, segment::SideSet), JournalError> {
         segment::open_labels(&self.keys, bytes)
     }
 

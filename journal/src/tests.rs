@@ -100,11 +100,22 @@ async fn shipped_labels_and_holds_open_only_under_the_key_and_import_up_to_the_h
     assert!(j.label_put("first", a.seq).await.unwrap());
     assert!(j.hold_put("b", "legal/", false, "case 1234").await.unwrap());
     assert!(j.hold_put("b", "k", true, "").await.unwrap());
+    let view = crate::ViewEntry {
+        access_key_id: "RWV1".into(),
+        bucket: "b".into(),
+        seq: a.seq,
+        at_us: 1,
+        created_us: 2,
+        expires_us: i64::MAX,
+    };
+    assert!(j.view_put(&view).await.unwrap());
+    assert!(!j.view_put(&view).await.unwrap(), "an access key id names one view");
     let (bytes, digest) = j.seal_labels(7).unwrap();
-    let (generation, labels, holds) = j.open_labels(&bytes).unwrap();
-    assert_eq!((generation, labels.clone(), holds.clone()), (7, j.labels().unwrap(), j.holds().unwrap()));
-    assert_eq!(holds.len(), 2);
-    assert_eq!(digest, segment::labels_digest(&labels, &holds));
+    let (generation, set) = j.open_labels(&bytes).unwrap();
+    assert_eq!((generation, &set), (7, &j.side_set().unwrap()));
+    let (labels, holds) = (set.labels.clone(), set.holds.clone());
+    assert_eq!((holds.len(), set.views.clone()), (2, vec![view.clone()]));
+    assert_eq!(digest, set.digest());
     // A set shipped before holds existed (version 1) still opens, with none.
     let mut header = vec![1u8];
     header.extend_from_slice(&3u64.to_le_bytes());
@@ -114,7 +125,8 @@ async fn shipped_labels_and_holds_open_only_under_the_key_and_import_up_to_the_h
     plain.extend_from_slice(&a.seq.0.to_le_bytes());
     plain.extend_from_slice(&labels[0].2.to_le_bytes());
     let v1 = [header.clone(), rewind_crypto::aead::seal(j.keys.journal.expose(), &header, &plain).unwrap()].concat();
-    assert_eq!(j.open_labels(&v1).unwrap(), (3, labels.clone(), Vec::new()));
+    let only_labels = segment::SideSet { labels: labels.clone(), ..Default::default() };
+    assert_eq!(j.open_labels(&v1).unwrap(), (3, only_labels));
     let mut bad = bytes.clone();
     bad[3] ^= 1; // the generation is authenticated too
     assert!(j.open_labels(&bad).is_err());
@@ -129,6 +141,9 @@ async fn shipped_labels_and_holds_open_only_under_the_key_and_import_up_to_the_h
     assert_eq!(fresh.labels().unwrap(), labels, "names and creation times come back; a label past the head does not");
     fresh.import_holds(&holds).await.unwrap();
     assert_eq!(fresh.holds().unwrap(), holds);
+    let lost = crate::ViewEntry { access_key_id: "RWV2".into(), seq: Seq(99), ..view.clone() };
+    assert_eq!(fresh.import_views(&[view.clone(), lost]).await.unwrap(), 1);
+    assert_eq!(fresh.views().unwrap(), vec![view]);
 }
 
 /// The write-ahead log files of a journal directory.
