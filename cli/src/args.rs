@@ -95,6 +95,9 @@ pub enum Command {
     /// Named restore points.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Time-travel views: read-only S3 keys that show a bucket as it was at an instant.
+    #[command(subcommand)]
+    View(ViewCommand),
     /// Check the journal's hash chain and checkpoints, and that every chunk is in the vault.
     Verify {
         /// Also read, decrypt and re-hash every chunk.
@@ -261,6 +264,30 @@ pub enum SnapshotCommand {
     },
 }
 
+/// `rewind view ...`.
+#[derive(Debug, Subcommand)]
+pub enum ViewCommand {
+    /// Make a view: prints an access key pair that reads BUCKET as it was at --at.
+    Create {
+        /// The bucket.
+        #[arg(long)]
+        bucket: String,
+        /// The instant [default: now]; a relative time is fixed to a journal position now.
+        #[arg(long, allow_hyphen_values = true)]
+        at: Option<String>,
+        /// How long the view stays open (it keeps the history it shows from retention).
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+    },
+    /// The open views.
+    Ls,
+    /// Remove a view: its key stops working at once.
+    Rm {
+        /// The view's access key id.
+        access_key_id: String,
+    },
+}
+
 impl Command {
     /// What the command needs offline: reads open the data read-only; restores into a
     /// bucket plan against the upstream and write through the capture engine.
@@ -271,7 +298,8 @@ impl Command {
             Self::Snapshot(SnapshotCommand::List)
             | Self::Forget { dry_run: true, .. }
             | Self::Gc { dry_run: true, .. } => Access::Read,
-            Self::Hold(HoldCommand::Ls) => Access::Read,
+            Self::Hold(HoldCommand::Ls) | Self::View(ViewCommand::Ls) => Access::Read,
+            Self::View(_) => Access::Write,
             Self::Restore(args) if args.to_dir.is_some() => Access::Read,
             Self::Snapshot(_) | Self::Hold(_) | Self::Init | Self::Rebuild { .. } => Access::Write,
             Self::Forget { .. } | Self::Gc { .. } => Access::Write,

@@ -47,7 +47,7 @@ use rewind_config::Config;
 use rewind_snapshotter::api::{PlanSummary, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot};
 use rewind_snapshotter::ops::ReconcileAsk;
 
-pub use args::{Cli, Command, HoldCommand, HoldTarget, RestoreArgs, SnapshotCommand};
+pub use args::{Cli, Command, HoldCommand, HoldTarget, RestoreArgs, SnapshotCommand, ViewCommand};
 pub use client::{CliError, Client, Lines, with_query};
 pub use target::{Access, Events, Local, Target};
 
@@ -164,6 +164,22 @@ async fn execute(cli: &Cli, target: &Target) -> Result<ExitCode, CliError> {
             };
             if cli.json { print_json(&snapshots)? } else { print::snapshots(&snapshots) }
         }
+        Command::View(cmd) => match cmd {
+            ViewCommand::Create { bucket, at, ttl } => {
+                let view = target.create_view(bucket, at.as_deref(), ttl).await?;
+                if cli.json { print_json(&view)? } else { print::view_made(&view) }
+            }
+            ViewCommand::Ls => {
+                let views = target.views().await?;
+                if cli.json { print_json(&views)? } else { print::views(&views) }
+            }
+            ViewCommand::Rm { access_key_id } => {
+                target.remove_view(access_key_id).await?;
+                if !cli.json {
+                    outln!("Removed view {access_key_id}: its key no longer works.");
+                }
+            }
+        },
         Command::Verify { read_data, read_data_subset } => {
             let fraction = match (read_data, read_data_subset) {
                 (true, _) => Some(1.0),

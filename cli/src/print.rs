@@ -3,7 +3,7 @@
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rewind_snapshotter::api::{
     BucketStatus, DiffReport, ForgetPlan, ForgetReport, GcPlan, GcProgress, GcReport, HoldInfo, Listing, LogLine, Mode,
-    ObjectInfo, PlanSummary, ReconcileCounts, Snapshot, Status, VerifyReport,
+    ObjectInfo, PlanSummary, ReconcileCounts, Snapshot, Status, VerifyReport, ViewInfo,
 };
 
 use crate::RestoreArgs;
@@ -114,6 +114,46 @@ pub fn snapshots(s: &[Snapshot]) {
     let rows: Vec<Vec<String>> =
         s.iter().map(|s| vec![s.name.clone(), format!("seq:{}", s.seq), s.time.clone(), s.created.clone()]).collect();
     table(&["NAME", "AT", "TIME", "CREATED"], &rows);
+}
+
+pub fn view_made(v: &ViewInfo) {
+    let endpoint = v.endpoint.as_deref().unwrap_or("<the gateway's S3 endpoint>");
+    let secret = v.secret_access_key.as_deref().unwrap_or("<not shown>");
+    outln!(
+        "Created a read-only view of bucket {} at seq:{} (asked for {}; last change {}), open until {}.\n\n    access key id:     {}\n    secret access key: {}\n    endpoint:          {}\n\nRead the past with any S3 client:\n\n    export AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_DEFAULT_REGION=us-east-1\n    aws --endpoint-url {} s3 ls s3://{}/\n\nRemove it with `rewind view rm {}`.",
+        v.bucket,
+        v.seq,
+        v.at,
+        v.last_change,
+        v.expires,
+        v.access_key_id,
+        secret,
+        endpoint,
+        v.access_key_id,
+        secret,
+        endpoint,
+        v.bucket,
+        v.access_key_id,
+    );
+}
+
+pub fn views(views: &[ViewInfo]) {
+    let rows: Vec<Vec<String>> = views
+        .iter()
+        .map(|v| {
+            vec![
+                v.access_key_id.clone(),
+                key(&v.bucket).into_owned(),
+                format!("seq:{}", v.seq),
+                v.at.clone(),
+                v.expires.clone(),
+            ]
+        })
+        .collect();
+    table(&["ACCESS KEY ID", "BUCKET", "AT", "TIME", "EXPIRES"], &rows);
+    if views.is_empty() {
+        outln!("No view is open: `rewind view create --bucket B --at T` makes one.");
+    }
 }
 
 pub fn forget(plan: &ForgetPlan) {

@@ -23,7 +23,7 @@ use rewind_config::Config;
 use rewind_snapshotter::At;
 use rewind_snapshotter::api::{
     DiffReport, ForgetPlan, ForgetReport, GcPlan, GcProgress, GcReport, HoldInfo, Listing, LogLine, ReconcileEvent,
-    RestoreEvent, RestoreRequest, Snapshot, Status, VerifyReport,
+    RestoreEvent, RestoreRequest, Snapshot, Status, VerifyReport, ViewInfo,
 };
 use rewind_snapshotter::ops::{Compare, Engine, HoldScope, Operations, ReconcileAsk};
 use rewind_snapshotter::verify::ReadData;
@@ -235,6 +235,40 @@ impl Target {
                 c.json(Method::POST, &path, None).await
             }
             Self::Local(l) => Ok(vec![l.ops.create_snapshot(name, &at(at_text)?).await?]),
+        }
+    }
+
+    /// Makes a time-travel view of `bucket` at `at_text`, open for `ttl`.
+    pub async fn create_view(&self, bucket: &str, at_text: Option<&str>, ttl: &str) -> Result<ViewInfo, CliError> {
+        let made: Vec<ViewInfo> = match self {
+            Self::Remote(c) => {
+                let path = with_query("views", &[("bucket", Some(bucket)), ("at", at_text), ("ttl", Some(ttl))]);
+                c.json(Method::POST, &path, None).await?
+            }
+            Self::Local(l) => {
+                let ttl = rewind_config::HumanDuration::parse(ttl).map_err(CliError::other)?.0;
+                vec![l.ops.view_create(bucket.to_owned(), at(at_text)?, ttl).await?]
+            }
+        };
+        made.into_iter().next().ok_or_else(|| CliError::other("the gateway made no view"))
+    }
+
+    /// The open views.
+    pub async fn views(&self) -> Result<Vec<ViewInfo>, CliError> {
+        match self {
+            Self::Remote(c) => c.json(Method::GET, "views", None).await,
+            Self::Local(l) => Ok(l.ops.views(false).await?),
+        }
+    }
+
+    /// Removes a view.
+    pub async fn remove_view(&self, access_key_id: &str) -> Result<(), CliError> {
+        match self {
+            Self::Remote(c) => {
+                let path = with_query("views", &[("id", Some(access_key_id))]);
+                c.json::<Vec<ViewInfo>>(Method::DELETE, &path, None).await.map(|_| ())
+            }
+            Self::Local(l) => Ok(l.ops.view_rm(access_key_id).await?),
         }
     }
 

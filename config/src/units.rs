@@ -84,6 +84,13 @@ impl HumanDuration {
     pub const fn secs(n: u64) -> Self {
         Self(Duration::from_secs(n))
     }
+
+    /// Parses `"30s"`, `"24h"`, `"1h 30m"`, `"7d"`; the error says what is expected.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        humantime::parse_duration(text.trim())
+            .map(Self)
+            .map_err(|e| format!("{text:?} is not a duration ({e}); write e.g. \"30m\", \"24h\" or \"7d\""))
+    }
 }
 
 impl fmt::Debug for HumanDuration {
@@ -95,9 +102,7 @@ impl fmt::Debug for HumanDuration {
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(&text).map(Self).map_err(|e| {
-            serde::de::Error::custom(format!("{text:?} is not a duration ({e}); write e.g. \"30s\" or \"5m\""))
-        })
+        Self::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -17,6 +17,7 @@
 //! | `GET gc/progress` | `GcProgress`: how far the pass running has got |
 //! | `GET forget?bucket` | `ForgetPlan`: what the retention policy would expire |
 //! | `POST forget?bucket` | `ForgetReport`: the policy applied now (409 while a retention pass runs) |
+//! | `GET views`, `POST views?bucket&at&ttl`, `DELETE views?id` | `ViewInfo`s: time-travel views (the secret only when made) |
 //! | `POST restore` ([`RestoreRequest`] body) | newline-delimited [`RestoreEvent`]s |
 //! | `POST reconcile?bucket&parallel&objects_per_second&bytes_per_second` | newline-delimited [`ReconcileEvent`]s |
 
@@ -47,6 +48,8 @@ const MAX_REQUEST_BODY: usize = 64 << 10;
 pub struct Api {
     ops: Operations,
     token: Secret,
+    /// The S3 endpoint clients reach, told to whoever makes a view.
+    s3_endpoint: Option<String>,
 }
 
 /// An error answer: status and message.
@@ -123,7 +126,13 @@ impl Query {
 impl Api {
     /// The API over `ops`, guarded by `token`.
     pub fn new(ops: Operations, token: Secret) -> Self {
-        Self { ops, token }
+        Self { ops, token, s3_endpoint: None }
+    }
+
+    /// Tells the makers of views where the S3 endpoint is.
+    pub fn with_s3_endpoint(mut self, endpoint: String) -> Self {
+        self.s3_endpoint = Some(endpoint);
+        self
     }
 
     /// Answers one request under `/admin/`.
@@ -142,6 +151,7 @@ impl Api {
                 self.snapshots(req.method(), Query::of(&req)).await
             }
             (Method::POST, "verify") => self.verify(Query::of(&req)).await,
+            (Method::GET | Method::POST | Method::DELETE, "views") => self.views(req.method(), Query::of(&req)).await,
             (Method::GET | Method::POST | Method::DELETE, "holds") => self.holds(req.method(), Query::of(&req)).await,
             (Method::GET, "gc") => self.ops.gc_plan().await.map_err(Failure::from).and_then(|p| json(&p)),
             (Method::POST, "gc") => self.ops.gc().await.map_err(Failure::from).and_then(|r| json(&r)),
@@ -226,6 +236,25 @@ impl Api {
             _ => return Err(bad("missing name: pass the snapshot's name")),
         };
         json(&answer)
+    }
+
+    async fn views(&self, method: &Method, q: Query) -> Answer {
+        match *method {
+            Method::POST => {
+                let ttl = match q.get("ttl") {
+                    None => std::time::Duration::from_secs(24 * 3600),
+                    Some(text) => rewind_config::HumanDuration::parse(text).map_err(bad)?.0,
+                };
+                let mut made = self.ops.view_create(q.need("bucket")?.to_owned(), q.at("at")?, ttl).await?;
+                made.endpoint.clone_from(&self.s3_endpoint);
+                json(&vec![made])
+            }
+            Method::DELETE => {
+                self.ops.view_rm(q.need("id")?).await?;
+                json(&Vec::<rewind_snapshotter::api::ViewInfo>::new())
+            }
+            _ => json(&self.ops.views(false).await?),
+        }
     }
 
     async fn holds(&self, method: &Method, q: Query) -> Answer {

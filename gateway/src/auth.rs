@@ -11,33 +11,48 @@ use s3s::auth::{S3Auth, SecretKey};
 use s3s::host::{S3Host, VirtualHost};
 use s3s::{S3Result, s3_error};
 
+use rewind_views::{ViewKeys, ViewRequest};
+
 use crate::request::{RequestInfo, Resolved};
 
 /// The client access keys the gateway accepts; never the upstream's. Cheap to clone: the
 /// S3 service (SigV4) and the HTTP layer (SigV2, see `sigv2.rs`) share one table.
+/// Time-travel views' keys (`rewind_views::ViewKeys`) are looked up after the configured
+/// ones.
 #[derive(Clone)]
 pub struct ClientKeys {
     keys: Arc<HashMap<String, SecretKey>>,
+    views: Option<ViewKeys>,
 }
 
 impl ClientKeys {
     /// Builds the key table from (access key id, secret) pairs.
     pub fn new<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let keys = pairs.into_iter().map(|(id, secret)| (id.to_owned(), SecretKey::from(secret))).collect();
-        Self { keys: Arc::new(keys) }
+        Self { keys: Arc::new(keys), views: None }
     }
 
-    /// The secret of `access_key`, if it is one of ours.
-    pub fn secret(&self, access_key: &str) -> Option<&str> {
-        self.keys.get(access_key).map(SecretKey::expose)
+    /// Also accepts the keys of the open time-travel views in `views`.
+    pub fn with_views(mut self, views: ViewKeys) -> Self {
+        self.views = Some(views);
+        self
+    }
+
+    /// The secret of `access_key`, if it is one of ours or an open view's.
+    pub fn secret(&self, access_key: &str) -> Option<String> {
+        match self.keys.get(access_key) {
+            Some(secret) => Some(secret.expose().to_owned()),
+            None => self.views.as_ref()?.secret(access_key),
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl S3Auth for ClientKeys {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        match self.keys.get(access_key) {
-            Some(secret) => Ok(secret.clone()),
+        let view_secret = || self.views.as_ref()?.secret(access_key).map(SecretKey::from);
+        match self.keys.get(access_key).cloned().or_else(view_secret) {
+            Some(secret) => Ok(secret),
             // The error AWS gives, so SDKs report "wrong key" rather than a signing bug.
             None => {
                 Err(s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records."))
@@ -52,6 +67,9 @@ impl S3Auth for ClientKeys {
 pub struct AccessPolicy {
     /// Largest request body accepted for operations that s3s reads whole (XML inputs).
     pub max_xml_body: u64,
+    /// Time-travel views: a request signed with a view's key may only read, and is marked
+    /// for the view server (never the upstream).
+    pub views: Option<ViewKeys>,
 }
 
 /// Operations whose request body is streamed rather than read whole into memory.
@@ -70,7 +88,8 @@ impl S3Access for AccessPolicy {
             key: cx.s3_path().get_object_key().map(str::to_owned),
             access_key: cx.credentials().map(|c| c.access_key.clone()).or(signed_v2),
         };
-        let anonymous = resolved.access_key.is_none();
+        let access_key = resolved.access_key.clone();
+        let anonymous = access_key.is_none();
         if let Some(info) = info {
             info.resolve(resolved);
         }
@@ -79,6 +98,13 @@ impl S3Access for AccessPolicy {
                 AccessDenied,
                 "Anonymous access is not allowed; sign requests with a Rewind access key."
             ));
+        }
+        let view = access_key.as_deref().and_then(|k| self.views.as_ref()?.open_view(k));
+        if let Some(view) = view {
+            if !rewind_views::SERVED.contains(&operation.as_str()) {
+                return Err(rewind_views::refusal(&view, &operation));
+            }
+            cx.extensions_mut().insert(ViewRequest(Arc::new(view)));
         }
         // s3s enforces this limit too, but answers a streamed oversized body with 500
         // InternalError; refusing on the declared length gives the client the right error.

@@ -135,18 +135,22 @@ impl Gateway {
             let (capture, stop) = (capture.clone(), shutdown.child_token());
             tracker.spawn(async move { capture.recover_until_done(stop).await });
         }
-        timers::start(&config, &stores, &ops, &reconciler, &metrics.engine, &shutdown, &tracker);
-        let api = api::Api::new(ops.clone(), admin_token);
+        timers::start(&config, &stores, &ops, &reconciler, &metrics.engine, &metrics.views, &shutdown, &tracker);
+        let api = api::Api::new(ops.clone(), admin_token).with_s3_endpoint(endpoint_url(s3_addr));
 
-        let mut forwarder = s3::Forwarder::new(upstream.clone(), metrics.clone(), Some(capture.clone()));
+        let views = rewind_views::ViewServer::new(stores.journal.clone(), stores.vault.clone(), metrics.views.clone());
+        let mut forwarder =
+            s3::Forwarder::new(upstream.clone(), metrics.clone(), Some(capture.clone())).with_views(views);
         if config.upstream.endpoint.is_none() {
             forwarder = forwarder.with_key_rule(rewind_embedded::fs::unstorable_key);
         }
         let mut builder = S3ServiceBuilder::new(forwarder);
-        let keys = ClientKeys::new(client_keys.iter().map(|(id, s)| (id.as_str(), s.expose())));
+        let view_keys = rewind_views::ViewKeys::new(stores.journal.clone(), stores.keys.clone());
+        let keys =
+            ClientKeys::new(client_keys.iter().map(|(id, s)| (id.as_str(), s.expose()))).with_views(view_keys.clone());
         let hosts = VirtualHosts::new(config.server.base_domains.clone());
         builder.set_auth(keys.clone());
-        builder.set_access(AccessPolicy { max_xml_body: config.server.max_xml_body_size.0 });
+        builder.set_access(AccessPolicy { max_xml_body: config.server.max_xml_body_size.0, views: Some(view_keys) });
         builder.set_host(hosts.clone());
         builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3s_limits(&config)))));
         let gate = front::Gate {
@@ -238,6 +242,12 @@ fn client_keys(config: &Config) -> Result<(Vec<(String, Secret)>, bool), StartEr
         tracing::info!(access_key = %id, file = %file.display(), "using the generated client key");
     }
     Ok((vec![(id, secret)], created))
+}
+
+/// The URL clients reach the S3 listener at: a wildcard address is shown as loopback.
+fn endpoint_url(addr: SocketAddr) -> String {
+    let ip = if addr.ip().is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { addr.ip() };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// What s3s may read into memory. Browser-form POSTs are refused before s3s sees them

@@ -36,6 +36,8 @@ pub struct Metrics {
     registry: Registry,
     /// The capture engine's metrics, in the same registry.
     pub engine: rewind_capture::Metrics,
+    /// Time-travel views' metrics, in the same registry.
+    pub views: rewind_views::ViewMetrics,
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
     pub upstream_duration: HistogramVec,
@@ -52,8 +54,10 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let engine = rewind_capture::Metrics::register(&registry);
+        let views = rewind_views::ViewMetrics::register(&registry);
         let m = Self {
             engine,
+            views,
             requests: IntCounterVec::new(
                 Opts::new(names::REQUESTS_TOTAL, "S3 requests answered, by operation and HTTP status."),
                 &["operation", "status_code"],

@@ -39,18 +39,33 @@ pub struct Forwarder {
     /// Keys the upstream cannot store, and why (the embedded upstream's rule): refused
     /// before any capture step, with the upstream's own answer.
     pub(crate) unstorable: Option<fn(&str) -> Option<&'static str>>,
+    /// Answers requests signed with a time-travel view's key, from the journal and vault.
+    pub(crate) views: Option<rewind_views::ViewServer>,
 }
 
 impl Forwarder {
     /// A forwarder that sends every operation to `client`'s endpoint, capturing mutations
     /// when `capture` is given.
     pub fn new(client: aws_sdk_s3::Client, metrics: Metrics, capture: Option<Arc<Capture>>) -> Self {
-        Self { proxy: s3s_aws::Proxy::from(client.clone()), upstream: client, metrics, capture, unstorable: None }
+        Self {
+            proxy: s3s_aws::Proxy::from(client.clone()),
+            upstream: client,
+            metrics,
+            capture,
+            unstorable: None,
+            views: None,
+        }
     }
 
     /// Refuses keys `rule` names a reason for, before anything else (see `unstorable`).
     pub fn with_key_rule(mut self, rule: fn(&str) -> Option<&'static str>) -> Self {
         self.unstorable = Some(rule);
+        self
+    }
+
+    /// Answers requests signed with a time-travel view's key with `views`.
+    pub fn with_views(mut self, views: rewind_views::ViewServer) -> Self {
+        self.views = Some(views);
         self
     }
 
@@ -118,6 +133,13 @@ macro_rules! impl_s3 {
             $(
                 async fn $op(&self, req: S3Request<dto::$input>) -> S3Result<S3Response<dto::$output>> {
                     const OPERATION: &str = operation_name(stringify!($input));
+                    // A view's request is answered from the journal and vault, never upstream.
+                    if req.extensions.get::<rewind_views::ViewRequest>().is_some() {
+                        return match &self.views {
+                            Some(views) => S3::$op(views, req).await,
+                            None => Err(S3Error::with_message(S3ErrorCode::AccessDenied, "Time-travel views are not served here.")),
+                        };
+                    }
                     let info = request_info(&req);
                     self.timed(OPERATION, &info, self.proxy.$op(req)).await
                 }

@@ -19,16 +19,22 @@ const FIRST_VERIFY_AFTER: Duration = Duration::from_secs(60);
 /// When the first retention plan runs after start.
 const FIRST_RETENTION_AFTER: Duration = Duration::from_secs(300);
 
+/// How often the count of open views is refreshed.
+const VIEWS_COUNTED_EVERY: Duration = Duration::from_secs(15);
+
 /// Starts every timer on `tracker`.
+#[allow(clippy::too_many_arguments)] // each is one of the gateway's parts
 pub fn start(
     config: &Config,
     stores: &Arc<Stores>,
     ops: &Operations,
     reconciler: &Arc<Reconciler>,
     metrics: &Metrics,
+    views: &rewind_views::ViewMetrics,
     stop: &CancellationToken,
     tracker: &TaskTracker,
 ) {
+    tracker.spawn(count_views(ops.clone(), views.clone(), stop.child_token()));
     tracker.spawn(ship::ship_on_schedule(
         stores.journal.clone(),
         stores.backend.clone(),
@@ -45,6 +51,20 @@ pub fn start(
     ));
     tracker.spawn(reconciler.clone().on_schedule(config.protection.reconcile_interval.0));
     tracker.spawn(retention_on_schedule(ops.clone(), metrics.clone(), config.retention.schedule.0, stop.child_token()));
+}
+
+/// Keeps the open views' gauge current (and removes expired views on the way).
+async fn count_views(ops: Operations, metrics: rewind_views::ViewMetrics, stop: CancellationToken) {
+    loop {
+        match ops.views(false).await {
+            Ok(open) => metrics.open.set(i64::try_from(open.len()).unwrap_or(i64::MAX)),
+            Err(e) => tracing::warn!(error = %e, "cannot count the open views"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(VIEWS_COUNTED_EVERY) => {}
+        }
+    }
 }
 
 /// Every `every` (`0s`: never), until `stop`: plans retention, publishing how the vault's

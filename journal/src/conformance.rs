@@ -303,7 +303,7 @@ pub async fn state_scans_resume_after_a_key_or_past_a_prefix(fixture: &dyn Fixtu
         let mut out = Vec::new();
         j.scan_state("b", prefix, from, at, &mut |e| {
             out.push(e.key);
-            Ok(out.len() < limit)
+            Ok(if out.len() < limit { crate::Flow::Go } else { crate::Flow::Stop })
         })
         .unwrap();
         out
@@ -321,6 +321,15 @@ pub async fn state_scans_resume_after_a_key_or_past_a_prefix(fixture: &dyn Fixtu
     assert_eq!(scan("b/", AfterKey("a"), all, 9), ["b/\u{0}", "b/x"], "never before the prefix");
     assert_eq!(scan("a", AfterKey("a/1"), before_delete, 9), ["a/2", "a0"]);
     assert!(scan("", AfterKey("c"), all, 9).is_empty());
+    // A common prefix, once listed, is skipped with a seek.
+    let mut listed = Vec::new();
+    j.scan_state("b", "", Start, all, &mut |e| {
+        let group = e.key.find('/').map(|i| e.key[..=i].to_owned());
+        listed.push(group.clone().unwrap_or(e.key));
+        Ok(group.map_or(crate::Flow::Go, crate::Flow::SkipPrefix))
+    })
+    .unwrap();
+    assert_eq!(listed, ["a", "a/", "a0", "b\u{0}", "b/", "c"]);
 }
 
 /// Review F5: keys journaled before their bucket's DeleteBucket are gone as of it.

@@ -18,6 +18,10 @@ pub struct Entry {
     pub seq: Seq,
     /// That commit's gateway time, µs since the epoch.
     pub timestamp_us: i64,
+    /// The commit that wrote the version (`seq` unless its tags changed since).
+    pub written: Seq,
+    /// That commit's gateway time, µs since the epoch.
+    pub written_us: i64,
 }
 
 /// Where [`Journal::scan_state`] starts, within its prefix.
@@ -29,6 +33,26 @@ pub enum ScanFrom<'a> {
     AfterKey(&'a str),
     /// After every key that starts with this (a listing's common prefix).
     PastPrefix(&'a str),
+}
+
+/// What [`Journal::scan_state`] does after an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on with the next key.
+    Go,
+    /// Stop here.
+    Stop,
+    /// Go on past every key that starts with this (it was listed as a common prefix).
+    SkipPrefix(String),
+}
+
+/// Where the keys past every key under `p` begin, and the prefix to skip key by key when
+/// there is no seeking past it.
+fn past_prefix(bucket: &str, p: &str) -> (Vec<u8>, Option<String>) {
+    match layout::keys_past_prefix(bucket, p) {
+        Some(seek) => (seek, None),
+        None => (layout::keys_after(bucket, p), Some(p.to_owned())),
+    }
 }
 
 struct TagChange {
@@ -52,6 +76,7 @@ impl Journal {
             let Some(change) = indexed_change(record.body, seq, bucket, key)? else { break };
             match change.effect {
                 Effect::Version(mut version) => {
+                    let record_seq = seq;
                     let (seq, timestamp_us) = match newest {
                         Some(TagChange { seq, timestamp_us, tags }) => {
                             version.tags = tags;
@@ -59,7 +84,8 @@ impl Journal {
                         }
                         None => (seq, ts),
                     };
-                    return Ok(Some(Entry { key: key.to_owned(), version, seq, timestamp_us }));
+                    let (written, written_us) = (record_seq, ts);
+                    return Ok(Some(Entry { key: key.to_owned(), version, seq, timestamp_us, written, written_us }));
                 }
                 Effect::Deleted { .. } => return Ok(None),
                 Effect::Tags(tags) => {
@@ -80,81 +106,85 @@ impl Journal {
         let mut out = Vec::new();
         self.scan_state(bucket, prefix, ScanFrom::Start, at, &mut |entry| {
             out.push(entry);
-            Ok(true)
+            Ok(Flow::Go)
         })?;
         Ok(out)
     }
 
     /// Calls `f` with the objects of `bucket` under `prefix` as of `at`, in key order, from
-    /// `from` on, until it returns `false`: a listing reads one page without building the
-    /// rest of the bucket.
+    /// `from` on, until it says [`Flow::Stop`]: a listing reads one page without building
+    /// the rest of the bucket, and skips a common prefix it has listed with one seek.
     pub fn scan_state(
         &self,
         bucket: &str,
         prefix: &str,
         from: ScanFrom<'_>,
         at: Seq,
-        f: &mut dyn FnMut(Entry) -> Result<bool, JournalError>,
+        f: &mut dyn FnMut(Entry) -> Result<Flow, JournalError>,
     ) -> Result<(), JournalError> {
         let deleted_with_bucket = self.bucket_deleted_at(bucket, at)?;
         let (scan, key_at) = layout::version_scan(bucket, prefix);
-        let (seek, skip) = match from {
-            ScanFrom::Start => (scan.clone(), None),
-            ScanFrom::AfterKey(key) => (layout::keys_after(bucket, key), None),
-            ScanFrom::PastPrefix(p) => match layout::keys_past_prefix(bucket, p) {
-                Some(seek) => (seek, None),
-                None => (layout::keys_after(bucket, p), Some(p)),
-            },
+        let mut from = match from {
+            ScanFrom::Start => Some((scan.clone(), None)),
+            ScanFrom::AfterKey(key) => Some((layout::keys_after(bucket, key), None)),
+            ScanFrom::PastPrefix(p) => Some(past_prefix(bucket, p)),
         };
-        let seek = seek.max(scan.clone());
-        // The key being read and its latest commit at or before `at`.
-        let mut current: Option<(String, Option<Seq>)> = None;
-        let mut failed = None;
-        let mut go_on = true;
-        let mut finish = |key: String, seq: Seq, go_on: &mut bool| -> Result<(), JournalError> {
-            if key.is_empty() || deleted_with_bucket.is_some_and(|d| seq < d) {
-                return Ok(()); // bucket-level records, or keys that went with their bucket
-            }
-            if let Some(entry) = self.entry_at(bucket, key, seq)? {
-                *go_on = f(entry)?;
-            }
-            Ok(())
-        };
-        self.engine.scan(Table::Versions, &seek, &mut |k, _| {
-            if !k.starts_with(&scan) {
-                return false;
-            }
-            let Some((key, seq)) = layout::split_key_seq(&k[key_at..]) else {
-                failed = Some(JournalError::Corrupt { seq: Seq(0), detail: "malformed version index entry".into() });
-                return false;
+        while let Some((seek, skip)) = from.take() {
+            let seek = seek.max(scan.clone());
+            // The key being read and its latest commit at or before `at`.
+            let mut current: Option<(String, Option<Seq>)> = None;
+            let mut failed = None;
+            let mut flow = Flow::Go;
+            let mut finish = |key: String, seq: Seq| -> Result<Flow, JournalError> {
+                if key.is_empty() || deleted_with_bucket.is_some_and(|d| seq < d) {
+                    return Ok(Flow::Go); // bucket-level records, or keys that went with their bucket
+                }
+                match self.entry_at(bucket, key, seq)? {
+                    Some(entry) => f(entry),
+                    None => Ok(Flow::Go),
+                }
             };
-            if skip.is_some_and(|p| key.starts_with(p)) {
-                return true;
-            }
-            match &mut current {
-                Some((k, latest)) if *k == key => {
+            self.engine.scan(Table::Versions, &seek, &mut |k, _| {
+                if !k.starts_with(&scan) {
+                    return false;
+                }
+                let Some((key, seq)) = layout::split_key_seq(&k[key_at..]) else {
+                    failed =
+                        Some(JournalError::Corrupt { seq: Seq(0), detail: "malformed version index entry".into() });
+                    return false;
+                };
+                if skip.as_deref().is_some_and(|p: &str| key.starts_with(p)) {
+                    return true;
+                }
+                if let Some((k, latest)) = &mut current
+                    && *k == key
+                {
                     if seq <= at {
                         *latest = Some(seq);
                     }
                     return true;
                 }
-                _ => {}
+                if let Some((key, Some(seq))) = current.replace((key, (seq <= at).then_some(seq))) {
+                    match finish(key, seq) {
+                        Ok(next) => flow = next,
+                        Err(e) => failed = Some(e),
+                    }
+                }
+                failed.is_none() && flow == Flow::Go
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
             }
-            let done = current.replace((key, (seq <= at).then_some(seq)));
-            if let Some((key, Some(seq))) = done
-                && let Err(e) = finish(key, seq, &mut go_on)
+            if flow == Flow::Go
+                && let Some((key, Some(seq))) = current
             {
-                failed = Some(e);
+                flow = finish(key, seq)?;
             }
-            failed.is_none() && go_on
-        })?;
-        if let Some(e) = failed {
-            return Err(e);
+            if let Flow::SkipPrefix(p) = flow {
+                from = Some(past_prefix(bucket, &p));
+            }
         }
-        match current {
-            Some((key, Some(seq))) if go_on => finish(key, seq, &mut go_on),
-            _ => Ok(()),
-        }
+        Ok(())
     }
 
     /// The object `key`'s latest commit at or before some position, `seq`, leaves.
@@ -165,7 +195,9 @@ impl Journal {
             None => None,
         };
         Ok(match change {
-            Some((Effect::Version(version), timestamp_us)) => Some(Entry { key, version, seq, timestamp_us }),
+            Some((Effect::Version(version), timestamp_us)) => {
+                Some(Entry { key, version, seq, timestamp_us, written: seq, written_us: timestamp_us })
+            }
             Some((Effect::Deleted { .. }, _)) => None,
             _ => self.version_at(bucket, &key, seq)?,
         })

@@ -35,7 +35,7 @@ use rewind_model::{Body, Seq};
 use tokio::sync::{mpsc, oneshot};
 
 pub use engine::{Engine, EngineError, Table, Write};
-pub use history::{Entry, ScanFrom, indexed_change};
+pub use history::{Entry, Flow, ScanFrom, indexed_change};
 pub use horizon::Horizon;
 pub use memory::MemoryEngine;
 pub use record::Record;

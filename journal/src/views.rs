@@ -33,6 +33,18 @@ impl ViewEntry {
     }
 }
 
+/// How every view's access key id begins (client keys begin `RWND`).
+pub const VIEW_KEY_PREFIX: &str = "RWVW";
+
+/// A fresh view access key id: the prefix and 16 random upper-case letters and digits.
+pub fn new_access_key_id() -> Result<String, rewind_crypto::CryptoError> {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut random = [0u8; 16];
+    rewind_crypto::aead::random_bytes(&mut random)?;
+    let tail: String = random.iter().map(|b| char::from(ALPHABET[usize::from(b & 31)])).collect();
+    Ok(format!("{VIEW_KEY_PREFIX}{tail}"))
+}
+
 const VIEW_V1: u8 = 1;
 
 /// The `meta` value of a view: `version (1) | seq | at µs | created µs | expires µs` (each
@@ -128,5 +140,7 @@ mod tests {
         assert_eq!(decode("RWVIEW123", &encode(&v)).unwrap(), v);
         assert!(decode("x", &encode(&v)[..20]).is_err());
         assert!(v.is_open(2) && !v.is_open(3));
+        let (a, b) = (new_access_key_id().unwrap(), new_access_key_id().unwrap());
+        assert!(a.starts_with(VIEW_KEY_PREFIX) && a.len() == 20 && a != b);
     }
 }

@@ -143,6 +143,33 @@ pub struct Snapshot {
     pub created: String,
 }
 
+/// A time-travel view: an access key pair that reads one bucket as it was at one
+/// position, through the gateway's S3 endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewInfo {
+    /// The access key id clients sign with.
+    pub access_key_id: String,
+    /// Its secret: shown when the view is made, and to anyone who asks the admin API for
+    /// it again (it is derived from the vault key, never stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<String>,
+    /// The gateway's S3 endpoint, when the answer comes from a running gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The bucket it shows.
+    pub bucket: String,
+    /// The journal position it shows the bucket at.
+    pub seq: u64,
+    /// The instant asked for (RFC 3339).
+    pub at: String,
+    /// The time of the last change at or before that position (RFC 3339).
+    pub last_change: String,
+    /// When it was made (RFC 3339).
+    pub created: String,
+    /// When it stops answering (RFC 3339).
+    pub expires: String,
+}
+
 /// `status`: the state of the journal and the vault.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {

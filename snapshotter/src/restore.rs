@@ -47,7 +47,7 @@ impl Counts {
 }
 
 enum Step {
-    Write(Entry),
+    Write(Box<Entry>),
     Delete(String),
 }
 
@@ -112,7 +112,8 @@ pub async fn run(
             }
         })
     };
-    let steps = plan.writes.into_iter().map(Step::Write).chain(plan.deletes.into_iter().map(Step::Delete));
+    let steps =
+        plan.writes.into_iter().map(|e| Step::Write(Box::new(e))).chain(plan.deletes.into_iter().map(Step::Delete));
     let hint =
         |key: &str| Some(listed.get(key).map_or(Listed::Absent, |(etag, size)| Listed::Present(etag.clone(), *size)));
     let actor = Actor::internal(RESTORE_ACTOR, id.clone());

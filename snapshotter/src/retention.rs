@@ -223,7 +223,9 @@ pub fn summarize(
 
 /// Applies the policies of `retention` at `now_us` to every bucket's history.
 pub fn assess(journal: &Journal, retention: &RetentionConfig, now_us: i64) -> Result<Assessment, HistoryError> {
-    let labels: Vec<Seq> = journal.labels()?.into_iter().map(|(_, seq, _)| seq).collect();
+    // Named snapshots and open time-travel views pin the state at their positions.
+    let mut labels: Vec<Seq> = journal.labels()?.into_iter().map(|(_, seq, _)| seq).collect();
+    labels.extend(journal.views()?.into_iter().filter(|v| v.is_open(now_us)).map(|v| v.seq));
     let holds = journal.holds()?;
     let mut kept_chunks: HashSet<ChunkId> = HashSet::new();
     let mut expired_chunks: BTreeMap<String, HashSet<ChunkId>> = BTreeMap::new();

@@ -31,6 +31,9 @@ use crate::verify::ReadData;
 use crate::{At, Entry, History, HistoryError};
 
 mod retention;
+mod views;
+
+pub use views::MAX_VIEW_TTL;
 
 /// Default objects restored at once.
 const DEFAULT_PARALLEL: usize = 8;
