@@ -1,0 +1,390 @@
+//! Time-travel views through the real gateway and an S3 SDK: a model-based test (random
+//! histories, random instants: every listing page size and delimiter, HEADs, whole and
+//! ranged GETs equal the model's state then), and the refusals a view gives.
+
+#![allow(clippy::unwrap_used)] // test helpers, like tests, may unwrap
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use rewind_model::Seq;
+use rewind_snapshotter::At;
+use rewind_testkit::{TestGateway, pattern, s3_client};
+
+/// An object as the model holds it.
+#[derive(Debug, Clone, PartialEq)]
+struct Object {
+    bytes: Vec<u8>,
+    content_type: String,
+    metadata: BTreeMap<String, String>,
+}
+
+type State = BTreeMap<String, Object>;
+
+/// A small deterministic generator (xorshift), so a failure names its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Keys with common prefixes at several depths; none is a directory of another (the
+/// embedded upstream stores keys as files).
+const KEYS: [&str; 9] = ["a/b", "a/c/d", "a/c/e", "b/x", "b/y/z", "c", "d e+f%", "ec", "f/g"];
+const BUCKET: &str = "hist";
+
+async fn head_seq(gw: &TestGateway) -> Seq {
+    gw.gateway.capture().journal().head().unwrap().seq
+}
+
+/// Applies random mutations through the gateway, recording the model's state after each.
+async fn random_history(gw: &TestGateway, rng: &mut Rng, steps: usize) -> Vec<(Seq, State)> {
+    let s3 = gw.client();
+    let mut state = State::new();
+    let mut seen = vec![(head_seq(gw).await, state.clone())];
+    for step in 0..steps {
+        let key = KEYS[rng.below(KEYS.len())].to_owned();
+        match rng.below(10) {
+            0..=5 => {
+                let size = [0, 1, 100, 70_000, 300_000][rng.below(5)];
+                let object = Object {
+                    bytes: pattern(size, rng.next()),
+                    content_type: ["text/plain", "application/json"][rng.below(2)].into(),
+                    metadata: BTreeMap::from([("step".to_owned(), step.to_string())]),
+                };
+                s3.put_object()
+                    .bucket(BUCKET)
+                    .key(&key)
+                    .content_type(&object.content_type)
+                    .set_metadata(Some(object.metadata.clone().into_iter().collect()))
+                    .body(ByteStream::from(object.bytes.clone()))
+                    .send()
+                    .await
+                    .unwrap();
+                state.insert(key, object);
+            }
+            6 | 7 => {
+                s3.delete_object().bucket(BUCKET).key(&key).send().await.unwrap();
+                state.remove(&key);
+            }
+            8 => {
+                // An overwrite by a multipart upload (5 MiB, then a short last part).
+                let bytes = pattern((5 << 20) + 1000, rng.next());
+                let up = s3
+                    .create_multipart_upload()
+                    .bucket(BUCKET)
+                    .key(&key)
+                    .content_type("application/x-mp")
+                    .send()
+                    .await
+                    .unwrap();
+                let id = up.upload_id().unwrap();
+                let mut parts = Vec::new();
+                for (n, piece) in [(1, &bytes[..5 << 20]), (2, &bytes[5 << 20..])] {
+                    let p = s3
+                        .upload_part()
+                        .bucket(BUCKET)
+                        .key(&key)
+                        .upload_id(id)
+                        .part_number(n)
+                        .body(ByteStream::from(piece.to_vec()))
+                        .send()
+                        .await
+                        .unwrap();
+                    parts.push(
+                        aws_sdk_s3::types::CompletedPart::builder().part_number(n).e_tag(p.e_tag().unwrap()).build(),
+                    );
+                }
+                let done = aws_sdk_s3::types::CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
+                s3.complete_multipart_upload()
+                    .bucket(BUCKET)
+                    .key(&key)
+                    .upload_id(id)
+                    .multipart_upload(done)
+                    .send()
+                    .await
+                    .unwrap();
+                state.insert(key, Object { bytes, content_type: "application/x-mp".into(), metadata: BTreeMap::new() });
+            }
+            _ => {
+                // A metadata change: the object copied onto itself with new metadata.
+                if let Some(object) = state.get_mut(&key) {
+                    object.metadata = BTreeMap::from([("copied".to_owned(), step.to_string())]);
+                    object.content_type = "text/csv".into();
+                    s3.copy_object()
+                        .bucket(BUCKET)
+                        .key(&key)
+                        .copy_source(format!("{BUCKET}/{}", urlencode(&key)))
+                        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+                        .content_type("text/csv")
+                        .set_metadata(Some(object.metadata.clone().into_iter().collect()))
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        seen.push((head_seq(gw).await, state.clone()));
+    }
+    seen
+}
+
+fn urlencode(key: &str) -> String {
+    key.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// What a listing of `state` under `prefix` rolled up at `delimiter` holds: keys and
+/// common prefixes, in order.
+fn expected_listing(state: &State, prefix: &str, delimiter: Option<&str>) -> (Vec<String>, Vec<String>) {
+    let (mut keys, mut prefixes) = (Vec::new(), Vec::<String>::new());
+    for key in state.keys().filter(|k| k.starts_with(prefix)) {
+        let rolled =
+            delimiter.and_then(|d| key[prefix.len()..].find(d).map(|i| key[..prefix.len() + i + d.len()].to_owned()));
+        match rolled {
+            Some(p) if prefixes.last() != Some(&p) => prefixes.push(p),
+            Some(_) => {}
+            None => keys.push(key.clone()),
+        }
+    }
+    (keys, prefixes)
+}
+
+async fn list_v2(
+    s3: &aws_sdk_s3::Client,
+    prefix: &str,
+    delimiter: Option<&str>,
+    page: i32,
+) -> (Vec<String>, Vec<String>) {
+    let (mut keys, mut prefixes, mut token) = (Vec::new(), Vec::new(), None);
+    for _ in 0..100 {
+        let out = s3
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .prefix(prefix)
+            .set_delimiter(delimiter.map(str::to_owned))
+            .max_keys(page)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .unwrap();
+        let got = out.contents().len() + out.common_prefixes().len();
+        assert!(got <= page as usize, "a page holds at most max-keys items");
+        keys.extend(out.contents().iter().map(|o| o.key().unwrap().to_owned()));
+        prefixes.extend(out.common_prefixes().iter().map(|p| p.prefix().unwrap().to_owned()));
+        match out.next_continuation_token() {
+            Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_owned()),
+            _ => return (keys, prefixes),
+        }
+    }
+    panic!("a listing that never ends: {keys:?} {prefixes:?}");
+}
+
+async fn list_v1(
+    s3: &aws_sdk_s3::Client,
+    prefix: &str,
+    delimiter: Option<&str>,
+    page: i32,
+) -> (Vec<String>, Vec<String>) {
+    let (mut keys, mut prefixes, mut marker) = (Vec::new(), Vec::new(), None::<String>);
+    for _ in 0..100 {
+        let out = s3
+            .list_objects()
+            .bucket(BUCKET)
+            .prefix(prefix)
+            .set_delimiter(delimiter.map(str::to_owned))
+            .max_keys(page)
+            .set_marker(marker)
+            .send()
+            .await
+            .unwrap();
+        keys.extend(out.contents().iter().map(|o| o.key().unwrap().to_owned()));
+        prefixes.extend(out.common_prefixes().iter().map(|p| p.prefix().unwrap().to_owned()));
+        if out.is_truncated() != Some(true) {
+            return (keys, prefixes);
+        }
+        marker = Some(out.next_marker().unwrap().to_owned());
+    }
+    panic!("a listing that never ends: {keys:?} {prefixes:?}");
+}
+
+/// Checks everything a view of `state` serves.
+async fn check_view(gw: &TestGateway, at: Seq, state: &State, rng: &mut Rng) {
+    let made =
+        gw.gateway.operations().view_create(BUCKET.into(), At::Seq(at.0), Duration::from_secs(600)).await.unwrap();
+    let s3 = s3_client(&gw.endpoint(), &made.access_key_id, made.secret_access_key.as_deref().unwrap());
+    for prefix in ["", "a/", "a/c", "b", "zzz"] {
+        for delimiter in [None, Some("/"), Some("c")] {
+            let want = expected_listing(state, prefix, delimiter);
+            for page in [1, 2, 3, 1000] {
+                assert_eq!(
+                    list_v2(&s3, prefix, delimiter, page).await,
+                    want,
+                    "v2 at {at:?} {prefix:?} {delimiter:?} page {page}"
+                );
+            }
+            assert_eq!(list_v1(&s3, prefix, delimiter, 2).await, want, "v1 at {at:?} {prefix:?} {delimiter:?}");
+        }
+    }
+    for key in KEYS {
+        match state.get(key) {
+            Some(object) => {
+                let head = s3.head_object().bucket(BUCKET).key(key).send().await.unwrap();
+                assert_eq!(head.content_length(), Some(object.bytes.len() as i64), "{key}");
+                assert_eq!(head.content_type(), Some(object.content_type.as_str()), "{key}");
+                let metadata: BTreeMap<String, String> =
+                    head.metadata().cloned().unwrap_or_default().into_iter().collect();
+                assert_eq!(metadata, object.metadata, "{key}");
+                let whole = s3.get_object().bucket(BUCKET).key(key).send().await.unwrap();
+                assert_eq!(whole.body.collect().await.unwrap().into_bytes().as_ref(), &object.bytes[..], "{key}");
+                if !object.bytes.is_empty() {
+                    let len = object.bytes.len();
+                    let first = rng.below(len);
+                    let last = first + rng.below(len - first);
+                    let part = s3
+                        .get_object()
+                        .bucket(BUCKET)
+                        .key(key)
+                        .range(format!("bytes={first}-{last}"))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(part.content_range(), Some(format!("bytes {first}-{last}/{len}").as_str()));
+                    let got = part.body.collect().await.unwrap().into_bytes();
+                    assert_eq!(got.as_ref(), &object.bytes[first..=last], "{key} bytes={first}-{last}");
+                }
+            }
+            None => {
+                let err = s3.get_object().bucket(BUCKET).key(key).send().await.unwrap_err();
+                assert_eq!(err.code(), Some("NoSuchKey"), "{key} is absent at {at:?}");
+            }
+        }
+    }
+    // The versions listing: each key's latest entry is a version exactly when it exists.
+    let versions = s3.list_object_versions().bucket(BUCKET).send().await.unwrap();
+    let latest: BTreeMap<String, bool> = versions
+        .versions()
+        .iter()
+        .filter(|v| v.is_latest() == Some(true))
+        .map(|v| (v.key().unwrap().to_owned(), true))
+        .chain(
+            versions
+                .delete_markers()
+                .iter()
+                .filter(|m| m.is_latest() == Some(true))
+                .map(|m| (m.key().unwrap().to_owned(), false)),
+        )
+        .collect();
+    for (key, live) in &latest {
+        assert_eq!(*live, state.contains_key(key), "{key}: latest entry at {at:?}");
+    }
+    assert!(state.keys().all(|k| latest.get(k) == Some(&true)), "every live key has a latest version");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_answer_as_the_model_did_at_random_instants() {
+    let cases: u64 = std::env::var("REWIND_VIEW_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    for case in 0..cases {
+        let seed = 0x5EED_0000 + case;
+        let gw = TestGateway::start_embedded(|_| {}).await;
+        gw.client().create_bucket().bucket(BUCKET).send().await.unwrap();
+        let mut rng = Rng(seed);
+        let seen = random_history(&gw, &mut rng, 40).await;
+        // The live bucket is then wiped: views read the vault, never the upstream.
+        for key in KEYS {
+            gw.client().delete_object().bucket(BUCKET).key(key).send().await.unwrap();
+        }
+        for _ in 0..4 {
+            let (at, state) = &seen[rng.below(seen.len())];
+            check_view(&gw, *at, state, &mut rng).await;
+        }
+        let (at, state) = seen.last().unwrap();
+        check_view(&gw, *at, state, &mut rng).await;
+        gw.gateway.shutdown().await;
+        eprintln!("seed {seed:#x}: ok");
+    }
+}
+
+#[tokio::test]
+async fn a_view_refuses_writes_other_buckets_and_stops_when_removed() {
+    let gw = TestGateway::start_embedded(|_| {}).await;
+    let live = gw.client();
+    for bucket in [BUCKET, "other"] {
+        live.create_bucket().bucket(bucket).send().await.unwrap();
+        live.put_object().bucket(bucket).key("k").body(ByteStream::from_static(b"old")).send().await.unwrap();
+    }
+    let ops = gw.gateway.operations();
+    let made =
+        ops.view_create(BUCKET.into(), At::TimeUs(rewind_capture::now_us()), Duration::from_secs(600)).await.unwrap();
+    live.put_object().bucket(BUCKET).key("k").body(ByteStream::from_static(b"new")).send().await.unwrap();
+    let view = s3_client(&gw.endpoint(), &made.access_key_id, made.secret_access_key.as_deref().unwrap());
+    let got = view.get_object().bucket(BUCKET).key("k").send().await.unwrap().body.collect().await.unwrap();
+    assert_eq!(got.into_bytes().as_ref(), b"old");
+    let put = view.put_object().bucket(BUCKET).key("k").body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+    assert_eq!(put.code(), Some("AccessDenied"));
+    assert!(
+        put.message().unwrap().contains(&made.access_key_id)
+            && put.message().unwrap().contains(&format!("seq:{}", made.seq))
+    );
+    let delete = view.delete_object().bucket(BUCKET).key("k").send().await.unwrap_err();
+    assert_eq!(delete.code(), Some("AccessDenied"));
+    let acl = view.get_bucket_acl().bucket(BUCKET).send().await.unwrap_err();
+    assert_eq!(acl.code(), Some("AccessDenied"), "an operation a view does not serve is refused, not forwarded");
+    let other = view.get_object().bucket("other").key("k").send().await.unwrap_err();
+    assert_eq!(other.code(), Some("AccessDenied"));
+    let buckets = view.list_buckets().send().await.unwrap();
+    assert_eq!(buckets.buckets().iter().map(|b| b.name().unwrap()).collect::<Vec<_>>(), [BUCKET]);
+    let newer = view
+        .get_object()
+        .bucket(BUCKET)
+        .key("k")
+        .version_id(format!("rewind-{}", made.seq + 2))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(newer.code(), Some("NoSuchVersion"), "a version from after the view's instant");
+    assert_eq!(
+        live.get_object()
+            .bucket(BUCKET)
+            .key("k")
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes()
+            .as_ref(),
+        b"new"
+    );
+
+    // Bad input when making one.
+    let unknown = ops.view_create("nope".into(), At::Seq(1), Duration::from_secs(60)).await.unwrap_err();
+    assert!(unknown.to_string().contains("has no history"), "{unknown}");
+    let early = ops.view_create(BUCKET.into(), At::TimeUs(1_000_000), Duration::from_secs(60)).await.unwrap_err();
+    assert!(early.to_string().contains("before history began"), "{early}");
+    assert!(ops.view_create(BUCKET.into(), At::Seq(1), Duration::ZERO).await.is_err());
+
+    ops.view_rm(&made.access_key_id).await.unwrap();
+    let gone = view.list_objects_v2().bucket(BUCKET).send().await.unwrap_err();
+    assert_eq!(gone.code(), Some("InvalidAccessKeyId"), "a removed view's key stops working at once");
+    assert!(ops.view_rm(&made.access_key_id).await.is_err());
+}
