@@ -447,6 +447,75 @@ def check_boto3_empties_an_unversioned_bucket(env, tmp):
     assert ops[0] == "capture-existing" and ops[-1] == "delete", ops
 
 
+def check_views_read_the_past(env, tmp):
+    """A time-travel view, made through the admin API, read by aws cli, boto3 and rclone
+    after the live bucket was emptied: the old bytes come back; every write is refused."""
+    live = env.via_gateway()
+    live.create_bucket(Bucket="past")
+    src = tmp / "src"
+    for i in range(25):
+        write_random(src / f"d{i % 3}" / f"f{i}.bin", 700 * i + 1, f"past{i}")
+    write_random(src / "big.bin", 9 * MIB, "past-big")
+    files = sorted(p for p in src.rglob("*") if p.is_file())
+    for path in files:
+        live.upload_file(str(path), "past", str(path.relative_to(src)))
+    token = (env.work / "data" / "admin-token").read_text().strip()
+    req = urllib.request.Request(env.admin_url("/admin/v1/views?bucket=past&ttl=1h"), method="POST",
+                                 headers={"Authorization": f"Bearer {token}"})
+    view = json.loads(urllib.request.urlopen(req, timeout=10).read())[0]
+    assert view["endpoint"] == env.endpoint and view["seq"] > 0, view
+    run(["aws", "--endpoint-url", env.endpoint, "s3", "rm", "s3://past/", "--recursive", "--only-show-errors"],
+        env.client_env())
+    assert upstream_keys(env, "past") == []
+
+    e = env.client_env()
+    e.update(AWS_ACCESS_KEY_ID=view["access_key_id"], AWS_SECRET_ACCESS_KEY=view["secret_access_key"])
+    cli = ["aws", "--endpoint-url", env.endpoint]
+    listing = run(cli + ["s3", "ls", "s3://past/", "--recursive"], e)
+    assert len(listing.splitlines()) == len(files), listing
+    out = tmp / "aws-out"
+    run(cli + ["s3", "sync", "s3://past/", str(out), "--only-show-errors"], e)
+    for path in files:
+        assert sha256_of(out / path.relative_to(src)) == sha256_of(path), f"aws sync: {path}"
+    one = tmp / "one.bin"
+    run(cli + ["s3", "cp", "s3://past/big.bin", str(one), "--only-show-errors"], e)
+    assert sha256_of(one) == sha256_of(src / "big.bin")
+    refused = subprocess.run(cli + ["s3", "cp", str(one), "s3://past/new.bin"], env=e, capture_output=True, text=True)
+    assert refused.returncode != 0 and "AccessDenied" in refused.stderr, refused.stderr
+
+    b3 = boto3.client("s3", endpoint_url=env.endpoint, aws_access_key_id=view["access_key_id"],
+                      aws_secret_access_key=view["secret_access_key"], region_name="us-east-1",
+                      config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+    keys = []
+    for page in b3.get_paginator("list_objects_v2").paginate(Bucket="past", PaginationConfig={"PageSize": 7}):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    assert keys == sorted(str(p.relative_to(src)) for p in files), keys
+    data = (src / "big.bin").read_bytes()
+    got = b3.get_object(Bucket="past", Key="big.bin", Range="bytes=1000000-5000000")["Body"].read()
+    assert got == data[1000000:5000001], "ranged read through a view"
+    for call in (lambda: b3.delete_object(Bucket="past", Key="big.bin"),
+                 lambda: b3.get_object(Bucket="past", Key="absent")):
+        try:
+            call()
+            raise AssertionError("expected an error")
+        except live.exceptions.ClientError as err:
+            assert err.response["Error"]["Code"] in ("AccessDenied", "NoSuchKey"), err.response
+
+    r = env.client_env()
+    r.update(RCLONE_CONFIG=str(tmp / "rclone.conf"), RCLONE_CONFIG_VIEW_TYPE="s3", RCLONE_CONFIG_VIEW_PROVIDER="Other",
+             RCLONE_CONFIG_VIEW_ENV_AUTH="false", RCLONE_CONFIG_VIEW_ACCESS_KEY_ID=view["access_key_id"],
+             RCLONE_CONFIG_VIEW_SECRET_ACCESS_KEY=view["secret_access_key"],
+             RCLONE_CONFIG_VIEW_ENDPOINT=env.endpoint, RCLONE_CONFIG_VIEW_REGION="us-east-1")
+    (tmp / "rclone.conf").write_text("")
+    listed = run(["rclone", "lsf", "-R", "--files-only", "view:past"], r).split()
+    assert sorted(listed) == sorted(str(p.relative_to(src)) for p in files), listed
+    back = tmp / "rclone-out"
+    run(["rclone", "copy", "view:past", str(back)], r)
+    for path in files:
+        assert sha256_of(back / path.relative_to(src)) == sha256_of(path), f"rclone copy: {path}"
+    return f"{len(files)} objects back from seq:{view['seq']} after the live bucket was emptied"
+
+
 def check_metrics_saw_the_traffic(env, tmp):
     text = urllib.request.urlopen(env.admin_url("/metrics"), timeout=5).read().decode()
     for series in ['operation="PutObject"', 'operation="UploadPart"', 'operation="CompleteMultipartUpload"',
@@ -473,6 +542,7 @@ CHECKS = [
     check_s3cmd,
     check_presigned_links,
     check_boto3_empties_an_unversioned_bucket,
+    check_views_read_the_past,
     check_metrics_saw_the_traffic,
 ]
 
