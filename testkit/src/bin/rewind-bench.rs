@@ -11,7 +11,11 @@
 //! pass-through gateway and through a capturing one (review F13: 581 MiB with a 64 MiB
 //! budget), with each gateway's peak RSS and the capturing one's CPU per byte.
 //!
-//! Build and run:  cargo build --release --bins && target/release/rewind-bench [--quick] [--big 2] [--memory]
+//! `--views` runs only the time-travel view check: GETs (64 MiB x4, 4 KiB x32) and a whole
+//! ListObjectsV2 of a 100,000-key bucket, live through a capturing gateway and through a
+//! view of the same objects, in one run, with the gateway's CPU per byte and per operation.
+//!
+//! Build and run:  cargo build --release --bins && target/release/rewind-bench [--quick] [--big 2] [--memory] [--views]
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -176,6 +180,8 @@ struct GatewayProcess {
     endpoint: String,
     id: String,
     secret: String,
+    admin: std::net::SocketAddr,
+    data_dir: PathBuf,
 }
 
 impl Drop for GatewayProcess {
@@ -218,7 +224,9 @@ async fn start_gateway(binary: &Path, upstream: &FsUpstream, work: &Path, name: 
         eventually(Duration::from_secs(30), async || tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok())
             .await;
     assert!(ready, "the gateway did not start; see {}", work.join(format!("{name}.log")).display());
-    GatewayProcess { child, endpoint: format!("http://127.0.0.1:{port}"), id, secret }
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], admin));
+    let data_dir = work.join(format!("{name}-data"));
+    GatewayProcess { child, endpoint: format!("http://127.0.0.1:{port}"), id, secret, admin, data_dir }
 }
 
 fn gateway_binary() -> PathBuf {
@@ -237,6 +245,7 @@ async fn main() {
     }
     let quick = args.iter().any(|a| a == "--quick");
     let memory_only = args.iter().any(|a| a == "--memory");
+    let views_only = args.iter().any(|a| a == "--views");
     let only = args.iter().position(|a| a == "--only").map(|i| args[i + 1].clone());
     let binary =
         args.iter().position(|a| a == "--gateway").map_or_else(gateway_binary, |i| PathBuf::from(&args[i + 1]));
@@ -249,6 +258,13 @@ async fn main() {
     let capturing = start_gateway(&binary, &upstream, work.path(), "capture", true).await;
     let (plain_pid, capture_pid) = (plain.child.id(), capturing.child.id());
 
+    if views_only {
+        drop(plain);
+        let ok = views(&capturing, quick).await;
+        println!("targets missed: {}", usize::from(!ok));
+        upstream.stop().await;
+        return;
+    }
     if memory_only {
         drop((plain, capturing));
         let ok = concurrent_uploads(&binary, &upstream, work.path()).await;
@@ -403,4 +419,146 @@ async fn big_upload(binary: &Path, upstream: &FsUpstream, work: &Path, gib: usiz
     );
     let _ = std::fs::remove_file(&source);
     peak < BIG_RSS_TARGET_MIB
+}
+
+/// A view must serve GETs at this share of live GETs through the same gateway, and list
+/// within this factor of the live listing's time (issue 16).
+const VIEW_GET_TARGET: f64 = 0.60;
+const VIEW_LIST_TARGET: f64 = 2.0;
+
+/// Makes a time-travel view of `bucket` through the admin API: its key pair.
+async fn make_view(gw: &GatewayProcess, bucket: &str) -> (String, String) {
+    let token = std::fs::read_to_string(gw.data_dir.join("admin-token")).unwrap();
+    let req = http::Request::post(format!("/admin/v1/views?bucket={bucket}&ttl=1h"))
+        .header("authorization", format!("Bearer {}", token.trim()))
+        .body(Vec::new())
+        .unwrap();
+    let res = rewind_testkit::raw::send(gw.admin, &req).await;
+    let text = String::from_utf8_lossy(&res.body).into_owned();
+    assert_eq!(res.status, 200, "{text}");
+    let field = |name: &str| {
+        let start = text.find(&format!("\"{name}\":\"")).unwrap() + name.len() + 4;
+        text[start..start + text[start..].find('"').unwrap()].to_owned()
+    };
+    (field("access_key_id"), field("secret_access_key"))
+}
+
+/// Lists a whole bucket (1000 keys a page): the keys seen.
+async fn list_all(client: &aws_sdk_s3::Client, bucket: &str) -> usize {
+    let (mut count, mut token) = (0, None);
+    loop {
+        let out = client.list_objects_v2().bucket(bucket).set_continuation_token(token).send().await.unwrap();
+        count += out.contents().len();
+        match out.next_continuation_token() {
+            Some(t) => token = Some(t.to_owned()),
+            None => return count,
+        }
+    }
+}
+
+/// GETs and a listing, live and through a view, on the capturing gateway. True when the
+/// targets hold.
+async fn views(gw: &GatewayProcess, quick: bool) -> bool {
+    let live = client(&gw.endpoint, &gw.id, &gw.secret);
+    let pid = gw.child.id().to_string();
+    let keys = if quick { 20_000 } else { 100_000 };
+    live.create_bucket().bucket("views").send().await.unwrap();
+    live.create_bucket().bucket("many").send().await.unwrap();
+    let gets = [
+        Load {
+            name: "GET 64 MiB x4",
+            put: false,
+            size: 64 * MIB,
+            concurrency: 4,
+            ops: 48,
+            keys: 8,
+            target: VIEW_GET_TARGET,
+            signed: false,
+        },
+        Load {
+            name: "GET 4 KiB x32",
+            put: false,
+            size: 4096,
+            concurrency: 32,
+            ops: 20_000,
+            keys: 1000,
+            target: VIEW_GET_TARGET,
+            signed: false,
+        },
+    ];
+    let started = Instant::now();
+    for load in gets {
+        let body = Bytes::from(pattern(load.size, load.size as u64));
+        run(&live, "views", Load { put: true, ops: load.keys, ..load }, body).await;
+    }
+    let many = Load { name: "", put: true, size: 0, concurrency: 32, ops: keys, keys, target: 0.0, signed: false };
+    run(&live, "many", many, Bytes::new()).await;
+    println!(
+        "rewind-bench --views: wrote 8 x 64 MiB, 1000 x 4 KiB and {keys} empty objects with capture in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let (id, secret) = make_view(gw, "views").await;
+    let view = client(&gw.endpoint, &id, &secret);
+    let (many_id, many_secret) = make_view(gw, "many").await;
+    let many_view = client(&gw.endpoint, &many_id, &many_secret);
+
+    println!("{:<16} {:>14} {:>14} {:>10} {:>16} {:>16}", "load", "live", "view", "view/live", "live cpu", "view cpu");
+    let mut ok = true;
+    for load in gets {
+        let body = Bytes::new();
+        let measure = async |c: &aws_sdk_s3::Client| {
+            run(c, "views", Load { ops: load.keys, ..load }, body.clone()).await; // warm-up
+            let cpu = cpu_seconds(&pid);
+            let o = run(c, "views", load, body.clone()).await;
+            (o, cpu_seconds(&pid) - cpu)
+        };
+        let (l, l_cpu) = measure(&live).await;
+        let (v, v_cpu) = measure(&view).await;
+        let big = load.size >= MIB;
+        let rate = |o: &Outcome| if big { o.mb_per_second() } else { o.per_second() };
+        let cost = |o: &Outcome, cpu: f64| {
+            if big {
+                format!("{:.2} ns/B", cpu / o.bytes as f64 * 1e9)
+            } else {
+                format!("{:.0} us/op", cpu / o.ops as f64 * 1e6)
+            }
+        };
+        let unit = if big { "MB/s" } else { "op/s" };
+        let ratio = rate(&v) / rate(&l);
+        ok &= ratio >= VIEW_GET_TARGET;
+        println!(
+            "{:<16} {:>9.0} {unit} {:>9.0} {unit} {:>9.1}% {:>16} {:>16}",
+            load.name,
+            rate(&l),
+            rate(&v),
+            ratio * 100.0,
+            cost(&l, l_cpu),
+            cost(&v, v_cpu)
+        );
+    }
+    let timed = async |c: &aws_sdk_s3::Client| {
+        let (cpu, start) = (cpu_seconds(&pid), Instant::now());
+        let n = list_all(c, "many").await;
+        (n, start.elapsed().as_secs_f64(), cpu_seconds(&pid) - cpu)
+    };
+    timed(&live).await; // warm-up
+    let (n_live, t_live, cpu_live) = timed(&live).await;
+    let (n_view, t_view, cpu_view) = timed(&many_view).await;
+    assert_eq!((n_live, n_view), (keys, keys), "both listings see every key");
+    let factor = t_view / t_live;
+    ok &= factor <= VIEW_LIST_TARGET;
+    println!(
+        "{:<16} {:>11.2} s {:>11.2} s {:>9.2}x {:>13.1} us/key {:>10.1} us/key",
+        format!("LIST {}k keys", keys / 1000),
+        t_live,
+        t_view,
+        factor,
+        cpu_live / keys as f64 * 1e6,
+        cpu_view / keys as f64 * 1e6
+    );
+    println!(
+        "targets: view GETs >= {:.0}% of live GETs through the gateway; a whole listing at a past instant within {VIEW_LIST_TARGET}x of live",
+        VIEW_GET_TARGET * 100.0
+    );
+    ok
 }
