@@ -154,6 +154,7 @@ class Walk:
         self.moto = None
         self.moto_key = random_key_pair("UP")
         self.client_export = None  # the export line the first gateway printed
+        self.view_key = None  # the key pair `rewind view create` printed
         self.transcript = []
 
     # -- substitutions -----------------------------------------------------------------
@@ -172,6 +173,10 @@ class Walk:
             assert names(without_comment(line)) == names(self.client_export), \
                 f"README's export line and the gateway's differ:\n  {line}\n  {self.client_export}"
             line = self.client_export
+        if "RWVW..." in line:
+            assert self.view_key, "README pastes a view's key before `rewind view create` printed one"
+            line = line.replace("RWVW...", self.view_key[0]).replace("SECRET_ACCESS_KEY=...",
+                                                                     f"SECRET_ACCESS_KEY={self.view_key[1]}")
         if line.startswith("export REWIND_UPSTREAM_ACCESS_KEY_ID=..."):
             line = line.replace("REWIND_UPSTREAM_ACCESS_KEY_ID=...", f"REWIND_UPSTREAM_ACCESS_KEY_ID={self.moto_key[0]}")
             line = line.replace("REWIND_UPSTREAM_SECRET_ACCESS_KEY=...",
@@ -372,6 +377,64 @@ def block_offline(walk, lines):
     assert after == before, "reading offline changed the data directory"
 
 
+def block_past(walk, lines):
+    assert lines[0].startswith("rewind view create --bucket demo --at before-mistake"), lines
+    if not walk.gateways:  # "start it again if you stopped it"
+        walk.start_gateway("cargo run --release --bin rewind-gateway")
+    keys = sorted(["README.md", *walk.docs_files()])
+    # The live bucket is emptied again: what a view shows comes from the vault.
+    walk.run("aws --endpoint-url http://127.0.0.1:9000 s3 rm s3://demo --recursive")
+    for line in lines:
+        out = walk.run(line)
+        if line.startswith("rewind view create"):
+            assert "Created a read-only view of bucket demo" in out, out
+            view = banner_line(out, "export AWS_ACCESS_KEY_ID=RWVW")
+            found = re.search(r"AWS_ACCESS_KEY_ID=(\S+) AWS_SECRET_ACCESS_KEY=(\S+)", view)
+            walk.view_key = found.groups()
+        elif " s3 ls s3://demo/ --recursive" in line:
+            missing = [k for k in keys if k not in out]
+            assert not missing, f"the view lacks {missing}:\n{out}"
+        elif " s3 sync s3://demo/docs/ ./docs-then/" in line:
+            for name in walk.docs_files():
+                then = walk.cwd / "docs-then" / name.removeprefix("docs/")
+                assert then.read_bytes() == (walk.cwd / name).read_bytes(), f"{name} differs through the view"
+        elif line.startswith(("export ", "# ")):
+            pass
+        else:
+            raise AssertionError(f"no check for README line: {line}")
+    refused = subprocess.run(["aws", "--endpoint-url", f"http://127.0.0.1:{walk.ports['9000']}", "s3", "cp",
+                              "README.md", "s3://demo/x"], env=walk.env, cwd=walk.cwd, capture_output=True, text=True)
+    assert refused.returncode != 0 and "AccessDenied" in refused.stderr, refused.stderr  # "every write is refused"
+
+
+def block_past_rclone(walk, lines):
+    assert lines[0].startswith("export RCLONE_CONFIG_PAST_TYPE=s3"), lines
+    mount = None
+    for line in lines:
+        if line.startswith("rclone mount"):
+            mount = line
+            continue
+        walk.run(line)
+        if line.startswith("rclone copy past:demo ./demo-then"):
+            for name in ["README.md", *walk.docs_files()]:
+                assert (walk.cwd / "demo-then" / name).read_bytes() == (walk.cwd / name).read_bytes(), name
+    assert mount and "--read-only" in mount, lines
+    if Path("/dev/fuse").exists() and (shutil.which("fusermount3") or shutil.which("fusermount")):
+        point = walk.scratch / "mnt-demo-then"
+        point.mkdir()
+        walk.run(mount.replace("/mnt/demo-then", str(point)))
+        try:
+            wait_until("the mount", lambda: (point / "README.md").exists(), timeout=30)
+            assert (point / "README.md").read_bytes() == (walk.cwd / "README.md").read_bytes()
+        finally:
+            subprocess.run([shutil.which("fusermount3") or "fusermount", "-u", str(point)], check=False)
+    else:
+        print("  (rclone mount skipped: this machine has no FUSE)")
+    # Back to the client's own key, and the first gateway stopped, as the next block expects.
+    walk.apply_exports(walk.client_export)
+    walk.stop_gateway(walk.gateways[0])
+
+
 def block_real_bucket(walk, lines):
     assert lines[0].startswith("export REWIND_UPSTREAM_ACCESS_KEY_ID="), lines
     # "An existing bucket": moto on loopback, holding objects written before Rewind.
@@ -418,7 +481,8 @@ def block_real_bucket(walk, lines):
     walk.stop_gateway(term)
 
 
-BLOCKS = [block_quick_start, block_first_try, block_recover, block_offline, block_real_bucket]
+BLOCKS = [block_quick_start, block_first_try, block_recover, block_offline, block_past, block_past_rclone,
+          block_real_bucket]
 
 
 def default_bin_dir():
