@@ -10,7 +10,7 @@ use std::time::Duration;
 use aws_sdk_s3::primitives::ByteStream;
 use http::Method;
 use rewind_cli::Client;
-use rewind_snapshotter::api::{Listing, Snapshot, VerifyReport};
+use rewind_snapshotter::api::{Listing, Snapshot, VerifyReport, ViewInfo};
 use rewind_testkit::{FsUpstream, TestGateway, eventually, pattern};
 
 fn rewind(args: &[&str]) -> std::process::Output {
@@ -56,10 +56,16 @@ async fn a_lost_data_dir_is_rebuilt_from_the_vault_and_the_key() {
     let admin = Client::new(&gw.admin_url(), gw.admin_token());
     let _: Vec<Snapshot> =
         admin.json(Method::POST, &format!("snapshots?name=before-overwrite&at=seq:{before}"), None).await.unwrap();
+    let views: Vec<ViewInfo> =
+        admin.json(Method::POST, &format!("views?bucket=bkt&at=seq:{before}&ttl=1h"), None).await.unwrap();
+    let view = views.into_iter().next().unwrap();
     let shipped = eventually(Duration::from_secs(10), async || journal.shipped().unwrap().0 >= head).await;
     assert!(shipped, "the journal did not reach the vault");
-    let labels = eventually(Duration::from_secs(10), async || journal.labels_shipped().unwrap().0 > 0).await;
-    assert!(labels, "the snapshot label did not reach the vault");
+    let labels = eventually(Duration::from_secs(10), async || {
+        journal.labels_shipped().unwrap().1 == journal.side_set().unwrap().digest()
+    })
+    .await;
+    assert!(labels, "the snapshot label and the view did not reach the vault");
     let then: Listing = admin.json(Method::GET, &format!("ls?bucket=bkt&at=seq:{before}"), None).await.unwrap();
     let now: Listing = admin.json(Method::GET, "ls?bucket=bkt", None).await.unwrap();
     drop(journal);
@@ -77,7 +83,7 @@ async fn a_lost_data_dir_is_rebuilt_from_the_vault_and_the_key() {
     let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(done["records"].as_u64(), Some(head.0), "{done}");
     assert!(done["chunks"].as_u64().unwrap() >= 20, "{done}");
-    assert_eq!(done["labels"].as_u64(), Some(1), "{done}");
+    assert_eq!((done["labels"].as_u64(), done["views"].as_u64()), (Some(1), Some(1)), "{done}");
     // A second rebuild into the same directory is refused.
     let again = Command::new(env!("CARGO_BIN_EXE_rewind")).args(args).current_dir(root.path()).output().unwrap();
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("already holds a journal"));
@@ -97,6 +103,12 @@ async fn a_lost_data_dir_is_rebuilt_from_the_vault_and_the_key() {
     let then_again: Listing = admin.json(Method::GET, &format!("ls?bucket=bkt&at=seq:{before}"), None).await.unwrap();
     let now_again: Listing = admin.json(Method::GET, "ls?bucket=bkt", None).await.unwrap();
     assert_eq!((then_again.objects, now_again.objects), (then.objects, now.objects));
+    // The view came back too, with the same key pair, and reads the old bytes from the
+    // vault while the new upstream holds nothing.
+    let past =
+        rewind_testkit::s3_client(&gw.endpoint(), &view.access_key_id, view.secret_access_key.as_deref().unwrap());
+    let got = past.get_object().bucket("bkt").key("k00").send().await.unwrap().body.collect().await.unwrap();
+    assert_eq!(got.into_bytes().as_ref(), pattern(3 << 20, 0).as_slice(), "k00 through the rebuilt view");
     let (url, token) = (gw.admin_url(), gw.admin_token());
     let restore = [
         "--admin-url",

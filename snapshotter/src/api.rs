@@ -149,8 +149,8 @@ pub struct Snapshot {
 pub struct ViewInfo {
     /// The access key id clients sign with.
     pub access_key_id: String,
-    /// Its secret: shown when the view is made, and to anyone who asks the admin API for
-    /// it again (it is derived from the vault key, never stored).
+    /// Its secret: in the answer that makes the view only (it is derived from the vault
+    /// key, never stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_access_key: Option<String>,
     /// The gateway's S3 endpoint, when the answer comes from a running gateway.

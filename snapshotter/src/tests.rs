@@ -265,3 +265,29 @@ async fn a_forget_plan_expires_what_no_kept_instant_reads() {
     let plan = retention::plan(&s.journal, sizes, &retention, None, now).unwrap();
     assert_eq!((plan.buckets[0].versions_expired, plan.buckets[0].entries_expired), (0, 1));
 }
+
+/// An open time-travel view keeps what it shows, like a snapshot; an expired one keeps
+/// nothing.
+#[tokio::test]
+async fn an_open_view_pins_its_instant_against_retention_and_an_expired_one_does_not() {
+    let s = scenario().await;
+    let retention = rewind_config::RetentionConfig {
+        keep_all_within: rewind_config::HumanDuration::secs(0),
+        ..rewind_config::RetentionConfig::default()
+    };
+    let now = s.journal.head().unwrap().timestamp_us;
+    let sizes = |_: &rewind_model::ChunkId| Ok(0);
+    let expired = |plan: &crate::api::ForgetPlan| (plan.buckets[0].versions_expired, plan.buckets[0].entries_expired);
+    let view = |id: &str, expires_us: i64| rewind_journal::ViewEntry {
+        access_key_id: id.into(),
+        bucket: "bkt".into(),
+        seq: s.seqs[1],
+        at_us: 0,
+        created_us: 0,
+        expires_us,
+    };
+    assert!(s.journal.view_put(&view("RWVWEXPIRED", now)).await.unwrap());
+    assert_eq!(expired(&retention::plan(&s.journal, sizes, &retention, None, now).unwrap()), (2, 3));
+    assert!(s.journal.view_put(&view("RWVWOPEN", now + 1)).await.unwrap());
+    assert_eq!(expired(&retention::plan(&s.journal, sizes, &retention, None, now).unwrap()), (0, 1));
+}
