@@ -568,5 +568,6 @@ pub fn version_of(manifest: Manifest, etag: &str, version_id: Option<&str>, meta
         headers: meta.headers,
         metadata: meta.metadata,
         tags: meta.tags,
+        parts: Vec::new(),
     }
 }

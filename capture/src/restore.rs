@@ -181,8 +181,8 @@ impl Capture {
         loop {
             let pending = self.begin(Op::Restore, bucket, key, actor).await?;
             match self.upload_version(bucket, key, version, unchanged.as_ref()).await {
-                Ok((etag, version_id)) => {
-                    let restored = ObjectVersion { etag, version_id, ..version.clone() };
+                Ok((etag, version_id, parts)) => {
+                    let restored = ObjectVersion { etag, version_id, parts, ..version.clone() };
                     self.commit(pending, Effect::Version(restored)).await?;
                     return Ok(Restored::Done);
                 }
@@ -224,16 +224,16 @@ impl Capture {
         }
     }
 
-    /// Uploads `version`'s bytes with its headers, metadata and tags; returns the new ETag
-    /// and version id. The bytes are checked against the version before the upload is
-    /// allowed to complete.
+    /// Uploads `version`'s bytes with its headers, metadata and tags; returns the new ETag,
+    /// version id and part sizes (none for a single PUT). The bytes are checked against
+    /// the version before the upload is allowed to complete.
     async fn upload_version(
         &self,
         bucket: &str,
         key: &str,
         v: &ObjectVersion,
         unchanged: Option<&Unchanged>,
-    ) -> Result<(String, Option<String>), UploadError> {
+    ) -> Result<(String, Option<String>, Vec<u64>), UploadError> {
         // What this object holds while it goes up, from the restores' share of the memory
         // budget: however many objects run at once, they hold no more than the share
         // (review R13: `--parallel 64` of 16 MiB objects held about 2 GiB).
@@ -259,7 +259,8 @@ impl Capture {
                 None => put,
             };
             let out = with_object_meta!(put, v).send().await.map_err(|e| upload_error(e, unchanged.is_some()))?;
-            return Ok((plain_etag(out.e_tag().unwrap_or_default()).to_owned(), out.version_id().map(Into::into)));
+            let etag = plain_etag(out.e_tag().unwrap_or_default()).to_owned();
+            return Ok((etag, out.version_id().map(Into::into), Vec::new()));
         }
         let create = self.upstream.create_multipart_upload().bucket(bucket).key(key);
         let created = with_object_meta!(create, v).send().await.map_err(upstream_error)?;
@@ -280,9 +281,10 @@ impl Capture {
         key: &str,
         upload_id: &str,
         v: &ObjectVersion,
-    ) -> Result<(String, Option<String>), CaptureError> {
+    ) -> Result<(String, Option<String>, Vec<u64>), CaptureError> {
         let mut hasher = blake3::Hasher::new();
         let (mut size, mut parts, mut buf) = (0u64, Vec::new(), Vec::with_capacity(PART_SIZE + MAX_CHUNK));
+        let mut sizes = Vec::new();
         let mut chunks = v.chunks.iter().peekable();
         while let Some(id) = chunks.next() {
             let chunk = self.vault.read_chunk_checked(id, Check::Envelope).await?;
@@ -298,6 +300,7 @@ impl Capture {
                 return Err(mismatch());
             }
             let number = i32::try_from(parts.len() + 1).expect("invariant: far fewer than 2^31 parts");
+            sizes.push(buf.len() as u64);
             let out = self
                 .upstream
                 .upload_part()
@@ -321,6 +324,6 @@ impl Capture {
             .send()
             .await
             .map_err(upstream_error)?;
-        Ok((plain_etag(out.e_tag().unwrap_or_default()).to_owned(), out.version_id().map(Into::into)))
+        Ok((plain_etag(out.e_tag().unwrap_or_default()).to_owned(), out.version_id().map(Into::into), sizes))
     }
 }

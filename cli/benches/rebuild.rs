@@ -46,6 +46,7 @@ fn version(i: usize) -> ObjectVersion {
         headers: vec![("content-type".into(), "application/json".into())],
         metadata: vec![("origin".into(), "ingest".into())],
         tags: Vec::new(),
+        parts: Vec::new(),
     }
 }
 

@@ -168,6 +168,7 @@ async fn ls_case(keys: usize) {
         headers: vec![("content-type".into(), "application/octet-stream".into())],
         metadata: Vec::new(),
         tags: Vec::new(),
+        parts: Vec::new(),
     };
     let write = |i: usize| {
         let journal = journal.clone();

@@ -223,7 +223,9 @@ impl Forwarder {
                 let chunks: Vec<_> = found.iter().flat_map(|p| p.chunks.iter().copied()).collect();
                 let (size, blake3) = capture.vault().hash_chunks(&chunks).await?;
                 let meta = ObjectMeta { headers: template.headers, metadata: template.metadata, tags: template.tags };
-                return Ok(version_of(Manifest { chunks, size, blake3 }, etag, version_id, meta));
+                let mut version = version_of(Manifest { chunks, size, blake3 }, etag, version_id, meta);
+                version.parts = found.iter().map(|p| p.size).collect();
+                return Ok(version);
             }
         }
         capture

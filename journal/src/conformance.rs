@@ -139,6 +139,7 @@ fn version(size: u64) -> ObjectVersion {
         headers: Vec::new(),
         metadata: vec![("n".into(), size.to_string())],
         tags: Vec::new(),
+        parts: Vec::new(),
     }
 }
 

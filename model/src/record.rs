@@ -130,6 +130,10 @@ pub struct ObjectVersion {
     pub metadata: Vec<(String, String)>,
     /// Object tags.
     pub tags: Vec<(String, String)>,
+    /// The sizes of the parts a multipart upload made it of, in order (empty: uploaded in
+    /// one piece, or its parts are not known, as for a version read back from the
+    /// upstream). What `partNumber` reads need.
+    pub parts: Vec<u64>,
 }
 
 impl ObjectVersion {
@@ -143,12 +147,19 @@ impl ObjectVersion {
             && self.tags == other.tags
     }
 
-    /// Its versioned encoding on its own (`version (1) | fields`), for state kept outside
-    /// records, such as the parts of a multipart upload in progress.
+    /// Its versioned encoding on its own (`1 | fields`, or `2 | fields | part sizes` when
+    /// it has them), for state kept outside records, such as the parts of a multipart
+    /// upload in progress.
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Enc(Vec::with_capacity(128));
-        e.u8(BODY_V1);
-        e.version(self);
+        if self.parts.is_empty() {
+            e.u8(BODY_V1);
+            e.version(self);
+        } else {
+            e.u8(STANDALONE_V2);
+            e.version(self);
+            e.parts(&self.parts);
+        }
         e.0
     }
 
@@ -156,10 +167,13 @@ impl ObjectVersion {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut d = Dec(bytes);
         let version = d.u8()?;
-        if version != BODY_V1 {
+        if version != BODY_V1 && version != STANDALONE_V2 {
             return Err(DecodeError(format!("unknown object version encoding {version}")));
         }
-        let v = d.version()?;
+        let mut v = d.version()?;
+        if version == STANDALONE_V2 {
+            v.parts = d.parts()?;
+        }
         if !d.0.is_empty() {
             return Err(DecodeError(format!("{} trailing bytes", d.0.len())));
         }
@@ -270,6 +284,8 @@ impl Body {
 pub struct DecodeError(pub String);
 
 const BODY_V1: u8 = 1;
+/// The standalone encoding of a version with part sizes (`2 | version fields | parts`).
+const STANDALONE_V2: u8 = 2;
 const KIND_INTENT: u8 = 1;
 const KIND_COMMIT: u8 = 2;
 const KIND_ABORT: u8 = 3;
@@ -278,6 +294,9 @@ const EFFECT_VERSION: u8 = 1;
 const EFFECT_DELETED: u8 = 2;
 const EFFECT_TAGS: u8 = 3;
 const EFFECT_BUCKET: u8 = 4;
+/// A version with its part sizes; a version without parts is written as
+/// [`EFFECT_VERSION`], as before part sizes were kept.
+const EFFECT_VERSION_PARTS: u8 = 5;
 
 impl Body {
     /// The versioned encoding.
@@ -370,9 +389,14 @@ impl Enc {
     }
     fn effect(&mut self, effect: &Effect) {
         match effect {
-            Effect::Version(v) => {
+            Effect::Version(v) if v.parts.is_empty() => {
                 self.u8(EFFECT_VERSION);
                 self.version(v);
+            }
+            Effect::Version(v) => {
+                self.u8(EFFECT_VERSION_PARTS);
+                self.version(v);
+                self.parts(&v.parts);
             }
             Effect::Deleted { version_id } => {
                 self.u8(EFFECT_DELETED);
@@ -396,6 +420,12 @@ impl Enc {
         self.opt(v.version_id.as_deref());
         for pairs in [&v.headers, &v.metadata, &v.tags] {
             self.pairs(pairs);
+        }
+    }
+    fn parts(&mut self, parts: &[u64]) {
+        self.u32(u32::try_from(parts.len()).expect("invariant: at most 10,000 parts"));
+        for size in parts {
+            self.u64(*size);
         }
     }
     fn pairs(&mut self, pairs: &[(String, String)]) {
@@ -458,6 +488,11 @@ impl<'a> Dec<'a> {
     fn effect(&mut self) -> Result<Effect, DecodeError> {
         Ok(match self.u8()? {
             EFFECT_VERSION => Effect::Version(self.version()?),
+            EFFECT_VERSION_PARTS => {
+                let mut v = self.version()?;
+                v.parts = self.parts()?;
+                Effect::Version(v)
+            }
             EFFECT_DELETED => Effect::Deleted { version_id: self.opt()? },
             EFFECT_TAGS => Effect::Tags(self.pairs()?),
             EFFECT_BUCKET => Effect::Bucket,
@@ -478,7 +513,12 @@ impl<'a> Dec<'a> {
             headers: self.pairs()?,
             metadata: self.pairs()?,
             tags: self.pairs()?,
+            parts: Vec::new(),
         })
+    }
+    fn parts(&mut self) -> Result<Vec<u64>, DecodeError> {
+        let n = self.count(8)?;
+        (0..n).map(|_| self.u64()).collect()
     }
     fn pairs(&mut self) -> Result<Vec<(String, String)>, DecodeError> {
         let n = self.count(8)?;
@@ -512,9 +552,9 @@ mod tests {
             prop::option::of(".{0,32}"),
             pairs(),
             pairs(),
-            pairs(),
+            (pairs(), prop::collection::vec(any::<u64>(), 0..3)),
         )
-            .prop_map(|(size, blake3, chunks, etag, version_id, headers, metadata, tags)| {
+            .prop_map(|(size, blake3, chunks, etag, version_id, headers, metadata, (tags, parts))| {
                 Effect::Version(ObjectVersion {
                     size,
                     blake3,
@@ -524,6 +564,7 @@ mod tests {
                     headers,
                     metadata,
                     tags,
+                    parts,
                 })
             });
         let effect = prop_oneof![

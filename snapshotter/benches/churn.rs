@@ -102,6 +102,7 @@ async fn write_one(s: &Stores, key: usize, seed: u64, len: usize) -> u64 {
         headers: Vec::new(),
         metadata: Vec::new(),
         tags: Vec::new(),
+        parts: Vec::new(),
     };
     let commit = Commit { intent: i.seq, bucket: "b".into(), key: name, effect: Effect::Version(v) };
     s.journal.append(Body::Commit(commit), Durability::Synced).await.unwrap();

@@ -68,6 +68,7 @@ async fn main() {
                     headers: vec![("content-type".into(), "application/octet-stream".into())],
                     metadata: Vec::new(),
                     tags: Vec::new(),
+                    parts: Vec::new(),
                 };
                 let intent_seq = Seq(head + 1 + 2 * n as u64);
                 bodies.push(Body::Intent(intent));

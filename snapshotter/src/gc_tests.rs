@@ -17,6 +17,7 @@ fn version(chunks: Vec<ChunkId>) -> ObjectVersion {
         headers: Vec::new(),
         metadata: Vec::new(),
         tags: Vec::new(),
+        parts: Vec::new(),
     }
 }
 

@@ -102,6 +102,7 @@ fn version_of(m: &Manifest) -> ObjectVersion {
         headers: Vec::new(),
         metadata: Vec::new(),
         tags: Vec::new(),
+        parts: Vec::new(),
     }
 }
 

@@ -65,6 +65,7 @@ async fn commit(j: &Journal, key: &str, manifest: &Manifest) {
         headers: Vec::new(),
         metadata: Vec::new(),
         tags: Vec::new(),
+        parts: Vec::new(),
     };
     let commit = Commit { intent: i.seq, bucket: "b".into(), key: key.into(), effect: Effect::Version(v) };
     j.append(Body::Commit(commit), Durability::Synced).await.unwrap();

@@ -84,8 +84,12 @@ pub(crate) fn metadata(entry: &Entry) -> Option<dto::Metadata> {
     (!m.is_empty()).then(|| m.iter().cloned().collect())
 }
 
-/// How many parts a multipart upload made the object of (from its ETag's `-N`).
+/// How many parts a multipart upload made the object of: its recorded part sizes, or its
+/// ETag's `-N` when they were not recorded.
 pub(crate) fn parts_count(entry: &Entry) -> Option<i32> {
+    if !entry.version.parts.is_empty() {
+        return i32::try_from(entry.version.parts.len()).ok();
+    }
     let (_, n) = entry.version.etag.trim_matches('"').rsplit_once('-')?;
     n.parse().ok()
 }
@@ -148,23 +152,33 @@ pub(crate) fn byte_range(
                 "Cannot specify both Range header and partNumber query parameter",
             ));
         }
-        return match (part, parts_count(entry)) {
-            (1, None) => Ok(None),
-            (n, None) if n > 1 => {
-                let mut e = S3Error::with_message(
-                    S3ErrorCode::Custom("InvalidPartNumber".into()),
-                    "The requested partnumber is not satisfiable",
-                );
-                e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
-                Err(e)
-            }
-            (_, Some(_)) => Err(S3Error::with_message(
-                S3ErrorCode::NotImplemented,
-                "partNumber reads of multipart objects are not available through a view: Rewind does not record part boundaries; ask for a byte Range",
-            )),
-            _ => Err(S3Error::with_message(
+        let parts = &entry.version.parts;
+        let out_of_range = || {
+            let mut e = S3Error::with_message(
+                S3ErrorCode::Custom("InvalidPartNumber".into()),
+                "The requested partnumber is not satisfiable",
+            );
+            e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+            e
+        };
+        let index = usize::try_from(part).ok().and_then(|p| p.checked_sub(1)).filter(|_| part <= 10_000);
+        let Some(index) = index else {
+            return Err(S3Error::with_message(
                 S3ErrorCode::InvalidArgument,
                 "Part number must be an integer between 1 and 10000, inclusive",
+            ));
+        };
+        if !parts.is_empty() {
+            let size = *parts.get(index).ok_or_else(out_of_range)?;
+            let start: u64 = parts[..index].iter().sum();
+            return Ok(Some(start..start + size));
+        }
+        return match parts_count(entry) {
+            None if index == 0 => Ok(None),
+            None => Err(out_of_range()),
+            Some(_) => Err(S3Error::with_message(
+                S3ErrorCode::NotImplemented,
+                "partNumber reads of this object are not available through a view: its part boundaries were not recorded (it was read back from the upstream); ask for a byte Range",
             )),
         };
     }
