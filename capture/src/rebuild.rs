@@ -184,6 +184,9 @@ pub async fn rebuild(config: &Config) -> Result<Rebuilt, RebuildError> {
             journal.import_holds(&set.holds).await.map_err(journal_err(&name))?;
             done.holds = set.holds.len() as u64;
             done.views = journal.import_views(&set.views).await.map_err(journal_err(&name))? as u64;
+            for (bucket, seq) in &set.exact {
+                journal.raise_exact_from(bucket, *seq).await.map_err(journal_err(&name))?;
+            }
             journal.set_labels_shipped(generation, &set.digest()).await.map_err(journal_err(&name))?;
         }
         let (packs, chunks) = stores.vault.reindex().await?;

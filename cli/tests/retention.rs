@@ -85,6 +85,16 @@ async fn forget_then_gc_keep_what_the_policy_promises_and_survive_a_rebuild() {
     assert!(forgot["horizon"].as_u64().unwrap() > 0, "{forgot}");
     let again = json(root.path(), &["--data-dir", d, "forget", "--yes"]);
     assert_eq!(again["records_removed"].as_u64(), Some(0), "forget is idempotent: {again}");
+    // A view of an instant whose state lost a removed version is refused, naming the
+    // earliest instant available; that one is whole.
+    let early = rewind(root.path(), &["--data-dir", d, "view", "create", "--bucket", "bkt", "--at", "seq:5"], false);
+    let err = String::from_utf8_lossy(&early.stderr);
+    assert!(!early.status.success() && err.contains("earliest instant available"), "{err}");
+    let earliest = err.split("(seq:").nth(1).and_then(|r| r.split(')').next()).unwrap().to_owned();
+    let at = format!("seq:{earliest}");
+    let made = json(root.path(), &["--data-dir", d, "view", "create", "--bucket", "bkt", "--at", &at]);
+    assert_eq!(made["seq"].as_u64(), earliest.parse().ok(), "{made}");
+    let before = format!("seq:{}", earliest.parse::<u64>().unwrap() - 1);
     assert!(files_under(&vault.join("bases")).len() == 1, "one base replaces the segments it covers");
 
     let gc = json(root.path(), &["--data-dir", d, "gc", "--yes"]);
@@ -115,6 +125,10 @@ async fn forget_then_gc_keep_what_the_policy_promises_and_survive_a_rebuild() {
     assert_eq!(verify["damaged"].as_array().unwrap().len(), 0, "{verify}");
     assert_eq!(json(root.path(), &["--data-dir", r, "ls", "--bucket", "bkt"]), listed);
     assert_eq!(json(root.path(), &["--data-dir", r, "log", "--bucket", "bkt", "--key", "k0"]), log);
+    // Where history stops being whole came back with the labels.
+    let early = rewind(root.path(), &["--data-dir", r, "view", "create", "--bucket", "bkt", "--at", &before], false);
+    let err = String::from_utf8_lossy(&early.stderr);
+    assert!(!early.status.success() && err.contains(&format!("(seq:{earliest})")), "{err}");
 }
 
 /// `rewind forget` and `rewind gc` killed with SIGKILL at random points, again and again,

@@ -5,12 +5,45 @@ use std::collections::BTreeSet;
 
 use rewind_model::{Body, Seq};
 
-use crate::engine::{Table, Write};
+use crate::engine::{EngineExt, Table, Write};
 use crate::horizon::{Horizon, RetainedDigest};
 use crate::writer::View;
 use crate::{Journal, JournalError, layout, record};
 
 impl Journal {
+    /// The first position of `bucket` whose state `forget` left whole (no removed entry
+    /// shaped it), if `forget` removed any of the bucket's entries.
+    pub fn exact_from(&self, bucket: &str) -> Result<Option<Seq>, JournalError> {
+        Ok(self.engine.get(Table::Meta, &layout::exact_key(bucket))?.as_deref().and_then(layout::seq_of))
+    }
+
+    /// Every bucket's [`Journal::exact_from`], by bucket.
+    pub fn exact_froms(&self) -> Result<Vec<(String, Seq)>, JournalError> {
+        let mut out = Vec::new();
+        self.engine.scan_prefix(Table::Meta, layout::EXACT_PREFIX, &mut |k, v| {
+            let bucket = String::from_utf8_lossy(&k[layout::EXACT_PREFIX.len()..]).into_owned();
+            let seq = layout::seq_of(v)
+                .ok_or_else(|| JournalError::Corrupt { seq: Seq(0), detail: "malformed exact-from entry".into() })?;
+            out.push((bucket, seq));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Raises [`Journal::exact_from`] of `bucket` to `seq` (never lowers it), durably.
+    pub async fn raise_exact_from(&self, bucket: &str, seq: Seq) -> Result<(), JournalError> {
+        let key = layout::exact_key(bucket);
+        self.change(Box::new(move |view: &View<'_>| {
+            let now = view.get(Table::Meta, &key)?.as_deref().and_then(layout::seq_of);
+            Ok(if now.is_some_and(|n| n >= seq) {
+                Vec::new()
+            } else {
+                vec![Write::Put(Table::Meta, key, seq.0.to_be_bytes().to_vec())]
+            })
+        }))
+        .await
+    }
+
     /// The horizon of the last `forget`, if any removed records; its MAC is checked.
     pub fn horizon(&self) -> Result<Option<Horizon>, JournalError> {
         match self.engine.get(Table::Meta, layout::HORIZON_KEY)? {

@@ -6,7 +6,7 @@
 //!   concatenations sort like the names and never prefix each other (0x00 becomes
 //!   0x00 0xFF, and 0x00 0x00 ends it). Bucket-level records use the empty key.
 //! - `meta`: `head`; `checkpoint/` + seq; `label/` + name; `hold/` + scope; `view/` +
-//!   access key id; `shipped`; `labels-shipped`; `horizon`.
+//!   access key id; `exact/` + bucket; `shipped`; `labels-shipped`; `horizon`.
 //! - `open` (unresolved intents): `seq`.
 //! - `chunks`: the 32-byte chunk id.
 //! - `pending` (work in progress): `mpu\0 bucket \0 key \0 upload id \0` then `t` (the
@@ -69,6 +69,14 @@ pub fn checkpoint_key(seq: Seq) -> Vec<u8> {
 /// The `meta` key of a label.
 pub fn label_key(name: &str) -> Vec<u8> {
     [LABEL_PREFIX, name.as_bytes()].concat()
+}
+
+/// `meta`: per bucket, the first position `forget` left whole.
+pub const EXACT_PREFIX: &[u8] = b"exact/";
+
+/// The `meta` key of a bucket's first whole position after `forget`.
+pub fn exact_key(bucket: &str) -> Vec<u8> {
+    [EXACT_PREFIX, bucket.as_bytes()].concat()
 }
 
 /// The `meta` key of a view.

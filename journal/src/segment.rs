@@ -245,12 +245,14 @@ pub struct SideSet {
     pub holds: Vec<Hold>,
     /// Time-travel views.
     pub views: Vec<ViewEntry>,
+    /// Per bucket, the first position `forget` left whole (see `Journal::exact_from`).
+    pub exact: Vec<(String, Seq)>,
 }
 
 impl SideSet {
     /// Whether there is nothing in it.
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty() && self.holds.is_empty() && self.views.is_empty()
+        self.labels.is_empty() && self.holds.is_empty() && self.views.is_empty() && self.exact.is_empty()
     }
 
     /// A digest of the set, to tell whether it changed since last shipped.
@@ -331,6 +333,11 @@ fn plain(set: &SideSet) -> Vec<u8> {
             plain.extend_from_slice(&n.to_le_bytes());
         }
     }
+    plain.extend_from_slice(&u32::try_from(set.exact.len()).unwrap_or(u32::MAX).to_le_bytes());
+    for (bucket, seq) in &set.exact {
+        put_short(&mut plain, bucket);
+        plain.extend_from_slice(&seq.0.to_le_bytes());
+    }
     plain
 }
 
@@ -405,5 +412,13 @@ pub fn open_labels(keys: &KeySet, bytes: &[u8]) -> Result<(u64, SideSet), Journa
             views.push(ViewEntry { access_key_id, bucket, seq, at_us, created_us, expires_us });
         }
     }
-    Ok((generation, SideSet { labels, holds, views }))
+    let mut exact = Vec::new();
+    if bytes[0] >= LABELS_V3 {
+        let count = u32::from_le_bytes(rest.array()?);
+        for _ in 0..count {
+            let bucket = text(&mut rest, "bucket")?;
+            exact.push((bucket, Seq(u64::from_le_bytes(rest.array()?))));
+        }
+    }
+    Ok((generation, SideSet { labels, holds, views, exact }))
 }

@@ -111,7 +111,8 @@ impl Journal {
 
     /// The labels, holds and views, as they ship.
     pub fn side_set(&self) -> Result<segment::SideSet, JournalError> {
-        Ok(segment::SideSet { labels: self.labels()?, holds: self.holds()?, views: self.views()? })
+        let (labels, holds, views, exact) = (self.labels()?, self.holds()?, self.views()?, self.exact_froms()?);
+        Ok(segment::SideSet { labels, holds, views, exact })
     }
 
     /// Seals the current labels, holds and views as shipped generation `generation`; also

@@ -110,11 +110,15 @@ async fn shipped_labels_and_holds_open_only_under_the_key_and_import_up_to_the_h
     };
     assert!(j.view_put(&view).await.unwrap());
     assert!(!j.view_put(&view).await.unwrap(), "an access key id names one view");
+    j.raise_exact_from("b", a.seq).await.unwrap();
+    j.raise_exact_from("b", Seq(0)).await.unwrap();
+    assert_eq!(j.exact_from("b").unwrap(), Some(a.seq), "raised, never lowered");
     let (bytes, digest) = j.seal_labels(7).unwrap();
     let (generation, set) = j.open_labels(&bytes).unwrap();
     assert_eq!((generation, &set), (7, &j.side_set().unwrap()));
     let (labels, holds) = (set.labels.clone(), set.holds.clone());
     assert_eq!((holds.len(), set.views.clone()), (2, vec![view.clone()]));
+    assert_eq!(set.exact, [("b".to_owned(), a.seq)]);
     assert_eq!(digest, set.digest());
     // A set shipped before holds existed (version 1) still opens, with none.
     let mut header = vec![1u8];

@@ -13,7 +13,7 @@ use rewind_capture::compact;
 use rewind_capture::ship::{self, ShipError};
 use rewind_config::RetentionConfig;
 use rewind_journal::Journal;
-use rewind_model::{Body, ChunkId, Commit};
+use rewind_model::{Body, ChunkId, Commit, Seq};
 use rewind_vault::{Backend, Reclaim};
 
 use crate::HistoryError;
@@ -59,11 +59,17 @@ pub async fn forget(
     let assessment = assess(journal, retention, now_us)?;
     let plan = summarize(&assessment, stored, only, now_us)?;
     let mut remove = BTreeSet::new();
+    // Per bucket, the first position whose state no removed entry shaped: instants before
+    // it can no longer be read exactly (a time-travel view is refused there).
+    let mut exact_from: Vec<(String, Seq)> = Vec::new();
     for (bucket, seqs) in &assessment.expired_seqs {
         if only.is_some_and(|o| o != bucket) {
             continue;
         }
-        for &seq in seqs.iter().filter(|s| **s <= shipped) {
+        let removed = seqs.iter().filter(|(s, _)| *s <= shipped);
+        let reign = removed.clone().map(|&(seq, end)| end.unwrap_or(Seq(seq.0 + 1))).max();
+        exact_from.extend(reign.map(|s| (bucket.clone(), s)));
+        for &(seq, _) in removed {
             remove.insert(seq);
             // A commit's intent goes with it; observations have none.
             if let Some(Body::Commit(Commit { intent, .. })) = journal.record(seq)?.map(|r| r.body) {
@@ -79,9 +85,15 @@ pub async fn forget(
             _ => compact::segment_holding(vault, last).await?.ok_or(ForgetError::NotShipped(last.0))?,
         };
         let horizon = journal.horizon_after(&remove, upto, segment)?;
+        // Recorded first: a crash before the removal leaves it too late, never too early.
+        for (bucket, seq) in exact_from {
+            journal.raise_exact_from(&bucket, seq).await?;
+        }
         report.records_removed = remove.len() as u64;
         journal.forget(remove, horizon).await?;
     }
+    // The first whole positions changed: they ship with the labels, for a rebuild.
+    ship::ship_pending(journal, vault).await?;
     let compacted = compact::compact(journal, vault, reclaim).await?;
     report.horizon = compacted.horizon;
     report.base_written = compacted.base_written;

@@ -338,6 +338,14 @@ impl World {
         if let Some((seq, _, _)) = self.model.states.iter().rev().find(|(_, t, _)| *t <= start) {
             promised.insert(*seq);
         }
+        // Every instant from the earliest one a time-travel view may show is whole, not only
+        // the promised ones.
+        let earliest = match self.journal.exact_from(BUCKET).map_err(|e| e.to_string())? {
+            Some(seq) => Some(seq),
+            None => self.journal.horizon().map_err(|e| e.to_string())?.map(|h| Seq(h.seq.0 + 1)),
+        };
+        let whole = self.model.states.iter().map(|(seq, _, _)| *seq).filter(|s| earliest.is_none_or(|e| *s >= e));
+        promised.extend(whole.collect::<Vec<_>>());
         for seq in promised {
             let want = self.model_state_at(seq);
             let got = self.read_state(seq).await?;

@@ -133,20 +133,24 @@ pub fn expired(entries: &[(Seq, EntryKind)], kept: &BTreeSet<Seq>) -> Vec<Seq> {
         None => kept.range(from..).next().is_some(),
     };
     let mut out = Vec::new();
-    for (i, &(seq, kind)) in entries.iter().enumerate() {
-        let next = entries.get(i + 1).map(|&(s, _)| s);
-        let until = match kind {
-            // A version (or a delete) is read through the tag changes that follow it.
-            EntryKind::Version | EntryKind::Deleted => {
-                entries[i + 1..].iter().find(|(_, k)| *k != EntryKind::Tags).map(|&(s, _)| s)
-            }
-            EntryKind::Tags => next,
-        };
-        if !any_kept(seq, until) {
+    for (i, &(seq, _)) in entries.iter().enumerate() {
+        if !any_kept(seq, reign_end(entries, i)) {
             out.push(seq);
         }
     }
     out
+}
+
+/// Where entry `i` of a key stops shaping the key's state: the next entry that replaces
+/// it (`None`: it still does). States before that read it; removing it changes them.
+pub fn reign_end(entries: &[(Seq, EntryKind)], i: usize) -> Option<Seq> {
+    match entries[i].1 {
+        // A version (or a delete) is read through the tag changes that follow it.
+        EntryKind::Version | EntryKind::Deleted => {
+            entries[i + 1..].iter().find(|(_, k)| *k != EntryKind::Tags).map(|&(s, _)| s)
+        }
+        EntryKind::Tags => entries.get(i + 1).map(|&(s, _)| s),
+    }
 }
 
 /// A policy in words, for plans and logs.
@@ -182,8 +186,9 @@ pub struct Assessment {
     pub kept_chunks: HashSet<ChunkId>,
     /// Per bucket, chunks its expired versions use.
     pub expired_chunks: BTreeMap<String, HashSet<ChunkId>>,
-    /// Per bucket, the positions of its expired entries (what `forget` removes).
-    pub expired_seqs: BTreeMap<String, Vec<Seq>>,
+    /// Per bucket, the positions of its expired entries (what `forget` removes), each with
+    /// where it stopped shaping its key (states from there on do not read it).
+    pub expired_seqs: BTreeMap<String, Vec<(Seq, Option<Seq>)>>,
 }
 
 /// What applying the policies of `retention` at `now_us` would expire, in `only` or in
@@ -229,7 +234,7 @@ pub fn assess(journal: &Journal, retention: &RetentionConfig, now_us: i64) -> Re
     let holds = journal.holds()?;
     let mut kept_chunks: HashSet<ChunkId> = HashSet::new();
     let mut expired_chunks: BTreeMap<String, HashSet<ChunkId>> = BTreeMap::new();
-    let mut expired_seqs: BTreeMap<String, Vec<Seq>> = BTreeMap::new();
+    let mut expired_seqs: BTreeMap<String, Vec<(Seq, Option<Seq>)>> = BTreeMap::new();
     let mut buckets = Vec::new();
     for bucket in journal.buckets()? {
         let policy = retention.policy(&bucket);
@@ -265,7 +270,7 @@ pub fn assess(journal: &Journal, retention: &RetentionConfig, now_us: i64) -> Re
             // A legal hold keeps every version of the keys under it.
             let held = holds.iter().any(|h| h.covers(&bucket, &key_changes[0].key));
             let gone: HashSet<Seq> = if held { HashSet::new() } else { expired(&entries, &kept).into_iter().collect() };
-            for c in key_changes {
+            for (i, c) in key_changes.iter().enumerate() {
                 let expired = gone.contains(&c.seq);
                 if c.kind == EntryKind::Version {
                     summary.versions += 1;
@@ -273,7 +278,7 @@ pub fn assess(journal: &Journal, retention: &RetentionConfig, now_us: i64) -> Re
                 }
                 summary.entries_expired += u64::from(expired);
                 if expired {
-                    gone_seqs.push(c.seq);
+                    gone_seqs.push((c.seq, reign_end(&entries, i)));
                     gone_chunks.extend(c.chunks.iter().copied());
                 } else {
                     kept_chunks.extend(c.chunks.iter().copied());

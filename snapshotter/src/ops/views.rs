@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use rewind_journal::ViewEntry;
+use rewind_model::Seq;
 
 use super::{OpError, Operations, blocking, known_bucket};
 use crate::api::{ViewInfo, time_text};
@@ -27,6 +28,16 @@ fn info(journal: &rewind_journal::Journal, view: &ViewEntry, secret: Option<Stri
     })
 }
 
+/// The first position of `bucket` a view can show exactly: `forget` removed entries that
+/// shaped earlier states. Without a record of it (a journal rebuilt from the vault), the
+/// position after the horizon.
+fn earliest_whole(journal: &rewind_journal::Journal, bucket: &str) -> Result<Option<Seq>, HistoryError> {
+    if let Some(seq) = journal.exact_from(bucket)? {
+        return Ok(Some(seq));
+    }
+    Ok(journal.horizon()?.map(|h| Seq(h.seq.0 + 1)))
+}
+
 impl Operations {
     /// Makes a view of `bucket` as of `at`, open for `ttl`. A relative or named instant is
     /// fixed to a journal position now. Refused: a bucket without history, an instant
@@ -44,15 +55,15 @@ impl Operations {
             known_bucket(&journal, &bucket)?;
             let history = History::new(&journal);
             let seq = history.resolve(&at)?;
-            if let Some(horizon) = journal.horizon().map_err(HistoryError::from)?
-                && seq < horizon.seq
+            if let Some(earliest) = earliest_whole(&journal, &bucket)?
+                && seq < earliest
                 && !matches!(at, At::Name(_))
             {
-                let first = journal.records(rewind_model::Seq(horizon.seq.0 + 1), 1).map_err(HistoryError::from)?;
-                let earliest = first.first().map_or_else(|| "now".to_owned(), |r| time_text(r.timestamp_us));
+                let first = journal.records(earliest, 1).map_err(HistoryError::from)?;
+                let when = first.first().map_or_else(|| "now".to_owned(), |r| time_text(r.timestamp_us));
                 return Err(OpError::Invalid(format!(
-                    "{at} is outside the history retention still holds: the earliest instant available is {earliest} (seq:{}), or a named snapshot",
-                    horizon.seq.0 + 1
+                    "{at} is outside the history retention still holds for {bucket}: the earliest instant available is {when} (seq:{}), or a named snapshot",
+                    earliest.0
                 )));
             }
             let now = rewind_capture::now_us();
