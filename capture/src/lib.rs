@@ -569,5 +569,6 @@ pub fn version_of(manifest: Manifest, etag: &str, version_id: Option<&str>, meta
         metadata: meta.metadata,
         tags: meta.tags,
         parts: Vec::new(),
+        checksums: Vec::new(),
     }
 }

@@ -182,7 +182,8 @@ impl Capture {
             let pending = self.begin(Op::Restore, bucket, key, actor).await?;
             match self.upload_version(bucket, key, version, unchanged.as_ref()).await {
                 Ok((etag, version_id, parts)) => {
-                    let restored = ObjectVersion { etag, version_id, parts, ..version.clone() };
+                    // The restore's upload carries no checksum: the object upstream has none.
+                    let restored = ObjectVersion { etag, version_id, parts, checksums: Vec::new(), ..version.clone() };
                     self.commit(pending, Effect::Version(restored)).await?;
                     return Ok(Restored::Done);
                 }

@@ -47,6 +47,7 @@ fn version(i: usize) -> ObjectVersion {
         metadata: vec![("origin".into(), "ingest".into())],
         tags: Vec::new(),
         parts: Vec::new(),
+        checksums: Vec::new(),
     }
 }
 

@@ -169,6 +169,7 @@ async fn ls_case(keys: usize) {
         metadata: Vec::new(),
         tags: Vec::new(),
         parts: Vec::new(),
+        checksums: Vec::new(),
     };
     let write = |i: usize| {
         let journal = journal.clone();

@@ -60,3 +60,22 @@ pub fn from_copy(i: &dto::CopyObjectInput) -> ObjectMeta {
         tags: parse_tagging(i.tagging.as_deref()),
     }
 }
+
+/// The checksums an upstream answer carries (PutObject, CompleteMultipartUpload, a copy's
+/// result), named as S3 names them less the `checksum_` prefix, with `type` last.
+macro_rules! checksums {
+    ($output:expr) => {{
+        let o = $output;
+        let mut c = Vec::new();
+        rewind_capture::meta::push(&mut c, "crc32", o.checksum_crc32.as_deref());
+        rewind_capture::meta::push(&mut c, "crc32c", o.checksum_crc32c.as_deref());
+        rewind_capture::meta::push(&mut c, "crc64nvme", o.checksum_crc64nvme.as_deref());
+        rewind_capture::meta::push(&mut c, "sha1", o.checksum_sha1.as_deref());
+        rewind_capture::meta::push(&mut c, "sha256", o.checksum_sha256.as_deref());
+        if !c.is_empty() {
+            rewind_capture::meta::push(&mut c, "type", o.checksum_type.as_ref().map(|t| t.as_str()));
+        }
+        c
+    }};
+}
+pub(crate) use checksums;

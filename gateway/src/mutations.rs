@@ -54,7 +54,12 @@ impl Forwarder {
         };
         let o = &response.output;
         let etag = o.e_tag.as_ref().map(dto::ETag::value).unwrap_or_default();
-        let effect = manifest.map(|m| Some(Effect::Version(version_of(m, etag, o.version_id.as_deref(), meta))));
+        let checksums = meta::checksums!(o);
+        let effect = manifest.map(|m| {
+            let mut version = version_of(m, etag, o.version_id.as_deref(), meta);
+            version.checksums = checksums;
+            Some(Effect::Version(version))
+        });
         mutation.finish(effect, response).await
     }
 
@@ -199,7 +204,9 @@ impl Forwarder {
         let (mut mutation, response) = mutation.forward(self.proxy.complete_multipart_upload(req)).await?;
         let o = &response.output;
         let etag = o.e_tag.as_ref().map(dto::ETag::value).unwrap_or_default().to_owned();
-        let version = self.assemble(&capture, &prefix, &chosen, &etag, o.version_id.as_deref(), (&bucket, &key)).await;
+        let (checksums, version_id) = (meta::checksums!(o), o.version_id.clone());
+        let version = self.assemble(&capture, &prefix, &chosen, &etag, version_id.as_deref(), (&bucket, &key)).await;
+        let version = version.map(|v| ObjectVersion { checksums, ..v });
         mutation.ending_upload(&prefix);
         mutation.finish(version.map(|v| Some(Effect::Version(v))), response).await
     }
@@ -283,6 +290,7 @@ impl Forwarder {
             Some(mut v) => {
                 v.etag = etag.to_owned();
                 v.version_id = o.version_id.clone();
+                v.checksums = o.copy_object_result.as_ref().map(|r| meta::checksums!(r)).unwrap_or_default();
                 if replace_meta {
                     v.headers = asked.headers;
                     v.metadata = asked.metadata;

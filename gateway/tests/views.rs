@@ -349,11 +349,42 @@ async fn a_view_refuses_writes_other_buckets_and_stops_when_removed() {
         live.create_bucket().bucket(bucket).send().await.unwrap();
         live.put_object().bucket(bucket).key("k").body(ByteStream::from_static(b"old")).send().await.unwrap();
     }
+    let summed = live
+        .put_object()
+        .bucket(BUCKET)
+        .key("summed")
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+        .body(ByteStream::from_static(b"checked"))
+        .send()
+        .await
+        .unwrap();
+    let sha256 = summed.checksum_sha256().expect("the upstream keeps the checksum").to_owned();
     let ops = gw.gateway.operations();
     let made =
         ops.view_create(BUCKET.into(), At::TimeUs(rewind_capture::now_us()), Duration::from_secs(600)).await.unwrap();
     live.put_object().bucket(BUCKET).key("k").body(ByteStream::from_static(b"new")).send().await.unwrap();
     let view = s3_client(&gw.endpoint(), &made.access_key_id, made.secret_access_key.as_deref().unwrap());
+    // Checksums as the original had them, when asked for.
+    let head = view
+        .head_object()
+        .bucket(BUCKET)
+        .key("summed")
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.checksum_sha256(), Some(sha256.as_str()));
+    let plain = view.head_object().bucket(BUCKET).key("summed").send().await.unwrap();
+    assert_eq!(plain.checksum_sha256(), None, "only when asked for");
+    let attrs = view
+        .get_object_attributes()
+        .bucket(BUCKET)
+        .key("summed")
+        .object_attributes(aws_sdk_s3::types::ObjectAttributes::Checksum)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(attrs.checksum().and_then(|c| c.checksum_sha256()), Some(sha256.as_str()));
     let got = view.get_object().bucket(BUCKET).key("k").send().await.unwrap().body.collect().await.unwrap();
     assert_eq!(got.into_bytes().as_ref(), b"old");
     let put = view.put_object().bucket(BUCKET).key("k").body(ByteStream::from_static(b"x")).send().await.unwrap_err();

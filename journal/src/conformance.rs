@@ -140,6 +140,7 @@ fn version(size: u64) -> ObjectVersion {
         metadata: vec![("n".into(), size.to_string())],
         tags: Vec::new(),
         parts: Vec::new(),
+        checksums: Vec::new(),
     }
 }
 

@@ -134,6 +134,10 @@ pub struct ObjectVersion {
     /// one piece, or its parts are not known, as for a version read back from the
     /// upstream). What `partNumber` reads need.
     pub parts: Vec<u64>,
+    /// The upstream's checksums of the object, as S3 names them without the prefix
+    /// (`crc32`, `crc32c`, `crc64nvme`, `sha1`, `sha256`, and `type`: `FULL_OBJECT` or
+    /// `COMPOSITE`), base64 as S3 sends them; empty when the upstream gave none.
+    pub checksums: Vec<(String, String)>,
 }
 
 impl ObjectVersion {
@@ -147,20 +151,26 @@ impl ObjectVersion {
             && self.tags == other.tags
     }
 
-    /// Its versioned encoding on its own (`1 | fields`, or `2 | fields | part sizes` when
-    /// it has them), for state kept outside records, such as the parts of a multipart
+    /// Its versioned encoding on its own (`1 | fields`, or `2 | fields | part sizes |
+    /// checksums` when it has either), for state kept outside records, such as the parts of a multipart
     /// upload in progress.
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Enc(Vec::with_capacity(128));
-        if self.parts.is_empty() {
-            e.u8(BODY_V1);
-            e.version(self);
-        } else {
+        if self.has_extras() {
             e.u8(STANDALONE_V2);
             e.version(self);
-            e.parts(&self.parts);
+            e.extras(self);
+        } else {
+            e.u8(BODY_V1);
+            e.version(self);
         }
         e.0
+    }
+
+    /// Whether it has part sizes or checksums (encoded only then, so that records of
+    /// versions without them are as they were).
+    fn has_extras(&self) -> bool {
+        !self.parts.is_empty() || !self.checksums.is_empty()
     }
 
     /// Decodes what [`ObjectVersion::encode`] produced.
@@ -172,7 +182,7 @@ impl ObjectVersion {
         }
         let mut v = d.version()?;
         if version == STANDALONE_V2 {
-            v.parts = d.parts()?;
+            d.extras(&mut v)?;
         }
         if !d.0.is_empty() {
             return Err(DecodeError(format!("{} trailing bytes", d.0.len())));
@@ -183,6 +193,9 @@ impl ObjectVersion {
 
 /// What a committed mutation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Most effects are versions, decoded one record at a time: boxing would add an
+// allocation to nearly every record and save no memory.
+#[allow(clippy::large_enum_variant)]
 pub enum Effect {
     /// A new current version.
     Version(ObjectVersion),
@@ -284,7 +297,8 @@ impl Body {
 pub struct DecodeError(pub String);
 
 const BODY_V1: u8 = 1;
-/// The standalone encoding of a version with part sizes (`2 | version fields | parts`).
+/// The standalone encoding of a version with part sizes or checksums (`2 | version fields
+/// | parts | checksums`).
 const STANDALONE_V2: u8 = 2;
 const KIND_INTENT: u8 = 1;
 const KIND_COMMIT: u8 = 2;
@@ -294,8 +308,8 @@ const EFFECT_VERSION: u8 = 1;
 const EFFECT_DELETED: u8 = 2;
 const EFFECT_TAGS: u8 = 3;
 const EFFECT_BUCKET: u8 = 4;
-/// A version with its part sizes; a version without parts is written as
-/// [`EFFECT_VERSION`], as before part sizes were kept.
+/// A version with its part sizes and checksums; a version with neither is written as
+/// [`EFFECT_VERSION`], as before they were kept.
 const EFFECT_VERSION_PARTS: u8 = 5;
 
 impl Body {
@@ -389,14 +403,14 @@ impl Enc {
     }
     fn effect(&mut self, effect: &Effect) {
         match effect {
-            Effect::Version(v) if v.parts.is_empty() => {
+            Effect::Version(v) if !v.has_extras() => {
                 self.u8(EFFECT_VERSION);
                 self.version(v);
             }
             Effect::Version(v) => {
                 self.u8(EFFECT_VERSION_PARTS);
                 self.version(v);
-                self.parts(&v.parts);
+                self.extras(v);
             }
             Effect::Deleted { version_id } => {
                 self.u8(EFFECT_DELETED);
@@ -422,11 +436,13 @@ impl Enc {
             self.pairs(pairs);
         }
     }
-    fn parts(&mut self, parts: &[u64]) {
-        self.u32(u32::try_from(parts.len()).expect("invariant: at most 10,000 parts"));
-        for size in parts {
+    /// Part sizes, then checksums.
+    fn extras(&mut self, v: &ObjectVersion) {
+        self.u32(u32::try_from(v.parts.len()).expect("invariant: at most 10,000 parts"));
+        for size in &v.parts {
             self.u64(*size);
         }
+        self.pairs(&v.checksums);
     }
     fn pairs(&mut self, pairs: &[(String, String)]) {
         self.u32(pairs.len() as u32);
@@ -490,7 +506,7 @@ impl<'a> Dec<'a> {
             EFFECT_VERSION => Effect::Version(self.version()?),
             EFFECT_VERSION_PARTS => {
                 let mut v = self.version()?;
-                v.parts = self.parts()?;
+                self.extras(&mut v)?;
                 Effect::Version(v)
             }
             EFFECT_DELETED => Effect::Deleted { version_id: self.opt()? },
@@ -514,11 +530,14 @@ impl<'a> Dec<'a> {
             metadata: self.pairs()?,
             tags: self.pairs()?,
             parts: Vec::new(),
+            checksums: Vec::new(),
         })
     }
-    fn parts(&mut self) -> Result<Vec<u64>, DecodeError> {
+    fn extras(&mut self, v: &mut ObjectVersion) -> Result<(), DecodeError> {
         let n = self.count(8)?;
-        (0..n).map(|_| self.u64()).collect()
+        v.parts = (0..n).map(|_| self.u64()).collect::<Result<_, _>>()?;
+        v.checksums = self.pairs()?;
+        Ok(())
     }
     fn pairs(&mut self) -> Result<Vec<(String, String)>, DecodeError> {
         let n = self.count(8)?;
@@ -552,21 +571,24 @@ mod tests {
             prop::option::of(".{0,32}"),
             pairs(),
             pairs(),
-            (pairs(), prop::collection::vec(any::<u64>(), 0..3)),
+            (pairs(), prop::collection::vec(any::<u64>(), 0..3), pairs()),
         )
-            .prop_map(|(size, blake3, chunks, etag, version_id, headers, metadata, (tags, parts))| {
-                Effect::Version(ObjectVersion {
-                    size,
-                    blake3,
-                    chunks: chunks.into_iter().map(ChunkId).collect(),
-                    etag,
-                    version_id,
-                    headers,
-                    metadata,
-                    tags,
-                    parts,
-                })
-            });
+            .prop_map(
+                |(size, blake3, chunks, etag, version_id, headers, metadata, (tags, parts, checksums))| {
+                    Effect::Version(ObjectVersion {
+                        size,
+                        blake3,
+                        chunks: chunks.into_iter().map(ChunkId).collect(),
+                        etag,
+                        version_id,
+                        headers,
+                        metadata,
+                        tags,
+                        parts,
+                        checksums,
+                    })
+                },
+            );
         let effect = prop_oneof![
             version,
             prop::option::of(".{0,32}").prop_map(|version_id| Effect::Deleted { version_id }),

@@ -69,6 +69,7 @@ async fn main() {
                     metadata: Vec::new(),
                     tags: Vec::new(),
                     parts: Vec::new(),
+                    checksums: Vec::new(),
                 };
                 let intent_seq = Seq(head + 1 + 2 * n as u64);
                 bodies.push(Body::Intent(intent));

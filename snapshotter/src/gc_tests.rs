@@ -18,6 +18,7 @@ fn version(chunks: Vec<ChunkId>) -> ObjectVersion {
         metadata: Vec::new(),
         tags: Vec::new(),
         parts: Vec::new(),
+        checksums: Vec::new(),
     }
 }
 

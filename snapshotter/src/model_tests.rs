@@ -103,6 +103,7 @@ fn version_of(m: &Manifest) -> ObjectVersion {
         metadata: Vec::new(),
         tags: Vec::new(),
         parts: Vec::new(),
+        checksums: Vec::new(),
     }
 }
 

@@ -18,6 +18,7 @@ fn version(etag: &str) -> ObjectVersion {
         metadata: Vec::new(),
         tags: Vec::new(),
         parts: Vec::new(),
+        checksums: Vec::new(),
     }
 }
 

@@ -73,6 +73,11 @@ pub(crate) fn header<'e>(entry: &'e Entry, name: &str) -> Option<&'e str> {
     entry.version.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
+/// A checksum the upstream gave the version (`crc32`, ..., `type`).
+pub(crate) fn checksum<'e>(entry: &'e Entry, name: &str) -> Option<&'e str> {
+    entry.version.checksums.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
 /// The stored `expires` header, parsed as HTTP sends it.
 pub(crate) fn expires(entry: &Entry) -> Option<Timestamp> {
     Timestamp::parse(dto::TimestampFormat::HttpDate, header(entry, "expires")?).ok()

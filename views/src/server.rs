@@ -146,6 +146,25 @@ macro_rules! object_headers {
     }};
 }
 
+/// Whether a request asked for the object's checksums (`x-amz-checksum-mode: ENABLED`).
+fn wants_checksums(mode: Option<&dto::ChecksumMode>) -> bool {
+    mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(dto::ChecksumMode::ENABLED))
+}
+
+/// Sets the checksums the upstream gave the version when it was written.
+macro_rules! object_checksums {
+    ($out:expr, $entry:expr) => {{
+        let (out, entry) = (&mut $out, $entry);
+        let sum = |name: &str| object::checksum(entry, name).map(str::to_owned);
+        out.checksum_crc32 = sum("crc32");
+        out.checksum_crc32c = sum("crc32c");
+        out.checksum_crc64nvme = sum("crc64nvme");
+        out.checksum_sha1 = sum("sha1");
+        out.checksum_sha256 = sum("sha256");
+        out.checksum_type = sum("type").map(dto::ChecksumType::from);
+    }};
+}
+
 #[async_trait::async_trait]
 impl S3 for ViewServer {
     async fn list_buckets(
@@ -373,6 +392,9 @@ impl S3 for ViewServer {
             let range = object::byte_range(&entry, i.range.as_ref(), i.part_number)?;
             let mut out = dto::HeadObjectOutput::default();
             object_headers!(out, &entry, id);
+            if wants_checksums(i.checksum_mode.as_ref()) && range.is_none() {
+                object_checksums!(out, &entry);
+            }
             out.content_length =
                 Some(range.as_ref().map_or(size_of(&entry), |r| i64::try_from(r.end - r.start).unwrap_or(i64::MAX)));
             out.content_range = range.as_ref().map(|r| object::content_range(r, entry.version.size));
@@ -396,6 +418,9 @@ impl S3 for ViewServer {
             let range = object::byte_range(&entry, i.range.as_ref(), i.part_number)?;
             let mut out = dto::GetObjectOutput::default();
             object_headers!(out, &entry, id);
+            if wants_checksums(i.checksum_mode.as_ref()) && range.is_none() {
+                object_checksums!(out, &entry);
+            }
             out.tag_count =
                 (!entry.version.tags.is_empty()).then(|| i32::try_from(entry.version.tags.len()).unwrap_or(i32::MAX));
             out.content_length =
@@ -454,6 +479,11 @@ impl S3 for ViewServer {
                 object_size: wants(dto::ObjectAttributes::OBJECT_SIZE).then(|| size_of(&entry)),
                 storage_class: wants(dto::ObjectAttributes::STORAGE_CLASS)
                     .then(|| dto::StorageClass::from_static(dto::StorageClass::STANDARD)),
+                checksum: (wants(dto::ObjectAttributes::CHECKSUM) && !entry.version.checksums.is_empty()).then(|| {
+                    let mut c = dto::Checksum::default();
+                    object_checksums!(c, &entry);
+                    c
+                }),
                 last_modified: Some(object::last_modified(&entry)),
                 version_id: Some(id),
                 ..Default::default()
