@@ -1,5 +1,6 @@
 //! The S3 operations a view answers, from the journal and the vault.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use rewind_journal::{Entry, Journal, ViewEntry};
@@ -36,11 +37,60 @@ impl ViewServer {
         result
     }
 
+    /// One page of the view's objects, read on the blocking pool.
+    async fn objects_page(&self, view: &ViewEntry, ask: PageAsk) -> S3Result<listing::Page> {
+        let (bucket, seq) = (view.bucket.clone(), view.seq);
+        self.read(move |j| {
+            let PageAsk { prefix, delimiter, after, max } = &ask;
+            let ask = Ask { prefix, delimiter: delimiter.as_deref(), after: after.as_deref(), max: *max };
+            listing::objects(j, &bucket, seq, ask).map_err(|e| internal("cannot list from the journal", e))
+        })
+        .await
+    }
+
+    /// The version a HEAD or GET means, its id, checked against the request's conditions,
+    /// and the bytes it asks for (`None`: all).
+    fn object_for(&self, view: &ViewEntry, ask: &ObjectAsk<'_>) -> S3Result<(Entry, String, Option<Range<u64>>)> {
+        let (entry, id) = object::find(&self.journal, &view.bucket, ask.key, view.seq, ask.version_id)?;
+        ask.conditions.check(&entry)?;
+        let range = object::byte_range(&entry, ask.range, ask.part_number)?;
+        Ok((entry, id, range))
+    }
+
     /// Runs a journal read on the blocking pool.
     async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Journal) -> S3Result<T> + Send + 'static) -> S3Result<T> {
         let journal = self.journal.clone();
         tokio::task::spawn_blocking(move || f(&journal)).await.map_err(|e| internal("a view's read stopped", e))?
     }
+}
+
+/// What a listing page asks for, owned (it crosses to the blocking pool).
+struct PageAsk {
+    prefix: String,
+    delimiter: Option<String>,
+    after: Option<String>,
+    max: usize,
+}
+
+/// What a HEAD or GET asks for.
+struct ObjectAsk<'a> {
+    key: &'a str,
+    version_id: Option<&'a str>,
+    conditions: Conditions<'a>,
+    range: Option<&'a dto::Range>,
+    part_number: Option<i32>,
+}
+
+/// The objects and common prefixes of a page, as a listing answers them.
+fn page_items(page: &listing::Page, url: bool, owner_too: bool) -> (Vec<dto::Object>, Option<Vec<dto::CommonPrefix>>) {
+    let (mut contents, mut prefixes) = (Vec::new(), Vec::new());
+    for item in &page.items {
+        match item {
+            Item::Object(e) => contents.push(listed_object(e, url, owner_too)),
+            Item::Prefix(p) => prefixes.push(dto::CommonPrefix { prefix: Some(out_name(p, url)) }),
+        }
+    }
+    (contents, (!prefixes.is_empty()).then_some(prefixes))
 }
 
 /// The view a request was signed for, and the bucket it names checked to be the view's.
@@ -122,6 +172,25 @@ fn tags(entry: &Entry) -> dto::TagSet {
 
 fn size_of(entry: &Entry) -> i64 {
     i64::try_from(entry.version.size).unwrap_or(i64::MAX)
+}
+
+/// What a HeadObject or GetObject input asks for (the two share these fields, not a type).
+macro_rules! object_ask {
+    ($input:expr) => {{
+        let i = $input;
+        ObjectAsk {
+            key: &i.key,
+            version_id: i.version_id.as_deref(),
+            conditions: Conditions {
+                if_match: i.if_match.as_ref(),
+                if_none_match: i.if_none_match.as_ref(),
+                if_modified_since: i.if_modified_since.as_ref(),
+                if_unmodified_since: i.if_unmodified_since.as_ref(),
+            },
+            range: i.range.as_ref(),
+            part_number: i.part_number,
+        }
+    }};
 }
 
 /// Fills the headers GetObject and HeadObject share from the version, then the response
@@ -219,24 +288,10 @@ impl S3 for ViewServer {
                 None => i.start_after.clone().filter(|s| !s.is_empty()),
             };
             let (prefix, delimiter) = (i.prefix.clone().unwrap_or_default(), i.delimiter.clone());
-            let page = {
-                let (bucket, seq, prefix, delimiter, after) =
-                    (view.bucket.clone(), view.seq, prefix.clone(), delimiter.clone(), after.clone());
-                self.read(move |j| {
-                    let ask = Ask { prefix: &prefix, delimiter: delimiter.as_deref(), after: after.as_deref(), max };
-                    listing::objects(j, &bucket, seq, ask).map_err(|e| internal("cannot list from the journal", e))
-                })
-                .await?
-            };
+            let ask = PageAsk { prefix: prefix.clone(), delimiter: delimiter.clone(), after, max };
+            let page = self.objects_page(&view, ask).await?;
             let url = url_encoded(i.encoding_type.as_ref());
-            let owner_too = i.fetch_owner.unwrap_or(false);
-            let (mut contents, mut prefixes) = (Vec::new(), Vec::new());
-            for item in &page.items {
-                match item {
-                    Item::Object(e) => contents.push(listed_object(e, url, owner_too)),
-                    Item::Prefix(p) => prefixes.push(dto::CommonPrefix { prefix: Some(out_name(p, url)) }),
-                }
-            }
+            let (contents, common_prefixes) = page_items(&page, url, i.fetch_owner.unwrap_or(false));
             let next = page.truncated.then(|| page.items.last().map(|l| token(l.name()))).flatten();
             Ok(S3Response::new(dto::ListObjectsV2Output {
                 name: Some(view.bucket.clone()),
@@ -250,7 +305,7 @@ impl S3 for ViewServer {
                 start_after: i.start_after.map(|s| out_name(&s, url)),
                 encoding_type: i.encoding_type,
                 contents: Some(contents),
-                common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
+                common_prefixes,
                 ..Default::default()
             }))
         }
@@ -267,24 +322,12 @@ impl S3 for ViewServer {
             let i = req.input;
             let max = max_keys(i.max_keys)?;
             let (prefix, delimiter) = (i.prefix.clone().unwrap_or_default(), i.delimiter.clone());
-            let page = {
-                let (bucket, seq, prefix, delimiter) =
-                    (view.bucket.clone(), view.seq, prefix.clone(), delimiter.clone());
-                let after = i.marker.clone().filter(|m| !m.is_empty());
-                self.read(move |j| {
-                    let ask = Ask { prefix: &prefix, delimiter: delimiter.as_deref(), after: after.as_deref(), max };
-                    listing::objects(j, &bucket, seq, ask).map_err(|e| internal("cannot list from the journal", e))
-                })
-                .await?
-            };
+            let after = i.marker.clone().filter(|m| !m.is_empty());
+            let page = self
+                .objects_page(&view, PageAsk { prefix: prefix.clone(), delimiter: delimiter.clone(), after, max })
+                .await?;
             let url = url_encoded(i.encoding_type.as_ref());
-            let (mut contents, mut prefixes) = (Vec::new(), Vec::new());
-            for item in &page.items {
-                match item {
-                    Item::Object(e) => contents.push(listed_object(e, url, true)),
-                    Item::Prefix(p) => prefixes.push(dto::CommonPrefix { prefix: Some(out_name(p, url)) }),
-                }
-            }
+            let (contents, common_prefixes) = page_items(&page, url, true);
             let next = page.truncated.then(|| page.items.last().map(|l| out_name(l.name(), url))).flatten();
             Ok(S3Response::new(dto::ListObjectsOutput {
                 name: Some(view.bucket.clone()),
@@ -296,7 +339,7 @@ impl S3 for ViewServer {
                 next_marker: next,
                 encoding_type: i.encoding_type,
                 contents: Some(contents),
-                common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
+                common_prefixes,
                 ..Default::default()
             }))
         }
@@ -381,15 +424,7 @@ impl S3 for ViewServer {
         let result = (|| {
             let view = view_for(&req, Some(&req.input.bucket))?;
             let i = &req.input;
-            let (entry, id) = object::find(&self.journal, &view.bucket, &i.key, view.seq, i.version_id.as_deref())?;
-            let conditions = Conditions {
-                if_match: i.if_match.as_ref(),
-                if_none_match: i.if_none_match.as_ref(),
-                if_modified_since: i.if_modified_since.as_ref(),
-                if_unmodified_since: i.if_unmodified_since.as_ref(),
-            };
-            conditions.check(&entry)?;
-            let range = object::byte_range(&entry, i.range.as_ref(), i.part_number)?;
+            let (entry, id, range) = self.object_for(&view, &object_ask!(i))?;
             let mut out = dto::HeadObjectOutput::default();
             object_headers!(out, &entry, id);
             if wants_checksums(i.checksum_mode.as_ref()) && range.is_none() {
@@ -407,15 +442,7 @@ impl S3 for ViewServer {
         let result = (|| {
             let view = view_for(&req, Some(&req.input.bucket))?;
             let i = &req.input;
-            let (entry, id) = object::find(&self.journal, &view.bucket, &i.key, view.seq, i.version_id.as_deref())?;
-            let conditions = Conditions {
-                if_match: i.if_match.as_ref(),
-                if_none_match: i.if_none_match.as_ref(),
-                if_modified_since: i.if_modified_since.as_ref(),
-                if_unmodified_since: i.if_unmodified_since.as_ref(),
-            };
-            conditions.check(&entry)?;
-            let range = object::byte_range(&entry, i.range.as_ref(), i.part_number)?;
+            let (entry, id, range) = self.object_for(&view, &object_ask!(i))?;
             let mut out = dto::GetObjectOutput::default();
             object_headers!(out, &entry, id);
             if wants_checksums(i.checksum_mode.as_ref()) && range.is_none() {
