@@ -426,6 +426,42 @@ async fn a_view_refuses_writes_other_buckets_and_stops_when_removed() {
         b"new"
     );
 
+    // An earlier version by its id, conditional requests and response header overrides.
+    let versions = view.list_object_versions().bucket(BUCKET).prefix("k").send().await.unwrap();
+    let old = versions.versions().iter().find(|v| v.key() == Some("k")).unwrap();
+    assert_eq!(old.is_latest(), Some(true), "as of the view, the first write is the latest");
+    let id = old.version_id().unwrap();
+    let by_id = view.get_object().bucket(BUCKET).key("k").version_id(id).send().await.unwrap();
+    assert_eq!(by_id.version_id(), Some(id));
+    let etag = by_id.e_tag().unwrap().to_owned();
+    assert_eq!(by_id.body.collect().await.unwrap().into_bytes().as_ref(), b"old");
+    let unchanged = view.get_object().bucket(BUCKET).key("k").if_none_match(&etag).send().await.unwrap_err();
+    assert_eq!(unchanged.raw_response().map(|r| r.status().as_u16()), Some(304));
+    let failed = view.get_object().bucket(BUCKET).key("k").if_match("\"other\"").send().await.unwrap_err();
+    assert_eq!(failed.code(), Some("PreconditionFailed"));
+    let matched = view.get_object().bucket(BUCKET).key("k").if_match(&etag).send().await.unwrap();
+    assert_eq!(matched.body.collect().await.unwrap().into_bytes().as_ref(), b"old");
+    let overridden = view
+        .get_object()
+        .bucket(BUCKET)
+        .key("k")
+        .response_content_type("text/x-then")
+        .response_content_disposition("attachment")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(overridden.content_type(), Some("text/x-then"));
+    assert_eq!(overridden.content_disposition(), Some("attachment"));
+    // start-after and fetch-owner.
+    let after = view.list_objects_v2().bucket(BUCKET).start_after("k").fetch_owner(true).send().await.unwrap();
+    let keys: Vec<&str> = after.contents().iter().map(|o| o.key().unwrap()).collect();
+    assert_eq!(keys, ["summed"]);
+    assert!(after.contents()[0].owner().is_some(), "fetch-owner");
+    // Every request above was answered by the view, and counted.
+    let served = gw.gateway.metrics.views.requests.with_label_values(&["GetObject", "ok"]).get();
+    assert!(served >= 4, "{served}");
+    assert!(gw.gateway.metrics.views.sent_bytes.get() >= 9);
+
     // Bad input when making one.
     let unknown = ops.view_create("nope".into(), At::Seq(1), Duration::from_secs(60)).await.unwrap_err();
     assert!(unknown.to_string().contains("has no history"), "{unknown}");
@@ -437,4 +473,42 @@ async fn a_view_refuses_writes_other_buckets_and_stops_when_removed() {
     let gone = view.list_objects_v2().bucket(BUCKET).send().await.unwrap_err();
     assert_eq!(gone.code(), Some("InvalidAccessKeyId"), "a removed view's key stops working at once");
     assert!(ops.view_rm(&made.access_key_id).await.is_err());
+}
+
+#[tokio::test]
+async fn a_view_never_sends_bytes_that_fail_their_check() {
+    let gw = TestGateway::start_embedded(|_| {}).await;
+    let live = gw.client();
+    live.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let body = pattern(200_000, 7);
+    live.put_object().bucket(BUCKET).key("k").body(ByteStream::from(body.clone())).send().await.unwrap();
+    gw.gateway.capture().vault().sync().await.unwrap();
+    let made = gw.gateway.operations().view_create(BUCKET.into(), At::Seq(4), Duration::from_secs(60)).await.unwrap();
+    let view = s3_client(&gw.endpoint(), &made.access_key_id, made.secret_access_key.as_deref().unwrap());
+    let whole = view.get_object().bucket(BUCKET).key("k").send().await.unwrap().body.collect().await.unwrap();
+    assert_eq!(whole.into_bytes().as_ref(), body.as_slice());
+    // Damage every pack in the vault, in place, behind the gateway's back.
+    let packs = gw.data_dir.path().join("vault").join("packs");
+    let mut damaged = 0;
+    for entry in walk(&packs) {
+        let mut bytes = std::fs::read(&entry).unwrap();
+        let middle = bytes.len() / 3;
+        bytes[middle] ^= 0xFF;
+        std::fs::write(&entry, bytes).unwrap();
+        damaged += 1;
+    }
+    assert!(damaged > 0, "no pack under {}", packs.display());
+    match view.get_object().bucket(BUCKET).key("k").send().await {
+        Err(_) => {}
+        Ok(out) => assert!(out.body.collect().await.is_err(), "a damaged chunk must cut the body, never be sent"),
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        let path = entry.path();
+        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
+    }
+    out
 }
