@@ -123,27 +123,42 @@ impl Journal {
         f: &mut dyn FnMut(Entry) -> Result<Flow, JournalError>,
     ) -> Result<(), JournalError> {
         let deleted_with_bucket = self.bucket_deleted_at(bucket, at)?;
+        self.scan_keys(bucket, prefix, from, at, &mut |key, seq| {
+            if deleted_with_bucket.is_some_and(|d| seq < d) {
+                return Ok(Flow::Go); // keys that went with their bucket
+            }
+            match self.entry_at(bucket, key.to_owned(), seq)? {
+                Some(entry) => f(entry),
+                None => Ok(Flow::Go),
+            }
+        })
+    }
+
+    /// Calls `f` with each key of `bucket` under `prefix` that has a commit at or before
+    /// `at` (deleted by then or not), and that latest commit, in key order, from `from` on,
+    /// until it says [`Flow::Stop`]; [`Flow::SkipPrefix`] seeks past a common prefix.
+    /// Bucket-level records (the empty key) are left out.
+    pub fn scan_keys(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        from: ScanFrom<'_>,
+        at: Seq,
+        f: &mut dyn FnMut(&str, Seq) -> Result<Flow, JournalError>,
+    ) -> Result<(), JournalError> {
         let (scan, key_at) = layout::version_scan(bucket, prefix);
         let mut from = match from {
             ScanFrom::Start => Some((scan.clone(), None)),
             ScanFrom::AfterKey(key) => Some((layout::keys_after(bucket, key), None)),
             ScanFrom::PastPrefix(p) => Some(past_prefix(bucket, p)),
         };
+        let mut finish = |key: String, seq: Seq| if key.is_empty() { Ok(Flow::Go) } else { f(&key, seq) };
         while let Some((seek, skip)) = from.take() {
             let seek = seek.max(scan.clone());
             // The key being read and its latest commit at or before `at`.
             let mut current: Option<(String, Option<Seq>)> = None;
             let mut failed = None;
             let mut flow = Flow::Go;
-            let mut finish = |key: String, seq: Seq| -> Result<Flow, JournalError> {
-                if key.is_empty() || deleted_with_bucket.is_some_and(|d| seq < d) {
-                    return Ok(Flow::Go); // bucket-level records, or keys that went with their bucket
-                }
-                match self.entry_at(bucket, key, seq)? {
-                    Some(entry) => f(entry),
-                    None => Ok(Flow::Go),
-                }
-            };
             self.engine.scan(Table::Versions, &seek, &mut |k, _| {
                 if !k.starts_with(&scan) {
                     return false;

@@ -4,7 +4,7 @@
 //! version) `rewind-<seq>`, the position of the commit that wrote it, so that every version
 //! a view shows can be asked for by id.
 
-use rewind_journal::{Entry, Journal, JournalError, indexed_change};
+use rewind_journal::{Entry, Flow, Journal, JournalError, ScanFrom, indexed_change};
 use rewind_model::{Effect, Seq};
 
 use crate::listing::Ask;
@@ -90,43 +90,58 @@ pub(crate) fn page(
     version_marker: Option<&str>,
 ) -> Result<VersionsPage, JournalError> {
     let mut page = VersionsPage::default();
-    let full = |page: &VersionsPage| page.items.len() >= ask.max;
-    let mut last_prefix: Option<String> = None;
-    for (key, _) in journal.latest_commits(bucket, ask.prefix, at)? {
-        let resume_in_key = version_marker.is_some() && ask.after == Some(key.as_str());
-        if key.is_empty() || (!resume_in_key && ask.after.is_some_and(|a| key.as_str() <= a)) {
-            continue;
+    let resume_in = version_marker.and(ask.after);
+    // Resuming inside a key starts the scan just before that key; otherwise after the
+    // marker (or past the common prefix it names).
+    let before = resume_in.map(key_and_after);
+    let start = match &before {
+        None => ask.scan_from(),
+        Some(None) => ScanFrom::Start,
+        Some(Some(before)) => ScanFrom::AfterKey(before),
+    };
+    journal.scan_keys(bucket, ask.prefix, start, at, &mut |key, _| {
+        let resume_in_key = resume_in == Some(key);
+        if !resume_in_key && ask.after.is_some_and(|a| key <= a) {
+            return Ok(Flow::Go);
         }
-        if let Some(p) = ask.common_prefix(&key) {
-            if ask.after.is_some_and(|a| p <= a) || last_prefix.as_deref() == Some(p) {
-                continue;
+        if let Some(p) = ask.common_prefix(key) {
+            if ask.after.is_some_and(|a| p <= a) {
+                return Ok(Flow::SkipPrefix(p.to_owned()));
             }
-            if full(&page) {
+            if page.items.len() >= ask.max {
                 page.next = page.items.last().map(resume_point);
-                return Ok(page);
+                return Ok(Flow::Stop);
             }
-            last_prefix = Some(p.to_owned());
             page.items.push(Listed::Prefix(p.to_owned()));
-            continue;
+            return Ok(Flow::SkipPrefix(p.to_owned()));
         }
-        let mut kept = of_key(journal, bucket, &key, at)?;
+        let mut kept = of_key(journal, bucket, key, at)?;
         kept.reverse();
         let mut items: Vec<Listed> =
             kept.into_iter().enumerate().map(|(i, kept)| Listed::Kept { kept, latest: i == 0 }).collect();
         if resume_in_key {
-            let marker = version_marker.expect("invariant: checked");
+            let marker = version_marker.expect("invariant: resuming in a key needs its marker");
             let at_marker = items.iter().position(|l| matches!(l, Listed::Kept { kept, .. } if kept.id() == marker));
             items.drain(..at_marker.map_or(0, |i| i + 1));
         }
         for item in items {
-            if full(&page) {
+            if page.items.len() >= ask.max {
                 page.next = page.items.last().map(resume_point);
-                return Ok(page);
+                return Ok(Flow::Stop);
             }
             page.items.push(item);
         }
-    }
+        Ok(Flow::Go)
+    })?;
     Ok(page)
+}
+
+/// A key a scan can start after so that `key` itself comes next: `key` without its last
+/// character (`None` when that leaves nothing: start at the front).
+fn key_and_after(key: &str) -> Option<String> {
+    let mut before = key.to_owned();
+    before.pop()?;
+    Some(before).filter(|b| !b.is_empty())
 }
 
 fn resume_point(item: &Listed) -> (String, Option<String>) {
