@@ -465,7 +465,9 @@ impl Capture {
         let body = std::mem::take(&mut out.body);
         let size = out.content_length().and_then(|n| u64::try_from(n).ok());
         let manifest = self.store(body, size, durable).await?;
-        Ok(Some(version_of(manifest, plain_etag(out.e_tag().unwrap_or_default()), out.version_id(), meta)))
+        let mut version = version_of(manifest, plain_etag(out.e_tag().unwrap_or_default()), out.version_id(), meta);
+        version.modified_us = out.last_modified().map(|t| t.secs() * 1_000_000 + i64::from(t.subsec_nanos() / 1000));
+        Ok(Some(version))
     }
 
     async fn upstream_tags(
@@ -570,5 +572,6 @@ pub fn version_of(manifest: Manifest, etag: &str, version_id: Option<&str>, meta
         tags: meta.tags,
         parts: Vec::new(),
         checksums: Vec::new(),
+        modified_us: None,
     }
 }

@@ -182,8 +182,16 @@ impl Capture {
             let pending = self.begin(Op::Restore, bucket, key, actor).await?;
             match self.upload_version(bucket, key, version, unchanged.as_ref()).await {
                 Ok((etag, version_id, parts)) => {
-                    // The restore's upload carries no checksum: the object upstream has none.
-                    let restored = ObjectVersion { etag, version_id, parts, checksums: Vec::new(), ..version.clone() };
+                    // A new object upstream: no checksum (the upload carried none), and the
+                    // commit's time is its Last-Modified.
+                    let restored = ObjectVersion {
+                        etag,
+                        version_id,
+                        parts,
+                        checksums: Vec::new(),
+                        modified_us: None,
+                        ..version.clone()
+                    };
                     self.commit(pending, Effect::Version(restored)).await?;
                     return Ok(Restored::Done);
                 }

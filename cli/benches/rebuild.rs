@@ -48,6 +48,7 @@ fn version(i: usize) -> ObjectVersion {
         tags: Vec::new(),
         parts: Vec::new(),
         checksums: Vec::new(),
+        modified_us: None,
     }
 }
 

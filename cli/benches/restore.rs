@@ -170,6 +170,7 @@ async fn ls_case(keys: usize) {
         tags: Vec::new(),
         parts: Vec::new(),
         checksums: Vec::new(),
+        modified_us: None,
     };
     let write = |i: usize| {
         let journal = journal.clone();

@@ -291,6 +291,7 @@ impl Forwarder {
                 v.etag = etag.to_owned();
                 v.version_id = o.version_id.clone();
                 v.checksums = o.copy_object_result.as_ref().map(|r| meta::checksums!(r)).unwrap_or_default();
+                v.modified_us = None; // a new object: the commit's time is its Last-Modified
                 if replace_meta {
                     v.headers = asked.headers;
                     v.metadata = asked.metadata;

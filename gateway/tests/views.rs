@@ -564,3 +564,29 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A version found in the upstream (written before Rewind) keeps the upstream's
+/// Last-Modified through a view, not the time the gateway captured it.
+#[tokio::test]
+async fn a_version_found_upstream_keeps_its_last_modified() {
+    let upstream = rewind_testkit::FsUpstream::start().await;
+    let t = &upstream.target;
+    let direct = s3_client(&t.endpoint, &t.access_key_id, t.secret.expose());
+    direct.create_bucket().bucket(BUCKET).send().await.unwrap();
+    direct.put_object().bucket(BUCKET).key("old").body(ByteStream::from_static(b"before")).send().await.unwrap();
+    let original = direct.head_object().bucket(BUCKET).key("old").send().await.unwrap().last_modified().unwrap().secs();
+    tokio::time::sleep(Duration::from_millis(2100)).await; // a capture time two seconds later
+    let gw = TestGateway::start(t).await;
+    // The overwrite captures the version it destroys first, read from the upstream.
+    gw.client().put_object().bucket(BUCKET).key("old").body(ByteStream::from_static(b"after")).send().await.unwrap();
+    let ops = gw.gateway.operations();
+    let made =
+        ops.view_create(BUCKET.into(), At::TimeUs(rewind_capture::now_us()), Duration::from_secs(60)).await.unwrap();
+    let view = s3_client(&gw.endpoint(), &made.access_key_id, made.secret_access_key.as_deref().unwrap());
+    let versions = view.list_object_versions().bucket(BUCKET).send().await.unwrap();
+    let found = versions.versions().iter().find(|v| v.is_latest() == Some(false)).expect("the captured version");
+    assert_eq!(found.last_modified().unwrap().secs(), original);
+    let latest = versions.versions().iter().find(|v| v.is_latest() == Some(true)).unwrap();
+    assert!(latest.last_modified().unwrap().secs() >= original + 2, "the write through the gateway is newer");
+    gw.gateway.shutdown().await;
+}

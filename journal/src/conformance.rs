@@ -141,6 +141,7 @@ fn version(size: u64) -> ObjectVersion {
         tags: Vec::new(),
         parts: Vec::new(),
         checksums: Vec::new(),
+        modified_us: None,
     }
 }
 

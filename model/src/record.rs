@@ -138,6 +138,10 @@ pub struct ObjectVersion {
     /// (`crc32`, `crc32c`, `crc64nvme`, `sha1`, `sha256`, and `type`: `FULL_OBJECT` or
     /// `COMPOSITE`), base64 as S3 sends them; empty when the upstream gave none.
     pub checksums: Vec<(String, String)>,
+    /// The upstream's Last-Modified (µs since the epoch) when the version was read back
+    /// from the upstream (found there, or captured before it was destroyed); `None` for a
+    /// write through the gateway, whose commit time stands for it.
+    pub modified_us: Option<i64>,
 }
 
 impl ObjectVersion {
@@ -170,7 +174,7 @@ impl ObjectVersion {
     /// Whether it has part sizes or checksums (encoded only then, so that records of
     /// versions without them are as they were).
     fn has_extras(&self) -> bool {
-        !self.parts.is_empty() || !self.checksums.is_empty()
+        !self.parts.is_empty() || !self.checksums.is_empty() || self.modified_us.is_some()
     }
 
     /// Decodes what [`ObjectVersion::encode`] produced.
@@ -436,13 +440,20 @@ impl Enc {
             self.pairs(pairs);
         }
     }
-    /// Part sizes, then checksums.
+    /// Part sizes, checksums, then the upstream's Last-Modified (`0`, or `1` and µs).
     fn extras(&mut self, v: &ObjectVersion) {
         self.u32(u32::try_from(v.parts.len()).expect("invariant: at most 10,000 parts"));
         for size in &v.parts {
             self.u64(*size);
         }
         self.pairs(&v.checksums);
+        match v.modified_us {
+            None => self.u8(0),
+            Some(us) => {
+                self.u8(1);
+                self.u64(us as u64);
+            }
+        }
     }
     fn pairs(&mut self, pairs: &[(String, String)]) {
         self.u32(pairs.len() as u32);
@@ -531,12 +542,18 @@ impl<'a> Dec<'a> {
             tags: self.pairs()?,
             parts: Vec::new(),
             checksums: Vec::new(),
+            modified_us: None,
         })
     }
     fn extras(&mut self, v: &mut ObjectVersion) -> Result<(), DecodeError> {
         let n = self.count(8)?;
         v.parts = (0..n).map(|_| self.u64()).collect::<Result<_, _>>()?;
         v.checksums = self.pairs()?;
+        v.modified_us = match self.u8()? {
+            0 => None,
+            1 => Some(self.u64()? as i64),
+            other => return Err(DecodeError(format!("bad option tag {other}"))),
+        };
         Ok(())
     }
     fn pairs(&mut self) -> Result<Vec<(String, String)>, DecodeError> {
@@ -571,10 +588,10 @@ mod tests {
             prop::option::of(".{0,32}"),
             pairs(),
             pairs(),
-            (pairs(), prop::collection::vec(any::<u64>(), 0..3), pairs()),
+            (pairs(), prop::collection::vec(any::<u64>(), 0..3), pairs(), prop::option::of(any::<i64>())),
         )
             .prop_map(
-                |(size, blake3, chunks, etag, version_id, headers, metadata, (tags, parts, checksums))| {
+                |(size, blake3, chunks, etag, version_id, headers, metadata, (tags, parts, checksums, modified_us))| {
                     Effect::Version(ObjectVersion {
                         size,
                         blake3,
@@ -586,6 +603,7 @@ mod tests {
                         tags,
                         parts,
                         checksums,
+                        modified_us,
                     })
                 },
             );

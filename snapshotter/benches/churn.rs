@@ -104,6 +104,7 @@ async fn write_one(s: &Stores, key: usize, seed: u64, len: usize) -> u64 {
         tags: Vec::new(),
         parts: Vec::new(),
         checksums: Vec::new(),
+        modified_us: None,
     };
     let commit = Commit { intent: i.seq, bucket: "b".into(), key: name, effect: Effect::Version(v) };
     s.journal.append(Body::Commit(commit), Durability::Synced).await.unwrap();

@@ -70,6 +70,7 @@ async fn main() {
                     tags: Vec::new(),
                     parts: Vec::new(),
                     checksums: Vec::new(),
+                    modified_us: None,
                 };
                 let intent_seq = Seq(head + 1 + 2 * n as u64);
                 bodies.push(Body::Intent(intent));

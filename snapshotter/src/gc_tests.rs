@@ -19,6 +19,7 @@ fn version(chunks: Vec<ChunkId>) -> ObjectVersion {
         tags: Vec::new(),
         parts: Vec::new(),
         checksums: Vec::new(),
+        modified_us: None,
     }
 }
 

@@ -104,6 +104,7 @@ fn version_of(m: &Manifest) -> ObjectVersion {
         tags: Vec::new(),
         parts: Vec::new(),
         checksums: Vec::new(),
+        modified_us: None,
     }
 }
 

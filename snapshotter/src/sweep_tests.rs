@@ -67,6 +67,7 @@ async fn commit(j: &Journal, key: &str, manifest: &Manifest) {
         tags: Vec::new(),
         parts: Vec::new(),
         checksums: Vec::new(),
+        modified_us: None,
     };
     let commit = Commit { intent: i.seq, bucket: "b".into(), key: key.into(), effect: Effect::Version(v) };
     j.append(Body::Commit(commit), Durability::Synced).await.unwrap();

@@ -62,9 +62,10 @@ pub(crate) fn etag(text: &str) -> ETag {
     ETag::parse_http_header(quoted.as_bytes()).unwrap_or_else(|_| ETag::Strong(text.trim_matches('"').to_owned()))
 }
 
-/// When the version was written, to the second (what HTTP dates carry).
+/// When the version was written, to the second (what HTTP dates carry): the upstream's
+/// Last-Modified for a version read back from it, else the time it was journaled.
 pub(crate) fn last_modified(entry: &Entry) -> Timestamp {
-    let seconds = entry.written_us.div_euclid(1_000_000);
+    let seconds = entry.version.modified_us.unwrap_or(entry.written_us).div_euclid(1_000_000);
     Timestamp::from(time::OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(time::OffsetDateTime::UNIX_EPOCH))
 }
 
