@@ -58,6 +58,8 @@ pub enum Target {
 pub struct Local {
     ops: Operations,
     access: Access,
+    /// The S3 endpoint the configuration's gateway listens on, for the makers of views.
+    s3_endpoint: String,
     /// Restores and reconciles.
     work: TaskTracker,
     /// The embedded upstream, when one was started.
@@ -115,9 +117,11 @@ impl Local {
         rewind_model::set_key_fingerprint_key(stores.keys.log_fingerprint());
         let (work, servers, stop) = (TaskTracker::new(), TaskTracker::new(), CancellationToken::new());
         let metrics = Metrics::unregistered();
+        let listen = &config.server.listen;
+        let s3_endpoint = format!("http://{}", listen.replace("0.0.0.0:", "127.0.0.1:").replace("[::]:", "[::1]:"));
         if access != Access::Upstream {
             let ops = Operations::without_capture(stores, metrics).with_retention(config.retention.clone());
-            return Ok(Self { ops, access, work, servers, stop });
+            return Ok(Self { ops, access, s3_endpoint, work, servers, stop });
         }
         let target = rewind_embedded::upstream_target(config, stop.child_token(), &servers)
             .await
@@ -132,7 +136,7 @@ impl Local {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not resolve interrupted mutations; the gateway will retry"),
         }
-        Ok(Self { ops, access, work, servers, stop })
+        Ok(Self { ops, access, s3_endpoint, work, servers, stop })
     }
 
     /// Waits for restores and reconciles in flight, ships what this session journaled to
@@ -247,7 +251,9 @@ impl Target {
             }
             Self::Local(l) => {
                 let ttl = rewind_config::HumanDuration::parse(ttl).map_err(CliError::other)?.0;
-                vec![l.ops.view_create(bucket.to_owned(), at(at_text)?, ttl).await?]
+                let mut made = l.ops.view_create(bucket.to_owned(), at(at_text)?, ttl).await?;
+                made.endpoint = Some(l.s3_endpoint.clone());
+                vec![made]
             }
         };
         made.into_iter().next().ok_or_else(|| CliError::other("the gateway made no view"))

@@ -94,6 +94,7 @@ async fn forget_then_gc_keep_what_the_policy_promises_and_survive_a_rebuild() {
     let at = format!("seq:{earliest}");
     let made = json(root.path(), &["--data-dir", d, "view", "create", "--bucket", "bkt", "--at", &at]);
     assert_eq!(made["seq"].as_u64(), earliest.parse().ok(), "{made}");
+    assert_eq!(made["endpoint"].as_str(), Some("http://127.0.0.1:9000"), "offline: the configured listener");
     let before = format!("seq:{}", earliest.parse::<u64>().unwrap() - 1);
     assert!(files_under(&vault.join("bases")).len() == 1, "one base replaces the segments it covers");
 
