@@ -92,8 +92,8 @@ pub async fn forget(
         report.records_removed = remove.len() as u64;
         journal.forget(remove, horizon).await?;
     }
-    // The first whole positions changed: they ship with the labels, for a rebuild.
-    ship::ship_pending(journal, vault).await?;
+    // The first whole positions ship with the labels, by the gateway's next shipping pass
+    // or when a CLI session closes: not here, between the removal and the compaction.
     let compacted = compact::compact(journal, vault, reclaim).await?;
     report.horizon = compacted.horizon;
     report.base_written = compacted.base_written;
