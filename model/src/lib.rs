@@ -1,5 +1,6 @@
 //! Rewind's shared vocabulary. Types here carry no I/O so every crate can use them.
 
+mod codec;
 pub mod error;
 pub mod ids;
 pub mod record;
