@@ -141,6 +141,24 @@ pub struct ObjectVersion {
 }
 
 impl ObjectVersion {
+    /// A version of content alone: no version id, headers, metadata, tags, part sizes,
+    /// checksums or upstream Last-Modified.
+    pub fn of_content(size: u64, blake3: [u8; 32], chunks: Vec<ChunkId>, etag: impl Into<String>) -> Self {
+        Self {
+            size,
+            blake3,
+            chunks,
+            etag: etag.into(),
+            version_id: None,
+            headers: Vec::new(),
+            metadata: Vec::new(),
+            tags: Vec::new(),
+            parts: Vec::new(),
+            checksums: Vec::new(),
+            modified_us: None,
+        }
+    }
+
     /// Whether `other` restores to the same object: content, headers, metadata and tags
     /// (ETags and version ids are the upstream's, and differ after a rewrite).
     pub fn same_object(&self, other: &Self) -> bool {

@@ -93,19 +93,7 @@ async fn write_one(s: &Stores, key: usize, seed: u64, len: usize) -> u64 {
     let mut writer = s.vault.writer_sized(Some(data.len() as u64));
     writer.push(&data).await.unwrap();
     let m: Manifest = writer.finish().await.unwrap();
-    let v = ObjectVersion {
-        size: m.size,
-        blake3: m.blake3,
-        chunks: m.chunks,
-        etag: "e".into(),
-        version_id: None,
-        headers: Vec::new(),
-        metadata: Vec::new(),
-        tags: Vec::new(),
-        parts: Vec::new(),
-        checksums: Vec::new(),
-        modified_us: None,
-    };
+    let v = ObjectVersion::of_content(m.size, m.blake3, m.chunks, "e");
     let commit = Commit { intent: i.seq, bucket: "b".into(), key: name, effect: Effect::Version(v) };
     s.journal.append(Body::Commit(commit), Durability::Synced).await.unwrap();
     data.len() as u64

@@ -8,19 +8,7 @@ use rewind_vault::PackEntry;
 use super::*;
 
 fn version(chunks: Vec<ChunkId>) -> ObjectVersion {
-    ObjectVersion {
-        size: 1,
-        blake3: [0; 32],
-        chunks,
-        etag: "e".into(),
-        version_id: None,
-        headers: Vec::new(),
-        metadata: Vec::new(),
-        tags: Vec::new(),
-        parts: Vec::new(),
-        checksums: Vec::new(),
-        modified_us: None,
-    }
+    ObjectVersion::of_content(1, [0; 32], chunks, "e")
 }
 
 async fn put(j: &Journal, key: &str, chunks: Vec<ChunkId>) -> Seq {

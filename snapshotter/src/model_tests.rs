@@ -93,19 +93,7 @@ fn content(seed: u8) -> Vec<u8> {
 }
 
 fn version_of(m: &Manifest) -> ObjectVersion {
-    ObjectVersion {
-        size: m.size,
-        blake3: m.blake3,
-        chunks: m.chunks.clone(),
-        etag: hex::encode(&m.blake3[..8]),
-        version_id: None,
-        headers: Vec::new(),
-        metadata: Vec::new(),
-        tags: Vec::new(),
-        parts: Vec::new(),
-        checksums: Vec::new(),
-        modified_us: None,
-    }
+    ObjectVersion::of_content(m.size, m.blake3, m.chunks.clone(), hex::encode(&m.blake3[..8]))
 }
 
 /// Polls a future at most `polls` times (0: to the end), then drops it where it stands.

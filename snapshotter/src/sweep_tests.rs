@@ -56,19 +56,7 @@ async fn commit(j: &Journal, key: &str, manifest: &Manifest) {
     let intent =
         Intent { op: Op::Put, bucket: "b".into(), key: key.into(), access_key: "A".into(), request_id: "r".into() };
     let i = j.append(Body::Intent(intent), Durability::Buffered).await.unwrap();
-    let v = ObjectVersion {
-        size: manifest.size,
-        blake3: manifest.blake3,
-        chunks: manifest.chunks.clone(),
-        etag: "e".into(),
-        version_id: None,
-        headers: Vec::new(),
-        metadata: Vec::new(),
-        tags: Vec::new(),
-        parts: Vec::new(),
-        checksums: Vec::new(),
-        modified_us: None,
-    };
+    let v = ObjectVersion::of_content(manifest.size, manifest.blake3, manifest.chunks.clone(), "e");
     let commit = Commit { intent: i.seq, bucket: "b".into(), key: key.into(), effect: Effect::Version(v) };
     j.append(Body::Commit(commit), Durability::Synced).await.unwrap();
 }

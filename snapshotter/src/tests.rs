@@ -8,19 +8,7 @@ use super::*;
 use crate::api::Mode;
 
 fn version(etag: &str) -> ObjectVersion {
-    ObjectVersion {
-        size: etag.len() as u64,
-        blake3: *blake3::hash(etag.as_bytes()).as_bytes(),
-        chunks: Vec::new(),
-        etag: etag.into(),
-        version_id: None,
-        headers: Vec::new(),
-        metadata: Vec::new(),
-        tags: Vec::new(),
-        parts: Vec::new(),
-        checksums: Vec::new(),
-        modified_us: None,
-    }
+    ObjectVersion::of_content(etag.len() as u64, *blake3::hash(etag.as_bytes()).as_bytes(), Vec::new(), etag)
 }
 
 /// Appends an intent and its commit; returns the commit's position.
