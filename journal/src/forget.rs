@@ -81,10 +81,24 @@ impl Journal {
     /// Removes the records at `remove` (every one at or before `horizon.seq`, none an
     /// unresolved intent), their index entries and checkpoints, and stores `horizon` (from
     /// [`Journal::horizon_after`]), durably and at once.
-    pub async fn forget(&self, remove: BTreeSet<Seq>, horizon: Horizon) -> Result<(), JournalError> {
+    ///
+    /// `whole` raises, in the same batch, each bucket's first whole position
+    /// ([`Journal::exact_from`]): the removal and the record of what it cost land together.
+    pub async fn forget(
+        &self,
+        remove: BTreeSet<Seq>,
+        horizon: Horizon,
+        whole: Vec<(String, Seq)>,
+    ) -> Result<(), JournalError> {
         let keys = self.keys.clone();
         self.change(Box::new(move |view: &View<'_>| {
-            let mut writes = Vec::with_capacity(remove.len() * 3 + 1);
+            let mut writes = Vec::with_capacity(remove.len() * 3 + 1 + whole.len());
+            for (bucket, seq) in whole {
+                let key = layout::exact_key(&bucket);
+                if view.get(Table::Meta, &key)?.as_deref().and_then(layout::seq_of).is_none_or(|now| now < seq) {
+                    writes.push(Write::Put(Table::Meta, key, seq.0.to_be_bytes().to_vec()));
+                }
+            }
             for seq in remove {
                 if seq > horizon.seq {
                     return Err(JournalError::Corrupt { seq, detail: "forget: a record past the horizon".into() });

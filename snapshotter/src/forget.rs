@@ -85,12 +85,8 @@ pub async fn forget(
             _ => compact::segment_holding(vault, last).await?.ok_or(ForgetError::NotShipped(last.0))?,
         };
         let horizon = journal.horizon_after(&remove, upto, segment)?;
-        // Recorded first: a crash before the removal leaves it too late, never too early.
-        for (bucket, seq) in exact_from {
-            journal.raise_exact_from(&bucket, seq).await?;
-        }
         report.records_removed = remove.len() as u64;
-        journal.forget(remove, horizon).await?;
+        journal.forget(remove, horizon, exact_from).await?;
     }
     // The first whole positions ship with the labels, by the gateway's next shipping pass
     // or when a CLI session closes: not here, between the removal and the compaction.

@@ -19,7 +19,7 @@ async fn history(j: &Journal) -> Vec<(Seq, Seq)> {
 async fn forget_first_versions_of_a(j: &Journal, w: &[(Seq, Seq)]) -> (BTreeSet<Seq>, crate::Horizon) {
     let remove: BTreeSet<Seq> = [w[0].0, w[0].1, w[2].0, w[2].1].into();
     let horizon = j.horizon_after(&remove, w[2].1, [9; 32]).unwrap();
-    j.forget(remove.clone(), horizon).await.unwrap();
+    j.forget(remove.clone(), horizon, Vec::new()).await.unwrap();
     (remove, horizon)
 }
 
