@@ -22,6 +22,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("REWIND_VAULT_GC_SECRET_ACCESS_KEY", "the S3 vault's garbage collection secret key"),
     ("REWIND_VAULT_PASSPHRASE", "the vault passphrase (instead of a key file)"),
     ("REWIND_KEY_FILE", "vault.key_file"),
+    ("REWIND_JOURNAL_URL", "journal.url (and journal.backend = postgres)"),
+    ("REWIND_JOURNAL_PASSWORD", "the journal database's password"),
     ("REWIND_RETENTION_KEEP_ALL_WITHIN", "retention.keep_all_within"),
     ("REWIND_RETENTION_KEEP_HOURLY", "retention.keep_hourly"),
     ("REWIND_RETENTION_KEEP_DAILY", "retention.keep_daily"),

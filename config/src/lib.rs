@@ -7,6 +7,7 @@
 
 mod env;
 mod gc_credentials;
+mod journal;
 mod retention;
 mod secret;
 mod units;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use env::ENV_VARS;
 pub use gc_credentials::GcCredentials;
+pub use journal::{JournalBackend, JournalConfig};
 pub use retention::{BucketRetention, RetentionConfig, RetentionPolicy};
 pub use secret::{Secret, random_key_pair};
 pub use units::{ByteSize, HumanDuration};
@@ -39,6 +41,8 @@ pub struct Config {
     pub protection: ProtectionConfig,
     /// Where captured data goes, and how capture uses memory.
     pub vault: VaultConfig,
+    /// Where the journal lives: embedded, or a database several gateways share.
+    pub journal: JournalConfig,
     /// How long history is kept.
     pub retention: RetentionConfig,
     /// Logs.
@@ -466,6 +470,7 @@ impl Config {
             self.vault.secret_access_key = Some(Secret::new(v));
         }
         self.vault.gc_credentials.apply_env(&env);
+        self.journal.apply_env(&env);
         if let Some(v) = env("REWIND_VAULT_PASSPHRASE") {
             self.vault.passphrase = Some(Secret::new(v));
         }
@@ -561,6 +566,7 @@ impl Config {
             self.vault.secret_access_key = read_secret(path, "vault.secret_access_key_file", problems);
         }
         self.vault.gc_credentials.load_secret_file(problems);
+        self.journal.load_secret_file(problems);
         for (i, key) in self.credentials.client_keys.iter_mut().enumerate() {
             if let Some(path) = &key.secret_access_key_file
                 && key.secret_access_key.is_none()

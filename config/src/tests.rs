@@ -146,6 +146,8 @@ fn example_config_parses_and_documents_every_option() {
     full.vault.secret_access_key_file = Some("/f".into());
     full.vault.key_file = Some("/k".into());
     full.credentials.admin_token_file = Some("/t".into());
+    full.journal.url = Some("postgres://u@h/d".into());
+    full.journal.password_file = Some("/p".into());
     let schema = toml::Value::try_from(full).unwrap();
     let mut missing = Vec::new();
     for (section, table) in schema.as_table().unwrap() {

@@ -26,8 +26,12 @@ use crate::engine::{Engine, EngineError, Entry, Table, Visit, Write};
 use crate::{Access, Durability, Journal, JournalError, Progress, layout};
 
 mod forget;
+mod postgres;
+mod shared;
 mod side;
 pub use forget::{a_base_rebuilds_a_journal_that_forget_compacted, forget_removes_records_and_verify_checks_the_rest};
+pub use postgres::{PostgresFixture, PostgresServer, SERVER_ENV, TestServer, test_server};
+pub use shared::journals_in_several_processes_form_one_chain;
 pub use side::side_tables_keep_progress_chunks_marks_and_unresolved_intents;
 
 /// A store an engine keeps its data in, for the length of one test.

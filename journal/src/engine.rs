@@ -2,7 +2,8 @@
 //! atomic batches that may be synced. The journal's logic (encryption, chaining, indexes,
 //! group commit, verify) is the same over every engine; an engine only stores bytes.
 //!
-//! Engines: RocksDB ([`crate::rocks`], the default, on local disk) and memory
+//! Engines: RocksDB ([`crate::rocks`], the default, on local disk), PostgreSQL
+//! ([`crate::postgres`], one journal shared by several gateways) and memory
 //! ([`crate::memory`], for tests and tools). The conformance suite (`conformance.rs`) runs
 //! the journal's behaviour over each.
 
@@ -58,6 +59,10 @@ pub enum EngineError {
     /// RocksDB failed (disk full, I/O error, damaged files, …).
     #[error("journal storage: {0}")]
     Rocks(#[from] rocksdb::Error),
+    /// PostgreSQL failed, or cannot be reached. The message is the server's or the
+    /// client's, which never carries the password.
+    #[error("journal database: {0}")]
+    Database(String),
     /// A write a test engine was told to fail (what a crash or a full disk leaves).
     #[error("journal storage: injected failure")]
     Injected,
@@ -96,6 +101,23 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Applies `writes` all or none; with `sync`, durably before returning.
     fn write(&self, writes: Vec<Write>, sync: bool) -> Result<(), EngineError>;
+
+    /// Whether other processes write to this store at the same time (several gateways on
+    /// one database). The writer then reads the head afresh at every batch.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Writes one batch of the journal's writer: calls `build` once, while no other writer
+    /// of the store (in any process) is between its own `build` and the end of its write,
+    /// then applies what `build` returned (writes, and whether to sync); `None` writes
+    /// nothing. `build` may read the engine, and sees every batch written before it.
+    fn write_batch(&self, build: &mut dyn FnMut() -> Option<(Vec<Write>, bool)>) -> Result<(), EngineError> {
+        match build() {
+            Some((writes, sync)) => self.write(writes, sync),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Helpers every engine gets.

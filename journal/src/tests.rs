@@ -38,6 +38,16 @@ mod in_memory {
     crate::journal_conformance!(crate::conformance::MemoryFixture::default());
 }
 
+mod on_postgres {
+    crate::journal_conformance!(crate::conformance::PostgresFixture::new());
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn journals_in_several_processes_form_one_chain() {
+        crate::conformance::journals_in_several_processes_form_one_chain(&crate::conformance::PostgresFixture::new())
+            .await;
+    }
+}
+
 // What follows is particular to the RocksDB engine (its files, its locks) or to encodings.
 
 /// A v1 segment as the previous format wrote it: the stored records as they are.

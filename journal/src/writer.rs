@@ -147,9 +147,44 @@ impl Writer {
 
     /// Writes one group; on failure every request in it fails and the head is unchanged.
     fn write(&mut self, requests: Vec<Request>) {
-        let start = (self.head, self.last_checkpoint);
+        let engine = self.engine.clone();
+        let mut requests = Some(requests);
+        let mut answers = Vec::new();
+        let mut start = (self.head, self.last_checkpoint);
+        let written = engine.write_batch(&mut || {
+            let requests = requests.take()?;
+            if let Err(e) = self.refresh() {
+                answers.extend(requests.into_iter().map(|r| Answer::failed(r, e.clone())));
+                return None;
+            }
+            start = (self.head, self.last_checkpoint);
+            let batch = self.build(requests, &mut answers);
+            (!batch.writes.is_empty()).then_some((batch.writes, batch.sync))
+        });
+        if written.is_err() {
+            (self.head, self.last_checkpoint) = start;
+        }
+        answer(answers, written.err().map(JournalError::Storage));
+    }
+
+    /// On an engine other processes write to, takes up the head where the last batch (of
+    /// any process) left it.
+    fn refresh(&mut self) -> Result<(), JournalError> {
+        if !self.engine.shared() {
+            return Ok(());
+        }
+        let head = crate::read_head(&*self.engine)?;
+        if head != self.head {
+            self.head = head;
+            self.last_checkpoint = crate::last_checkpoint(&*self.engine)?.unwrap_or(Seq(0));
+        }
+        Ok(())
+    }
+
+    /// Builds the batch of `requests`, adding each one's answer to `answers`.
+    fn build(&mut self, requests: Vec<Request>, answers: &mut Vec<Answer>) -> Batch {
+        let start = self.head;
         let mut batch = Batch::default();
-        let mut answers = Vec::with_capacity(requests.len());
         for request in requests {
             answers.push(match request {
                 Request::Append { bodies, side, durability, reply } => {
@@ -173,7 +208,7 @@ impl Writer {
             });
         }
         if batch.writes.is_empty() {
-            return answer(answers, None);
+            return batch;
         }
         let due = self.head.seq.0 - self.last_checkpoint.0 >= CHECKPOINT_EVERY
             || (self.head.seq != self.last_checkpoint && self.last_checkpoint_at.elapsed() >= CHECKPOINT_INTERVAL);
@@ -184,14 +219,10 @@ impl Writer {
             batch.writes.push(Write::Put(Table::Meta, layout::checkpoint_key(self.head.seq), v));
             self.last_checkpoint = self.head.seq;
         }
-        if self.head != start.0 {
+        if self.head != start {
             batch.writes.push(Write::Put(Table::Meta, layout::HEAD_KEY.to_vec(), layout::head_value(&self.head)));
         }
-        if let Err(e) = self.engine.write(batch.writes, batch.sync) {
-            (self.head, self.last_checkpoint) = start;
-            return answer(answers, Some(JournalError::Storage(e)));
-        }
-        answer(answers, None);
+        batch
     }
 
     /// Seals `bodies` after the head, indexes them, and adds the side change; all or none.
@@ -282,6 +313,17 @@ impl Writer {
         self.head = Appended { seq: horizon.seq, hash: horizon.hash, timestamp_us: prev.timestamp_us };
         self.last_checkpoint = self.head.seq;
         Ok(self.head)
+    }
+}
+
+impl Answer {
+    /// The answer of a request that was not tried.
+    fn failed(request: Request, e: JournalError) -> Self {
+        match request {
+            Request::Append { reply, .. } => Answer::Appended(reply, Err(e)),
+            Request::Change { reply, .. } => Answer::Changed(reply, Err(e)),
+            Request::Import { reply, .. } => Answer::Imported(reply, Err(e)),
+        }
     }
 }
 

@@ -1,0 +1,224 @@
+//! A PostgreSQL for tests: the server named by `REWIND_TEST_POSTGRES_URL` (what `.ci/run`
+//! starts once for the whole suite), or else a throwaway one this process starts on a free
+//! loopback port and stops when the last user drops it. Each fixture gets a database of
+//! its own, so tests never see each other's journals.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use super::Fixture;
+use crate::engine::Engine;
+use crate::postgres::{PostgresEngine, PostgresOptions};
+
+/// The variable naming a running server (`postgres://user@127.0.0.1:port/postgres`, trust
+/// authentication) that tests may create databases on.
+pub const SERVER_ENV: &str = "REWIND_TEST_POSTGRES_URL";
+
+/// The Debian account a root process runs the server as (PostgreSQL refuses root).
+const SERVER_USER: &str = "postgres";
+
+/// A PostgreSQL server this process started: stopped, and its files removed, on drop.
+pub struct PostgresServer {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// `postgres://rewind@127.0.0.1:<port>`, without a database.
+    base: String,
+}
+
+impl PostgresServer {
+    /// Starts a server in a new temporary directory (as the `postgres` account when this
+    /// process is root), on a free loopback port, and waits until it accepts connections.
+    pub fn start() -> std::io::Result<Self> {
+        let bin = server_bin_dir()?;
+        let dir = tempfile::Builder::new().prefix("rewind-pg").tempdir()?;
+        let data = dir.path().join("data");
+        let root = rustix::process::geteuid().is_root();
+        if root {
+            run(Command::new("chown").arg(format!("{SERVER_USER}:")).arg(dir.path()))?;
+        }
+        let as_user = |program: PathBuf| {
+            if root {
+                let mut c = Command::new("runuser");
+                c.args(["-u", SERVER_USER, "--"]).arg(program);
+                c
+            } else {
+                Command::new(program)
+            }
+        };
+        run(as_user(bin.join("initdb"))
+            .args(["--no-sync", "--auth=trust", "--username=rewind", "--encoding=UTF8", "--no-instructions"])
+            .arg("-D")
+            .arg(&data))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = as_user(bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args(["-c", "max_connections=300", "-k"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let server = Self { child, dir, base: format!("postgres://rewind@127.0.0.1:{port}") };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn wait_ready(&self) -> std::io::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let pid = self.dir.path().join("data/postmaster.pid");
+        loop {
+            // The server writes "ready" into its pid file once it accepts connections.
+            if std::fs::read_to_string(&pid).is_ok_and(|t| t.lines().nth(7).is_some_and(|l| l.trim() == "ready")) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other("PostgreSQL did not become ready within 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The URL of the server's `postgres` database.
+    pub fn url(&self) -> String {
+        format!("{}/postgres", self.base)
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        // SIGINT is PostgreSQL's fast shutdown: it ends every connection and exits. The
+        // postmaster's pid is the first line of its pid file (the child may be `runuser`).
+        let pid_file = self.dir.path().join("data/postmaster.pid");
+        let postmaster = std::fs::read_to_string(pid_file).ok().and_then(|t| t.lines().next()?.trim().parse().ok());
+        let pid = postmaster.or_else(|| i32::try_from(self.child.id()).ok()).and_then(rustix::process::Pid::from_raw);
+        if let Some(pid) = pid {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn run(cmd: &mut Command) -> std::io::Result<()> {
+    let out = cmd.stdin(Stdio::null()).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )))
+    }
+}
+
+/// Where `initdb` and `postgres` are: `pg_config --bindir`, else Debian's newest version.
+fn server_bin_dir() -> std::io::Result<PathBuf> {
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("postgres").exists() {
+            return Ok(dir);
+        }
+    }
+    let debian = Path::new("/usr/lib/postgresql");
+    let mut versions: Vec<PathBuf> = std::fs::read_dir(debian)
+        .map(|d| {
+            d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("postgres").exists()).collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    versions.pop().ok_or_else(|| {
+        std::io::Error::other("no PostgreSQL server found: install Debian's postgresql package (see .ci/run)")
+    })
+}
+
+/// The server this process's tests share: the one in [`SERVER_ENV`], or one started here
+/// on first use and stopped when the last fixture using it is gone.
+pub fn test_server() -> Arc<TestServer> {
+    static SHARED: Mutex<Weak<TestServer>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().expect("invariant: no panics under this lock");
+    if let Some(s) = shared.upgrade() {
+        return s;
+    }
+    let server = match std::env::var(SERVER_ENV) {
+        Ok(url) => TestServer { url, _own: None },
+        Err(_) => {
+            let own = PostgresServer::start().expect("a PostgreSQL server for the tests starts");
+            TestServer { url: own.url(), _own: Some(own) }
+        }
+    };
+    let server = Arc::new(server);
+    *shared = Arc::downgrade(&server);
+    server
+}
+
+/// A server tests can create databases on.
+pub struct TestServer {
+    url: String,
+    _own: Option<PostgresServer>,
+}
+
+impl TestServer {
+    /// Creates a new, empty database; returns its URL.
+    pub fn create_database(&self) -> String {
+        let name = format!("rewind_test_{}", hex_id());
+        let admin = self.url.clone();
+        let sql = format!("CREATE DATABASE {name}");
+        // On a thread of its own: callers are often inside a runtime.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("connects");
+                tokio::spawn(conn);
+                client.batch_execute(&sql).await.expect("CREATE DATABASE");
+            });
+        })
+        .join()
+        .expect("creating a test database");
+        let base = self.url.rsplit_once('/').map_or(self.url.as_str(), |(b, _)| b);
+        format!("{base}/{name}")
+    }
+}
+
+fn hex_id() -> String {
+    let mut b = [0u8; 8];
+    rewind_crypto::aead::random_bytes(&mut b).expect("randomness");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The PostgreSQL engine on a database of its own. Every call to `engine` is a new
+/// connection pool: what another process (or a restart) sees.
+pub struct PostgresFixture {
+    url: String,
+    _server: Arc<TestServer>,
+}
+
+impl PostgresFixture {
+    /// A fresh database on the test server.
+    pub fn new() -> Self {
+        let server = test_server();
+        Self { url: server.create_database(), _server: server }
+    }
+
+    /// The database's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Default for PostgresFixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Fixture for PostgresFixture {
+    fn engine(&self) -> Arc<dyn Engine> {
+        Arc::new(PostgresEngine::connect(&PostgresOptions::new(self.url.clone())).expect("the journal database opens"))
+    }
+}

@@ -1,0 +1,373 @@
+//! The PostgreSQL engine: one journal in a database that several gateways share.
+//!
+//! Each [`Table`] is a table of `(k bytea PRIMARY KEY, v bytea)`; PostgreSQL orders
+//! `bytea` byte by byte, as RocksDB orders keys, so scans are index range scans. The
+//! journal's writer runs each batch in one transaction that first takes a transaction-level
+//! advisory lock (`WRITER_LOCK`): batches of every gateway are applied one at a time, each
+//! sees the head the one before left, and the lock goes with the transaction when its
+//! connection dies. A batch that needs no sync commits with `synchronous_commit = off`
+//! (what the RocksDB engine's unsynced write-ahead log is).
+//!
+//! The trait is synchronous and is called from the writer's thread and from async tasks,
+//! so every statement runs as a task on a small runtime of the engine's own, and the
+//! caller's thread waits for its answer on a channel: no caller ever polls a database
+//! future, so none depends on which runtime (if any) the caller is in.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::engine::{Engine, EngineError, Entry, Table, Visit, Write};
+
+/// Advisory lock ids (per database): one Rewind installation per database.
+const MIGRATE_LOCK: i64 = 0x5257_4e44_0000_0001;
+/// Held by the transaction of each writer batch.
+const WRITER_LOCK: i64 = 0x5257_4e44_0000_0002;
+
+/// How long a writer waits for another gateway's batch before it reports an error (a
+/// batch takes milliseconds; a wait this long means that gateway is stuck).
+const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '30s'";
+
+/// Rows fetched by a scan's first round trip, and the most by any later one: most scans
+/// stop after a few entries (a seek), some read a whole table.
+const SCAN_FIRST: i64 = 16;
+const SCAN_MOST: i64 = 1024;
+
+/// The schema, one step per version; each step runs once, in order, in one transaction.
+const MIGRATIONS: &[&str] = &[
+    // 1: the journal's tables.
+    "CREATE TABLE rewind_records (k bytea PRIMARY KEY, v bytea NOT NULL);
+     CREATE TABLE rewind_versions (k bytea PRIMARY KEY, v bytea NOT NULL);
+     CREATE TABLE rewind_meta (k bytea PRIMARY KEY, v bytea NOT NULL);
+     CREATE TABLE rewind_open (k bytea PRIMARY KEY, v bytea NOT NULL);
+     CREATE TABLE rewind_chunks (k bytea PRIMARY KEY, v bytea NOT NULL);
+     CREATE TABLE rewind_pending (k bytea PRIMARY KEY, v bytea NOT NULL);",
+];
+
+/// How to reach the database.
+#[derive(Clone)]
+pub struct PostgresOptions {
+    /// `postgres://user@host:port/database?...`, without a password.
+    pub url: String,
+    /// The password, from the environment or a file.
+    pub password: Option<zeroize::Zeroizing<String>>,
+    /// Connections kept open.
+    pub pool_size: usize,
+    /// Longest wait for a connection to be made, or for a free one.
+    pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("url", &self.url)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+impl PostgresOptions {
+    /// Options for `url` with the defaults.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), password: None, pool_size: 16, connect_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// Why a journal URL cannot be used (before any connection is tried).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum UrlError {
+    /// It does not parse.
+    #[error("the journal URL does not parse ({0}); expected postgres://user@host:port/database")]
+    Malformed(String),
+    /// It carries a password, which would show in process listings and config files.
+    #[error(
+        "the journal URL carries a password; remove it from the URL and give it in REWIND_JOURNAL_PASSWORD or journal.password_file"
+    )]
+    PasswordInUrl,
+    /// It names no database.
+    #[error("the journal URL names no database: add /<database> after the host")]
+    NoDatabase,
+}
+
+/// The parsed form of a journal URL, checked.
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, UrlError> {
+    let config = tokio_postgres::Config::from_str(url).map_err(|e| UrlError::Malformed(e.to_string()))?;
+    if config.get_password().is_some() {
+        return Err(UrlError::PasswordInUrl);
+    }
+    if config.get_dbname().is_none() {
+        return Err(UrlError::NoDatabase);
+    }
+    Ok(config)
+}
+
+/// A journal in PostgreSQL.
+pub struct PostgresEngine {
+    pool: Pool,
+    /// Drives the connections; shut down (without waiting) when the engine goes.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+fn db_err(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Database(e.to_string())
+}
+
+/// The SQL table of `table`.
+fn sql_table(table: Table) -> &'static str {
+    match table {
+        Table::Records => "rewind_records",
+        Table::Versions => "rewind_versions",
+        Table::Meta => "rewind_meta",
+        Table::Unresolved => "rewind_open",
+        Table::Chunks => "rewind_chunks",
+        Table::Progress => "rewind_pending",
+    }
+}
+
+impl PostgresEngine {
+    /// Connects and brings the schema up to date (safe when several processes start at
+    /// once: migrations run one at a time under an advisory lock, each once).
+    pub fn connect(options: &PostgresOptions) -> Result<Self, EngineError> {
+        let mut config = parse_url(&options.url).map_err(db_err)?;
+        if let Some(p) = &options.password {
+            config.password(p.as_bytes());
+        }
+        config.connect_timeout(options.connect_timeout);
+        config.application_name("rewind");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("journal-postgres")
+            .enable_all()
+            .build()
+            .map_err(db_err)?;
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = {
+            let _entered = runtime.enter();
+            Pool::builder(manager)
+                .max_size(options.pool_size.max(2))
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(options.connect_timeout))
+                .create_timeout(Some(options.connect_timeout))
+                .build()
+                .map_err(db_err)?
+        };
+        let engine = Self { pool, runtime: Some(runtime) };
+        engine.migrate()?;
+        Ok(engine)
+    }
+
+    /// Runs `task` (given a connection) on the engine's runtime; waits for its answer.
+    fn run<T, F>(&self, task: impl FnOnce(deadpool_postgres::Client) -> F + Send + 'static) -> Result<T, EngineError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, tokio_postgres::Error>> + Send,
+    {
+        let pool = self.pool.clone();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.runtime().spawn(async move {
+            let outcome = match pool.get().await {
+                Ok(client) => task(client).await.map_err(db_err),
+                Err(e) => Err(db_err(e)),
+            };
+            let _ = tx.send(outcome);
+        });
+        rx.recv().map_err(|_| EngineError::Database("the journal database task ended without an answer".into()))?
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("invariant: the runtime lives as long as the engine")
+    }
+
+    /// The schema version this build writes.
+    pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+    fn migrate(&self) -> Result<(), EngineError> {
+        self.run(|mut client| async move {
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK]).await?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS rewind_schema (
+                    version integer PRIMARY KEY,
+                    applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .await?;
+            let row = tx.query_one("SELECT coalesce(max(version), 0) FROM rewind_schema", &[]).await?;
+            let at: i32 = row.get(0);
+            if at > Self::SCHEMA_VERSION {
+                return Ok(Err(EngineError::Database(format!(
+                    "the database's schema is version {at}, newer than this Rewind knows ({}): upgrade this gateway",
+                    Self::SCHEMA_VERSION
+                ))));
+            }
+            for (i, step) in MIGRATIONS.iter().enumerate().skip(usize::try_from(at).unwrap_or(0)) {
+                tx.batch_execute(step).await?;
+                let version = i32::try_from(i + 1).unwrap_or(i32::MAX);
+                tx.execute("INSERT INTO rewind_schema (version) VALUES ($1)", &[&version]).await?;
+            }
+            tx.commit().await?;
+            Ok(Ok(()))
+        })?
+    }
+
+    /// Applies `writes` in `tx`: the last change of each key wins, as in a RocksDB batch.
+    async fn apply(
+        tx: &deadpool_postgres::Transaction<'_>,
+        writes: Vec<Write>,
+        sync: bool,
+    ) -> Result<(), tokio_postgres::Error> {
+        if !sync {
+            tx.batch_execute("SET LOCAL synchronous_commit TO off").await?;
+        }
+        let mut last: BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>> = BTreeMap::new();
+        for w in writes {
+            match w {
+                Write::Put(t, k, v) => last.insert((t, k), Some(v)),
+                Write::Delete(t, k) => last.insert((t, k), None),
+            };
+        }
+        for table in Table::ALL {
+            let (mut put_k, mut put_v, mut del) = (Vec::new(), Vec::new(), Vec::new());
+            for ((_, k), v) in last.range((table, Vec::new())..).take_while(|((t, _), _)| *t == table) {
+                match v {
+                    Some(v) => {
+                        put_k.push(k.as_slice());
+                        put_v.push(v.as_slice());
+                    }
+                    None => del.push(k.as_slice()),
+                }
+            }
+            let name = sql_table(table);
+            if !del.is_empty() {
+                let sql = format!("DELETE FROM {name} WHERE k = ANY($1::bytea[])");
+                tx.execute(&tx.prepare_cached(&sql).await?, &[&del]).await?;
+            }
+            if !put_k.is_empty() {
+                let sql = format!(
+                    "INSERT INTO {name} (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[])
+                     ON CONFLICT (k) DO UPDATE SET v = excluded.v"
+                );
+                tx.execute(&tx.prepare_cached(&sql).await?, &[&put_k, &put_v]).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One page of a scan: up to `limit` entries from `from` (`inclusive` or after it).
+    fn page(&self, table: Table, from: Vec<u8>, inclusive: bool, limit: i64) -> Result<Vec<Entry>, EngineError> {
+        let op = if inclusive { ">=" } else { ">" };
+        let sql = format!("SELECT k, v FROM {} WHERE k {op} $1 ORDER BY k LIMIT $2", sql_table(table));
+        let rows = self.run(move |client| async move {
+            let stmt = client.prepare_cached(&sql).await?;
+            client.query(&stmt, &[&from, &limit]).await
+        })?;
+        Ok(rows.into_iter().map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1))).collect())
+    }
+}
+
+impl Engine for PostgresEngine {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        let sql = format!("SELECT v FROM {} WHERE k = $1", sql_table(table));
+        let key = key.to_vec();
+        let row = self.run(move |client| async move {
+            let stmt = client.prepare_cached(&sql).await?;
+            client.query_opt(&stmt, &[&key]).await
+        })?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn scan(&self, table: Table, from: &[u8], f: Visit<'_>) -> Result<(), EngineError> {
+        // The callback may read the engine: it never runs while a statement is waited for.
+        let (mut from, mut inclusive, mut limit) = (from.to_vec(), true, SCAN_FIRST);
+        loop {
+            let page = self.page(table, from, inclusive, limit)?;
+            let full = i64::try_from(page.len()).unwrap_or(i64::MAX) == limit;
+            for (k, v) in &page {
+                if !f(k, v) {
+                    return Ok(());
+                }
+            }
+            match page.into_iter().last() {
+                Some((k, _)) if full => (from, inclusive, limit) = (k, false, (limit * 4).min(SCAN_MOST)),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    fn last_at_or_before(&self, table: Table, key: &[u8]) -> Result<Option<Entry>, EngineError> {
+        let sql = format!("SELECT k, v FROM {} WHERE k <= $1 ORDER BY k DESC LIMIT 1", sql_table(table));
+        let key = key.to_vec();
+        let row = self.run(move |client| async move {
+            let stmt = client.prepare_cached(&sql).await?;
+            client.query_opt(&stmt, &[&key]).await
+        })?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    fn write(&self, writes: Vec<Write>, sync: bool) -> Result<(), EngineError> {
+        self.run(move |mut client| async move {
+            let tx = client.transaction().await?;
+            Self::apply(&tx, writes, sync).await?;
+            tx.commit().await
+        })
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn write_batch(&self, build: &mut dyn FnMut() -> Option<(Vec<Write>, bool)>) -> Result<(), EngineError> {
+        // The transaction lives in a task on the engine's runtime; this thread builds the
+        // batch while the task holds the lock, and hands it over.
+        enum Step {
+            Locked,
+            Done(Result<(), EngineError>),
+        }
+        let pool = self.pool.clone();
+        let (step_tx, step_rx) = std::sync::mpsc::sync_channel(2);
+        let (batch_tx, batch_rx) = tokio::sync::oneshot::channel::<Option<(Vec<Write>, bool)>>();
+        self.runtime().spawn(async move {
+            let outcome = async {
+                let mut client = pool.get().await.map_err(db_err)?;
+                let tx = client.transaction().await.map_err(db_err)?;
+                tx.batch_execute(LOCK_TIMEOUT).await.map_err(db_err)?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK]).await.map_err(db_err)?;
+                let _ = step_tx.send(Step::Locked);
+                match batch_rx.await {
+                    Ok(Some((writes, sync))) => {
+                        Self::apply(&tx, writes, sync).await.map_err(db_err)?;
+                        tx.commit().await.map_err(db_err)
+                    }
+                    _ => tx.rollback().await.map_err(db_err),
+                }
+            }
+            .await;
+            let _ = step_tx.send(Step::Done(outcome));
+        });
+        let lost = || EngineError::Database("the journal database task ended without an answer".into());
+        match step_rx.recv().map_err(|_| lost())? {
+            Step::Done(outcome) => return outcome,
+            Step::Locked => {}
+        }
+        // Under the lock: `build` reads the head other gateways left, on other connections.
+        let _ = batch_tx.send(build());
+        match step_rx.recv().map_err(|_| lost())? {
+            Step::Done(outcome) => outcome,
+            Step::Locked => Err(lost()),
+        }
+    }
+}
+
+impl Drop for PostgresEngine {
+    fn drop(&mut self) {
+        // Dropping a runtime waits for its tasks, which an async caller must not do.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
