@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rewind_config::Config;
+use rewind_config::{Config, JournalBackend};
 use rewind_crypto::keys::{key_file_text, parse_key_file};
 use rewind_crypto::{Argon2Params, KeySet, SecretKey, Unlock, WrappedMasterKey};
-use rewind_journal::{Access, Journal, JournalError};
+use rewind_journal::{Access, Engine, Journal, JournalError, PostgresEngine, PostgresOptions, RocksEngine};
 use rewind_model::ChunkId;
 use rewind_vault::{
     Backend, ChunkIndex, ChunkLocation, ChunkSizes, LocalBackend, PackEntry, Reclaim, S3Backend, Vault, VaultError,
@@ -258,6 +258,21 @@ pub async fn open(config: &Config, purpose: Purpose) -> Result<Stores, OpenError
     let key_file = config.vault.key_file.clone().unwrap_or_else(|| data_dir.join(DEFAULT_KEY_FILE));
     let passphrase = config.vault.passphrase.as_ref().map(|p| p.expose().to_owned());
 
+    // A shared journal is reached first: whether it already holds history decides below
+    // whether an empty vault may be created.
+    let shared = match config.journal.backend {
+        JournalBackend::Postgres => Some(connect_shared(config, purpose).await?),
+        JournalBackend::Rocksdb => None,
+    };
+    let has_history = match &shared {
+        Some((engine, url)) => engine
+            .get(rewind_journal::Table::Meta, rewind_journal::layout::HEAD_KEY)
+            .map_err(|e| OpenError::Journal { path: url.into(), detail: e.to_string() })?
+            .is_some(),
+        None => journal_dir.join("CURRENT").exists(),
+    };
+    let journal_place = shared.as_ref().map_or_else(|| journal_dir.clone(), |(_, url)| PathBuf::from(url));
+
     let (master, sizes, created_key_file) = match backend.get(MASTER_KEY_OBJECT).await {
         Ok(wrapped) => {
             let wrapped = WrappedMasterKey { bytes: wrapped.to_vec() };
@@ -274,12 +289,12 @@ pub async fn open(config: &Config, purpose: Purpose) -> Result<Stores, OpenError
             });
         }
         Err(VaultError::NotFound { .. }) => {
-            if journal_dir.join("CURRENT").exists() {
+            if has_history {
                 return Err(OpenError::Locked {
                     location,
                     detail: format!(
                         "the vault is empty but the journal at {} already has history: is the vault location right (--vault)? Refusing to start a new vault under an existing journal.",
-                        journal_dir.display()
+                        journal_place.display()
                     ),
                 });
             }
@@ -291,18 +306,22 @@ pub async fn open(config: &Config, purpose: Purpose) -> Result<Stores, OpenError
     let keys = Arc::new(KeySet::derive(&master));
     let access = if purpose == Purpose::Inspect { Access::ReadOnly } else { Access::ReadWrite };
     let repair = || repair_command(&location, config.vault.key_file.as_deref().unwrap_or(&key_file));
-    let journal = Journal::open_with(&journal_dir, keys.clone(), access).map_err(|e| match e {
-        JournalError::InUse { path } => OpenError::InUse { path },
-        e if e.class() == rewind_journal::ErrorClass::Corruption => OpenError::Damaged {
-            path: journal_dir.clone(),
-            problem: format!("its storage is damaged ({e})"),
-            repair: repair(),
-        },
-        e => OpenError::Journal { path: journal_dir.clone(), detail: e.to_string() },
-    })?;
+    let engine: Arc<dyn Engine> = match shared {
+        Some((engine, _)) => engine,
+        None => Arc::new(RocksEngine::open(&journal_dir, access).map_err(|e| journal_error(e, &journal_dir, &repair))?),
+    };
+    let journal = Journal::over(engine, keys.clone(), access).map_err(|e| journal_error(e, &journal_place, &repair))?;
+    let journal_dir = journal_place;
     check_journal_key(&journal, &journal_dir)?;
+    check_vault_id(&journal, &*backend, &journal_dir, &location, access).await?;
     // After the journal's own lock, so a second gateway on one data directory hears that.
-    let writer_lock = if purpose == Purpose::Serve { claim_local_vault(config)? } else { None };
+    // Gateways sharing a journal share its vault: their packs are named by content and
+    // their chunk index is the journal's.
+    let writer_lock = if purpose == Purpose::Serve && config.journal.backend == JournalBackend::Rocksdb {
+        claim_local_vault(config)?
+    } else {
+        None
+    };
     if purpose == Purpose::Serve {
         match crate::ship::check_against_vault(&journal, &*backend).await {
             Ok(()) => {}
@@ -332,6 +351,84 @@ pub async fn open(config: &Config, purpose: Purpose) -> Result<Stores, OpenError
         keys,
         _writer_lock: writer_lock,
     })
+}
+
+/// What opening the journal's storage failed with, for an operator.
+fn journal_error(e: JournalError, place: &Path, repair: &dyn Fn() -> String) -> OpenError {
+    match e {
+        JournalError::InUse { path } => OpenError::InUse { path },
+        e if e.class() == rewind_journal::ErrorClass::Corruption => OpenError::Damaged {
+            path: place.to_path_buf(),
+            problem: format!("its storage is damaged ({e})"),
+            repair: repair(),
+        },
+        e => OpenError::Journal { path: place.to_path_buf(), detail: e.to_string() },
+    }
+}
+
+/// Longest a gateway waits at start for its journal database to be reachable.
+const DATABASE_START_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Connects to the shared journal (migrating its schema). A gateway waits for a database
+/// that is not up yet, retrying; a command reports at once.
+async fn connect_shared(config: &Config, purpose: Purpose) -> Result<(Arc<dyn Engine>, String), OpenError> {
+    let url = config.journal.url.clone().unwrap_or_default();
+    let mut options = PostgresOptions::new(url.clone());
+    options.password = config.journal.password.as_ref().map(|p| zeroize::Zeroizing::new(p.expose().to_owned()));
+    options.pool_size = config.journal.pool_size;
+    options.connect_timeout = config.journal.connect_timeout.0;
+    let deadline = std::time::Instant::now() + DATABASE_START_WAIT;
+    loop {
+        let attempt = options.clone();
+        match tokio::task::spawn_blocking(move || PostgresEngine::connect(&attempt)).await {
+            Ok(Ok(engine)) => return Ok((Arc::new(engine), url)),
+            Ok(Err(e)) if purpose == Purpose::Serve && std::time::Instant::now() < deadline => {
+                tracing::warn!(journal = %url, error = %e, "the journal database is not reachable yet; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            Ok(Err(e)) => {
+                return Err(OpenError::Journal {
+                    path: url.into(),
+                    detail: format!(
+                        "{e}. Check journal.url (--journal / REWIND_JOURNAL_URL), that the database is up, and the password (REWIND_JOURNAL_PASSWORD or journal.password_file)"
+                    ),
+                });
+            }
+            Err(e) => return Err(OpenError::Journal { path: url.into(), detail: e.to_string() }),
+        }
+    }
+}
+
+/// The journal records the id of its vault on first start; a journal (a shared database
+/// above all) that names another vault belongs to another installation and is refused.
+async fn check_vault_id(
+    journal: &Journal,
+    backend: &dyn Backend,
+    place: &Path,
+    location: &str,
+    access: Access,
+) -> Result<(), OpenError> {
+    let fail = |detail: String| OpenError::Journal { path: place.to_path_buf(), detail };
+    let Some(vault_id) = backend.get(VAULT_PARAMS_OBJECT).await.ok().and_then(|p| params_vault_id(&p)) else {
+        return Ok(()); // a format-1 vault has no id: the key check above is all there is
+    };
+    let named = match access {
+        Access::ReadWrite => journal.claim_vault_id(&vault_id).await,
+        Access::ReadOnly => journal.vault_id().map(|id| id.unwrap_or_else(|| vault_id.clone())),
+    }
+    .map_err(|e| fail(e.to_string()))?;
+    if named != vault_id {
+        return Err(fail(format!(
+            "it belongs to the vault with id {named}, but the vault at {location} has id {vault_id}: this is the journal of another Rewind installation. Check --journal (REWIND_JOURNAL_URL) and --vault"
+        )));
+    }
+    Ok(())
+}
+
+/// The `vault_id` in a vault's parameters (format 2 on).
+fn params_vault_id(bytes: &[u8]) -> Option<String> {
+    let table: toml::Table = std::str::from_utf8(bytes).ok()?.parse().ok()?;
+    table.get("vault_id")?.as_str().map(str::to_owned)
 }
 
 /// How to rebuild a data directory from the vault at `location` with `key_file`.

@@ -27,6 +27,10 @@ pub struct Cli {
     /// Work offline on a stopped gateway's data directory instead of through its admin API.
     #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
+    /// With --data-dir: a shared journal (postgres://user@host:port/database; the password
+    /// in REWIND_JOURNAL_PASSWORD) instead of the one under the data directory.
+    #[arg(long, value_name = "URL", global = true)]
+    pub journal: Option<String>,
     /// With --data-dir: the gateway's configuration file (upstream, vault, protection).
     #[arg(long, env = "REWIND_CONFIG", value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,

@@ -80,14 +80,22 @@ async fn open_target(cli: &Cli, allow_new: bool) -> Result<Target, CliError> {
     let Some(dir) = &cli.data_dir else {
         return Ok(Target::Remote(Client::new(&cli.admin_url, admin_token(cli)?)));
     };
-    if !allow_new && !dir.join("journal").exists() {
+    let (mut config, problems) = base_config(cli, dir)?;
+    let shared = config.journal.backend == rewind_config::JournalBackend::Postgres;
+    if !allow_new && !shared && !dir.join("journal").exists() {
         return Err(CliError::other(format!(
             "no Rewind data in {}: point --data-dir at a gateway's data directory, or create one with `rewind init --data-dir {}`",
             dir.display(),
             dir.display()
         )));
     }
-    let (mut config, problems) = base_config(cli, dir)?;
+    if shared && cli.command.access() != Access::Read {
+        // Gateways may be running on it: recovering their open intents or shipping from
+        // here would race them. Changes go through a gateway.
+        return Err(CliError::other(
+            "this command changes history, and a shared journal is changed only by its gateways: run it through a running gateway's admin API (--admin-url) instead of --data-dir",
+        ));
+    }
     rewind_capture::rebuild::apply_stores_file(&mut config).map_err(CliError::other)?;
     let config = config.finish(problems).map_err(|e| CliError::other(e.to_string()))?;
     Ok(Target::Local(Local::open(&config, cli.command.access()).await?))
@@ -293,6 +301,9 @@ fn base_config(cli: &Cli, dir: &Path) -> Result<(Config, Vec<rewind_config::Prob
     };
     let problems = config.apply_env(|name| std::env::var(name).ok());
     config.server.data_dir = dir.to_path_buf();
+    if let Some(url) = &cli.journal {
+        config.journal.set_url(url.clone());
+    }
     Ok((config, problems))
 }
 

@@ -33,6 +33,11 @@ struct Args {
     /// Vault: a directory or s3://bucket/prefix [default: <data-dir>/vault].
     #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
     vault: Option<String>,
+    /// A shared journal: postgres://user@host:port/database (the password in
+    /// REWIND_JOURNAL_PASSWORD or journal.password_file) [default: embedded, under
+    /// <data-dir>/journal].
+    #[arg(long, env = "REWIND_JOURNAL_URL", value_name = "URL")]
+    journal: Option<String>,
     /// Key file that unlocks the vault [default: <data-dir>/vault.key, created with the vault].
     #[arg(long, value_name = "FILE")]
     key_file: Option<PathBuf>,
@@ -64,6 +69,9 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(v) = &args.key_file {
         config.vault.key_file = Some(v.clone());
+    }
+    if let Some(v) = &args.journal {
+        config.journal.set_url(v.clone());
     }
     rewind_capture::rebuild::apply_stores_file(&mut config).map_err(anyhow::Error::msg)?;
     Ok(config.finish(problems)?)

@@ -114,8 +114,18 @@ pub struct PostgresEngine {
     runtime: Option<tokio::runtime::Runtime>,
 }
 
-fn db_err(e: impl std::fmt::Display) -> EngineError {
-    EngineError::Database(e.to_string())
+/// The error and its causes, in one line ("error connecting to server: Connection refused").
+fn db_err(e: impl std::error::Error) -> EngineError {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = s.source();
+    }
+    EngineError::Database(text)
 }
 
 /// The SQL table of `table`.
@@ -140,6 +150,8 @@ impl PostgresEngine {
         }
         config.connect_timeout(options.connect_timeout);
         config.application_name("rewind");
+        // The migration's "already exists, skipping" notices are not news.
+        config.options("-c client_min_messages=warning");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("journal-postgres")

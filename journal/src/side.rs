@@ -19,6 +19,21 @@ impl Journal {
         self.meta_change_if(key.clone(), false, Write::Put(Table::Meta, key, value)).await
     }
 
+    /// The id of the vault this journal belongs to, as first recorded.
+    pub fn vault_id(&self) -> Result<Option<String>, JournalError> {
+        let stored = self.engine.get(Table::Meta, layout::VAULT_ID_KEY)?;
+        Ok(stored.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Records that this journal belongs to vault `id`, unless it already names one;
+    /// returns the id it names now. A journal database handed to the gateways of another
+    /// installation is then refused (see `capture::open`).
+    pub async fn claim_vault_id(&self, id: &str) -> Result<String, JournalError> {
+        let key = layout::VAULT_ID_KEY.to_vec();
+        self.meta_change_if(key.clone(), false, Write::Put(Table::Meta, key, id.as_bytes().to_vec())).await?;
+        self.vault_id()?.ok_or_else(|| JournalError::Corrupt { seq: Seq(0), detail: "the vault id vanished".into() })
+    }
+
     /// Removes a label; `false` if there was none.
     pub async fn label_delete(&self, name: &str) -> Result<bool, JournalError> {
         let key = layout::label_key(name);
