@@ -147,7 +147,13 @@ impl World {
 
     /// A restart: the process's state (open packs, write epochs, the journal's writer) is
     /// gone; the stores remain.
-    fn restart(&mut self) {
+    ///
+    /// The old writer first writes what the interrupted work had already handed it (a
+    /// batch lands whole or not at all, and this is the "whole" case): were it still
+    /// writing while the new process opens the stores, two writers would overlap, which
+    /// no real restart does (the journal's lock keeps a second process out).
+    async fn restart(&mut self) {
+        let _ = self.journal.progress(Vec::new()).await;
         let (journal, vault, other) = Self::open(&self.keys, &self.clock, &self.engine, &self.backend);
         (self.journal, self.vault, self.other) = (journal, vault, other);
     }
@@ -278,13 +284,13 @@ impl World {
             Step::Forget { polls } => {
                 let done = Interrupted { inner: Box::pin(self.forget()), polls }.await;
                 if done.is_none() {
-                    self.restart();
+                    self.restart().await;
                 }
             }
             Step::Gc { polls } => {
                 let done = Interrupted { inner: Box::pin(self.gc()), polls }.await;
                 if done.is_none() {
-                    self.restart();
+                    self.restart().await;
                 }
             }
         }
