@@ -163,18 +163,9 @@ impl Capture {
         metrics: Metrics,
     ) -> Self {
         let recover_up_to = journal.head().map_or(Seq(0), |h| h.seq);
+        let locks = KeyLocks::new(journal.engine().shared_locks());
         let tasks = TaskTracker::new();
-        Self {
-            journal,
-            vault,
-            upstream,
-            locks: KeyLocks::default(),
-            protection,
-            timeout,
-            metrics,
-            recover_up_to,
-            tasks,
-        }
+        Self { journal, vault, upstream, locks, protection, timeout, metrics, recover_up_to, tasks }
     }
 
     /// Spawns the aborts of requests that went away on `tasks` (the gateway's one tracker),

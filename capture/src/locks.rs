@@ -1,35 +1,71 @@
 //! Per-key mutation locks, striped: the journal order of two writes to one key must be the
 //! order in which the upstream applied them, so mutations of a key take turns.
+//!
+//! On a shared journal (several gateways) a key's lock is also taken across gateways, as a
+//! lock of the journal's engine named by a hash of bucket and key, after this process's
+//! own stripe: requests of one gateway queue here, and only the first of them waits on
+//! the others.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use rewind_journal::engine::SharedLocks;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// Stripes: enough that unrelated keys rarely share one under hundreds of concurrent
 /// requests, few enough to cost nothing (a 4,096-entry vector of mutexes).
 const STRIPES: usize = 4096;
 
+/// How long a failure to reach the shared locks is retried before it is logged again.
+const SHARED_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The lock table.
 pub struct KeyLocks {
     stripes: Vec<Arc<Mutex<()>>>,
     seed: u64,
+    shared: Option<Arc<dyn SharedLocks>>,
 }
 
 /// Held locks; released on drop.
-pub struct Held(#[allow(dead_code)] Vec<OwnedMutexGuard<()>>);
+pub struct Held {
+    _local: Vec<OwnedMutexGuard<()>>,
+    shared: Option<(Arc<dyn SharedLocks>, Vec<i64>)>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some((locks, ids)) = self.shared.take() {
+            locks.release(ids);
+        }
+    }
+}
 
 impl Default for KeyLocks {
     fn default() -> Self {
-        Self { stripes: (0..STRIPES).map(|_| Arc::new(Mutex::new(()))).collect(), seed: rand::random() }
+        Self::new(None)
     }
 }
 
 impl KeyLocks {
+    /// A lock table; with `shared`, keys are locked across the processes sharing them too.
+    pub fn new(shared: Option<Arc<dyn SharedLocks>>) -> Self {
+        Self { stripes: (0..STRIPES).map(|_| Arc::new(Mutex::new(()))).collect(), seed: rand::random(), shared }
+    }
+
     fn stripe(&self, bucket: &str, key: &str) -> usize {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (self.seed, bucket, key).hash(&mut h);
         (h.finish() % STRIPES as u64) as usize
+    }
+
+    /// The number every gateway locks `bucket`/`key` under: the same in every process.
+    fn shared_id(bucket: &str, key: &str) -> i64 {
+        let mut h = blake3::Hasher::new();
+        h.update(&(bucket.len() as u64).to_le_bytes());
+        h.update(bucket.as_bytes());
+        h.update(key.as_bytes());
+        let bytes: [u8; 8] = h.finalize().as_bytes()[..8].try_into().expect("invariant: 8 of 32 bytes");
+        i64::from_le_bytes(bytes)
     }
 
     /// Locks one key.
@@ -37,21 +73,44 @@ impl KeyLocks {
         self.lock_all(bucket, std::iter::once(key)).await
     }
 
-    /// Locks one key if no one holds it (nor another key of its stripe).
+    /// Locks one key if no one holds it (nor another key of its stripe). With shared locks
+    /// it answers `None`: asking the other gateways needs a round trip (use `lock`).
     pub fn try_lock(&self, bucket: &str, key: &str) -> Option<Held> {
-        self.stripes[self.stripe(bucket, key)].clone().try_lock_owned().ok().map(|g| Held(vec![g]))
+        if self.shared.is_some() {
+            return None;
+        }
+        let guard = self.stripes[self.stripe(bucket, key)].clone().try_lock_owned().ok()?;
+        Some(Held { _local: vec![guard], shared: None })
     }
 
     /// Locks several keys of one bucket. Stripes are taken in ascending order, so two
-    /// requests locking overlapping sets cannot deadlock.
+    /// requests locking overlapping sets cannot deadlock; then the shared locks, also in
+    /// ascending order.
     pub async fn lock_all<'a>(&self, bucket: &str, keys: impl IntoIterator<Item = &'a str>) -> Held {
-        let mut stripes: Vec<usize> = keys.into_iter().map(|k| self.stripe(bucket, k)).collect();
+        let keys: Vec<&str> = keys.into_iter().collect();
+        let mut stripes: Vec<usize> = keys.iter().map(|k| self.stripe(bucket, k)).collect();
         stripes.sort_unstable();
         stripes.dedup();
         let mut guards = Vec::with_capacity(stripes.len());
         for s in stripes {
             guards.push(self.stripes[s].clone().lock_owned().await);
         }
-        Held(guards)
+        let Some(locks) = &self.shared else { return Held { _local: guards, shared: None } };
+        let ids: Vec<i64> = keys.iter().map(|k| Self::shared_id(bucket, k)).collect();
+        // Nothing can be journaled while the database is unreachable, so waiting for it
+        // here changes nothing upstream (fail-closed): the request waits or times out.
+        loop {
+            match locks.acquire(ids.clone()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(bucket, error = %e, "cannot take a key's lock across gateways; retrying");
+                    tokio::time::sleep(SHARED_RETRY).await;
+                }
+            }
+        }
+        let mut ids = ids;
+        ids.sort_unstable();
+        ids.dedup();
+        Held { _local: guards, shared: Some((locks.clone(), ids)) }
     }
 }

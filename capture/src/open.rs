@@ -310,8 +310,20 @@ pub async fn open(config: &Config, purpose: Purpose) -> Result<Stores, OpenError
         Some((engine, _)) => engine,
         None => Arc::new(RocksEngine::open(&journal_dir, access).map_err(|e| journal_error(e, &journal_dir, &repair))?),
     };
-    let journal = Journal::over(engine, keys.clone(), access).map_err(|e| journal_error(e, &journal_place, &repair))?;
+    // On a shared journal this process's intents carry its own id, and its liveness lease
+    // is taken before it appends any: another gateway resolves them only once it lapses.
+    let owner = if engine.shared() { new_owner_id() } else { String::new() };
+    let journal = Journal::over_as(engine, keys.clone(), access, rewind_journal::system_clock(), &owner)
+        .map_err(|e| journal_error(e, &journal_place, &repair))?;
     let journal_dir = journal_place;
+    if !owner.is_empty() && access == Access::ReadWrite {
+        let live = rewind_journal::leases::liveness(&owner);
+        journal
+            .lease_renew(&live, rewind_journal::leases::LEASE_TTL)
+            .await
+            .map_err(|e| OpenError::Journal { path: journal_dir.clone(), detail: e.to_string() })?;
+        tracing::info!(gateway = %owner, "joined the shared journal");
+    }
     check_journal_key(&journal, &journal_dir)?;
     check_vault_id(&journal, &*backend, &journal_dir, &location, access).await?;
     // After the journal's own lock, so a second gateway on one data directory hears that.
@@ -364,6 +376,16 @@ fn journal_error(e: JournalError, place: &Path, repair: &dyn Fn() -> String) -> 
         },
         e => OpenError::Journal { path: place.to_path_buf(), detail: e.to_string() },
     }
+}
+
+/// A new id for this process among the gateways of a shared journal: host name and a
+/// random part, so that logs and `rewind` tell the gateways apart.
+fn new_owner_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(32).collect();
+    let mut random = [0u8; 4];
+    let _ = rewind_crypto::aead::random_bytes(&mut random);
+    format!("{}-{}", if host.is_empty() { "gateway" } else { &host }, hex::encode(random))
 }
 
 /// Longest a gateway waits at start for its journal database to be reachable.

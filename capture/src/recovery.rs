@@ -37,10 +37,20 @@ impl Capture {
         self.recover_through(self.recover_up_to).await
     }
 
-    /// Resolves once every open intent up to `last` (tests simulate a crash with it).
+    /// Resolves once every open intent up to `last` (tests simulate a crash with it) that
+    /// this process or a single-process journal left, and every intent of a gateway whose
+    /// liveness lease has lapsed (on a shared journal); intents of live gateways are theirs.
     pub async fn recover_through(&self, last: rewind_model::Seq) -> Result<Recovered, CaptureError> {
         let mut done = Recovered::default();
-        for record in self.journal.unresolved_intents()?.into_iter().filter(|r| r.seq <= last) {
+        for (record, owner) in self.journal.unresolved_owned()? {
+            let interrupted = if owner.is_empty() || owner == self.journal.owner() {
+                record.seq <= last
+            } else {
+                !self.journal.owner_alive(&owner)?
+            };
+            if !interrupted {
+                continue;
+            }
             match self.resolve(&record).await {
                 Ok(true) => done.committed += 1,
                 Ok(false) => done.aborted += 1,

@@ -135,7 +135,16 @@ impl Gateway {
             let (capture, stop) = (capture.clone(), shutdown.child_token());
             tracker.spawn(async move { capture.recover_until_done(stop).await });
         }
-        timers::start(&config, &stores, &ops, &reconciler, &metrics.engine, &metrics.views, &shutdown, &tracker);
+        let parts = timers::Parts {
+            config: Arc::new(config.clone()),
+            stores: stores.clone(),
+            ops: ops.clone(),
+            reconciler: reconciler.clone(),
+            capture: capture.clone(),
+            metrics: metrics.engine.clone(),
+            views: metrics.views.clone(),
+        };
+        timers::start(&parts, &shutdown, &tracker);
         let api = api::Api::new(ops.clone(), admin_token).with_s3_endpoint(endpoint_url(s3_addr));
 
         let views = rewind_views::ViewServer::new(stores.journal.clone(), stores.vault.clone(), metrics.views.clone());

@@ -1,6 +1,10 @@
 //! Every background timer of a serving gateway, in one place: journal shipping, scheduled
 //! verify, reconcile passes, and retention (its plan, forget, then garbage collection). Each
 //! is a task of the gateway's one tracker and stops when the gateway does.
+//!
+//! On a shared journal (several gateways) every gateway renews its liveness lease, and the
+//! work that must run once runs on the gateway that holds the `background` lease, with the
+//! recovery of the intents of gateways that died; it moves to another when that one dies.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,19 +26,97 @@ const FIRST_RETENTION_AFTER: Duration = Duration::from_secs(300);
 /// How often the count of open views is refreshed.
 const VIEWS_COUNTED_EVERY: Duration = Duration::from_secs(15);
 
+/// What the background work needs.
+#[derive(Clone)]
+pub struct Parts {
+    pub config: Arc<Config>,
+    pub stores: Arc<Stores>,
+    pub ops: Operations,
+    pub reconciler: Arc<Reconciler>,
+    pub capture: Arc<rewind_capture::Capture>,
+    pub metrics: Metrics,
+    pub views: rewind_views::ViewMetrics,
+}
+
 /// Starts every timer on `tracker`.
-#[allow(clippy::too_many_arguments)] // each is one of the gateway's parts
-pub fn start(
-    config: &Config,
-    stores: &Arc<Stores>,
-    ops: &Operations,
-    reconciler: &Arc<Reconciler>,
-    metrics: &Metrics,
-    views: &rewind_views::ViewMetrics,
-    stop: &CancellationToken,
-    tracker: &TaskTracker,
-) {
-    tracker.spawn(count_views(ops.clone(), views.clone(), stop.child_token()));
+pub fn start(parts: &Parts, stop: &CancellationToken, tracker: &TaskTracker) {
+    tracker.spawn(count_views(parts.ops.clone(), parts.views.clone(), stop.child_token()));
+    if parts.stores.journal.engine().shared() {
+        tracker.spawn(lead(parts.clone(), stop.clone(), tracker.clone()));
+    } else {
+        start_once_jobs(parts, stop, tracker);
+    }
+}
+
+/// On a shared journal: renews this gateway's liveness; takes (or keeps) the background
+/// lease and runs the work that must run once while it holds it.
+async fn lead(parts: Parts, stop: CancellationToken, tracker: TaskTracker) {
+    use rewind_journal::leases::{BACKGROUND, LEASE_TTL, RENEW_EVERY, liveness};
+    let journal = parts.stores.journal.clone();
+    let live = liveness(journal.owner());
+    let mut jobs: Option<CancellationToken> = None;
+    loop {
+        if let Err(e) = journal.lease_renew(&live, LEASE_TTL).await {
+            tracing::warn!(error = %e, "cannot renew this gateway's liveness lease in the shared journal");
+        }
+        let held = journal.lease_renew(BACKGROUND, LEASE_TTL).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot renew the background lease; background work stops here");
+            false
+        });
+        match (&jobs, held) {
+            (None, true) => {
+                tracing::info!(gateway = journal.owner(), "this gateway now runs the shared journal's background work");
+                let token = stop.child_token();
+                start_once_jobs(&parts, &token, &tracker);
+                tracker.spawn(recover_dead_gateways(parts.capture.clone(), token.clone()));
+                jobs = Some(token);
+            }
+            (Some(token), false) => {
+                tracing::warn!("another gateway took the background lease; background work stops here");
+                token.cancel();
+                jobs = None;
+            }
+            _ => {}
+        }
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(RENEW_EVERY) => {}
+        }
+    }
+    // A clean stop hands the work over at once instead of after the lease lapses. The
+    // liveness lease stays until it lapses: requests finishing now may still write.
+    if jobs.is_some() {
+        let _ = journal.lease_release(BACKGROUND).await;
+    }
+}
+
+/// How often the background gateway looks for intents of gateways that died.
+const DEAD_GATEWAYS_EVERY: Duration = Duration::from_secs(10);
+
+/// Resolves the open intents of gateways whose liveness lease lapsed.
+async fn recover_dead_gateways(capture: Arc<rewind_capture::Capture>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(DEAD_GATEWAYS_EVERY) => {}
+        }
+        match capture.recover().await {
+            Ok(r) if r.committed + r.aborted > 0 => {
+                tracing::info!(
+                    committed = r.committed,
+                    aborted = r.aborted,
+                    "resolved mutations a gateway that died left open"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot look for mutations dead gateways left open; will retry"),
+        }
+    }
+}
+
+/// Starts what must run on one gateway only: shipping, verify, reconcile, retention.
+fn start_once_jobs(parts: &Parts, stop: &CancellationToken, tracker: &TaskTracker) {
+    let Parts { config, stores, ops, reconciler, metrics, .. } = parts;
     tracker.spawn(ship::ship_on_schedule(
         stores.journal.clone(),
         stores.backend.clone(),
@@ -49,7 +131,13 @@ pub fn start(
         config.vault.verify_read_cycle.0,
         stop.child_token(),
     ));
-    tracker.spawn(reconciler.clone().on_schedule(config.protection.reconcile_interval.0));
+    let (reconcile, until) = (reconciler.clone().on_schedule(config.protection.reconcile_interval.0), stop.clone());
+    tracker.spawn(async move {
+        tokio::select! {
+            () = until.cancelled() => {}
+            () = reconcile => {}
+        }
+    });
     tracker.spawn(retention_on_schedule(ops.clone(), metrics.clone(), config.retention.schedule.0, stop.child_token()));
 }
 

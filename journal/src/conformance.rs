@@ -31,7 +31,10 @@ mod shared;
 mod side;
 pub use forget::{a_base_rebuilds_a_journal_that_forget_compacted, forget_removes_records_and_verify_checks_the_rest};
 pub use postgres::{PostgresFixture, PostgresServer, SERVER_ENV, TestServer, test_server};
-pub use shared::journals_in_several_processes_form_one_chain;
+pub use shared::{
+    journals_in_several_processes_form_one_chain, leases_pass_to_another_process_only_once_they_lapse,
+    shared_locks_exclude_other_processes_and_die_with_them,
+};
 pub use side::side_tables_keep_progress_chunks_marks_and_unresolved_intents;
 
 /// A store an engine keeps its data in, for the length of one test.

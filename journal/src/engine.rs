@@ -102,6 +102,11 @@ pub trait Engine: Send + Sync + 'static {
     /// Applies `writes` all or none; with `sync`, durably before returning.
     fn write(&self, writes: Vec<Write>, sync: bool) -> Result<(), EngineError>;
 
+    /// Locks held across every process that shares this store, when it is shared.
+    fn shared_locks(&self) -> Option<std::sync::Arc<dyn SharedLocks>> {
+        None
+    }
+
     /// Whether other processes write to this store at the same time (several gateways on
     /// one database). The writer then reads the head afresh at every batch.
     fn shared(&self) -> bool {
@@ -118,6 +123,19 @@ pub trait Engine: Send + Sync + 'static {
             None => Ok(()),
         }
     }
+}
+
+/// Exclusive locks by number, shared by every process of a shared store (per-key mutation
+/// locks across gateways). A process that dies, or loses its connection, releases all of
+/// its own. Locks are re-entrant within one process: the process's own per-key locks
+/// order its requests.
+pub trait SharedLocks: Send + Sync {
+    /// Takes the locks `ids` (taken in ascending order, so two callers cannot deadlock),
+    /// waiting as long as another process holds one.
+    fn acquire(&self, ids: Vec<i64>) -> futures::future::BoxFuture<'static, Result<(), EngineError>>;
+
+    /// Releases locks `ids`, taken once each by [`SharedLocks::acquire`], without waiting.
+    fn release(&self, ids: Vec<i64>);
 }
 
 /// Helpers every engine gets.

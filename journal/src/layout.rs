@@ -31,6 +31,8 @@ pub const VIEW_PREFIX: &[u8] = b"view/";
 pub const SHIPPED_KEY: &[u8] = b"shipped";
 /// `meta`: the sealed horizon of the last `forget` (see `horizon.rs`).
 pub const HORIZON_KEY: &[u8] = b"horizon";
+/// `meta`: leases, by name (see `leases.rs`).
+pub const LEASE_PREFIX: &[u8] = b"lease/";
 /// `meta`: the id of the vault this journal belongs to (its `vault.toml`'s `vault_id`).
 pub const VAULT_ID_KEY: &[u8] = b"vault-id";
 /// `meta`: the generation and digest of the label set last shipped.

@@ -17,6 +17,7 @@ mod forget;
 mod history;
 pub mod horizon;
 pub mod layout;
+pub mod leases;
 pub mod memory;
 pub mod postgres;
 pub mod record;
@@ -178,6 +179,9 @@ pub struct Journal {
     engine: Arc<dyn Engine>,
     keys: Arc<KeySet>,
     clock: Clock,
+    /// Who the intents this process appends belong to; empty when it has the journal to
+    /// itself.
+    owner: Arc<str>,
     tx: Option<mpsc::Sender<Request>>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
@@ -207,9 +211,22 @@ impl Journal {
         access: Access,
         clock: Clock,
     ) -> Result<Self, JournalError> {
+        Self::over_as(engine, keys, access, clock, "")
+    }
+
+    /// [`Journal::over_with_clock`] for one of several processes sharing `engine`: the
+    /// intents it appends belong to `owner` (see `leases.rs`).
+    pub fn over_as(
+        engine: Arc<dyn Engine>,
+        keys: Arc<KeySet>,
+        access: Access,
+        clock: Clock,
+        owner: &str,
+    ) -> Result<Self, JournalError> {
         let head = read_head(&*engine)?;
+        let owner: Arc<str> = Arc::from(owner);
         if access == Access::ReadOnly {
-            return Ok(Self { engine, keys, clock, tx: None, writer: None });
+            return Ok(Self { engine, keys, clock, owner, tx: None, writer: None });
         }
         let last_checkpoint = last_checkpoint(&*engine)?.unwrap_or(Seq(0));
         let (tx, rx) = mpsc::channel(writer::QUEUE_DEPTH);
@@ -220,12 +237,13 @@ impl Journal {
             last_checkpoint,
             last_checkpoint_at: std::time::Instant::now(),
             clock: clock.clone(),
+            owner: owner.clone(),
         };
         let writer = std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || state.run(rx))
             .map_err(|e| JournalError::Io { path: PathBuf::new(), source: Arc::new(e) })?;
-        Ok(Self { engine, keys, clock, tx: Some(tx), writer: Some(writer) })
+        Ok(Self { engine, keys, clock, owner, tx: Some(tx), writer: Some(writer) })
     }
 
     /// The time now, by the journal's clock.
@@ -535,6 +553,11 @@ fn read_head(engine: &dyn Engine) -> Result<Appended, JournalError> {
 fn last_checkpoint(engine: &dyn Engine) -> Result<Option<Seq>, JournalError> {
     let found = engine.last_at_or_before(Table::Meta, &layout::checkpoint_key(Seq::LATEST))?;
     Ok(found.and_then(|(k, _)| k.strip_prefix(layout::CHECKPOINT_PREFIX).and_then(layout::seq_of)))
+}
+
+/// The system clock, as a journal reads it.
+pub fn system_clock() -> Clock {
+    Arc::new(now_us)
 }
 
 pub(crate) fn now_us() -> i64 {

@@ -21,7 +21,9 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
-use crate::engine::{Engine, EngineError, Entry, Table, Visit, Write};
+use std::sync::Arc;
+
+use crate::engine::{Engine, EngineError, Entry, SharedLocks, Table, Visit, Write};
 
 /// Advisory lock ids (per database): one Rewind installation per database.
 const MIGRATE_LOCK: i64 = 0x5257_4e44_0000_0001;
@@ -110,6 +112,7 @@ pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, UrlError> {
 /// A journal in PostgreSQL.
 pub struct PostgresEngine {
     pool: Pool,
+    locks: PgLocks,
     /// Drives the connections; shut down (without waiting) when the engine goes.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -158,6 +161,7 @@ impl PostgresEngine {
             .enable_all()
             .build()
             .map_err(db_err)?;
+        let config_for_locks = config.clone();
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = {
             let _entered = runtime.enter();
@@ -169,7 +173,12 @@ impl PostgresEngine {
                 .build()
                 .map_err(db_err)?
         };
-        let engine = Self { pool, runtime: Some(runtime) };
+        let locks = PgLocks(Arc::new(LockSession {
+            config: config_for_locks,
+            handle: runtime.handle().clone(),
+            session: tokio::sync::Mutex::new(None),
+        }));
+        let engine = Self { pool, locks, runtime: Some(runtime) };
         engine.migrate()?;
         Ok(engine)
     }
@@ -333,6 +342,10 @@ impl Engine for PostgresEngine {
         true
     }
 
+    fn shared_locks(&self) -> Option<Arc<dyn SharedLocks>> {
+        Some(Arc::new(self.locks.clone()))
+    }
+
     fn write_batch(&self, build: &mut dyn FnMut() -> Option<(Vec<Write>, bool)>) -> Result<(), EngineError> {
         // The transaction lives in a task on the engine's runtime; this thread builds the
         // batch while the task holds the lock, and hands it over.
@@ -381,5 +394,89 @@ impl Drop for PostgresEngine {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+/// Per-key locks across gateways: PostgreSQL advisory locks of one session per gateway, a
+/// connection of its own outside the pool. A gateway that dies (or whose connection drops)
+/// loses its session, and with it every lock it held. Waiting is polling with
+/// `pg_try_advisory_lock`, so one waiter never blocks the session for the others.
+#[derive(Clone)]
+struct PgLocks(Arc<LockSession>);
+
+struct LockSession {
+    config: tokio_postgres::Config,
+    handle: tokio::runtime::Handle,
+    session: tokio::sync::Mutex<Option<Arc<tokio_postgres::Client>>>,
+}
+
+/// First and longest pause between tries of a lock another gateway holds.
+const LOCK_POLL_FIRST: Duration = Duration::from_millis(2);
+const LOCK_POLL_MOST: Duration = Duration::from_millis(50);
+
+impl LockSession {
+    /// The lock session, connected (again) if it is not.
+    async fn session(&self) -> Result<Arc<tokio_postgres::Client>, EngineError> {
+        let mut session = self.session.lock().await;
+        if let Some(client) = session.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(client.clone());
+        }
+        if session.take().is_some() {
+            tracing::error!(
+                "the journal database's lock session was lost: locks held by requests in flight on this gateway are gone"
+            );
+        }
+        let (client, connection) = self.config.connect(NoTls).await.map_err(db_err)?;
+        tokio::spawn(connection);
+        let client = Arc::new(client);
+        *session = Some(client.clone());
+        Ok(client)
+    }
+}
+
+impl SharedLocks for PgLocks {
+    fn acquire(&self, mut ids: Vec<i64>) -> futures::future::BoxFuture<'static, Result<(), EngineError>> {
+        ids.sort_unstable();
+        ids.dedup();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let this = self.clone();
+        self.0.handle.spawn(async move {
+            let mut taken = 0;
+            let outcome = async {
+                let mut pause = LOCK_POLL_FIRST;
+                while taken < ids.len() {
+                    let client = this.0.session().await?;
+                    let row =
+                        client.query_one("SELECT pg_try_advisory_lock($1)", &[&ids[taken]]).await.map_err(db_err)?;
+                    if row.get::<_, bool>(0) {
+                        taken += 1;
+                        pause = LOCK_POLL_FIRST;
+                    } else {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(LOCK_POLL_MOST);
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            if outcome.is_err() && taken > 0 {
+                this.release(ids[..taken].to_vec());
+            }
+            let _ = tx.send(outcome);
+        });
+        Box::pin(
+            async move { rx.await.map_err(|_| EngineError::Database("the lock task ended without an answer".into()))? },
+        )
+    }
+
+    fn release(&self, ids: Vec<i64>) {
+        let this = self.clone();
+        self.0.handle.spawn(async move {
+            if let Ok(client) = this.0.session().await {
+                for id in ids {
+                    let _ = client.query_one("SELECT pg_advisory_unlock($1)", &[&id]).await;
+                }
+            }
+        });
     }
 }

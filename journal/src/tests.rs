@@ -41,10 +41,21 @@ mod in_memory {
 mod on_postgres {
     crate::journal_conformance!(crate::conformance::PostgresFixture::new());
 
+    use crate::conformance::PostgresFixture;
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn journals_in_several_processes_form_one_chain() {
-        crate::conformance::journals_in_several_processes_form_one_chain(&crate::conformance::PostgresFixture::new())
-            .await;
+        crate::conformance::journals_in_several_processes_form_one_chain(&PostgresFixture::new()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn leases_pass_to_another_process_only_once_they_lapse() {
+        crate::conformance::leases_pass_to_another_process_only_once_they_lapse(&PostgresFixture::new()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shared_locks_exclude_other_processes_and_die_with_them() {
+        crate::conformance::shared_locks_exclude_other_processes_and_die_with_them(&PostgresFixture::new()).await;
     }
 }
 

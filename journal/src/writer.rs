@@ -102,6 +102,9 @@ pub(crate) struct Writer {
     pub(crate) last_checkpoint: Seq,
     pub(crate) last_checkpoint_at: std::time::Instant,
     pub(crate) clock: crate::Clock,
+    /// Who this journal's intents belong to (see `leases.rs`); empty on a journal one
+    /// process has to itself.
+    pub(crate) owner: Arc<str>,
 }
 
 /// A batch being built.
@@ -238,7 +241,7 @@ impl Writer {
             match record::encode(&self.keys, seq, timestamp_us, &self.head.hash, body) {
                 Ok((bytes, hash)) => {
                     writes.push(Write::Put(Table::Records, layout::seq_key(seq).to_vec(), bytes));
-                    index(&mut writes, seq, body);
+                    index(&mut writes, seq, body, self.owner.as_bytes());
                     self.head = Appended { seq, hash, timestamp_us };
                     appended.push(self.head);
                 }
@@ -265,7 +268,7 @@ impl Writer {
                 return Err(JournalError::Corrupt { seq: *seq, detail: "does not chain to the record before".into() });
             }
             writes.push(Write::Put(Table::Records, layout::seq_key(*seq).to_vec(), bytes.clone()));
-            index(&mut writes, *seq, &record.body);
+            index(&mut writes, *seq, &record.body, &[]);
             head = Appended { seq: *seq, hash: record.hash, timestamp_us: record.timestamp_us };
         }
         batch.add(writes);
@@ -302,7 +305,7 @@ impl Writer {
             }
             digest.add(*seq, &record.hash);
             writes.push(Write::Put(Table::Records, layout::seq_key(*seq).to_vec(), bytes.clone()));
-            index(&mut writes, *seq, &record.body);
+            index(&mut writes, *seq, &record.body, &[]);
             prev = Appended { seq: *seq, hash: record.hash, timestamp_us: record.timestamp_us };
         }
         if digest.finish() != horizon.retained {
@@ -345,14 +348,14 @@ fn answer(answers: Vec<Answer>, failure: Option<JournalError>) {
 }
 
 /// The index entries a record adds: its key's `versions` entry, and the unresolved-intent
-/// entry it opens or closes.
-pub(crate) fn index(writes: &mut Vec<Write>, seq: Seq, body: &Body) {
+/// entry it opens (naming the intent's `owner`) or closes.
+pub(crate) fn index(writes: &mut Vec<Write>, seq: Seq, body: &Body, owner: &[u8]) {
     // Commits and observations are versions of their key.
     if let Some((bucket, key, _)) = body.change() {
         writes.push(Write::Put(Table::Versions, layout::version_key(bucket, key, seq), Vec::new()));
     }
     match body {
-        Body::Intent(_) => writes.push(Write::Put(Table::Unresolved, layout::seq_key(seq).to_vec(), Vec::new())),
+        Body::Intent(_) => writes.push(Write::Put(Table::Unresolved, layout::seq_key(seq).to_vec(), owner.to_vec())),
         Body::Commit(Commit { intent, .. }) | Body::Abort(Abort { intent, .. }) => {
             writes.push(Write::Delete(Table::Unresolved, layout::seq_key(*intent).to_vec()));
         }

@@ -1,5 +1,5 @@
-//! Conformance case for engines that several processes write at once (several gateways
-//! over one database): only engines whose [`Engine::shared`] is true run it.
+//! Conformance cases for engines that several processes write at once (several gateways
+//! over one database): only engines whose [`Engine::shared`] is true run them.
 
 use super::*;
 
@@ -56,4 +56,83 @@ pub async fn journals_in_several_processes_form_one_chain(fixture: &dyn Fixture)
             assert_eq!(history.len(), 1);
         }
     }
+}
+
+/// A lease is one holder's until it lapses or is given up; liveness leases tell whose
+/// intents are in flight and whose were interrupted.
+pub async fn leases_pass_to_another_process_only_once_they_lapse(fixture: &dyn Fixture) {
+    use crate::leases::{BACKGROUND, liveness};
+    use std::sync::atomic::AtomicI64;
+    use std::time::Duration;
+    let keys = keys();
+    let now = Arc::new(AtomicI64::new(1_700_000_000_000_000));
+    let clock: crate::Clock = {
+        let now = now.clone();
+        Arc::new(move || now.load(Ordering::SeqCst))
+    };
+    let open_as = |owner: &str| {
+        Journal::over_as(fixture.engine(), keys.clone(), Access::ReadWrite, clock.clone(), owner).unwrap()
+    };
+    let (a, b) = (open_as("gw-a"), open_as("gw-b"));
+    let ttl = Duration::from_secs(20);
+    let pass = |secs: i64| now.fetch_add(secs * 1_000_000, Ordering::SeqCst);
+
+    assert!(a.lease_renew(BACKGROUND, ttl).await.unwrap());
+    assert!(!b.lease_renew(BACKGROUND, ttl).await.unwrap(), "held by another");
+    pass(15);
+    assert!(a.lease_renew(BACKGROUND, ttl).await.unwrap(), "the holder renews");
+    pass(15);
+    assert!(!b.lease_renew(BACKGROUND, ttl).await.unwrap(), "renewed, so not lapsed");
+    pass(6);
+    assert!(b.lease_renew(BACKGROUND, ttl).await.unwrap(), "lapsed, so taken");
+    assert_eq!(a.lease(BACKGROUND).unwrap().unwrap().holder, "gw-b");
+    assert!(!a.lease_renew(BACKGROUND, ttl).await.unwrap());
+    a.lease_release(BACKGROUND).await.unwrap();
+    assert_eq!(b.lease(BACKGROUND).unwrap().unwrap().holder, "gw-b", "only the holder gives a lease up");
+    b.lease_release(BACKGROUND).await.unwrap();
+    assert!(a.lease_renew(BACKGROUND, ttl).await.unwrap(), "given up, so taken at once");
+
+    // Owners of intents, and their liveness.
+    assert!(a.lease_renew(&liveness("gw-a"), ttl).await.unwrap());
+    assert!(b.lease_renew(&liveness("gw-b"), ttl).await.unwrap());
+    let ia = a.append(intent("x"), Durability::Synced).await.unwrap().seq;
+    let ib = b.append(intent("y"), Durability::Synced).await.unwrap().seq;
+    let owned: Vec<(Seq, String)> = b.unresolved_owned().unwrap().into_iter().map(|(r, o)| (r.seq, o)).collect();
+    assert_eq!(owned, vec![(ia, "gw-a".to_owned()), (ib, "gw-b".to_owned())]);
+    assert!(b.owner_alive("gw-a").unwrap());
+    pass(10);
+    assert!(b.lease_renew(&liveness("gw-b"), ttl).await.unwrap());
+    pass(11);
+    assert!(!b.owner_alive("gw-a").unwrap(), "gw-a stopped renewing: its intents were interrupted");
+    assert!(a.owner_alive("gw-b").unwrap());
+    assert_eq!(b.leases("gateway/").unwrap().len(), 2);
+}
+
+/// Per-key locks across processes: exclusive between processes, re-entrant within one,
+/// and released when the process holding them goes away.
+pub async fn shared_locks_exclude_other_processes_and_die_with_them(fixture: &dyn Fixture) {
+    use std::time::Duration;
+    let (a, b, c) = (fixture.engine(), fixture.engine(), fixture.engine());
+    let locks = |e: &Arc<dyn Engine>| e.shared_locks().expect("a shared engine has shared locks");
+    let (la, lb, lc) = (locks(&a), locks(&b), locks(&c));
+    la.acquire(vec![9, 7]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), la.acquire(vec![7])).await.expect("re-entrant").unwrap();
+    let waiting = tokio::spawn(lb.acquire(vec![9]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "another process holds it");
+    lb.acquire(vec![8]).await.unwrap();
+    la.release(vec![7, 9]);
+    la.release(vec![7]);
+    tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("released, so taken").unwrap().unwrap();
+
+    let waiting = tokio::spawn(lc.acquire(vec![8, 9]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished());
+    drop(lb);
+    drop(b); // the process holding 8 and 9 goes away
+    tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("a dead holder's locks are free")
+        .unwrap()
+        .unwrap();
 }
