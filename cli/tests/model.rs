@@ -85,6 +85,15 @@ fn tag_set(tags: &BTreeMap<String, String>) -> Tagging {
 }
 
 /// Applies `step` to the gateway and to `model`.
+/// Whether any of `steps` gave `key` tags.
+fn ever_tagged(steps: &[Step], key: usize) -> bool {
+    steps.iter().any(|s| match *s {
+        Step::Put { key: k, tags, .. } | Step::Multipart { key: k, tags, .. } => k == key && tags.is_some(),
+        Step::Tag { key: k, .. } => k == key,
+        _ => false,
+    })
+}
+
 async fn apply(s3: &aws_sdk_s3::Client, bucket: &str, step: &Step, model: &mut State) {
     match step {
         Step::Put { key, size, seed, ty, meta, tags } => {
@@ -152,11 +161,6 @@ async fn apply(s3: &aws_sdk_s3::Client, bucket: &str, step: &Step, model: &mut S
             let Some(source) = model.get(KEYS[*from]).cloned() else { return };
             if from == to && replace.is_none() {
                 return; // S3 refuses a copy onto itself that changes nothing
-            }
-            if model.get(KEYS[*to]).is_some_and(|o| !o.tags.is_empty()) {
-                // moto merges the source's tags into a tagged destination's (S3 replaces
-                // them); the gateway records what the upstream holds, so skip the case.
-                return;
             }
             let mut req =
                 s3.copy_object().bucket(bucket).key(KEYS[*to]).copy_source(format!("{bucket}/{}", KEYS[*from]));
@@ -251,7 +255,15 @@ async fn check(world: &World, steps: Vec<Step>, picks: Vec<prop::sample::Index>)
     let journal = world.gw.gateway.capture().journal().clone();
     let mut model = State::new();
     let mut instants = vec![(journal.head().unwrap().seq.0, model.clone())];
-    for step in &steps {
+    for (i, step) in steps.iter().enumerate() {
+        if let Step::Copy { to, .. } = step
+            && ever_tagged(&steps[..i], *to)
+        {
+            // moto merges into a copy the tags its destination key ever had, even once
+            // deleted (S3 gives the copy the source's tags); the gateway records what the
+            // upstream holds, so the case is skipped.
+            continue;
+        }
         apply(&world.s3, &bucket, step, &mut model).await;
         instants.push((journal.head().unwrap().seq.0, model.clone()));
     }
