@@ -73,6 +73,9 @@ pub struct LogLine {
     pub size: Option<u64>,
     /// ETag of the new version.
     pub etag: Option<String>,
+    /// The upstream's version id of the new version or delete marker (versioned buckets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
     /// The client access key that made it (empty for the gateway's own captures).
     pub access_key: String,
     /// The request id in the gateway's log.
@@ -81,11 +84,11 @@ pub struct LogLine {
 
 impl From<&LogEntry> for LogLine {
     fn from(e: &LogEntry) -> Self {
-        let (effect, size, etag) = match &e.effect {
-            Effect::Version(v) => ("version", Some(v.size), Some(v.etag.clone())),
-            Effect::Deleted { .. } => ("deleted", None, None),
-            Effect::Tags(_) => ("tags", None, None),
-            Effect::Bucket => ("bucket", None, None),
+        let (effect, size, etag, version_id) = match &e.effect {
+            Effect::Version(v) => ("version", Some(v.size), Some(v.etag.clone()), v.version_id.clone()),
+            Effect::Deleted { version_id } => ("deleted", None, None, version_id.clone()),
+            Effect::Tags(_) => ("tags", None, None, None),
+            Effect::Bucket => ("bucket", None, None, None),
         };
         Self {
             seq: e.seq.0,
@@ -94,6 +97,7 @@ impl From<&LogEntry> for LogLine {
             effect: effect.to_owned(),
             size,
             etag,
+            version_id,
             access_key: e.access_key.clone(),
             request_id: e.request_id.clone(),
         }
