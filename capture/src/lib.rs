@@ -17,6 +17,7 @@ mod error;
 pub mod locks;
 pub mod meta;
 pub mod metrics;
+pub mod migrate;
 mod multipart;
 pub mod open;
 pub mod rebuild;

@@ -163,6 +163,9 @@ pub enum Command {
     Hold(HoldCommand),
     /// Create the vault and its key file in --data-dir without serving anything.
     Init,
+    /// The journal itself: `rewind journal migrate --from DIR --to postgres://...`.
+    #[command(subcommand)]
+    Journal(JournalCommand),
     /// Rebuild a data directory (journal, indexes) from the vault alone, after losing the
     /// gateway host: `rewind rebuild --vault DIR|s3://... --key-file FILE --data-dir NEW`.
     Rebuild {
@@ -224,6 +227,24 @@ pub struct HoldTarget {
     /// This one key.
     #[arg(long)]
     pub key: Option<String>,
+}
+
+/// `rewind journal ...`.
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// Copy a stopped gateway's journal into a PostgreSQL database, where several gateways
+    /// can share it (docs/SCALE.md); checked at the end (same head and entries, verify).
+    /// Interrupted, run it again: copying is idempotent.
+    Migrate {
+        /// The stopped gateway's data directory (its journal, vault and key file, or what
+        /// --config names).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The database: postgres://user@host:port/database (the password in
+        /// REWIND_JOURNAL_PASSWORD).
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 /// `rewind hold ...`.
@@ -306,6 +327,7 @@ impl Command {
             Self::View(_) => Access::Write,
             Self::Restore(args) if args.to_dir.is_some() => Access::Read,
             Self::Snapshot(_) | Self::Hold(_) | Self::Init | Self::Rebuild { .. } => Access::Write,
+            Self::Journal(_) => Access::Read,
             Self::Forget { .. } | Self::Gc { .. } => Access::Write,
             Self::Restore(_) | Self::Reconcile { .. } => Access::Upstream,
         }

@@ -47,7 +47,7 @@ use rewind_config::Config;
 use rewind_snapshotter::api::{PlanSummary, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot};
 use rewind_snapshotter::ops::ReconcileAsk;
 
-pub use args::{Cli, Command, HoldCommand, HoldTarget, RestoreArgs, SnapshotCommand, ViewCommand};
+pub use args::{Cli, Command, HoldCommand, HoldTarget, JournalCommand, RestoreArgs, SnapshotCommand, ViewCommand};
 pub use client::{CliError, Client, Lines, with_query};
 pub use target::{Access, Events, Local, Target};
 
@@ -111,6 +111,9 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     if let Command::Rebuild { vault, key_file } = &cli.command {
         return rebuild(&cli, vault, key_file.as_deref()).await;
+    }
+    if let Command::Journal(JournalCommand::Migrate { from, to }) = &cli.command {
+        return migrate(&cli, from, to).await;
     }
     let target = open_target(&cli, matches!(cli.command, Command::Init)).await?;
     let result = execute(&cli, &target).await;
@@ -271,7 +274,9 @@ async fn execute(cli: &Cli, target: &Target) -> Result<ExitCode, CliError> {
             let status = target.status().await?;
             if cli.json { print_json(&status)? } else { print::status(&status) }
         }
-        Command::Rebuild { .. } => unreachable!("run() handles rebuild before any session"),
+        Command::Rebuild { .. } | Command::Journal(_) => {
+            unreachable!("run() handles rebuild and the journal's commands before any session")
+        }
         Command::Init => {
             let status = target.status().await?;
             let dir = cli.data_dir.as_deref().unwrap_or(Path::new("rewind-data"));
@@ -305,6 +310,40 @@ fn base_config(cli: &Cli, dir: &Path) -> Result<(Config, Vec<rewind_config::Prob
         config.journal.set_url(url.clone());
     }
     Ok((config, problems))
+}
+
+/// `rewind journal migrate`: the source is the data directory's own journal whatever the
+/// environment names; the password for the target comes from it.
+async fn migrate(cli: &Cli, from: &Path, to: &str) -> Result<ExitCode, CliError> {
+    let (mut config, problems) = base_config(cli, from)?;
+    let password = config.journal.password.take();
+    config.journal = rewind_config::JournalConfig::default();
+    rewind_capture::rebuild::apply_stores_file(&mut config).map_err(CliError::other)?;
+    let config = config.finish(problems).map_err(|e| CliError::other(e.to_string()))?;
+    rewind_journal::postgres::parse_url(to).map_err(|e| CliError::other(e.to_string()))?;
+    let mut options = rewind_journal::PostgresOptions::new(to);
+    options.password = password.map(|p| zeroize::Zeroizing::new(p.expose().to_owned()));
+    let quiet = cli.json;
+    let done = rewind_capture::migrate::migrate(&config, options, move |table, n| {
+        if !quiet && (n % 100_000 == 0 || n < 2000) {
+            eprintln!("  {table}: {n} entries");
+        }
+    })
+    .await
+    .map_err(|e| CliError::other(e.to_string()))?;
+    if cli.json {
+        print_json(&done)?;
+    } else {
+        outln!(
+            "Migrated {} entries (head seq:{}) from {} into {to} in {:.1} s; verify walked {} records: clean.\nStart every gateway with --journal {to} (password in REWIND_JOURNAL_PASSWORD), the same vault and key file; see docs/SCALE.md.",
+            done.entries,
+            done.head_seq,
+            from.display(),
+            done.seconds,
+            done.records_verified
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn rebuild(cli: &Cli, vault: &str, key_file: Option<&Path>) -> Result<ExitCode, CliError> {

@@ -15,6 +15,12 @@
 //! ListObjectsV2 of a 100,000-key bucket, live through a capturing gateway and through a
 //! view of the same objects, in one run, with the gateway's CPU per byte and per operation.
 //!
+//! `--journal-postgres` runs only the shared-journal check: PUT 4 KiB x32 and PUT 64 MiB x4
+//! through two capturing gateways, one on the embedded RocksDB journal and one on a
+//! PostgreSQL journal (the server in REWIND_TEST_POSTGRES_URL, or one started here), with
+//! each gateway's CPU per operation and, per mutation, the database's transactions, rows
+//! written and server CPU.
+//!
 //! Build and run:  cargo build --release --bins && target/release/rewind-bench [--quick] [--big 2] [--memory] [--views]
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -197,13 +203,29 @@ fn free_port() -> u16 {
 
 /// Starts the gateway binary; without `capture` it protects no bucket (pure pass-through).
 async fn start_gateway(binary: &Path, upstream: &FsUpstream, work: &Path, name: &str, capture: bool) -> GatewayProcess {
+    start_gateway_on(binary, upstream, work, name, capture, None).await
+}
+
+/// [`start_gateway`], with its journal in the PostgreSQL database at `journal` if given.
+async fn start_gateway_on(
+    binary: &Path,
+    upstream: &FsUpstream,
+    work: &Path,
+    name: &str,
+    capture: bool,
+    journal: Option<&str>,
+) -> GatewayProcess {
     let (id, secret) = key_pair();
     let (port, admin) = (free_port(), free_port());
     let log = std::fs::File::create(work.join(format!("{name}.log"))).unwrap();
     let config = work.join(format!("{name}.toml"));
     let buckets = if capture { r#"["*"]"# } else { "[]" };
     std::fs::write(&config, format!("[protection]\nbuckets = {buckets}\n")).unwrap();
-    let child = Command::new(binary)
+    let mut command = Command::new(binary);
+    if let Some(url) = journal {
+        command.env("REWIND_JOURNAL_URL", url);
+    }
+    let child = command
         .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{admin}")])
         .arg("--config")
         .arg(&config)
@@ -246,6 +268,7 @@ async fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let memory_only = args.iter().any(|a| a == "--memory");
     let views_only = args.iter().any(|a| a == "--views");
+    let postgres_only = args.iter().any(|a| a == "--journal-postgres");
     let only = args.iter().position(|a| a == "--only").map(|i| args[i + 1].clone());
     let binary =
         args.iter().position(|a| a == "--gateway").map_or_else(gateway_binary, |i| PathBuf::from(&args[i + 1]));
@@ -258,6 +281,13 @@ async fn main() {
     let capturing = start_gateway(&binary, &upstream, work.path(), "capture", true).await;
     let (plain_pid, capture_pid) = (plain.child.id(), capturing.child.id());
 
+    if postgres_only {
+        drop((plain, capturing));
+        let ok = journal_engines(&binary, &upstream, work.path(), quick).await;
+        println!("targets missed: {}", usize::from(!ok));
+        upstream.stop().await;
+        return;
+    }
     if views_only {
         drop(plain);
         let ok = views(&capturing, quick).await;
@@ -575,5 +605,78 @@ async fn views(gw: &GatewayProcess, quick: bool) -> bool {
         "targets: view GETs >= {:.0}% of live GETs through the gateway; a whole listing at a past instant within {VIEW_LIST_TARGET}x of live",
         VIEW_GET_TARGET * 100.0
     );
+    ok
+}
+
+/// The database's own counters: transactions committed, rows inserted, updated, deleted.
+fn pg_counters(url: &str) -> [f64; 4] {
+    let sql = "SELECT xact_commit, tup_inserted, tup_updated, tup_deleted FROM pg_stat_database WHERE datname = current_database()";
+    let out = Command::new("psql").args(["-At", "-F", " ", url, "-c", sql]).output().expect("psql runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut n = text.split_whitespace().map(|v| v.parse::<f64>().unwrap_or(f64::NAN));
+    std::array::from_fn(|_| n.next().unwrap_or(f64::NAN))
+}
+
+/// CPU seconds of every PostgreSQL server process on the machine (the bench's own server).
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return f64::NAN };
+    dir.filter_map(|e| e.ok())
+        .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "postgres"))
+        .map(|e| cpu_seconds(&e.file_name().to_string_lossy()))
+        .filter(|c| c.is_finite())
+        .sum()
+}
+
+/// PUTs through a capturing gateway on RocksDB and one on PostgreSQL, side by side.
+async fn journal_engines(binary: &Path, upstream: &FsUpstream, work: &Path, quick: bool) -> bool {
+    let server = rewind_journal::conformance::test_server();
+    let url = server.create_database();
+    let rocks = start_gateway_on(binary, upstream, work, "journal-rocksdb", true, None).await;
+    let pg = start_gateway_on(binary, upstream, work, "journal-postgres", true, Some(&url)).await;
+    let via_rocks = client(&rocks.endpoint, &rocks.id, &rocks.secret);
+    let via_pg = client(&pg.endpoint, &pg.id, &pg.secret);
+    via_rocks.create_bucket().bucket("on-rocksdb").send().await.unwrap();
+    via_pg.create_bucket().bucket("on-postgres").send().await.unwrap();
+    println!("rewind-bench --journal-postgres: capture with the journal in RocksDB and in PostgreSQL (same machine)");
+    println!(
+        "{:<16} {:>14} {:>14} {:>9} {:>12} {:>12} {:>9} {:>9} {:>12}",
+        "load", "rocksdb", "postgres", "pg/rocks", "gw cpu/op R", "gw cpu/op P", "xact/op", "rows/op", "pg cpu/op"
+    );
+    let mut ok = true;
+    for (load, target) in loads(quick).into_iter().filter(|l| l.put && !l.signed).zip([0.90, 0.60]) {
+        let body = Bytes::from(pattern(load.size, load.size as u64));
+        let warm = Load { ops: load.keys, ..load };
+        run(&via_rocks, "on-rocksdb", warm, body.clone()).await;
+        run(&via_pg, "on-postgres", warm, body.clone()).await;
+        let cpu = cpu_seconds(&rocks.child.id().to_string());
+        let r = run(&via_rocks, "on-rocksdb", load, body.clone()).await;
+        let rocks_cpu = cpu_seconds(&rocks.child.id().to_string()) - cpu;
+        tokio::time::sleep(Duration::from_secs(2)).await; // the statistics reach the view
+        let (before, pg_cpu_before, cpu) =
+            (pg_counters(&url), postgres_cpu_seconds(), cpu_seconds(&pg.child.id().to_string()));
+        let p = run(&via_pg, "on-postgres", load, body).await;
+        let gw_cpu = cpu_seconds(&pg.child.id().to_string()) - cpu;
+        let server_cpu = postgres_cpu_seconds() - pg_cpu_before;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = pg_counters(&url);
+        let per_op = |i: usize| (after[i] - before[i]) / p.ops as f64;
+        let rate = |o: &Outcome| if load.size >= MIB { o.mb_per_second() } else { o.per_second() };
+        let unit = if load.size >= MIB { "MB/s" } else { "op/s" };
+        let ratio = rate(&p) / rate(&r);
+        ok &= ratio >= target;
+        println!(
+            "{:<16} {:>9.0} {unit} {:>9.0} {unit} {:>8.1}% {:>9.0} us {:>9.0} us {:>9.2} {:>9.2} {:>9.0} us",
+            load.name,
+            rate(&r),
+            rate(&p),
+            ratio * 100.0,
+            rocks_cpu / r.ops as f64 * 1e6,
+            gw_cpu / p.ops as f64 * 1e6,
+            per_op(0),
+            per_op(1) + per_op(2) + per_op(3),
+            server_cpu / p.ops as f64 * 1e6,
+        );
+        println!("{:<16} target: postgres >= {:.0}% of rocksdb", "", target * 100.0);
+    }
     ok
 }
