@@ -135,10 +135,18 @@ impl Capture {
                 self.commit(pending, Effect::Deleted { version_id: None }).await?;
                 Ok(true)
             }
-            None => {
-                self.abort(pending, "recovery: the object is not upstream").await;
-                Ok(false)
-            }
+            None => match self.unjournaled_delete_marker(bucket, key).await? {
+                // A delete of a key already deleted, in a versioned bucket: the upstream
+                // added a delete marker that HEAD cannot show.
+                Some(marker) => {
+                    self.commit(pending, Effect::Deleted { version_id: Some(marker) }).await?;
+                    Ok(true)
+                }
+                None => {
+                    self.abort(pending, "recovery: the object is not upstream").await;
+                    Ok(false)
+                }
+            },
             Some(head) if known.as_ref().is_some_and(|v| v.etag == head.etag && v.size == head.size) => {
                 self.abort(pending, "recovery: the upstream still holds the journaled version").await;
                 Ok(false)
@@ -155,5 +163,23 @@ impl Capture {
                 }
             },
         }
+    }
+
+    /// The upstream's latest delete marker of `bucket`/`key` when it is the key's current
+    /// entry and the journal has no delete with its version id; `None` otherwise (and in
+    /// buckets that do not version, where listing versions shows no markers).
+    async fn unjournaled_delete_marker(&self, bucket: &str, key: &str) -> Result<Option<String>, CaptureError> {
+        let listed = self.upstream.list_object_versions().bucket(bucket).prefix(key).max_keys(16).send().await;
+        let Ok(listed) = listed else { return Ok(None) };
+        let latest = listed
+            .delete_markers()
+            .iter()
+            .find(|m| m.key() == Some(key) && m.is_latest() == Some(true))
+            .and_then(|m| m.version_id().map(str::to_owned));
+        let Some(marker) = latest else { return Ok(None) };
+        let journaled = self.journal.history(bucket, key)?.into_iter().any(|r| {
+            matches!(&r.body, Body::Commit(c) if matches!(&c.effect, Effect::Deleted { version_id: Some(v) } if *v == marker))
+        });
+        Ok((!journaled).then_some(marker))
     }
 }

@@ -22,7 +22,7 @@ async fn versioning_tagging_conditionals_and_errors_pass_through() {
     versioning(&s3, &direct).await;
     tagging(&s3, &direct).await;
     tag_changes_are_journaled(&gw);
-    versioned_deletes_are_journaled(&gw, &s3).await;
+    versioned_deletes_are_journaled(&gw, &s3, &direct).await;
     conditionals(&s3).await;
     errors_match_the_upstream(&s3, &direct).await;
     destructive_lifecycles(&moto, &s3, &direct).await;
@@ -203,7 +203,7 @@ fn tag_changes_are_journaled(gw: &TestGateway) {
 }
 
 /// Deleting a specific version makes the previous one current again; the journal follows.
-async fn versioned_deletes_are_journaled(gw: &TestGateway, s3: &aws_sdk_s3::Client) {
+async fn versioned_deletes_are_journaled(gw: &TestGateway, s3: &aws_sdk_s3::Client, direct: &aws_sdk_s3::Client) {
     let v1 = s3.put_object().bucket("ver").key("vd").body(ByteStream::from_static(b"one")).send().await.unwrap();
     let v2 = s3.put_object().bucket("ver").key("vd").body(ByteStream::from_static(b"two")).send().await.unwrap();
     s3.delete_object().bucket("ver").key("vd").version_id(v2.version_id().unwrap()).send().await.unwrap();
@@ -215,6 +215,24 @@ async fn versioned_deletes_are_journaled(gw: &TestGateway, s3: &aws_sdk_s3::Clie
     s3.delete_object().bucket("ver").key("vd").send().await.unwrap();
     assert!(capture.current("ver", "vd").unwrap().is_none());
     assert!(capture.journal().unresolved_intents().unwrap().is_empty());
+
+    // A delete of the deleted key, interrupted after it reached the upstream: a second
+    // delete marker, which HEAD cannot tell from the first. Recovery finds it by listing.
+    let journal = capture.journal();
+    let intent = rewind_model::Intent {
+        op: rewind_model::Op::Delete,
+        bucket: "ver".into(),
+        key: "vd".into(),
+        access_key: "test".into(),
+        request_id: "r".into(),
+    };
+    journal.append(Body::Intent(intent), rewind_journal::Durability::Synced).await.unwrap();
+    let marker = direct.delete_object().bucket("ver").key("vd").send().await.unwrap();
+    let done = capture.recover_through(journal.head().unwrap().seq).await.unwrap();
+    assert_eq!((done.committed, done.aborted), (1, 0), "the marker is recorded, not aborted as nothing");
+    let last = journal.history("ver", "vd").unwrap().pop().unwrap();
+    let Body::Commit(commit) = last.body else { panic!("a commit") };
+    assert_eq!(commit.effect, Effect::Deleted { version_id: marker.version_id().map(Into::into) });
 }
 
 /// An S3 vault in a bucket with Object Lock: every pack gets a governance retention date,
