@@ -207,8 +207,8 @@ impl Capture {
     }
 
     /// Takes the mutation lock of one key.
-    pub async fn lock(&self, bucket: &str, key: &str) -> Held {
-        self.locks.lock(bucket, key).await
+    pub async fn lock(&self, bucket: &str, key: &str) -> Result<Held, CaptureError> {
+        self.locks.lock(bucket, key).await.map_err(|e| CaptureError::Journal(e.into()))
     }
 
     /// Takes the mutation lock of one key if it is free now.
@@ -217,8 +217,12 @@ impl Capture {
     }
 
     /// Takes the mutation locks of several keys of one bucket.
-    pub async fn lock_all<'a>(&self, bucket: &str, keys: impl IntoIterator<Item = &'a str>) -> Held {
-        self.locks.lock_all(bucket, keys).await
+    pub async fn lock_all<'a>(
+        &self,
+        bucket: &str,
+        keys: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Held, CaptureError> {
+        self.locks.lock_all(bucket, keys).await.map_err(|e| CaptureError::Journal(e.into()))
     }
 
     /// Appends an intent.

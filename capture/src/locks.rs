@@ -9,15 +9,18 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use rewind_journal::engine::SharedLocks;
+use rewind_journal::engine::{EngineError, SharedLocks};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// Stripes: enough that unrelated keys rarely share one under hundreds of concurrent
 /// requests, few enough to cost nothing (a 4,096-entry vector of mutexes).
 const STRIPES: usize = 4096;
 
-/// How long a failure to reach the shared locks is retried before it is logged again.
-const SHARED_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Pause between tries of shared locks that the database could not be asked for.
+const SHARED_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long the database may stay unreachable before a lock is refused: the request then
+/// fails (503) with nothing changed upstream, as any write does while the journal is down.
+const SHARED_GIVE_UP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The lock table.
 pub struct KeyLocks {
@@ -68,8 +71,9 @@ impl KeyLocks {
         i64::from_le_bytes(bytes)
     }
 
-    /// Locks one key.
-    pub async fn lock(&self, bucket: &str, key: &str) -> Held {
+    /// Locks one key; fails only when the locks shared with other gateways cannot be
+    /// reached.
+    pub async fn lock(&self, bucket: &str, key: &str) -> Result<Held, EngineError> {
         self.lock_all(bucket, std::iter::once(key)).await
     }
 
@@ -86,7 +90,11 @@ impl KeyLocks {
     /// Locks several keys of one bucket. Stripes are taken in ascending order, so two
     /// requests locking overlapping sets cannot deadlock; then the shared locks, also in
     /// ascending order.
-    pub async fn lock_all<'a>(&self, bucket: &str, keys: impl IntoIterator<Item = &'a str>) -> Held {
+    pub async fn lock_all<'a>(
+        &self,
+        bucket: &str,
+        keys: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Held, EngineError> {
         let keys: Vec<&str> = keys.into_iter().collect();
         let mut stripes: Vec<usize> = keys.iter().map(|k| self.stripe(bucket, k)).collect();
         stripes.sort_unstable();
@@ -95,22 +103,20 @@ impl KeyLocks {
         for s in stripes {
             guards.push(self.stripes[s].clone().lock_owned().await);
         }
-        let Some(locks) = &self.shared else { return Held { _local: guards, shared: None } };
-        let ids: Vec<i64> = keys.iter().map(|k| Self::shared_id(bucket, k)).collect();
-        // Nothing can be journaled while the database is unreachable, so waiting for it
-        // here changes nothing upstream (fail-closed): the request waits or times out.
+        let Some(locks) = &self.shared else { return Ok(Held { _local: guards, shared: None }) };
+        let mut ids: Vec<i64> = keys.iter().map(|k| Self::shared_id(bucket, k)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let deadline = tokio::time::Instant::now() + SHARED_GIVE_UP;
         loop {
             match locks.acquire(ids.clone()).await {
-                Ok(()) => break,
+                Ok(()) => return Ok(Held { _local: guards, shared: Some((locks.clone(), ids)) }),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
                 Err(e) => {
                     tracing::warn!(bucket, error = %e, "cannot take a key's lock across gateways; retrying");
                     tokio::time::sleep(SHARED_RETRY).await;
                 }
             }
         }
-        let mut ids = ids;
-        ids.sort_unstable();
-        ids.dedup();
-        Held { _local: guards, shared: Some((locks.clone(), ids)) }
     }
 }

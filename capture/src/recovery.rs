@@ -92,7 +92,7 @@ impl Capture {
         let _lock = match intent.op {
             Op::CreateBucket | Op::DeleteBucket | Op::BucketConfig => None,
             // Under the key's lock, the intent's own request (if still running) is done with it.
-            _ => Some(self.lock(bucket, key).await),
+            _ => Some(self.lock(bucket, key).await?),
         };
         if !self.journal.is_unresolved(record.seq)? {
             return Ok(false);

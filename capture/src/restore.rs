@@ -158,7 +158,7 @@ impl Capture {
         listed: Option<&Listed>,
         actor: &Actor,
     ) -> Result<Restored, CaptureError> {
-        let _lock = self.lock(bucket, key).await;
+        let _lock = self.lock(bucket, key).await?;
         let current = self.current(bucket, key)?;
         // Under the lock: a concurrent or earlier run may have restored it already, if the
         // upstream still holds it (the listing, else a HEAD, says so: an object deleted
@@ -213,7 +213,7 @@ impl Capture {
     /// conditional delete for general-purpose buckets, so the HEAD of capture-before-destroy
     /// always runs first, whatever a listing showed.
     pub async fn restore_delete(&self, bucket: &str, key: &str, actor: &Actor) -> Result<Restored, CaptureError> {
-        let _lock = self.lock(bucket, key).await;
+        let _lock = self.lock(bucket, key).await?;
         let current = self.current(bucket, key)?;
         if current.is_none() {
             return Ok(Restored::AlreadyThere);

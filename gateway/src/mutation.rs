@@ -47,7 +47,7 @@ impl Forwarder {
         info: &'a RequestInfo,
     ) -> S3Result<Mutation<'a>> {
         self.check_key(key)?;
-        let lock = capture.lock(bucket, key).await;
+        let lock = capture.lock(bucket, key).await.map_err(|e| refuse(capture, operation, &e, Applied::No))?;
         let actor = info.actor();
         if let Err(e) = capture.protect_current(bucket, key, version_id, &actor).await {
             capture.refused(refusal::CAPTURE_BEFORE_DESTROY);

@@ -347,7 +347,10 @@ impl Forwarder {
         for (key, _) in &targets {
             self.check_key(key)?;
         }
-        let _locks = capture.lock_all(&bucket, targets.iter().map(|(k, _)| k.as_str())).await;
+        let _locks = capture
+            .lock_all(&bucket, targets.iter().map(|(k, _)| k.as_str()))
+            .await
+            .map_err(|e| refuse(&capture, OP, &e, Applied::No))?;
         let actor = info.actor();
         let (capture_ref, bucket_ref, actor_ref) = (&capture, &bucket, &actor);
         let protected = futures::stream::iter(targets.clone())

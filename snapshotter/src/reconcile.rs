@@ -95,9 +95,9 @@ struct LockWaits {
 
 impl LockWaits {
     /// Locks `key`, counted as waiting while someone else holds its stripe.
-    async fn lock(&self, capture: &Capture, bucket: &str, key: &str) -> Held {
+    async fn lock(&self, capture: &Capture, bucket: &str, key: &str) -> Result<Held, CaptureError> {
         if let Some(held) = capture.try_lock(bucket, key) {
-            return held;
+            return Ok(held);
         }
         self.waiting.fetch_add(1, Ordering::SeqCst);
         self.changed.notify_one();
@@ -325,8 +325,10 @@ impl Reconciler {
                 .take_while(|_| futures::future::ready(!self.stop.is_cancelled()))
                 .map(|key| async move {
                     run.pace.turn().await;
-                    let lock = waits.lock(capture, bucket, &key).await;
-                    let outcome = capture.reconcile_key(bucket, &key, &run.actor, lock).await;
+                    let outcome = match waits.lock(capture, bucket, &key).await {
+                        Ok(lock) => capture.reconcile_key(bucket, &key, &run.actor, lock).await,
+                        Err(e) => Err(e),
+                    };
                     (key, outcome)
                 })
                 .buffer_unordered(limits.parallel.max(1));
