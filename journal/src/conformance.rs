@@ -159,6 +159,16 @@ async fn write(j: &Journal, key: &str, effect: Effect) -> Seq {
     j.append(change(i.seq, "b", key, effect), Durability::Synced).await.unwrap().seq
 }
 
+/// Every position the tasks appended, in order.
+async fn positions(tasks: Vec<tokio::task::JoinHandle<Vec<u64>>>) -> Vec<u64> {
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_unstable();
+    all
+}
+
 fn assert_intact(j: &Journal) {
     let checked = j.verify().unwrap();
     assert!(checked.problems.is_empty(), "{:?}", checked.problems);
@@ -206,11 +216,7 @@ pub async fn appends_from_many_tasks_form_one_gap_free_chain(fixture: &dyn Fixtu
             })
         })
         .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all.sort_unstable();
+    let all = positions(tasks).await;
     assert_eq!(all, (1..=1280).collect::<Vec<_>>());
     assert_eq!(j.head().unwrap().seq, Seq(1280));
     assert_eq!(j.labels().unwrap().len(), 32 * 5);

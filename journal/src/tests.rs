@@ -53,6 +53,35 @@ mod on_postgres {
         crate::conformance::leases_pass_to_another_process_only_once_they_lapse(&PostgresFixture::new()).await;
     }
 
+    /// Gateways starting together on an empty database: the schema is migrated once.
+    #[test]
+    fn processes_starting_together_migrate_the_schema_once() {
+        let fixture = PostgresFixture::new();
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let url = fixture.url().to_owned();
+                std::thread::spawn(move || crate::PostgresEngine::connect(&crate::PostgresOptions::new(url)).map(drop))
+            })
+            .collect();
+        for start in starts {
+            start.join().unwrap().unwrap();
+        }
+        let url = fixture.url().to_owned();
+        let versions: Vec<i32> = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                let rows = client.query("SELECT version FROM rewind_schema ORDER BY version", &[]).await.unwrap();
+                rows.iter().map(|r| r.get(0)).collect()
+            })
+        })
+        .join()
+        .unwrap();
+        let expected: Vec<i32> = (1..=crate::PostgresEngine::SCHEMA_VERSION).collect();
+        assert_eq!(versions, expected, "each step applied once");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn shared_locks_exclude_other_processes_and_die_with_them() {
         crate::conformance::shared_locks_exclude_other_processes_and_die_with_them(&PostgresFixture::new()).await;

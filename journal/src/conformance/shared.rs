@@ -32,11 +32,7 @@ pub async fn journals_in_several_processes_form_one_chain(fixture: &dyn Fixture)
             })
         })
         .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all.sort_unstable();
+    let all = positions(tasks).await;
     let n = 24 * 20 * 2;
     assert_eq!(all, (1..=n).collect::<Vec<_>>(), "every position given once, none skipped");
     let records = journals[0].records(Seq(1), usize::try_from(n).unwrap() + 1).unwrap();
