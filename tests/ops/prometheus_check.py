@@ -56,13 +56,21 @@ def check_shipped_files():
         elif path.suffix == ".json":
             json.loads(path.read_text())
     # Kubernetes manifests against the API schemas (bundled with kubernetes-validate).
-    subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict", "--kubernetes-version", "1.31",
-                    str(ROOT / "deploy/kubernetes/rewind.yaml")], check=True, capture_output=True)
-    compose = yaml.safe_load((ROOT / "deploy/compose/docker-compose.yml").read_text())
-    for name, service in compose["services"].items():
-        assert "image" in service or "build" in service, f"compose service {name} has neither image nor build"
-        for dep in service.get("depends_on", []):
-            assert dep in compose["services"], f"compose service {name} depends on unknown {dep}"
+    for manifest in sorted((ROOT / "deploy/kubernetes").glob("*.yaml")):
+        subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict", "--kubernetes-version", "1.31",
+                        str(manifest)], check=True, capture_output=True)
+    for path in sorted((ROOT / "deploy/compose").glob("*.yml")):
+        compose = yaml.safe_load(path.read_text())
+        if "services" not in compose:
+            continue  # prometheus.yml
+        for name, service in compose["services"].items():
+            assert "image" in service or "build" in service, f"{path.name}: {name} has neither image nor build"
+            for dep in service.get("depends_on", []):
+                assert dep in compose["services"], f"{path.name}: {name} depends on unknown {dep}"
+            for mount in service.get("volumes", []):
+                source = mount.split(":")[0]
+                if source.startswith("./"):
+                    assert (path.parent / source).exists(), f"{path.name}: {name} mounts missing {source}"
 
 
 DASHBOARD = ROOT / "deploy/grafana/rewind-dashboard.json"
