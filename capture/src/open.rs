@@ -1,4 +1,6 @@
-//! Opening (or, on first start, creating) the vault and the journal.
+//! Opening (or, on first start, creating) the vault and the journal. What is particular to
+//! a journal several gateways share (reaching the database, the vault id, gateway ids) is
+//! in `open/shared.rs`.
 //!
 //! A vault holds its master key wrapped (`keys/master`) and its parameters (`vault.toml`);
 //! the key file (or passphrase) that unwraps it lives outside the vault. The journal's
@@ -12,12 +14,14 @@ use bytes::Bytes;
 use rewind_config::{Config, JournalBackend};
 use rewind_crypto::keys::{key_file_text, parse_key_file};
 use rewind_crypto::{Argon2Params, KeySet, SecretKey, Unlock, WrappedMasterKey};
-use rewind_journal::{Access, Engine, Journal, JournalError, PostgresEngine, PostgresOptions, RocksEngine};
+use rewind_journal::{Access, Engine, Journal, JournalError, RocksEngine};
 use rewind_model::ChunkId;
 use rewind_vault::{
     Backend, ChunkIndex, ChunkLocation, ChunkSizes, LocalBackend, PackEntry, Reclaim, S3Backend, Vault, VaultError,
     VaultSettings,
 };
+
+mod shared;
 
 /// Vault object holding the wrapped master key.
 pub const MASTER_KEY_OBJECT: &str = "keys/master";
@@ -261,7 +265,7 @@ pub async fn open(config: &Config, purpose: Purpose) -> Result<Stores, OpenError
     // A shared journal is reached first: whether it already holds history decides below
     // whether an empty vault may be created.
     let shared = match config.journal.backend {
-        JournalBackend::Postgres => Some(connect_shared(config, purpose).await?),
+        JournalBackend::Postgres => Some(shared::connect(config, purpose).await?),
         JournalBackend::Rocksdb => None,
     };
     let has_history = match &shared {
@@ -273,13 +277,13 @@ pub async fn open(config: &Config, purpose: Purpose) -> Result<Stores, OpenError
     };
     let journal_place = shared.as_ref().map_or_else(|| journal_dir.clone(), |(_, url)| PathBuf::from(url));
 
-    let (master, sizes, created_key_file) = match backend.get(MASTER_KEY_OBJECT).await {
+    let (master, sizes, created_key_file, vault_id) = match backend.get(MASTER_KEY_OBJECT).await {
         Ok(wrapped) => {
             let wrapped = WrappedMasterKey { bytes: wrapped.to_vec() };
             let master = unlock(&wrapped, &key_file, passphrase.as_deref(), &location)?;
             let params = backend.get(VAULT_PARAMS_OBJECT).await.map_err(vault_err)?;
             let sizes = parse_params(&params, &KeySet::derive(&master), &location)?;
-            (master, sizes, None)
+            (master, sizes, None, shared::params_vault_id(&params))
         }
         Err(VaultError::NotFound { .. }) if purpose == Purpose::Inspect => {
             return Err(OpenError::Locked {
@@ -298,7 +302,9 @@ pub async fn open(config: &Config, purpose: Purpose) -> Result<Stores, OpenError
                     ),
                 });
             }
-            create(&*backend, &key_file, passphrase.as_deref(), &location).await?
+            let (master, sizes, created, vault_id) =
+                create(&*backend, &key_file, passphrase.as_deref(), &location).await?;
+            (master, sizes, created, Some(vault_id))
         }
         Err(source) => return Err(vault_err(source)),
     };
@@ -312,7 +318,7 @@ pub async fn open(config: &Config, purpose: Purpose) -> Result<Stores, OpenError
     };
     // On a shared journal this process's intents carry its own id, and its liveness lease
     // is taken before it appends any: another gateway resolves them only once it lapses.
-    let owner = if engine.shared() { new_owner_id() } else { String::new() };
+    let owner = if engine.shared() { shared::new_owner_id() } else { String::new() };
     let journal = Journal::over_as(engine, keys.clone(), access, rewind_journal::system_clock(), &owner)
         .map_err(|e| journal_error(e, &journal_place, &repair))?;
     let journal_dir = journal_place;
@@ -325,7 +331,7 @@ pub async fn open(config: &Config, purpose: Purpose) -> Result<Stores, OpenError
         tracing::info!(gateway = %owner, "joined the shared journal");
     }
     check_journal_key(&journal, &journal_dir)?;
-    check_vault_id(&journal, &*backend, &journal_dir, &location, access).await?;
+    shared::check_vault_id(&journal, vault_id.as_deref(), &journal_dir, &location, access).await?;
     // After the journal's own lock, so a second gateway on one data directory hears that.
     // Gateways sharing a journal share its vault: their packs are named by content and
     // their chunk index is the journal's.
@@ -378,81 +384,6 @@ fn journal_error(e: JournalError, place: &Path, repair: &dyn Fn() -> String) -> 
     }
 }
 
-/// A new id for this process among the gateways of a shared journal: host name and a
-/// random part, so that logs and `rewind` tell the gateways apart.
-fn new_owner_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(32).collect();
-    let mut random = [0u8; 4];
-    let _ = rewind_crypto::aead::random_bytes(&mut random);
-    format!("{}-{}", if host.is_empty() { "gateway" } else { &host }, hex::encode(random))
-}
-
-/// Longest a gateway waits at start for its journal database to be reachable.
-const DATABASE_START_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Connects to the shared journal (migrating its schema). A gateway waits for a database
-/// that is not up yet, retrying; a command reports at once.
-async fn connect_shared(config: &Config, purpose: Purpose) -> Result<(Arc<dyn Engine>, String), OpenError> {
-    let url = config.journal.url.clone().unwrap_or_default();
-    let mut options = PostgresOptions::new(url.clone());
-    options.password = config.journal.password.as_ref().map(|p| zeroize::Zeroizing::new(p.expose().to_owned()));
-    options.pool_size = config.journal.pool_size;
-    options.connect_timeout = config.journal.connect_timeout.0;
-    let deadline = std::time::Instant::now() + DATABASE_START_WAIT;
-    loop {
-        let attempt = options.clone();
-        match tokio::task::spawn_blocking(move || PostgresEngine::connect(&attempt)).await {
-            Ok(Ok(engine)) => return Ok((Arc::new(engine), url)),
-            Ok(Err(e)) if purpose == Purpose::Serve && std::time::Instant::now() < deadline => {
-                tracing::warn!(journal = %url, error = %e, "the journal database is not reachable yet; retrying");
-                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-            }
-            Ok(Err(e)) => {
-                return Err(OpenError::Journal {
-                    path: url.into(),
-                    detail: format!(
-                        "{e}. Check journal.url (--journal / REWIND_JOURNAL_URL), that the database is up, and the password (REWIND_JOURNAL_PASSWORD or journal.password_file)"
-                    ),
-                });
-            }
-            Err(e) => return Err(OpenError::Journal { path: url.into(), detail: e.to_string() }),
-        }
-    }
-}
-
-/// The journal records the id of its vault on first start; a journal (a shared database
-/// above all) that names another vault belongs to another installation and is refused.
-async fn check_vault_id(
-    journal: &Journal,
-    backend: &dyn Backend,
-    place: &Path,
-    location: &str,
-    access: Access,
-) -> Result<(), OpenError> {
-    let fail = |detail: String| OpenError::Journal { path: place.to_path_buf(), detail };
-    let Some(vault_id) = backend.get(VAULT_PARAMS_OBJECT).await.ok().and_then(|p| params_vault_id(&p)) else {
-        return Ok(()); // a format-1 vault has no id: the key check above is all there is
-    };
-    let named = match access {
-        Access::ReadWrite => journal.claim_vault_id(&vault_id).await,
-        Access::ReadOnly => journal.vault_id().map(|id| id.unwrap_or_else(|| vault_id.clone())),
-    }
-    .map_err(|e| fail(e.to_string()))?;
-    if named != vault_id {
-        return Err(fail(format!(
-            "it belongs to the vault with id {named}, but the vault at {location} has id {vault_id}: this is the journal of another Rewind installation. Check --journal (REWIND_JOURNAL_URL) and --vault"
-        )));
-    }
-    Ok(())
-}
-
-/// The `vault_id` in a vault's parameters (format 2 on).
-fn params_vault_id(bytes: &[u8]) -> Option<String> {
-    let table: toml::Table = std::str::from_utf8(bytes).ok()?.parse().ok()?;
-    table.get("vault_id")?.as_str().map(str::to_owned)
-}
-
 /// How to rebuild a data directory from the vault at `location` with `key_file`.
 fn repair_command(location: &str, key_file: &Path) -> String {
     format!(
@@ -501,7 +432,7 @@ async fn create(
     key_file: &Path,
     passphrase: Option<&str>,
     location: &str,
-) -> Result<(SecretKey, ChunkSizes, Option<PathBuf>), OpenError> {
+) -> Result<(SecretKey, ChunkSizes, Option<PathBuf>, String), OpenError> {
     let vault_err = |source| OpenError::Vault { location: location.to_owned(), source };
     let crypto_err = |e: rewind_crypto::CryptoError| vault_err(VaultError::Crypto(e));
     let master = SecretKey::generate().map_err(crypto_err)?;
@@ -543,7 +474,7 @@ async fn create(
     backend.put(VAULT_PARAMS_OBJECT, Bytes::from(params)).await.map_err(vault_err)?;
     backend.put(MASTER_KEY_OBJECT, Bytes::from(wrapped.bytes)).await.map_err(vault_err)?;
     tracing::info!(vault = %location, "created a new vault");
-    Ok((master, sizes, generated))
+    Ok((master, sizes, generated, vault_id))
 }
 
 /// The MAC over a vault's parameters (format 2): whoever can write to the vault but does

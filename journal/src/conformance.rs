@@ -25,10 +25,12 @@ use rewind_model::{Abort, Body, Commit, Effect, Intent, ObjectVersion, Op, Seq};
 use crate::engine::{Engine, EngineError, Entry, Table, Visit, Write};
 use crate::{Access, Durability, Journal, JournalError, Progress, layout};
 
+mod fixtures;
 mod forget;
 mod postgres;
 mod shared;
 mod side;
+pub use fixtures::{MemoryFixture, RocksFixture};
 pub use forget::{a_base_rebuilds_a_journal_that_forget_compacted, forget_removes_records_and_verify_checks_the_rest};
 pub use postgres::{PostgresFixture, PostgresServer, SERVER_ENV, TestServer, test_server};
 pub use shared::{
@@ -42,38 +44,6 @@ pub trait Fixture: Send + Sync {
     /// An engine over the store. Called again once every journal over the previous one is
     /// gone, it opens the same data: what a process restart sees.
     fn engine(&self) -> Arc<dyn Engine>;
-}
-
-/// The RocksDB engine in a temporary directory.
-pub struct RocksFixture(tempfile::TempDir);
-
-impl RocksFixture {
-    /// A fresh directory.
-    pub fn new() -> Self {
-        Self(tempfile::tempdir().expect("a temporary directory"))
-    }
-}
-
-impl Default for RocksFixture {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Fixture for RocksFixture {
-    fn engine(&self) -> Arc<dyn Engine> {
-        Arc::new(crate::RocksEngine::open(self.0.path(), Access::ReadWrite).expect("the journal opens"))
-    }
-}
-
-/// The memory engine; "reopening" hands out the same store.
-#[derive(Default)]
-pub struct MemoryFixture(Arc<crate::MemoryEngine>);
-
-impl Fixture for MemoryFixture {
-    fn engine(&self) -> Arc<dyn Engine> {
-        self.0.clone()
-    }
 }
 
 /// Expands to one `#[tokio::test]` per conformance case, over the fixture `$fixture`

@@ -149,11 +149,7 @@ impl Journal {
 
     /// Intents with neither a commit nor an abort, oldest first: what a crash interrupted.
     pub fn unresolved_intents(&self) -> Result<Vec<Record>, JournalError> {
-        let mut out = Vec::new();
-        for seq in self.unresolved_seqs()? {
-            out.extend(self.record(seq)?);
-        }
-        Ok(out)
+        Ok(self.unresolved_owned()?.into_iter().map(|(record, _)| record).collect())
     }
 
     pub(crate) fn unresolved_seqs(&self) -> Result<Vec<Seq>, JournalError> {
