@@ -84,6 +84,10 @@ pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
 /// A prefix scan's callback.
 pub(crate) type VisitOr<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<(), crate::JournalError>;
 
+/// Builds a writer batch from the value of the key read first: the writes, and whether
+/// to sync them (`None`: nothing to write).
+pub type BuildBatch<'a> = &'a mut dyn FnMut(Option<Vec<u8>>) -> Option<(Vec<Write>, bool)>;
+
 /// An ordered key-value store with tables and atomic batches.
 ///
 /// Reads may run on any thread at any time. Writes come from the journal's one writer
@@ -98,6 +102,12 @@ pub trait Engine: Send + Sync + 'static {
 
     /// The last entry at or before `key`.
     fn last_at_or_before(&self, table: Table, key: &[u8]) -> Result<Option<Entry>, EngineError>;
+
+    /// [`Engine::last_at_or_before`] of each of `keys`, in order; a database answers them
+    /// in one round trip.
+    fn last_at_or_before_each(&self, table: Table, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, EngineError> {
+        keys.iter().map(|k| self.last_at_or_before(table, k)).collect()
+    }
 
     /// Applies `writes` all or none; with `sync`, durably before returning.
     fn write(&self, writes: Vec<Write>, sync: bool) -> Result<(), EngineError>;
@@ -117,8 +127,14 @@ pub trait Engine: Send + Sync + 'static {
     /// of the store (in any process) is between its own `build` and the end of its write,
     /// then applies what `build` returned (writes, and whether to sync); `None` writes
     /// nothing. `build` may read the engine, and sees every batch written before it.
-    fn write_batch(&self, build: &mut dyn FnMut() -> Option<(Vec<Write>, bool)>) -> Result<(), EngineError> {
-        match build() {
+    /// `build` is given the value of `first` (read under the same exclusion), which a
+    /// database can fetch in the round trip that takes its lock.
+    fn write_batch(&self, first: Option<(Table, &[u8])>, build: BuildBatch<'_>) -> Result<(), EngineError> {
+        let value = match first {
+            Some((table, key)) => self.get(table, key)?,
+            None => None,
+        };
+        match build(value) {
             Some((writes, sync)) => self.write(writes, sync),
             None => Ok(()),
         }

@@ -64,16 +64,24 @@ struct TagChange {
 impl Journal {
     /// The version of `bucket`/`key` as of `at` (`None`: absent, or deleted by then).
     pub fn version_at(&self, bucket: &str, key: &str, at: Seq) -> Result<Option<Entry>, JournalError> {
-        let deleted_with_bucket = self.bucket_deleted_at(bucket, at)?;
-        let mut cursor = at;
+        // The key's latest record and its bucket's, in one lookup: the bucket's older than
+        // the key's version (the usual case) says it was not deleted since.
+        let (mut next, bucket_latest) = match self.latest_seqs_at(bucket, &[key, ""], at)?[..] {
+            [of_key, of_bucket] => (of_key, of_bucket),
+            _ => unreachable!("two keys looked up"),
+        };
         // A tag change newer than the version: (its seq, its time, the tags).
         let mut newest: Option<TagChange> = None;
-        while let Some(record) = self.latest_at(bucket, key, cursor)? {
+        while let Some(record) = next.map(|seq| self.record(seq)).transpose()?.flatten() {
             let (seq, ts) = (record.seq, record.timestamp_us);
-            if deleted_with_bucket.is_some_and(|d| seq < d) {
+            let Some(change) = indexed_change(record.body, seq, bucket, key)? else { break };
+            if matches!(change.effect, Effect::Version(_))
+                && bucket_latest.is_some_and(|b| b > seq)
+                && self.bucket_deleted_at(bucket, at, seq)?.is_some()
+            {
+                // The version went with its bucket (tag changes after it cannot outlive it).
                 return Ok(None);
             }
-            let Some(change) = indexed_change(record.body, seq, bucket, key)? else { break };
             match change.effect {
                 Effect::Version(mut version) => {
                     let record_seq = seq;
@@ -93,10 +101,10 @@ impl Journal {
                 }
                 Effect::Bucket => {}
             }
-            match seq.0.checked_sub(1) {
-                Some(prev) if prev > 0 => cursor = Seq(prev),
+            next = match seq.0.checked_sub(1) {
+                Some(prev) if prev > 0 => self.latest_seq_at(bucket, key, Seq(prev))?,
                 _ => break,
-            }
+            };
         }
         Ok(None)
     }
@@ -122,7 +130,7 @@ impl Journal {
         at: Seq,
         f: &mut dyn FnMut(Entry) -> Result<Flow, JournalError>,
     ) -> Result<(), JournalError> {
-        let deleted_with_bucket = self.bucket_deleted_at(bucket, at)?;
+        let deleted_with_bucket = self.bucket_deleted_at(bucket, at, Seq(0))?;
         self.scan_keys(bucket, prefix, from, at, &mut |key, seq| {
             if deleted_with_bucket.is_some_and(|d| seq < d) {
                 return Ok(Flow::Go); // keys that went with their bucket
@@ -218,18 +226,20 @@ impl Journal {
         })
     }
 
-    /// The latest DeleteBucket of `bucket` committed at or before `at`: every key journaled
-    /// before it went with the bucket (an upstream that deletes non-empty buckets, as the
-    /// embedded one did in review F5, must not leave `ls` and restore believing otherwise).
-    fn bucket_deleted_at(&self, bucket: &str, at: Seq) -> Result<Option<Seq>, JournalError> {
+    /// The latest DeleteBucket of `bucket` committed after `above` and at or before `at`:
+    /// every key journaled before it went with the bucket (an upstream that deletes
+    /// non-empty buckets, as the embedded one did in review F5, must not leave `ls` and
+    /// restore believing otherwise). Bucket-level records at or below `above` are not read:
+    /// for a key written since its bucket's last change, this is one index lookup.
+    fn bucket_deleted_at(&self, bucket: &str, at: Seq, above: Seq) -> Result<Option<Seq>, JournalError> {
         let mut cursor = at;
-        while let Some(record) = self.latest_at(bucket, "", cursor)? {
-            if let Body::Commit(Commit { intent, .. }) = &record.body
-                && let Some(Body::Intent(Intent { op: Op::DeleteBucket, .. })) = self.record(*intent)?.map(|r| r.body)
+        while let Some(seq) = self.latest_seq_at(bucket, "", cursor)?.filter(|s| *s > above) {
+            if let Some(Body::Commit(Commit { intent, .. })) = self.record(seq)?.map(|r| r.body)
+                && let Some(Body::Intent(Intent { op: Op::DeleteBucket, .. })) = self.record(intent)?.map(|r| r.body)
             {
-                return Ok(Some(record.seq));
+                return Ok(Some(seq));
             }
-            match record.seq.0.checked_sub(1) {
+            match seq.0.checked_sub(1) {
                 Some(prev) if prev > 0 => cursor = Seq(prev),
                 _ => break,
             }

@@ -19,11 +19,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 use std::sync::Arc;
 
-use crate::engine::{Engine, EngineError, Entry, SharedLocks, Table, Visit, Write};
+use crate::engine::{BuildBatch, Engine, EngineError, Entry, SharedLocks, Table, Visit, Write};
 
 /// Advisory lock ids (per database): one Rewind installation per database.
 const MIGRATE_LOCK: i64 = 0x5257_4e44_0000_0001;
@@ -198,7 +198,16 @@ impl PostgresEngine {
             };
             let _ = tx.send(outcome);
         });
-        rx.recv().map_err(|_| EngineError::Database("the journal database task ended without an answer".into()))?
+        let answer = || rx.recv();
+        // A caller on an async worker (a request reading the journal) hands its worker's
+        // other tasks to another thread while it waits for the database.
+        let answer = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(answer)
+            }
+            _ => answer(),
+        };
+        answer.map_err(|_| EngineError::Database("the journal database task ended without an answer".into()))?
     }
 
     fn runtime(&self) -> &tokio::runtime::Runtime {
@@ -236,15 +245,11 @@ impl PostgresEngine {
         })?
     }
 
-    /// Applies `writes` in `tx`: the last change of each key wins, as in a RocksDB batch.
-    async fn apply(
-        tx: &deadpool_postgres::Transaction<'_>,
-        writes: Vec<Write>,
-        sync: bool,
-    ) -> Result<(), tokio_postgres::Error> {
-        if !sync {
-            tx.batch_execute("SET LOCAL synchronous_commit TO off").await?;
-        }
+    /// The one statement that applies `writes` (`None`: nothing to write), with its
+    /// parameters: the last change of each key wins, as in a RocksDB batch. Each table's
+    /// deletes and upserts are data-modifying `WITH` clauses (each row at most once, so
+    /// their order within the statement does not matter).
+    fn statement(writes: Vec<Write>) -> Option<(String, Vec<Vec<Vec<u8>>>)> {
         let mut last: BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>> = BTreeMap::new();
         for w in writes {
             match w {
@@ -252,31 +257,37 @@ impl PostgresEngine {
                 Write::Delete(t, k) => last.insert((t, k), None),
             };
         }
+        let mut clauses = Vec::new();
+        let mut params: Vec<Vec<Vec<u8>>> = Vec::new();
         for table in Table::ALL {
             let (mut put_k, mut put_v, mut del) = (Vec::new(), Vec::new(), Vec::new());
-            for ((_, k), v) in last.range((table, Vec::new())..).take_while(|((t, _), _)| *t == table) {
+            while let Some(entry) = last.first_entry().filter(|e| e.key().0 == table) {
+                let ((_, k), v) = entry.remove_entry();
                 match v {
                     Some(v) => {
-                        put_k.push(k.as_slice());
-                        put_v.push(v.as_slice());
+                        put_k.push(k);
+                        put_v.push(v);
                     }
-                    None => del.push(k.as_slice()),
+                    None => del.push(k),
                 }
             }
             let name = sql_table(table);
             if !del.is_empty() {
-                let sql = format!("DELETE FROM {name} WHERE k = ANY($1::bytea[])");
-                tx.execute(&tx.prepare_cached(&sql).await?, &[&del]).await?;
+                params.push(del);
+                let n = params.len();
+                clauses.push(format!("w{n} AS (DELETE FROM {name} WHERE k = ANY(${n}::bytea[]))"));
             }
             if !put_k.is_empty() {
-                let sql = format!(
-                    "INSERT INTO {name} (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[])
-                     ON CONFLICT (k) DO UPDATE SET v = excluded.v"
-                );
-                tx.execute(&tx.prepare_cached(&sql).await?, &[&put_k, &put_v]).await?;
+                params.push(put_k);
+                params.push(put_v);
+                let (k, v) = (params.len() - 1, params.len());
+                clauses.push(format!(
+                    "w{v} AS (INSERT INTO {name} (k, v) SELECT * FROM unnest(${k}::bytea[], ${v}::bytea[]) \
+                     ON CONFLICT (k) DO UPDATE SET v = excluded.v)"
+                ));
             }
         }
-        Ok(())
+        (!clauses.is_empty()).then(|| (format!("WITH {} SELECT 1", clauses.join(", ")), params))
     }
 
     /// One page of a scan: up to `limit` entries from `from` (`inclusive` or after it).
@@ -330,11 +341,28 @@ impl Engine for PostgresEngine {
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
+    fn last_at_or_before_each(&self, table: Table, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, EngineError> {
+        let sql = format!(
+            "SELECT f.k, f.v FROM unnest($1::bytea[]) WITH ORDINALITY AS a(key, i) \
+             LEFT JOIN LATERAL (SELECT k, v FROM {} WHERE k <= a.key ORDER BY k DESC LIMIT 1) f ON true \
+             ORDER BY a.i",
+            sql_table(table)
+        );
+        let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+        let rows = self.run(move |client| async move {
+            let stmt = client.prepare_cached(&sql).await?;
+            client.query(&stmt, &[&keys]).await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Some((r.get::<_, Option<Vec<u8>>>(0)?, r.get::<_, Option<Vec<u8>>>(1).unwrap_or_default())))
+            .collect())
+    }
+
     fn write(&self, writes: Vec<Write>, sync: bool) -> Result<(), EngineError> {
-        self.run(move |mut client| async move {
-            let tx = client.transaction().await?;
-            Self::apply(&tx, writes, sync).await?;
-            tx.commit().await
+        self.run(move |client| async move {
+            let open = OpenTransaction::begin(client, "").await?;
+            open.commit(writes, sync).await
         })
     }
 
@@ -346,46 +374,139 @@ impl Engine for PostgresEngine {
         Some(Arc::new(self.locks.clone()))
     }
 
-    fn write_batch(&self, build: &mut dyn FnMut() -> Option<(Vec<Write>, bool)>) -> Result<(), EngineError> {
+    fn write_batch(&self, first: Option<(Table, &[u8])>, build: BuildBatch<'_>) -> Result<(), EngineError> {
         // The transaction lives in a task on the engine's runtime; this thread builds the
-        // batch while the task holds the lock, and hands it over.
+        // batch while the task holds the lock, and hands it over. One round trip opens the
+        // transaction, takes the lock and reads `first`; one applies; one commits.
         enum Step {
-            Locked,
+            Locked(Option<Vec<u8>>),
             Done(Result<(), EngineError>),
+        }
+        let mut begin = format!("{LOCK_TIMEOUT}; SELECT pg_advisory_xact_lock({WRITER_LOCK})");
+        if let Some((table, key)) = first {
+            begin +=
+                &format!("; SELECT encode(v, 'hex') FROM {} WHERE k = decode('{}', 'hex')", sql_table(table), hex(key));
         }
         let pool = self.pool.clone();
         let (step_tx, step_rx) = std::sync::mpsc::sync_channel(2);
         let (batch_tx, batch_rx) = tokio::sync::oneshot::channel::<Option<(Vec<Write>, bool)>>();
         self.runtime().spawn(async move {
             let outcome = async {
-                let mut client = pool.get().await.map_err(db_err)?;
-                let tx = client.transaction().await.map_err(db_err)?;
-                tx.batch_execute(LOCK_TIMEOUT).await.map_err(db_err)?;
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK]).await.map_err(db_err)?;
-                let _ = step_tx.send(Step::Locked);
+                let client = pool.get().await.map_err(db_err)?;
+                let mut open = OpenTransaction::begin(client, &begin).await.map_err(db_err)?;
+                let value = match open.answer.take() {
+                    Some(h) => Some(unhex(&h).ok_or_else(|| EngineError::Database("a malformed bytea value".into()))?),
+                    None => None,
+                };
+                let _ = step_tx.send(Step::Locked(value));
                 match batch_rx.await {
-                    Ok(Some((writes, sync))) => {
-                        Self::apply(&tx, writes, sync).await.map_err(db_err)?;
-                        tx.commit().await.map_err(db_err)
-                    }
-                    _ => tx.rollback().await.map_err(db_err),
+                    Ok(Some((writes, sync))) => open.commit(writes, sync).await.map_err(db_err),
+                    _ => open.rollback().await.map_err(db_err),
                 }
             }
             .await;
             let _ = step_tx.send(Step::Done(outcome));
         });
         let lost = || EngineError::Database("the journal database task ended without an answer".into());
-        match step_rx.recv().map_err(|_| lost())? {
+        let value = match step_rx.recv().map_err(|_| lost())? {
             Step::Done(outcome) => return outcome,
-            Step::Locked => {}
-        }
+            Step::Locked(value) => value,
+        };
         // Under the lock: `build` reads the head other gateways left, on other connections.
-        let _ = batch_tx.send(build());
+        let _ = batch_tx.send(build(value));
         match step_rx.recv().map_err(|_| lost())? {
             Step::Done(outcome) => outcome,
-            Step::Locked => Err(lost()),
+            Step::Locked(_) => Err(lost()),
         }
     }
+}
+
+/// A transaction opened by a simple query on a pooled connection. Dropped before it
+/// commits or rolls back (an error, or the task cancelled), it takes the connection out of
+/// the pool, so no connection goes back with a transaction still open.
+struct OpenTransaction {
+    client: Option<deadpool_postgres::Client>,
+    /// The first column of the first row the opening query's last statement returned.
+    answer: Option<String>,
+}
+
+impl OpenTransaction {
+    /// `BEGIN`, then `then` (statements, `;`-separated) in the same round trip.
+    async fn begin(client: deadpool_postgres::Client, then: &str) -> Result<Self, tokio_postgres::Error> {
+        let sql = if then.is_empty() { "BEGIN".to_owned() } else { format!("BEGIN; {then}") };
+        let mut open = Self { client: Some(client), answer: None };
+        let messages = open.client().simple_query(&sql).await?;
+        // Rows since the last statement before the last one completed.
+        let mut rows =
+            messages.iter().rev().skip(1).take_while(|m| !matches!(m, SimpleQueryMessage::CommandComplete(_)));
+        open.answer = rows.find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        });
+        Ok(open)
+    }
+
+    fn client(&self) -> &deadpool_postgres::Client {
+        self.client.as_ref().expect("invariant: present until the transaction ends")
+    }
+
+    /// Applies `writes` and commits, unsynced (`synchronous_commit = off`) unless `sync`:
+    /// one round trip. The statement and the `COMMIT` go out back to back and are answered
+    /// in order; were the writes refused, the transaction is aborted and its `COMMIT` rolls
+    /// back, and the refusal is the answer.
+    async fn commit(mut self, writes: Vec<Write>, sync: bool) -> Result<(), tokio_postgres::Error> {
+        let commit = if sync { "COMMIT" } else { "SET LOCAL synchronous_commit TO off; COMMIT" };
+        let Some((sql, params)) = PostgresEngine::statement(writes) else { return self.end(commit).await };
+        let (applied, committed) = {
+            let client = self.client();
+            // Statement texts repeat (a few shapes of batch): prepared once per connection.
+            let stmt = client.prepare_cached(&sql).await?;
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+            let mut applied = std::pin::pin!(client.execute(&stmt, &refs));
+            // Its first poll sends the statement, before the COMMIT is sent.
+            let early = futures::poll!(&mut applied);
+            let committed = client.simple_query(commit).await;
+            let applied = match early {
+                std::task::Poll::Ready(outcome) => outcome,
+                std::task::Poll::Pending => applied.await,
+            };
+            (applied, committed)
+        };
+        applied?;
+        committed?;
+        self.client = None; // back to the pool: the transaction is over
+        Ok(())
+    }
+
+    async fn rollback(mut self) -> Result<(), tokio_postgres::Error> {
+        self.end("ROLLBACK").await
+    }
+
+    async fn end(&mut self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        self.client().simple_query(sql).await?;
+        self.client = None; // back to the pool: the transaction is over
+        Ok(())
+    }
+}
+
+impl Drop for OpenTransaction {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    let text = text.as_bytes();
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    text.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()).collect()
 }
 
 impl Drop for PostgresEngine {
@@ -446,9 +567,9 @@ impl SharedLocks for PgLocks {
                 let mut pause = LOCK_POLL_FIRST;
                 while taken < ids.len() {
                     let client = this.0.session().await?;
-                    let row =
-                        client.query_one("SELECT pg_try_advisory_lock($1)", &[&ids[taken]]).await.map_err(db_err)?;
-                    if row.get::<_, bool>(0) {
+                    // A simple query: one round trip, nothing to prepare.
+                    let sql = format!("SELECT pg_try_advisory_lock({})", ids[taken]);
+                    if first_value(&client.simple_query(&sql).await.map_err(db_err)?).as_deref() == Some("t") {
                         taken += 1;
                         pause = LOCK_POLL_FIRST;
                     } else {
@@ -473,10 +594,17 @@ impl SharedLocks for PgLocks {
         let this = self.clone();
         self.0.handle.spawn(async move {
             if let Ok(client) = this.0.session().await {
-                for id in ids {
-                    let _ = client.query_one("SELECT pg_advisory_unlock($1)", &[&id]).await;
-                }
+                let sql: String = ids.iter().map(|id| format!("SELECT pg_advisory_unlock({id});")).collect();
+                let _ = client.simple_query(&sql).await;
             }
         });
     }
+}
+
+/// The first column of the first row a simple query returned, as text.
+fn first_value(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<String> {
+    messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+        _ => None,
+    })
 }

@@ -66,20 +66,47 @@ mod on_postgres {
         for start in starts {
             start.join().unwrap().unwrap();
         }
-        let url = fixture.url().to_owned();
-        let versions: Vec<i32> = std::thread::spawn(move || {
+        let rows = sql(fixture.url(), "SELECT version FROM rewind_schema ORDER BY version");
+        let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+        let expected: Vec<i32> = (1..=crate::PostgresEngine::SCHEMA_VERSION).collect();
+        assert_eq!(versions, expected, "each step applied once");
+    }
+
+    /// Runs `statement` on its own connection, on a thread of its own.
+    fn sql(url: &str, statement: &str) -> Vec<tokio_postgres::Row> {
+        let (url, statement) = (url.to_owned(), statement.to_owned());
+        std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
                 let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
                 tokio::spawn(conn);
-                let rows = client.query("SELECT version FROM rewind_schema ORDER BY version", &[]).await.unwrap();
-                rows.iter().map(|r| r.get(0)).collect()
+                client.query(&statement, &[]).await.unwrap()
             })
         })
         .join()
-        .unwrap();
-        let expected: Vec<i32> = (1..=crate::PostgresEngine::SCHEMA_VERSION).collect();
-        assert_eq!(versions, expected, "each step applied once");
+        .unwrap()
+    }
+
+    /// A batch goes out with its COMMIT in one round trip: when the database refuses part
+    /// of it, none of it is written, the caller hears the refusal, and the engine goes on.
+    #[test]
+    fn a_batch_the_database_refuses_is_written_not_at_all() {
+        use crate::engine::{Table, Write};
+        let fixture = PostgresFixture::new();
+        let engine = crate::conformance::Fixture::engine(&fixture);
+        sql(fixture.url(), "ALTER TABLE rewind_versions ADD CONSTRAINT short CHECK (length(k) < 8)");
+        for sync in [false, true] {
+            let batch = vec![
+                Write::Put(Table::Records, b"r".to_vec(), b"kept?".to_vec()),
+                Write::Put(Table::Versions, b"far too long".to_vec(), Vec::new()),
+            ];
+            assert!(engine.write(batch.clone(), sync).is_err(), "the refused write is reported");
+            let mut built = Some((batch, sync));
+            assert!(engine.write_batch(None, &mut |_| built.take()).is_err());
+            assert_eq!(engine.get(Table::Records, b"r").unwrap(), None, "no part of a refused batch stays");
+        }
+        engine.write(vec![Write::Put(Table::Records, b"r".to_vec(), b"v".to_vec())], true).unwrap();
+        assert_eq!(engine.get(Table::Records, b"r").unwrap(), Some(b"v".to_vec()));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -154,9 +154,10 @@ impl Writer {
         let mut requests = Some(requests);
         let mut answers = Vec::new();
         let mut start = (self.head, self.last_checkpoint);
-        let written = engine.write_batch(&mut || {
+        let first = engine.shared().then_some((Table::Meta, layout::HEAD_KEY));
+        let written = engine.write_batch(first, &mut |stored_head| {
             let requests = requests.take()?;
-            if let Err(e) = self.refresh() {
+            if let Err(e) = self.refresh(stored_head) {
                 answers.extend(requests.into_iter().map(|r| Answer::failed(r, e.clone())));
                 return None;
             }
@@ -171,12 +172,12 @@ impl Writer {
     }
 
     /// On an engine other processes write to, takes up the head where the last batch (of
-    /// any process) left it.
-    fn refresh(&mut self) -> Result<(), JournalError> {
+    /// any process) left it: `stored`, read under the writers' lock.
+    fn refresh(&mut self, stored: Option<Vec<u8>>) -> Result<(), JournalError> {
         if !self.engine.shared() {
             return Ok(());
         }
-        let head = crate::read_head(&*self.engine)?;
+        let head = crate::head_of(stored)?;
         if head != self.head {
             self.head = head;
             self.last_checkpoint = crate::last_checkpoint(&*self.engine)?.unwrap_or(Seq(0));
