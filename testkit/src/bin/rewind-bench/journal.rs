@@ -10,6 +10,9 @@ use rewind_testkit::{FsUpstream, pattern};
 
 use crate::{Load, MIB, Outcome, client, cpu_seconds, loads, run, start_gateway_on};
 
+/// Each engine's share of a load runs in this many slices, alternating.
+const ROUNDS: usize = 4;
+
 /// The database's own counters: transactions committed, rows inserted, updated, deleted.
 fn pg_counters(url: &str) -> [f64; 4] {
     let sql = "SELECT xact_commit, tup_inserted, tup_updated, tup_deleted FROM pg_stat_database WHERE datname = current_database()";
@@ -50,18 +53,33 @@ pub(crate) async fn engines(binary: &Path, upstream: &FsUpstream, work: &Path, q
         let warm = Load { ops: load.keys, ..load };
         run(&via_rocks, "on-rocksdb", warm, body.clone()).await;
         run(&via_pg, "on-postgres", warm, body.clone()).await;
-        let cpu = cpu_seconds(&rocks.child.id().to_string());
-        let r = run(&via_rocks, "on-rocksdb", load, body.clone()).await;
-        let rocks_cpu = cpu_seconds(&rocks.child.id().to_string()) - cpu;
-        tokio::time::sleep(Duration::from_secs(2)).await; // the statistics reach the view
-        let (before, pg_cpu_before, cpu) =
-            (pg_counters(&url), postgres_cpu_seconds(), cpu_seconds(&pg.child.id().to_string()));
-        let p = run(&via_pg, "on-postgres", load, body).await;
-        let gw_cpu = cpu_seconds(&pg.child.id().to_string()) - cpu;
-        let server_cpu = postgres_cpu_seconds() - pg_cpu_before;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let after = pg_counters(&url);
-        let per_op = |i: usize| (after[i] - before[i]) / p.ops as f64;
+        // Rounds alternate which engine goes first, so drift on the machine (page cache,
+        // writeback of the bytes just written) falls on both alike.
+        let slice = Load { ops: load.ops / ROUNDS, ..load };
+        let (mut r, mut p) = (Outcome::default(), Outcome::default());
+        let (mut rocks_cpu, mut gw_cpu, mut server_cpu, mut database) = (0.0, 0.0, 0.0, [0.0; 4]);
+        for round in 0..ROUNDS {
+            for on_rocks in [round % 2 == 0, round % 2 == 1] {
+                if on_rocks {
+                    let cpu = cpu_seconds(&rocks.child.id().to_string());
+                    r += run(&via_rocks, "on-rocksdb", slice, body.clone()).await;
+                    rocks_cpu += cpu_seconds(&rocks.child.id().to_string()) - cpu;
+                    continue;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await; // the statistics reach the view
+                let (before, pg_cpu_before, cpu) =
+                    (pg_counters(&url), postgres_cpu_seconds(), cpu_seconds(&pg.child.id().to_string()));
+                p += run(&via_pg, "on-postgres", slice, body.clone()).await;
+                gw_cpu += cpu_seconds(&pg.child.id().to_string()) - cpu;
+                server_cpu += postgres_cpu_seconds() - pg_cpu_before;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let after = pg_counters(&url);
+                for (d, (a, b)) in database.iter_mut().zip(after.iter().zip(before)) {
+                    *d += a - b;
+                }
+            }
+        }
+        let per_op = |i: usize| database[i] / p.ops as f64;
         let rate = |o: &Outcome| if load.size >= MIB { o.mb_per_second() } else { o.per_second() };
         let unit = if load.size >= MIB { "MB/s" } else { "op/s" };
         let ratio = rate(&p) / rate(&r);

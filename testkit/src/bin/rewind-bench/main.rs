@@ -61,10 +61,19 @@ struct Load {
     signed: bool,
 }
 
+#[derive(Default)]
 struct Outcome {
     seconds: f64,
     ops: usize,
     bytes: usize,
+}
+
+impl std::ops::AddAssign for Outcome {
+    fn add_assign(&mut self, other: Self) {
+        self.seconds += other.seconds;
+        self.ops += other.ops;
+        self.bytes += other.bytes;
+    }
 }
 
 impl Outcome {
