@@ -88,6 +88,8 @@ pub struct Pending {
     then: Vec<Progress>,
     /// Where the abort of a dropped, unresolved intent runs.
     tasks: TaskTracker,
+    /// Where it goes when that abort cannot be journaled.
+    orphans: Orphans,
     /// Keeps garbage collection from deleting chunks the mutation found in the vault
     /// until it is resolved (see `rewind_vault::epoch`).
     _writes: rewind_vault::WriteGuard,
@@ -113,15 +115,19 @@ impl Drop for Pending {
         if !self.armed {
             return;
         }
-        let (journal, intent) = (self.journal.clone(), self.seq);
+        let (journal, intent, orphans) = (self.journal.clone(), self.seq, self.orphans.clone());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             self.tasks.spawn_on(
                 async move {
                     let body = Body::Abort(Abort { intent, reason: "the request ended before it completed".into() });
-                    let _ = journal.append(body, Durability::Buffered).await;
+                    if journal.append(body, Durability::Buffered).await.is_err() {
+                        orphans.add(intent);
+                    }
                 },
                 &rt,
             );
+        } else {
+            self.orphans.add(intent);
         }
     }
 }
@@ -140,6 +146,25 @@ pub struct Capture {
     /// The journal's head when this process opened it: start-up recovery resolves only
     /// intents up to here; later ones belong to requests in flight.
     recover_up_to: Seq,
+    /// Intents of this process whose request ended without their commit or abort in the
+    /// journal (it refused the write: its database was unreachable, say).
+    orphans: Orphans,
+}
+
+/// Intents of this process that no request will resolve any more: recovery resolves them
+/// while the process runs ([`Capture::recover_orphans`]), as it would after a restart.
+#[derive(Clone, Default)]
+struct Orphans(Arc<std::sync::Mutex<std::collections::BTreeSet<Seq>>>);
+
+impl Orphans {
+    fn add(&self, intent: Seq) {
+        tracing::warn!(seq = intent.0, "a mutation's outcome could not be journaled; recovery will resolve it");
+        self.lock().insert(intent);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<Seq>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// What the upstream holds under a key now.
@@ -166,7 +191,8 @@ impl Capture {
         let recover_up_to = journal.head().map_or(Seq(0), |h| h.seq);
         let locks = KeyLocks::new(journal.engine().shared_locks());
         let tasks = TaskTracker::new();
-        Self { journal, vault, upstream, locks, protection, timeout, metrics, recover_up_to, tasks }
+        let orphans = Orphans::default();
+        Self { journal, vault, upstream, locks, protection, timeout, metrics, recover_up_to, tasks, orphans }
     }
 
     /// Spawns the aborts of requests that went away on `tasks` (the gateway's one tracker),
@@ -239,6 +265,7 @@ impl Capture {
             armed: true,
             then: Vec::new(),
             tasks: self.tasks.clone(),
+            orphans: self.orphans.clone(),
             _writes: writes,
         })
     }
@@ -278,6 +305,9 @@ impl Capture {
         let then = std::mem::take(&mut pending.then);
         let result = self.journal.append_with(Body::Commit(commit), Durability::Synced, then).await;
         self.count(record_kind::COMMIT, result.is_ok());
+        if result.is_err() {
+            self.orphans.add(pending.seq);
+        }
         let appended = result?;
         self.metrics.journal_commit_duration.observe(start.elapsed().as_secs_f64());
         self.metrics.journal_last_commit.set(now_seconds());
@@ -315,7 +345,8 @@ impl Capture {
         let result = self.journal.append_with(body, durability, then).await;
         self.count(record_kind::ABORT, result.is_ok());
         if let Err(e) = result {
-            tracing::warn!(seq = pending.seq.0, error = %e, "could not journal an abort; recovery will resolve the intent");
+            tracing::warn!(seq = pending.seq.0, error = %e, "could not journal an abort");
+            self.orphans.add(pending.seq);
         }
     }
 

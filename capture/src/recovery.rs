@@ -11,12 +11,14 @@
 use std::time::Duration;
 
 use rewind_journal::Record;
-use rewind_model::{Body, Effect, LogKey, Op};
+use rewind_model::{Body, Effect, LogKey, Op, Seq};
 
 use super::{Capture, CaptureError, Pending};
 
 /// Pause between recovery rounds while some intent cannot be resolved (upstream down).
 const RETRY_EVERY: Duration = Duration::from_secs(10);
+/// How often a running process looks for its own orphaned intents.
+const ORPHANS_EVERY: Duration = Duration::from_secs(2);
 
 /// What recovery did in one round.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +86,57 @@ impl Capture {
         }
     }
 
+    /// Resolves the intents of this process that no request will resolve any more (their
+    /// commit or abort could not be journaled), as a restart's recovery would; those it
+    /// cannot resolve yet stay for the next call.
+    pub async fn recover_orphans(&self) -> Recovered {
+        let orphans: Vec<Seq> = self.orphans.lock().iter().copied().collect();
+        let mut done = Recovered::default();
+        for seq in orphans {
+            let record = match self.journal.is_unresolved(seq) {
+                Ok(true) => self.journal.record(seq).map_err(CaptureError::from),
+                Ok(false) => Ok(None), // its commit or abort got in after all
+                Err(e) => Err(e.into()),
+            };
+            let outcome = match record {
+                Ok(Some(record)) => self.resolve(&record).await,
+                Ok(None) => Ok(false),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(committed) => {
+                    self.orphans.lock().remove(&seq);
+                    if committed { done.committed += 1 } else { done.aborted += 1 }
+                }
+                Err(e) => {
+                    tracing::debug!(seq = seq.0, error = %e, "cannot resolve an orphaned mutation yet");
+                    done.unresolved += 1;
+                }
+            }
+        }
+        done
+    }
+
+    /// Resolves orphaned intents ([`Capture::recover_orphans`]) every few seconds until
+    /// `stop` is cancelled.
+    pub async fn recover_orphans_until(&self, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(ORPHANS_EVERY) => {}
+            }
+            let r = self.recover_orphans().await;
+            if r.committed + r.aborted > 0 {
+                tracing::info!(
+                    committed = r.committed,
+                    aborted = r.aborted,
+                    left = r.unresolved,
+                    "resolved mutations whose outcome could not be journaled"
+                );
+            }
+        }
+    }
+
     /// Resolves one intent: `true` when committed, `false` when aborted (or found settled
     /// meanwhile).
     async fn resolve(&self, record: &Record) -> Result<bool, CaptureError> {
@@ -105,6 +158,7 @@ impl Capture {
             armed: false,
             then: Vec::new(),
             tasks: self.tasks.clone(),
+            orphans: self.orphans.clone(),
             _writes: self.vault.enter_write(),
         };
         match intent.op {

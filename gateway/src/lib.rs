@@ -135,6 +135,11 @@ impl Gateway {
             let (capture, stop) = (capture.clone(), shutdown.child_token());
             tracker.spawn(async move { capture.recover_until_done(stop).await });
         }
+        {
+            // Mutations whose outcome the journal refused while this gateway runs.
+            let (capture, stop) = (capture.clone(), shutdown.child_token());
+            tracker.spawn(async move { capture.recover_orphans_until(stop).await });
+        }
         let parts = timers::Parts {
             config: Arc::new(config.clone()),
             stores: stores.clone(),

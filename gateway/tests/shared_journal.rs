@@ -1,11 +1,15 @@
 //! A gateway on a PostgreSQL journal whose database goes away mid-traffic: writes fail
-//! closed (503, nothing changed upstream), as they do when the embedded journal fails.
+//! closed (503, nothing changed upstream), as they do when the embedded journal fails, and
+//! a write cut off from its commit is resolved once the database is back.
 
 #![allow(clippy::unwrap_used)]
 
+use std::time::{Duration, SystemTime};
+
 use aws_sdk_s3::primitives::ByteStream;
 use rewind_journal::conformance::PostgresServer;
-use rewind_testkit::{FsUpstream, TestGateway};
+use rewind_testkit::{FsUpstream, TestGateway, eventually, raw};
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_fail_closed_when_the_journal_database_goes_away() {
@@ -34,4 +38,105 @@ async fn writes_fail_closed_when_the_journal_database_goes_away() {
     // Reads keep working.
     let read = s3.get_object().bucket("bkt").key("before").send().await.unwrap();
     assert_eq!(read.body.collect().await.unwrap().into_bytes().as_ref(), b"kept");
+}
+
+/// The database goes away between a PUT's intent and its commit, after the upstream
+/// applied the PUT: its commit cannot be journaled (the client hears 503), and once the
+/// database is back the running gateway resolves the intent by itself, recording the
+/// version the upstream holds, as a restart's recovery would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutation_cut_off_from_its_commit_is_resolved_once_the_database_is_back() {
+    let mut server = PostgresServer::start().unwrap();
+    let upstream = FsUpstream::start().await;
+    let proxy = HoldingProxy::start(&upstream.target.endpoint).await;
+    let target =
+        rewind_gateway::upstream::UpstreamTarget { endpoint: proxy.endpoint.clone(), ..upstream.target.clone() };
+    let url = server.url();
+    let gw = TestGateway::start_with(&target, |c| c.journal.set_url(url)).await;
+    let journal = gw.gateway.capture().journal().clone();
+    let s3 = gw.client();
+    s3.create_bucket().bucket("bkt").send().await.unwrap();
+    s3.put_object().bucket("bkt").key("k").body(ByteStream::from_static(b"first")).send().await.unwrap();
+
+    let body = b"the second version, sent in two halves".to_vec();
+    let mut req = http::Request::put(format!("{}/bkt/k", gw.endpoint())).body(Vec::new()).unwrap();
+    raw::sign_request(&mut req, &gw.access_key_id, &gw.secret, SystemTime::now(), &raw::sha256_hex(&body));
+    let mut stream = raw::send_head(gw.addr(), &req, body.len()).await;
+    stream.write_all(&body[..10]).await.unwrap();
+    let intent_open =
+        eventually(Duration::from_secs(10), async || !journal.unresolved_owned().unwrap().is_empty()).await;
+    assert!(intent_open, "the PUT's intent is journaled before its body is forwarded");
+    // The upstream's answer waits in the proxy until the database is gone.
+    proxy.hold(true);
+    stream.write_all(&body[10..]).await.unwrap();
+    let direct = upstream.client();
+    let applied = eventually(Duration::from_secs(10), async || {
+        // Mid-write, a read may see the file and the checksum of different versions.
+        let Ok(got) = direct.get_object().bucket("bkt").key("k").send().await else { return false };
+        got.body.collect().await.is_ok_and(|b| b.into_bytes().as_ref() == &body[..])
+    })
+    .await;
+    assert!(applied, "the upstream applied the PUT");
+    server.stop();
+    proxy.hold(false);
+    let response = raw::read_response(stream).await;
+    assert_eq!(
+        response.status,
+        503,
+        "an outcome the journal could not record is not acknowledged: {}",
+        response.text()
+    );
+
+    server.restart().unwrap();
+    let capture = gw.gateway.capture().clone();
+    let resolved = eventually(Duration::from_secs(30), async || {
+        journal.unresolved_owned().is_ok_and(|open| open.is_empty())
+            && capture.current("bkt", "k").ok().flatten().is_some_and(|v| v.size == body.len() as u64)
+    })
+    .await;
+    assert!(resolved, "the running gateway resolved the intent once its database was back");
+    assert_eq!(journal.history("bkt", "k").unwrap().len(), 2, "both versions are in the history");
+    s3.put_object().bucket("bkt").key("k").body(ByteStream::from_static(b"third")).send().await.unwrap();
+}
+
+/// A TCP proxy to the upstream that can hold back the upstream's answers.
+struct HoldingProxy {
+    endpoint: String,
+    hold: tokio::sync::watch::Sender<bool>,
+}
+
+impl HoldingProxy {
+    async fn start(upstream: &str) -> Self {
+        let to = upstream.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let (hold, held) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(&to).await.unwrap();
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                tokio::spawn(async move { tokio::io::copy(&mut client_read, &mut server_write).await });
+                let mut held = held.clone();
+                tokio::spawn(async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match server_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        if held.wait_for(|h| !*h).await.is_err() || client_write.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self { endpoint, hold }
+    }
+
+    fn hold(&self, on: bool) {
+        self.hold.send_replace(on);
+    }
 }

@@ -36,7 +36,7 @@ pub(super) async fn connect(config: &Config, purpose: Purpose) -> Result<(Arc<dy
         let attempt = options.clone();
         match tokio::task::spawn_blocking(move || PostgresEngine::connect(&attempt)).await {
             Ok(Ok(engine)) => return Ok((Arc::new(engine), url)),
-            Ok(Err(e)) if purpose == Purpose::Serve && std::time::Instant::now() < deadline => {
+            Ok(Err(e)) if purpose == Purpose::Serve && !e.is_refusal() && std::time::Instant::now() < deadline => {
                 tracing::warn!(journal = %url, error = %e, "the journal database is not reachable yet; retrying");
                 tokio::time::sleep(std::time::Duration::from_secs(2)).await;
             }

@@ -23,48 +23,85 @@ const SERVER_USER: &str = "postgres";
 pub struct PostgresServer {
     child: Child,
     dir: tempfile::TempDir,
+    port: u16,
     /// `postgres://rewind@127.0.0.1:<port>`, without a database.
     base: String,
+}
+
+/// A command that runs `program` as the server's account.
+fn as_server(program: PathBuf) -> Command {
+    if rustix::process::geteuid().is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", SERVER_USER, "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
 }
 
 impl PostgresServer {
     /// Starts a server in a new temporary directory (as the `postgres` account when this
     /// process is root), on a free loopback port, and waits until it accepts connections.
     pub fn start() -> std::io::Result<Self> {
+        Self::start_as(None)
+    }
+
+    /// [`PostgresServer::start`], with password authentication: user `rewind` has
+    /// `password`, and connections without it are refused.
+    pub fn start_with_password(password: &str) -> std::io::Result<Self> {
+        Self::start_as(Some(password))
+    }
+
+    fn start_as(password: Option<&str>) -> std::io::Result<Self> {
         let bin = server_bin_dir()?;
         let dir = tempfile::Builder::new().prefix("rewind-pg").tempdir()?;
-        let data = dir.path().join("data");
-        let root = rustix::process::geteuid().is_root();
-        if root {
+        if rustix::process::geteuid().is_root() {
             run(Command::new("chown").arg(format!("{SERVER_USER}:")).arg(dir.path()))?;
         }
-        let as_user = |program: PathBuf| {
-            if root {
-                let mut c = Command::new("runuser");
-                c.args(["-u", SERVER_USER, "--"]).arg(program);
-                c
-            } else {
-                Command::new(program)
+        let mut initdb = as_server(bin.join("initdb"));
+        initdb.args(["--no-sync", "--username=rewind", "--encoding=UTF8", "--no-instructions"]);
+        let pwfile = dir.path().join("pwfile");
+        match password {
+            Some(p) => {
+                std::fs::write(&pwfile, p)?;
+                initdb.arg("--auth=scram-sha-256").arg(format!("--pwfile={}", pwfile.display()));
             }
-        };
-        run(as_user(bin.join("initdb"))
-            .args(["--no-sync", "--auth=trust", "--username=rewind", "--encoding=UTF8", "--no-instructions"])
-            .arg("-D")
-            .arg(&data))?;
+            None => {
+                initdb.arg("--auth=trust");
+            }
+        }
+        let made = run(initdb.arg("-D").arg(dir.path().join("data")));
+        let _ = std::fs::remove_file(&pwfile);
+        made?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = as_user(bin.join("postgres"))
+        let child = Self::spawn(dir.path(), port)?;
+        let server = Self { child, dir, port, base: format!("postgres://rewind@127.0.0.1:{port}") };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn spawn(dir: &Path, port: u16) -> std::io::Result<Child> {
+        as_server(server_bin_dir()?.join("postgres"))
             .arg("-D")
-            .arg(&data)
+            .arg(dir.join("data"))
             .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .args(["-c", "max_connections=300", "-k"])
-            .arg(dir.path())
+            .arg(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .spawn()?;
-        let server = Self { child, dir, base: format!("postgres://rewind@127.0.0.1:{port}") };
-        server.wait_ready()?;
-        Ok(server)
+            .spawn()
+    }
+
+    /// Stops the server (a fast shutdown: every connection ends) and keeps its files.
+    pub fn stop(&mut self) {
+        self.shut_down();
+    }
+
+    /// Starts the stopped server again, on the same port, with the same databases.
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        self.child = Self::spawn(self.dir.path(), self.port)?;
+        self.wait_ready()
     }
 
     fn wait_ready(&self) -> std::io::Result<()> {
@@ -90,6 +127,15 @@ impl PostgresServer {
 
 impl Drop for PostgresServer {
     fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+impl PostgresServer {
+    fn shut_down(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return; // stopped already
+        }
         // SIGINT is PostgreSQL's fast shutdown: it ends every connection and exits. The
         // postmaster's pid is the first line of its pid file (the child may be `runuser`).
         let pid_file = self.dir.path().join("data/postmaster.pid");
