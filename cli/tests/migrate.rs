@@ -10,7 +10,7 @@ use std::process::Command;
 use aws_sdk_s3::primitives::ByteStream;
 use http::Method;
 use rewind_cli::Client;
-use rewind_journal::conformance::PostgresFixture;
+use rewind_journal::conformance::{PostgresFixture, PostgresServer};
 use rewind_snapshotter::api::Listing;
 use rewind_testkit::{FsUpstream, TestGateway, pattern};
 
@@ -70,4 +70,61 @@ async fn a_journal_moves_into_postgres_with_its_history_and_refuses_another() {
     assert!(message.contains("another vault") || message.contains("ahead"), "{message}");
     let out = Command::new(env!("CARGO_BIN_EXE_rewind")).args(args).output().unwrap();
     assert_eq!(serde_json::from_slice::<Listing>(&out.stdout).unwrap(), listing);
+}
+
+/// A database that asks for a password: none, or a wrong one, is refused at once with the
+/// cause and what to set, and the password never shows; the right one (from the
+/// environment) opens it. A gateway refused so does not wait for the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_database_password_is_checked_and_never_shown() {
+    let upstream = FsUpstream::start().await;
+    let (dir, listing, _) = history(&upstream, "bkt", 2).await;
+    let password = rewind_testkit::key_pair().1;
+    let server = PostgresServer::start_with_password(&password).unwrap();
+    let url = server.url();
+    let data = dir.path().display().to_string();
+    let ls = |password: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rewind"));
+        command.args(["--json", "--data-dir", &data, "--journal", &url, "ls", "--bucket", "bkt"]);
+        command.env_remove("REWIND_JOURNAL_PASSWORD");
+        if let Some(p) = password {
+            command.env("REWIND_JOURNAL_PASSWORD", p);
+        }
+        command.output().unwrap()
+    };
+    let migrated = {
+        let from = dir.path().display().to_string();
+        let args = ["--json", "journal", "migrate", "--from", &from, "--to", &url];
+        Command::new(env!("CARGO_BIN_EXE_rewind")).args(args).env("REWIND_JOURNAL_PASSWORD", &password).output()
+    }
+    .unwrap();
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+
+    let wrong = format!("{password}-not");
+    for (given, cause) in [(None, "password"), (Some(wrong.as_str()), "password authentication failed")] {
+        let started = std::time::Instant::now();
+        let out = ls(given);
+        let message = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "opened with {given:?}");
+        assert!(message.contains(cause) && message.contains("REWIND_JOURNAL_PASSWORD"), "{message}");
+        assert!(!message.contains(&password), "the password shows: {message}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "a refusal is not retried");
+    }
+    let out = ls(Some(&password));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(serde_json::from_slice::<Listing>(&out.stdout).unwrap(), listing);
+
+    // A gateway with the wrong password stops at once, naming the cause.
+    let started = std::time::Instant::now();
+    let gateway_dir = tempfile::tempdir().unwrap();
+    let mut config = TestGateway::config(&upstream.target, gateway_dir.path());
+    config.journal.set_url(url.clone());
+    config.journal.password = Some(rewind_config::Secret::new(wrong.clone()));
+    let (id, secret) = rewind_testkit::key_pair();
+    config.set_client_key(id, rewind_config::Secret::new(secret));
+    let config = config.finish(vec![]).unwrap();
+    let refused = rewind_gateway::Gateway::start(config, rewind_gateway::StartOptions::default()).await;
+    let message = refused.err().expect("the gateway started with a wrong password").to_string();
+    assert!(message.contains("password authentication failed") && !message.contains(&password), "{message}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "the gateway waited for a refusal to pass");
 }

@@ -63,6 +63,10 @@ pub enum EngineError {
     /// client's, which never carries the password.
     #[error("journal database: {0}")]
     Database(String),
+    /// PostgreSQL refused this process (authentication, a missing password, no such
+    /// database, no privilege): retrying will not help until the setup changes.
+    #[error("journal database: {0}")]
+    Refused(String),
     /// A write a test engine was told to fail (what a crash or a full disk leaves).
     #[error("journal storage: injected failure")]
     Injected,
@@ -72,6 +76,11 @@ impl EngineError {
     /// Whether the stored data is damaged (rather than the storage unavailable).
     pub fn is_corruption(&self) -> bool {
         matches!(self, Self::Rocks(e) if e.kind() == rocksdb::ErrorKind::Corruption)
+    }
+
+    /// Whether the database refused this process, rather than being unreachable.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Refused(_))
     }
 }
 

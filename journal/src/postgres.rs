@@ -131,6 +131,29 @@ fn db_err(e: impl std::error::Error) -> EngineError {
     EngineError::Database(text)
 }
 
+/// A connection the pool could not make: refused (see [`EngineError::Refused`]) or not.
+fn pool_err(e: deadpool_postgres::PoolError) -> EngineError {
+    use tokio_postgres::error::SqlState;
+    let refused = match &e {
+        deadpool_postgres::PoolError::Backend(pg) => {
+            pg.code().is_some_and(|c| {
+                [
+                    SqlState::INVALID_PASSWORD,
+                    SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+                    SqlState::INVALID_CATALOG_NAME,
+                    SqlState::INSUFFICIENT_PRIVILEGE,
+                ]
+                .contains(c)
+            }) || pg.to_string().contains("password missing")
+        }
+        _ => false,
+    };
+    match db_err(e) {
+        EngineError::Database(text) if refused => EngineError::Refused(text),
+        other => other,
+    }
+}
+
 /// The SQL table of `table`.
 fn sql_table(table: Table) -> &'static str {
     match table {
@@ -194,7 +217,7 @@ impl PostgresEngine {
         self.runtime().spawn(async move {
             let outcome = match pool.get().await {
                 Ok(client) => task(client).await.map_err(db_err),
-                Err(e) => Err(db_err(e)),
+                Err(e) => Err(pool_err(e)),
             };
             let _ = tx.send(outcome);
         });
@@ -392,7 +415,7 @@ impl Engine for PostgresEngine {
         let (batch_tx, batch_rx) = tokio::sync::oneshot::channel::<Option<(Vec<Write>, bool)>>();
         self.runtime().spawn(async move {
             let outcome = async {
-                let client = pool.get().await.map_err(db_err)?;
+                let client = pool.get().await.map_err(pool_err)?;
                 let mut open = OpenTransaction::begin(client, &begin).await.map_err(db_err)?;
                 let value = match open.answer.take() {
                     Some(h) => Some(unhex(&h).ok_or_else(|| EngineError::Database("a malformed bytea value".into()))?),
