@@ -2,11 +2,14 @@
 //! multipart uploads, copies, deletes, batch deletes and tag changes go both to an
 //! in-memory model and through the gateway to moto. Then, for random instants, `ls --at`
 //! must equal the model's state then, and a restore into a fresh bucket must produce
-//! exactly that state (bytes, content-type, user metadata, tags).
+//! exactly that state (bytes, content-type, user metadata, tags). Run against one gateway,
+//! and against three that share a PostgreSQL journal and a vault, each request going to
+//! another gateway.
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -17,6 +20,7 @@ use http::Method;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use rewind_cli::{Client, Lines};
+use rewind_journal::conformance::PostgresFixture;
 use rewind_snapshotter::api::{Listing, Mode, RestoreEvent, RestoreRequest};
 use rewind_testkit::TestGateway;
 use rewind_testkit::moto::Moto;
@@ -241,18 +245,43 @@ async fn restore(admin: &Client, ask: &RestoreRequest) -> (u64, u64, u64) {
     panic!("the restore stream ended without Done");
 }
 
+/// The gateways under test (one, or several sharing a journal and a vault): steps and
+/// checks go to each in turn.
 struct World {
-    gw: TestGateway,
-    admin: Client,
-    s3: aws_sdk_s3::Client,
+    gateways: Vec<TestGateway>,
+    admins: Vec<Client>,
+    clients: Vec<aws_sdk_s3::Client>,
     cases: AtomicUsize,
+}
+
+impl World {
+    fn new(gateways: Vec<TestGateway>) -> Self {
+        let admins = gateways.iter().map(|gw| Client::new(&gw.admin_url(), gw.admin_token())).collect();
+        let clients = gateways.iter().map(TestGateway::client).collect();
+        Self { gateways, admins, clients, cases: AtomicUsize::new(0) }
+    }
+
+    /// The client of the gateway the `i`th request goes to.
+    fn s3(&self, i: usize) -> &aws_sdk_s3::Client {
+        &self.clients[i % self.clients.len()]
+    }
+
+    fn admin(&self, i: usize) -> &Client {
+        &self.admins[i % self.admins.len()]
+    }
+
+    async fn shutdown(self) {
+        for gw in self.gateways {
+            gw.gateway.shutdown().await;
+        }
+    }
 }
 
 async fn check(world: &World, steps: Vec<Step>, picks: Vec<prop::sample::Index>) -> Result<(), TestCaseError> {
     let case = world.cases.fetch_add(1, Ordering::Relaxed);
     let bucket = format!("model{case}");
-    world.s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let journal = world.gw.gateway.capture().journal().clone();
+    world.s3(case).create_bucket().bucket(&bucket).send().await.unwrap();
+    let journal = world.gateways[0].gateway.capture().journal().clone();
     let mut model = State::new();
     let mut instants = vec![(journal.head().unwrap().seq.0, model.clone())];
     for (i, step) in steps.iter().enumerate() {
@@ -264,7 +293,7 @@ async fn check(world: &World, steps: Vec<Step>, picks: Vec<prop::sample::Index>)
             // upstream holds, so the case is skipped.
             continue;
         }
-        apply(&world.s3, &bucket, step, &mut model).await;
+        apply(world.s3(case + i), &bucket, step, &mut model).await;
         instants.push((journal.head().unwrap().seq.0, model.clone()));
     }
     for (i, pick) in picks.iter().enumerate() {
@@ -272,7 +301,7 @@ async fn check(world: &World, steps: Vec<Step>, picks: Vec<prop::sample::Index>)
         // journal records either (as sent, or as read back from the upstream).
         let (seq, want) = pick.get(&instants);
         let listing: Listing = world
-            .admin
+            .admin(case + i)
             .json(Method::GET, &format!("ls?bucket={bucket}&at=seq:{seq}"), None)
             .await
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -296,7 +325,7 @@ async fn check(world: &World, steps: Vec<Step>, picks: Vec<prop::sample::Index>)
         prop_assert_eq!(&listed, &modelled, "ls at seq:{} after {:?}", seq, steps);
 
         let copy = format!("{bucket}-copy{i}");
-        world.s3.create_bucket().bucket(&copy).send().await.unwrap();
+        world.s3(case + i + 1).create_bucket().bucket(&copy).send().await.unwrap();
         let ask = RestoreRequest {
             bucket: bucket.clone(),
             at: format!("seq:{seq}"),
@@ -307,33 +336,63 @@ async fn check(world: &World, steps: Vec<Step>, picks: Vec<prop::sample::Index>)
             dry_run: false,
             parallel: 4,
         };
-        let (written, _, failed) = restore(&world.admin, &ask).await;
+        let (written, _, failed) = restore(world.admin(case + i + 1), &ask).await;
         prop_assert_eq!(failed, 0);
         prop_assert_eq!(written, want.len() as u64);
-        prop_assert_eq!(read_bucket(&world.s3, &copy).await, as_read(want), "restore of seq:{} after {:?}", seq, steps);
+        let read = read_bucket(world.s3(case + i + 2), &copy).await;
+        prop_assert_eq!(read, as_read(want), "restore of seq:{} after {:?}", seq, steps);
         // Restoring the same instant again changes nothing.
-        prop_assert_eq!(restore(&world.admin, &ask).await, (0, 0, 0));
+        prop_assert_eq!(restore(world.admin(case + i + 2), &ask).await, (0, 0, 0));
     }
     Ok(())
 }
 
-#[test]
-fn history_and_restore_match_a_model_of_s3() {
+/// Runs the model's cases (`REWIND_MODEL_CASES`, else `default_cases`) against the
+/// gateways `start` gives, in front of moto.
+fn run_model<F>(default_cases: u32, start: impl FnOnce(rewind_gateway::upstream::UpstreamTarget) -> F)
+where
+    F: Future<Output = Vec<TestGateway>>,
+{
     let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let world = rt.block_on(async {
+    let (moto, world) = rt.block_on(async {
         let moto = Moto::start_with_env(&[("S3_UPLOAD_PART_MIN_SIZE", &PART_MIN.to_string())]).await;
-        let gw = TestGateway::start(&moto.target).await;
-        let admin = Client::new(&gw.admin_url(), gw.admin_token());
-        let s3 = gw.client();
-        (moto, World { gw, admin, s3, cases: AtomicUsize::new(0) })
+        let gateways = start(moto.target.clone()).await;
+        (moto, World::new(gateways))
     });
-    let cases = std::env::var("REWIND_MODEL_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(12);
+    let cases = std::env::var("REWIND_MODEL_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(default_cases);
     let mut runner = TestRunner::new(ProptestConfig { cases, max_shrink_iters: 64, ..ProptestConfig::default() });
     let strategy =
         (proptest::collection::vec(step(), 1..14), proptest::collection::vec(any::<prop::sample::Index>(), 2));
-    let result = runner.run(&strategy, |(steps, picks)| rt.block_on(check(&world.1, steps, picks)));
-    rt.block_on(world.1.gw.gateway.shutdown());
-    drop(world.0);
+    let result = runner.run(&strategy, |(steps, picks)| rt.block_on(check(&world, steps, picks)));
+    rt.block_on(world.shutdown());
+    drop(moto);
     result.unwrap();
+}
+
+#[test]
+fn history_and_restore_match_a_model_of_s3() {
+    run_model(12, async |target| vec![TestGateway::start(&target).await]);
+}
+
+/// The same, with each request (writes, `ls`, restores) going to another of three
+/// gateways that share a PostgreSQL journal and one vault.
+#[test]
+fn history_and_restore_match_a_model_of_s3_over_three_gateways() {
+    let db = PostgresFixture::new();
+    let shared = tempfile::tempdir().unwrap();
+    run_model(12, async |target| {
+        let mut gateways = Vec::new();
+        for _ in 0..3 {
+            // The first creates the vault and its key; the others open them.
+            let gw = TestGateway::start_with(&target, |c| {
+                c.journal.set_url(db.url().to_owned());
+                c.vault.location = Some(shared.path().join("vault").display().to_string());
+                c.vault.key_file = Some(shared.path().join("vault.key"));
+            })
+            .await;
+            gateways.push(gw);
+        }
+        gateways
+    });
 }
