@@ -8,10 +8,12 @@ import signal
 import socket
 import string
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 MIB = 1024 * 1024
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port():
@@ -73,6 +75,8 @@ class Gateway:
         self.token = secrets.token_urlsafe(24)
         env = {**os.environ, "REWIND_ACCESS_KEY_ID": self.key_id, "REWIND_SECRET_ACCESS_KEY": self.secret,
                "REWIND_ADMIN_TOKEN": self.token, "REWIND_LOG": "warn", **(extra_env or {})}
+        # Client keys given (several gateways, one set of clients) are the ones clients use.
+        self.key_id, self.secret = env["REWIND_ACCESS_KEY_ID"], env["REWIND_SECRET_ACCESS_KEY"]
         self.proc = subprocess.Popen(
             [str(binary), "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{self.port}",
              "--admin-listen", f"127.0.0.1:{self.admin_port}"],
@@ -102,6 +106,49 @@ class Gateway:
         self.proc.send_signal(signal.SIGTERM)
         code = self.proc.wait(timeout=60)
         assert code == 0, f"the gateway exited with {code} on SIGTERM"
+
+
+class Postgres:
+    """A database of its own for this run: on the server in REWIND_TEST_POSTGRES_URL (what
+    .ci/run starts), or on one started here by .ci/postgres; `stop()` removes the latter."""
+
+    def __init__(self):
+        self.dir = None
+        server = os.environ.get("REWIND_TEST_POSTGRES_URL")
+        if not server:
+            self.dir = Path(tempfile.mkdtemp(prefix="rewind-e2e-pg."))
+            server = sh([ROOT / ".ci/postgres", "start", self.dir]).stdout.strip()
+        name = "rewind_e2e_" + secrets.token_hex(4)
+        sh(["psql", "-q", server, "-c", f"CREATE DATABASE {name}"])
+        self.url = server.rsplit("/", 1)[0] + "/" + name
+
+    def stop(self):
+        if self.dir:
+            sh([ROOT / ".ci/postgres", "stop", self.dir], check=False)
+
+
+class Moto:
+    """moto_server on a free loopback port, with a fresh key pair; `stop()` ends it."""
+
+    def __init__(self, log):
+        self.port = free_port()
+        self.key = random_key_pair("MT")
+        self.proc = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+        wait_until("moto", lambda: socket.create_connection(("127.0.0.1", self.port), 1).close() is None)
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def gateway_env(self):
+        """What a gateway needs to forward to it."""
+        return {"REWIND_UPSTREAM": self.endpoint, "REWIND_UPSTREAM_ACCESS_KEY_ID": self.key[0],
+                "REWIND_UPSTREAM_SECRET_ACCESS_KEY": self.key[1]}
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
 
 
 def same_tree(a, b):

@@ -10,7 +10,11 @@ holding valid client keys overwrites half of them with random bytes and deletes 
   4. a restore killed halfway (SIGKILL) is resumed by re-running it, and finishes;
   5. `rewind verify` passes, online and offline with --read-data.
 
-Usage: tests/drill/ransomware.py [--bin-dir DIR] [--objects N]
+With --gateways N (N > 1) the same runs on N gateways that share a PostgreSQL journal and
+one vault, in front of moto: each step (upload, attack, restores, checks) goes through
+another gateway.
+
+Usage: tests/drill/ransomware.py [--bin-dir DIR] [--objects N] [--gateways N]
        (binaries from DIR, default $CARGO_TARGET_DIR/debug or ./target/debug)
 """
 
@@ -26,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness import MIB, Gateway, same_tree, sh, wait_until, write_random  # noqa: E402
+from harness import MIB, Gateway, Moto, Postgres, random_key_pair, same_tree, sh, wait_until, write_random  # noqa: E402,E501
 
 BUCKET = "victim"
 PREFIXES = ["docs", "img", "logs", "data"]
@@ -54,24 +58,43 @@ def main():
     default_bins = Path(os.environ.get("CARGO_TARGET_DIR", "target")) / "debug"
     parser.add_argument("--bin-dir", type=Path, default=default_bins)
     parser.add_argument("--objects", type=int, default=500)
+    parser.add_argument("--gateways", type=int, default=1)
     args = parser.parse_args()
     rewind = str(args.bin_dir / "rewind")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        gw = Gateway(args.bin_dir / "rewind-gateway", work / "data", work / "gateway.log")
+        pg = moto = None
+        shared = {}
+        if args.gateways > 1:
+            pg, moto = Postgres(), Moto(work / "moto.log")
+            client = random_key_pair("RW")
+            shared = {"REWIND_JOURNAL_URL": pg.url, "REWIND_VAULT": str(work / "vault"),
+                      "REWIND_KEY_FILE": str(work / "vault.key"), **moto.gateway_env(),
+                      "REWIND_ACCESS_KEY_ID": client[0], "REWIND_SECRET_ACCESS_KEY": client[1]}
+        gateways = []
         try:
-            drill(gw, rewind, work, args.objects)
+            # The first creates the vault and its key; the others open them.
+            for i in range(args.gateways):
+                gateways.append(Gateway(args.bin_dir / "rewind-gateway", work / f"data{i}", work / f"gateway{i}.log",
+                                        shared))
+            drill(gateways, rewind, work, args.objects)
         except BaseException:
-            print((work / "gateway.log").read_text()[-5000:], file=sys.stderr)
+            for i in range(len(gateways)):
+                print(f"--- gateway {i} log:\n" + (work / f"gateway{i}.log").read_text()[-5000:], file=sys.stderr)
             raise
         finally:
-            if gw.proc.poll() is None:
-                gw.stop()
-        # Offline, on the stopped gateway's data: every chunk read back and re-hashed.
-        out = sh([rewind, "--json", "--data-dir", str(work / "data"), "verify", "--read-data"], os.environ)
+            for gw in gateways:
+                if gw.proc.poll() is None:
+                    gw.stop()
+            if moto:
+                moto.stop()
+        # Offline, on the stopped gateways' data: every chunk read back and re-hashed.
+        out = sh([rewind, "--json", "--data-dir", str(work / "data0"), "verify", "--read-data"], {**os.environ, **shared})
         report = json.loads(out.stdout)
         assert not report["journal_problems"] and not report["damaged"], report
         print(f"ok: offline verify --read-data: {report['records']} records, {report['chunks_read']} chunks re-hashed")
+        if pg:
+            pg.stop()
 
 
 def restore(rewind, env, at, *extra):
@@ -80,16 +103,19 @@ def restore(rewind, env, at, *extra):
     return json.loads("\n".join(lines)) if lines else {}
 
 
-def drill(gw, rewind, work, count):
-    aws, rw = gw.aws_env(), gw.rewind_env()
-    s3 = ["aws", "--endpoint-url", gw.endpoint, "s3"]
+def drill(gateways, rewind, work, count):
+    # Step k goes through gateway k (of however many there are); all share client keys.
+    gw = lambda k: gateways[k % len(gateways)]
+    aws = gw(0).aws_env()
+    s3 = lambda k: ["aws", "--endpoint-url", gw(k).endpoint, "s3"]
+    rw = lambda k: gw(k).rewind_env()
     src, attack = work / "src", work / "attack"
     for i in range(count):
         write_random(src / name_of(i), size_of(i), f"orig{i}")
     total = sum(size_of(i) for i in range(count))
-    sh([*s3, "mb", f"s3://{BUCKET}"], aws)
+    sh([*s3(0), "mb", f"s3://{BUCKET}"], aws)
     start = time.monotonic()
-    sh([*s3, "sync", "--quiet", str(src), f"s3://{BUCKET}/"], aws)
+    sh([*s3(0), "sync", "--quiet", str(src), f"s3://{BUCKET}/"], aws)
     print(f"ok: uploaded {count} objects ({total / MIB:.0f} MiB) in {time.monotonic() - start:.1f}s")
     time.sleep(1.1)
     before = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -98,42 +124,42 @@ def drill(gw, rewind, work, count):
     # The attack: odd keys overwritten with random bytes, even keys deleted.
     for i in range(1, count, 2):
         write_random(attack / name_of(i), 500 + i * 13, f"ransom{i}")
-    sh([*s3, "sync", "--quiet", str(attack), f"s3://{BUCKET}/"], aws)
-    sh([*s3, "rm", "--quiet", f"s3://{BUCKET}/", "--recursive", "--exclude", "*", "--include", "*[02468].bin"], aws)
-    check_bucket(s3, aws, work / "seen-attacked", attack, "after the attack")
+    sh([*s3(1), "sync", "--quiet", str(attack), f"s3://{BUCKET}/"], aws)
+    sh([*s3(2), "rm", "--quiet", f"s3://{BUCKET}/", "--recursive", "--exclude", "*", "--include", "*[02468].bin"], aws)
+    check_bucket(s3(0), aws, work / "seen-attacked", attack, "after the attack")
     print(f"ok: attack done: {count // 2} overwritten, {count - count // 2} deleted")
 
     # 1. Rewind.
     plan = json.loads(sh([rewind, "--json", "restore", "--bucket", BUCKET, "--at", before, "--mode", "rewind",
-                          "--dry-run"], rw).stdout)
+                          "--dry-run"], rw(1)).stdout)
     assert (plan["writes"], plan["deletes"]) == (count, 0), plan
     start = time.monotonic()
-    done = restore(rewind, rw, before)
+    done = restore(rewind, rw(2), before)
     seconds = time.monotonic() - start
     assert (done["event"], done["written"], done["failed"]) == ("done", count, 0), done
-    check_bucket(s3, aws, work / "seen-restored", src, "after the restore")
+    check_bucket(s3(1), aws, work / "seen-restored", src, "after the restore")
     print(f"ok: restore --at {before} brought back {count} objects byte-exact in {seconds:.1f}s")
 
     # 2. Nothing left to do.
     plan = json.loads(sh([rewind, "--json", "restore", "--bucket", BUCKET, "--at", before, "--mode", "rewind",
-                          "--dry-run"], rw).stdout)
+                          "--dry-run"], rw(0)).stdout)
     assert (plan["writes"], plan["deletes"], plan["unchanged"]) == (0, 0, count), plan
-    again = sh([rewind, "restore", "--bucket", BUCKET, "--at", before, "--mode", "rewind", "--yes"], rw)
+    again = sh([rewind, "restore", "--bucket", BUCKET, "--at", before, "--mode", "rewind", "--yes"], rw(1))
     assert "Nothing to restore" in again.stdout, again.stdout
     print("ok: a second restore is a no-op")
 
     # 3. Undo the restore.
-    undo = restore(rewind, rw, f"seq:{done['before_seq']}")
+    undo = restore(rewind, rw(2), f"seq:{done['before_seq']}")
     assert undo["failed"] == 0, undo
-    check_bucket(s3, aws, work / "seen-undone", attack, "after undoing the restore")
+    check_bucket(s3(0), aws, work / "seen-undone", attack, "after undoing the restore")
     print(f"ok: restore --at seq:{done['before_seq']} undid the restore ({undo['written']} written, "
           f"{undo['deleted']} deleted)")
 
     # 4. Kill a restore halfway, then re-run it.
-    head = lambda: json.loads(sh([rewind, "--json", "status"], rw).stdout)["head_seq"]
+    head = lambda: json.loads(sh([rewind, "--json", "status"], rw(1)).stdout)["head_seq"]
     start_head = head()
     proc = subprocess.Popen([rewind, "restore", "--bucket", BUCKET, "--at", before, "--mode", "rewind", "--yes",
-                             "--parallel", "2"], env=rw, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--parallel", "2"], env=rw(0), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_until("the restore to make progress", lambda: head() > start_head + 60, timeout=120)
     assert proc.poll() is None, "the restore finished before it could be interrupted"
     proc.send_signal(signal.SIGKILL)
@@ -142,23 +168,23 @@ def drill(gw, rewind, work, count):
     # caller fails (progress goes out every 250 ms), so a few objects may still be restored
     # after the kill: settled means no open intents and a head that stayed put for a second.
     def settled():
-        before = json.loads(sh([rewind, "--json", "status"], rw).stdout)
+        before = json.loads(sh([rewind, "--json", "status"], rw(2)).stdout)
         time.sleep(1)
-        after = json.loads(sh([rewind, "--json", "status"], rw).stdout)
+        after = json.loads(sh([rewind, "--json", "status"], rw(2)).stdout)
         return after["unresolved_intents"] == 0 and after["head_seq"] == before["head_seq"]
     wait_until("the gateway to settle the interrupted restore", settled)
     plan = json.loads(sh([rewind, "--json", "restore", "--bucket", BUCKET, "--at", before, "--mode", "rewind",
-                          "--dry-run"], rw).stdout)
+                          "--dry-run"], rw(1)).stdout)
     assert 0 < plan["writes"] < count, f"expected a partly done restore, plan: {plan}"
-    resumed = restore(rewind, rw, before)
+    resumed = restore(rewind, rw(2), before)
     assert resumed["failed"] == 0 and resumed["written"] == plan["writes"], (plan, resumed)
-    check_bucket(s3, aws, work / "seen-resumed", src, "after resuming the killed restore")
+    check_bucket(s3(0), aws, work / "seen-resumed", src, "after resuming the killed restore")
     print(f"ok: a restore killed after {count - plan['writes']} objects resumed with the {plan['writes']} left")
 
     # 5. The history is intact.
-    report = json.loads(sh([rewind, "--json", "verify"], rw).stdout)
+    report = json.loads(sh([rewind, "--json", "verify"], rw(1)).stdout)
     assert not report["journal_problems"] and not report["damaged"], report
-    log = json.loads(sh([rewind, "--json", "log", "--bucket", BUCKET, "--key", name_of(1)], rw).stdout)
+    log = json.loads(sh([rewind, "--json", "log", "--bucket", BUCKET, "--key", name_of(1)], rw(2)).stdout)
     ops = [line["op"] for line in log]
     assert ops[0] == "put" and "restore" in ops, ops
     print(f"ok: verify passed; log of {name_of(1)}: {' '.join(ops)}")

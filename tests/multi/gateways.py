@@ -22,9 +22,7 @@ import json
 import os
 import random
 import re
-import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,32 +34,12 @@ import boto3
 from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness import Gateway, free_port, random_key_pair, sh, wait_until  # noqa: E402
+from harness import Gateway, Moto, Postgres, random_key_pair, sh, wait_until  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 BUCKET = "shared"
 KEYS = [f"k{i}" for i in range(6)]
 WRITERS = 6
 GATEWAYS = 3
-
-
-class Postgres:
-    """A database for this run: on the server in REWIND_TEST_POSTGRES_URL, or on one
-    started here."""
-
-    def __init__(self, work):
-        self.dir = None
-        server = os.environ.get("REWIND_TEST_POSTGRES_URL")
-        if not server:
-            self.dir = Path(tempfile.mkdtemp(prefix="rewind-multi-pg."))
-            server = sh([ROOT / ".ci/postgres", "start", self.dir]).stdout.strip()
-        name = "rewind_multi_" + secrets.token_hex(4)
-        sh(["psql", "-q", server, "-c", f"CREATE DATABASE {name}"])
-        self.url = server.rsplit("/", 1)[0] + "/" + name
-
-    def stop(self):
-        if self.dir:
-            sh([ROOT / ".ci/postgres", "stop", self.dir], check=False)
 
 
 def s3(endpoint, key):
@@ -138,21 +116,16 @@ def main():
     rewind = args.bin_dir / "rewind"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        pg = Postgres(tmp)
-        moto_port = free_port()
-        moto_key, client_key = random_key_pair("MT"), random_key_pair("RW")
-        moto = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(moto_port)],
-                                stdout=open(tmp / "moto.log", "wb"), stderr=subprocess.STDOUT)
+        pg = Postgres()
+        moto = Moto(tmp / "moto.log")
+        client_key = random_key_pair("RW")
         gateways = []
         try:
-            wait_until("moto", lambda: socket.create_connection(("127.0.0.1", moto_port), 1).close() is None)
-            direct = s3(f"http://127.0.0.1:{moto_port}", moto_key)
+            direct = s3(moto.endpoint, moto.key)
             direct.create_bucket(Bucket=BUCKET)
             direct.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
             env = {"REWIND_JOURNAL_URL": pg.url, "REWIND_VAULT": str(tmp / "vault"),
-                   "REWIND_KEY_FILE": str(tmp / "vault.key"),
-                   "REWIND_UPSTREAM": f"http://127.0.0.1:{moto_port}",
-                   "REWIND_UPSTREAM_ACCESS_KEY_ID": moto_key[0], "REWIND_UPSTREAM_SECRET_ACCESS_KEY": moto_key[1],
+                   "REWIND_KEY_FILE": str(tmp / "vault.key"), **moto.gateway_env(),
                    "REWIND_ACCESS_KEY_ID": client_key[0], "REWIND_SECRET_ACCESS_KEY": client_key[1],
                    "REWIND_LOG": "warn,rewind_capture::open=info"}
             # The first creates the vault and its key; the others open them.
@@ -226,8 +199,7 @@ def main():
             for gw in gateways:
                 if gw.proc.poll() is None:
                     gw.stop()
-            moto.terminate()
-            moto.wait(timeout=20)
+            moto.stop()
             pg.stop()
     print("three gateways, one history: OK")
 
