@@ -99,6 +99,31 @@ async fn a_mutation_cut_off_from_its_commit_is_resolved_once_the_database_is_bac
     s3.put_object().bucket("bkt").key("k").body(ByteStream::from_static(b"third")).send().await.unwrap();
 }
 
+/// A gateway started before its journal database is up waits for it (retrying, with the
+/// cause in its log) and serves once it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_started_before_its_database_waits_for_it() {
+    let mut server = PostgresServer::start().unwrap();
+    let url = server.url();
+    server.stop();
+    let upstream = FsUpstream::start().await;
+    let start = async {
+        let gw = TestGateway::start_with(&upstream.target, |c| c.journal.set_url(url)).await;
+        (gw, std::time::Instant::now())
+    };
+    let database_back = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        server.restart().unwrap();
+        std::time::Instant::now()
+    };
+    let ((gw, started), back) = tokio::join!(start, database_back);
+    assert!(started >= back, "the gateway started without its database");
+    let s3 = gw.client();
+    s3.create_bucket().bucket("bkt").send().await.unwrap();
+    s3.put_object().bucket("bkt").key("k").body(ByteStream::from_static(b"v")).send().await.unwrap();
+    assert_eq!(gw.gateway.capture().journal().history("bkt", "k").unwrap().len(), 1);
+}
+
 /// A TCP proxy to the upstream that can hold back the upstream's answers.
 struct HoldingProxy {
     endpoint: String,

@@ -89,7 +89,7 @@ impl PostgresServer {
             .arg(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log"))?)
             .spawn()
     }
 
@@ -113,7 +113,13 @@ impl PostgresServer {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(std::io::Error::other("PostgreSQL did not become ready within 30 s"));
+                let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(10).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                return Err(std::io::Error::other(format!(
+                    "PostgreSQL did not become ready within 30 s; its log ends:\n{}",
+                    tail.join("\n")
+                )));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
