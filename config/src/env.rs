@@ -24,6 +24,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("REWIND_KEY_FILE", "vault.key_file"),
     ("REWIND_JOURNAL_URL", "journal.url (and journal.backend = postgres)"),
     ("REWIND_JOURNAL_PASSWORD", "the journal database's password"),
+    ("REWIND_JOURNAL_CA_FILE", "journal.ca_file"),
     ("REWIND_RETENTION_KEEP_ALL_WITHIN", "retention.keep_all_within"),
     ("REWIND_RETENTION_KEEP_HOURLY", "retention.keep_hourly"),
     ("REWIND_RETENTION_KEEP_DAILY", "retention.keep_daily"),

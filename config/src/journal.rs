@@ -33,6 +33,8 @@ pub struct JournalConfig {
     /// The loaded password.
     #[serde(skip)]
     pub password: Option<Secret>,
+    /// PEM file of CAs trusted for the database's TLS certificate, besides the system's.
+    pub ca_file: Option<PathBuf>,
     /// Connections each gateway keeps to the database.
     pub pool_size: usize,
     /// Longest wait for a connection to the database.
@@ -46,6 +48,7 @@ impl Default for JournalConfig {
             url: None,
             password_file: None,
             password: None,
+            ca_file: None,
             pool_size: 16,
             connect_timeout: HumanDuration::secs(10),
         }
@@ -65,6 +68,9 @@ impl JournalConfig {
         }
         if let Some(v) = env("REWIND_JOURNAL_PASSWORD") {
             self.password = Some(Secret::new(v));
+        }
+        if let Some(v) = env("REWIND_JOURNAL_CA_FILE") {
+            self.ca_file = Some(PathBuf::from(v));
         }
     }
 

@@ -19,7 +19,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::{NoTls, SimpleQueryMessage};
+use tokio_postgres::SimpleQueryMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use std::sync::Arc;
 
@@ -61,6 +62,8 @@ pub struct PostgresOptions {
     pub pool_size: usize,
     /// Longest wait for a connection to be made, or for a free one.
     pub connect_timeout: Duration,
+    /// PEM file of CAs trusted for the server's certificate, besides the system's.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for PostgresOptions {
@@ -69,6 +72,7 @@ impl std::fmt::Debug for PostgresOptions {
             .field("url", &self.url)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("pool_size", &self.pool_size)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -76,7 +80,7 @@ impl std::fmt::Debug for PostgresOptions {
 impl PostgresOptions {
     /// Options for `url` with the defaults.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), password: None, pool_size: 16, connect_timeout: Duration::from_secs(10) }
+        Self { url: url.into(), password: None, pool_size: 16, connect_timeout: Duration::from_secs(10), ca_file: None }
     }
 }
 
@@ -129,6 +133,37 @@ fn db_err(e: impl std::error::Error) -> EngineError {
         source = s.source();
     }
     EngineError::Database(text)
+}
+
+/// TLS as the URL's `sslmode` asks (`prefer` by default: when the server offers it),
+/// verifying the server's certificate against the system's CAs and those in `ca_file`.
+fn tls(ca_file: Option<&std::path::Path>) -> Result<MakeRustlsConnect, EngineError> {
+    let mut roots = rustls::RootCertStore::empty();
+    // Certificates of the system store that do not parse are skipped, as browsers do.
+    let _ = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(path) = ca_file {
+        use rustls_pki_types::pem::PemObject;
+        let unreadable = |e: &dyn std::fmt::Display| {
+            EngineError::Refused(format!("cannot read the CA file {} (journal.ca_file): {e}", path.display()))
+        };
+        let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| unreadable(&e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| unreadable(&e))?;
+        if certs.is_empty() {
+            return Err(unreadable(&"it holds no PEM certificate"));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| unreadable(&e))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| EngineError::Refused(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 /// A connection the pool could not make: refused (see [`EngineError::Refused`]) or not.
@@ -184,8 +219,10 @@ impl PostgresEngine {
             .enable_all()
             .build()
             .map_err(db_err)?;
+        let tls = tls(options.ca_file.as_deref())?;
         let config_for_locks = config.clone();
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager =
+            Manager::from_config(config, tls.clone(), ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = {
             let _entered = runtime.enter();
             Pool::builder(manager)
@@ -198,6 +235,7 @@ impl PostgresEngine {
         };
         let locks = PgLocks(Arc::new(LockSession {
             config: config_for_locks,
+            tls,
             handle: runtime.handle().clone(),
             session: tokio::sync::Mutex::new(None),
         }));
@@ -550,6 +588,7 @@ struct PgLocks(Arc<LockSession>);
 
 struct LockSession {
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     handle: tokio::runtime::Handle,
     session: tokio::sync::Mutex<Option<Arc<tokio_postgres::Client>>>,
 }
@@ -570,7 +609,7 @@ impl LockSession {
                 "the journal database's lock session was lost: locks held by requests in flight on this gateway are gone"
             );
         }
-        let (client, connection) = self.config.connect(NoTls).await.map_err(db_err)?;
+        let (client, connection) = self.config.connect(self.tls.clone()).await.map_err(db_err)?;
         tokio::spawn(connection);
         let client = Arc::new(client);
         *session = Some(client.clone());

@@ -87,6 +87,33 @@ mod on_postgres {
         .unwrap()
     }
 
+    /// With `sslmode=require` the engine speaks TLS and verifies the server's certificate:
+    /// trusted through `ca_file`, it connects (and the server sees TLS); without that CA,
+    /// it refuses to connect, naming the certificate.
+    #[test]
+    fn tls_to_the_database_verifies_its_certificate() {
+        use crate::engine::{Engine, Table, Write};
+        let (server, ca) = crate::conformance::PostgresServer::start_with_tls().unwrap();
+        let url = format!("{}?sslmode=require", server.url());
+        let mut options = crate::PostgresOptions::new(url.clone());
+        let untrusted = crate::PostgresEngine::connect(&options).err().expect("an unknown CA is refused");
+        assert!(untrusted.to_string().contains("certificate"), "{untrusted}");
+
+        options.ca_file = Some(ca);
+        let engine = crate::PostgresEngine::connect(&options).unwrap();
+        engine.write(vec![Write::Put(Table::Meta, b"k".to_vec(), b"v".to_vec())], true).unwrap();
+        assert_eq!(engine.get(Table::Meta, b"k").unwrap(), Some(b"v".to_vec()));
+        let encrypted = sql(
+            &server.url(),
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND application_name = 'rewind'",
+        );
+        assert!(encrypted[0].get::<_, i64>(0) > 0, "the engine's connections use TLS");
+
+        options.ca_file = Some(std::path::PathBuf::from("/nonexistent/ca.pem"));
+        let missing = crate::PostgresEngine::connect(&options).err().expect("a missing CA file is an error");
+        assert!(missing.is_refusal() && missing.to_string().contains("journal.ca_file"), "{missing}");
+    }
+
     /// A batch goes out with its COMMIT in one round trip: when the database refuses part
     /// of it, none of it is written, the caller hears the refusal, and the engine goes on.
     #[test]

@@ -31,6 +31,7 @@ pub(super) async fn connect(config: &Config, purpose: Purpose) -> Result<(Arc<dy
     options.password = config.journal.password.as_ref().map(|p| zeroize::Zeroizing::new(p.expose().to_owned()));
     options.pool_size = config.journal.pool_size;
     options.connect_timeout = config.journal.connect_timeout.0;
+    options.ca_file = config.journal.ca_file.clone();
     let deadline = std::time::Instant::now() + DATABASE_START_WAIT;
     loop {
         let attempt = options.clone();
@@ -44,7 +45,7 @@ pub(super) async fn connect(config: &Config, purpose: Purpose) -> Result<(Arc<dy
                 return Err(OpenError::Journal {
                     path: url.into(),
                     detail: format!(
-                        "{e}. Check journal.url (--journal / REWIND_JOURNAL_URL), that the database is up, and the password (REWIND_JOURNAL_PASSWORD or journal.password_file)"
+                        "{e}. Check journal.url (--journal / REWIND_JOURNAL_URL), that the database is up, the password (REWIND_JOURNAL_PASSWORD or journal.password_file) and, with TLS, the CA of the database's certificate (journal.ca_file)"
                     ),
                 });
             }

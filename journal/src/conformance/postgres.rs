@@ -26,6 +26,8 @@ pub struct PostgresServer {
     port: u16,
     /// `postgres://rewind@127.0.0.1:<port>`, without a database.
     base: String,
+    /// Settings beyond the defaults (`-c name=value`).
+    settings: Vec<String>,
 }
 
 /// A command that runs `program` as the server's account.
@@ -52,6 +54,47 @@ impl PostgresServer {
         Self::start_as(Some(password))
     }
 
+    /// [`PostgresServer::start`], also accepting TLS, with a certificate for 127.0.0.1
+    /// from a CA of its own; returns the server and the CA's certificate file (PEM).
+    pub fn start_with_tls() -> std::io::Result<(Self, PathBuf)> {
+        let mut server = Self::start_as(None)?;
+        let dir = server.dir.path().to_path_buf();
+        let at = |name: &str| dir.join(name).display().to_string();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        run(Command::new("openssl")
+            .args(["req", "-x509"])
+            .args(ec)
+            .args(["-days", "2", "-subj", "/CN=rewind test CA"])
+            .args(["-keyout", &at("ca.key"), "-out", &at("ca.pem")]))?;
+        run(Command::new("openssl").arg("req").args(ec).args(["-subj", "/CN=127.0.0.1"]).args([
+            "-keyout",
+            &at("server.key"),
+            "-out",
+            &at("server.csr"),
+        ]))?;
+        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")?;
+        run(Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-in", &at("server.csr")])
+            .args(["-CA", &at("ca.pem"), "-CAkey", &at("ca.key"), "-CAcreateserial", "-extfile", &at("san.ext")])
+            .args(["-out", &at("server.pem")]))?;
+        // The server refuses a key others may read.
+        std::fs::set_permissions(dir.join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        if rustix::process::geteuid().is_root() {
+            run(Command::new("chown")
+                .arg(format!("{SERVER_USER}:"))
+                .arg(dir.join("server.key"))
+                .arg(dir.join("server.pem")))?;
+        }
+        server.settings = vec![
+            "ssl=on".into(),
+            format!("ssl_cert_file={}", at("server.pem")),
+            format!("ssl_key_file={}", at("server.key")),
+        ];
+        server.stop();
+        server.restart()?;
+        Ok((server, dir.join("ca.pem")))
+    }
+
     fn start_as(password: Option<&str>) -> std::io::Result<Self> {
         let bin = server_bin_dir()?;
         let dir = tempfile::Builder::new().prefix("rewind-pg").tempdir()?;
@@ -74,14 +117,16 @@ impl PostgresServer {
         let _ = std::fs::remove_file(&pwfile);
         made?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Self::spawn(dir.path(), port)?;
-        let server = Self { child, dir, port, base: format!("postgres://rewind@127.0.0.1:{port}") };
+        let child = Self::spawn(dir.path(), port, &[])?;
+        let server =
+            Self { child, dir, port, base: format!("postgres://rewind@127.0.0.1:{port}"), settings: Vec::new() };
         server.wait_ready()?;
         Ok(server)
     }
 
-    fn spawn(dir: &Path, port: u16) -> std::io::Result<Child> {
+    fn spawn(dir: &Path, port: u16, settings: &[String]) -> std::io::Result<Child> {
         as_server(server_bin_dir()?.join("postgres"))
+            .args(settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .arg("-D")
             .arg(dir.join("data"))
             .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
@@ -100,7 +145,7 @@ impl PostgresServer {
 
     /// Starts the stopped server again, on the same port, with the same databases.
     pub fn restart(&mut self) -> std::io::Result<()> {
-        self.child = Self::spawn(self.dir.path(), self.port)?;
+        self.child = Self::spawn(self.dir.path(), self.port, &self.settings)?;
         self.wait_ready()
     }
 
