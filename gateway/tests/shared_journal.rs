@@ -124,6 +124,35 @@ async fn a_gateway_started_before_its_database_waits_for_it() {
     assert_eq!(gw.gateway.capture().journal().history("bkt", "k").unwrap().len(), 1);
 }
 
+/// A database that holds the journal of another installation (another vault) is refused:
+/// a gateway with its own vault does not start on it, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_of_another_installation_is_refused() {
+    let server = PostgresServer::start().unwrap();
+    let upstream = FsUpstream::start().await;
+    let url = server.url();
+    let first = TestGateway::start_with(&upstream.target, |c| c.journal.set_url(url.clone())).await;
+    first.client().create_bucket().bucket("bkt").send().await.unwrap();
+
+    // Another installation: its own vault, with history in its own (embedded) journal.
+    let other = TestGateway::start(&upstream.target).await;
+    other.client().create_bucket().bucket("theirs").send().await.unwrap();
+    let TestGateway { gateway, data_dir: other_dir, .. } = other;
+    gateway.shutdown().await;
+    let mut config = TestGateway::config(&upstream.target, other_dir.path());
+    config.journal.set_url(url);
+    let (id, secret) = rewind_testkit::key_pair();
+    config.set_client_key(id, rewind_config::Secret::new(secret));
+    let config = config.finish(vec![]).unwrap();
+    let refused = rewind_gateway::Gateway::start(config, rewind_gateway::StartOptions::default()).await;
+    let message = refused.err().expect("a gateway started on another installation's journal").to_string();
+    // Its key does not open the journal's records (or, were the key shared, its vault id
+    // is not the one the journal names).
+    assert!(message.contains("another vault") || message.contains("another Rewind installation"), "{message}");
+    // The first installation's journal is as it was.
+    assert_eq!(first.gateway.capture().journal().history("bkt", "").unwrap().len(), 1);
+}
+
 /// A TCP proxy to the upstream that can hold back the upstream's answers.
 struct HoldingProxy {
     endpoint: String,
