@@ -96,6 +96,10 @@ pub enum Command {
     },
     /// Put a bucket, a prefix or one key back as it was at an instant.
     Restore(RestoreArgs),
+    /// Revert what one client access key changed in a window of time (stolen keys, a bad
+    /// job): each key it changed goes back to how it was before; keys others changed since
+    /// are listed as conflicts and left alone.
+    Undo(UndoArgs),
     /// Named restore points.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -215,6 +219,38 @@ pub struct RestoreArgs {
     pub parallel: usize,
 }
 
+/// `rewind undo`.
+#[derive(Debug, Args)]
+pub struct UndoArgs {
+    /// The client access key id whose changes are reverted.
+    #[arg(long)]
+    pub actor: String,
+    /// The bucket.
+    #[arg(long)]
+    pub bucket: String,
+    /// Only keys under this prefix.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// Changes after this instant (a time, seq:N, or a snapshot name).
+    #[arg(long, allow_hyphen_values = true)]
+    pub since: String,
+    /// ...and at or before this one [default: now].
+    #[arg(long, allow_hyphen_values = true)]
+    pub until: Option<String>,
+    /// Also revert keys others changed afterwards (their changes are lost).
+    #[arg(long)]
+    pub force: bool,
+    /// Show the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Objects written at once.
+    #[arg(long, default_value_t = 8)]
+    pub parallel: usize,
+}
+
 /// What a hold covers: one key, a prefix, or (neither given) the whole bucket.
 #[derive(Debug, Args)]
 pub struct HoldTarget {
@@ -329,7 +365,7 @@ impl Command {
             Self::Snapshot(_) | Self::Hold(_) | Self::Init | Self::Rebuild { .. } => Access::Write,
             Self::Journal(_) => Access::Read,
             Self::Forget { .. } | Self::Gc { .. } => Access::Write,
-            Self::Restore(_) | Self::Reconcile { .. } => Access::Upstream,
+            Self::Restore(_) | Self::Undo(_) | Self::Reconcile { .. } => Access::Upstream,
         }
     }
 }

@@ -44,10 +44,12 @@ use std::process::ExitCode;
 
 use http::Method;
 use rewind_config::Config;
-use rewind_snapshotter::api::{PlanSummary, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot};
+use rewind_snapshotter::api::{Mode, PlanSummary, ReconcileEvent, RestoreEvent, RestoreRequest, Snapshot, UndoRequest};
 use rewind_snapshotter::ops::ReconcileAsk;
 
-pub use args::{Cli, Command, HoldCommand, HoldTarget, JournalCommand, RestoreArgs, SnapshotCommand, ViewCommand};
+pub use args::{
+    Cli, Command, HoldCommand, HoldTarget, JournalCommand, RestoreArgs, SnapshotCommand, UndoArgs, ViewCommand,
+};
 pub use client::{CliError, Client, Lines, with_query};
 pub use target::{Access, Events, Local, Target};
 
@@ -146,6 +148,7 @@ async fn execute(cli: &Cli, target: &Target) -> Result<ExitCode, CliError> {
             stdout.flush()?;
         }
         Command::Restore(args) => return restore(cli, target, args).await,
+        Command::Undo(args) => return undo(cli, target, args).await,
         Command::Snapshot(cmd) => {
             let snapshots: Vec<Snapshot> = match cmd {
                 SnapshotCommand::Create { name, at } => {
@@ -499,6 +502,58 @@ async fn restore(cli: &Cli, target: &Target, args: &RestoreArgs) -> Result<ExitC
     ask.dry_run = false;
     let mut events = target.restore(&ask).await?;
     apply(cli, args, &mut events, plan).await
+}
+
+async fn undo(cli: &Cli, target: &Target, args: &UndoArgs) -> Result<ExitCode, CliError> {
+    let mut ask = UndoRequest {
+        actor: args.actor.clone(),
+        bucket: args.bucket.clone(),
+        prefix: args.prefix.clone(),
+        since: args.since.clone(),
+        until: args.until.clone(),
+        force: args.force,
+        dry_run: true,
+        parallel: args.parallel,
+    };
+    let Some(RestoreEvent::Plan(plan)) = target.undo(&ask).await?.next().await? else {
+        return Err(CliError::other("the gateway sent no undo plan"));
+    };
+    if cli.json && args.dry_run {
+        print_json(&plan)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !cli.json {
+        print::undo_plan(&plan, &args.actor);
+    }
+    if args.dry_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if plan.writes + plan.deletes == 0 {
+        if !cli.json {
+            outln!("Nothing to undo.");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.yes && !confirm("Apply this undo?", "undoing")? {
+        outln!("Nothing changed.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    ask.dry_run = false;
+    let mut events = target.undo(&ask).await?;
+    // Its progress, outcome and how to revert it are a restore's of the same scope.
+    let as_restore = RestoreArgs {
+        bucket: args.bucket.clone(),
+        at: args.since.clone(),
+        prefix: args.prefix.clone(),
+        key: None,
+        to_bucket: None,
+        to_dir: None,
+        mode: Mode::Rewind,
+        dry_run: false,
+        yes: true,
+        parallel: args.parallel,
+    };
+    apply(cli, &as_restore, &mut events, plan).await
 }
 
 async fn apply(

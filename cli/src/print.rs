@@ -351,6 +351,29 @@ pub fn plan(p: &PlanSummary, mode: Mode) {
     }
 }
 
+pub fn undo_plan(p: &PlanSummary, actor: &str) {
+    outln!("Undo plan for {}: what {actor} changed, up to seq:{}:", p.to_bucket, p.seq);
+    outln!("  write  {} {} back ({})", p.writes, plural(p.writes, "object"), bytes(p.write_bytes));
+    outln!("  delete {} {} it created", p.deletes, plural(p.deletes, "object"));
+    outln!("  {} already as they were", p.unchanged);
+    for k in &p.sample_writes {
+        outln!("    write  {}", key(k));
+    }
+    for k in &p.sample_deletes {
+        outln!("    delete {}", key(k));
+    }
+    if !p.conflicts.is_empty() {
+        outln!(
+            "  {} {} changed by others since, left alone (--force reverts them too, losing those changes):",
+            p.conflicts.len(),
+            plural(p.conflicts.len() as u64, "key")
+        );
+        for c in p.conflicts.iter().take(10) {
+            outln!("    {} (changed by {})", key(&c.key), c.others.join(", "));
+        }
+    }
+}
+
 pub fn done(args: &RestoreArgs, written: u64, deleted: u64, failed: u64, bytes_written: u64, before: u64, to: &str) {
     outln!(
         "Restored {written} {} ({}), deleted {deleted}, {failed} failed.",

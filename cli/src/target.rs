@@ -23,7 +23,7 @@ use rewind_config::Config;
 use rewind_snapshotter::At;
 use rewind_snapshotter::api::{
     DiffReport, ForgetPlan, ForgetReport, GcPlan, GcProgress, GcReport, HoldInfo, Listing, LogLine, ReconcileEvent,
-    RestoreEvent, RestoreRequest, Snapshot, Status, VerifyReport, ViewInfo,
+    RestoreEvent, RestoreRequest, Snapshot, Status, UndoRequest, VerifyReport, ViewInfo,
 };
 use rewind_snapshotter::ops::{Compare, Engine, HoldScope, Operations, ReconcileAsk};
 use rewind_snapshotter::verify::ReadData;
@@ -382,6 +382,17 @@ impl Target {
                 Ok(Events::Remote(Lines::of(c.send(Method::POST, "restore", Some(body)).await?)))
             }
             Self::Local(l) => Ok(Events::Local(l.ops.restore(ask.clone()).await?)),
+        }
+    }
+
+    /// Plans (and unless a dry run, applies) an undo; its events are a restore's.
+    pub async fn undo(&self, ask: &UndoRequest) -> Result<Events<RestoreEvent>, CliError> {
+        match self {
+            Self::Remote(c) => {
+                let body = serde_json::to_vec(ask).map_err(|e| CliError::other(e.to_string()))?;
+                Ok(Events::Remote(Lines::of(c.send(Method::POST, "undo", Some(body)).await?)))
+            }
+            Self::Local(l) => Ok(Events::Local(l.ops.undo(ask.clone()).await?)),
         }
     }
 

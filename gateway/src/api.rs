@@ -19,6 +19,7 @@
 //! | `POST forget?bucket` | `ForgetReport`: the policy applied now (409 while a retention pass runs) |
 //! | `GET views`, `POST views?bucket&at&ttl`, `DELETE views?id` | `ViewInfo`s: time-travel views (the secret only when made) |
 //! | `POST restore` ([`RestoreRequest`] body) | newline-delimited [`RestoreEvent`]s |
+//! | `POST undo` ([`UndoRequest`] body) | newline-delimited [`RestoreEvent`]s |
 //! | `POST reconcile?bucket&parallel&objects_per_second&bytes_per_second` | newline-delimited [`ReconcileEvent`]s |
 
 use std::collections::HashMap;
@@ -31,7 +32,7 @@ use hyper::body::{Frame, Incoming};
 use rewind_capture::now_us;
 use rewind_config::Secret;
 use rewind_snapshotter::At;
-use rewind_snapshotter::api::{ApiError, RestoreRequest};
+use rewind_snapshotter::api::{ApiError, RestoreRequest, UndoRequest};
 use rewind_snapshotter::ops::{Compare, HoldScope, Kind, OpError, Operations, ReconcileAsk};
 use rewind_snapshotter::verify::ReadData;
 use serde::Serialize;
@@ -165,6 +166,7 @@ impl Api {
                 self.ops.forget(bucket).await.map_err(Failure::from).and_then(|r| json(&r))
             }
             (Method::POST, "restore") => self.restore(req).await,
+            (Method::POST, "undo") => self.undo(req).await,
             (Method::POST, "reconcile") => self.reconcile(Query::of(&req)),
             _ => Err(Failure(
                 StatusCode::NOT_FOUND,
@@ -288,14 +290,13 @@ impl Api {
     }
 
     async fn restore(&self, req: Request<Incoming>) -> Answer {
-        let body = http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BODY)
-            .collect()
-            .await
-            .map_err(|e| bad(format!("cannot read the restore request: {e}")))?
-            .to_bytes();
-        let ask: RestoreRequest =
-            serde_json::from_slice(&body).map_err(|e| bad(format!("malformed restore request: {e}")))?;
+        let ask: RestoreRequest = json_body(req, "restore").await?;
         Ok(ndjson(self.ops.restore(ask).await?))
+    }
+
+    async fn undo(&self, req: Request<Incoming>) -> Answer {
+        let ask: UndoRequest = json_body(req, "undo").await?;
+        Ok(ndjson(self.ops.undo(ask).await?))
     }
 
     fn reconcile(&self, q: Query) -> Answer {
@@ -311,6 +312,16 @@ impl Api {
         };
         Ok(ndjson(self.ops.reconcile(q.need("bucket")?.to_owned(), ask)?))
     }
+}
+
+/// The JSON body of a `what` request.
+async fn json_body<T: serde::de::DeserializeOwned>(req: Request<Incoming>, what: &str) -> Result<T, Failure> {
+    let body = http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BODY)
+        .collect()
+        .await
+        .map_err(|e| bad(format!("cannot read the {what} request: {e}")))?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| bad(format!("malformed {what} request: {e}")))
 }
 
 /// A streamed answer of newline-delimited JSON events.

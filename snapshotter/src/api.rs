@@ -316,6 +316,44 @@ pub struct PlanSummary {
     /// The journal's head before the restore: restoring to it undoes the restore.
     #[serde(default)]
     pub before_seq: u64,
+    /// An undo's keys that someone else changed after the actor did, left alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<UndoConflict>,
+}
+
+/// A key an undo leaves alone: others changed it after the actor did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndoConflict {
+    /// The object key.
+    pub key: String,
+    /// Who changed it since (client access key ids, or the gateway's own work).
+    pub others: Vec<String>,
+}
+
+/// `POST /undo`: revert what one client key changed in a window of time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndoRequest {
+    /// The client access key id whose changes are undone.
+    pub actor: String,
+    /// The bucket.
+    pub bucket: String,
+    /// Only keys under this prefix.
+    #[serde(default)]
+    pub prefix: String,
+    /// Changes after this instant...
+    pub since: String,
+    /// ...and at or before this one (default: now).
+    #[serde(default)]
+    pub until: Option<String>,
+    /// Also revert keys others changed afterwards (their changes are lost).
+    #[serde(default)]
+    pub force: bool,
+    /// Only plan.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Objects written at once.
+    #[serde(default)]
+    pub parallel: usize,
 }
 
 /// One line of a restore's progress stream (newline-delimited JSON).

@@ -14,6 +14,7 @@ pub mod reconcile;
 pub mod restore;
 pub mod retention;
 pub mod sweep;
+pub mod undo;
 pub mod verify;
 
 mod status;

@@ -129,11 +129,18 @@ impl History<'_> {
                 }
             }
         }
-        plan.summary.writes = plan.writes.len() as u64;
-        plan.summary.write_bytes = plan.writes.iter().map(|e| e.version.size).sum();
-        plan.summary.deletes = plan.deletes.len() as u64;
-        plan.summary.sample_writes = plan.writes.iter().take(SAMPLE).map(|e| e.key.clone()).collect();
-        plan.summary.sample_deletes = plan.deletes.iter().take(SAMPLE).cloned().collect();
+        plan.finish_summary();
         Ok(plan)
+    }
+}
+
+impl Plan {
+    /// Counts and samples the summary from the writes and deletes.
+    pub(crate) fn finish_summary(&mut self) {
+        self.summary.writes = self.writes.len() as u64;
+        self.summary.write_bytes = self.writes.iter().map(|e| e.version.size).sum();
+        self.summary.deletes = self.deletes.len() as u64;
+        self.summary.sample_writes = self.writes.iter().take(SAMPLE).map(|e| e.key.clone()).collect();
+        self.summary.sample_deletes = self.deletes.iter().take(SAMPLE).cloned().collect();
     }
 }

@@ -31,6 +31,7 @@ use crate::verify::ReadData;
 use crate::{At, Entry, History, HistoryError};
 
 mod retention;
+mod undo;
 mod views;
 
 pub use views::MAX_VIEW_TTL;
@@ -473,20 +474,34 @@ impl Operations {
             })
             .await?
         };
-        let (tx, rx) = mpsc::channel::<RestoreEvent>(EVENTS);
         plan.summary.before_seq = before_seq.0;
+        Ok(self.apply_plan(&writer.capture, plan, listed, ask.parallel, ask.dry_run))
+    }
+
+    /// Sends `plan`'s summary, then (unless `dry_run`) applies it in a task, `parallel`
+    /// objects at once, streaming its progress: what a restore and an undo share.
+    fn apply_plan(
+        &self,
+        capture: &Arc<Capture>,
+        plan: crate::plan::Plan,
+        listed: Arc<crate::plan::Destination>,
+        parallel: usize,
+        dry_run: bool,
+    ) -> mpsc::Receiver<RestoreEvent> {
+        let (tx, rx) = mpsc::channel::<RestoreEvent>(EVENTS);
+        let before_seq = plan.summary.before_seq;
         // Room for one event: the plan always fits.
         let _fits = tx.try_send(RestoreEvent::Plan(plan.summary.clone()));
-        if ask.dry_run {
-            return Ok(rx);
+        if dry_run {
+            return rx;
         }
-        let parallel = if ask.parallel == 0 { DEFAULT_PARALLEL } else { ask.parallel.min(MAX_PARALLEL) };
-        let (capture, metrics) = (writer.capture.clone(), self.metrics.clone());
+        let parallel = if parallel == 0 { DEFAULT_PARALLEL } else { parallel.min(MAX_PARALLEL) };
+        let (capture, metrics) = (capture.clone(), self.metrics.clone());
         self.tasks.spawn(async move {
             // What the restore reads stays in the vault until it is done.
             let _reads = capture.vault().enter_write();
             let (inner_tx, mut inner_rx) = mpsc::channel::<RestoreEvent>(EVENTS);
-            let runner = tokio::spawn(crate::restore::run(capture, plan, listed, parallel, before_seq.0, inner_tx));
+            let runner = tokio::spawn(crate::restore::run(capture, plan, listed, parallel, before_seq, inner_tx));
             while let Some(event) = inner_rx.recv().await {
                 if let RestoreEvent::Done { written, deleted, failed, .. } = &event {
                     metrics.restored_objects.with_label_values(&["written"]).inc_by(*written);
@@ -500,7 +515,7 @@ impl Operations {
             drop(inner_rx);
             let _ = runner.await;
         });
-        Ok(rx)
+        rx
     }
 
     /// Starts a reconcile pass over `bucket` in a task; its progress and outcome come back
