@@ -27,6 +27,8 @@ mod shared;
 pub const MASTER_KEY_OBJECT: &str = "keys/master";
 /// Vault object holding the vault's parameters.
 pub const VAULT_PARAMS_OBJECT: &str = "vault.toml";
+/// Longest a gateway waits for another that is creating the same new vault.
+const VAULT_CREATION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Key file name under the data directory when none is configured.
 pub const DEFAULT_KEY_FILE: &str = "vault.key";
 /// The journal's directory under the data directory.
@@ -277,36 +279,49 @@ pub async fn open(config: &Config, purpose: Purpose) -> Result<Stores, OpenError
     };
     let journal_place = shared.as_ref().map_or_else(|| journal_dir.clone(), |(_, url)| PathBuf::from(url));
 
-    let (master, sizes, created_key_file, vault_id) = match backend.get(MASTER_KEY_OBJECT).await {
-        Ok(wrapped) => {
-            let wrapped = WrappedMasterKey { bytes: wrapped.to_vec() };
-            let master = unlock(&wrapped, &key_file, passphrase.as_deref(), &location)?;
-            let params = backend.get(VAULT_PARAMS_OBJECT).await.map_err(vault_err)?;
-            let sizes = parse_params(&params, &KeySet::derive(&master), &location)?;
-            (master, sizes, None, shared::params_vault_id(&params))
-        }
-        Err(VaultError::NotFound { .. }) if purpose == Purpose::Inspect => {
-            return Err(OpenError::Locked {
-                location,
-                detail: "there is no vault there (no keys/master): check --vault, or the data directory's stores.toml"
-                    .into(),
-            });
-        }
-        Err(VaultError::NotFound { .. }) => {
-            if has_history {
+    // Gateways started together on a new vault race to create it: the one whose parameters
+    // object lands first creates it, the others wait for its master key and open it.
+    let racing_until = std::time::Instant::now() + VAULT_CREATION_WAIT;
+    let (master, sizes, created_key_file, vault_id) = loop {
+        break match backend.get(MASTER_KEY_OBJECT).await {
+            Ok(wrapped) => {
+                let wrapped = WrappedMasterKey { bytes: wrapped.to_vec() };
+                let master = unlock(&wrapped, &key_file, passphrase.as_deref(), &location)?;
+                let params = backend.get(VAULT_PARAMS_OBJECT).await.map_err(vault_err)?;
+                let sizes = parse_params(&params, &KeySet::derive(&master), &location)?;
+                (master, sizes, None, shared::params_vault_id(&params))
+            }
+            Err(VaultError::NotFound { .. }) if purpose == Purpose::Inspect => {
                 return Err(OpenError::Locked {
                     location,
-                    detail: format!(
-                        "the vault is empty but the journal at {} already has history: is the vault location right (--vault)? Refusing to start a new vault under an existing journal.",
-                        journal_place.display()
-                    ),
+                    detail:
+                        "there is no vault there (no keys/master): check --vault, or the data directory's stores.toml"
+                            .into(),
                 });
             }
-            let (master, sizes, created, vault_id) =
-                create(&*backend, &key_file, passphrase.as_deref(), &location).await?;
-            (master, sizes, created, Some(vault_id))
-        }
-        Err(source) => return Err(vault_err(source)),
+            Err(VaultError::NotFound { .. }) => {
+                if has_history {
+                    return Err(OpenError::Locked {
+                        location,
+                        detail: format!(
+                            "the vault is empty but the journal at {} already has history: is the vault location right (--vault)? Refusing to start a new vault under an existing journal.",
+                            journal_place.display()
+                        ),
+                    });
+                }
+                match create(&*backend, &key_file, passphrase.as_deref(), &location).await {
+                    Ok((master, sizes, created, vault_id)) => (master, sizes, created, Some(vault_id)),
+                    Err(OpenError::Vault { source: VaultError::AlreadyExists { .. }, .. })
+                        if std::time::Instant::now() < racing_until =>
+                    {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(source) => return Err(vault_err(source)),
+        };
     };
 
     let keys = Arc::new(KeySet::derive(&master));
@@ -454,10 +469,22 @@ async fn create(
                         std::fs::create_dir_all(parent)
                             .map_err(|source| OpenError::KeyFile { path: key_file.to_path_buf(), source })?;
                     }
-                    rewind_vault::durable::create_new(key_file, key_file_text(&kek).as_bytes(), 0o600)
-                        .map_err(|source| OpenError::KeyFile { path: key_file.to_path_buf(), source })?;
-                    generated = Some(key_file.to_path_buf());
-                    kek
+                    match rewind_vault::durable::create_new(key_file, key_file_text(&kek).as_bytes(), 0o600) {
+                        Ok(()) => {
+                            generated = Some(key_file.to_path_buf());
+                            kek
+                        }
+                        // Another gateway starting on this vault made it a moment ago.
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                            let text = std::fs::read_to_string(key_file)
+                                .map_err(|source| OpenError::KeyFile { path: key_file.to_path_buf(), source })?;
+                            parse_key_file(&text).map_err(|e| OpenError::Locked {
+                                location: location.to_owned(),
+                                detail: format!("{}: {e}", key_file.display()),
+                            })?
+                        }
+                        Err(source) => return Err(OpenError::KeyFile { path: key_file.to_path_buf(), source }),
+                    }
                 }
             };
             WrappedMasterKey::wrap(&master, vault_id, Unlock::KeyFile(&kek), Argon2Params::default())

@@ -153,6 +153,27 @@ async fn a_journal_of_another_installation_is_refused() {
     assert_eq!(first.gateway.capture().journal().history("bkt", "").unwrap().len(), 1);
 }
 
+/// Gateways started at the same moment on a new vault and an empty database: one creates
+/// the vault (and its key file), the others open it; all serve one history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_started_together_on_a_new_vault_share_it() {
+    let server = PostgresServer::start().unwrap();
+    let upstream = FsUpstream::start().await;
+    let shared = tempfile::tempdir().unwrap();
+    let start = || {
+        TestGateway::start_with(&upstream.target, |c| {
+            c.journal.set_url(server.url());
+            c.vault.location = Some(shared.path().join("vault").display().to_string());
+            c.vault.key_file = Some(shared.path().join("vault.key"));
+        })
+    };
+    let (a, b, c) = tokio::join!(start(), start(), start());
+    a.client().create_bucket().bucket("bkt").send().await.unwrap();
+    b.client().put_object().bucket("bkt").key("k").body(ByteStream::from_static(b"1")).send().await.unwrap();
+    c.client().put_object().bucket("bkt").key("k").body(ByteStream::from_static(b"2")).send().await.unwrap();
+    assert_eq!(a.gateway.capture().journal().history("bkt", "k").unwrap().len(), 2);
+}
+
 /// A TCP proxy to the upstream that can hold back the upstream's answers.
 struct HoldingProxy {
     endpoint: String,

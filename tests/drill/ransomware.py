@@ -79,8 +79,10 @@ def main():
                                         shared))
             drill(gateways, rewind, work, args.objects)
         except BaseException:
-            for i in range(len(gateways)):
-                print(f"--- gateway {i} log:\n" + (work / f"gateway{i}.log").read_text()[-5000:], file=sys.stderr)
+            for i in range(args.gateways):
+                log = work / f"gateway{i}.log"
+                if log.exists():
+                    print(f"--- gateway {i} log:\n" + log.read_text()[-5000:], file=sys.stderr)
             raise
         finally:
             for gw in gateways:
