@@ -90,13 +90,19 @@ def main():
                     gw.stop()
             if moto:
                 moto.stop()
+            if pg and sys.exc_info()[0]:
+                pg.stop()  # the drill failed: nothing reads the database after this
         # Offline, on the stopped gateways' data: every chunk read back and re-hashed.
-        out = sh([rewind, "--json", "--data-dir", str(work / "data0"), "verify", "--read-data"], {**os.environ, **shared})
-        report = json.loads(out.stdout)
-        assert not report["journal_problems"] and not report["damaged"], report
-        print(f"ok: offline verify --read-data: {report['records']} records, {report['chunks_read']} chunks re-hashed")
-        if pg:
-            pg.stop()
+        try:
+            out = sh([rewind, "--json", "--data-dir", str(work / "data0"), "verify", "--read-data"],
+                     {**os.environ, **shared})
+            report = json.loads(out.stdout)
+            assert not report["journal_problems"] and not report["damaged"], report
+            print(f"ok: offline verify --read-data: {report['records']} records, {report['chunks_read']} chunks "
+                  "re-hashed")
+        finally:
+            if pg:
+                pg.stop()
 
 
 def restore(rewind, env, at, *extra):
