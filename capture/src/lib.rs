@@ -23,6 +23,7 @@ pub mod open;
 pub mod rebuild;
 pub mod reconcile;
 pub mod recovery;
+use recovery::Orphans;
 pub mod restore;
 pub mod secrets;
 pub mod ship;
@@ -149,22 +150,6 @@ pub struct Capture {
     /// Intents of this process whose request ended without their commit or abort in the
     /// journal (it refused the write: its database was unreachable, say).
     orphans: Orphans,
-}
-
-/// Intents of this process that no request will resolve any more: recovery resolves them
-/// while the process runs ([`Capture::recover_orphans`]), as it would after a restart.
-#[derive(Clone, Default)]
-struct Orphans(Arc<std::sync::Mutex<std::collections::BTreeSet<Seq>>>);
-
-impl Orphans {
-    fn add(&self, intent: Seq) {
-        tracing::warn!(seq = intent.0, "a mutation's outcome could not be journaled; recovery will resolve it");
-        self.lock().insert(intent);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<Seq>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
 }
 
 /// What the upstream holds under a key now.

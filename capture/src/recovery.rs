@@ -237,3 +237,19 @@ impl Capture {
         Ok((!journaled).then_some(marker))
     }
 }
+
+/// Intents of this process that no request will resolve any more: recovery resolves them
+/// while the process runs ([`Capture::recover_orphans`]), as it would after a restart.
+#[derive(Clone, Default)]
+pub(crate) struct Orphans(std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<Seq>>>);
+
+impl Orphans {
+    pub(crate) fn add(&self, intent: Seq) {
+        tracing::warn!(seq = intent.0, "a mutation's outcome could not be journaled; recovery will resolve it");
+        self.lock().insert(intent);
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<Seq>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

@@ -377,10 +377,7 @@ impl Target {
     /// Plans a restore and, unless `ask` is a dry run, applies it.
     pub async fn restore(&self, ask: &RestoreRequest) -> Result<Events<RestoreEvent>, CliError> {
         match self {
-            Self::Remote(c) => {
-                let body = serde_json::to_vec(ask).map_err(|e| CliError::other(e.to_string()))?;
-                Ok(Events::Remote(Lines::of(c.send(Method::POST, "restore", Some(body)).await?)))
-            }
+            Self::Remote(c) => post_events(c, "restore", ask).await,
             Self::Local(l) => Ok(Events::Local(l.ops.restore(ask.clone()).await?)),
         }
     }
@@ -388,10 +385,7 @@ impl Target {
     /// Plans (and unless a dry run, applies) an undo; its events are a restore's.
     pub async fn undo(&self, ask: &UndoRequest) -> Result<Events<RestoreEvent>, CliError> {
         match self {
-            Self::Remote(c) => {
-                let body = serde_json::to_vec(ask).map_err(|e| CliError::other(e.to_string()))?;
-                Ok(Events::Remote(Lines::of(c.send(Method::POST, "undo", Some(body)).await?)))
-            }
+            Self::Remote(c) => post_events(c, "undo", ask).await,
             Self::Local(l) => Ok(Events::Local(l.ops.undo(ask.clone()).await?)),
         }
     }
@@ -420,4 +414,14 @@ impl Target {
             l.close().await;
         }
     }
+}
+
+/// POSTs `ask` as JSON to `path` and reads the answer as a stream of events.
+async fn post_events<T: DeserializeOwned>(
+    client: &Client,
+    path: &str,
+    ask: &impl serde::Serialize,
+) -> Result<Events<T>, CliError> {
+    let body = serde_json::to_vec(ask).map_err(|e| CliError::other(e.to_string()))?;
+    Ok(Events::Remote(Lines::of(client.send(Method::POST, path, Some(body)).await?)))
 }

@@ -332,45 +332,6 @@ impl Journal {
         bad.map_or(Ok(out), Err)
     }
 
-    /// The last commit record for `bucket`/`key` at or before `at`.
-    pub fn latest_at(&self, bucket: &str, key: &str, at: Seq) -> Result<Option<Record>, JournalError> {
-        match self.latest_seq_at(bucket, key, at)? {
-            Some(seq) => self.record(seq),
-            None => Ok(None),
-        }
-    }
-
-    /// The position of the last commit record for `bucket`/`key` at or before `at`: one
-    /// index lookup, without reading the record.
-    pub fn latest_seq_at(&self, bucket: &str, key: &str, at: Seq) -> Result<Option<Seq>, JournalError> {
-        Ok(self.latest_seqs_at(bucket, &[key], at)?.pop().flatten())
-    }
-
-    /// [`Journal::latest_seq_at`] of each of `keys` of `bucket`, in one engine call.
-    pub(crate) fn latest_seqs_at(
-        &self,
-        bucket: &str,
-        keys: &[&str],
-        at: Seq,
-    ) -> Result<Vec<Option<Seq>>, JournalError> {
-        let seeks: Vec<Vec<u8>> = keys.iter().map(|key| layout::version_key(bucket, key, at)).collect();
-        let seeks: Vec<&[u8]> = seeks.iter().map(Vec::as_slice).collect();
-        let found = self.engine.last_at_or_before_each(Table::Versions, &seeks)?;
-        Ok(keys
-            .iter()
-            .zip(found)
-            .map(|(key, found)| {
-                let prefix = layout::version_prefix(bucket, key);
-                match found {
-                    Some((k, _)) if k.len() == prefix.len() + 8 && k.starts_with(&prefix) => {
-                        layout::seq_of(&k[prefix.len()..])
-                    }
-                    _ => None,
-                }
-            })
-            .collect())
-    }
-
     /// Every commit record of `bucket`/`key`, oldest first.
     pub fn history(&self, bucket: &str, key: &str) -> Result<Vec<Record>, JournalError> {
         let prefix = layout::version_prefix(bucket, key);

@@ -19,12 +19,17 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use std::sync::Arc;
 
 use crate::engine::{BuildBatch, Engine, EngineError, Entry, SharedLocks, Table, Visit, Write};
+
+mod locks;
+mod transaction;
+
+use locks::{LockSession, PgLocks};
+use transaction::{OpenTransaction, hex, unhex};
 
 /// Advisory lock ids (per database): one Rewind installation per database.
 const MIGRATE_LOCK: i64 = 0x5257_4e44_0000_0001;
@@ -482,94 +487,6 @@ impl Engine for PostgresEngine {
     }
 }
 
-/// A transaction opened by a simple query on a pooled connection. Dropped before it
-/// commits or rolls back (an error, or the task cancelled), it takes the connection out of
-/// the pool, so no connection goes back with a transaction still open.
-struct OpenTransaction {
-    client: Option<deadpool_postgres::Client>,
-    /// The first column of the first row the opening query's last statement returned.
-    answer: Option<String>,
-}
-
-impl OpenTransaction {
-    /// `BEGIN`, then `then` (statements, `;`-separated) in the same round trip.
-    async fn begin(client: deadpool_postgres::Client, then: &str) -> Result<Self, tokio_postgres::Error> {
-        let sql = if then.is_empty() { "BEGIN".to_owned() } else { format!("BEGIN; {then}") };
-        let mut open = Self { client: Some(client), answer: None };
-        let messages = open.client().simple_query(&sql).await?;
-        // Rows since the last statement before the last one completed.
-        let mut rows =
-            messages.iter().rev().skip(1).take_while(|m| !matches!(m, SimpleQueryMessage::CommandComplete(_)));
-        open.answer = rows.find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-            _ => None,
-        });
-        Ok(open)
-    }
-
-    fn client(&self) -> &deadpool_postgres::Client {
-        self.client.as_ref().expect("invariant: present until the transaction ends")
-    }
-
-    /// Applies `writes` and commits, unsynced (`synchronous_commit = off`) unless `sync`:
-    /// one round trip. The statement and the `COMMIT` go out back to back and are answered
-    /// in order; were the writes refused, the transaction is aborted and its `COMMIT` rolls
-    /// back, and the refusal is the answer.
-    async fn commit(mut self, writes: Vec<Write>, sync: bool) -> Result<(), tokio_postgres::Error> {
-        let commit = if sync { "COMMIT" } else { "SET LOCAL synchronous_commit TO off; COMMIT" };
-        let Some((sql, params)) = PostgresEngine::statement(writes) else { return self.end(commit).await };
-        let (applied, committed) = {
-            let client = self.client();
-            // Statement texts repeat (a few shapes of batch): prepared once per connection.
-            let stmt = client.prepare_cached(&sql).await?;
-            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
-            let mut applied = std::pin::pin!(client.execute(&stmt, &refs));
-            // Its first poll sends the statement, before the COMMIT is sent.
-            let early = futures::poll!(&mut applied);
-            let committed = client.simple_query(commit).await;
-            let applied = match early {
-                std::task::Poll::Ready(outcome) => outcome,
-                std::task::Poll::Pending => applied.await,
-            };
-            (applied, committed)
-        };
-        applied?;
-        committed?;
-        self.client = None; // back to the pool: the transaction is over
-        Ok(())
-    }
-
-    async fn rollback(mut self) -> Result<(), tokio_postgres::Error> {
-        self.end("ROLLBACK").await
-    }
-
-    async fn end(&mut self, sql: &str) -> Result<(), tokio_postgres::Error> {
-        self.client().simple_query(sql).await?;
-        self.client = None; // back to the pool: the transaction is over
-        Ok(())
-    }
-}
-
-impl Drop for OpenTransaction {
-    fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
-            drop(deadpool_postgres::Object::take(client));
-        }
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    let text = text.as_bytes();
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    text.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()).collect()
-}
-
 impl Drop for PostgresEngine {
     fn drop(&mut self) {
         // Dropping a runtime waits for its tasks, which an async caller must not do.
@@ -577,96 +494,4 @@ impl Drop for PostgresEngine {
             rt.shutdown_background();
         }
     }
-}
-
-/// Per-key locks across gateways: PostgreSQL advisory locks of one session per gateway, a
-/// connection of its own outside the pool. A gateway that dies (or whose connection drops)
-/// loses its session, and with it every lock it held. Waiting is polling with
-/// `pg_try_advisory_lock`, so one waiter never blocks the session for the others.
-#[derive(Clone)]
-struct PgLocks(Arc<LockSession>);
-
-struct LockSession {
-    config: tokio_postgres::Config,
-    tls: MakeRustlsConnect,
-    handle: tokio::runtime::Handle,
-    session: tokio::sync::Mutex<Option<Arc<tokio_postgres::Client>>>,
-}
-
-/// First and longest pause between tries of a lock another gateway holds.
-const LOCK_POLL_FIRST: Duration = Duration::from_millis(2);
-const LOCK_POLL_MOST: Duration = Duration::from_millis(50);
-
-impl LockSession {
-    /// The lock session, connected (again) if it is not.
-    async fn session(&self) -> Result<Arc<tokio_postgres::Client>, EngineError> {
-        let mut session = self.session.lock().await;
-        if let Some(client) = session.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(client.clone());
-        }
-        if session.take().is_some() {
-            tracing::error!(
-                "the journal database's lock session was lost: locks held by requests in flight on this gateway are gone"
-            );
-        }
-        let (client, connection) = self.config.connect(self.tls.clone()).await.map_err(db_err)?;
-        tokio::spawn(connection);
-        let client = Arc::new(client);
-        *session = Some(client.clone());
-        Ok(client)
-    }
-}
-
-impl SharedLocks for PgLocks {
-    fn acquire(&self, mut ids: Vec<i64>) -> futures::future::BoxFuture<'static, Result<(), EngineError>> {
-        ids.sort_unstable();
-        ids.dedup();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let this = self.clone();
-        self.0.handle.spawn(async move {
-            let mut taken = 0;
-            let outcome = async {
-                let mut pause = LOCK_POLL_FIRST;
-                while taken < ids.len() {
-                    let client = this.0.session().await?;
-                    // A simple query: one round trip, nothing to prepare.
-                    let sql = format!("SELECT pg_try_advisory_lock({})", ids[taken]);
-                    if first_value(&client.simple_query(&sql).await.map_err(db_err)?).as_deref() == Some("t") {
-                        taken += 1;
-                        pause = LOCK_POLL_FIRST;
-                    } else {
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(LOCK_POLL_MOST);
-                    }
-                }
-                Ok(())
-            }
-            .await;
-            if outcome.is_err() && taken > 0 {
-                this.release(ids[..taken].to_vec());
-            }
-            let _ = tx.send(outcome);
-        });
-        Box::pin(
-            async move { rx.await.map_err(|_| EngineError::Database("the lock task ended without an answer".into()))? },
-        )
-    }
-
-    fn release(&self, ids: Vec<i64>) {
-        let this = self.clone();
-        self.0.handle.spawn(async move {
-            if let Ok(client) = this.0.session().await {
-                let sql: String = ids.iter().map(|id| format!("SELECT pg_advisory_unlock({id});")).collect();
-                let _ = client.simple_query(&sql).await;
-            }
-        });
-    }
-}
-
-/// The first column of the first row a simple query returned, as text.
-fn first_value(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<String> {
-    messages.iter().find_map(|m| match m {
-        SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-        _ => None,
-    })
 }

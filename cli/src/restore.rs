@@ -1,0 +1,154 @@
+//! `rewind restore` and `rewind undo`: a plan from the gateway (or offline), shown, confirmed,
+//! then applied with progress; both stream a restore's events.
+
+use std::process::ExitCode;
+
+use rewind_snapshotter::api::{Mode, PlanSummary, RestoreEvent, RestoreRequest, UndoRequest};
+
+use crate::{Cli, CliError, Events, RestoreArgs, Target, UndoArgs, confirm, print, print_json, todir};
+
+pub(crate) async fn restore(cli: &Cli, target: &Target, args: &RestoreArgs) -> Result<ExitCode, CliError> {
+    if let Some(dir) = &args.to_dir {
+        return todir::restore(cli.json, target, args, dir).await;
+    }
+    let mut ask = RestoreRequest {
+        bucket: args.bucket.clone(),
+        at: args.at.clone(),
+        prefix: args.prefix.clone(),
+        key: args.key.clone(),
+        to_bucket: args.to_bucket.clone(),
+        mode: args.mode,
+        dry_run: true,
+        parallel: args.parallel,
+    };
+    let Some(RestoreEvent::Plan(plan)) = target.restore(&ask).await?.next().await? else {
+        return Err(CliError::other("the gateway sent no restore plan"));
+    };
+    if cli.json && args.dry_run {
+        print_json(&plan)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !cli.json {
+        print::plan(&plan, args.mode);
+    }
+    if args.dry_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if plan.writes + plan.deletes == 0 {
+        if !cli.json {
+            print::nothing_to_restore(&plan, args);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.yes && !confirm("Apply this restore?", "restoring")? {
+        outln!("Nothing changed.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    ask.dry_run = false;
+    let mut events = target.restore(&ask).await?;
+    apply(cli, args, &mut events, plan).await
+}
+
+pub(crate) async fn undo(cli: &Cli, target: &Target, args: &UndoArgs) -> Result<ExitCode, CliError> {
+    let mut ask = UndoRequest {
+        actor: args.actor.clone(),
+        bucket: args.bucket.clone(),
+        prefix: args.prefix.clone(),
+        since: args.since.clone(),
+        until: args.until.clone(),
+        force: args.force,
+        dry_run: true,
+        parallel: args.parallel,
+    };
+    let Some(RestoreEvent::Plan(plan)) = target.undo(&ask).await?.next().await? else {
+        return Err(CliError::other("the gateway sent no undo plan"));
+    };
+    if cli.json && args.dry_run {
+        print_json(&plan)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !cli.json {
+        print::undo_plan(&plan, &args.actor);
+    }
+    if args.dry_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if plan.writes + plan.deletes == 0 {
+        if !cli.json {
+            outln!("Nothing to undo.");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.yes && !confirm("Apply this undo?", "undoing")? {
+        outln!("Nothing changed.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    ask.dry_run = false;
+    let mut events = target.undo(&ask).await?;
+    // Its progress, outcome and how to revert it are a restore's of the same scope.
+    let as_restore = RestoreArgs {
+        bucket: args.bucket.clone(),
+        at: args.since.clone(),
+        prefix: args.prefix.clone(),
+        key: None,
+        to_bucket: None,
+        to_dir: None,
+        mode: Mode::Rewind,
+        dry_run: false,
+        yes: true,
+        parallel: args.parallel,
+    };
+    apply(cli, &as_restore, &mut events, plan).await
+}
+
+async fn apply(
+    cli: &Cli,
+    args: &RestoreArgs,
+    events: &mut Events<RestoreEvent>,
+    plan: PlanSummary,
+) -> Result<ExitCode, CliError> {
+    let bar = print::progress_bar(plan.writes + plan.deletes, cli.json);
+    let mut failures = Vec::new();
+    let (mut before, mut done) = (plan.before_seq, 0);
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        let event = tokio::select! {
+            event = events.next() => event?,
+            _ = &mut interrupted => {
+                bar.abandon();
+                print::interrupted(args, done, plan.writes + plan.deletes, before, &plan.to_bucket);
+                return Ok(ExitCode::from(130));
+            }
+        };
+        let Some(event) = event else { break };
+        match event {
+            RestoreEvent::Plan(p) => {
+                bar.set_length(p.writes + p.deletes);
+                before = p.before_seq;
+            }
+            RestoreEvent::Progress { done: n, bytes, .. } => {
+                done = n;
+                bar.set_position(n);
+                bar.set_message(print::bytes(bytes));
+            }
+            RestoreEvent::Failed { key, error } => {
+                bar.suspend(|| eprintln!("failed: {}: {error}", print::key(&key)));
+                failures.push((key, error));
+            }
+            RestoreEvent::Done { written, deleted, failed, bytes, before_seq } => {
+                bar.finish_and_clear();
+                if cli.json {
+                    print_json(&RestoreEvent::Done { written, deleted, failed, bytes, before_seq })?;
+                } else {
+                    print::done(args, written, deleted, failed, bytes, before_seq, &plan.to_bucket);
+                }
+                return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            }
+        }
+    }
+    bar.abandon();
+    Err(CliError::other(
+        "the restore stopped before it finished (the gateway went away?); run the same command again to finish it",
+    ))
+}

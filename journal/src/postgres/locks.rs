@@ -1,0 +1,102 @@
+//! Per-key locks across gateways, on a session of their own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_postgres::SimpleQueryMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::db_err;
+use crate::engine::{EngineError, SharedLocks};
+
+/// Per-key locks across gateways: PostgreSQL advisory locks of one session per gateway, a
+/// connection of its own outside the pool. A gateway that dies (or whose connection drops)
+/// loses its session, and with it every lock it held. Waiting is polling with
+/// `pg_try_advisory_lock`, so one waiter never blocks the session for the others.
+#[derive(Clone)]
+pub(super) struct PgLocks(pub(super) Arc<LockSession>);
+
+pub(super) struct LockSession {
+    pub(super) config: tokio_postgres::Config,
+    pub(super) tls: MakeRustlsConnect,
+    pub(super) handle: tokio::runtime::Handle,
+    pub(super) session: tokio::sync::Mutex<Option<Arc<tokio_postgres::Client>>>,
+}
+
+/// First and longest pause between tries of a lock another gateway holds.
+const LOCK_POLL_FIRST: Duration = Duration::from_millis(2);
+const LOCK_POLL_MOST: Duration = Duration::from_millis(50);
+
+impl LockSession {
+    /// The lock session, connected (again) if it is not.
+    async fn session(&self) -> Result<Arc<tokio_postgres::Client>, EngineError> {
+        let mut session = self.session.lock().await;
+        if let Some(client) = session.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(client.clone());
+        }
+        if session.take().is_some() {
+            tracing::error!(
+                "the journal database's lock session was lost: locks held by requests in flight on this gateway are gone"
+            );
+        }
+        let (client, connection) = self.config.connect(self.tls.clone()).await.map_err(db_err)?;
+        tokio::spawn(connection);
+        let client = Arc::new(client);
+        *session = Some(client.clone());
+        Ok(client)
+    }
+}
+
+impl SharedLocks for PgLocks {
+    fn acquire(&self, mut ids: Vec<i64>) -> futures::future::BoxFuture<'static, Result<(), EngineError>> {
+        ids.sort_unstable();
+        ids.dedup();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let this = self.clone();
+        self.0.handle.spawn(async move {
+            let mut taken = 0;
+            let outcome = async {
+                let mut pause = LOCK_POLL_FIRST;
+                while taken < ids.len() {
+                    let client = this.0.session().await?;
+                    // A simple query: one round trip, nothing to prepare.
+                    let sql = format!("SELECT pg_try_advisory_lock({})", ids[taken]);
+                    if first_value(&client.simple_query(&sql).await.map_err(db_err)?).as_deref() == Some("t") {
+                        taken += 1;
+                        pause = LOCK_POLL_FIRST;
+                    } else {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(LOCK_POLL_MOST);
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            if outcome.is_err() && taken > 0 {
+                this.release(ids[..taken].to_vec());
+            }
+            let _ = tx.send(outcome);
+        });
+        Box::pin(
+            async move { rx.await.map_err(|_| EngineError::Database("the lock task ended without an answer".into()))? },
+        )
+    }
+
+    fn release(&self, ids: Vec<i64>) {
+        let this = self.clone();
+        self.0.handle.spawn(async move {
+            if let Ok(client) = this.0.session().await {
+                let sql: String = ids.iter().map(|id| format!("SELECT pg_advisory_unlock({id});")).collect();
+                let _ = client.simple_query(&sql).await;
+            }
+        });
+    }
+}
+
+/// The first column of the first row a simple query returned, as text.
+fn first_value(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<String> {
+    messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+        _ => None,
+    })
+}
