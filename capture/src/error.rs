@@ -45,6 +45,13 @@ pub enum CaptureError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// An earlier mutation of the key, by a gateway that is still alive, stayed unresolved
+    /// for longer than a write waits for it (that gateway lost its database connection).
+    #[error("an earlier mutation of this key by gateway {owner} is still unresolved")]
+    Unsettled {
+        /// The gateway that owns the open intent.
+        owner: String,
+    },
     /// The upstream refused to read the version (a client error: the key or request is
     /// invalid there). The mutation would be refused the same way, so the client is told so.
     #[error("the upstream refused to read it: {code}: {message}")]
@@ -67,7 +74,7 @@ impl CaptureError {
     /// The `reason` label of the refusal metric.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::Journal(_) => refusal::JOURNAL,
+            Self::Journal(_) | Self::Unsettled { .. } => refusal::JOURNAL,
             Self::Vault(_) | Self::Tee(TeeError::Vault(_)) => refusal::VAULT,
             Self::Tee(TeeError::Slow) => refusal::SLOW_VAULT,
             Self::Tee(TeeError::Body) => refusal::CLIENT_BODY,

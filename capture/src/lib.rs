@@ -217,9 +217,11 @@ impl Capture {
         self.metrics.capture_refusals.with_label_values(&[reason]).inc();
     }
 
-    /// Takes the mutation lock of one key.
+    /// Takes the mutation lock of one key, then resolves what an interrupted mutation of
+    /// the key left open ([`Capture::settle_interrupted`]): the next mutation of a key always follows
+    /// every earlier one in the journal.
     pub async fn lock(&self, bucket: &str, key: &str) -> Result<Held, CaptureError> {
-        self.locks.lock(bucket, key).await.map_err(|e| CaptureError::Journal(e.into()))
+        self.lock_all(bucket, std::iter::once(key)).await
     }
 
     /// Takes the mutation lock of one key if it is free now.
@@ -233,7 +235,15 @@ impl Capture {
         bucket: &str,
         keys: impl IntoIterator<Item = &'a str>,
     ) -> Result<Held, CaptureError> {
-        self.locks.lock_all(bucket, keys).await.map_err(|e| CaptureError::Journal(e.into()))
+        let keys: Vec<&str> = keys.into_iter().collect();
+        let held =
+            self.locks.lock_all(bucket, keys.iter().copied()).await.map_err(|e| CaptureError::Journal(e.into()))?;
+        for key in keys {
+            if held.may_have_open(bucket, key) {
+                self.settle_interrupted(bucket, key).await?;
+            }
+        }
+        Ok(held)
     }
 
     /// Appends an intent.

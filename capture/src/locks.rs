@@ -10,6 +10,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use rewind_journal::engine::{EngineError, SharedLocks};
+use rewind_journal::layout;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// Stripes: enough that unrelated keys rarely share one under hundreds of concurrent
@@ -33,6 +34,16 @@ pub struct KeyLocks {
 pub struct Held {
     _local: Vec<OwnedMutexGuard<()>>,
     shared: Option<(Arc<dyn SharedLocks>, Vec<i64>)>,
+    /// Shared locks only: the key lock ids under which intents were left open when taken.
+    marked: Vec<i64>,
+}
+
+impl Held {
+    /// Whether intents may have been left open on `bucket`/`key` (always, when the locks
+    /// are this process's alone: then the journal is asked).
+    pub fn may_have_open(&self, bucket: &str, key: &str) -> bool {
+        self.shared.is_none() || self.marked.contains(&layout::key_lock_id(bucket, key))
+    }
 }
 
 impl Drop for Held {
@@ -61,16 +72,6 @@ impl KeyLocks {
         (h.finish() % STRIPES as u64) as usize
     }
 
-    /// The number every gateway locks `bucket`/`key` under: the same in every process.
-    fn shared_id(bucket: &str, key: &str) -> i64 {
-        let mut h = blake3::Hasher::new();
-        h.update(&(bucket.len() as u64).to_le_bytes());
-        h.update(bucket.as_bytes());
-        h.update(key.as_bytes());
-        let bytes: [u8; 8] = h.finalize().as_bytes()[..8].try_into().expect("invariant: 8 of 32 bytes");
-        i64::from_le_bytes(bytes)
-    }
-
     /// Locks one key; fails only when the locks shared with other gateways cannot be
     /// reached.
     pub async fn lock(&self, bucket: &str, key: &str) -> Result<Held, EngineError> {
@@ -84,7 +85,7 @@ impl KeyLocks {
             return None;
         }
         let guard = self.stripes[self.stripe(bucket, key)].clone().try_lock_owned().ok()?;
-        Some(Held { _local: vec![guard], shared: None })
+        Some(Held { _local: vec![guard], shared: None, marked: Vec::new() })
     }
 
     /// Locks several keys of one bucket. Stripes are taken in ascending order, so two
@@ -103,14 +104,14 @@ impl KeyLocks {
         for s in stripes {
             guards.push(self.stripes[s].clone().lock_owned().await);
         }
-        let Some(locks) = &self.shared else { return Ok(Held { _local: guards, shared: None }) };
-        let mut ids: Vec<i64> = keys.iter().map(|k| Self::shared_id(bucket, k)).collect();
+        let Some(locks) = &self.shared else { return Ok(Held { _local: guards, shared: None, marked: Vec::new() }) };
+        let mut ids: Vec<i64> = keys.iter().map(|k| layout::key_lock_id(bucket, k)).collect();
         ids.sort_unstable();
         ids.dedup();
         let deadline = tokio::time::Instant::now() + SHARED_GIVE_UP;
         loop {
             match locks.acquire(ids.clone()).await {
-                Ok(()) => return Ok(Held { _local: guards, shared: Some((locks.clone(), ids)) }),
+                Ok(marked) => return Ok(Held { _local: guards, shared: Some((locks.clone(), ids)), marked }),
                 Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
                 Err(e) => {
                     tracing::warn!(bucket, error = %e, "cannot take a key's lock across gateways; retrying");

@@ -19,6 +19,12 @@ use super::{Capture, CaptureError, Pending};
 const RETRY_EVERY: Duration = Duration::from_secs(10);
 /// How often a running process looks for its own orphaned intents.
 const ORPHANS_EVERY: Duration = Duration::from_secs(2);
+/// How long a mutation waits for a live gateway to resolve the intent it left open on the
+/// key: longer than a liveness lease, so a gateway that stopped answering lapses first.
+const SETTLE_WAIT: Duration = Duration::from_secs(45);
+/// First and longest pause between looks at such an intent.
+const SETTLE_POLL_FIRST: Duration = Duration::from_millis(20);
+const SETTLE_POLL_MOST: Duration = Duration::from_millis(500);
 
 /// What recovery did in one round.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -137,16 +143,53 @@ impl Capture {
         }
     }
 
+    /// Resolves, under `bucket`/`key`'s lock, every intent on the key that no running
+    /// request will settle, before the lock's holder mutates the key: a gateway that died
+    /// (or this process, before a restart or after losing the outcome) may have applied
+    /// its mutation upstream, and the next one must not pass it (G2). Intents of this
+    /// process are resolved at once: holding the key's lock, none of its requests is still
+    /// at work on it. Those of another gateway are resolved once its liveness lease has
+    /// lapsed; while it lives (it lost its database connection, so its own recovery will
+    /// resolve them), the lock's holder waits, up to [`SETTLE_WAIT`].
+    pub(crate) async fn settle_interrupted(&self, bucket: &str, key: &str) -> Result<(), CaptureError> {
+        let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+        let mut pause = SETTLE_POLL_FIRST;
+        loop {
+            let mut waiting_on = None;
+            for (record, owner) in self.journal.unresolved_on(bucket, key)? {
+                if owner.is_empty() || owner == self.journal.owner() || !self.journal.owner_alive(&owner)? {
+                    let committed = self.resolve_locked(&record).await?;
+                    tracing::info!(bucket, key = %LogKey(key), seq = record.seq.0, committed, "resolved an interrupted mutation before the next one of its key");
+                } else {
+                    waiting_on = Some(owner);
+                }
+            }
+            let Some(owner) = waiting_on else { return Ok(()) };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(CaptureError::Unsettled { owner });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(SETTLE_POLL_MOST);
+        }
+    }
+
     /// Resolves one intent: `true` when committed, `false` when aborted (or found settled
     /// meanwhile).
     async fn resolve(&self, record: &Record) -> Result<bool, CaptureError> {
         let Body::Intent(intent) = &record.body else { return Ok(false) };
-        let (bucket, key) = (intent.bucket.as_str(), intent.key.as_str());
         let _lock = match intent.op {
             Op::CreateBucket | Op::DeleteBucket | Op::BucketConfig => None,
-            // Under the key's lock, the intent's own request (if still running) is done with it.
-            _ => Some(self.lock(bucket, key).await?),
+            // Under the key's lock, the intent's own request (if still running) is done with
+            // it. The lock table's own: settling the key's intents is this call's work.
+            _ => Some(self.locks.lock(&intent.bucket, &intent.key).await.map_err(|e| CaptureError::Journal(e.into()))?),
         };
+        self.resolve_locked(record).await
+    }
+
+    /// [`Capture::resolve`], its key's lock held.
+    async fn resolve_locked(&self, record: &Record) -> Result<bool, CaptureError> {
+        let Body::Intent(intent) = &record.body else { return Ok(false) };
+        let bucket = intent.bucket.as_str();
         if !self.journal.is_unresolved(record.seq)? {
             return Ok(false);
         }

@@ -291,6 +291,35 @@ async fn recovery_resolves_interrupted_mutations_from_the_upstream() {
     assert!(journal.unresolved_intents().unwrap().is_empty());
 }
 
+/// A PUT that reached the upstream but whose commit was lost (a crash) leaves its intent
+/// open. The next write of that key resolves it first, so the key's journal keeps the
+/// upstream's order, whether or not start-up recovery got there yet.
+#[tokio::test]
+async fn the_next_write_of_a_key_first_journals_an_interrupted_one() {
+    let (up, gw, s3) = setup().await;
+    put(&s3, "k", b"first").await;
+    let journal = capture(&gw).journal();
+    let intent = Intent {
+        op: Op::Put,
+        bucket: "bkt".into(),
+        key: "k".into(),
+        access_key: "test".into(),
+        request_id: "r".into(),
+    };
+    journal.append(Body::Intent(intent), Durability::Synced).await.unwrap();
+    let lost = pattern(3000, 4);
+    up.client().put_object().bucket("bkt").key("k").body(ByteStream::from(lost.clone())).send().await.unwrap();
+
+    put(&s3, "k", b"third").await;
+    let h = history(&gw, "bkt", "k");
+    let sizes: Vec<u64> = h.iter().map(|(_, e)| version(e).size).collect();
+    assert_eq!(sizes, [5, 3000, 5], "the interrupted PUT is journaled between the two: {h:?}");
+    // As the PUT itself (its intent committed), not as a version found upstream.
+    assert_eq!(h[1].0, Op::Put, "{h:?}");
+    assert_eq!(vault_bytes(&gw, version(&h[1].1)).await, lost);
+    assert!(journal.unresolved_intents().unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn a_vault_that_cannot_write_refuses_uploads_and_nothing_reaches_the_upstream() {
     let (up, gw, s3) = setup().await;

@@ -4,10 +4,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::primitives::ByteStream;
 use rewind_journal::conformance::PostgresServer;
+use rewind_journal::leases::liveness;
+use rewind_journal::{Access, Clock, Durability, Journal};
+use rewind_model::{Abort, Body, Effect, Intent, Op};
 use rewind_testkit::{FsUpstream, TestGateway, eventually, raw};
 use tokio::io::AsyncWriteExt;
 
@@ -97,6 +101,80 @@ async fn a_mutation_cut_off_from_its_commit_is_resolved_once_the_database_is_bac
     assert!(resolved, "the running gateway resolved the intent once its database was back");
     assert_eq!(journal.history("bkt", "k").unwrap().len(), 2, "both versions are in the history");
     s3.put_object().bucket("bkt").key("k").body(ByteStream::from_static(b"third")).send().await.unwrap();
+}
+
+/// Another gateway ("ghost") applied a PUT upstream and died before its commit: its intent
+/// stays open and its lock went with its session. The next write of the key here resolves
+/// that intent first, once the ghost's liveness lease has lapsed; and a write of a key whose
+/// intent belongs to a gateway still alive waits until that gateway settles it. Either way
+/// the key's journal keeps the upstream's order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_write_of_a_key_settles_what_another_gateway_left_open_first() {
+    let server = PostgresServer::start().unwrap();
+    let upstream = FsUpstream::start().await;
+    let url = server.url();
+    let gw = TestGateway::start_with(&upstream.target, |c| c.journal.set_url(url)).await;
+    let journal = gw.gateway.capture().journal().clone();
+    let s3 = gw.client();
+    s3.create_bucket().bucket("bkt").send().await.unwrap();
+    let direct = upstream.client();
+    let intent = |key: &str| {
+        Body::Intent(Intent {
+            op: Op::Put,
+            bucket: "bkt".into(),
+            key: key.into(),
+            access_key: "ghost".into(),
+            request_id: "r".into(),
+        })
+    };
+    let ghost = |owner: &str| {
+        let now: Clock = Arc::new(|| {
+            i64::try_from(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_micros()).unwrap()
+        });
+        Journal::over_as(journal.engine().clone(), journal.keys().clone(), Access::ReadWrite, now, owner).unwrap()
+    };
+
+    // A dead gateway: its lease lapses 2 s from now.
+    s3.put_object().bucket("bkt").key("k").body(ByteStream::from_static(b"first")).send().await.unwrap();
+    let dead = ghost("dead-gateway");
+    assert!(dead.lease_renew(&liveness("dead-gateway"), Duration::from_secs(2)).await.unwrap());
+    dead.append(intent("k"), Durability::Synced).await.unwrap();
+    direct.put_object().bucket("bkt").key("k").body(ByteStream::from_static(b"the ghost's")).send().await.unwrap();
+    drop(dead);
+    s3.put_object().bucket("bkt").key("k").body(ByteStream::from_static(b"third")).send().await.unwrap();
+    let sizes: Vec<u64> = journal
+        .history("bkt", "k")
+        .unwrap()
+        .iter()
+        .filter_map(|r| match &r.body {
+            Body::Commit(c) => match &c.effect {
+                Effect::Version(v) => Some(v.size),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sizes, [5, 11, 5], "the dead gateway's PUT is committed between the two");
+
+    // A live gateway: the write waits until it aborts its intent.
+    let alive = ghost("live-gateway");
+    assert!(alive.lease_renew(&liveness("live-gateway"), Duration::from_secs(60)).await.unwrap());
+    let open = alive.append(intent("j"), Durability::Synced).await.unwrap();
+    let put =
+        tokio::spawn(
+            async move { s3.put_object().bucket("bkt").key("j").body(ByteStream::from_static(b"j")).send().await },
+        );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!put.is_finished(), "the write waits for the live gateway's intent");
+    let aborted = alive
+        .append(Body::Abort(Abort { intent: open.seq, reason: "its request failed".into() }), Durability::Synced)
+        .await
+        .unwrap();
+    put.await.unwrap().unwrap();
+    let committed =
+        journal.history("bkt", "j").unwrap().into_iter().find(|r| matches!(r.body, Body::Commit(_))).unwrap();
+    assert!(committed.seq > aborted.seq, "the write's commit follows the abort it waited for");
+    assert!(journal.unresolved_owned().unwrap().is_empty());
 }
 
 /// A gateway started before its journal database is up waits for it (retrying, with the

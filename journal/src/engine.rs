@@ -156,8 +156,10 @@ pub trait Engine: Send + Sync + 'static {
 /// order its requests.
 pub trait SharedLocks: Send + Sync {
     /// Takes the locks `ids` (taken in ascending order, so two callers cannot deadlock),
-    /// waiting as long as another process holds one.
-    fn acquire(&self, ids: Vec<i64>) -> futures::future::BoxFuture<'static, Result<(), EngineError>>;
+    /// waiting as long as another process holds one. Answers the ids under which intents
+    /// were left open (marks in `open`, see `layout::open_mark`), read after each lock was
+    /// taken: in the round trip that takes it where the store can.
+    fn acquire(&self, ids: Vec<i64>) -> futures::future::BoxFuture<'static, Result<Vec<i64>, EngineError>>;
 
     /// Releases locks `ids`, taken once each by [`SharedLocks::acquire`], without waiting.
     fn release(&self, ids: Vec<i64>);

@@ -7,7 +7,9 @@
 //!   0x00 0xFF, and 0x00 0x00 ends it). Bucket-level records use the empty key.
 //! - `meta`: `head`; `checkpoint/` + seq; `label/` + name; `hold/` + scope; `view/` +
 //!   access key id; `exact/` + bucket; `shipped`; `labels-shipped`; `horizon`.
-//! - `open` (unresolved intents): `seq`.
+//! - `open` (unresolved intents): `seq` (the value names the owning gateway), and a mark
+//!   per intent `K | key lock id (u64 big-endian) | seq` (empty value), so whoever takes a
+//!   key's lock finds the intents on that key left open.
 //! - `chunks`: the 32-byte chunk id.
 //! - `pending` (work in progress): `mpu\0 bucket \0 key \0 upload id \0` then `t` (the
 //!   upload's template) or `p` + part number (i32 big-endian); `reconcile\0` + bucket (the
@@ -41,6 +43,37 @@ pub const LABELS_SHIPPED_KEY: &[u8] = b"labels-shipped";
 /// The key of record (or unresolved intent) `seq`.
 pub fn seq_key(seq: Seq) -> [u8; 8] {
     seq.0.to_be_bytes()
+}
+
+/// The number every process locks `bucket`/`key` under, and files the key's open intents
+/// under (see [`open_mark`]): the same in every process and every version.
+pub fn key_lock_id(bucket: &str, key: &str) -> i64 {
+    let mut h = blake3::Hasher::new();
+    h.update(&(bucket.len() as u64).to_le_bytes());
+    h.update(bucket.as_bytes());
+    h.update(key.as_bytes());
+    let bytes: [u8; 8] = h.finalize().as_bytes()[..8].try_into().expect("invariant: 8 of 32 bytes");
+    i64::from_le_bytes(bytes)
+}
+
+/// `open`: where the marks of the intents open on key lock id `id` begin.
+pub fn open_mark_prefix(id: i64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b'K';
+    k[1..].copy_from_slice(&id.cast_unsigned().to_be_bytes());
+    k
+}
+
+/// `open`: the mark of intent `seq` on key lock id `id`.
+pub fn open_mark(id: i64, seq: Seq) -> Vec<u8> {
+    let mut k = open_mark_prefix(id).to_vec();
+    k.extend_from_slice(&seq_key(seq));
+    k
+}
+
+/// `open`: the intent an entry names, when it is the intent's own entry (not a mark).
+pub fn open_seq(k: &[u8]) -> Option<Seq> {
+    (k.len() == 8).then(|| seq_of(k)).flatten()
 }
 
 /// The seq at the front of `be` (a record key, or the end of an index key).

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rewind_model::Seq;
+use rewind_model::{Body, Seq};
 
 use crate::engine::{EngineExt, Table, Write};
 use crate::writer::View;
@@ -129,7 +129,7 @@ impl Journal {
     pub fn unresolved_owned(&self) -> Result<Vec<(Record, String)>, JournalError> {
         let mut open: Vec<(Seq, String)> = Vec::new();
         self.engine.scan(Table::Unresolved, &[], &mut |k, v| {
-            if let Some(seq) = layout::seq_of(k) {
+            if let Some(seq) = layout::open_seq(k) {
                 open.push((seq, String::from_utf8_lossy(v).into_owned()));
             }
             true
@@ -137,6 +137,26 @@ impl Journal {
         let mut out = Vec::with_capacity(open.len());
         for (seq, owner) in open {
             out.extend(self.record(seq)?.map(|r| (r, owner)));
+        }
+        Ok(out)
+    }
+
+    /// Intents on `bucket`/`key` with neither a commit nor an abort, oldest first, each with
+    /// its owner: found through the marks filed under the key's lock id.
+    pub fn unresolved_on(&self, bucket: &str, key: &str) -> Result<Vec<(Record, String)>, JournalError> {
+        let mut seqs = Vec::new();
+        let prefix = layout::open_mark_prefix(layout::key_lock_id(bucket, key));
+        self.engine.scan_prefix(Table::Unresolved, &prefix, &mut |k, _| {
+            seqs.extend(layout::seq_of(&k[prefix.len()..]));
+            Ok(())
+        })?;
+        let mut out = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            let Some(owner) = self.engine.get(Table::Unresolved, &layout::seq_key(seq))? else { continue };
+            let Some(record) = self.record(seq)? else { continue };
+            if matches!(&record.body, Body::Intent(i) if i.bucket == bucket && i.key == key) {
+                out.push((record, String::from_utf8_lossy(&owner).into_owned()));
+            }
         }
         Ok(out)
     }

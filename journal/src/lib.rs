@@ -256,6 +256,12 @@ impl Journal {
         &self.engine
     }
 
+    /// The keys its records are sealed with, for tests that open a second process's
+    /// journal over the same engine.
+    pub fn keys(&self) -> &Arc<KeySet> {
+        &self.keys
+    }
+
     async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, JournalError> {
         let tx = self.tx.as_ref().ok_or(JournalError::ReadOnly)?;
         let (reply, answer) = oneshot::channel();

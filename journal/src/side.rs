@@ -155,7 +155,7 @@ impl Journal {
     pub(crate) fn unresolved_seqs(&self) -> Result<Vec<Seq>, JournalError> {
         let mut out = Vec::new();
         self.engine.scan(Table::Unresolved, &[], &mut |k, _| {
-            out.extend(layout::seq_of(k));
+            out.extend(layout::open_seq(k));
             true
         })?;
         Ok(out)

@@ -242,7 +242,9 @@ impl Writer {
             match record::encode(&self.keys, seq, timestamp_us, &self.head.hash, body) {
                 Ok((bytes, hash)) => {
                     writes.push(Write::Put(Table::Records, layout::seq_key(seq).to_vec(), bytes));
-                    index(&mut writes, seq, body, self.owner.as_bytes());
+                    let view = View { engine: &*self.engine, overlay: &batch.overlay };
+                    let aborted = aborted_id(&self.keys, &view, &writes, body);
+                    index(&mut writes, seq, body, self.owner.as_bytes(), aborted);
                     self.head = Appended { seq, hash, timestamp_us };
                     appended.push(self.head);
                 }
@@ -269,7 +271,9 @@ impl Writer {
                 return Err(JournalError::Corrupt { seq: *seq, detail: "does not chain to the record before".into() });
             }
             writes.push(Write::Put(Table::Records, layout::seq_key(*seq).to_vec(), bytes.clone()));
-            index(&mut writes, *seq, &record.body, &[]);
+            let view = View { engine: &*self.engine, overlay: &batch.overlay };
+            let aborted = aborted_id(&self.keys, &view, &writes, &record.body);
+            index(&mut writes, *seq, &record.body, &[], aborted);
             head = Appended { seq: *seq, hash: record.hash, timestamp_us: record.timestamp_us };
         }
         batch.add(writes);
@@ -306,7 +310,9 @@ impl Writer {
             }
             digest.add(*seq, &record.hash);
             writes.push(Write::Put(Table::Records, layout::seq_key(*seq).to_vec(), bytes.clone()));
-            index(&mut writes, *seq, &record.body, &[]);
+            let view = View { engine: &*self.engine, overlay: &batch.overlay };
+            let aborted = aborted_id(&self.keys, &view, &writes, &record.body);
+            index(&mut writes, *seq, &record.body, &[], aborted);
             prev = Appended { seq: *seq, hash: record.hash, timestamp_us: record.timestamp_us };
         }
         if digest.finish() != horizon.retained {
@@ -349,17 +355,51 @@ fn answer(answers: Vec<Answer>, failure: Option<JournalError>) {
 }
 
 /// The index entries a record adds: its key's `versions` entry, and the unresolved-intent
-/// entry it opens (naming the intent's `owner`) or closes.
-pub(crate) fn index(writes: &mut Vec<Write>, seq: Seq, body: &Body, owner: &[u8]) {
+/// entry and mark it opens (naming the intent's `owner`) or closes. An abort names only its
+/// intent: `aborted` says which key lock id that intent was marked under.
+pub(crate) fn index(writes: &mut Vec<Write>, seq: Seq, body: &Body, owner: &[u8], aborted: Option<i64>) {
     // Commits and observations are versions of their key.
     if let Some((bucket, key, _)) = body.change() {
         writes.push(Write::Put(Table::Versions, layout::version_key(bucket, key, seq), Vec::new()));
     }
     match body {
-        Body::Intent(_) => writes.push(Write::Put(Table::Unresolved, layout::seq_key(seq).to_vec(), owner.to_vec())),
-        Body::Commit(Commit { intent, .. }) | Body::Abort(Abort { intent, .. }) => {
+        Body::Intent(i) => {
+            writes.push(Write::Put(Table::Unresolved, layout::seq_key(seq).to_vec(), owner.to_vec()));
+            writes.push(Write::Put(
+                Table::Unresolved,
+                layout::open_mark(layout::key_lock_id(&i.bucket, &i.key), seq),
+                Vec::new(),
+            ));
+        }
+        Body::Commit(Commit { intent, bucket, key, .. }) => {
             writes.push(Write::Delete(Table::Unresolved, layout::seq_key(*intent).to_vec()));
+            writes.push(Write::Delete(Table::Unresolved, layout::open_mark(layout::key_lock_id(bucket, key), *intent)));
+        }
+        Body::Abort(Abort { intent, .. }) => {
+            writes.push(Write::Delete(Table::Unresolved, layout::seq_key(*intent).to_vec()));
+            if let Some(id) = aborted {
+                writes.push(Write::Delete(Table::Unresolved, layout::open_mark(id, *intent)));
+            }
         }
         _ => {}
+    }
+}
+
+/// The key lock id an aborted intent was marked under: read from `local` (writes not yet in
+/// the batch) or else `view`; `None` for a body that is no abort, or an intent not found.
+fn aborted_id(keys: &KeySet, view: &View<'_>, local: &[Write], body: &Body) -> Option<i64> {
+    let Body::Abort(Abort { intent, .. }) = body else { return None };
+    let key = layout::seq_key(*intent);
+    let bytes = local
+        .iter()
+        .rev()
+        .find_map(|w| match w {
+            Write::Put(Table::Records, k, v) if k[..] == key => Some(v.clone()),
+            _ => None,
+        })
+        .or_else(|| view.get(Table::Records, &key).ok().flatten())?;
+    match record::decode(keys, *intent, &bytes).ok()?.body {
+        Body::Intent(i) => Some(layout::key_lock_id(&i.bucket, &i.key)),
+        _ => None,
     }
 }

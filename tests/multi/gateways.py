@@ -103,7 +103,7 @@ def difference(mine, theirs):
 
 def open_intents(url):
     """Open intents in the shared journal, by owning gateway."""
-    out = sh(["psql", "-At", url, "-c", "SELECT convert_from(v, 'UTF8'), count(*) FROM rewind_open GROUP BY 1"])
+    out = sh(["psql", "-At", url, "-c", "SELECT convert_from(v, 'UTF8'), count(*) FROM rewind_open WHERE length(k) = 8 GROUP BY 1"])
     return {owner: int(n) for owner, n in (line.split("|") for line in out.stdout.split())}
 
 

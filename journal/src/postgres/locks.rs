@@ -8,6 +8,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::db_err;
 use crate::engine::{EngineError, SharedLocks};
+use crate::layout;
 
 /// Per-key locks across gateways: PostgreSQL advisory locks of one session per gateway, a
 /// connection of its own outside the pool. A gateway that dies (or whose connection drops)
@@ -48,20 +49,33 @@ impl LockSession {
 }
 
 impl SharedLocks for PgLocks {
-    fn acquire(&self, mut ids: Vec<i64>) -> futures::future::BoxFuture<'static, Result<(), EngineError>> {
+    fn acquire(&self, mut ids: Vec<i64>) -> futures::future::BoxFuture<'static, Result<Vec<i64>, EngineError>> {
         ids.sort_unstable();
         ids.dedup();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let this = self.clone();
         self.0.handle.spawn(async move {
             let mut taken = 0;
+            let mut marked = Vec::new();
             let outcome = async {
                 let mut pause = LOCK_POLL_FIRST;
                 while taken < ids.len() {
                     let client = this.0.session().await?;
-                    // A simple query: one round trip, nothing to prepare.
-                    let sql = format!("SELECT pg_try_advisory_lock({})", ids[taken]);
-                    if first_value(&client.simple_query(&sql).await.map_err(db_err)?).as_deref() == Some("t") {
+                    // A simple query: one round trip, nothing to prepare. The marks are
+                    // read by a statement of their own, whose snapshot follows the lock.
+                    let id = ids[taken];
+                    let prefix = layout::open_mark_prefix(id);
+                    let sql = format!(
+                        "SELECT pg_try_advisory_lock({id}); \
+                         SELECT EXISTS (SELECT 1 FROM rewind_open WHERE k > '\\x{}'::bytea AND k < '\\x{}'::bytea)",
+                        hex::encode(prefix),
+                        hex::encode(past(&prefix)),
+                    );
+                    let values = first_values(&client.simple_query(&sql).await.map_err(db_err)?);
+                    if values.first().map(String::as_str) == Some("t") {
+                        if values.get(1).map(String::as_str) == Some("t") {
+                            marked.push(id);
+                        }
                         taken += 1;
                         pause = LOCK_POLL_FIRST;
                     } else {
@@ -75,7 +89,7 @@ impl SharedLocks for PgLocks {
             if outcome.is_err() && taken > 0 {
                 this.release(ids[..taken].to_vec());
             }
-            let _ = tx.send(outcome);
+            let _ = tx.send(outcome.map(|()| marked));
         });
         Box::pin(
             async move { rx.await.map_err(|_| EngineError::Database("the lock task ended without an answer".into()))? },
@@ -93,10 +107,26 @@ impl SharedLocks for PgLocks {
     }
 }
 
-/// The first column of the first row a simple query returned, as text.
-fn first_value(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<String> {
-    messages.iter().find_map(|m| match m {
-        SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-        _ => None,
-    })
+/// The first column of each row a simple query returned, as text.
+fn first_values(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The first key past every key that starts with `prefix` (which ends in a byte below 0xFF
+/// somewhere).
+fn past(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            break;
+        }
+    }
+    end
 }
