@@ -12,6 +12,7 @@
 //! An intent left open by a crash or a dropped request is resolved against the upstream by
 //! start-up recovery (`recovery.rs`).
 
+pub mod chain;
 pub mod compact;
 mod error;
 pub mod locks;

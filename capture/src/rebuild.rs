@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rewind_config::Config;
+use rewind_journal::JournalError;
 use rewind_journal::segment::{self, RawRecords};
-use rewind_journal::{Journal, JournalError};
 use rewind_model::Seq;
-use rewind_vault::{Backend, VaultError};
+use rewind_vault::VaultError;
 use serde::{Deserialize, Serialize};
 
+use crate::chain::{self, ChainError};
 use crate::open::{self, JOURNAL_DIR, MASTER_KEY_OBJECT, OpenError};
 
 /// The file, in a data directory, naming the vault and key file it belongs to.
@@ -149,7 +150,11 @@ pub async fn rebuild(config: &Config) -> Result<Rebuilt, RebuildError> {
             .into_iter()
             .filter(|n| segment::range_of_name(n).is_none_or(|(_, last)| last >= next))
             .collect();
-        let chain = chain_of(&names, backend.as_ref(), journal, (next, prev)).await?;
+        let chain = chain::chain_of(&names, backend.as_ref(), journal, (next, prev)).await.map_err(|e| match e {
+            ChainError::Vault(e) => RebuildError::Vault(e),
+            ChainError::Unreadable { name, source } => journal_err(name)(source),
+            broken => RebuildError::Broken(broken.to_string()),
+        })?;
         done.segments_skipped = (names.len() - chain.len()) as u64;
         if done.segments_skipped > 0 {
             tracing::warn!(
@@ -204,70 +209,6 @@ pub async fn rebuild(config: &Config) -> Result<Rebuilt, RebuildError> {
     write_private(&path, &text).map_err(|source| RebuildError::Io { path, source })?;
     done.seconds = start.elapsed().as_secs_f64();
     Ok(done)
-}
-
-/// The segments to rebuild from, in order. Usually every segment, one after the other. A
-/// vault that holds two histories (a journal that lost records and shipped again, as in
-/// review F1) has segments that overlap: then each segment's header is read, and the chain
-/// that links from the first record and reaches furthest is taken.
-/// `start` is the first record and the hash of the segment before it (after a base, its
-/// horizon's).
-async fn chain_of(
-    names: &[String],
-    vault: &dyn Backend,
-    journal: &Journal,
-    start: (u64, [u8; 32]),
-) -> Result<Vec<String>, RebuildError> {
-    let ranges: Vec<(u64, u64)> = names
-        .iter()
-        .map(|n| segment::range_of_name(n).ok_or_else(|| RebuildError::Broken(format!("{n} is not a segment name"))))
-        .collect::<Result<_, _>>()?;
-    let linear = ranges.iter().scan(start.0, |next, &(first, last)| {
-        let ok = first == *next && last >= first;
-        *next = last + 1;
-        Some(ok)
-    });
-    if linear.into_iter().all(|ok| ok) {
-        return Ok(names.to_vec());
-    }
-    // Headers: (first, last, prev, hash) per segment.
-    let mut heads = Vec::with_capacity(names.len());
-    for name in names {
-        let (seg, _) = journal.open_segment(&vault.get(name).await?).map_err(journal_err(name))?;
-        heads.push((seg.first.0, seg.last.0, seg.prev, seg.hash));
-    }
-    // Furthest record reachable from each segment, computed from the end (segments sort by
-    // first record, so links only go forward in the list).
-    let mut starting_at: std::collections::HashMap<u64, Vec<usize>> = std::collections::HashMap::new();
-    for (j, h) in heads.iter().enumerate() {
-        starting_at.entry(h.0).or_default().push(j);
-    }
-    let mut reach: Vec<(u64, Option<usize>)> = vec![(0, None); heads.len()];
-    for i in (0..heads.len()).rev() {
-        let (_, last, _, hash) = heads[i];
-        reach[i] = (last, None);
-        for &j in starting_at.get(&(last + 1)).into_iter().flatten() {
-            if j > i && heads[j].2 == hash && reach[j].0 > reach[i].0 {
-                reach[i] = (reach[j].0, Some(j));
-            }
-        }
-    }
-    let first = (0..heads.len())
-        .filter(|&i| heads[i].0 == start.0 && heads[i].2 == start.1)
-        .max_by_key(|&i| reach[i].0)
-        .ok_or_else(|| {
-            RebuildError::Broken(format!(
-                "no segment starts where the journal goes on (seq {}): the vault's segments are incomplete",
-                start.0
-            ))
-        })?;
-    let mut chain = vec![names[first].clone()];
-    let mut at = first;
-    while let Some(next) = reach[at].1 {
-        chain.push(names[next].clone());
-        at = next;
-    }
-    Ok(chain)
 }
 
 /// `path` made absolute (and resolved, when it exists).

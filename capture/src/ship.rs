@@ -19,6 +19,7 @@ use rewind_vault::{Backend, VaultError};
 use tokio_util::sync::CancellationToken;
 
 use crate::Metrics;
+use crate::chain::{self, ChainError};
 
 /// Most records in one segment.
 const SEGMENT_RECORDS: usize = 4096;
@@ -143,12 +144,25 @@ pub async fn compare_with_vault(journal: &Journal, vault: &dyn Backend) -> Resul
             Err(e) => found.problems.push(format!("{name} cannot be read: {e}")),
         }
     }
-    for name in vault.list("segments/").await? {
+    let names: Vec<String> = vault
+        .list("segments/")
+        .await?
+        .into_iter()
         // Covered by the base: left for the next compaction to delete.
-        if segment::range_of_name(&name).is_some_and(|(_, last)| last < next) {
-            continue;
+        .filter(|n| segment::range_of_name(n).is_none_or(|(_, last)| last >= next))
+        .collect();
+    let chain = match chain::chain_of(&names, vault, journal, (next, prev)).await {
+        Ok(chain) => chain,
+        Err(ChainError::Vault(e)) => return Err(e.into()),
+        Err(ChainError::NoStart(_)) if names.is_empty() => Vec::new(),
+        Err(e) => {
+            found.problems.push(e.to_string());
+            Vec::new()
         }
-        let bytes = vault.get(&name).await?;
+    };
+    let mut reached = next - 1;
+    for name in &names {
+        let bytes = vault.get(name).await?;
         let (seg, records) = match journal.open_segment(&bytes) {
             Ok(opened) => opened,
             Err(e) => {
@@ -157,13 +171,27 @@ pub async fn compare_with_vault(journal: &Journal, vault: &dyn Backend) -> Resul
             }
         };
         found.segments += 1;
-        if seg.first.0 != next || seg.prev != prev {
-            found.problems.push(format!("{name} does not follow the segment before it (a fork, or a segment missing)"));
+        // Off the chain, a segment still holds only the journal's records (a shipper
+        // killed mid-write leaves a shorter copy of a run shipped again): anything else is
+        // another history.
+        if chain.contains(name) {
+            if seg.first.0 != next || seg.prev != prev {
+                found
+                    .problems
+                    .push(format!("{name} does not follow the segment before it (a fork, or a segment missing)"));
+            }
+            (prev, next, reached) = (seg.hash, seg.last.0 + 1, seg.last.0);
         }
-        (prev, next) = (seg.hash, seg.last.0 + 1);
         let local = journal.raw_records(seg.first, records.len())?;
         let local = local.into_iter().take_while(|(s, _)| *s <= seg.last);
-        compare_run(&name, &records, local, horizon, &mut found);
+        compare_run(name, &records, local, horizon, &mut found);
+    }
+    if let Some(beyond) = names.iter().filter_map(|n| segment::range_of_name(n)).map(|(_, last)| last).max()
+        && beyond > reached
+    {
+        found.problems.push(format!(
+            "the segments stop chaining after seq:{reached} but go on to seq:{beyond} (a fork, or a segment missing)"
+        ));
     }
     for name in vault.list("checkpoints/").await? {
         match journal.open_checkpoint(&vault.get(&name).await?) {

@@ -436,6 +436,52 @@ async fn r5_shipping_never_takes_another_history_for_its_own() {
     ));
 }
 
+/// A shipper killed while its segment's write was in flight (a forget interrupted by a
+/// crash, an S3 PUT already sent): the write lands after the next shipper shipped the same
+/// records again in a longer segment. The vault then holds two segments starting at one
+/// position, both the journal's own: verify follows the chain and stays clean, and still
+/// names a segment of another history.
+#[tokio::test]
+async fn a_shorter_copy_of_a_shipped_run_landing_late_is_no_fork() {
+    use rewind_capture::ship::{compare_with_vault, ship_pending};
+    use rewind_journal::{Durability, Journal, segment};
+    use rewind_model::{Abort, Body, Seq};
+    use rewind_vault::Backend;
+    let keys = std::sync::Arc::new(rewind_crypto::KeySet::derive(&rewind_crypto::SecretKey::generate().unwrap()));
+    let (vault_dir, a_dir, b_dir) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let vault = rewind_vault::LocalBackend::open(vault_dir.path()).unwrap();
+    let abort = |why: &str| Body::Abort(Abort { intent: Seq(1), reason: why.into() });
+    let a = Journal::open(a_dir.path(), keys.clone()).unwrap();
+    for i in 0..3 {
+        a.append(abort(&format!("a{i}")), Durability::Synced).await.unwrap();
+    }
+    ship_pending(&a, &vault).await.unwrap();
+    // The killed shipper sealed records 4-5; its write has not landed yet.
+    a.append(abort("a3"), Durability::Synced).await.unwrap();
+    a.append(abort("a4"), Durability::Synced).await.unwrap();
+    let (_, prev) = a.shipped().unwrap();
+    let late = a.seal_segment(&a.raw_records(Seq(4), 2).unwrap(), prev).unwrap();
+    a.append(abort("a5"), Durability::Synced).await.unwrap();
+    ship_pending(&a, &vault).await.unwrap();
+    vault.put(&segment::name(late.first, late.last), late.bytes.into()).await.unwrap();
+    a.append(abort("a6"), Durability::Synced).await.unwrap();
+    ship_pending(&a, &vault).await.unwrap();
+    let found = compare_with_vault(&a, &vault).await.unwrap();
+    assert!(found.problems.is_empty(), "{:?}", found.problems);
+    assert_eq!(found.segments, 4);
+
+    // A segment of another history at the same position is still named.
+    let b = Journal::open(b_dir.path(), keys).unwrap();
+    for i in 0..4 {
+        b.append(abort(&format!("b{i}")), Durability::Synced).await.unwrap();
+    }
+    let fork = b.seal_segment(&b.raw_records(Seq(4), 1).unwrap(), prev).unwrap();
+    vault.put(&segment::name(fork.first, fork.last), fork.bytes.into()).await.unwrap();
+    let found = compare_with_vault(&a, &vault).await.unwrap();
+    assert!(found.problems.iter().any(|p| p.contains("differs from the local journal")), "{:?}", found.problems);
+}
+
 /// Newcomer bug 2: an empty PUT could end its body before the tee's pump saw the upstream
 /// answer, and was refused with 503 although the upstream had stored it. A storm of them,
 /// concurrent, then the journal and the upstream compared key by key.
