@@ -28,6 +28,7 @@ use recovery::Orphans;
 pub mod restore;
 pub mod secrets;
 pub mod ship;
+pub mod tripwire;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -53,6 +54,14 @@ pub fn now_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// `us` (µs since the Unix epoch) in RFC 3339.
+pub fn rfc3339(us: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| format!("{us}µs"))
 }
 
 /// Now, in seconds since the Unix epoch, for timestamp gauges.
@@ -151,6 +160,17 @@ pub struct Capture {
     /// Intents of this process whose request ended without their commit or abort in the
     /// journal (it refused the write: its database was unreachable, say).
     orphans: Orphans,
+    /// The ransomware tripwire (off unless [`Capture::with_tripwire`] set it up).
+    tripwire: Arc<tripwire::Tripwire>,
+}
+
+/// What capture-before-destroy found under a key.
+#[derive(Debug, Clone, Default)]
+pub struct Protected {
+    /// The upstream held a version the journal lacked, and it is captured now.
+    pub captured: bool,
+    /// The version a mutation of the key replaces (`None`: the key does not exist).
+    pub replaced: Option<ObjectVersion>,
 }
 
 /// What the upstream holds under a key now.
@@ -178,7 +198,9 @@ impl Capture {
         let locks = KeyLocks::new(journal.engine().shared_locks());
         let tasks = TaskTracker::new();
         let orphans = Orphans::default();
-        Self { journal, vault, upstream, locks, protection, timeout, metrics, recover_up_to, tasks, orphans }
+        let off = rewind_config::TripwireConfig { enabled: false, ..Default::default() };
+        let tripwire = Arc::new(tripwire::Tripwire::new(off, journal.clone(), metrics.clone()));
+        Self { journal, vault, upstream, locks, protection, timeout, metrics, recover_up_to, tasks, orphans, tripwire }
     }
 
     /// Spawns the aborts of requests that went away on `tasks` (the gateway's one tracker),
@@ -186,6 +208,11 @@ impl Capture {
     pub fn with_tasks(mut self, tasks: TaskTracker) -> Self {
         self.tasks = tasks;
         self
+    }
+
+    /// Its metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The journal.
@@ -318,12 +345,12 @@ impl Capture {
         pending: Pending,
         outcome: Result<Option<Effect>, CaptureError>,
         unchanged: &str,
-    ) -> Result<(), CaptureError> {
+    ) -> Result<Option<Seq>, CaptureError> {
         match outcome {
-            Ok(Some(effect)) => self.commit(pending, effect).await.map(|_| ()),
+            Ok(Some(effect)) => self.commit(pending, effect).await.map(Some),
             Ok(None) => {
                 self.abort(pending, unchanged).await;
-                Ok(())
+                Ok(None)
             }
             Err(e) => {
                 self.abort(pending, "the upstream applied it but its capture failed").await;
@@ -395,11 +422,29 @@ impl Capture {
         version_id: Option<&str>,
         actor: &Actor,
     ) -> Result<bool, CaptureError> {
-        let Some(head) = self.head(bucket, key, version_id).await? else { return Ok(false) };
-        if self.known(bucket, key, &head)? {
-            return Ok(false);
+        Ok(self.protect(bucket, key, version_id, actor).await?.captured)
+    }
+
+    /// [`Capture::protect_current`], also saying which version the mutation replaces.
+    pub async fn protect(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        actor: &Actor,
+    ) -> Result<Protected, CaptureError> {
+        let Some(head) = self.head(bucket, key, version_id).await? else { return Ok(Protected::default()) };
+        let current = self.current(bucket, key)?;
+        if let Some(v) = current.filter(|v| v.etag == head.etag && v.size == head.size) {
+            return Ok(Protected { captured: false, replaced: Some(v) });
         }
-        self.capture_existing(bucket, key, &head, actor).await.map(|size| size.is_some())
+        if head.version_id.is_some()
+            && let Some(v) = self.journaled_version(bucket, key, &head)?
+        {
+            return Ok(Protected { captured: false, replaced: Some(v) });
+        }
+        let replaced = self.capture_existing_version(bucket, key, &head, actor).await?;
+        Ok(Protected { captured: replaced.is_some(), replaced })
     }
 
     /// Captures the upstream version `head` describes as a version the journal lacked;
@@ -411,23 +456,24 @@ impl Capture {
         head: &UpstreamHead,
         actor: &Actor,
     ) -> Result<Option<u64>, CaptureError> {
+        Ok(self.capture_existing_version(bucket, key, head, actor).await?.map(|v| v.size))
+    }
+
+    /// [`Capture::capture_existing`], returning the version captured.
+    async fn capture_existing_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        head: &UpstreamHead,
+        actor: &Actor,
+    ) -> Result<Option<ObjectVersion>, CaptureError> {
         let _writes = self.vault.enter_write();
         let Some(v) = self.capture_upstream(bucket, key, head.version_id.as_deref()).await? else { return Ok(None) };
         let size = v.size;
-        self.observe(Op::CaptureExisting, bucket, key, actor, Effect::Version(v)).await?;
+        self.observe(Op::CaptureExisting, bucket, key, actor, Effect::Version(v.clone())).await?;
         // Before a client's write destroyed it: worth a line each (imports count theirs).
         tracing::info!(bucket, key = %LogKey(key), size, "captured a version the journal lacked (written before Rewind or behind its back)");
-        Ok(Some(size))
-    }
-
-    /// Whether the journal holds the version `head` describes: the current one (the usual
-    /// case, one lookup), or on versioned buckets any version with its id and ETag.
-    fn known(&self, bucket: &str, key: &str, head: &UpstreamHead) -> Result<bool, CaptureError> {
-        let current = self.current(bucket, key)?;
-        if current.is_some_and(|v| v.etag == head.etag && v.size == head.size) {
-            return Ok(true);
-        }
-        Ok(head.version_id.is_some() && self.journaled_version(bucket, key, head)?.is_some())
+        Ok(Some(v))
     }
 
     /// The newest journaled version with `head`'s version id and ETag (versioned buckets).

@@ -37,6 +37,9 @@ pub mod names {
     pub const FORGET_RECORDS_REMOVED_TOTAL: &str = "rewind_forget_records_removed_total";
     pub const FORGET_VERSIONS_EXPIRED_TOTAL: &str = "rewind_forget_versions_expired_total";
     pub const FORGET_RUNS_TOTAL: &str = "rewind_forget_runs_total";
+    pub const TRIPWIRE_INCIDENTS_TOTAL: &str = "rewind_tripwire_incidents_total";
+    pub const TRIPWIRE_OPEN_INCIDENTS: &str = "rewind_tripwire_open_incidents";
+    pub const TRIPWIRE_REFUSED_TOTAL: &str = "rewind_tripwire_refused_total";
     pub const FORGET_LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "rewind_forget_last_success_timestamp_seconds";
     pub const GC_PACKS_TOTAL: &str = "rewind_gc_packs_total";
     pub const GC_BYTES_TOTAL: &str = "rewind_gc_bytes_total";
@@ -114,6 +117,9 @@ pub struct Metrics {
     pub gc_condemned_packs: IntGauge,
     pub gc_runs: IntCounterVec,
     pub gc_last_success: prometheus::Gauge,
+    pub tripwire_incidents: IntCounterVec,
+    pub tripwire_open_incidents: IntGauge,
+    pub tripwire_refused: IntCounter,
 }
 
 fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -285,12 +291,26 @@ impl Metrics {
                 names::GC_LAST_SUCCESS_TIMESTAMP_SECONDS,
                 "Unix time of the last garbage collection pass that completed with every due pack handled.",
             ),
+            tripwire_incidents: counter_vec(
+                names::TRIPWIRE_INCIDENTS_TOTAL,
+                "Incidents the ransomware tripwire opened, by the first signal that fired (deletes, overwrites, encrypted_overwrites, sse_c_overwrites, expiring_lifecycle).",
+                &["signal"],
+            ),
+            tripwire_open_incidents: gauge(
+                names::TRIPWIRE_OPEN_INCIDENTS,
+                "Tripwire incidents not acknowledged yet (`rewind incidents ls`).",
+            ),
+            tripwire_refused: IntCounter::new(
+                names::TRIPWIRE_REFUSED_TOTAL,
+                "Writes refused because their client key has an open incident in protect mode.",
+            )
+            .expect("invariant: static metric definition"),
             journal_diverged: gauge(
                 names::JOURNAL_DIVERGED,
                 "1 when the journal disagrees with what the vault holds of it (shipping stopped): rebuild from the vault.",
             ),
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 35] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 38] = [
             Box::new(m.journal_records.clone()),
             Box::new(m.journal_commit_duration.clone()),
             Box::new(m.journal_last_commit.clone()),
@@ -326,6 +346,9 @@ impl Metrics {
             Box::new(m.gc_condemned_packs.clone()),
             Box::new(m.gc_runs.clone()),
             Box::new(m.gc_last_success.clone()),
+            Box::new(m.tripwire_incidents.clone()),
+            Box::new(m.tripwire_open_incidents.clone()),
+            Box::new(m.tripwire_refused.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("invariant: metric names are unique");

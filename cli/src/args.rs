@@ -100,6 +100,9 @@ pub enum Command {
     /// job): each key it changed goes back to how it was before; keys others changed since
     /// are listed as conflicts and left alone.
     Undo(UndoArgs),
+    /// Incidents the ransomware tripwire opened: list, show, acknowledge.
+    #[command(subcommand)]
+    Incidents(IncidentsCommand),
     /// Named restore points.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -222,18 +225,22 @@ pub struct RestoreArgs {
 /// `rewind undo`.
 #[derive(Debug, Args)]
 pub struct UndoArgs {
+    /// Revert what a tripwire incident names: its client key's changes to its bucket since
+    /// the incident's first position (`rewind incidents ls`).
+    #[arg(long, conflicts_with_all = ["actor", "bucket", "since"])]
+    pub incident: Option<String>,
     /// The client access key id whose changes are reverted.
-    #[arg(long)]
-    pub actor: String,
+    #[arg(long, required_unless_present = "incident")]
+    pub actor: Option<String>,
     /// The bucket.
-    #[arg(long)]
-    pub bucket: String,
+    #[arg(long, required_unless_present = "incident")]
+    pub bucket: Option<String>,
     /// Only keys under this prefix.
     #[arg(long, default_value = "")]
     pub prefix: String,
     /// Changes after this instant (a time, seq:N, or a snapshot name).
-    #[arg(long, allow_hyphen_values = true)]
-    pub since: String,
+    #[arg(long, allow_hyphen_values = true, required_unless_present = "incident")]
+    pub since: Option<String>,
     /// ...and at or before this one [default: now].
     #[arg(long, allow_hyphen_values = true)]
     pub until: Option<String>,
@@ -325,6 +332,23 @@ pub enum SnapshotCommand {
     },
 }
 
+/// `rewind incidents ...`.
+#[derive(Debug, Subcommand)]
+pub enum IncidentsCommand {
+    /// Every incident, newest first.
+    Ls,
+    /// One incident: who, where, which positions, what fired.
+    Show {
+        /// The incident's id.
+        id: String,
+    },
+    /// Acknowledge an incident: in protect mode, its client key may write again.
+    Ack {
+        /// The incident's id.
+        id: String,
+    },
+}
+
 /// `rewind view ...`.
 #[derive(Debug, Subcommand)]
 pub enum ViewCommand {
@@ -360,6 +384,8 @@ impl Command {
             | Self::Forget { dry_run: true, .. }
             | Self::Gc { dry_run: true, .. } => Access::Read,
             Self::Hold(HoldCommand::Ls) | Self::View(ViewCommand::Ls) => Access::Read,
+            Self::Incidents(IncidentsCommand::Ack { .. }) => Access::Write,
+            Self::Incidents(_) => Access::Read,
             Self::View(_) => Access::Write,
             Self::Restore(args) if args.to_dir.is_some() => Access::Read,
             Self::Snapshot(_) | Self::Hold(_) | Self::Init | Self::Rebuild { .. } => Access::Write,

@@ -49,7 +49,8 @@ use rewind_snapshotter::api::{ReconcileEvent, Snapshot};
 use rewind_snapshotter::ops::ReconcileAsk;
 
 pub use args::{
-    Cli, Command, HoldCommand, HoldTarget, JournalCommand, RestoreArgs, SnapshotCommand, UndoArgs, ViewCommand,
+    Cli, Command, HoldCommand, HoldTarget, IncidentsCommand, JournalCommand, RestoreArgs, SnapshotCommand, UndoArgs,
+    ViewCommand,
 };
 pub use client::{CliError, Client, Lines, with_query};
 pub use target::{Access, Events, Local, Target};
@@ -179,6 +180,24 @@ async fn execute(cli: &Cli, target: &Target) -> Result<ExitCode, CliError> {
             };
             if cli.json { print_json(&snapshots)? } else { print::snapshots(&snapshots) }
         }
+        Command::Incidents(cmd) => match cmd {
+            IncidentsCommand::Ls => {
+                let incidents = target.incidents().await?;
+                if cli.json { print_json(&incidents)? } else { print::incidents(&incidents) }
+            }
+            IncidentsCommand::Show { id } => {
+                let incident = target.incident(id).await?;
+                if cli.json { print_json(&incident)? } else { print::incident(&incident) }
+            }
+            IncidentsCommand::Ack { id } => {
+                let incident = target.acknowledge_incident(id).await?;
+                if cli.json {
+                    print_json(&incident)?;
+                } else {
+                    outln!("Acknowledged incident {id}: {} may write to {} again.", incident.actor, incident.bucket);
+                }
+            }
+        },
         Command::View(cmd) => match cmd {
             ViewCommand::Create { bucket, at, ttl } => {
                 let view = target.create_view(bucket, at.as_deref(), ttl).await?;

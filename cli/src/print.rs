@@ -351,6 +351,52 @@ pub fn plan(p: &PlanSummary, mode: Mode) {
     }
 }
 
+/// `rewind incidents ls`.
+pub fn incidents(list: &[rewind_capture::tripwire::Incident]) {
+    if list.is_empty() {
+        outln!("No incidents.");
+        return;
+    }
+    outln!("{:<16} {:<13} {:<20} {:<24} {:<25} signals", "id", "state", "actor", "bucket", "opened");
+    for i in list {
+        let state = format!("{:?}/{:?}", i.state, i.action).to_lowercase();
+        outln!(
+            "{:<16} {:<13} {:<20} {:<24} {:<25} {}",
+            i.id,
+            state,
+            i.actor,
+            i.bucket,
+            i.opened_at,
+            i.signals.join(",")
+        );
+    }
+}
+
+/// `rewind incidents show`.
+pub fn incident(i: &rewind_capture::tripwire::Incident) {
+    outln!("incident  {}", i.id);
+    outln!("state     {:?} ({:?} mode)", i.state, i.action);
+    outln!("actor     {}", i.actor);
+    outln!("bucket    {}", i.bucket);
+    outln!("opened    {}", i.opened_at);
+    outln!("positions seq:{} to seq:{}", i.first_seq, i.last_seq);
+    outln!("signals   {}", i.signals.join(", "));
+    let c = &i.counts;
+    outln!(
+        "counts    {} overwrites ({} encrypted, {} SSE-C), {} deletes, {} created, {} expiring lifecycle rules",
+        c.overwrites,
+        c.encrypted_overwrites,
+        c.sse_c_overwrites,
+        c.deletes,
+        c.created,
+        c.expiring_lifecycle
+    );
+    if let Some(at) = &i.acknowledged_at {
+        outln!("acked     {at}");
+    }
+    outln!("Undo what it did: rewind undo --incident {} --dry-run", i.id);
+}
+
 pub fn undo_plan(p: &PlanSummary, actor: &str) {
     outln!("Undo plan for {}: what {actor} changed, up to seq:{}:", p.to_bucket, p.seq);
     outln!("  write  {} {} back ({})", p.writes, plural(p.writes, "object"), bytes(p.write_bytes));

@@ -51,10 +51,11 @@ pub(crate) async fn restore(cli: &Cli, target: &Target, args: &RestoreArgs) -> R
 
 pub(crate) async fn undo(cli: &Cli, target: &Target, args: &UndoArgs) -> Result<ExitCode, CliError> {
     let mut ask = UndoRequest {
-        actor: args.actor.clone(),
-        bucket: args.bucket.clone(),
+        incident: args.incident.clone(),
+        actor: args.actor.clone().unwrap_or_default(),
+        bucket: args.bucket.clone().unwrap_or_default(),
         prefix: args.prefix.clone(),
-        since: args.since.clone(),
+        since: args.since.clone().unwrap_or_default(),
         until: args.until.clone(),
         force: args.force,
         dry_run: true,
@@ -68,7 +69,9 @@ pub(crate) async fn undo(cli: &Cli, target: &Target, args: &UndoArgs) -> Result<
         return Ok(ExitCode::SUCCESS);
     }
     if !cli.json {
-        print::undo_plan(&plan, &args.actor);
+        let who =
+            args.actor.clone().or_else(|| args.incident.as_ref().map(|i| format!("the client key of incident {i}")));
+        print::undo_plan(&plan, who.as_deref().unwrap_or_default());
     }
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);
@@ -87,8 +90,8 @@ pub(crate) async fn undo(cli: &Cli, target: &Target, args: &UndoArgs) -> Result<
     let mut events = target.undo(&ask).await?;
     // Its progress, outcome and how to revert it are a restore's of the same scope.
     let as_restore = RestoreArgs {
-        bucket: args.bucket.clone(),
-        at: args.since.clone(),
+        bucket: plan.to_bucket.clone(),
+        at: args.since.clone().unwrap_or_else(|| format!("seq:{}", plan.seq)),
         prefix: args.prefix.clone(),
         key: None,
         to_bucket: None,

@@ -10,6 +10,7 @@
 //! reconciles reach the upstream (the embedded one is started for them when none is
 //! configured).
 
+use rewind_capture::tripwire::Incident;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -387,6 +388,30 @@ impl Target {
         match self {
             Self::Remote(c) => post_events(c, "undo", ask).await,
             Self::Local(l) => Ok(Events::Local(l.ops.undo(ask.clone()).await?)),
+        }
+    }
+
+    /// Every tripwire incident, newest first.
+    pub async fn incidents(&self) -> Result<Vec<Incident>, CliError> {
+        match self {
+            Self::Remote(c) => c.json(Method::GET, "incidents", None).await,
+            Self::Local(l) => Ok(l.ops.incidents().await?),
+        }
+    }
+
+    /// Tripwire incident `id`.
+    pub async fn incident(&self, id: &str) -> Result<Incident, CliError> {
+        match self {
+            Self::Remote(c) => c.json(Method::GET, &with_query("incidents", &[("id", Some(id))]), None).await,
+            Self::Local(l) => Ok(l.ops.incident(id).await?),
+        }
+    }
+
+    /// Acknowledges tripwire incident `id`.
+    pub async fn acknowledge_incident(&self, id: &str) -> Result<Incident, CliError> {
+        match self {
+            Self::Remote(c) => c.json(Method::POST, &with_query("incidents/ack", &[("id", Some(id))]), None).await,
+            Self::Local(l) => Ok(l.ops.acknowledge_incident(id).await?),
         }
     }
 

@@ -10,6 +10,7 @@ mod gc_credentials;
 mod journal;
 mod retention;
 mod secret;
+mod tripwire;
 mod units;
 mod validate;
 
@@ -25,6 +26,7 @@ pub use gc_credentials::GcCredentials;
 pub use journal::{JournalBackend, JournalConfig};
 pub use retention::{BucketRetention, RetentionConfig, RetentionPolicy};
 pub use secret::{Secret, random_key_pair};
+pub use tripwire::{BucketTripwire, TripwireAction, TripwireConfig, TripwirePolicy};
 pub use units::{ByteSize, HumanDuration};
 
 /// The whole configuration of a gateway.
@@ -45,6 +47,8 @@ pub struct Config {
     pub journal: JournalConfig,
     /// How long history is kept.
     pub retention: RetentionConfig,
+    /// The ransomware tripwire.
+    pub tripwire: TripwireConfig,
     /// Logs.
     pub telemetry: TelemetryConfig,
 }

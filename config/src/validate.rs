@@ -102,6 +102,7 @@ impl Config {
             bad("telemetry.log_level", e);
         }
         self.retention.validate(&mut problems);
+        self.tripwire.validate(&mut problems);
         problems.extend(self.journal.problems());
         problems
     }

@@ -167,6 +167,8 @@ impl Api {
             }
             (Method::POST, "restore") => self.restore(req).await,
             (Method::POST, "undo") => self.undo(req).await,
+            (Method::GET, "incidents") => self.incidents(Query::of(&req)).await,
+            (Method::POST, "incidents/ack") => self.acknowledge(Query::of(&req)).await,
             (Method::POST, "reconcile") => self.reconcile(Query::of(&req)),
             _ => Err(Failure(
                 StatusCode::NOT_FOUND,
@@ -292,6 +294,17 @@ impl Api {
     async fn restore(&self, req: Request<Incoming>) -> Answer {
         let ask: RestoreRequest = json_body(req, "restore").await?;
         Ok(ndjson(self.ops.restore(ask).await?))
+    }
+
+    async fn incidents(&self, q: Query) -> Answer {
+        match q.get("id") {
+            Some(id) => json(&self.ops.incident(id).await?),
+            None => json(&self.ops.incidents().await?),
+        }
+    }
+
+    async fn acknowledge(&self, q: Query) -> Answer {
+        json(&self.ops.acknowledge_incident(q.need("id")?).await?)
     }
 
     async fn undo(&self, req: Request<Incoming>) -> Answer {

@@ -157,6 +157,16 @@ pub fn capture_refused(operation: &str, err: &rewind_capture::CaptureError, appl
     S3Error::with_message(S3ErrorCode::ServiceUnavailable, message)
 }
 
+/// A write refused because its client key has an open incident in protect mode.
+pub fn tripwire_refused(incident: &str) -> S3Error {
+    S3Error::with_message(
+        S3ErrorCode::AccessDenied,
+        format!(
+            "Rewind's tripwire stopped writes of this access key to this bucket: incident {incident}. An operator can review it (rewind incidents show {incident}) and allow writes again (rewind incidents ack {incident})."
+        ),
+    )
+}
+
 /// A bucket configuration refused because it would delete data behind the journal's back.
 pub fn destructive_config_refused(what: &str) -> S3Error {
     S3Error::with_message(

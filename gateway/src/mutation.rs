@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use rewind_capture::{Capture, CaptureError, Held, Pending, TeeError};
-use rewind_model::{Effect, Op};
+use rewind_model::{Effect, ObjectVersion, Op};
 use rewind_vault::Manifest;
 use s3s::dto;
 use s3s::{S3Error, S3Response, S3Result};
@@ -24,6 +24,17 @@ pub(crate) fn refuse(capture: &Capture, operation: &str, err: &CaptureError, app
     errors::capture_refused(operation, err, applied)
 }
 
+/// Refuses a write of `actor` to `bucket` while an incident in protect mode holds it.
+pub(crate) fn refuse_if_tripped(capture: &Capture, actor: &str, bucket: &str) -> S3Result<()> {
+    match capture.tripwire().refusing(actor, bucket) {
+        Some(incident) => {
+            capture.metrics().tripwire_refused.inc();
+            Err(errors::tripwire_refused(&incident))
+        }
+        None => Ok(()),
+    }
+}
+
 /// A mutation whose intent is journaled, not yet resolved.
 pub(crate) struct Mutation<'a> {
     forwarder: &'a Forwarder,
@@ -33,6 +44,11 @@ pub(crate) struct Mutation<'a> {
     pending: Pending,
     /// The key's lock (none for bucket operations), held until the mutation is resolved.
     _lock: Option<Held>,
+    /// For the tripwire: who acts, where, on which version, and whether with SSE-C.
+    actor: String,
+    bucket: String,
+    replaced: Option<ObjectVersion>,
+    sse_c: bool,
 }
 
 impl Forwarder {
@@ -47,15 +63,30 @@ impl Forwarder {
         info: &'a RequestInfo,
     ) -> S3Result<Mutation<'a>> {
         self.check_key(key)?;
-        let lock = capture.lock(bucket, key).await.map_err(|e| refuse(capture, operation, &e, Applied::No))?;
         let actor = info.actor();
-        if let Err(e) = capture.protect_current(bucket, key, version_id, &actor).await {
-            capture.refused(refusal::CAPTURE_BEFORE_DESTROY);
-            return Err(errors::capture_refused(operation, &e, Applied::No));
-        }
+        refuse_if_tripped(capture, &actor.access_key, bucket)?;
+        let lock = capture.lock(bucket, key).await.map_err(|e| refuse(capture, operation, &e, Applied::No))?;
+        let replaced = match capture.protect(bucket, key, version_id, &actor).await {
+            Ok(p) => p.replaced,
+            Err(e) => {
+                capture.refused(refusal::CAPTURE_BEFORE_DESTROY);
+                return Err(errors::capture_refused(operation, &e, Applied::No));
+            }
+        };
         let pending =
             capture.begin(op, bucket, key, &actor).await.map_err(|e| refuse(capture, operation, &e, Applied::No))?;
-        Ok(Mutation { forwarder: self, capture, operation, info, pending, _lock: Some(lock) })
+        Ok(Mutation {
+            forwarder: self,
+            capture,
+            operation,
+            info,
+            pending,
+            _lock: Some(lock),
+            actor: actor.access_key,
+            bucket: bucket.to_owned(),
+            replaced,
+            sse_c: false,
+        })
     }
 
     /// Step 3 for a bucket operation (CreateBucket, DeleteBucket, a configuration): its
@@ -68,11 +99,21 @@ impl Forwarder {
         bucket: &str,
         info: &'a RequestInfo,
     ) -> S3Result<Mutation<'a>> {
-        let pending = capture
-            .begin(op, bucket, "", &info.actor())
-            .await
-            .map_err(|e| refuse(capture, operation, &e, Applied::No))?;
-        Ok(Mutation { forwarder: self, capture, operation, info, pending, _lock: None })
+        let actor = info.actor();
+        let pending =
+            capture.begin(op, bucket, "", &actor).await.map_err(|e| refuse(capture, operation, &e, Applied::No))?;
+        Ok(Mutation {
+            forwarder: self,
+            capture,
+            operation,
+            info,
+            pending,
+            _lock: None,
+            actor: actor.access_key,
+            bucket: bucket.to_owned(),
+            replaced: None,
+            sse_c: false,
+        })
     }
 }
 
@@ -105,11 +146,21 @@ impl Mutation<'_> {
         response: S3Response<O>,
     ) -> S3Result<S3Response<O>> {
         let (capture, operation) = (self.capture, self.operation);
-        capture
+        let watched = if capture.tripwire().enabled() { effect.as_ref().ok().cloned().flatten() } else { None };
+        let committed = capture
             .settle(self.pending, effect, "the current version is unchanged")
             .await
             .map_err(|e| refuse(capture, operation, &e, Applied::Upstream))?;
+        if let (Some(seq), Some(effect)) = (committed, watched) {
+            capture.watch(&self.actor, &self.bucket, seq, self.replaced.as_ref(), &effect, self.sse_c).await;
+        }
         Ok(response)
+    }
+
+    /// Marks it as written with customer-provided encryption (SSE-C), for the tripwire.
+    pub(crate) fn with_sse_c(mut self, sse_c: bool) -> Self {
+        self.sse_c = sse_c;
+        self
     }
 
     /// An upload the upstream refused: abort, and answer with the vault's failure if it

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use futures::future::join_all;
 use rewind_journal::layout;
-use rewind_model::{Effect, ObjectVersion, Op};
+use rewind_model::{Effect, ObjectVersion, Op, Seq};
 use rewind_vault::Manifest;
 use s3s::dto;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
@@ -17,7 +17,7 @@ use rewind_capture::{Capture, CaptureError, ObjectMeta, Pending, TeeError, plain
 use crate::errors::{self, Applied};
 use crate::meta;
 use crate::metrics::refusal;
-use crate::mutation::{VaultSide, refuse};
+use crate::mutation::{VaultSide, refuse, refuse_if_tripped};
 use crate::request::RequestInfo;
 use crate::s3::{Forwarder, request_info};
 
@@ -43,7 +43,8 @@ impl Forwarder {
             return self.timed(OP, &info, self.proxy.put_object(req)).await;
         };
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
-        let mutation = self.mutation(&capture, OP, Op::Put, (&bucket, &key), None, &info).await?;
+        let sse_c = req.input.sse_customer_algorithm.is_some();
+        let mutation = self.mutation(&capture, OP, Op::Put, (&bucket, &key), None, &info).await?.with_sse_c(sse_c);
         let meta = meta::from_put(&req.input);
         let side = VaultSide::start(&capture, &mut req.input.body);
         let upstream = self.timed(OP, &info, self.proxy.put_object(req)).await;
@@ -275,7 +276,8 @@ impl Forwarder {
             dto::CopySource::Bucket { bucket, key, .. } => Some((bucket.to_string(), key.to_string())),
             _ => None,
         };
-        let mutation = self.mutation(&capture, OP, Op::Copy, (&bucket, &key), None, &info).await?;
+        let sse_c = i.sse_customer_algorithm.is_some();
+        let mutation = self.mutation(&capture, OP, Op::Copy, (&bucket, &key), None, &info).await?.with_sse_c(sse_c);
         // Read before the copy: when the source is the destination, this is its old state.
         let known_source = match &source {
             Some((b, k)) if capture.protects(b) => capture.current(b, k).ok().flatten(),
@@ -347,21 +349,23 @@ impl Forwarder {
         for (key, _) in &targets {
             self.check_key(key)?;
         }
+        let actor = info.actor();
+        refuse_if_tripped(&capture, &actor.access_key, &bucket)?;
         let _locks = capture
             .lock_all(&bucket, targets.iter().map(|(k, _)| k.as_str()))
             .await
             .map_err(|e| refuse(&capture, OP, &e, Applied::No))?;
-        let actor = info.actor();
         let (capture_ref, bucket_ref, actor_ref) = (&capture, &bucket, &actor);
         let protected = futures::stream::iter(targets.clone())
-            .map(|(k, v)| async move { capture_ref.protect_current(bucket_ref, &k, v.as_deref(), actor_ref).await })
-            .buffer_unordered(PROTECT_CONCURRENCY)
+            .map(|(k, v)| async move { capture_ref.protect(bucket_ref, &k, v.as_deref(), actor_ref).await })
+            .buffered(PROTECT_CONCURRENCY)
             .collect::<Vec<_>>()
             .await;
-        if let Some(Err(e)) = protected.into_iter().find(Result::is_err) {
-            capture.refused(refusal::CAPTURE_BEFORE_DESTROY);
-            return Err(errors::capture_refused(OP, &e, Applied::No));
-        }
+        let replaced: Vec<Option<ObjectVersion>> =
+            protected.into_iter().map(|p| p.map(|p| p.replaced)).collect::<Result<_, _>>().map_err(|e| {
+                capture.refused(refusal::CAPTURE_BEFORE_DESTROY);
+                errors::capture_refused(OP, &e, Applied::No)
+            })?;
         let intents = join_all(targets.iter().map(|(k, _)| capture.begin(Op::Delete, &bucket, k, &actor))).await;
         let intents: Vec<Pending> =
             intents.into_iter().collect::<Result<_, _>>().map_err(|e| refuse(&capture, OP, &e, Applied::No))?;
@@ -386,21 +390,27 @@ impl Forwarder {
             .filter_map(|d| Some((d.key.as_deref()?, d.delete_marker_version_id.as_deref()?)))
             .collect();
         let marker_of = |key: &str| markers.get(key).map(|m| (*m).to_owned());
-        let outcomes = join_all(targets.iter().zip(intents).map(|((key, version_id), pending)| {
-            let capture = &capture;
-            let failed = failed.contains(&(key.as_str(), version_id.as_deref()));
-            let marker = marker_of(key);
-            let bucket = &bucket;
-            async move {
-                if failed {
-                    capture.abort(pending, "the upstream refused it").await;
-                    return Ok(());
+        let outcomes =
+            join_all(targets.iter().zip(intents).zip(&replaced).map(|(((key, version_id), pending), was)| {
+                let capture = &capture;
+                let failed = failed.contains(&(key.as_str(), version_id.as_deref()));
+                let marker = marker_of(key);
+                let (bucket, actor) = (&bucket, &actor);
+                async move {
+                    if failed {
+                        capture.abort(pending, "the upstream refused it").await;
+                        return Ok(());
+                    }
+                    let effect = after_delete(capture, (bucket, key), version_id.as_deref(), marker).await;
+                    let watched = effect.as_ref().ok().cloned().flatten().filter(|_| capture.tripwire().enabled());
+                    let committed = capture.settle(pending, effect, "a non-current version was deleted").await?;
+                    if let (Some(seq), Some(effect)) = (committed, watched) {
+                        capture.watch(&actor.access_key, bucket, seq, was.as_ref(), &effect, false).await;
+                    }
+                    Ok(())
                 }
-                let effect = after_delete(capture, (bucket, key), version_id.as_deref(), marker).await;
-                capture.settle(pending, effect, "a non-current version was deleted").await
-            }
-        }))
-        .await;
+            }))
+            .await;
         if let Some(Err(e)) = outcomes.into_iter().find(Result::is_err) {
             return Err(refuse(&capture, OP, &e, Applied::Upstream));
         }
@@ -488,6 +498,13 @@ impl Forwarder {
         if let Some(c) = self.capture_for(bucket).filter(|c| !c.allows_destructive_config()) {
             c.refused(refusal::DESTRUCTIVE_CONFIG);
             tracing::warn!(bucket, what, "refused a bucket configuration that would delete data behind the journal");
+            if operation == "PutBucketLifecycleConfiguration" {
+                let head = c.journal().head().map_or(Seq(0), |h| h.seq);
+                let change = rewind_capture::tripwire::Change::ExpiringLifecycle;
+                if let Err(e) = c.tripwire().observe(&info.actor().access_key, bucket, head, change).await {
+                    tracing::error!(error = %e, bucket, "tripwire: could not record an incident in the journal");
+                }
+            }
             return Err(errors::destructive_config_refused(what));
         }
         self.captured_bucket_op(operation, Op::BucketConfig, bucket, info, forward).await

@@ -38,9 +38,15 @@ pub struct Parts {
     pub views: rewind_views::ViewMetrics,
 }
 
+/// How often the tripwire reads the incidents back from the journal.
+const TRIPWIRE_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Starts every timer on `tracker`.
 pub fn start(parts: &Parts, stop: &CancellationToken, tracker: &TaskTracker) {
     tracker.spawn(count_views(parts.ops.clone(), parts.views.clone(), stop.child_token()));
+    let (capture, token) = (parts.capture.clone(), stop.child_token());
+    // Incidents other gateways opened, and acknowledgements, reach this one within this.
+    tracker.spawn(async move { capture.tripwire().refresh_until(TRIPWIRE_REFRESH, token).await });
     if parts.stores.journal.engine().shared() {
         tracker.spawn(lead(parts.clone(), stop.clone(), tracker.clone()));
     } else {

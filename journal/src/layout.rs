@@ -6,7 +6,7 @@
 //!   concatenations sort like the names and never prefix each other (0x00 becomes
 //!   0x00 0xFF, and 0x00 0x00 ends it). Bucket-level records use the empty key.
 //! - `meta`: `head`; `checkpoint/` + seq; `label/` + name; `hold/` + scope; `view/` +
-//!   access key id; `exact/` + bucket; `shipped`; `labels-shipped`; `horizon`.
+//!   access key id; `incident/` + id; `exact/` + bucket; `shipped`; `labels-shipped`; `horizon`.
 //! - `open` (unresolved intents): `seq` (the value names the owning gateway), and a mark
 //!   per intent `K | key lock id (u64 big-endian) | seq` (empty value), so whoever takes a
 //!   key's lock finds the intents on that key left open.
@@ -27,6 +27,8 @@ pub const CHECKPOINT_PREFIX: &[u8] = b"checkpoint/";
 pub const LABEL_PREFIX: &[u8] = b"label/";
 /// `meta`: legal holds, by bucket and scope.
 pub const HOLD_PREFIX: &[u8] = b"hold/";
+/// `meta`: tripwire incidents, by id.
+pub const INCIDENT_PREFIX: &[u8] = b"incident/";
 /// `meta`: time-travel views, by access key id.
 pub const VIEW_PREFIX: &[u8] = b"view/";
 /// `meta`: the last record shipped to the vault, and its segment's hash.
@@ -114,6 +116,11 @@ pub const EXACT_PREFIX: &[u8] = b"exact/";
 /// The `meta` key of a bucket's first whole position after `forget`.
 pub fn exact_key(bucket: &str) -> Vec<u8> {
     [EXACT_PREFIX, bucket.as_bytes()].concat()
+}
+
+/// `meta`: incident `id`.
+pub fn incident_key(id: &str) -> Vec<u8> {
+    [INCIDENT_PREFIX, id.as_bytes()].concat()
 }
 
 /// The `meta` key of a view.

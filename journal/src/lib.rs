@@ -16,6 +16,7 @@ pub mod engine;
 mod forget;
 mod history;
 pub mod horizon;
+mod incidents;
 pub mod layout;
 pub mod leases;
 pub mod memory;

@@ -333,14 +333,21 @@ pub struct UndoConflict {
 /// `POST /undo`: revert what one client key changed in a window of time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UndoRequest {
+    /// Undo what a tripwire incident names: its actor and bucket, from its first position
+    /// (replaces `actor`, `bucket` and `since`).
+    #[serde(default)]
+    pub incident: Option<String>,
     /// The client access key id whose changes are undone.
+    #[serde(default)]
     pub actor: String,
     /// The bucket.
+    #[serde(default)]
     pub bucket: String,
     /// Only keys under this prefix.
     #[serde(default)]
     pub prefix: String,
     /// Changes after this instant...
+    #[serde(default)]
     pub since: String,
     /// ...and at or before this one (default: now).
     #[serde(default)]

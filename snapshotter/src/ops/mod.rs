@@ -193,7 +193,8 @@ impl Engine {
                 config.vault.capture_timeout.0,
                 metrics.clone(),
             )
-            .with_tasks(tasks.clone()),
+            .with_tasks(tasks.clone())
+            .with_tripwire(config.tripwire.clone()),
         );
         let p = &config.protection;
         let limits = Limits {

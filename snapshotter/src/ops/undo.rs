@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use rewind_capture::tripwire::{self, Incident};
 use rewind_model::Seq;
 use tokio::sync::mpsc;
 
@@ -13,8 +14,14 @@ use crate::{At, History, HistoryError};
 impl Operations {
     /// Plans the undo `ask` describes; unless it is a dry run, applies it in a task. The
     /// events are a restore's: the plan (with the conflicts left alone), progress, done.
-    pub async fn undo(&self, ask: UndoRequest) -> Result<mpsc::Receiver<RestoreEvent>, OpError> {
+    pub async fn undo(&self, mut ask: UndoRequest) -> Result<mpsc::Receiver<RestoreEvent>, OpError> {
         let writer = self.writer()?;
+        if let Some(id) = ask.incident.take() {
+            let incident = self.incident(&id).await?;
+            ask.actor = incident.actor;
+            ask.bucket = incident.bucket;
+            ask.since = format!("seq:{}", incident.first_seq.saturating_sub(1));
+        }
         if !writer.capture.protects(&ask.bucket) {
             return Err(OpError::Invalid(format!(
                 "bucket {:?} is not protected by this gateway: nothing of it was journaled to undo",
@@ -71,5 +78,33 @@ impl Operations {
             "undo planned"
         );
         Ok(self.apply_plan(&writer.capture, plan, listed, ask.parallel, ask.dry_run))
+    }
+
+    /// Every tripwire incident, newest first.
+    pub async fn incidents(&self) -> Result<Vec<Incident>, OpError> {
+        let journal = self.journal();
+        blocking(move || Ok(tripwire::incidents(&journal).map_err(HistoryError::from)?)).await
+    }
+
+    /// Tripwire incident `id`.
+    pub async fn incident(&self, id: &str) -> Result<Incident, OpError> {
+        let (journal, id) = (self.journal(), id.to_owned());
+        blocking(move || {
+            tripwire::incident(&journal, &id).map_err(HistoryError::from)?.ok_or_else(|| {
+                OpError::NoSuchVersion(format!("there is no incident {id}: `rewind incidents ls` lists them"))
+            })
+        })
+        .await
+    }
+
+    /// Acknowledges tripwire incident `id`: its client key may write to its bucket again.
+    pub async fn acknowledge_incident(&self, id: &str) -> Result<Incident, OpError> {
+        let acked = match &self.writer {
+            Some(w) => w.capture.tripwire().acknowledge(id).await,
+            None => tripwire::acknowledge(&self.journal(), id).await,
+        };
+        acked.map_err(HistoryError::from)?.ok_or_else(|| {
+            OpError::NoSuchVersion(format!("there is no incident {id}: `rewind incidents ls` lists them"))
+        })
     }
 }

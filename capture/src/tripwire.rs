@@ -1,0 +1,573 @@
+//! The ransomware tripwire: every captured mutation is counted per client key and bucket,
+//! and what ransomware holding stolen keys does opens an incident while it happens.
+//!
+//! Signals, over a sliding window (`[tripwire]`):
+//! - deletes of existing objects, beyond the new keys the same client key created (log
+//!   rotation deletes about as many as it creates);
+//! - overwrites of existing objects;
+//! - overwrites whose bytes do not compress where the version they replace did (the
+//!   vault's compression of each chunk says so: encrypted bytes never compress);
+//! - writes with customer-provided encryption (SSE-C) over existing objects;
+//! - an expiring lifecycle rule (refused anyway), at once.
+//!
+//! Delete and overwrite counts must also be `sigma` standard deviations above the client
+//! key's own baseline: an exponentially weighted mean and variance of its earlier windows.
+//! An incident is kept in the journal (`incident/` + id), so every gateway sharing it and
+//! the CLI see it; in `protect` mode it refuses every further write of that client key to
+//! that bucket until acknowledged. Counting costs a lock and a few additions per mutation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use rewind_config::{TripwireAction, TripwireConfig, TripwirePolicy};
+use rewind_journal::{Journal, JournalError};
+use rewind_model::{Effect, ObjectVersion, Seq};
+use serde::{Deserialize, Serialize};
+
+use crate::Metrics;
+
+/// Weight of the newest window in a client key's baseline.
+const BASELINE_ALPHA: f64 = 0.2;
+/// Empty windows folded into a baseline at most, after a quiet spell.
+const MAX_QUIET_WINDOWS: u32 = 16;
+/// An open incident's counts are written back to the journal at most this often.
+const PERSIST_EVERY: Duration = Duration::from_secs(1);
+/// Actors that are the gateway's own work (restores, undo, reconcile): never watched.
+const INTERNAL_PREFIX: &str = "rewind-";
+
+/// What one committed mutation did to its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Wrote a key that did not exist.
+    Created,
+    /// Replaced an existing object.
+    Overwrote {
+        /// Its bytes do not compress where the replaced version's did.
+        encrypted: bool,
+        /// With customer-provided encryption (SSE-C).
+        sse_c: bool,
+    },
+    /// Deleted an existing object.
+    Deleted,
+    /// Asked for a lifecycle rule that expires objects (refused).
+    ExpiringLifecycle,
+}
+
+/// What a client key did in one bucket: counted per window, and in an incident since it
+/// opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Objects created.
+    pub created: u64,
+    /// Objects overwritten.
+    pub overwrites: u64,
+    /// Objects deleted.
+    pub deletes: u64,
+    /// Overwrites with bytes that do not compress where the replaced ones did.
+    pub encrypted_overwrites: u64,
+    /// Overwrites with customer-provided encryption.
+    pub sse_c_overwrites: u64,
+    /// Expiring lifecycle rules asked for.
+    pub expiring_lifecycle: u64,
+}
+
+impl Counts {
+    fn add(&mut self, change: Change) {
+        match change {
+            Change::Created => self.created += 1,
+            Change::Overwrote { encrypted, sse_c } => {
+                self.overwrites += 1;
+                self.encrypted_overwrites += u64::from(encrypted);
+                self.sse_c_overwrites += u64::from(sse_c);
+            }
+            Change::Deleted => self.deletes += 1,
+            Change::ExpiringLifecycle => self.expiring_lifecycle += 1,
+        }
+    }
+
+    fn destructive(&self) -> f64 {
+        (self.overwrites + self.deletes) as f64
+    }
+}
+
+/// An incident's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentState {
+    /// Open: in protect mode, the client key's writes to the bucket are refused.
+    Open,
+    /// Acknowledged by an operator: nothing is refused any more.
+    Acknowledged,
+}
+
+/// An incident, as kept in the journal and shown by `rewind incidents`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// Its id (`inc-` and the position that opened it).
+    pub id: String,
+    /// The client access key id that acted.
+    pub actor: String,
+    /// The bucket.
+    pub bucket: String,
+    /// When it opened, µs since the epoch.
+    pub opened_us: i64,
+    /// When it opened (RFC 3339).
+    pub opened_at: String,
+    /// The first journal position of the burst (the actor's first destructive change in
+    /// the window that fired): `rewind undo --incident` reverts from here.
+    pub first_seq: u64,
+    /// The last position of the actor's changes counted in it.
+    pub last_seq: u64,
+    /// The signals that fired.
+    pub signals: Vec<String>,
+    /// What the actor did in the window that fired and since.
+    pub counts: Counts,
+    /// What the bucket's policy did about it.
+    pub action: TripwireAction,
+    /// Open or acknowledged.
+    pub state: IncidentState,
+    /// When an operator acknowledged it (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_at: Option<String>,
+}
+
+impl Incident {
+    /// Whether it refuses the actor's writes now.
+    pub fn refuses(&self) -> bool {
+        self.state == IncidentState::Open && self.action == TripwireAction::Protect
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// One client key in one bucket.
+#[derive(Debug, Default)]
+struct Watch {
+    window_start_us: i64,
+    cur: Counts,
+    prev: Counts,
+    /// The first destructive change of the current and of the previous window.
+    first_cur: Option<Seq>,
+    first_prev: Option<Seq>,
+    mean: f64,
+    var: f64,
+    /// The open incident this watch feeds, and when it was last written back.
+    incident: Option<(String, Instant)>,
+}
+
+impl Watch {
+    /// Moves the window up to `now_us`, folding finished windows into the baseline.
+    fn roll(&mut self, now_us: i64, window_us: i64) {
+        if self.window_start_us == 0 {
+            self.window_start_us = now_us;
+            return;
+        }
+        let mut folded = 0;
+        while now_us >= self.window_start_us + window_us {
+            if folded < MAX_QUIET_WINDOWS {
+                let x = self.cur.destructive();
+                let d = x - self.mean;
+                self.mean += BASELINE_ALPHA * d;
+                self.var = (1.0 - BASELINE_ALPHA) * (self.var + BASELINE_ALPHA * d * d);
+                folded += 1;
+            }
+            self.prev = std::mem::take(&mut self.cur);
+            self.first_prev = self.first_cur.take();
+            self.window_start_us += window_us;
+            if folded >= MAX_QUIET_WINDOWS {
+                // A long quiet spell: start afresh at now.
+                self.prev = Counts::default();
+                self.first_prev = None;
+                self.window_start_us = now_us;
+            }
+        }
+    }
+
+    /// The signals that fire under `policy` at `now_us`.
+    fn signals(&self, policy: &TripwirePolicy, now_us: i64) -> Vec<&'static str> {
+        let window_us = micros(policy.window);
+        let weight = 1.0 - ((now_us - self.window_start_us) as f64 / window_us as f64).clamp(0.0, 1.0);
+        let sliding = |f: fn(&Counts) -> u64| f(&self.cur) as f64 + f(&self.prev) as f64 * weight;
+        let bar = |min: u32| f64::from(min).max(self.mean + policy.sigma * self.var.sqrt());
+        let mut fired = Vec::new();
+        let over =
+            |count: f64, min: u32, baseline: bool| min > 0 && count >= if baseline { bar(min) } else { f64::from(min) };
+        if over(sliding(|c| c.deletes) - sliding(|c| c.created), policy.deletes, true) {
+            fired.push("deletes");
+        }
+        if over(sliding(|c| c.overwrites), policy.overwrites, true) {
+            fired.push("overwrites");
+        }
+        if over(sliding(|c| c.encrypted_overwrites), policy.encrypted_overwrites, false) {
+            fired.push("encrypted_overwrites");
+        }
+        if over(sliding(|c| c.sse_c_overwrites), policy.sse_c_overwrites, false) {
+            fired.push("sse_c_overwrites");
+        }
+        if self.cur.expiring_lifecycle + self.prev.expiring_lifecycle > 0 {
+            fired.push("expiring_lifecycle");
+        }
+        fired
+    }
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX).max(1)
+}
+
+/// What the tripwire decided about one change.
+enum Decision {
+    Nothing,
+    Open(Incident),
+    Update(String, Change, Seq),
+}
+
+/// The tripwire of one gateway.
+pub struct Tripwire {
+    config: TripwireConfig,
+    journal: Arc<Journal>,
+    metrics: Metrics,
+    /// Bucket, then client key.
+    watches: Mutex<HashMap<String, HashMap<String, Watch>>>,
+    /// Open incidents (this gateway's and, once read back, the others'), by bucket then
+    /// client key.
+    open: RwLock<HashMap<String, HashMap<String, Incident>>>,
+}
+
+impl Tripwire {
+    /// A tripwire over `journal` with `config`.
+    pub fn new(config: TripwireConfig, journal: Arc<Journal>, metrics: Metrics) -> Self {
+        Self { config, journal, metrics, watches: Mutex::default(), open: RwLock::default() }
+    }
+
+    /// Whether it watches anything.
+    pub fn enabled(&self) -> bool {
+        self.config.enabled
+    }
+
+    /// The open incident that refuses `actor`'s writes to `bucket`, if any.
+    pub fn refusing(&self, actor: &str, bucket: &str) -> Option<String> {
+        let open = self.open.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        open.get(bucket)?.get(actor).filter(|i| i.refuses()).map(|i| i.id.clone())
+    }
+
+    /// Counts one committed change of `actor` in `bucket` at position `seq`, and opens or
+    /// extends its incident when signals fire. Fails only when the journal refuses the
+    /// incident.
+    pub async fn observe(&self, actor: &str, bucket: &str, seq: Seq, change: Change) -> Result<(), JournalError> {
+        if !self.config.enabled || actor.is_empty() || actor.starts_with(INTERNAL_PREFIX) {
+            return Ok(());
+        }
+        let now_us = crate::now_us();
+        let policy = self.config.policy(bucket);
+        let decision = {
+            let mut watches = self.watches.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let watch = watches.entry(bucket.to_owned()).or_default().entry(actor.to_owned()).or_default();
+            watch.roll(now_us, micros(policy.window));
+            watch.cur.add(change);
+            if change != Change::Created && watch.first_cur.is_none() {
+                watch.first_cur = Some(seq);
+            }
+            match &mut watch.incident {
+                Some((id, persisted)) => {
+                    let due = persisted.elapsed() >= PERSIST_EVERY;
+                    if due {
+                        *persisted = Instant::now();
+                    }
+                    Decision::Update(id.clone(), change, if due { seq } else { Seq(0) })
+                }
+                None => {
+                    let signals = watch.signals(&policy, now_us);
+                    if signals.is_empty() {
+                        Decision::Nothing
+                    } else {
+                        let mut counts = watch.prev;
+                        for (total, now) in [
+                            (&mut counts.created, watch.cur.created),
+                            (&mut counts.overwrites, watch.cur.overwrites),
+                            (&mut counts.deletes, watch.cur.deletes),
+                            (&mut counts.encrypted_overwrites, watch.cur.encrypted_overwrites),
+                            (&mut counts.sse_c_overwrites, watch.cur.sse_c_overwrites),
+                            (&mut counts.expiring_lifecycle, watch.cur.expiring_lifecycle),
+                        ] {
+                            *total += now;
+                        }
+                        let first = watch.first_prev.or(watch.first_cur).unwrap_or(seq);
+                        let id = format!("inc-{}", seq.0);
+                        watch.incident = Some((id.clone(), Instant::now()));
+                        Decision::Open(Incident {
+                            id,
+                            actor: actor.to_owned(),
+                            bucket: bucket.to_owned(),
+                            opened_us: now_us,
+                            opened_at: crate::rfc3339(now_us),
+                            first_seq: first.0,
+                            last_seq: seq.0,
+                            signals: signals.iter().map(|s| (*s).to_owned()).collect(),
+                            counts,
+                            action: policy.action,
+                            state: IncidentState::Open,
+                            acknowledged_at: None,
+                        })
+                    }
+                }
+            }
+        };
+        match decision {
+            Decision::Nothing => Ok(()),
+            Decision::Open(incident) => {
+                tracing::warn!(
+                    incident = %incident.id,
+                    actor = %incident.actor,
+                    bucket = %incident.bucket,
+                    signals = ?incident.signals,
+                    first_seq = incident.first_seq,
+                    action = ?incident.action,
+                    "tripwire: a client key is changing a bucket the way ransomware does; see `rewind incidents show {}`, undo with `rewind undo --incident {}`",
+                    incident.id,
+                    incident.id
+                );
+                self.metrics.tripwire_incidents.with_label_values(&[incident.signals[0].as_str()]).inc();
+                // Known here first: the changes that follow at once extend it.
+                self.remember(incident.clone());
+                self.journal.incident_put(&incident.id, encode(&incident)).await
+            }
+            Decision::Update(id, change, seq) => {
+                let updated = {
+                    let mut open = self.open.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let incident = open.get_mut(bucket).and_then(|m| m.get_mut(actor)).filter(|i| i.id == id);
+                    incident.map(|i| {
+                        i.counts.add(change);
+                        if seq.0 > 0 {
+                            i.last_seq = i.last_seq.max(seq.0);
+                        }
+                        (seq.0 > 0).then(|| i.clone())
+                    })
+                };
+                match updated {
+                    Some(Some(incident)) => self.journal.incident_put(&id, encode(&incident)).await,
+                    Some(None) => Ok(()),
+                    // Acknowledged meanwhile (here or on another gateway): count afresh.
+                    None => {
+                        if incident(&self.journal, &id)?.is_some_and(|i| i.state == IncidentState::Acknowledged) {
+                            self.forget_watch(actor, bucket);
+                        }
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    /// Acknowledges incident `id` ([`acknowledge`]); its client key's counts here start
+    /// afresh.
+    pub async fn acknowledge(&self, id: &str) -> Result<Option<Incident>, JournalError> {
+        let incident = acknowledge(&self.journal, id).await?;
+        self.refresh()?;
+        if let Some(i) = &incident {
+            self.forget_watch(&i.actor, &i.bucket);
+        }
+        Ok(incident)
+    }
+
+    /// Reads the open incidents back from the journal (those other gateways opened, and
+    /// acknowledgements).
+    pub fn refresh(&self) -> Result<(), JournalError> {
+        let stored = incidents(&self.journal)?;
+        let ids: std::collections::HashSet<&str> = stored.iter().map(|i| i.id.as_str()).collect();
+        let mut open: HashMap<String, HashMap<String, Incident>> = HashMap::new();
+        let mut current = self.open.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Opened here and not in the journal yet (its write is in flight): kept.
+        for (bucket, by_actor) in current.iter() {
+            for (actor, i) in by_actor.iter().filter(|(_, i)| !ids.contains(i.id.as_str())) {
+                open.entry(bucket.clone()).or_default().insert(actor.clone(), i.clone());
+            }
+        }
+        for incident in stored.iter().filter(|i| i.state == IncidentState::Open) {
+            open.entry(incident.bucket.clone()).or_default().entry(incident.actor.clone()).or_insert(incident.clone());
+        }
+        let count = open.values().map(HashMap::len).sum::<usize>();
+        *current = open;
+        drop(current);
+        self.metrics.tripwire_open_incidents.set(i64::try_from(count).unwrap_or(i64::MAX));
+        Ok(())
+    }
+
+    /// Refreshes every `every` until `stop`.
+    pub async fn refresh_until(&self, every: Duration, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            if let Err(e) = self.refresh() {
+                tracing::warn!(error = %e, "tripwire: cannot read the incidents from the journal; will retry");
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
+    fn remember(&self, incident: Incident) {
+        let mut open = self.open.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        open.entry(incident.bucket.clone()).or_default().insert(incident.actor.clone(), incident);
+        let count = open.values().map(HashMap::len).sum::<usize>();
+        self.metrics.tripwire_open_incidents.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    fn forget_watch(&self, actor: &str, bucket: &str) {
+        let mut watches = self.watches.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(m) = watches.get_mut(bucket) {
+            m.remove(actor);
+        }
+    }
+}
+
+impl crate::Capture {
+    /// Watches mutations with the ransomware tripwire `config` describes.
+    pub fn with_tripwire(mut self, config: rewind_config::TripwireConfig) -> Self {
+        self.tripwire = Arc::new(Tripwire::new(config, self.journal.clone(), self.metrics.clone()));
+        self
+    }
+
+    /// The ransomware tripwire.
+    pub fn tripwire(&self) -> &Arc<Tripwire> {
+        &self.tripwire
+    }
+
+    /// Tells the tripwire what a committed mutation of `actor` did: `replaced` is the
+    /// version it replaced (`None`: the key did not exist), `effect` what it committed at
+    /// `seq`. A failure to record an incident is logged; the mutation stands.
+    pub async fn watch(
+        &self,
+        actor: &str,
+        bucket: &str,
+        seq: Seq,
+        replaced: Option<&ObjectVersion>,
+        effect: &Effect,
+        sse_c: bool,
+    ) {
+        if !self.tripwire.enabled() {
+            return;
+        }
+        let change = match (effect, replaced) {
+            (Effect::Version(_), None) => Change::Created,
+            (Effect::Version(new), Some(old)) => {
+                let encrypted = self.compresses(new) == Some(false) && self.compresses(old) == Some(true);
+                Change::Overwrote { encrypted, sse_c }
+            }
+            (Effect::Deleted { .. }, Some(_)) => Change::Deleted,
+            _ => return,
+        };
+        if let Err(e) = self.tripwire.observe(actor, bucket, seq, change).await {
+            tracing::error!(error = %e, bucket, "tripwire: could not record an incident in the journal");
+        }
+    }
+
+    /// Whether the vault found `v`'s first chunk worth compressing (`None`: unknown).
+    fn compresses(&self, v: &ObjectVersion) -> Option<bool> {
+        let first = v.chunks.first()?;
+        self.vault.locate(first).ok().flatten().map(|at| at.entry.compressed)
+    }
+}
+
+/// Every incident in `journal`, newest first.
+pub fn incidents(journal: &Journal) -> Result<Vec<Incident>, JournalError> {
+    let mut out: Vec<Incident> =
+        journal.incidents()?.into_iter().filter_map(|(_, bytes)| Incident::decode(&bytes)).collect();
+    out.sort_by_key(|i| std::cmp::Reverse(i.opened_us));
+    Ok(out)
+}
+
+/// Incident `id` in `journal`.
+pub fn incident(journal: &Journal, id: &str) -> Result<Option<Incident>, JournalError> {
+    Ok(journal.incident(id)?.as_deref().and_then(Incident::decode))
+}
+
+/// Acknowledges incident `id`: its client key may write again (every gateway sees it
+/// within its next refresh). `None` when there is no such incident.
+pub async fn acknowledge(journal: &Journal, id: &str) -> Result<Option<Incident>, JournalError> {
+    let Some(mut incident) = incident(journal, id)? else { return Ok(None) };
+    if incident.state == IncidentState::Open {
+        incident.state = IncidentState::Acknowledged;
+        incident.acknowledged_at = Some(crate::rfc3339(crate::now_us()));
+        journal.incident_put(id, encode(&incident)).await?;
+        tracing::info!(incident = id, actor = %incident.actor, bucket = %incident.bucket, "tripwire: incident acknowledged");
+    }
+    Ok(Some(incident))
+}
+
+fn encode(incident: &Incident) -> Vec<u8> {
+    serde_json::to_vec(incident).expect("invariant: an incident serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> TripwirePolicy {
+        TripwireConfig::default().policy("b")
+    }
+
+    fn feed(w: &mut Watch, at_us: i64, change: Change, n: u64) {
+        for _ in 0..n {
+            w.roll(at_us, micros(policy().window));
+            w.cur.add(change);
+        }
+    }
+
+    #[test]
+    fn deletes_fire_unless_as_many_keys_are_created() {
+        let mut w = Watch::default();
+        feed(&mut w, 1_000_000, Change::Deleted, 39);
+        assert!(w.signals(&policy(), 1_000_000).is_empty());
+        feed(&mut w, 1_000_000, Change::Deleted, 1);
+        assert_eq!(w.signals(&policy(), 1_000_000), ["deletes"]);
+
+        let mut rotation = Watch::default();
+        for _ in 0..500 {
+            feed(&mut rotation, 1_000_000, Change::Created, 1);
+            feed(&mut rotation, 1_000_000, Change::Deleted, 1);
+        }
+        assert!(rotation.signals(&policy(), 1_000_000).is_empty());
+    }
+
+    #[test]
+    fn a_key_that_always_deletes_a_lot_raises_its_own_bar() {
+        let window = micros(policy().window);
+        let mut w = Watch::default();
+        // Windows of 100 to 140 deletes, an hour of them.
+        for i in 0..60 {
+            feed(&mut w, 1 + i * window, Change::Deleted, 100 + (i as u64 % 5) * 10);
+        }
+        let at = 1 + 60 * window + window - 1;
+        feed(&mut w, at, Change::Deleted, 150);
+        assert!(w.signals(&policy(), at).is_empty(), "within its usual spread: mean {} sd {}", w.mean, w.var.sqrt());
+        feed(&mut w, at, Change::Deleted, 150);
+        assert_eq!(w.signals(&policy(), at), ["deletes"], "far beyond it");
+    }
+
+    #[test]
+    fn encrypted_overwrites_fire_long_before_plain_ones() {
+        let mut w = Watch::default();
+        feed(&mut w, 1_000_000, Change::Overwrote { encrypted: false, sse_c: false }, 400);
+        assert!(w.signals(&policy(), 1_000_000).is_empty(), "a sync rewriting many objects");
+        feed(&mut w, 1_000_000, Change::Overwrote { encrypted: true, sse_c: false }, 10);
+        assert_eq!(w.signals(&policy(), 1_000_000), ["encrypted_overwrites"]);
+    }
+
+    #[test]
+    fn counts_fade_with_the_window() {
+        let window = micros(policy().window);
+        let mut w = Watch::default();
+        feed(&mut w, 1_000_000, Change::Deleted, 39);
+        // Half a window later, the first 39 count as about 20; that window also raised the
+        // key's bar (its baseline) to about 55.
+        let later = 1_000_000 + window + window / 2;
+        feed(&mut w, later, Change::Deleted, 30);
+        assert!(w.signals(&policy(), later).is_empty());
+        feed(&mut w, later, Change::Deleted, 10);
+        assert_eq!(w.signals(&policy(), later), ["deletes"]);
+    }
+}
