@@ -228,18 +228,18 @@ impl Capture {
         let (bucket, key) = (bucket.as_str(), key.as_str());
         let known = self.current(bucket, key)?;
         match self.head(bucket, key, None).await? {
-            None if known.is_some() => {
-                self.commit(pending, Effect::Deleted { version_id: None }).await?;
-                Ok(true)
-            }
-            None => match self.unjournaled_delete_marker(bucket, key).await? {
-                // A delete of a key already deleted, in a versioned bucket: the upstream
-                // added a delete marker that HEAD cannot show.
-                Some(marker) => {
+            // Gone upstream. In a versioned bucket the delete left a marker that HEAD cannot
+            // show (also when the key was already deleted): its version id is the commit's.
+            None => match (self.unjournaled_delete_marker(bucket, key).await?, known.is_some()) {
+                (Some(marker), _) => {
                     self.commit(pending, Effect::Deleted { version_id: Some(marker) }).await?;
                     Ok(true)
                 }
-                None => {
+                (None, true) => {
+                    self.commit(pending, Effect::Deleted { version_id: None }).await?;
+                    Ok(true)
+                }
+                (None, false) => {
                     self.abort(pending, "recovery: the object is not upstream").await;
                     Ok(false)
                 }
