@@ -104,7 +104,7 @@ pub enum IncidentState {
 /// An incident, as kept in the journal and shown by `rewind incidents`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
-    /// Its id (`inc-` and the position that opened it).
+    /// Its id (`inc-`, the position that opened it, and a random part).
     pub id: String,
     /// The client access key id that acted.
     pub actor: String,
@@ -214,6 +214,48 @@ impl Watch {
     }
 }
 
+impl Watch {
+    /// Opens an incident for what this watch counted, fired by `signals` at `seq`.
+    fn open(
+        &mut self,
+        actor: &str,
+        bucket: &str,
+        policy: &TripwirePolicy,
+        signals: &[&str],
+        seq: Seq,
+        now_us: i64,
+    ) -> Incident {
+        let mut counts = self.prev;
+        for (total, now) in [
+            (&mut counts.created, self.cur.created),
+            (&mut counts.overwrites, self.cur.overwrites),
+            (&mut counts.deletes, self.cur.deletes),
+            (&mut counts.encrypted_overwrites, self.cur.encrypted_overwrites),
+            (&mut counts.sse_c_overwrites, self.cur.sse_c_overwrites),
+            (&mut counts.expiring_lifecycle, self.cur.expiring_lifecycle),
+        ] {
+            *total += now;
+        }
+        let first = self.first_prev.or(self.first_cur).unwrap_or(seq);
+        let id = format!("inc-{}-{:04x}", seq.0, rand::random::<u16>());
+        self.incident = Some((id.clone(), Instant::now()));
+        Incident {
+            id,
+            actor: actor.to_owned(),
+            bucket: bucket.to_owned(),
+            opened_us: now_us,
+            opened_at: crate::rfc3339(now_us),
+            first_seq: first.0,
+            last_seq: seq.0,
+            signals: signals.iter().map(|s| (*s).to_owned()).collect(),
+            counts,
+            action: policy.action,
+            state: IncidentState::Open,
+            acknowledged_at: None,
+        }
+    }
+}
+
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX).max(1)
 }
@@ -284,57 +326,14 @@ impl Tripwire {
                     if signals.is_empty() {
                         Decision::Nothing
                     } else {
-                        let mut counts = watch.prev;
-                        for (total, now) in [
-                            (&mut counts.created, watch.cur.created),
-                            (&mut counts.overwrites, watch.cur.overwrites),
-                            (&mut counts.deletes, watch.cur.deletes),
-                            (&mut counts.encrypted_overwrites, watch.cur.encrypted_overwrites),
-                            (&mut counts.sse_c_overwrites, watch.cur.sse_c_overwrites),
-                            (&mut counts.expiring_lifecycle, watch.cur.expiring_lifecycle),
-                        ] {
-                            *total += now;
-                        }
-                        let first = watch.first_prev.or(watch.first_cur).unwrap_or(seq);
-                        let id = format!("inc-{}", seq.0);
-                        watch.incident = Some((id.clone(), Instant::now()));
-                        Decision::Open(Incident {
-                            id,
-                            actor: actor.to_owned(),
-                            bucket: bucket.to_owned(),
-                            opened_us: now_us,
-                            opened_at: crate::rfc3339(now_us),
-                            first_seq: first.0,
-                            last_seq: seq.0,
-                            signals: signals.iter().map(|s| (*s).to_owned()).collect(),
-                            counts,
-                            action: policy.action,
-                            state: IncidentState::Open,
-                            acknowledged_at: None,
-                        })
+                        Decision::Open(watch.open(actor, bucket, &policy, &signals, seq, now_us))
                     }
                 }
             }
         };
         match decision {
             Decision::Nothing => Ok(()),
-            Decision::Open(incident) => {
-                tracing::warn!(
-                    incident = %incident.id,
-                    actor = %incident.actor,
-                    bucket = %incident.bucket,
-                    signals = ?incident.signals,
-                    first_seq = incident.first_seq,
-                    action = ?incident.action,
-                    "tripwire: a client key is changing a bucket the way ransomware does; see `rewind incidents show {}`, undo with `rewind undo --incident {}`",
-                    incident.id,
-                    incident.id
-                );
-                self.metrics.tripwire_incidents.with_label_values(&[incident.signals[0].as_str()]).inc();
-                // Known here first: the changes that follow at once extend it.
-                self.remember(incident.clone());
-                self.journal.incident_put(&incident.id, encode(&incident)).await
-            }
+            Decision::Open(incident) => self.opened(incident).await,
             Decision::Update(id, change, seq) => {
                 let updated = {
                     let mut open = self.open.write().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -360,6 +359,76 @@ impl Tripwire {
                 }
             }
         }
+    }
+
+    /// Before a batch delete of `deletes` existing objects of `bucket` by `actor` is sent
+    /// upstream: in protect mode, if the batch would fire the tripwire, the incident opens
+    /// now and its id comes back (the batch is refused whole; one request can delete 1,000
+    /// objects). `head` is the journal's head. Nothing is counted otherwise: the deletes
+    /// count as they commit.
+    pub async fn before_batch(
+        &self,
+        actor: &str,
+        bucket: &str,
+        deletes: u64,
+        head: Seq,
+    ) -> Result<Option<String>, JournalError> {
+        let policy = self.config.policy(bucket);
+        if !self.config.enabled
+            || policy.action != TripwireAction::Protect
+            || actor.is_empty()
+            || actor.starts_with(INTERNAL_PREFIX)
+        {
+            return Ok(None);
+        }
+        let now_us = crate::now_us();
+        let incident = {
+            let mut watches = self.watches.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let watch = watches.entry(bucket.to_owned()).or_default().entry(actor.to_owned()).or_default();
+            watch.roll(now_us, micros(policy.window));
+            if watch.incident.is_some() {
+                return Ok(None);
+            }
+            watch.cur.deletes += deletes;
+            let signals = watch.signals(&policy, now_us);
+            let incident = (!signals.is_empty()).then(|| {
+                let mut incident = watch.open(actor, bucket, &policy, &signals, head, now_us);
+                incident.first_seq = watch.first_prev.or(watch.first_cur).map_or(head.0 + 1, |s| s.0);
+                incident.signals.push("batch_deletes".to_owned());
+                incident.counts.deletes -= deletes;
+                incident
+            });
+            // Refused or not counted yet: the batch's deletes count when they commit.
+            watch.cur.deletes -= deletes;
+            incident
+        };
+        match incident {
+            Some(incident) => {
+                let id = incident.id.clone();
+                self.opened(incident).await?;
+                Ok(Some(id))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Announces and keeps an incident just opened.
+    async fn opened(&self, incident: Incident) -> Result<(), JournalError> {
+        tracing::warn!(
+            incident = %incident.id,
+            actor = %incident.actor,
+            bucket = %incident.bucket,
+            signals = ?incident.signals,
+            first_seq = incident.first_seq,
+            action = ?incident.action,
+            "tripwire: a client key is changing a bucket the way ransomware does; see `rewind incidents show {}`, undo with `rewind undo --incident {}`",
+            incident.id,
+            incident.id
+        );
+        self.metrics.tripwire_incidents.with_label_values(&[incident.signals[0].as_str()]).inc();
+        // Known here first: the changes that follow at once extend it.
+        self.remember(incident.clone());
+        self.journal.incident_put(&incident.id, encode(&incident)).await
     }
 
     /// Acknowledges incident `id` ([`acknowledge`]); its client key's counts here start

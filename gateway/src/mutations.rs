@@ -366,6 +366,16 @@ impl Forwarder {
                 capture.refused(refusal::CAPTURE_BEFORE_DESTROY);
                 errors::capture_refused(OP, &e, Applied::No)
             })?;
+        let existing = replaced.iter().filter(|r| r.is_some()).count() as u64;
+        let head = capture.journal().head().map_or(Seq(0), |h| h.seq);
+        match capture.tripwire().before_batch(&actor.access_key, &bucket, existing, head).await {
+            Ok(None) => {}
+            Ok(Some(incident)) => {
+                capture.metrics().tripwire_refused.inc();
+                return Err(errors::tripwire_refused(&incident));
+            }
+            Err(e) => tracing::error!(error = %e, bucket, "tripwire: could not record an incident in the journal"),
+        }
         let intents = join_all(targets.iter().map(|(k, _)| capture.begin(Op::Delete, &bucket, k, &actor))).await;
         let intents: Vec<Pending> =
             intents.into_iter().collect::<Result<_, _>>().map_err(|e| refuse(&capture, OP, &e, Applied::No))?;
