@@ -21,11 +21,14 @@
 //! each gateway's CPU per operation and, per mutation, the database's transactions, rows
 //! written and server CPU.
 //!
+//! `--tripwire` runs only the tripwire check: PUT 4 KiB x32 overwrites through two
+//! capturing gateways, the ransomware tripwire on and off, with each one's CPU per operation.
+//!
 //! Every mode shares the gateway launcher, the load runner and the CPU and memory readers
 //! kept here, which is why this file is long; modes with more than a table of their own
 //! (the shared journal) sit in modules beside it.
 //!
-//! Build and run:  cargo build --release --bins && target/release/rewind-bench [--quick] [--big 2] [--memory] [--views]
+//! Build and run:  cargo build --release --bins && target/release/rewind-bench [--quick] [--big 2] [--memory] [--views] [--tripwire]
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -41,6 +44,7 @@ use bytes::Bytes;
 use rewind_testkit::{FsUpstream, eventually, key_pair, pattern};
 
 mod journal;
+mod tripwire;
 
 const MIB: usize = 1024 * 1024;
 
@@ -230,12 +234,25 @@ async fn start_gateway_on(
     capture: bool,
     journal: Option<&str>,
 ) -> GatewayProcess {
+    start_gateway_with(binary, upstream, work, name, capture, journal, "").await
+}
+
+/// [`start_gateway_on`] with `extra` appended to its configuration file.
+async fn start_gateway_with(
+    binary: &Path,
+    upstream: &FsUpstream,
+    work: &Path,
+    name: &str,
+    capture: bool,
+    journal: Option<&str>,
+    extra: &str,
+) -> GatewayProcess {
     let (id, secret) = key_pair();
     let (port, admin) = (free_port(), free_port());
     let log = std::fs::File::create(work.join(format!("{name}.log"))).unwrap();
     let config = work.join(format!("{name}.toml"));
     let buckets = if capture { r#"["*"]"# } else { "[]" };
-    std::fs::write(&config, format!("[protection]\nbuckets = {buckets}\n")).unwrap();
+    std::fs::write(&config, format!("[protection]\nbuckets = {buckets}\n{extra}")).unwrap();
     let mut command = Command::new(binary);
     if let Some(url) = journal {
         command.env("REWIND_JOURNAL_URL", url);
@@ -284,6 +301,7 @@ async fn main() {
     let memory_only = args.iter().any(|a| a == "--memory");
     let views_only = args.iter().any(|a| a == "--views");
     let postgres_only = args.iter().any(|a| a == "--journal-postgres");
+    let tripwire_only = args.iter().any(|a| a == "--tripwire");
     let only = args.iter().position(|a| a == "--only").map(|i| args[i + 1].clone());
     let binary =
         args.iter().position(|a| a == "--gateway").map_or_else(gateway_binary, |i| PathBuf::from(&args[i + 1]));
@@ -296,6 +314,13 @@ async fn main() {
     let capturing = start_gateway(&binary, &upstream, work.path(), "capture", true).await;
     let (plain_pid, capture_pid) = (plain.child.id(), capturing.child.id());
 
+    if tripwire_only {
+        drop((plain, capturing));
+        let ok = tripwire::compare(&binary, &upstream, work.path(), quick).await;
+        println!("targets missed: {}", usize::from(!ok));
+        upstream.stop().await;
+        return;
+    }
     if postgres_only {
         drop((plain, capturing));
         let ok = journal::engines(&binary, &upstream, work.path(), quick).await;
