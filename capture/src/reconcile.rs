@@ -104,7 +104,7 @@ impl Capture {
             let result = self.observe(Op::CaptureExisting, &bucket, &key, actor, Effect::Version(version)).await;
             drop(lock);
             result?;
-            super::log_captured(&bucket, &key, size);
+            crate::protect::log_captured(&bucket, &key, size);
             Ok(size)
         }))
         .await
