@@ -232,8 +232,8 @@ pub struct UndoArgs {
     /// The client access key id whose changes are reverted.
     #[arg(long, required_unless_present = "incident")]
     pub actor: Option<String>,
-    /// The bucket.
-    #[arg(long, required_unless_present = "incident")]
+    /// The bucket [default: every bucket the key changed in the window].
+    #[arg(long)]
     pub bucket: Option<String>,
     /// Only keys under this prefix.
     #[arg(long, default_value = "")]

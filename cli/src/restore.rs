@@ -49,22 +49,70 @@ pub(crate) async fn restore(cli: &Cli, target: &Target, args: &RestoreArgs) -> R
     apply(cli, args, &mut events, plan).await
 }
 
+/// `rewind undo`: one bucket (named, or the incident's), or without `--bucket` every
+/// bucket with history in which the client key changed something in the window.
 pub(crate) async fn undo(cli: &Cli, target: &Target, args: &UndoArgs) -> Result<ExitCode, CliError> {
-    let mut ask = UndoRequest {
+    if args.bucket.is_some() || args.incident.is_some() {
+        return undo_in(cli, target, args, args.bucket.clone().unwrap_or_default(), false).await;
+    }
+    let buckets = target.status().await?.buckets;
+    let mut plans = Vec::new();
+    for bucket in buckets {
+        let ask = undo_request(args, bucket.name.clone());
+        let Some(RestoreEvent::Plan(plan)) = target.undo(&ask).await?.next().await? else {
+            return Err(CliError::other("the gateway sent no undo plan"));
+        };
+        if plan.writes + plan.deletes > 0 || !plan.conflicts.is_empty() {
+            plans.push(plan);
+        }
+    }
+    if cli.json && args.dry_run {
+        print_json(&plans)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if plans.is_empty() {
+        if !cli.json {
+            outln!("Nothing to undo: {} changed no bucket in that window.", args.actor.as_deref().unwrap_or_default());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut code = ExitCode::SUCCESS;
+    for plan in plans {
+        let done = undo_in(cli, target, args, plan.to_bucket.clone(), true).await?;
+        if done != ExitCode::SUCCESS {
+            code = done;
+        }
+    }
+    Ok(code)
+}
+
+fn undo_request(args: &UndoArgs, bucket: String) -> UndoRequest {
+    UndoRequest {
         incident: args.incident.clone(),
         actor: args.actor.clone().unwrap_or_default(),
-        bucket: args.bucket.clone().unwrap_or_default(),
+        bucket,
         prefix: args.prefix.clone(),
         since: args.since.clone().unwrap_or_default(),
         until: args.until.clone(),
         force: args.force,
         dry_run: true,
         parallel: args.parallel,
-    };
+    }
+}
+
+/// The undo in one bucket; `of_many` when it is one of several (`--bucket` left out).
+async fn undo_in(
+    cli: &Cli,
+    target: &Target,
+    args: &UndoArgs,
+    bucket: String,
+    of_many: bool,
+) -> Result<ExitCode, CliError> {
+    let mut ask = undo_request(args, bucket);
     let Some(RestoreEvent::Plan(plan)) = target.undo(&ask).await?.next().await? else {
         return Err(CliError::other("the gateway sent no undo plan"));
     };
-    if cli.json && args.dry_run {
+    if cli.json && args.dry_run && !of_many {
         print_json(&plan)?;
         return Ok(ExitCode::SUCCESS);
     }

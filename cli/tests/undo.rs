@@ -109,3 +109,42 @@ async fn undo_by_actor_reverts_exactly_what_that_key_did() {
     assert_eq!(forced.sample_writes, vec!["shared".to_owned()]);
     gw.gateway.shutdown().await;
 }
+
+/// Without `--bucket`, the undo covers every bucket the key changed in the window, and
+/// leaves the others alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_without_a_bucket_covers_every_bucket_the_key_changed() {
+    let upstream = FsUpstream::start().await;
+    let (attacker_id, attacker_secret) = key_pair();
+    let gw = TestGateway::start_with(&upstream.target, |c| {
+        c.set_client_key(attacker_id.clone(), Secret::new(attacker_secret.clone()));
+    })
+    .await;
+    let legit = gw.client();
+    let attacker = s3_client(&gw.endpoint(), &attacker_id, &attacker_secret);
+    for bucket in ["one", "two", "untouched"] {
+        legit.create_bucket().bucket(bucket).send().await.unwrap();
+        legit.put_object().bucket(bucket).key("k").body(ByteStream::from_static(b"before")).send().await.unwrap();
+    }
+    let since = format!("seq:{}", gw.gateway.capture().journal().head().unwrap().seq.0);
+    for bucket in ["one", "two"] {
+        attacker.put_object().bucket(bucket).key("k").body(ByteStream::from_static(b"locked")).send().await.unwrap();
+    }
+    legit.put_object().bucket("untouched").key("k").body(ByteStream::from_static(b"legit")).send().await.unwrap();
+
+    let args = ["--actor", attacker_id.as_str(), "--since", since.as_str()];
+    let out = undo(&gw, &[&args[..], &["--dry-run"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plans: Vec<PlanSummary> = serde_json::from_slice(&out.stdout).unwrap();
+    let buckets: Vec<&str> = plans.iter().map(|p| p.to_bucket.as_str()).collect();
+    assert_eq!(buckets, ["one", "two"], "{plans:?}");
+    let out = undo(&gw, &[&args[..], &["--yes"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for bucket in ["one", "two"] {
+        let got = legit.get_object().bucket(bucket).key("k").send().await.unwrap();
+        assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), b"before", "{bucket}");
+    }
+    let got = legit.get_object().bucket("untouched").key("k").send().await.unwrap();
+    assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), b"legit");
+    gw.gateway.shutdown().await;
+}
