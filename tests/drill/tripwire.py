@@ -187,11 +187,17 @@ def drill(gw, moto, rewind, legit_key, attacker_key, args, tmp):
     print(f"   undo --incident: all {len(docs)} objects byte-exact, every legitimate write kept")
 
     # 2. One DeleteObjects of every key (boto3): refused whole.
+    writer = Legit(legit, "victim", "batch")
+    writer.start()
     try:
         attacker.delete_objects(Bucket="victim", Delete={"Objects": [{"Key": k} for k in docs], "Quiet": True})
         raise AssertionError("a batch delete of the whole bucket went through")
     except ClientError as e:
         assert code(e) == "AccessDenied", e
+    finally:
+        written = writer.finish()
+    for k in written:
+        assert body(direct, "victim", k) == text(k), f"legitimate {k} lost"
     [incident] = [i for i in incidents(rewind, gw, "victim") if i["state"] == "open"]
     assert "batch_deletes" in incident["signals"], incident
     untouched_except(set())
@@ -223,6 +229,8 @@ def drill(gw, moto, rewind, legit_key, attacker_key, args, tmp):
     # 3. Codefinger: each object copied onto itself with SSE-C under the attacker's key (moto
     # wants a metadata change too), then a lifecycle rule that expires everything.
     sse_key = os.urandom(32)
+    writer = Legit(legit, "victim", "sse-c")
+    writer.start()
     copied, started = [], time.monotonic()
     for k in docs:
         try:
@@ -239,12 +247,15 @@ def drill(gw, moto, rewind, legit_key, attacker_key, args, tmp):
         raise AssertionError("an expiring lifecycle rule was accepted")
     except ClientError as e:
         assert code(e) == "AccessDenied", e
+    written = writer.finish()
     [incident] = [i for i in incidents(rewind, gw, "victim") if i["state"] == "open"]
     assert "sse_c_overwrites" in incident["signals"], incident
     assert len(copied) <= 50, f"{len(copied)} copied with SSE-C"
     untouched_except(set(copied))
     undo_and_ack(rewind, gw, incident)
     untouched_except(set())
+    for k in written:
+        assert body(direct, "victim", k) == text(k), f"legitimate {k} lost"
     print(f"3. SSE-C in-place copies: incident {incident['id']} after {len(copied)} objects "
           f"({time.monotonic() - started:.1f} s); the lifecycle rule refused; undone byte-exact, readable without the key")
     # An expiring lifecycle rule alone opens one too.
