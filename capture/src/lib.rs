@@ -15,6 +15,7 @@
 pub mod chain;
 pub mod compact;
 mod error;
+mod incidents;
 pub mod locks;
 pub mod meta;
 pub mod metrics;

@@ -367,8 +367,7 @@ impl Forwarder {
                 errors::capture_refused(OP, &e, Applied::No)
             })?;
         let existing = replaced.iter().filter(|r| r.is_some()).count() as u64;
-        let head = capture.journal().head().map_or(Seq(0), |h| h.seq);
-        match capture.tripwire().before_batch(&actor.access_key, &bucket, existing, head).await {
+        match capture.tripwire().before_batch(&actor.access_key, &bucket, existing).await {
             Ok(None) => {}
             Ok(Some(incident)) => {
                 capture.metrics().tripwire_refused.inc();

@@ -1,6 +1,9 @@
 //! Capture end to end: after each kind of mutation through the gateway (s3s-fs upstream,
 //! aws-sdk-s3 over HTTP), the journal holds exactly the expected committed records and the
 //! vault returns the exact bytes of every version, including overwritten and deleted ones.
+//! One idea, one case per kind of mutation and per capture failure, which is why it is
+//! long; kills of the real binary (`crash.rs`) and the review's cases (`review.rs`) have
+//! files of their own.
 
 #![allow(clippy::unwrap_used)] // test helpers, like tests, may unwrap
 

@@ -141,6 +141,16 @@ def undo_and_ack(rewind, gw, incident):
     sh([rewind, "incidents", "ack", incident["id"]], env=gw.rewind_env())
 
 
+def refuse_expiring_lifecycle(attacker):
+    """An expiring lifecycle rule on `victim` must be refused."""
+    try:
+        attacker.put_bucket_lifecycle_configuration(Bucket="victim", LifecycleConfiguration={"Rules": [
+            {"ID": "x", "Status": "Enabled", "Filter": {"Prefix": ""}, "Expiration": {"Days": 7}}]})
+        raise AssertionError("an expiring lifecycle rule was accepted")
+    except ClientError as e:
+        assert code(e) == "AccessDenied", e
+
+
 def drill(gw, moto, rewind, legit_key, attacker_key, args, tmp):
     legit, attacker = client(gw.endpoint, legit_key), client(gw.endpoint, attacker_key)
     direct = client(moto.endpoint, moto.key)
@@ -241,12 +251,7 @@ def drill(gw, moto, rewind, legit_key, attacker_key, args, tmp):
         except ClientError as e:
             assert code(e) == "AccessDenied", e
             break
-    try:
-        attacker.put_bucket_lifecycle_configuration(Bucket="victim", LifecycleConfiguration={"Rules": [
-            {"ID": "x", "Status": "Enabled", "Filter": {"Prefix": ""}, "Expiration": {"Days": 7}}]})
-        raise AssertionError("an expiring lifecycle rule was accepted")
-    except ClientError as e:
-        assert code(e) == "AccessDenied", e
+    refuse_expiring_lifecycle(attacker)
     written = writer.finish()
     [incident] = [i for i in incidents(rewind, gw, "victim") if i["state"] == "open"]
     assert "sse_c_overwrites" in incident["signals"], incident
@@ -259,12 +264,7 @@ def drill(gw, moto, rewind, legit_key, attacker_key, args, tmp):
     print(f"3. SSE-C in-place copies: incident {incident['id']} after {len(copied)} objects "
           f"({time.monotonic() - started:.1f} s); the lifecycle rule refused; undone byte-exact, readable without the key")
     # An expiring lifecycle rule alone opens one too.
-    try:
-        attacker.put_bucket_lifecycle_configuration(Bucket="victim", LifecycleConfiguration={"Rules": [
-            {"ID": "x", "Status": "Enabled", "Filter": {"Prefix": ""}, "Expiration": {"Days": 7}}]})
-        raise AssertionError("an expiring lifecycle rule was accepted")
-    except ClientError as e:
-        assert code(e) == "AccessDenied", e
+    refuse_expiring_lifecycle(attacker)
     [incident] = [i for i in incidents(rewind, gw, "victim") if i["state"] == "open"]
     assert incident["signals"] == ["expiring_lifecycle"], incident
     sh([rewind, "incidents", "ack", incident["id"]], env=gw.rewind_env())
