@@ -1,7 +1,7 @@
 //! Capture: every mutation of a protected bucket is journaled, and every byte it wrote is
 //! kept in the vault, before the client hears "OK" (DESIGN.md, write path, G1 and G2).
 //!
-//! The S3 layer (`s3.rs`) drives each mutation through these steps:
+//! The S3 layer (`rewind-forward`) drives each mutation through these steps:
 //! 1. take the key's mutation lock ([`Capture::lock`]);
 //! 2. capture the version the mutation would destroy, if the vault lacks it
 //!    ([`Capture::protect_current`]);

@@ -13,7 +13,7 @@ use s3s::{S3Result, s3_error};
 
 use rewind_views::{ViewKeys, ViewRequest};
 
-use crate::request::{RequestInfo, Resolved};
+use rewind_forward::request::{RequestInfo, Resolved};
 
 /// The client access keys the gateway accepts; never the upstream's. Cheap to clone: the
 /// S3 service (SigV4) and the HTTP layer (SigV2, see `sigv2.rs`) share one table.

@@ -20,9 +20,9 @@ use rewind_vault::Charge;
 use crate::auth::{ClientKeys, VirtualHosts};
 use crate::metrics::{Metrics, UNRESOLVED_OPERATION};
 use crate::query::Query;
-use crate::request::{BodyFault, RequestInfo};
 use crate::sigv2;
 use rewind_embedded::body::FaultSink;
+use rewind_forward::request::{BodyFault, RequestInfo};
 
 type StdError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -139,7 +139,10 @@ impl Gate {
     fn admit(&self, parts: &mut http::request::Parts, info: &RequestInfo) -> Result<(), s3s::S3Error> {
         let content_type = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         if parts.method == http::Method::POST && content_type.is_some_and(is_multipart) {
-            return Err(s3s::S3Error::with_message(s3s::S3ErrorCode::NotImplemented, crate::s3::POST_OBJECT_REFUSAL));
+            return Err(s3s::S3Error::with_message(
+                s3s::S3ErrorCode::NotImplemented,
+                rewind_forward::POST_OBJECT_REFUSAL,
+            ));
         }
         let query = Query::parse(parts.uri.query());
         let lifetime = crate::sigv2::MAX_PRESIGNED_LIFETIME.as_secs();
@@ -266,7 +269,7 @@ fn with_error_message(mut response: s3s::HttpResponse) -> s3s::HttpResponse {
     if response.status().as_u16() < 400 {
         return response;
     }
-    let Some(fixed) = response.body().bytes().and_then(|b| crate::errors::with_standard_message(&b)) else {
+    let Some(fixed) = response.body().bytes().and_then(|b| rewind_forward::errors::with_standard_message(&b)) else {
         return response;
     };
     response.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(fixed.len()));

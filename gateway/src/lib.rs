@@ -5,17 +5,10 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod credentials;
-pub mod errors;
 pub mod front;
-mod meta;
 pub mod metrics;
-mod mutation;
-mod mutations;
 pub mod query;
-pub mod request;
-pub mod s3;
 pub mod sigv2;
-mod tee;
 pub mod telemetry;
 mod timers;
 pub mod upstream;
@@ -154,7 +147,8 @@ impl Gateway {
 
         let views = rewind_views::ViewServer::new(stores.journal.clone(), stores.vault.clone(), metrics.views.clone());
         let mut forwarder =
-            s3::Forwarder::new(upstream.clone(), metrics.clone(), Some(capture.clone())).with_views(views);
+            rewind_forward::Forwarder::new(upstream.clone(), metrics.upstream.clone(), Some(capture.clone()))
+                .with_views(views);
         if config.upstream.endpoint.is_none() {
             forwarder = forwarder.with_key_rule(rewind_embedded::fs::unstorable_key);
         }

@@ -10,9 +10,9 @@ use prometheus::{
 /// Metric names, in one place so dashboards, alerts and code agree.
 pub mod names {
     pub use rewind_capture::metrics::names::*;
+    pub use rewind_forward::metrics::names::*;
     pub const REQUESTS_TOTAL: &str = "rewind_requests_total";
     pub const REQUEST_DURATION_SECONDS: &str = "rewind_request_duration_seconds";
-    pub const UPSTREAM_REQUEST_DURATION_SECONDS: &str = "rewind_upstream_request_duration_seconds";
     pub const CLIENT_RECEIVED_BYTES_TOTAL: &str = "rewind_client_received_bytes_total";
     pub const CLIENT_SENT_BYTES_TOTAL: &str = "rewind_client_sent_bytes_total";
     pub const CONNECTIONS_ACTIVE: &str = "rewind_connections_active";
@@ -38,9 +38,10 @@ pub struct Metrics {
     pub engine: rewind_capture::Metrics,
     /// Time-travel views' metrics, in the same registry.
     pub views: rewind_views::ViewMetrics,
+    /// The forwarder's upstream latency, in the same registry.
+    pub upstream: rewind_forward::UpstreamMetrics,
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
-    pub upstream_duration: HistogramVec,
     pub received_bytes: IntCounterVec,
     pub sent_bytes: IntCounterVec,
     pub connections_active: IntGauge,
@@ -55,9 +56,11 @@ impl Metrics {
         let registry = Registry::new();
         let engine = rewind_capture::Metrics::register(&registry);
         let views = rewind_views::ViewMetrics::register(&registry);
+        let upstream = rewind_forward::UpstreamMetrics::register(&registry);
         let m = Self {
             engine,
             views,
+            upstream,
             requests: IntCounterVec::new(
                 Opts::new(names::REQUESTS_TOTAL, "S3 requests answered, by operation and HTTP status."),
                 &["operation", "status_code"],
@@ -70,15 +73,6 @@ impl Metrics {
                 )
                 .buckets(LATENCY_BUCKETS.to_vec()),
                 &["operation"],
-            )
-            .expect("invariant: static metric definition"),
-            upstream_duration: HistogramVec::new(
-                HistogramOpts::new(
-                    names::UPSTREAM_REQUEST_DURATION_SECONDS,
-                    "Time until the upstream answered (headers), by operation and outcome.",
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
-                &["operation", "outcome"],
             )
             .expect("invariant: static metric definition"),
             received_bytes: IntCounterVec::new(
@@ -112,10 +106,9 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("REWIND_COMMIT").unwrap_or("unknown")])
             .set(1);
-        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
             Box::new(m.requests.clone()),
             Box::new(m.request_duration.clone()),
-            Box::new(m.upstream_duration.clone()),
             Box::new(m.received_bytes.clone()),
             Box::new(m.sent_bytes.clone()),
             Box::new(m.connections_active.clone()),
@@ -145,12 +138,6 @@ impl Metrics {
             connections: self.connections.clone(),
             connections_active: self.connections_active.clone(),
         }
-    }
-
-    /// Records one upstream call.
-    pub fn observe_upstream(&self, operation: &str, ok: bool, seconds: f64) {
-        let outcome = if ok { "ok" } else { "error" };
-        self.upstream_duration.with_label_values(&[operation, outcome]).observe(seconds);
     }
 }
 

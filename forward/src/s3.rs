@@ -21,7 +21,7 @@ use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use rewind_model::Op;
 
 use crate::errors;
-use crate::metrics::Metrics;
+use crate::metrics::UpstreamMetrics;
 use crate::request::RequestInfo;
 use rewind_capture::Capture;
 use rewind_embedded::body::{ChecksumCheck, VerifiedUpload, strip_aws_chunked};
@@ -33,7 +33,7 @@ pub const POST_OBJECT_REFUSAL: &str = "Browser-form POST uploads are not support
 pub struct Forwarder {
     pub(crate) proxy: s3s_aws::Proxy,
     pub(crate) upstream: aws_sdk_s3::Client,
-    pub(crate) metrics: Metrics,
+    pub(crate) metrics: UpstreamMetrics,
     /// Captures mutations of protected buckets; `None` forwards everything as is.
     pub(crate) capture: Option<Arc<Capture>>,
     /// Keys the upstream cannot store, and why (the embedded upstream's rule): refused
@@ -46,7 +46,7 @@ pub struct Forwarder {
 impl Forwarder {
     /// A forwarder that sends every operation to `client`'s endpoint, capturing mutations
     /// when `capture` is given.
-    pub fn new(client: aws_sdk_s3::Client, metrics: Metrics, capture: Option<Arc<Capture>>) -> Self {
+    pub fn new(client: aws_sdk_s3::Client, metrics: UpstreamMetrics, capture: Option<Arc<Capture>>) -> Self {
         Self {
             proxy: s3s_aws::Proxy::from(client.clone()),
             upstream: client,
@@ -86,7 +86,7 @@ impl Forwarder {
     ) -> S3Result<S3Response<O>> {
         let start = Instant::now();
         let result = call.await;
-        self.metrics.observe_upstream(operation, result.is_ok(), start.elapsed().as_secs_f64());
+        self.metrics.observe(operation, result.is_ok(), start.elapsed().as_secs_f64());
         result.map_err(|e| errors::from_upstream(operation, e, info.fault()))
     }
 }

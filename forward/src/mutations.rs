@@ -16,10 +16,10 @@ use rewind_capture::{Capture, CaptureError, ObjectMeta, Pending, TeeError, plain
 
 use crate::errors::{self, Applied};
 use crate::meta;
-use crate::metrics::refusal;
 use crate::mutation::{VaultSide, refuse, refuse_if_tripped};
 use crate::request::RequestInfo;
 use crate::s3::{Forwarder, request_info};
+use rewind_capture::metrics::refusal;
 
 /// Concurrent HEADs (and captures) when a batch delete protects its keys first.
 const PROTECT_CONCURRENCY: usize = 16;

@@ -14,9 +14,9 @@ use s3s::dto;
 use s3s::{S3Error, S3Response, S3Result};
 
 use crate::errors::{self, Applied};
-use crate::metrics::refusal;
 use crate::request::RequestInfo;
 use crate::s3::Forwarder;
+use rewind_capture::metrics::refusal;
 
 /// Counts a refusal and says why, as an S3 error.
 pub(crate) fn refuse(capture: &Capture, operation: &str, err: &CaptureError, applied: Applied) -> S3Error {

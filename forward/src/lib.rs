@@ -1,0 +1,17 @@
+//! Rewind's S3 operations, below the HTTP front: [`Forwarder`] implements s3s's `S3` trait
+//! by sending each operation to the upstream through aws-sdk-s3, and drives every mutation
+//! of a protected bucket through `rewind_capture`'s protocol (lock, capture-before-destroy,
+//! intent, forward while teeing the body into the vault, commit or abort). The gateway
+//! crate wraps it in a server (listeners, authentication, admin API, timers).
+
+pub mod errors;
+mod meta;
+pub mod metrics;
+mod mutation;
+mod mutations;
+pub mod request;
+mod s3;
+mod tee;
+
+pub use metrics::UpstreamMetrics;
+pub use s3::{Forwarder, POST_OBJECT_REFUSAL};
