@@ -36,8 +36,6 @@ const BASELINE_ALPHA: f64 = 0.2;
 const MAX_QUIET_WINDOWS: u32 = 16;
 /// An open incident's counts are written back to the journal at most this often.
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
-/// Chunks whose compressibility is remembered (then forgotten all at once): 40 bytes each.
-const COMPRESSED_CACHE: usize = 65_536;
 /// Actors that are the gateway's own work (restores, undo, reconcile): never watched.
 const INTERNAL_PREFIX: &str = "rewind-";
 
@@ -230,16 +228,13 @@ pub struct Tripwire {
     /// Open incidents (this gateway's and, once read back, the others'), by bucket then
     /// client key.
     open: RwLock<HashMap<String, HashMap<String, Incident>>>,
-    /// Whether chunks compress, as the vault's index said: a chunk index lookup is a round
-    /// trip on a shared journal, and overwrites keep meeting the same chunks.
-    compressed: Mutex<HashMap<rewind_model::ChunkId, bool>>,
 }
 
 impl Tripwire {
     /// A tripwire over `journal` with `config`.
     pub fn new(config: TripwireConfig, journal: Arc<Journal>, metrics: Metrics) -> Self {
-        let (watches, open, compressed) = (Mutex::default(), RwLock::default(), Mutex::default());
-        Self { config, journal, metrics, watches, open, compressed }
+        let (watches, open) = (Mutex::default(), RwLock::default());
+        Self { config, journal, metrics, watches, open }
     }
 
     /// Whether it watches anything.
@@ -488,20 +483,7 @@ impl crate::Capture {
 
     /// Whether the vault found `v`'s first chunk worth compressing (`None`: unknown).
     fn compresses(&self, v: &ObjectVersion) -> Option<bool> {
-        let first = v.chunks.first()?;
-        let known = |c: &Mutex<HashMap<_, bool>>| {
-            c.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(first).copied()
-        };
-        if let Some(known) = known(&self.tripwire.compressed) {
-            return Some(known);
-        }
-        let compressed = self.vault.locate(first).ok().flatten()?.entry.compressed;
-        let mut cache = self.tripwire.compressed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cache.len() >= COMPRESSED_CACHE {
-            cache.clear();
-        }
-        cache.insert(*first, compressed);
-        Some(compressed)
+        self.vault.compresses(v.chunks.first()?)
     }
 }
 

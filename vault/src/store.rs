@@ -6,7 +6,7 @@
 //! concurrent commits share pack writes (group flushing). Uploads happen outside the lock
 //! writers take, so a slow (S3) vault does not stop chunks being added meanwhile.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -74,13 +74,48 @@ struct OpenPack {
     ids: HashSet<ChunkId>,
     charges: Vec<Charge>,
     unsynced: Vec<(crate::Pack, HashSet<ChunkId>, Vec<Charge>)>,
+    /// Packs that have left `unsynced` (indexed), counted.
+    retired: u64,
+    /// The chunks of the last [`RECENT_PACKS`] retired packs, newest last, with their count.
+    recent: VecDeque<(u64, HashSet<ChunkId>)>,
 }
+
+/// Retired packs whose chunks a writer can still check without the index: enough for the
+/// packs other writers retire while one seals a chunk.
+const RECENT_PACKS: usize = 64;
 
 impl OpenPack {
     fn holds(&self, id: &ChunkId) -> bool {
         self.ids.contains(id) || self.unsynced.iter().any(|(_, ids, _)| ids.contains(id))
     }
+
+    /// Whether a pack retired since `seen` (a value of `retired`) holds `id`; `None` when
+    /// too many have retired since to say.
+    fn retired_since(&self, seen: u64, id: &ChunkId) -> Option<bool> {
+        if self.retired == seen {
+            return Some(false);
+        }
+        let oldest = self.recent.front().map_or(u64::MAX, |(n, _)| *n);
+        if oldest > seen + 1 {
+            return None;
+        }
+        Some(self.recent.iter().any(|(n, ids)| *n > seen && ids.contains(id)))
+    }
+
+    /// Moves the pack named `name` from `unsynced` to `recent`: it is indexed now.
+    fn retire(&mut self, name: &str) {
+        let Some(i) = self.unsynced.iter().position(|(p, _, _)| p.name == name) else { return };
+        let (_, ids, _) = self.unsynced.remove(i);
+        self.retired += 1;
+        if self.recent.len() == RECENT_PACKS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((self.retired, ids));
+    }
 }
+
+/// Chunks whose compression the vault remembers (see [`Vault::compresses`]).
+const COMPRESSED_CACHE: usize = 1 << 16;
 
 /// Packs whose headers a rebuild reads at once: enough to hide an S3 vault's latency.
 const REINDEX_PARALLEL: usize = 16;
@@ -105,6 +140,8 @@ pub struct Vault {
     relieving: AtomicBool,
     /// Writes in progress, for garbage collection (see `epoch.rs`).
     epochs: Arc<crate::Epochs>,
+    /// Whether chunks stored or looked up lately were worth compressing.
+    compressed: Mutex<HashMap<ChunkId, bool>>,
 }
 
 impl Vault {
@@ -126,7 +163,29 @@ impl Vault {
             budget: Arc::new(MemoryBudget::new(settings.memory_budget)),
             relieving: AtomicBool::new(false),
             epochs: Arc::default(),
+            compressed: Mutex::default(),
         }
+    }
+
+    /// Whether the vault found chunk `id` worth compressing (`None`: it does not hold it,
+    /// or the index cannot be read). Remembered for the chunks stored or looked up lately,
+    /// so the tripwire's check of an overwrite costs no index read.
+    pub fn compresses(&self, id: &ChunkId) -> Option<bool> {
+        let known = self.compressed.lock().expect("invariant: no panics while holding this lock").get(id).copied();
+        if known.is_some() {
+            return known;
+        }
+        let compressed = self.index.lookup(id).ok().flatten()?.entry.compressed;
+        self.remember_compression(*id, compressed);
+        Some(compressed)
+    }
+
+    fn remember_compression(&self, id: ChunkId, compressed: bool) {
+        let mut cache = self.compressed.lock().expect("invariant: no panics while holding this lock");
+        if cache.len() >= COMPRESSED_CACHE {
+            cache.clear();
+        }
+        cache.insert(id, compressed);
     }
 
     /// Marks a write in progress until the guard is dropped: held from a write's first
@@ -248,14 +307,24 @@ impl Vault {
         let vault = self.clone();
         let sealed = tokio::task::spawn_blocking(move || {
             let id = vault.keys.chunk_id(&chunk);
-            if vault.index.lookup(&id)?.is_some() || vault.lock_open().holds(&id) {
+            // Read with `holds`: a pack retired after this is in `recent` (below), one
+            // retired before it is in the index.
+            let (held, seen) = {
+                let open = vault.lock_open();
+                (open.holds(&id), open.retired)
+            };
+            if held {
                 return Ok(Err(id));
             }
-            seal_chunk_as(&vault.keys, id, &chunk, vault.settings.compression).map(Ok)
+            if let Some(location) = vault.index.lookup(&id)? {
+                vault.remember_compression(id, location.entry.compressed);
+                return Ok(Err(id));
+            }
+            seal_chunk_as(&vault.keys, id, &chunk, vault.settings.compression).map(|sealed| Ok((sealed, seen)))
         })
         .await
         .expect("invariant: sealing does not panic")?;
-        let sealed = match sealed {
+        let (sealed, seen) = match sealed {
             Ok(sealed) => sealed,
             Err(id) => {
                 self.count(|s| s.deduplicated_chunks += 1);
@@ -263,11 +332,19 @@ impl Vault {
             }
         };
         let id = sealed.id;
+        self.remember_compression(id, sealed.compressed);
         let full = {
             let mut open = self.lock_open();
-            // Another writer may have stored the same content meanwhile, and even flushed
-            // and indexed it: flushes index under this lock, so checking here is conclusive.
-            if open.holds(&sealed.id) || self.index.lookup(&sealed.id)?.is_some() {
+            // Another writer of this gateway may have stored the same content meanwhile,
+            // and even flushed and indexed it: a pack leaves `unsynced` for `recent` under
+            // this lock, after it is indexed, so checking both is conclusive without a
+            // second index read (one only when too many packs retired meanwhile).
+            let stored = open.holds(&id)
+                || match open.retired_since(seen, &id) {
+                    Some(retired) => retired,
+                    None => self.index.lookup(&id)?.is_some(),
+                };
+            if stored {
                 self.count(|s| s.deduplicated_chunks += 1);
                 return Ok(id);
             }
@@ -312,7 +389,7 @@ impl Vault {
             // Indexed before it leaves the unsynced list, so a chunk is always in one or
             // the other; the index's synced write runs under no lock.
             self.index.insert_pack(&name, &pack.entries).await?;
-            self.lock_open().unsynced.retain(|(p, _, _)| p.name != pack.name);
+            self.lock_open().retire(&pack.name);
             self.count(|s| s.stored_bytes += pack.bytes.len() as u64);
         }
         Ok(())
@@ -534,5 +611,46 @@ impl ObjectWriter {
         let task = self.in_flight.pop_front().expect("invariant: called with tasks in flight");
         self.chunks.push(task.await.expect("invariant: storing a chunk does not panic")?);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod open_pack_tests {
+    use super::*;
+
+    fn unsynced(open: &mut OpenPack, name: &str, ids: &[u8]) {
+        let pack = crate::Pack { name: name.into(), bytes: Bytes::new(), entries: Vec::new() };
+        open.unsynced.push((pack, ids.iter().map(|b| ChunkId([*b; 32])).collect(), Vec::new()));
+    }
+
+    #[test]
+    fn a_writer_sees_what_retired_while_it_sealed_without_the_index() {
+        let mut open = OpenPack::default();
+        unsynced(&mut open, "a", &[1]);
+        open.retire("a");
+        let seen = open.retired;
+        assert_eq!(open.retired_since(seen, &ChunkId([1; 32])), Some(false), "retired before: the index's to say");
+        unsynced(&mut open, "b", &[2, 3]);
+        assert!(open.holds(&ChunkId([2; 32])));
+        open.retire("b");
+        assert!(!open.holds(&ChunkId([2; 32])));
+        assert_eq!(open.retired_since(seen, &ChunkId([2; 32])), Some(true), "retired meanwhile: found");
+        assert_eq!(open.retired_since(seen, &ChunkId([4; 32])), Some(false));
+        open.retire("no such pack");
+        assert_eq!(open.retired, seen + 1, "only packs that were unsynced retire");
+    }
+
+    #[test]
+    fn too_many_retired_packs_send_the_writer_to_the_index() {
+        let mut open = OpenPack::default();
+        let seen = open.retired;
+        for i in 0..=RECENT_PACKS {
+            let name = format!("p{i}");
+            unsynced(&mut open, &name, &[i as u8]);
+            open.retire(&name);
+        }
+        assert_eq!(open.recent.len(), RECENT_PACKS, "the recent list is bounded");
+        assert_eq!(open.retired_since(seen, &ChunkId([1; 32])), None, "the first packs are forgotten");
+        assert_eq!(open.retired_since(seen + 1, &ChunkId([1; 32])), Some(true));
     }
 }
