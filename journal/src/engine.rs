@@ -87,6 +87,10 @@ impl EngineError {
 /// A stored entry: key and value.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
+/// An entry, and the value another table holds under the end of its key (see
+/// [`Engine::last_at_or_before_each_then`]).
+pub type EntryThen = (Entry, Option<Vec<u8>>);
+
 /// A scan's callback: called with each entry, it returns whether to go on.
 pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
 
@@ -116,6 +120,32 @@ pub trait Engine: Send + Sync + 'static {
     /// in one round trip.
     fn last_at_or_before_each(&self, table: Table, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, EngineError> {
         keys.iter().map(|k| self.last_at_or_before(table, k)).collect()
+    }
+
+    /// [`Engine::last_at_or_before_each`], each entry found with the value in `then` under
+    /// the last `suffix` bytes of its key (an index entry ending in what it points at), or
+    /// `None` when `then` has no such entry; a database answers it all in one round trip.
+    fn last_at_or_before_each_then(
+        &self,
+        table: Table,
+        keys: &[&[u8]],
+        then: Table,
+        suffix: usize,
+    ) -> Result<Vec<Option<EntryThen>>, EngineError> {
+        self.last_at_or_before_each(table, keys)?
+            .into_iter()
+            .map(|found| {
+                found
+                    .map(|(k, v)| {
+                        let pointed = match k.len().checked_sub(suffix) {
+                            Some(start) => self.get(then, &k[start..])?,
+                            None => None,
+                        };
+                        Ok(((k, v), pointed))
+                    })
+                    .transpose()
+            })
+            .collect()
     }
 
     /// Applies `writes` all or none; with `sync`, durably before returning.

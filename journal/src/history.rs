@@ -5,7 +5,7 @@
 use rewind_model::{Body, Commit, Effect, Intent, ObjectChange, ObjectVersion, Op, Seq};
 
 use crate::engine::Table;
-use crate::{Journal, JournalError, Record, layout};
+use crate::{Journal, JournalError, Record, layout, record};
 
 /// One key's version as of some position.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,15 +103,33 @@ impl Journal {
 
     /// The version of `bucket`/`key` as of `at` (`None`: absent, or deleted by then).
     pub fn version_at(&self, bucket: &str, key: &str, at: Seq) -> Result<Option<Entry>, JournalError> {
-        // The key's latest record and its bucket's, in one lookup: the bucket's older than
-        // the key's version (the usual case) says it was not deleted since.
-        let (mut next, bucket_latest) = match self.latest_seqs_at(bucket, &[key, ""], at)?[..] {
-            [of_key, of_bucket] => (of_key, of_bucket),
-            _ => unreachable!("two keys looked up"),
+        // The key's latest record (read with its position) and its bucket's position, in
+        // one lookup: the bucket's older than the key's version (the usual case) says it
+        // was not deleted since.
+        let seeks = [layout::version_key(bucket, key, at), layout::version_key(bucket, "", at)];
+        let seeks: Vec<&[u8]> = seeks.iter().map(Vec::as_slice).collect();
+        let found =
+            self.engine.last_at_or_before_each_then(Table::Versions, &seeks, Table::Records, layout::SEQ_KEY_LEN)?;
+        let seq_in = |key: &str, found: &Option<crate::engine::EntryThen>| {
+            let prefix = layout::version_prefix(bucket, key);
+            match found {
+                Some(((k, _), _)) if k.len() == prefix.len() + 8 && k.starts_with(&prefix) => {
+                    layout::seq_of(&k[prefix.len()..])
+                }
+                _ => None,
+            }
+        };
+        let (mut next, bucket_latest) = (seq_in(key, &found[0]), seq_in("", &found[1]));
+        let mut first = match (next, &found[0]) {
+            (Some(seq), Some((_, Some(bytes)))) => Some(record::decode(&self.keys, seq, bytes)?),
+            _ => None,
         };
         // A tag change newer than the version: (its seq, its time, the tags).
         let mut newest: Option<TagChange> = None;
-        while let Some(record) = next.map(|seq| self.record(seq)).transpose()?.flatten() {
+        while let Some(record) = match first.take() {
+            Some(record) => Some(record),
+            None => next.map(|seq| self.record(seq)).transpose()?.flatten(),
+        } {
             let (seq, ts) = (record.seq, record.timestamp_us);
             let Some(change) = indexed_change(record.body, seq, bucket, key)? else { break };
             if matches!(change.effect, Effect::Version(_))

@@ -42,8 +42,11 @@ pub const VAULT_ID_KEY: &[u8] = b"vault-id";
 /// `meta`: the generation and digest of the label set last shipped.
 pub const LABELS_SHIPPED_KEY: &[u8] = b"labels-shipped";
 
+/// How long [`seq_key`] is: a `versions` entry ends in its record's key.
+pub const SEQ_KEY_LEN: usize = 8;
+
 /// The key of record (or unresolved intent) `seq`.
-pub fn seq_key(seq: Seq) -> [u8; 8] {
+pub fn seq_key(seq: Seq) -> [u8; SEQ_KEY_LEN] {
     seq.0.to_be_bytes()
 }
 

@@ -28,7 +28,7 @@ use crate::engine::{BuildBatch, Engine, EngineError, Entry, SharedLocks, Table, 
 mod locks;
 mod transaction;
 
-use locks::{LockSession, PgLocks};
+use locks::PgLocks;
 use transaction::{OpenTransaction, hex, unhex};
 
 /// Advisory lock ids (per database): one Rewind installation per database.
@@ -238,12 +238,7 @@ impl PostgresEngine {
                 .build()
                 .map_err(db_err)?
         };
-        let locks = PgLocks(Arc::new(LockSession {
-            config: config_for_locks,
-            tls,
-            handle: runtime.handle().clone(),
-            session: tokio::sync::Mutex::new(None),
-        }));
+        let locks = PgLocks::new(config_for_locks, tls, runtime.handle().clone());
         let engine = Self { pool, locks, runtime: Some(runtime) };
         engine.migrate()?;
         Ok(engine)
@@ -422,6 +417,35 @@ impl Engine for PostgresEngine {
         Ok(rows
             .into_iter()
             .map(|r| Some((r.get::<_, Option<Vec<u8>>>(0)?, r.get::<_, Option<Vec<u8>>>(1).unwrap_or_default())))
+            .collect())
+    }
+
+    fn last_at_or_before_each_then(
+        &self,
+        table: Table,
+        keys: &[&[u8]],
+        then: Table,
+        suffix: usize,
+    ) -> Result<Vec<Option<crate::engine::EntryThen>>, EngineError> {
+        let sql = format!(
+            "SELECT f.k, f.v, t.v FROM unnest($1::bytea[]) WITH ORDINALITY AS a(key, i) \
+             LEFT JOIN LATERAL (SELECT k, v FROM {} WHERE k <= a.key ORDER BY k DESC LIMIT 1) f ON true \
+             LEFT JOIN {} t ON length(f.k) >= {suffix} AND t.k = substring(f.k FROM length(f.k) - {suffix} + 1) \
+             ORDER BY a.i",
+            sql_table(table),
+            sql_table(then),
+        );
+        let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+        let rows = self.run(move |client| async move {
+            let stmt = client.prepare_cached(&sql).await?;
+            client.query(&stmt, &[&keys]).await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let key = r.get::<_, Option<Vec<u8>>>(0)?;
+                Some(((key, r.get::<_, Option<Vec<u8>>>(1).unwrap_or_default()), r.get::<_, Option<Vec<u8>>>(2)))
+            })
             .collect())
     }
 

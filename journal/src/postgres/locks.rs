@@ -18,10 +18,49 @@ use crate::layout;
 pub(super) struct PgLocks(pub(super) Arc<LockSession>);
 
 pub(super) struct LockSession {
-    pub(super) config: tokio_postgres::Config,
-    pub(super) tls: MakeRustlsConnect,
-    pub(super) handle: tokio::runtime::Handle,
-    pub(super) session: tokio::sync::Mutex<Option<Arc<tokio_postgres::Client>>>,
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    handle: tokio::runtime::Handle,
+    session: tokio::sync::Mutex<Option<Arc<tokio_postgres::Client>>>,
+    /// Locks to release, sent together by [`release_in_batches`].
+    unlocks: tokio::sync::mpsc::UnboundedSender<i64>,
+}
+
+/// Most locks released by one query.
+const UNLOCK_BATCH: usize = 256;
+
+impl PgLocks {
+    pub(super) fn new(config: tokio_postgres::Config, tls: MakeRustlsConnect, handle: tokio::runtime::Handle) -> Self {
+        let (unlocks, queue) = tokio::sync::mpsc::unbounded_channel();
+        let session = Arc::new(LockSession {
+            config,
+            tls,
+            handle: handle.clone(),
+            session: tokio::sync::Mutex::new(None),
+            unlocks,
+        });
+        handle.spawn(release_in_batches(Arc::downgrade(&session), queue));
+        Self(session)
+    }
+}
+
+/// Releases the locks queued for release, every lock queued meanwhile in the same round trip:
+/// under load, one query per batch instead of one per mutation. Ends with the session. A
+/// release queued behind a later acquire of the same lock by this gateway is harmless:
+/// advisory locks of one session stack.
+async fn release_in_batches(
+    session: std::sync::Weak<LockSession>,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<i64>,
+) {
+    let mut ids = Vec::new();
+    while queue.recv_many(&mut ids, UNLOCK_BATCH).await > 0 {
+        let Some(session) = session.upgrade() else { return };
+        if let Ok(client) = session.session().await {
+            let sql: String = ids.iter().map(|id| format!("SELECT pg_advisory_unlock({id});")).collect();
+            let _ = client.simple_query(&sql).await;
+        }
+        ids.clear();
+    }
 }
 
 /// First and longest pause between tries of a lock another gateway holds.
@@ -97,13 +136,10 @@ impl SharedLocks for PgLocks {
     }
 
     fn release(&self, ids: Vec<i64>) {
-        let this = self.clone();
-        self.0.handle.spawn(async move {
-            if let Ok(client) = this.0.session().await {
-                let sql: String = ids.iter().map(|id| format!("SELECT pg_advisory_unlock({id});")).collect();
-                let _ = client.simple_query(&sql).await;
-            }
-        });
+        for id in ids {
+            // Fails only once the batching task has ended, with the session.
+            let _ = self.0.unlocks.send(id);
+        }
     }
 }
 
