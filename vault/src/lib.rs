@@ -9,6 +9,7 @@ pub mod compress;
 pub mod durable;
 pub mod epoch;
 pub mod index;
+mod open_pack;
 pub mod pack;
 pub mod reclaim;
 pub mod s3;
