@@ -205,7 +205,11 @@ impl Backend for LocalBackend {
         let prefix = prefix.to_owned();
         tokio::task::spawn_blocking(move || {
             let mut names = Vec::new();
-            list_under(&root, &root, &mut names)?;
+            // Only the folder the prefix names is walked: listing `segments/` must not
+            // read every pack's folder too (a vault holds millions of packs).
+            let folder = prefix.rfind('/').map_or("", |end| &prefix[..end]);
+            let start = folder.split('/').filter(|s| !s.is_empty()).fold(root.clone(), |dir, s| dir.join(s));
+            list_under(&root, &start, &mut names)?;
             names.retain(|n| n.starts_with(&prefix));
             names.sort();
             Ok(names)
@@ -260,7 +264,13 @@ pub mod conformance {
             b.put(n, Bytes::from_static(b"x")).await.unwrap();
         }
         assert_eq!(b.list("seg/").await.unwrap(), ["seg/0001", "seg/0002", "seg/0003"]);
+        assert_eq!(b.list("seg/000").await.unwrap(), ["seg/0001", "seg/0002", "seg/0003"]);
+        assert_eq!(b.list("seg/0002").await.unwrap(), ["seg/0002"]);
+        assert_eq!(b.list("seg").await.unwrap(), ["seg/0001", "seg/0002", "seg/0003", "segment-other"]);
+        let everything = b.list("").await.unwrap();
+        assert!(["seg/0001", "segment-other"].iter().all(|n| everything.iter().any(|e| e == n)), "{everything:?}");
         assert!(b.list("nothing/").await.unwrap().is_empty());
+        assert!(b.list("nothing/deeper/x").await.unwrap().is_empty());
     }
 
     async fn bad_names_and_missing_objects(b: &dyn Backend) {
