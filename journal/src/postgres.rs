@@ -428,9 +428,12 @@ impl Engine for PostgresEngine {
         suffix: usize,
     ) -> Result<Vec<Option<crate::engine::EntryThen>>, EngineError> {
         let sql = format!(
-            "SELECT f.k, f.v, t.v FROM unnest($1::bytea[]) WITH ORDINALITY AS a(key, i) \
-             LEFT JOIN LATERAL (SELECT k, v FROM {} WHERE k <= a.key ORDER BY k DESC LIMIT 1) f ON true \
-             LEFT JOIN {} t ON length(f.k) >= {suffix} AND t.k = substring(f.k FROM length(f.k) - {suffix} + 1) \
+            // The second lookup is a subquery per row, not a join: a join's plan, cached
+            // while the tables were small, hashed the whole of `then` on every call.
+            "SELECT f.k, f.v, (SELECT t.v FROM {1} t WHERE length(f.k) >= {suffix} \
+               AND t.k = substring(f.k FROM length(f.k) - {suffix} + 1)) \
+             FROM unnest($1::bytea[]) WITH ORDINALITY AS a(key, i) \
+             LEFT JOIN LATERAL (SELECT k, v FROM {0} WHERE k <= a.key ORDER BY k DESC LIMIT 1) f ON true \
              ORDER BY a.i",
             sql_table(table),
             sql_table(then),
