@@ -20,6 +20,7 @@ pub mod locks;
 pub mod meta;
 pub mod metrics;
 pub mod migrate;
+pub mod mirror;
 mod multipart;
 pub mod open;
 pub mod rebuild;

@@ -120,6 +120,8 @@ pub struct Metrics {
     pub tripwire_incidents: IntCounterVec,
     pub tripwire_open_incidents: IntGauge,
     pub tripwire_refused: IntCounter,
+    /// The mirrors' copying (see `mirror.rs`).
+    pub mirror: crate::mirror::MirrorMetrics,
 }
 
 fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -309,6 +311,7 @@ impl Metrics {
                 names::JOURNAL_DIVERGED,
                 "1 when the journal disagrees with what the vault holds of it (shipping stopped): rebuild from the vault.",
             ),
+            mirror: crate::mirror::MirrorMetrics::register(registry),
         };
         let collectors: [Box<dyn prometheus::core::Collector>; 38] = [
             Box::new(m.journal_records.clone()),

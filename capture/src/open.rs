@@ -124,6 +124,9 @@ pub struct Stores {
     pub backend: Arc<dyn Backend>,
     /// What garbage collection deletes packs with; nothing else uses it.
     pub reclaim: Arc<dyn Reclaim>,
+    /// The vault's mirrors, when it has any: `backend` and `reclaim` queue for them, and
+    /// the gateway runs their copying ([`crate::mirror::Mirrors::run`]).
+    pub mirrors: Option<Arc<crate::mirror::Mirrors>>,
     /// Where the vault is, for messages.
     pub vault_location: String,
     /// Set when this start created the vault and its key file.
@@ -166,7 +169,14 @@ pub async fn backend(config: &Config) -> Result<(Arc<dyn Backend>, String), Open
 /// [`backend`], and the handle garbage collection deletes with: on an S3 vault, a client of
 /// `vault.gc_credentials` when they are set.
 async fn backend_and_reclaim(config: &Config) -> Result<(Arc<dyn Backend>, Arc<dyn Reclaim>, String), OpenError> {
-    let v = &config.vault;
+    backend_and_reclaim_of(&config.vault, &config.server.data_dir).await
+}
+
+/// [`backend_and_reclaim`] of the vault `v` (a local one defaults to `data_dir/vault`).
+async fn backend_and_reclaim_of(
+    v: &rewind_config::VaultConfig,
+    data_dir: &Path,
+) -> Result<(Arc<dyn Backend>, Arc<dyn Reclaim>, String), OpenError> {
     if let Some((bucket, prefix)) = v.s3_location() {
         let location = format!("s3://{bucket}/{prefix}");
         let endpoint = v.endpoint.clone().expect("invariant: validate() requires an S3 vault endpoint");
@@ -191,12 +201,40 @@ async fn backend_and_reclaim(config: &Config) -> Result<(Arc<dyn Backend>, Arc<d
         };
         return Ok((Arc::new(backend), Arc::new(reclaim), location));
     }
-    let (backend, location) = local_backend(config)?;
+    let (backend, location) = local_backend_of(v, data_dir)?;
     Ok((Arc::new(backend.clone()), Arc::new(backend), location))
 }
 
+/// The mirrors `vault.mirrors` names, of the primary vault `primary` (with its deleting
+/// handle `reclaim`): the primary's handles that queue for them, and the mirrors.
+pub async fn mirrors(
+    config: &Config,
+    primary: Arc<dyn Backend>,
+    reclaim: Arc<dyn Reclaim>,
+) -> Result<(Arc<dyn Backend>, Arc<dyn Reclaim>, Option<Arc<crate::mirror::Mirrors>>), OpenError> {
+    if config.vault.mirrors.is_empty() {
+        return Ok((primary, reclaim, None));
+    }
+    let mut each = Vec::new();
+    for (i, m) in config.vault.mirrors.iter().enumerate() {
+        let (backend, reclaim, location) =
+            backend_and_reclaim_of(&m.as_vault(&config.vault), &config.server.data_dir).await?;
+        each.push(crate::mirror::Mirror::new(i + 1, location, backend, reclaim));
+    }
+    let mirrors = crate::mirror::Mirrors::new(primary, each);
+    Ok((
+        Arc::new(crate::mirror::Mirrored::new(mirrors.clone())),
+        Arc::new(crate::mirror::MirroredReclaim::new(reclaim, mirrors.clone())),
+        Some(mirrors),
+    ))
+}
+
 fn local_backend(config: &Config) -> Result<(LocalBackend, String), OpenError> {
-    let dir = config.vault.location.as_ref().map_or_else(|| config.server.data_dir.join("vault"), PathBuf::from);
+    local_backend_of(&config.vault, &config.server.data_dir)
+}
+
+fn local_backend_of(v: &rewind_config::VaultConfig, data_dir: &Path) -> Result<(LocalBackend, String), OpenError> {
+    let dir = v.location.as_ref().map_or_else(|| data_dir.join("vault"), PathBuf::from);
     let location = dir.display().to_string();
     let backend = LocalBackend::open(&dir).map_err(|source| OpenError::Vault { location: location.clone(), source })?;
     Ok((backend, location))
@@ -258,6 +296,7 @@ async fn with_object_lock(
 /// gateway's first start.
 pub async fn open(config: &Config, purpose: Purpose) -> Result<Stores, OpenError> {
     let (backend, reclaim, location) = backend_and_reclaim(config).await?;
+    let (backend, reclaim, mirrors) = mirrors(config, backend, reclaim).await?;
     let data_dir = &config.server.data_dir;
     let journal_dir = data_dir.join(JOURNAL_DIR);
     let vault_err = |source| OpenError::Vault { location: location.clone(), source };
@@ -379,6 +418,7 @@ pub async fn open(config: &Config, purpose: Purpose) -> Result<Stores, OpenError
         vault,
         backend,
         reclaim,
+        mirrors,
         vault_location: location,
         created_key_file,
         keys,

@@ -17,6 +17,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("REWIND_VAULT_ENDPOINT", "vault.endpoint"),
     ("REWIND_VAULT_REGION", "vault.region"),
     ("REWIND_VAULT_ACCESS_KEY_ID", "vault.access_key_id"),
+    ("REWIND_VAULT_MIRRORS", "vault.mirrors (comma-separated locations, added)"),
     ("REWIND_VAULT_SECRET_ACCESS_KEY", "S3 vault secret key"),
     ("REWIND_VAULT_GC_ACCESS_KEY_ID", "vault.gc_credentials.access_key_id"),
     ("REWIND_VAULT_GC_SECRET_ACCESS_KEY", "the S3 vault's garbage collection secret key"),

@@ -8,6 +8,7 @@
 mod env;
 mod gc_credentials;
 mod journal;
+mod mirrors;
 mod retention;
 mod secret;
 mod tripwire;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use env::ENV_VARS;
 pub use gc_credentials::GcCredentials;
 pub use journal::{JournalBackend, JournalConfig};
+pub use mirrors::{MirrorConfig, add_locations as add_mirror_locations};
 pub use retention::{BucketRetention, RetentionConfig, RetentionPolicy};
 pub use secret::{Secret, random_key_pair};
 pub use tripwire::{BucketTripwire, TripwireAction, TripwireConfig, TripwirePolicy};
@@ -265,6 +267,13 @@ pub struct VaultConfig {
     pub object_lock_retention: HumanDuration,
     /// What garbage collection deletes with on an S3 vault.
     pub gc_credentials: GcCredentials,
+    /// Further vaults every object is copied to, in the background (`[[vault.mirrors]]`).
+    pub mirrors: Vec<MirrorConfig>,
+    /// How often each mirror is compared with the primary in full, to copy what the
+    /// gateway's own queue missed (another gateway's writes, a restart).
+    pub mirror_check_interval: HumanDuration,
+    /// How long a clean stop waits for the mirrors to catch up.
+    pub mirror_stop_wait: HumanDuration,
 }
 
 /// Whether vault objects are written with an Object Lock retention date.
@@ -306,6 +315,9 @@ impl Default for VaultConfig {
             object_lock: ObjectLock::Auto,
             object_lock_retention: HumanDuration::secs(30 * 86_400),
             gc_credentials: GcCredentials::default(),
+            mirrors: Vec::new(),
+            mirror_check_interval: HumanDuration::secs(600),
+            mirror_stop_wait: HumanDuration::secs(60),
         }
     }
 }
@@ -474,6 +486,9 @@ impl Config {
             self.vault.secret_access_key = Some(Secret::new(v));
         }
         self.vault.gc_credentials.apply_env(&env);
+        if let Some(v) = env("REWIND_VAULT_MIRRORS") {
+            add_mirror_locations(&mut self.vault.mirrors, v.split(','));
+        }
         self.journal.apply_env(&env);
         if let Some(v) = env("REWIND_VAULT_PASSPHRASE") {
             self.vault.passphrase = Some(Secret::new(v));
@@ -570,6 +585,9 @@ impl Config {
             self.vault.secret_access_key = read_secret(path, "vault.secret_access_key_file", problems);
         }
         self.vault.gc_credentials.load_secret_file(problems);
+        for (i, m) in self.vault.mirrors.iter_mut().enumerate() {
+            m.load_secret_file(&format!("vault.mirrors[{i}].secret_access_key_file"), problems);
+        }
         self.journal.load_secret_file(problems);
         for (i, key) in self.credentials.client_keys.iter_mut().enumerate() {
             if let Some(path) = &key.secret_access_key_file

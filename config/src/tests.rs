@@ -263,3 +263,37 @@ keep_yearly = 10
     let defaults = Config::default();
     assert!(defaults.retention.keep_all_within.0 >= defaults.retention.min_keep_all_within.0);
 }
+
+#[test]
+fn mirrors_come_from_the_file_env_and_flags_and_inherit_the_primarys_s3_settings() {
+    let text = r#"
+[vault]
+location = "s3://primary/p"
+endpoint = "http://127.0.0.1:9"
+access_key_id = "VAULTKEY"
+[[vault.mirrors]]
+location = "/mnt/usb/rewind"
+[[vault.mirrors]]
+location = "s3://offsite/q"
+endpoint = "http://127.0.0.1:10"
+object_lock = "compliance"
+"#;
+    let mut c = Config::from_toml(text, Path::new("test.toml")).unwrap();
+    c.vault.secret_access_key = Some(Secret::new("s".repeat(20)));
+    assert!(c.apply_env(env_of(&[("REWIND_VAULT_MIRRORS", "/mnt/usb/rewind, /srv/second,")])).is_empty());
+    crate::add_mirror_locations(&mut c.vault.mirrors, ["/srv/third"]);
+    let locations: Vec<&str> = c.vault.mirrors.iter().map(|m| m.location.as_str()).collect();
+    assert_eq!(locations, ["/mnt/usb/rewind", "s3://offsite/q", "/srv/second", "/srv/third"], "named once each");
+    let offsite = c.vault.mirrors[1].as_vault(&c.vault);
+    assert_eq!(offsite.endpoint.as_deref(), Some("http://127.0.0.1:10"));
+    assert_eq!(offsite.access_key_id.as_deref(), Some("VAULTKEY"), "the primary's credentials");
+    assert_eq!(offsite.object_lock, crate::ObjectLock::Compliance);
+    assert!(offsite.mirrors.is_empty());
+    assert!(c.validate().is_empty(), "{:?}", c.validate());
+
+    c.vault.mirrors.push(crate::MirrorConfig::at("s3://primary/p"));
+    c.vault.mirrors.push(crate::MirrorConfig::at(""));
+    let problems = c.validate();
+    assert!(problems.iter().any(|p| p.message.contains("named twice")), "{problems:?}");
+    assert!(problems.iter().any(|p| p.message.contains("needs a location")), "{problems:?}");
+}

@@ -147,6 +147,26 @@ impl Config {
                 }
             }
         }
+        for (i, m) in v.mirrors.iter().enumerate() {
+            let field = format!("vault.mirrors[{i}]");
+            let as_vault = m.as_vault(v);
+            if m.location.is_empty() {
+                bad(&field, "a mirror needs a location: a directory or s3://bucket/prefix".into());
+            } else if Some(&m.location) == v.location.as_ref()
+                || v.mirrors[..i].iter().any(|o| o.location == m.location)
+            {
+                bad(&field, format!("{} is named twice: a mirror is a vault of its own", m.location));
+            } else if as_vault.s3_location().is_some() {
+                if as_vault.endpoint.is_none() {
+                    bad(&field, "an S3 mirror needs an endpoint (its own, or the primary vault's)".into());
+                }
+                if as_vault.access_key_id.is_none() || as_vault.secret_access_key.is_none() {
+                    bad(&field, "an S3 mirror needs credentials (its own, or the primary vault's)".into());
+                }
+            } else if m.location.contains("://") {
+                bad(&field, "use a directory path or s3://bucket/prefix".into());
+            }
+        }
         if let Some(p) = v.gc_credentials.problem() {
             bad(&p.field, p.message);
         }

@@ -79,6 +79,9 @@ pub struct Gateway {
     ops: rewind_snapshotter::ops::Operations,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// The mirrors' copying: stopped after everything else, so that what the last
+    /// shipping wrote reaches them too.
+    mirroring: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
 }
 
 impl Gateway {
@@ -143,6 +146,16 @@ impl Gateway {
             views: metrics.views.clone(),
         };
         timers::start(&parts, &shutdown, &tracker);
+        let mirroring = stores.mirrors.clone().map(|mirrors| {
+            let stop = CancellationToken::new();
+            let run = mirrors.run(
+                metrics.engine.mirror.clone(),
+                config.vault.mirror_check_interval.0,
+                config.vault.mirror_stop_wait.0,
+                stop.clone(),
+            );
+            (stop, tokio::spawn(run))
+        });
         let api = api::Api::new(ops.clone(), admin_token).with_s3_endpoint(endpoint_url(s3_addr));
 
         let views = rewind_views::ViewServer::new(stores.journal.clone(), stores.vault.clone(), metrics.views.clone());
@@ -205,7 +218,7 @@ impl Gateway {
                 key_file.display()
             );
         }
-        Ok(Self { s3_addr, admin_addr, client_keys, metrics, capture, ops, shutdown, tracker })
+        Ok(Self { s3_addr, admin_addr, client_keys, metrics, capture, ops, shutdown, tracker, mirroring })
     }
 
     /// The operations on history (what the admin API serves), for embedding programs and
@@ -225,6 +238,10 @@ impl Gateway {
         self.shutdown.cancel();
         self.tracker.close();
         self.tracker.wait().await;
+        if let Some((stop, copying)) = self.mirroring {
+            stop.cancel();
+            let _ = copying.await;
+        }
     }
 }
 

@@ -33,6 +33,10 @@ struct Args {
     /// Vault: a directory or s3://bucket/prefix [default: <data-dir>/vault].
     #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
     vault: Option<String>,
+    /// A mirror of the vault, copied to in the background (repeatable; also
+    /// REWIND_VAULT_MIRRORS, comma-separated, and [[vault.mirrors]] in the config).
+    #[arg(long = "vault-mirror", value_name = "DIR|s3://BUCKET/PREFIX")]
+    vault_mirrors: Vec<String>,
     /// A shared journal: postgres://user@host:port/database (the password in
     /// REWIND_JOURNAL_PASSWORD or journal.password_file) [default: embedded, under
     /// <data-dir>/journal].
@@ -70,6 +74,7 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     if let Some(v) = &args.key_file {
         config.vault.key_file = Some(v.clone());
     }
+    rewind_config::add_mirror_locations(&mut config.vault.mirrors, args.vault_mirrors.iter().map(String::as_str));
     if let Some(v) = &args.journal {
         config.journal.set_url(v.clone());
     }
