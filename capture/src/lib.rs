@@ -21,6 +21,7 @@ pub mod meta;
 pub mod metrics;
 pub mod migrate;
 pub mod mirror;
+pub mod mirror_check;
 mod multipart;
 pub mod open;
 pub mod rebuild;

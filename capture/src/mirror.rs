@@ -152,6 +152,11 @@ impl Mirror {
         &self.backend
     }
 
+    /// What deletes from the mirror.
+    pub fn reclaim(&self) -> &Arc<dyn Reclaim> {
+        &self.reclaim
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }

@@ -168,7 +168,7 @@ pub async fn backend(config: &Config) -> Result<(Arc<dyn Backend>, String), Open
 
 /// [`backend`], and the handle garbage collection deletes with: on an S3 vault, a client of
 /// `vault.gc_credentials` when they are set.
-async fn backend_and_reclaim(config: &Config) -> Result<(Arc<dyn Backend>, Arc<dyn Reclaim>, String), OpenError> {
+pub async fn backend_and_reclaim(config: &Config) -> Result<(Arc<dyn Backend>, Arc<dyn Reclaim>, String), OpenError> {
     backend_and_reclaim_of(&config.vault, &config.server.data_dir).await
 }
 

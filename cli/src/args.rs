@@ -173,6 +173,11 @@ pub enum Command {
     /// The journal itself: `rewind journal migrate --from DIR --to postgres://...`.
     #[command(subcommand)]
     Journal(JournalCommand),
+    /// The vault's mirrors: `rewind vault mirror ls|sync|verify|add` (from the vaults
+    /// alone, also while gateways run; the mirrors are those --config and
+    /// REWIND_VAULT_MIRRORS name).
+    #[command(subcommand)]
+    Vault(VaultCommand),
     /// Rebuild a data directory (journal, indexes) from the vault alone, after losing the
     /// gateway host: `rewind rebuild --vault DIR|s3://... --key-file FILE --data-dir NEW`.
     Rebuild {
@@ -270,6 +275,49 @@ pub struct HoldTarget {
     /// This one key.
     #[arg(long)]
     pub key: Option<String>,
+}
+
+/// `rewind vault ...`.
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// The vault's mirrors.
+    #[command(subcommand)]
+    Mirror(MirrorCommand),
+}
+
+/// `rewind vault mirror ...`.
+#[derive(Debug, Subcommand)]
+pub enum MirrorCommand {
+    /// Each mirror and how far it is behind the primary vault (objects, packs, journal
+    /// positions).
+    Ls,
+    /// Copy to each mirror (or --mirror N) what it lacks; with --repair, also replace what
+    /// `verify --read-data` finds damaged there with the primary's copy.
+    Sync {
+        /// Only this mirror (its number in `ls`).
+        #[arg(long)]
+        mirror: Option<usize>,
+        /// Replace damaged objects too (reads every object of the mirror).
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Check each mirror (or --mirror N): what it lacks of the primary and, with
+    /// --read-data, every object's bytes (packs against their content names, on their own).
+    Verify {
+        /// Only this mirror.
+        #[arg(long)]
+        mirror: Option<usize>,
+        /// Read every object.
+        #[arg(long)]
+        read_data: bool,
+    },
+    /// Seed a new mirror at LOCATION (a directory, or s3://bucket/prefix with the primary
+    /// vault's endpoint and credentials) with everything the primary holds; resumable.
+    /// Then add it to vault.mirrors so gateways keep it current.
+    Add {
+        /// Where the new mirror is.
+        location: String,
+    },
 }
 
 /// `rewind journal ...`.
@@ -389,7 +437,7 @@ impl Command {
             Self::View(_) => Access::Write,
             Self::Restore(args) if args.to_dir.is_some() => Access::Read,
             Self::Snapshot(_) | Self::Hold(_) | Self::Init | Self::Rebuild { .. } => Access::Write,
-            Self::Journal(_) => Access::Read,
+            Self::Journal(_) | Self::Vault(_) => Access::Read,
             Self::Forget { .. } | Self::Gc { .. } => Access::Write,
             Self::Restore(_) | Self::Undo(_) | Self::Reconcile { .. } => Access::Upstream,
         }

@@ -17,6 +17,7 @@ macro_rules! outln {
 
 mod args;
 pub mod client;
+mod mirror;
 mod print;
 mod restore;
 pub mod target;
@@ -49,8 +50,8 @@ use rewind_snapshotter::api::{ReconcileEvent, Snapshot};
 use rewind_snapshotter::ops::ReconcileAsk;
 
 pub use args::{
-    Cli, Command, HoldCommand, HoldTarget, IncidentsCommand, JournalCommand, RestoreArgs, SnapshotCommand, UndoArgs,
-    ViewCommand,
+    Cli, Command, HoldCommand, HoldTarget, IncidentsCommand, JournalCommand, MirrorCommand, RestoreArgs,
+    SnapshotCommand, UndoArgs, VaultCommand, ViewCommand,
 };
 pub use client::{CliError, Client, Lines, with_query};
 pub use target::{Access, Events, Local, Target};
@@ -118,6 +119,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     }
     if let Command::Journal(JournalCommand::Migrate { from, to }) = &cli.command {
         return migrate(&cli, from, to).await;
+    }
+    if let Command::Vault(VaultCommand::Mirror(command)) = &cli.command {
+        return mirror::run(&cli, command).await;
     }
     let target = open_target(&cli, matches!(cli.command, Command::Init)).await?;
     let result = execute(&cli, &target).await;
@@ -297,8 +301,8 @@ async fn execute(cli: &Cli, target: &Target) -> Result<ExitCode, CliError> {
             let status = target.status().await?;
             if cli.json { print_json(&status)? } else { print::status(&status) }
         }
-        Command::Rebuild { .. } | Command::Journal(_) => {
-            unreachable!("run() handles rebuild and the journal's commands before any session")
+        Command::Rebuild { .. } | Command::Journal(_) | Command::Vault(_) => {
+            unreachable!("run() handles rebuild, the journal's and the vault's commands before any session")
         }
         Command::Init => {
             let status = target.status().await?;

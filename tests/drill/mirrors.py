@@ -69,6 +69,30 @@ def check_restore(rewind, data_dir, at, restored, logs, killed_at, env):
     return problems, must, len(got)
 
 
+def check_cli(rewind, tmp, mirror_dir):
+    """`rewind vault mirror ls|verify|sync --repair` beside the running gateway: a pack
+    altered behind Rewind's back on the directory mirror is named, then replaced."""
+    env = {**os.environ, "REWIND_CONFIG": str(tmp / "gw.toml")}
+    base = [rewind, "--json", "--data-dir", tmp / "host", "vault", "mirror"]
+    status = json.loads(sh(base + ["ls"], env=env).stdout)
+    assert [s["mirror"] for s in status] == [1, 2] and all(s["error"] is None for s in status), status
+    assert all(s["primary_position"] > 0 for s in status), status
+    packs = sorted(p for p in (mirror_dir / "packs").rglob("*") if p.is_file())
+    victim = packs[len(packs) // 2]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    out = sh(base + ["verify", "--mirror", "1", "--read-data"], env=env, check=False)
+    assert out.returncode == 1, f"an altered pack went unnoticed: {out.stdout} {out.stderr}"
+    damaged = [name for check in json.loads(out.stdout) for name, _ in check["damaged"]]
+    assert damaged == [victim.relative_to(mirror_dir).as_posix()], damaged
+    repaired = json.loads(sh(base + ["sync", "--mirror", "1", "--repair"], env=env).stdout)
+    assert repaired[0]["repaired"] == 1, repaired
+    sh(base + ["verify", "--mirror", "1", "--read-data"], env=env)
+    print(f"   rewind vault mirror: ls shows both; verify --read-data named the altered "
+          f"{damaged[0]}; sync --repair replaced it; verify clean again")
+
+
 def main():
     parser = argparse.ArgumentParser()
     default_bins = Path(os.environ.get("CARGO_TARGET_DIR", "target")) / "debug"
@@ -118,6 +142,7 @@ def main():
                   f"(lag then: {behind}); it is back")
             time.sleep(args.seconds / 4 + LAG)
             print(f"   lag before the loss: {mirror_lag(gw)} (seconds, by mirror)")
+            check_cli(rewind, tmp, mirror_dir)
             killed_at = time.time()
             gw.proc.kill()
             gw.proc.wait()

@@ -1,0 +1,138 @@
+//! What `rewind vault mirror ls|sync|verify` asks of the mirrors, from the vaults alone
+//! (no journal, so it works while gateways run): how far each is behind, copying what it
+//! lacks, and checking what it holds.
+
+use rewind_journal::segment;
+use rewind_vault::VaultError;
+use rewind_vault::backend::Backend;
+use rewind_vault::reclaim::Deleted;
+use serde::Serialize;
+
+use crate::mirror::{Mirror, MirrorMetrics};
+
+/// How far one mirror is behind the primary.
+#[derive(Debug, Clone, Serialize)]
+pub struct MirrorStatus {
+    pub mirror: usize,
+    pub location: String,
+    /// Objects the primary holds and the mirror lacks.
+    pub missing_objects: usize,
+    pub missing_packs: usize,
+    pub missing_segments: usize,
+    /// The last journal position each holds in a shipped segment.
+    pub primary_position: u64,
+    pub mirror_position: u64,
+    /// Set when the mirror cannot be listed.
+    pub error: Option<String>,
+}
+
+/// The last journal position the segments among `names` hold.
+fn last_position(names: &[String]) -> u64 {
+    names.iter().filter_map(|n| segment::range_of_name(n)).map(|(_, last)| last).max().unwrap_or(0)
+}
+
+/// How far `mirror` is behind `primary`.
+pub async fn status(mirror: &Mirror, primary: &dyn Backend) -> Result<MirrorStatus, VaultError> {
+    let primary_segments = primary.list("segments/").await?;
+    let mut out = MirrorStatus {
+        mirror: mirror.number,
+        location: mirror.location.clone(),
+        missing_objects: 0,
+        missing_packs: 0,
+        missing_segments: 0,
+        primary_position: last_position(&primary_segments),
+        mirror_position: 0,
+        error: None,
+    };
+    let missing = match mirror.missing(primary).await {
+        Ok(missing) => missing,
+        Err(e) => {
+            out.error = Some(e.to_string());
+            return Ok(out);
+        }
+    };
+    out.missing_objects = missing.len();
+    out.missing_packs = missing.iter().filter(|n| n.starts_with("packs/")).count();
+    out.missing_segments = missing.iter().filter(|n| n.starts_with("segments/")).count();
+    out.mirror_position = last_position(&mirror.backend().list("segments/").await?);
+    Ok(out)
+}
+
+/// What checking one mirror found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MirrorCheck {
+    pub mirror: usize,
+    pub location: String,
+    /// Objects read and checked.
+    pub checked: usize,
+    /// Objects the primary holds and the mirror lacks (its lag, or losses).
+    pub missing: Vec<String>,
+    /// Objects whose bytes are not what they should be, and why.
+    pub damaged: Vec<(String, String)>,
+}
+
+/// Checks `mirror`: what it lacks of `primary` (when the primary can be listed), and with
+/// `read_data` every object's bytes: a pack against its content name (on its own, no key
+/// needed), anything else against the primary's copy when there is one.
+pub async fn verify(
+    mirror: &Mirror,
+    primary: Option<&dyn Backend>,
+    read_data: bool,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<MirrorCheck, VaultError> {
+    let mut out = MirrorCheck { mirror: mirror.number, location: mirror.location.clone(), ..MirrorCheck::default() };
+    if let Some(primary) = primary {
+        out.missing = mirror.missing(primary).await?;
+    }
+    if !read_data {
+        return Ok(out);
+    }
+    let names = mirror.backend().list("").await?;
+    for (i, name) in names.iter().enumerate() {
+        progress(i, names.len());
+        let bytes = mirror.backend().get(name).await?;
+        out.checked += 1;
+        if let Some(content) = name.strip_prefix("packs/").and_then(|rest| rest.split('/').nth(1)) {
+            if blake3::hash(&bytes).to_hex().as_str() != content {
+                out.damaged.push((name.clone(), "its content does not match its name".into()));
+            }
+            continue;
+        }
+        if let Some(primary) = primary {
+            match primary.get(name).await {
+                Ok(theirs) if theirs != bytes => {
+                    out.damaged.push((name.clone(), "its bytes differ from the primary vault's".into()));
+                }
+                Ok(_) | Err(VaultError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    progress(names.len(), names.len());
+    Ok(out)
+}
+
+/// Copies what `mirror` lacks of `primary`; returns how many objects.
+pub async fn sync(mirror: &Mirror, primary: &dyn Backend, metrics: &MirrorMetrics) -> Result<u64, VaultError> {
+    mirror.compare_and_copy(primary, metrics).await
+}
+
+/// Replaces each of `names` on `mirror` with the primary's copy: a damaged object is
+/// deleted from the mirror, then copied again.
+pub async fn repair(mirror: &Mirror, primary: &dyn Backend, names: &[String]) -> Result<usize, VaultError> {
+    let mut repaired = 0;
+    for name in names {
+        let good = primary.get(name).await?;
+        if let Deleted::Locked { until_us } = mirror.reclaim().delete(name).await? {
+            return Err(VaultError::Corrupt {
+                what: format!("{name} on mirror {}", mirror.number),
+                detail: format!(
+                    "it is damaged but Object Lock keeps it until {until_us} µs since the epoch; it cannot be replaced before"
+                ),
+            });
+        }
+        mirror.backend().put(name, good).await?;
+        repaired += 1;
+    }
+    Ok(repaired)
+}
