@@ -102,18 +102,36 @@ impl MirrorMetrics {
 }
 
 /// What a mirror still has to do, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Task {
-    /// Copy this object from the primary.
-    Copy { name: String, bytes: u64 },
+    /// Copy this object from the primary; its bytes when they are still held from the
+    /// primary's write (shared by every mirror's queue, not copied), else read again.
+    Copy { name: String, bytes: u64, data: Option<Bytes> },
     /// Delete this object, which the primary's garbage collection deleted.
     Delete { name: String },
 }
+
+impl Task {
+    /// Whether two entries are the same task (the bytes they hold aside).
+    fn same(&self, other: &Task) -> bool {
+        match (self, other) {
+            (Task::Copy { name: a, .. }, Task::Copy { name: b, .. })
+            | (Task::Delete { name: a }, Task::Delete { name: b }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// Bytes of written objects a mirror's queue keeps in memory, so a mirror that keeps up
+/// copies without reading the primary again; beyond it, objects are queued by name.
+const HELD_MAX: u64 = 256 << 20;
 
 #[derive(Default)]
 struct Queue {
     tasks: VecDeque<(Task, Instant)>,
     bytes: u64,
+    /// Of `bytes`, those held in memory.
+    held: u64,
 }
 
 /// One mirror: where it is, how to reach it, and its queue.
@@ -161,16 +179,21 @@ impl Mirror {
         self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn push(&self, task: Task) {
+    fn push(&self, mut task: Task) {
         {
             let mut q = self.lock();
             if q.tasks.len() >= MAX_QUEUE {
-                q.tasks.clear();
-                q.bytes = 0;
+                *q = Queue::default();
                 self.compare.store(true, Ordering::Release);
             }
-            if let Task::Copy { bytes, .. } = &task {
-                q.bytes += bytes;
+            if let Task::Copy { bytes, data, .. } = &mut task {
+                q.bytes += *bytes;
+                if data.is_some() && q.held + *bytes > HELD_MAX {
+                    *data = None;
+                }
+                if data.is_some() {
+                    q.held += *bytes;
+                }
             }
             q.tasks.push_back((task, Instant::now()));
         }
@@ -226,10 +249,13 @@ impl Mirror {
         metrics.copied_bytes.with_label_values(&[&self.label()]).inc_by(copied);
         let mut q = self.lock();
         for task in batch {
-            if q.tasks.front().is_some_and(|(t, _)| *t == task) {
+            if q.tasks.front().is_some_and(|(t, _)| t.same(&task)) {
                 q.tasks.pop_front();
-                if let Task::Copy { bytes, .. } = task {
+                if let Task::Copy { bytes, data, .. } = task {
                     q.bytes = q.bytes.saturating_sub(bytes);
+                    if data.is_some() {
+                        q.held = q.held.saturating_sub(bytes);
+                    }
                 }
             }
         }
@@ -239,7 +265,8 @@ impl Mirror {
     /// One task; the bytes it copied.
     async fn carry_out(&self, primary: &dyn Backend, task: &Task) -> Result<u64, VaultError> {
         match task {
-            Task::Copy { name, .. } => copy_one(primary, self.backend.as_ref(), name).await,
+            Task::Copy { name, data: Some(data), .. } => put_one(self.backend.as_ref(), name, data.clone()).await,
+            Task::Copy { name, data: None, .. } => copy_one(primary, self.backend.as_ref(), name).await,
             Task::Delete { name } => match self.reclaim.delete(name).await? {
                 // Kept by the mirror's own Object Lock: left there, as mirrors never delete
                 // on the strength of a listing.
@@ -311,6 +338,11 @@ async fn copy_one(from: &dyn Backend, to: &dyn Backend, name: &str) -> Result<u6
         Err(VaultError::NotFound { .. }) => return Ok(0),
         Err(e) => return Err(e),
     };
+    put_one(to, name, data).await
+}
+
+/// Writes `data` as `name` to `to`; the bytes written (0: it was there already).
+async fn put_one(to: &dyn Backend, name: &str, data: Bytes) -> Result<u64, VaultError> {
     let len = data.len() as u64;
     match to.put(name, data).await {
         Ok(()) => Ok(len),
@@ -456,10 +488,15 @@ impl Mirrored {
 impl Backend for Mirrored {
     async fn put(&self, name: &str, data: Bytes) -> Result<(), VaultError> {
         let bytes = data.len() as u64;
-        let outcome = self.inner.put(name, data).await;
+        let outcome = self.inner.put(name, data.clone()).await;
         // Also when it existed: whoever wrote it may have died before its mirrors had it.
-        if matches!(outcome, Ok(()) | Err(VaultError::AlreadyExists { .. })) {
-            self.mirrors.queue(&Task::Copy { name: name.to_owned(), bytes });
+        // Its bytes go along only when they are what the primary holds now.
+        match &outcome {
+            Ok(()) => self.mirrors.queue(&Task::Copy { name: name.to_owned(), bytes, data: Some(data) }),
+            Err(VaultError::AlreadyExists { .. }) => {
+                self.mirrors.queue(&Task::Copy { name: name.to_owned(), bytes, data: None });
+            }
+            Err(_) => {}
         }
         outcome
     }

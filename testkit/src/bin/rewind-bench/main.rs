@@ -28,7 +28,10 @@
 //! kept here, which is why this file is long; modes with more than a table of their own
 //! (the shared journal) sit in modules beside it.
 //!
-//! Build and run:  cargo build --release --bins && target/release/rewind-bench [--quick] [--big 2] [--memory] [--views] [--tripwire]
+//! `--mirrors` runs only the mirrors check: PUT 64 MiB x4 through two capturing gateways,
+//! one with two vault mirrors and one without, and how far the mirrors fall behind.
+//!
+//! Build and run:  cargo build --release --bins && target/release/rewind-bench [--quick] [--big 2] [--memory] [--views] [--tripwire] [--mirrors]
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -44,6 +47,7 @@ use bytes::Bytes;
 use rewind_testkit::{FsUpstream, eventually, key_pair, pattern};
 
 mod journal;
+mod mirrors;
 mod tripwire;
 
 const MIB: usize = 1024 * 1024;
@@ -302,6 +306,7 @@ async fn main() {
     let views_only = args.iter().any(|a| a == "--views");
     let postgres_only = args.iter().any(|a| a == "--journal-postgres");
     let tripwire_only = args.iter().any(|a| a == "--tripwire");
+    let mirrors_only = args.iter().any(|a| a == "--mirrors");
     let only = args.iter().position(|a| a == "--only").map(|i| args[i + 1].clone());
     let binary =
         args.iter().position(|a| a == "--gateway").map_or_else(gateway_binary, |i| PathBuf::from(&args[i + 1]));
@@ -314,6 +319,13 @@ async fn main() {
     let capturing = start_gateway(&binary, &upstream, work.path(), "capture", true).await;
     let (plain_pid, capture_pid) = (plain.child.id(), capturing.child.id());
 
+    if mirrors_only {
+        drop((plain, capturing));
+        let ok = mirrors::compare(&binary, &upstream, work.path(), quick).await;
+        println!("targets missed: {}", usize::from(!ok));
+        upstream.stop().await;
+        return;
+    }
     if tripwire_only {
         drop((plain, capturing));
         let ok = tripwire::compare(&binary, &upstream, work.path(), quick).await;
