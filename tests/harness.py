@@ -10,6 +10,8 @@ import string
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 MIB = 1024 * 1024
@@ -81,8 +83,18 @@ class Gateway:
             [str(binary), "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{self.port}",
              "--admin-listen", f"127.0.0.1:{self.admin_port}"],
             stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env)
-        wait_until("the gateway to listen",
-                   lambda: socket.create_connection(("127.0.0.1", self.port), timeout=1).close() or True)
+        # The listeners are bound before the stores are opened (and the vault key file made):
+        # an answer from the admin listener says the gateway has started.
+        wait_until("the gateway to start", self._answers)
+
+    def _answers(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the gateway exited with {self.proc.returncode}")
+        try:
+            urllib.request.urlopen(f"{self.admin_url}/ready", timeout=2).close()
+        except urllib.error.HTTPError:
+            pass  # an answer all the same (the upstream may not be ready)
+        return True
 
     @property
     def endpoint(self):

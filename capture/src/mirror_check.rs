@@ -2,6 +2,7 @@
 //! (no journal, so it works while gateways run): how far each is behind, copying what it
 //! lacks, and checking what it holds.
 
+use futures::StreamExt;
 use rewind_journal::segment;
 use rewind_vault::VaultError;
 use rewind_vault::backend::Backend;
@@ -10,13 +11,17 @@ use serde::Serialize;
 
 use crate::mirror::{Mirror, MirrorMetrics};
 
+/// Objects whose size `status` asks the primary at once.
+const SIZE_LOOKUPS: usize = 16;
+
 /// How far one mirror is behind the primary.
 #[derive(Debug, Clone, Serialize)]
 pub struct MirrorStatus {
     pub mirror: usize,
     pub location: String,
-    /// Objects the primary holds and the mirror lacks.
+    /// Objects the primary holds and the mirror lacks, and their bytes.
     pub missing_objects: usize,
+    pub missing_bytes: u64,
     pub missing_packs: usize,
     pub missing_segments: usize,
     /// The last journal position each holds in a shipped segment.
@@ -38,6 +43,7 @@ pub async fn status(mirror: &Mirror, primary: &dyn Backend) -> Result<MirrorStat
         mirror: mirror.number,
         location: mirror.location.clone(),
         missing_objects: 0,
+        missing_bytes: 0,
         missing_packs: 0,
         missing_segments: 0,
         primary_position: last_position(&primary_segments),
@@ -52,6 +58,21 @@ pub async fn status(mirror: &Mirror, primary: &dyn Backend) -> Result<MirrorStat
         }
     };
     out.missing_objects = missing.len();
+    // Sizes, several at once (an S3 primary answers each with a one-byte ranged read).
+    let sizes: Vec<Result<u64, VaultError>> = futures::stream::iter(&missing)
+        .map(|name| async move {
+            match primary.get_tail(name, 0).await {
+                Ok((_, size)) => Ok(size),
+                Err(VaultError::NotFound { .. }) => Ok(0),
+                Err(e) => Err(e),
+            }
+        })
+        .buffer_unordered(SIZE_LOOKUPS)
+        .collect()
+        .await;
+    for size in sizes {
+        out.missing_bytes += size?;
+    }
     out.missing_packs = missing.iter().filter(|n| n.starts_with("packs/")).count();
     out.missing_segments = missing.iter().filter(|n| n.starts_with("segments/")).count();
     out.mirror_position = last_position(&mirror.backend().list("segments/").await?);
@@ -135,4 +156,40 @@ pub async fn repair(mirror: &Mirror, primary: &dyn Backend, names: &[String]) ->
         repaired += 1;
     }
     Ok(repaired)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use rewind_vault::backend::LocalBackend;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn status_counts_what_a_mirror_lacks_and_verify_names_what_is_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let primary = Arc::new(LocalBackend::open(dir.path().join("p")).unwrap());
+        let copy = Arc::new(LocalBackend::open(dir.path().join("m")).unwrap());
+        let pack = Bytes::from_static(b"pack bytes");
+        let name = format!("packs/xx/{}", blake3::hash(&pack).to_hex());
+        primary.put(&name, pack.clone()).await.unwrap();
+        primary.put("segments/00000000000000000001-00000000000000000007", Bytes::from_static(b"seg")).await.unwrap();
+        copy.put(&name, pack).await.unwrap();
+        let mirror = Mirror::new(1, "m".into(), copy.clone(), copy.clone());
+        let s = status(&mirror, primary.as_ref()).await.unwrap();
+        assert_eq!((s.missing_objects, s.missing_bytes, s.missing_segments, s.missing_packs), (1, 3, 1, 0));
+        assert_eq!((s.primary_position, s.mirror_position), (7, 0));
+
+        let check = verify(&mirror, Some(primary.as_ref()), true, &|_, _| {}).await.unwrap();
+        assert!(check.damaged.is_empty() && check.missing.len() == 1, "{check:?}");
+        std::fs::write(dir.path().join("m").join(&name), b"pack bytez").unwrap();
+        let check = verify(&mirror, Some(primary.as_ref()), true, &|_, _| {}).await.unwrap();
+        let damaged: Vec<&String> = check.damaged.iter().map(|(n, _)| n).collect();
+        assert_eq!(damaged, [&name]);
+        assert_eq!(repair(&mirror, primary.as_ref(), std::slice::from_ref(&name)).await.unwrap(), 1);
+        let check = verify(&mirror, Some(primary.as_ref()), true, &|_, _| {}).await.unwrap();
+        assert!(check.damaged.is_empty(), "{check:?}");
+    }
 }

@@ -73,15 +73,20 @@ pub async fn run(cli: &Cli, command: &MirrorCommand) -> Result<ExitCode, CliErro
             }
             if cli.json {
                 print_json(&all)?;
+            } else {
+                outln!(
+                    "(how long ago the oldest missing object was written: rewind_mirror_lag_seconds on each gateway)"
+                );
             }
             for s in all.iter().filter(|_| !cli.json) {
                 match &s.error {
                     Some(e) => outln!("{}  {}  unreachable: {e}", s.mirror, s.location),
                     None => outln!(
-                        "{}  {}  behind by {} objects ({} packs, {} segments); journal position {} of {}",
+                        "{}  {}  behind by {} objects, {} bytes ({} packs, {} segments); journal position {} of {}",
                         s.mirror,
                         s.location,
                         s.missing_objects,
+                        s.missing_bytes,
                         s.missing_packs,
                         s.missing_segments,
                         s.mirror_position,

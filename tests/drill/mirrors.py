@@ -76,7 +76,7 @@ def check_cli(rewind, tmp, mirror_dir):
     base = [rewind, "--json", "--data-dir", tmp / "host", "vault", "mirror"]
     status = json.loads(sh(base + ["ls"], env=env).stdout)
     assert [s["mirror"] for s in status] == [1, 2] and all(s["error"] is None for s in status), status
-    assert all(s["primary_position"] > 0 for s in status), status
+    assert all(s["primary_position"] > 0 and s["missing_bytes"] >= 0 for s in status), status
     packs = sorted(p for p in (mirror_dir / "packs").rglob("*") if p.is_file())
     victim = packs[len(packs) // 2]
     data = bytearray(victim.read_bytes())
