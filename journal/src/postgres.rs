@@ -351,6 +351,44 @@ impl PostgresEngine {
         (!clauses.is_empty()).then(|| (format!("WITH {} SELECT 1", clauses.join(", ")), params))
     }
 
+    /// The last entry of `table` at or before each of `keys`, in one statement; with
+    /// `then`, each with the value `then`'s table holds under the last `suffix` bytes of
+    /// its key.
+    fn latest_each(
+        &self,
+        table: Table,
+        keys: &[&[u8]],
+        then: Option<(Table, usize)>,
+    ) -> Result<Vec<Option<crate::engine::EntryThen>>, EngineError> {
+        // The second lookup is a subquery per row, not a join: a join's plan, cached while
+        // the tables were small, hashed the whole of `then` on every call.
+        let pointed = match then {
+            Some((then, suffix)) => format!(
+                "(SELECT t.v FROM {} t WHERE length(f.k) >= {suffix} AND t.k = substring(f.k FROM length(f.k) - {suffix} + 1))",
+                sql_table(then)
+            ),
+            None => "NULL::bytea".to_owned(),
+        };
+        let sql = format!(
+            "SELECT f.k, f.v, {pointed} FROM unnest($1::bytea[]) WITH ORDINALITY AS a(key, i) \
+             LEFT JOIN LATERAL (SELECT k, v FROM {} WHERE k <= a.key ORDER BY k DESC LIMIT 1) f ON true \
+             ORDER BY a.i",
+            sql_table(table)
+        );
+        let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+        let rows = self.run(move |client| async move {
+            let stmt = client.prepare_cached(&sql).await?;
+            client.query(&stmt, &[&keys]).await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let key = r.get::<_, Option<Vec<u8>>>(0)?;
+                Some(((key, r.get::<_, Option<Vec<u8>>>(1).unwrap_or_default()), r.get::<_, Option<Vec<u8>>>(2)))
+            })
+            .collect())
+    }
+
     /// One page of a scan: up to `limit` entries from `from` (`inclusive` or after it).
     fn page(&self, table: Table, from: Vec<u8>, inclusive: bool, limit: i64) -> Result<Vec<Entry>, EngineError> {
         let op = if inclusive { ">=" } else { ">" };
@@ -403,21 +441,7 @@ impl Engine for PostgresEngine {
     }
 
     fn last_at_or_before_each(&self, table: Table, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>, EngineError> {
-        let sql = format!(
-            "SELECT f.k, f.v FROM unnest($1::bytea[]) WITH ORDINALITY AS a(key, i) \
-             LEFT JOIN LATERAL (SELECT k, v FROM {} WHERE k <= a.key ORDER BY k DESC LIMIT 1) f ON true \
-             ORDER BY a.i",
-            sql_table(table)
-        );
-        let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
-        let rows = self.run(move |client| async move {
-            let stmt = client.prepare_cached(&sql).await?;
-            client.query(&stmt, &[&keys]).await
-        })?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Some((r.get::<_, Option<Vec<u8>>>(0)?, r.get::<_, Option<Vec<u8>>>(1).unwrap_or_default())))
-            .collect())
+        Ok(self.latest_each(table, keys, None)?.into_iter().map(|found| found.map(|(entry, _)| entry)).collect())
     }
 
     fn last_at_or_before_each_then(
@@ -427,29 +451,7 @@ impl Engine for PostgresEngine {
         then: Table,
         suffix: usize,
     ) -> Result<Vec<Option<crate::engine::EntryThen>>, EngineError> {
-        let sql = format!(
-            // The second lookup is a subquery per row, not a join: a join's plan, cached
-            // while the tables were small, hashed the whole of `then` on every call.
-            "SELECT f.k, f.v, (SELECT t.v FROM {1} t WHERE length(f.k) >= {suffix} \
-               AND t.k = substring(f.k FROM length(f.k) - {suffix} + 1)) \
-             FROM unnest($1::bytea[]) WITH ORDINALITY AS a(key, i) \
-             LEFT JOIN LATERAL (SELECT k, v FROM {0} WHERE k <= a.key ORDER BY k DESC LIMIT 1) f ON true \
-             ORDER BY a.i",
-            sql_table(table),
-            sql_table(then),
-        );
-        let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
-        let rows = self.run(move |client| async move {
-            let stmt = client.prepare_cached(&sql).await?;
-            client.query(&stmt, &[&keys]).await
-        })?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let key = r.get::<_, Option<Vec<u8>>>(0)?;
-                Some(((key, r.get::<_, Option<Vec<u8>>>(1).unwrap_or_default()), r.get::<_, Option<Vec<u8>>>(2)))
-            })
-            .collect())
+        self.latest_each(table, keys, Some((then, suffix)))
     }
 
     fn write(&self, writes: Vec<Write>, sync: bool) -> Result<(), EngineError> {

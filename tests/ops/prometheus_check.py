@@ -87,8 +87,9 @@ def dashboard_queries():
 
 
 def check_alert_and_dashboard_metrics_exist():
-    # The gateway's HTTP metrics, and the capture engine's in the same registry.
-    sources = [ROOT / "gateway/src/metrics.rs", ROOT / "capture/src/metrics.rs"]
+    # Every crate's metrics, registered in the gateway's one registry (the mirrors' are
+    # defined beside their copying).
+    sources = sorted(ROOT.glob("*/src/**/metrics.rs")) + [ROOT / "capture/src/mirror.rs"]
     defined = set(re.findall(r'"(rewind_[a-z0-9_]+)"', "".join(p.read_text() for p in sources)))
     rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
     exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
