@@ -1,4 +1,7 @@
 //! Rewind's configuration: one TOML file, `REWIND_*` environment overrides, then flags.
+//! This file is the schema's table of contents (every section's struct and defaults) and
+//! the env overrides, which is why it is long; sections with logic of their own (journal,
+//! mirrors, retention, tripwire, validation) have files of their own.
 //!
 //! Precedence is flag > env > file > default. [`Config::finish`] loads the secrets named
 //! by the configuration and validates everything, reporting every problem at once; it

@@ -319,23 +319,19 @@ async fn main() {
     let capturing = start_gateway(&binary, &upstream, work.path(), "capture", true).await;
     let (plain_pid, capture_pid) = (plain.child.id(), capturing.child.id());
 
-    if mirrors_only {
+    // Modes that start gateways of their own and print one table.
+    let alone: Option<std::pin::Pin<Box<dyn std::future::Future<Output = bool> + '_>>> = if mirrors_only {
+        Some(Box::pin(mirrors::compare(&binary, &upstream, work.path(), quick)))
+    } else if tripwire_only {
+        Some(Box::pin(tripwire::compare(&binary, &upstream, work.path(), quick)))
+    } else if postgres_only {
+        Some(Box::pin(journal::engines(&binary, &upstream, work.path(), quick)))
+    } else {
+        None
+    };
+    if let Some(mode) = alone {
         drop((plain, capturing));
-        let ok = mirrors::compare(&binary, &upstream, work.path(), quick).await;
-        println!("targets missed: {}", usize::from(!ok));
-        upstream.stop().await;
-        return;
-    }
-    if tripwire_only {
-        drop((plain, capturing));
-        let ok = tripwire::compare(&binary, &upstream, work.path(), quick).await;
-        println!("targets missed: {}", usize::from(!ok));
-        upstream.stop().await;
-        return;
-    }
-    if postgres_only {
-        drop((plain, capturing));
-        let ok = journal::engines(&binary, &upstream, work.path(), quick).await;
+        let ok = mode.await;
         println!("targets missed: {}", usize::from(!ok));
         upstream.stop().await;
         return;
