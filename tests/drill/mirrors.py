@@ -93,6 +93,14 @@ def check_cli(rewind, tmp, mirror_dir):
           f"{damaged[0]}; sync --repair replaced it; verify clean again")
 
 
+def point(link, target):
+    """Makes `link` a symlink to `target`, replacing what was there in one rename."""
+    fresh = link.with_name(link.name + ".new")
+    fresh.unlink(missing_ok=True)
+    fresh.symlink_to(target)
+    os.replace(fresh, link)
+
+
 def main():
     parser = argparse.ArgumentParser()
     default_bins = Path(os.environ.get("CARGO_TARGET_DIR", "target")) / "debug"
@@ -111,7 +119,12 @@ def main():
                          aws_secret_access_key=mirror_key[1], region_name="us-east-1",
                          ).create_bucket(Bucket="mirror-vault")
             (tmp / "mirror.secret").write_text(mirror_key[1])
-            mirror_dir = tmp / "mirror-dir"
+            # The directory mirror is reached through a symlink, so that taking it away and
+            # bringing it back are each one atomic rename: a gateway writing in between can
+            # never recreate the directory under the test's feet.
+            mirror_real, mirror_dir = tmp / "mirror-real", tmp / "mirror-dir"
+            mirror_real.mkdir()
+            point(mirror_dir, mirror_real)
             (tmp / "gw.toml").write_text(
                 f'[vault]\nlocation = "{tmp / "vault"}"\nsegment_interval = "{SHIP_SECONDS:.0f}s"\n'
                 'mirror_check_interval = "5s"\n'
@@ -131,13 +144,12 @@ def main():
             for t in threads:
                 t.start()
             time.sleep(args.seconds / 4)
-            # The directory mirror goes away: its path is a file now.
-            shutil.move(mirror_dir, tmp / "mirror-away")
-            mirror_dir.write_text("not a directory")
+            # The directory mirror goes away: its path leads to a file now.
+            (tmp / "blocker").write_text("not a directory")
+            point(mirror_dir, tmp / "blocker")
             time.sleep(args.seconds / 2)
             behind = mirror_lag(gw)
-            mirror_dir.unlink()
-            shutil.move(tmp / "mirror-away", mirror_dir)
+            point(mirror_dir, mirror_real)
             print(f"1. the directory mirror was away for {args.seconds / 2:.1f} s of traffic "
                   f"(lag then: {behind}); it is back")
             time.sleep(args.seconds / 4 + LAG)
