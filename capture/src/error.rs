@@ -21,6 +21,10 @@ pub enum TeeError {
     /// The upstream stopped reading (it failed, or the request was dropped).
     #[error("the upstream stopped reading the body")]
     UpstreamGone,
+    /// The body's end was withheld from the upstream: the write was refused (its key's
+    /// lock, capture-before-destroy or intent failed) after the body arrived.
+    #[error("the write was refused before the upstream could apply it")]
+    Withheld,
 }
 
 /// Why a mutation could not be captured.
@@ -79,6 +83,7 @@ impl CaptureError {
             Self::Tee(TeeError::Slow) => refusal::SLOW_VAULT,
             Self::Tee(TeeError::Body) => refusal::CLIENT_BODY,
             Self::Tee(TeeError::UpstreamGone) => refusal::UPSTREAM,
+            Self::Tee(TeeError::Withheld) => refusal::CAPTURE_BEFORE_DESTROY,
             Self::Upstream { .. } | Self::Refused { .. } => refusal::CAPTURE_BEFORE_DESTROY,
         }
     }

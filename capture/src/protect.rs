@@ -5,6 +5,7 @@ use rewind_model::{Body, Commit, Effect, LogKey, ObjectVersion, Op};
 use rewind_vault::Manifest;
 
 use crate::error::{absent_or_error, is_absent};
+use crate::upstream::sdk_key;
 use crate::{Actor, Capture, CaptureError, ObjectMeta, TeeError, plain_etag, upstream_error, version_of};
 
 /// What capture-before-destroy found under a key.
@@ -36,8 +37,14 @@ impl Capture {
         key: &str,
         version_id: Option<&str>,
     ) -> Result<Option<UpstreamHead>, CaptureError> {
-        let result =
-            self.upstream.head_object().bucket(bucket).key(key).set_version_id(version_id.map(Into::into)).send().await;
+        let result = self
+            .upstream
+            .head_object()
+            .bucket(bucket)
+            .key(sdk_key(key))
+            .set_version_id(version_id.map(Into::into))
+            .send()
+            .await;
         match result {
             Ok(o) => Ok(Some(UpstreamHead {
                 etag: plain_etag(o.e_tag().unwrap_or_default()).to_owned(),
@@ -154,8 +161,14 @@ impl Capture {
         version_id: Option<&str>,
         durable: bool,
     ) -> Result<Option<ObjectVersion>, CaptureError> {
-        let result =
-            self.upstream.get_object().bucket(bucket).key(key).set_version_id(version_id.map(Into::into)).send().await;
+        let result = self
+            .upstream
+            .get_object()
+            .bucket(bucket)
+            .key(sdk_key(key))
+            .set_version_id(version_id.map(Into::into))
+            .send()
+            .await;
         let mut out = match result {
             Ok(o) => o,
             Err(e) if is_null_version(version_id) && !is_absent(&e) => {
@@ -189,7 +202,7 @@ impl Capture {
             .upstream
             .get_object_tagging()
             .bucket(bucket)
-            .key(key)
+            .key(sdk_key(key))
             .set_version_id(version_id.map(Into::into))
             .send()
             .await

@@ -20,6 +20,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use super::{Capture, CaptureError, plain_etag, upstream_error};
 use crate::Actor;
+use crate::upstream::sdk_key;
 
 /// What S3 reports for an object stored without a content type. The SDK would otherwise
 /// send its own default, so a version recorded without one is restored with S3's.
@@ -220,7 +221,7 @@ impl Capture {
         }
         self.protect_current(bucket, key, None, actor).await?;
         let pending = self.begin(Op::RestoreDelete, bucket, key, actor).await?;
-        match self.upstream.delete_object().bucket(bucket).key(key).send().await {
+        match self.upstream.delete_object().bucket(bucket).key(sdk_key(key)).send().await {
             Ok(out) => {
                 let version_id = out.version_id().map(Into::into);
                 self.commit(pending, Effect::Deleted { version_id }).await?;
@@ -261,7 +262,7 @@ impl Capture {
             if body.len() as u64 != v.size || *blake3::hash(&body).as_bytes() != v.blake3 {
                 return Err(mismatch().into());
             }
-            let put = self.upstream.put_object().bucket(bucket).key(key).body(ByteStream::from(body));
+            let put = self.upstream.put_object().bucket(bucket).key(sdk_key(key)).body(ByteStream::from(body));
             let put = match unchanged {
                 Some(Unchanged::Absent) => put.if_none_match("*"),
                 Some(Unchanged::Etag(etag)) => put.if_match(etag),
@@ -271,12 +272,12 @@ impl Capture {
             let etag = plain_etag(out.e_tag().unwrap_or_default()).to_owned();
             return Ok((etag, out.version_id().map(Into::into), Vec::new()));
         }
-        let create = self.upstream.create_multipart_upload().bucket(bucket).key(key);
+        let create = self.upstream.create_multipart_upload().bucket(bucket).key(sdk_key(key));
         let created = with_object_meta!(create, v).send().await.map_err(upstream_error)?;
         let upload_id = created.upload_id().unwrap_or_default().to_owned();
         let result = self.upload_parts(bucket, key, &upload_id, v).await.map_err(UploadError::Failed);
         if result.is_err() {
-            let abort = self.upstream.abort_multipart_upload().bucket(bucket).key(key).upload_id(&upload_id);
+            let abort = self.upstream.abort_multipart_upload().bucket(bucket).key(sdk_key(key)).upload_id(&upload_id);
             if let Err(e) = abort.send().await {
                 tracing::warn!(bucket, error = %upstream_error(e), "could not abort a failed restore's multipart upload");
             }
@@ -314,7 +315,7 @@ impl Capture {
                 .upstream
                 .upload_part()
                 .bucket(bucket)
-                .key(key)
+                .key(sdk_key(key))
                 .upload_id(upload_id)
                 .part_number(number)
                 .body(ByteStream::from(std::mem::take(&mut buf)))
@@ -327,7 +328,7 @@ impl Capture {
             .upstream
             .complete_multipart_upload()
             .bucket(bucket)
-            .key(key)
+            .key(sdk_key(key))
             .upload_id(upload_id)
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
             .send()

@@ -5,6 +5,7 @@
 //! crate wraps it in a server (listeners, authentication, admin API, timers).
 
 pub mod errors;
+mod lenient;
 mod meta;
 pub mod metrics;
 mod mutation;

@@ -16,6 +16,7 @@ use s3s::{S3Error, S3Response, S3Result};
 use crate::errors::{self, Applied};
 use crate::request::RequestInfo;
 use crate::s3::Forwarder;
+use crate::tee::Gate;
 use rewind_capture::metrics::refusal;
 
 /// Counts a refusal and says why, as an S3 error.
@@ -166,13 +167,29 @@ impl Mutation<'_> {
     /// An upload the upstream refused: abort, and answer with the vault's failure if it
     /// caused the refusal (the upstream then saw a cut body), else with the upstream's.
     pub(crate) async fn refused_upload(self, upstream: S3Error, manifest: Result<Manifest, CaptureError>) -> S3Error {
-        let (capture, operation) = (self.capture, self.operation);
-        capture.abort(self.pending, "the upstream refused it").await;
-        match manifest {
-            Err(e @ CaptureError::Tee(TeeError::Vault(_) | TeeError::Slow)) => {
-                refuse(capture, operation, &e, Applied::No)
-            }
-            _ => upstream,
+        self.capture.abort(self.pending, "the upstream refused it").await;
+        unfinished_upload(self.capture, self.operation, Err::<(), _>(upstream), manifest)
+    }
+}
+
+/// An upload that failed before it could complete: the vault's failure if that cut the
+/// upstream's body, else the upstream's answer.
+pub(crate) fn unfinished_upload<O>(
+    capture: &Capture,
+    operation: &str,
+    upstream: S3Result<O>,
+    manifest: Result<Manifest, CaptureError>,
+) -> S3Error {
+    match (upstream, manifest) {
+        (_, Err(e @ CaptureError::Tee(TeeError::Vault(_) | TeeError::Slow))) => {
+            refuse(capture, operation, &e, Applied::No)
+        }
+        (Err(upstream), _) => upstream,
+        // The upstream answered OK to a body whose end it never had: nothing journaled it,
+        // so say so (reconcile will find the object).
+        (Ok(_), _) => {
+            let e = CaptureError::upstream("the upstream accepted a body before its end was sent");
+            refuse(capture, operation, &e, Applied::Upstream)
         }
     }
 }
@@ -193,6 +210,20 @@ impl VaultSide {
                 Self::Tee(tee.vault)
             }
             None => Self::Empty(capture.vault().clone()),
+        }
+    }
+
+    /// Like [`VaultSide::start`], holding the body's end back from the upstream until the
+    /// returned gate opens; no gate when there is nothing to hold back (see
+    /// [`crate::tee::start_gated`]).
+    pub(crate) fn start_gated(capture: &Capture, body: &mut Option<dto::StreamingBlob>) -> (Self, Option<Gate>) {
+        match body.take() {
+            Some(b) => {
+                let (tee, gate) = crate::tee::start_gated(b, capture.vault(), capture.timeout());
+                *body = Some(tee.upstream_body);
+                (Self::Tee(tee.vault), gate)
+            }
+            None => (Self::Empty(capture.vault().clone()), None),
         }
     }
 

@@ -16,10 +16,41 @@ use rewind_capture::{Capture, CaptureError, ObjectMeta, Pending, TeeError, plain
 
 use crate::errors::{self, Applied};
 use crate::meta;
-use crate::mutation::{VaultSide, refuse, refuse_if_tripped};
+use crate::mutation::{VaultSide, refuse, refuse_if_tripped, unfinished_upload};
 use crate::request::RequestInfo;
 use crate::s3::{Forwarder, request_info};
 use rewind_capture::metrics::refusal;
+use rewind_capture::upstream::{sdk_key, to_sdk_key};
+
+/// A request about to be handed to aws-sdk-s3: its key as the SDK can send it
+/// ([`rewind_capture::upstream::sdk_key`]); the journal has the key as the client gave it.
+trait ForSdk {
+    fn for_sdk(self) -> Self;
+}
+
+macro_rules! for_sdk {
+    ($($input:ident),*) => {$(
+        impl ForSdk for S3Request<dto::$input> {
+            fn for_sdk(mut self) -> Self {
+                to_sdk_key(&mut self.input.key);
+                self
+            }
+        }
+    )*};
+}
+
+for_sdk!(
+    PutObjectInput,
+    UploadPartInput,
+    CreateMultipartUploadInput,
+    UploadPartCopyInput,
+    CompleteMultipartUploadInput,
+    AbortMultipartUploadInput,
+    CopyObjectInput,
+    DeleteObjectInput,
+    PutObjectTaggingInput,
+    DeleteObjectTaggingInput
+);
 
 /// Concurrent HEADs (and captures) when a batch delete protects its keys first.
 const PROTECT_CONCURRENCY: usize = 16;
@@ -40,15 +71,43 @@ impl Forwarder {
         const OP: &str = "PutObject";
         let info = request_info(&req);
         let Some(capture) = self.capture_for(&req.input.bucket) else {
-            return self.timed(OP, &info, self.proxy.put_object(req)).await;
+            return self.timed(OP, &info, self.proxy.put_object(req.for_sdk())).await;
         };
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        // Refused before a byte moves, rather than after the body.
+        self.check_key(&key)?;
+        refuse_if_tripped(&capture, &info.actor().access_key, &bucket)?;
         let sse_c = req.input.sse_customer_algorithm.is_some();
-        let mutation = self.mutation(&capture, OP, Op::Put, (&bucket, &key), None, &info).await?.with_sse_c(sse_c);
         let meta = meta::from_put(&req.input);
-        let side = VaultSide::start(&capture, &mut req.input.body);
-        let upstream = self.timed(OP, &info, self.proxy.put_object(req)).await;
+        let (side, gate) = VaultSide::start_gated(&capture, &mut req.input.body);
+        let upstream = self.timed(OP, &info, self.proxy.put_object(req.for_sdk()));
+        let gated = gate.is_some();
+        let lock_then_complete = async {
+            // The key's lock, capture-before-destroy and the intent come once the body is
+            // in, and only then may the upstream have its end: bodies of one key's writers
+            // stream in parallel, their completions one at a time (see `crate::tee`).
+            let gate = gate?;
+            gate.arrived.await.ok()?;
+            let mutation = self.mutation(&capture, OP, Op::Put, (&bucket, &key), None, &info).await;
+            if mutation.is_ok() {
+                let _ = gate.open.send(());
+            }
+            Some(mutation)
+        };
+        let (upstream, mutation) = if gated {
+            tokio::join!(upstream, lock_then_complete)
+        } else {
+            // Nothing to hold back: the upstream may apply it on sight, so the lock first.
+            let mutation = self.mutation(&capture, OP, Op::Put, (&bucket, &key), None, &info).await?;
+            (upstream.await, Some(Ok(mutation)))
+        };
         let manifest = side.finish().await;
+        let mutation = match mutation {
+            Some(m) => m?.with_sse_c(sse_c),
+            // The body, the vault or the upstream failed before the body ended: nothing
+            // was locked or journaled, and the upstream saw a cut body.
+            None => return Err(unfinished_upload(&capture, OP, upstream, manifest)),
+        };
         let response = match upstream {
             Ok(r) => r,
             Err(up) => return Err(mutation.refused_upload(up, manifest).await),
@@ -75,11 +134,11 @@ impl Forwarder {
         let capture = match self.capture_for(&i.bucket) {
             // Uploads started before the gateway saw them are captured whole on completion.
             Some(c) if c.upload_template(&prefix).map_err(|e| refuse(&c, OP, &e, Applied::No))?.is_some() => c,
-            _ => return self.timed(OP, &info, self.proxy.upload_part(req)).await,
+            _ => return self.timed(OP, &info, self.proxy.upload_part(req.for_sdk())).await,
         };
         let number = req.input.part_number;
         let side = VaultSide::start(&capture, &mut req.input.body);
-        let upstream = self.timed(OP, &info, self.proxy.upload_part(req)).await;
+        let upstream = self.timed(OP, &info, self.proxy.upload_part(req.for_sdk())).await;
         let manifest = side.finish().await;
         let (response, manifest) = match (upstream, manifest) {
             (Ok(r), Ok(m)) => (r, m),
@@ -106,13 +165,19 @@ impl Forwarder {
         let capture = self.capture_for(&req.input.bucket);
         let meta = meta::from_create_multipart(&req.input);
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
-        let response = self.timed(OP, &info, self.proxy.create_multipart_upload(req)).await?;
+        let response = self.timed(OP, &info, self.proxy.create_multipart_upload(req.for_sdk())).await?;
         if let (Some(capture), Some(upload_id)) = (capture, response.output.upload_id.as_deref()) {
             let prefix = layout::upload_prefix(&bucket, &key, upload_id);
             if let Err(e) = capture.start_upload(&prefix, meta).await {
                 // Without its headers the upload could not be restored faithfully: undo it.
-                let _ =
-                    self.upstream.abort_multipart_upload().bucket(&bucket).key(&key).upload_id(upload_id).send().await;
+                let _ = self
+                    .upstream
+                    .abort_multipart_upload()
+                    .bucket(&bucket)
+                    .key(sdk_key(&key))
+                    .upload_id(upload_id)
+                    .send()
+                    .await;
                 return Err(refuse(&capture, OP, &e, Applied::No));
             }
         }
@@ -129,7 +194,7 @@ impl Forwarder {
         let prefix = layout::upload_prefix(&i.bucket, &i.key, &i.upload_id);
         let capture = match self.capture_for(&i.bucket) {
             Some(c) if c.upload_template(&prefix).map_err(|e| refuse(&c, OP, &e, Applied::No))?.is_some() => c,
-            _ => return self.timed(OP, &info, self.proxy.upload_part_copy(req)).await,
+            _ => return self.timed(OP, &info, self.proxy.upload_part_copy(req.for_sdk())).await,
         };
         let (number, range) = (i.part_number, i.copy_source_range.clone());
         let source = match &i.copy_source {
@@ -145,7 +210,7 @@ impl Forwarder {
             Some((b, k, v)) => capture.head(b, k, v.as_deref()).await.ok().flatten().map(|h| format!("\"{}\"", h.etag)),
             None => None,
         };
-        let response = self.timed(OP, &info, self.proxy.upload_part_copy(req)).await?;
+        let response = self.timed(OP, &info, self.proxy.upload_part_copy(req.for_sdk())).await?;
         let etag = response.output.copy_part_result.as_ref().and_then(|r| r.e_tag.as_ref()).map(dto::ETag::value);
         // A part missing here makes completion capture the whole object from the upstream
         // instead, so a failure costs time, not history.
@@ -154,7 +219,7 @@ impl Forwarder {
                 .upstream
                 .get_object()
                 .bucket(b)
-                .key(k)
+                .key(sdk_key(&k))
                 .set_version_id(v)
                 .set_range(range)
                 .if_match(pinned)
@@ -190,7 +255,7 @@ impl Forwarder {
         const OP: &str = "CompleteMultipartUpload";
         let info = request_info(&req);
         let Some(capture) = self.capture_for(&req.input.bucket) else {
-            return self.timed(OP, &info, self.proxy.complete_multipart_upload(req)).await;
+            return self.timed(OP, &info, self.proxy.complete_multipart_upload(req.for_sdk())).await;
         };
         let i = &req.input;
         let (bucket, key) = (i.bucket.clone(), i.key.clone());
@@ -202,7 +267,7 @@ impl Forwarder {
             .map(|p| (p.part_number.unwrap_or(0), p.e_tag.as_ref().map(|e| e.value().to_owned()).unwrap_or_default()))
             .collect();
         let mutation = self.mutation(&capture, OP, Op::CompleteMultipart, (&bucket, &key), None, &info).await?;
-        let (mut mutation, response) = mutation.forward(self.proxy.complete_multipart_upload(req)).await?;
+        let (mut mutation, response) = mutation.forward(self.proxy.complete_multipart_upload(req.for_sdk())).await?;
         let o = &response.output;
         let etag = o.e_tag.as_ref().map(dto::ETag::value).unwrap_or_default().to_owned();
         let (checksums, version_id) = (meta::checksums!(o), o.version_id.clone());
@@ -249,7 +314,8 @@ impl Forwarder {
         let info = request_info(&req);
         let capture = self.capture_for(&req.input.bucket);
         let prefix = layout::upload_prefix(&req.input.bucket, &req.input.key, &req.input.upload_id);
-        let response = self.timed("AbortMultipartUpload", &info, self.proxy.abort_multipart_upload(req)).await?;
+        let response =
+            self.timed("AbortMultipartUpload", &info, self.proxy.abort_multipart_upload(req.for_sdk())).await?;
         if let Some(capture) = capture
             && let Err(e) = capture.end_upload(&prefix).await
         {
@@ -265,7 +331,7 @@ impl Forwarder {
         const OP: &str = "CopyObject";
         let info = request_info(&req);
         let Some(capture) = self.capture_for(&req.input.bucket) else {
-            return self.timed(OP, &info, self.proxy.copy_object(req)).await;
+            return self.timed(OP, &info, self.proxy.copy_object(req.for_sdk())).await;
         };
         let i = &req.input;
         let (bucket, key) = (i.bucket.clone(), i.key.clone());
@@ -283,7 +349,7 @@ impl Forwarder {
             Some((b, k)) if capture.protects(b) => capture.current(b, k).ok().flatten(),
             _ => None,
         };
-        let (mutation, response) = mutation.forward(self.proxy.copy_object(req)).await?;
+        let (mutation, response) = mutation.forward(self.proxy.copy_object(req.for_sdk())).await?;
         let o = &response.output;
         let etag =
             o.copy_object_result.as_ref().and_then(|r| r.e_tag.as_ref()).map(dto::ETag::value).unwrap_or_default();
@@ -318,11 +384,11 @@ impl Forwarder {
         const OP: &str = "DeleteObject";
         let info = request_info(&req);
         let Some(capture) = self.capture_for(&req.input.bucket) else {
-            return self.timed(OP, &info, self.proxy.delete_object(req)).await;
+            return self.timed(OP, &info, self.proxy.delete_object(req.for_sdk())).await;
         };
         let (bucket, key, version_id) = (req.input.bucket.clone(), req.input.key.clone(), req.input.version_id.clone());
         let mutation = self.mutation(&capture, OP, Op::Delete, (&bucket, &key), version_id.as_deref(), &info).await?;
-        let (mutation, response) = mutation.forward(self.proxy.delete_object(req)).await?;
+        let (mutation, response) = mutation.forward(self.proxy.delete_object(req.for_sdk())).await?;
         let marker = response.output.version_id.clone();
         let effect = after_delete(&capture, (&bucket, &key), version_id.as_deref(), marker).await;
         mutation.finish(effect, response).await
@@ -433,7 +499,7 @@ impl Forwarder {
         let info = request_info(&req);
         let tags = meta::tag_set(&req.input.tagging.tag_set);
         let (bucket, key, version) = (req.input.bucket.clone(), req.input.key.clone(), req.input.version_id.clone());
-        let forward = self.proxy.put_object_tagging(req);
+        let forward = self.proxy.put_object_tagging(req.for_sdk());
         self.tagging("PutObjectTagging", Op::PutTagging, &info, (bucket, key, version), tags, forward).await
     }
 
@@ -443,7 +509,7 @@ impl Forwarder {
     ) -> S3Result<S3Response<dto::DeleteObjectTaggingOutput>> {
         let info = request_info(&req);
         let (bucket, key, version) = (req.input.bucket.clone(), req.input.key.clone(), req.input.version_id.clone());
-        let forward = self.proxy.delete_object_tagging(req);
+        let forward = self.proxy.delete_object_tagging(req.for_sdk());
         self.tagging("DeleteObjectTagging", Op::DeleteTagging, &info, (bucket, key, version), Vec::new(), forward).await
     }
 

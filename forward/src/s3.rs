@@ -71,6 +71,10 @@ impl Forwarder {
 
     /// `InvalidArgument` when the upstream cannot store `key`.
     pub(crate) fn check_key(&self, key: &str) -> S3Result<()> {
+        if rewind_capture::upstream::is_reserved_key(key) {
+            let why = "Keys starting with this control character and name are reserved by Rewind.";
+            return Err(S3Error::with_message(S3ErrorCode::InvalidArgument, why));
+        }
         match self.unstorable.and_then(|rule| rule(key)) {
             None => Ok(()),
             Some(why) => Err(rewind_embedded::fs::unstorable_error(why)),
@@ -125,13 +129,14 @@ fn verified_body(
 macro_rules! impl_s3 {
     (
         custom { $($custom:item)* }
-        forward { $($op:ident($input:ident) -> $output:ident;)* }
+        forward { $($op:ident($input:ident) -> $output:ident $(, $key:ident)? $(via $lenient:path)?;)* }
     ) => {
         #[async_trait::async_trait]
         impl S3 for Forwarder {
             $($custom)*
             $(
-                async fn $op(&self, req: S3Request<dto::$input>) -> S3Result<S3Response<dto::$output>> {
+                #[allow(unused_mut)] // only the inputs that name a key change
+                async fn $op(&self, mut req: S3Request<dto::$input>) -> S3Result<S3Response<dto::$output>> {
                     const OPERATION: &str = operation_name(stringify!($input));
                     // A view's request is answered from the journal and vault, never upstream.
                     if req.extensions.get::<rewind_views::ViewRequest>().is_some() {
@@ -141,7 +146,11 @@ macro_rules! impl_s3 {
                         };
                     }
                     let info = request_info(&req);
-                    self.timed(OPERATION, &info, self.proxy.$op(req)).await
+                    $(rewind_capture::upstream::to_sdk_key(&mut req.input.$key);)?
+                    let call = self.proxy.$op(req);
+                    // An answer the SDK could not decode, read again (`crate::lenient`).
+                    $(let call = async move { $lenient(call.await) };)?
+                    self.timed(OPERATION, &info, call).await
                 }
             )*
         }
@@ -300,19 +309,19 @@ impl_s3! {
         get_bucket_replication(GetBucketReplicationInput) -> GetBucketReplicationOutput;
         get_bucket_request_payment(GetBucketRequestPaymentInput) -> GetBucketRequestPaymentOutput;
         get_bucket_tagging(GetBucketTaggingInput) -> GetBucketTaggingOutput;
-        get_bucket_versioning(GetBucketVersioningInput) -> GetBucketVersioningOutput;
+        get_bucket_versioning(GetBucketVersioningInput) -> GetBucketVersioningOutput via crate::lenient::get_bucket_versioning;
         get_bucket_website(GetBucketWebsiteInput) -> GetBucketWebsiteOutput;
-        get_object(GetObjectInput) -> GetObjectOutput;
-        get_object_acl(GetObjectAclInput) -> GetObjectAclOutput;
-        get_object_attributes(GetObjectAttributesInput) -> GetObjectAttributesOutput;
-        get_object_legal_hold(GetObjectLegalHoldInput) -> GetObjectLegalHoldOutput;
+        get_object(GetObjectInput) -> GetObjectOutput, key;
+        get_object_acl(GetObjectAclInput) -> GetObjectAclOutput, key;
+        get_object_attributes(GetObjectAttributesInput) -> GetObjectAttributesOutput, key;
+        get_object_legal_hold(GetObjectLegalHoldInput) -> GetObjectLegalHoldOutput, key;
         get_object_lock_configuration(GetObjectLockConfigurationInput) -> GetObjectLockConfigurationOutput;
-        get_object_retention(GetObjectRetentionInput) -> GetObjectRetentionOutput;
-        get_object_tagging(GetObjectTaggingInput) -> GetObjectTaggingOutput;
-        get_object_torrent(GetObjectTorrentInput) -> GetObjectTorrentOutput;
+        get_object_retention(GetObjectRetentionInput) -> GetObjectRetentionOutput, key;
+        get_object_tagging(GetObjectTaggingInput) -> GetObjectTaggingOutput, key;
+        get_object_torrent(GetObjectTorrentInput) -> GetObjectTorrentOutput, key;
         get_public_access_block(GetPublicAccessBlockInput) -> GetPublicAccessBlockOutput;
         head_bucket(HeadBucketInput) -> HeadBucketOutput;
-        head_object(HeadObjectInput) -> HeadObjectOutput;
+        head_object(HeadObjectInput) -> HeadObjectOutput, key;
         list_bucket_analytics_configurations(ListBucketAnalyticsConfigurationsInput) -> ListBucketAnalyticsConfigurationsOutput;
         list_bucket_intelligent_tiering_configurations(ListBucketIntelligentTieringConfigurationsInput) -> ListBucketIntelligentTieringConfigurationsOutput;
         list_bucket_inventory_configurations(ListBucketInventoryConfigurationsInput) -> ListBucketInventoryConfigurationsOutput;
@@ -323,7 +332,7 @@ impl_s3! {
         list_object_versions(ListObjectVersionsInput) -> ListObjectVersionsOutput;
         list_objects(ListObjectsInput) -> ListObjectsOutput;
         list_objects_v2(ListObjectsV2Input) -> ListObjectsV2Output;
-        list_parts(ListPartsInput) -> ListPartsOutput;
+        list_parts(ListPartsInput) -> ListPartsOutput, key;
         put_bucket_accelerate_configuration(PutBucketAccelerateConfigurationInput) -> PutBucketAccelerateConfigurationOutput;
         put_bucket_acl(PutBucketAclInput) -> PutBucketAclOutput;
         put_bucket_analytics_configuration(PutBucketAnalyticsConfigurationInput) -> PutBucketAnalyticsConfigurationOutput;
@@ -340,12 +349,12 @@ impl_s3! {
         put_bucket_tagging(PutBucketTaggingInput) -> PutBucketTaggingOutput;
         put_bucket_versioning(PutBucketVersioningInput) -> PutBucketVersioningOutput;
         put_bucket_website(PutBucketWebsiteInput) -> PutBucketWebsiteOutput;
-        put_object_acl(PutObjectAclInput) -> PutObjectAclOutput;
-        put_object_legal_hold(PutObjectLegalHoldInput) -> PutObjectLegalHoldOutput;
+        put_object_acl(PutObjectAclInput) -> PutObjectAclOutput, key;
+        put_object_legal_hold(PutObjectLegalHoldInput) -> PutObjectLegalHoldOutput, key;
         put_object_lock_configuration(PutObjectLockConfigurationInput) -> PutObjectLockConfigurationOutput;
-        put_object_retention(PutObjectRetentionInput) -> PutObjectRetentionOutput;
+        put_object_retention(PutObjectRetentionInput) -> PutObjectRetentionOutput, key;
         put_public_access_block(PutPublicAccessBlockInput) -> PutPublicAccessBlockOutput;
-        restore_object(RestoreObjectInput) -> RestoreObjectOutput;
-        select_object_content(SelectObjectContentInput) -> SelectObjectContentOutput;
+        restore_object(RestoreObjectInput) -> RestoreObjectOutput, key;
+        select_object_content(SelectObjectContentInput) -> SelectObjectContentOutput, key;
     }
 }

@@ -5,6 +5,11 @@
 //! paces the client and nothing is buffered whole. The last piece is held back until the
 //! vault has made every chunk durable: if the vault fails, the upstream sees a truncated
 //! body and discards it, so a refused upload never lands upstream (fail closed).
+//!
+//! A gated tee also holds the body's end until its [`Gate`] opens. The upstream cannot
+//! apply a write before it has the whole body, so a PUT streams its body without its key's
+//! lock and takes the lock only to complete: writers of one key send their bodies in
+//! parallel, and only the completions (and their journal commits) are ordered.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -18,7 +23,7 @@ use rewind_capture::TeeError;
 use rewind_vault::{Manifest, ObjectWriter, Vault, VaultError};
 use s3s::dto::StreamingBlob;
 use s3s::stream::{ByteStream, RemainingLength};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 type StdError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -34,12 +39,40 @@ pub struct Tee {
     pub vault: tokio::task::JoinHandle<Result<Manifest, TeeError>>,
 }
 
+/// The end of a gated tee's body, held back from the upstream.
+pub struct Gate {
+    /// Resolves once the client's body has ended and every chunk is durable in the vault;
+    /// an error if the body, the vault or the upstream failed first.
+    pub arrived: oneshot::Receiver<()>,
+    /// Send to let the end go to the upstream; drop to withhold it (the upstream then sees
+    /// a cut body and applies nothing).
+    pub open: oneshot::Sender<()>,
+}
+
 /// Starts teeing `body` into `vault`; `timeout` bounds each wait for the vault.
 pub fn start(body: StreamingBlob, vault: &Arc<Vault>, timeout: Duration) -> Tee {
+    spawn(body, vault, timeout, None)
+}
+
+/// Like [`start`], holding the body's end back until the gate opens. `None` for a body
+/// known to be empty: an upstream may apply that as soon as it has the request's head,
+/// so there is nothing to hold back.
+pub fn start_gated(body: StreamingBlob, vault: &Arc<Vault>, timeout: Duration) -> (Tee, Option<Gate>) {
+    if body.remaining_length().exact() == Some(0) {
+        return (start(body, vault, timeout), None);
+    }
+    let (arrived_tx, arrived) = oneshot::channel();
+    let (open, open_rx) = oneshot::channel();
+    (spawn(body, vault, timeout, Some((arrived_tx, open_rx))), Some(Gate { arrived, open }))
+}
+
+type PumpGate = (oneshot::Sender<()>, oneshot::Receiver<()>);
+
+fn spawn(body: StreamingBlob, vault: &Arc<Vault>, timeout: Duration, gate: Option<PumpGate>) -> Tee {
     let length = body.remaining_length().exact().map(|n| n as u64);
     let writer = vault.writer_sized(length);
     let (tx, rx) = mpsc::channel(UPSTREAM_SLOTS);
-    let vault = tokio::spawn(pump(body, writer, tx, timeout));
+    let vault = tokio::spawn(pump(body, writer, tx, timeout, gate));
     Tee { upstream_body: StreamingBlob::new(UpstreamBody { rx, remaining: length }), vault }
 }
 
@@ -48,6 +81,7 @@ async fn pump(
     mut writer: ObjectWriter,
     tx: mpsc::Sender<Result<Bytes, StdError>>,
     timeout: Duration,
+    gate: Option<PumpGate>,
 ) -> Result<Manifest, TeeError> {
     let mut held: Option<Bytes> = None;
     loop {
@@ -85,6 +119,19 @@ async fn pump(
             return Err(e);
         }
     };
+    if let Some((arrived, open)) = gate {
+        let _ = arrived.send(());
+        // The end stays back until the write may complete; the upstream going away
+        // meanwhile ends the wait (the completion then sees its error).
+        let opened = tokio::select! {
+            opened = open => opened.is_ok(),
+            () = tx.closed() => return Err(TeeError::UpstreamGone),
+        };
+        if !opened {
+            let _ = tx.send(Err("the write was refused before it completed".into())).await;
+            return Err(TeeError::Withheld);
+        }
+    }
     if let Some(last) = held {
         tx.send(Ok(last)).await.map_err(|_| TeeError::UpstreamGone)?;
     }

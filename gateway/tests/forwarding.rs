@@ -346,3 +346,39 @@ async fn unsupported_operations_answer_not_implemented() {
     assert_eq!(status_of(&err), 501);
     assert_eq!(err.as_service_error().and_then(|e| e.code()), Some("NotImplemented"));
 }
+
+/// Keys of only whitespace, which aws-sdk-s3 will not send as they are (S3 stores them):
+/// written, read, copied and deleted through the gateway, and journaled under themselves.
+#[tokio::test]
+async fn keys_of_only_whitespace_work_as_on_s3() {
+    let (_upstream, gw, s3) = setup().await;
+    s3.create_bucket().bucket("bkt").send().await.unwrap();
+    let signed = |method: &str, path: &str, body: &[u8], copy_source: Option<&str>| {
+        let mut req = http::Request::builder().method(method).uri(format!("{}{path}", gw.endpoint()));
+        if let Some(source) = copy_source {
+            req = req.header("x-amz-copy-source", source);
+        }
+        let mut req = req.body(body.to_vec()).unwrap();
+        raw::sign_request(
+            &mut req,
+            &gw.access_key_id,
+            &gw.secret,
+            std::time::SystemTime::now(),
+            &raw::sha256_hex(body),
+        );
+        req
+    };
+    for (key, encoded) in [(" ", "%20"), ("\t \t", "%09%20%09")] {
+        let put = raw::send(gw.addr(), &signed("PUT", &format!("/bkt/{encoded}"), b"blank", None)).await;
+        assert_eq!(put.status, 200, "{key:?}: {}", put.text());
+        let get = raw::send(gw.addr(), &signed("GET", &format!("/bkt/{encoded}"), b"", None)).await;
+        assert_eq!((get.status, get.body.as_slice()), (200, &b"blank"[..]), "{key:?}");
+        let copy = raw::send(gw.addr(), &signed("PUT", "/bkt/copied", b"", Some(&format!("bkt/{encoded}")))).await;
+        assert_eq!(copy.status, 200, "{key:?}: {}", copy.text());
+        let del = raw::send(gw.addr(), &signed("DELETE", &format!("/bkt/{encoded}"), b"", None)).await;
+        assert_eq!(del.status, 204, "{key:?}: {}", del.text());
+        let history = gw.gateway.capture().journal().history("bkt", key).unwrap();
+        assert_eq!(history.len(), 2, "{key:?}: the PUT and the DELETE are journaled under the key itself");
+    }
+    assert_eq!(list_keys(&s3, "bkt").await, ["copied"]);
+}

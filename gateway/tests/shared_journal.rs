@@ -62,17 +62,16 @@ async fn a_mutation_cut_off_from_its_commit_is_resolved_once_the_database_is_bac
     s3.create_bucket().bucket("bkt").send().await.unwrap();
     s3.put_object().bucket("bkt").key("k").body(ByteStream::from_static(b"first")).send().await.unwrap();
 
-    let body = b"the second version, sent in two halves".to_vec();
+    let body = b"the second version".to_vec();
     let mut req = http::Request::put(format!("{}/bkt/k", gw.endpoint())).body(Vec::new()).unwrap();
     raw::sign_request(&mut req, &gw.access_key_id, &gw.secret, SystemTime::now(), &raw::sha256_hex(&body));
+    // The upstream's answer to the PUT waits in the proxy until the database is gone.
+    proxy.hold(true);
     let mut stream = raw::send_head(gw.addr(), &req, body.len()).await;
-    stream.write_all(&body[..10]).await.unwrap();
+    stream.write_all(&body).await.unwrap();
     let intent_open =
         eventually(Duration::from_secs(10), async || !journal.unresolved_owned().unwrap().is_empty()).await;
-    assert!(intent_open, "the PUT's intent is journaled before its body is forwarded");
-    // The upstream's answer waits in the proxy until the database is gone.
-    proxy.hold(true);
-    stream.write_all(&body[10..]).await.unwrap();
+    assert!(intent_open, "the PUT's intent is journaled before the upstream has its body's end");
     let direct = upstream.client();
     let applied = eventually(Duration::from_secs(10), async || {
         // Mid-write, a read may see the file and the checksum of different versions.
@@ -252,7 +251,8 @@ async fn gateways_started_together_on_a_new_vault_share_it() {
     assert_eq!(a.gateway.capture().journal().history("bkt", "k").unwrap().len(), 2);
 }
 
-/// A TCP proxy to the upstream that can hold back the upstream's answers.
+/// A TCP proxy to the upstream that can hold back the upstream's answers to PUTs (a
+/// write's own HEAD of the key, for capture-before-destroy, passes).
 struct HoldingProxy {
     endpoint: String,
     hold: tokio::sync::watch::Sender<bool>,
@@ -260,6 +260,10 @@ struct HoldingProxy {
 
 impl HoldingProxy {
     async fn start(upstream: &str) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::io::AsyncReadExt;
+        const METHODS: [&[u8]; 5] = [b"GET ", b"HEAD ", b"PUT ", b"POST ", b"DELETE "];
         let to = upstream.trim_start_matches("http://").trim_end_matches('/').to_owned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -269,17 +273,35 @@ impl HoldingProxy {
                 let server = tokio::net::TcpStream::connect(&to).await.unwrap();
                 let (mut client_read, mut client_write) = client.into_split();
                 let (mut server_read, mut server_write) = server.into_split();
-                tokio::spawn(async move { tokio::io::copy(&mut client_read, &mut server_write).await });
+                // Whether this connection's request in flight is a PUT. The gateway's client
+                // sends a request only after the previous answer, so a request's head starts a read.
+                let put = Arc::new(AtomicBool::new(false));
+                let put_seen = put.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match client_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        if METHODS.iter().any(|m| buf[..n].starts_with(m)) {
+                            put_seen.store(buf[..n].starts_with(b"PUT "), Ordering::SeqCst);
+                        }
+                        if server_write.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
                 let mut held = held.clone();
                 tokio::spawn(async move {
-                    use tokio::io::AsyncReadExt;
                     let mut buf = vec![0u8; 64 * 1024];
                     loop {
                         let n = match server_read.read(&mut buf).await {
                             Ok(0) | Err(_) => return,
                             Ok(n) => n,
                         };
-                        if held.wait_for(|h| !*h).await.is_err() || client_write.write_all(&buf[..n]).await.is_err() {
+                        let free = !put.load(Ordering::SeqCst) || held.wait_for(|h| !*h).await.is_ok();
+                        if !free || client_write.write_all(&buf[..n]).await.is_err() {
                             return;
                         }
                     }
