@@ -125,9 +125,11 @@ impl Task {
     }
 }
 
-/// Bytes of written objects a mirror's queue keeps in memory, so a mirror that keeps up
-/// copies without reading the primary again; beyond it, objects are queued by name.
-const HELD_MAX: u64 = 256 << 20;
+/// Bytes of written objects a mirror's queue keeps in memory unless told otherwise
+/// ([`Mirror::holding`]), so a mirror that keeps up copies without reading the primary
+/// again; beyond it, objects are queued by name. The bytes are shared by every mirror's
+/// queue, so all mirrors together pin no more than the largest limit.
+const HELD_MAX: u64 = 64 << 20;
 
 #[derive(Default)]
 struct Queue {
@@ -146,6 +148,8 @@ pub struct Mirror {
     backend: Arc<dyn Backend>,
     reclaim: Arc<dyn Reclaim>,
     queue: Mutex<Queue>,
+    /// Bytes of written objects the queue may hold in memory.
+    held_max: u64,
     /// Set when the queue may miss something: the next pass compares in full.
     compare: AtomicBool,
     wake: tokio::sync::Notify,
@@ -162,10 +166,19 @@ impl Mirror {
             backend,
             reclaim,
             queue: Mutex::default(),
+            held_max: HELD_MAX,
             compare: AtomicBool::new(true),
             wake: tokio::sync::Notify::new(),
             drained: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Holds at most `bytes` of written objects in memory (the gateway gives
+    /// `vault.memory_budget`).
+    #[must_use]
+    pub fn holding(mut self, bytes: u64) -> Self {
+        self.held_max = bytes;
+        self
     }
 
     /// The mirror's storage.
@@ -191,7 +204,7 @@ impl Mirror {
             }
             if let Task::Copy { bytes, data, .. } = &mut task {
                 q.bytes += *bytes;
-                if data.is_some() && q.held + *bytes > HELD_MAX {
+                if data.is_some() && q.held + *bytes > self.held_max {
                     *data = None;
                 }
                 if data.is_some() {
@@ -481,6 +494,20 @@ mod tests {
 
     fn local(dir: &std::path::Path) -> Arc<LocalBackend> {
         Arc::new(LocalBackend::open(dir).unwrap())
+    }
+
+    #[test]
+    fn a_queue_holds_written_bytes_up_to_its_limit_then_names_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = local(dir.path());
+        let mirror = Mirror::new(1, "m".into(), backend.clone(), backend).holding(10);
+        let copy = |name: &str| Task::Copy { name: name.into(), bytes: 6, data: Some(Bytes::from_static(b"sixsix")) };
+        mirror.push(copy("packs/a"));
+        mirror.push(copy("packs/b"));
+        let q = mirror.lock();
+        assert_eq!((q.bytes, q.held), (12, 6), "the second pack would pass the limit: queued by name");
+        let held: Vec<bool> = q.tasks.iter().map(|(t, _)| matches!(t, Task::Copy { data: Some(_), .. })).collect();
+        assert_eq!(held, [true, false]);
     }
 
     #[tokio::test]

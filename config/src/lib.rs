@@ -249,7 +249,8 @@ pub struct VaultConfig {
     /// zstd level for chunks that compress (1–19); 0 stores every chunk uncompressed.
     pub compression_level: i32,
     /// Upload bytes all requests together may hold on their way into the vault; when
-    /// it is used up, uploads wait (the vault slows clients, nothing is dropped).
+    /// it is used up, uploads wait (the vault slows clients, nothing is dropped). Mirrors
+    /// hold at most as much again of written packs for copying.
     pub memory_budget: ByteSize,
     /// How long an upload may wait for the vault before it is refused with 503 SlowDown.
     pub capture_timeout: HumanDuration,

@@ -68,7 +68,8 @@ pub async fn mirrors(
     for (i, m) in config.vault.mirrors.iter().enumerate() {
         let (backend, reclaim, location) =
             backend_and_reclaim_of(&m.as_vault(&config.vault), &config.server.data_dir).await?;
-        each.push(crate::mirror::Mirror::new(i + 1, location, backend, reclaim));
+        let mirror = crate::mirror::Mirror::new(i + 1, location, backend, reclaim);
+        each.push(mirror.holding(config.vault.memory_budget.0));
     }
     let mirrors = crate::mirror::Mirrors::new(primary, each);
     Ok((
