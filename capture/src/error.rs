@@ -131,20 +131,26 @@ pub fn describe<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error +
     }
 }
 
+/// Whether an upstream error says the object (or its bucket) is not there, or that the
+/// version asked for is a delete marker (405 with `x-amz-delete-marker: true`, as S3
+/// answers a HEAD or GET of one): no bytes to read either way.
 pub(crate) fn is_absent<E>(e: &SdkError<E, aws_smithy_runtime_api::http::Response>) -> bool
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
 {
     match e {
         SdkError::ServiceError(s) => {
-            s.raw().status().as_u16() == 404
+            let raw = s.raw();
+            let delete_marker =
+                raw.status().as_u16() == 405 && raw.headers().get("x-amz-delete-marker") == Some("true");
+            raw.status().as_u16() == 404
+                || delete_marker
                 || matches!(s.err().code(), Some("NoSuchKey" | "NotFound" | "NoSuchBucket" | "NoSuchVersion"))
         }
         _ => false,
     }
 }
 
-/// Whether an upstream error says the object (or its bucket) is not there.
 /// `Ok(None)` when an upstream error says the object (or its bucket) is not there; the
 /// error otherwise.
 pub(crate) fn absent_or_error<T, E>(
