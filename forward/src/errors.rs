@@ -118,6 +118,24 @@ pub fn with_standard_message(xml: &[u8]) -> Option<Vec<u8>> {
     Some([&text[..insert_at], "<Message>", message, "</Message>", &text[insert_at..]].concat().into_bytes())
 }
 
+/// The `<RequestId>` of an S3 error document, if it has one.
+pub fn request_id_of(xml: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(xml).ok()?;
+    let start = text.find("<RequestId>")? + "<RequestId>".len();
+    Some(&text[start..start + text[start..].find("</RequestId>")?])
+}
+
+/// An S3 error document without a `<RequestId>` gets `id` (clients match it with the
+/// `x-amz-request-id` header).
+pub fn with_request_id(xml: &[u8], id: &str) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(xml).ok()?;
+    if text.contains("<RequestId>") {
+        return None;
+    }
+    let end = text.rfind("</Error>")?;
+    Some([&text[..end], "<RequestId>", id, "</RequestId>", &text[end..]].concat().into_bytes())
+}
+
 pub use rewind_embedded::body::from_body_fault;
 
 /// How far a refused mutation got: the client's message says whether the bucket changed.
@@ -223,6 +241,11 @@ mod tests {
         );
         assert_eq!(with_standard_message(fixed.as_bytes()), None, "a message is kept");
         assert_eq!(with_standard_message(b"<ListBucketResult/>"), None);
+        assert_eq!(request_id_of(doc), Some("1"));
+        let bare = b"<Error><Code>NoSuchKey</Code></Error>";
+        let stamped = with_request_id(bare, "abc").unwrap();
+        assert_eq!(stamped, b"<Error><Code>NoSuchKey</Code><RequestId>abc</RequestId></Error>");
+        assert_eq!(with_request_id(doc, "abc"), None, "the upstream's id is kept");
     }
 
     #[test]

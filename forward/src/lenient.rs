@@ -1,4 +1,5 @@
-//! Upstream answers that aws-sdk-s3 cannot decode but that say enough to answer with.
+//! Upstream answers that aws-sdk-s3 cannot decode, or that carry more than s3s-aws
+//! passes on, read again from the raw answer the SDK kept.
 //!
 //! The SDK checks an answer's XML strictly (its root element's name, for one), and a
 //! failed decode becomes a 500 for the client although the upstream said 200. moto, for
@@ -29,11 +30,38 @@ pub(crate) fn get_bucket_versioning(
     }))
 }
 
+/// Headers of an upstream's error answer that clients read, and s3s-aws drops: a 304's
+/// ETag and Last-Modified, and the delete-marker and version headers of a 404 or 405
+/// (a HEAD or GET of a delete marker). `E` is the operation's SDK error type.
+pub(crate) fn with_error_headers<E: std::error::Error + 'static, O>(
+    answer: S3Result<S3Response<O>>,
+) -> S3Result<S3Response<O>> {
+    const KEPT: [&str; 4] = ["etag", "last-modified", "x-amz-delete-marker", "x-amz-version-id"];
+    answer.map_err(|mut err| {
+        let Some(raw) = raw_response::<E>(&err) else { return err };
+        let mut headers = http::HeaderMap::new();
+        for name in KEPT {
+            if let Some(value) = raw.headers().get(name).and_then(|v| http::HeaderValue::from_str(v).ok()) {
+                headers.insert(name, value);
+            }
+        }
+        if !headers.is_empty() {
+            // The error's headers replace the response's, the document's type among them.
+            headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/xml"));
+            err.set_headers(headers);
+        }
+        err
+    })
+}
+
+/// The upstream's answer behind `err`, if it came from the SDK with one.
+fn raw_response<E: std::error::Error + 'static>(err: &S3Error) -> Option<&Response> {
+    err.source()?.downcast_ref::<SdkError<E, Response>>()?.raw_response()
+}
+
 /// The body of a 2xx answer behind `err`, if the SDK kept it (its decode failed).
 fn undecoded_success<E: std::error::Error + 'static>(err: &S3Error) -> Option<&[u8]> {
-    let source = err.source()?;
-    let sdk = source.downcast_ref::<SdkError<E, Response>>()?;
-    let raw = sdk.raw_response()?;
+    let raw = raw_response::<E>(err)?;
     if !raw.status().is_success() {
         return None;
     }

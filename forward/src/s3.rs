@@ -311,7 +311,7 @@ impl_s3! {
         get_bucket_tagging(GetBucketTaggingInput) -> GetBucketTaggingOutput;
         get_bucket_versioning(GetBucketVersioningInput) -> GetBucketVersioningOutput via crate::lenient::get_bucket_versioning;
         get_bucket_website(GetBucketWebsiteInput) -> GetBucketWebsiteOutput;
-        get_object(GetObjectInput) -> GetObjectOutput, key;
+        get_object(GetObjectInput) -> GetObjectOutput, key via crate::lenient::with_error_headers::<aws_sdk_s3::operation::get_object::GetObjectError, _>;
         get_object_acl(GetObjectAclInput) -> GetObjectAclOutput, key;
         get_object_attributes(GetObjectAttributesInput) -> GetObjectAttributesOutput, key;
         get_object_legal_hold(GetObjectLegalHoldInput) -> GetObjectLegalHoldOutput, key;
@@ -321,7 +321,7 @@ impl_s3! {
         get_object_torrent(GetObjectTorrentInput) -> GetObjectTorrentOutput, key;
         get_public_access_block(GetPublicAccessBlockInput) -> GetPublicAccessBlockOutput;
         head_bucket(HeadBucketInput) -> HeadBucketOutput;
-        head_object(HeadObjectInput) -> HeadObjectOutput, key;
+        head_object(HeadObjectInput) -> HeadObjectOutput, key via crate::lenient::with_error_headers::<aws_sdk_s3::operation::head_object::HeadObjectError, _>;
         list_bucket_analytics_configurations(ListBucketAnalyticsConfigurationsInput) -> ListBucketAnalyticsConfigurationsOutput;
         list_bucket_intelligent_tiering_configurations(ListBucketIntelligentTieringConfigurationsInput) -> ListBucketIntelligentTieringConfigurationsOutput;
         list_bucket_inventory_configurations(ListBucketInventoryConfigurationsInput) -> ListBucketInventoryConfigurationsOutput;

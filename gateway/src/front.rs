@@ -111,7 +111,7 @@ impl hyper::service::Service<http::Request<Incoming>> for S3Front {
                 },
             };
             drop(writes);
-            let mut response = with_error_message(response);
+            let mut response = with_error_message(response, info.id());
             if close_after {
                 response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
             }
@@ -262,18 +262,30 @@ fn is_multipart(content_type: &str) -> bool {
     essence.split('/').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("multipart"))
 }
 
-/// An error answer whose document lacks a `<Message>` gets its code's standard one (see
-/// `errors::standard_message`): s3s's own errors (a wrong signature) and the embedded
-/// upstream's carry none, and SDKs then print "Unknown".
-fn with_error_message(mut response: s3s::HttpResponse) -> s3s::HttpResponse {
-    if response.status().as_u16() < 400 {
-        return response;
+/// Every answer carries `x-amz-request-id`, the gateway's id of the request. An error
+/// document gets the same id as its `<RequestId>` if it has none (an upstream's own id is
+/// kept, and then the header says it too), and its code's standard message if it lacks a
+/// `<Message>` (see `errors::standard_message`): s3s's own errors (a wrong signature) and
+/// the embedded upstream's carry none, and SDKs then print "Unknown".
+fn with_error_message(mut response: s3s::HttpResponse, request_id: &str) -> s3s::HttpResponse {
+    use rewind_forward::errors::{request_id_of, with_request_id, with_standard_message};
+    let mut id = request_id.to_owned();
+    let document = (response.status().as_u16() >= 400).then(|| response.body().bytes()).flatten();
+    if let Some(document) = document {
+        let mut fixed = with_standard_message(&document);
+        let current = fixed.as_deref().unwrap_or(&document);
+        match request_id_of(current) {
+            Some(upstream) => upstream.clone_into(&mut id),
+            None => fixed = with_request_id(current, &id).or(fixed),
+        }
+        if let Some(fixed) = fixed {
+            response.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(fixed.len()));
+            *response.body_mut() = s3s::Body::from(Bytes::from(fixed));
+        }
     }
-    let Some(fixed) = response.body().bytes().and_then(|b| rewind_forward::errors::with_standard_message(&b)) else {
-        return response;
-    };
-    response.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(fixed.len()));
-    *response.body_mut() = s3s::Body::from(Bytes::from(fixed));
+    if let Ok(value) = http::HeaderValue::from_str(&id) {
+        response.headers_mut().entry("x-amz-request-id").or_insert(value);
+    }
     response
 }
 

@@ -213,6 +213,8 @@ async fn conditionals(s3: &aws_sdk_s3::Client) {
 
     let err = s3.get_object().bucket("ver").key("cond").if_none_match(etag).send().await.unwrap_err();
     assert_eq!(err.raw_response().unwrap().status().as_u16(), 304);
+    let header = err.raw_response().unwrap().headers().get("etag");
+    assert_eq!(header, Some(etag), "a 304 says which version the client has");
     let err = s3.get_object().bucket("ver").key("cond").if_match("\"not-the-etag\"").send().await.unwrap_err();
     assert_eq!(err.raw_response().unwrap().status().as_u16(), 412);
     let ok = s3.get_object().bucket("ver").key("cond").if_match(etag).send().await.unwrap();
@@ -228,6 +230,13 @@ async fn errors_match_the_upstream(s3: &aws_sdk_s3::Client, direct: &aws_sdk_s3:
     assert_eq!(via_gateway.code(), upstream.code());
     assert_eq!(via_gateway.code(), Some("NoSuchBucket"));
     assert_eq!(via_gateway.message(), upstream.message());
+    let raw = via_gateway.raw_response().unwrap();
+    let id = raw.headers().get("x-amz-request-id").expect("every answer has a request id");
+    let document = std::str::from_utf8(raw.body().bytes().unwrap()).unwrap();
+    assert!(
+        document.contains(&format!("<RequestId>{id}</RequestId>")),
+        "the document's id is the header's: {document}"
+    );
     assert_eq!(
         via_gateway.raw_response().unwrap().status().as_u16(),
         upstream.raw_response().unwrap().status().as_u16()
@@ -292,6 +301,14 @@ async fn versioned_deletes_are_journaled(gw: &TestGateway, s3: &aws_sdk_s3::Clie
         s3.delete_object().bucket("ver").key("vd").version_id(m.version_id().unwrap()).send().await.unwrap();
     }
     let current = capture.current("ver", "vd").unwrap().expect("the first version is current again");
+    // HEAD of a delete marker: 405 with the marker's headers, as the upstream gives them.
+    let marker = s3.delete_object().bucket("ver").key("vd").send().await.unwrap();
+    let marker_id = marker.version_id().unwrap();
+    let err = s3.head_object().bucket("ver").key("vd").version_id(marker_id).send().await.unwrap_err();
+    let raw = err.raw_response().unwrap();
+    assert_eq!(raw.status().as_u16(), 405);
+    assert_eq!(raw.headers().get("x-amz-delete-marker"), Some("true"));
+    assert_eq!(raw.headers().get("x-amz-version-id"), Some(marker_id));
     assert_eq!(current.version_id.as_deref(), v1.version_id());
 }
 
