@@ -34,23 +34,31 @@ pub struct UpstreamTarget {
 /// reconciles through).
 pub fn client(cfg: &UpstreamConfig, target: &UpstreamTarget) -> aws_sdk_s3::Client {
     let credentials = Credentials::new(&target.access_key_id, target.secret.expose(), None, None, "rewind-upstream");
+    aws_sdk_s3::Client::from_conf(builder(cfg, target).credentials_provider(credentials).build())
+}
+
+/// The same client without credentials: it sends requests unsigned, for the anonymous
+/// requests the gateway forwards (`server.allow_anonymous`), so the upstream's policies
+/// judge them, never the gateway's own key.
+pub fn unsigned_client(cfg: &UpstreamConfig, target: &UpstreamTarget) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(builder(cfg, target).allow_no_auth().build())
+}
+
+fn builder(cfg: &UpstreamConfig, target: &UpstreamTarget) -> aws_sdk_s3::config::Builder {
     let checksums = match cfg.request_checksum_calculation {
         ChecksumPolicy::WhenSupported => RequestChecksumCalculation::WhenSupported,
         ChecksumPolicy::WhenRequired => RequestChecksumCalculation::WhenRequired,
     };
-    let config = aws_sdk_s3::config::Builder::new()
+    aws_sdk_s3::config::Builder::new()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(&target.endpoint)
         .region(Region::new(cfg.region.clone()))
-        .credentials_provider(credentials)
         .force_path_style(cfg.force_path_style)
         .request_checksum_calculation(checksums)
         // Clients validate what they asked for; validating again here costs CPU per byte.
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
         .timeout_config(TimeoutConfig::builder().connect_timeout(cfg.connect_timeout.0).build())
         .interceptor(BlankKeys)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
 }
 
 /// Starts a blank key's stand-in: a control character, which keys in practice never hold.

@@ -85,6 +85,9 @@ pub struct ServerConfig {
     /// `aws s3 presign`). They are verified by the gateway in constant time, presigned
     /// ones valid 7 days at most. `false` refuses every SigV2 request.
     pub allow_sigv2: bool,
+    /// Forward unsigned (anonymous) requests to the upstream unsigned, so its bucket
+    /// policies and ACLs decide, as S3 would; `false` refuses them with AccessDenied.
+    pub allow_anonymous: bool,
     /// Host names the admin listener answers to besides IP addresses and `localhost`
     /// (e.g. a Kubernetes service name); others are refused, so that a web page cannot
     /// reach it through a name of its own pointed at 127.0.0.1 (DNS rebinding).
@@ -107,6 +110,7 @@ impl Default for ServerConfig {
             max_xml_body_size: ByteSize::mib(4),
             shutdown_grace: HumanDuration::secs(30),
             allow_sigv2: true,
+            allow_anonymous: false,
             admin_hosts: Vec::new(),
         }
     }

@@ -15,4 +15,5 @@ mod s3;
 mod tee;
 
 pub use metrics::UpstreamMetrics;
+pub use request::Anonymous;
 pub use s3::{Forwarder, POST_OBJECT_REFUSAL};

@@ -71,7 +71,7 @@ impl Forwarder {
         const OP: &str = "PutObject";
         let info = request_info(&req);
         let Some(capture) = self.capture_for(&req.input.bucket) else {
-            return self.timed(OP, &info, self.proxy.put_object(req.for_sdk())).await;
+            return self.timed(OP, &info, self.proxy_for(&req).put_object(req.for_sdk())).await;
         };
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         // Refused before a byte moves, rather than after the body.
@@ -80,7 +80,7 @@ impl Forwarder {
         let sse_c = req.input.sse_customer_algorithm.is_some();
         let meta = meta::from_put(&req.input);
         let (side, gate) = VaultSide::start_gated(&capture, &mut req.input.body);
-        let upstream = self.timed(OP, &info, self.proxy.put_object(req.for_sdk()));
+        let upstream = self.timed(OP, &info, self.proxy_for(&req).put_object(req.for_sdk()));
         let gated = gate.is_some();
         let lock_then_complete = async {
             // The key's lock, capture-before-destroy and the intent come once the body is
@@ -134,11 +134,11 @@ impl Forwarder {
         let capture = match self.capture_for(&i.bucket) {
             // Uploads started before the gateway saw them are captured whole on completion.
             Some(c) if c.upload_template(&prefix).map_err(|e| refuse(&c, OP, &e, Applied::No))?.is_some() => c,
-            _ => return self.timed(OP, &info, self.proxy.upload_part(req.for_sdk())).await,
+            _ => return self.timed(OP, &info, self.proxy_for(&req).upload_part(req.for_sdk())).await,
         };
         let number = req.input.part_number;
         let side = VaultSide::start(&capture, &mut req.input.body);
-        let upstream = self.timed(OP, &info, self.proxy.upload_part(req.for_sdk())).await;
+        let upstream = self.timed(OP, &info, self.proxy_for(&req).upload_part(req.for_sdk())).await;
         let manifest = side.finish().await;
         let (response, manifest) = match (upstream, manifest) {
             (Ok(r), Ok(m)) => (r, m),
@@ -165,7 +165,7 @@ impl Forwarder {
         let capture = self.capture_for(&req.input.bucket);
         let meta = meta::from_create_multipart(&req.input);
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
-        let response = self.timed(OP, &info, self.proxy.create_multipart_upload(req.for_sdk())).await?;
+        let response = self.timed(OP, &info, self.proxy_for(&req).create_multipart_upload(req.for_sdk())).await?;
         if let (Some(capture), Some(upload_id)) = (capture, response.output.upload_id.as_deref()) {
             let prefix = layout::upload_prefix(&bucket, &key, upload_id);
             if let Err(e) = capture.start_upload(&prefix, meta).await {
@@ -194,7 +194,7 @@ impl Forwarder {
         let prefix = layout::upload_prefix(&i.bucket, &i.key, &i.upload_id);
         let capture = match self.capture_for(&i.bucket) {
             Some(c) if c.upload_template(&prefix).map_err(|e| refuse(&c, OP, &e, Applied::No))?.is_some() => c,
-            _ => return self.timed(OP, &info, self.proxy.upload_part_copy(req.for_sdk())).await,
+            _ => return self.timed(OP, &info, self.proxy_for(&req).upload_part_copy(req.for_sdk())).await,
         };
         let (number, range) = (i.part_number, i.copy_source_range.clone());
         let source = match &i.copy_source {
@@ -210,7 +210,7 @@ impl Forwarder {
             Some((b, k, v)) => capture.head(b, k, v.as_deref()).await.ok().flatten().map(|h| format!("\"{}\"", h.etag)),
             None => None,
         };
-        let response = self.timed(OP, &info, self.proxy.upload_part_copy(req.for_sdk())).await?;
+        let response = self.timed(OP, &info, self.proxy_for(&req).upload_part_copy(req.for_sdk())).await?;
         let etag = response.output.copy_part_result.as_ref().and_then(|r| r.e_tag.as_ref()).map(dto::ETag::value);
         // A part missing here makes completion capture the whole object from the upstream
         // instead, so a failure costs time, not history.
@@ -255,7 +255,7 @@ impl Forwarder {
         const OP: &str = "CompleteMultipartUpload";
         let info = request_info(&req);
         let Some(capture) = self.capture_for(&req.input.bucket) else {
-            return self.timed(OP, &info, self.proxy.complete_multipart_upload(req.for_sdk())).await;
+            return self.timed(OP, &info, self.proxy_for(&req).complete_multipart_upload(req.for_sdk())).await;
         };
         let i = &req.input;
         let (bucket, key) = (i.bucket.clone(), i.key.clone());
@@ -267,7 +267,8 @@ impl Forwarder {
             .map(|p| (p.part_number.unwrap_or(0), p.e_tag.as_ref().map(|e| e.value().to_owned()).unwrap_or_default()))
             .collect();
         let mutation = self.mutation(&capture, OP, Op::CompleteMultipart, (&bucket, &key), None, &info).await?;
-        let (mut mutation, response) = mutation.forward(self.proxy.complete_multipart_upload(req.for_sdk())).await?;
+        let (mut mutation, response) =
+            mutation.forward(self.proxy_for(&req).complete_multipart_upload(req.for_sdk())).await?;
         let o = &response.output;
         let etag = o.e_tag.as_ref().map(dto::ETag::value).unwrap_or_default().to_owned();
         let (checksums, version_id) = (meta::checksums!(o), o.version_id.clone());
@@ -314,8 +315,9 @@ impl Forwarder {
         let info = request_info(&req);
         let capture = self.capture_for(&req.input.bucket);
         let prefix = layout::upload_prefix(&req.input.bucket, &req.input.key, &req.input.upload_id);
-        let response =
-            self.timed("AbortMultipartUpload", &info, self.proxy.abort_multipart_upload(req.for_sdk())).await?;
+        let response = self
+            .timed("AbortMultipartUpload", &info, self.proxy_for(&req).abort_multipart_upload(req.for_sdk()))
+            .await?;
         if let Some(capture) = capture
             && let Err(e) = capture.end_upload(&prefix).await
         {
@@ -331,7 +333,7 @@ impl Forwarder {
         const OP: &str = "CopyObject";
         let info = request_info(&req);
         let Some(capture) = self.capture_for(&req.input.bucket) else {
-            return self.timed(OP, &info, self.proxy.copy_object(req.for_sdk())).await;
+            return self.timed(OP, &info, self.proxy_for(&req).copy_object(req.for_sdk())).await;
         };
         let i = &req.input;
         let (bucket, key) = (i.bucket.clone(), i.key.clone());
@@ -349,7 +351,7 @@ impl Forwarder {
             Some((b, k)) if capture.protects(b) => capture.current(b, k).ok().flatten(),
             _ => None,
         };
-        let (mutation, response) = mutation.forward(self.proxy.copy_object(req.for_sdk())).await?;
+        let (mutation, response) = mutation.forward(self.proxy_for(&req).copy_object(req.for_sdk())).await?;
         let o = &response.output;
         let etag =
             o.copy_object_result.as_ref().and_then(|r| r.e_tag.as_ref()).map(dto::ETag::value).unwrap_or_default();
@@ -384,11 +386,11 @@ impl Forwarder {
         const OP: &str = "DeleteObject";
         let info = request_info(&req);
         let Some(capture) = self.capture_for(&req.input.bucket) else {
-            return self.timed(OP, &info, self.proxy.delete_object(req.for_sdk())).await;
+            return self.timed(OP, &info, self.proxy_for(&req).delete_object(req.for_sdk())).await;
         };
         let (bucket, key, version_id) = (req.input.bucket.clone(), req.input.key.clone(), req.input.version_id.clone());
         let mutation = self.mutation(&capture, OP, Op::Delete, (&bucket, &key), version_id.as_deref(), &info).await?;
-        let (mutation, response) = mutation.forward(self.proxy.delete_object(req.for_sdk())).await?;
+        let (mutation, response) = mutation.forward(self.proxy_for(&req).delete_object(req.for_sdk())).await?;
         let marker = response.output.version_id.clone();
         let effect = after_delete(&capture, (&bucket, &key), version_id.as_deref(), marker).await;
         mutation.finish(effect, response).await
@@ -407,7 +409,7 @@ impl Forwarder {
             ));
         }
         let Some(capture) = self.capture_for(&req.input.bucket) else {
-            return self.timed(OP, &info, self.proxy.delete_objects(req)).await;
+            return self.timed(OP, &info, self.proxy_for(&req).delete_objects(req)).await;
         };
         let bucket = req.input.bucket.clone();
         let targets: Vec<(String, Option<String>)> =
@@ -444,7 +446,7 @@ impl Forwarder {
         let intents = join_all(targets.iter().map(|(k, _)| capture.begin(Op::Delete, &bucket, k, &actor))).await;
         let intents: Vec<Pending> =
             intents.into_iter().collect::<Result<_, _>>().map_err(|e| refuse(&capture, OP, &e, Applied::No))?;
-        let response = match self.timed(OP, &info, self.proxy.delete_objects(req)).await {
+        let response = match self.timed(OP, &info, self.proxy_for(&req).delete_objects(req)).await {
             Ok(r) => r,
             Err(e) => {
                 join_all(intents.into_iter().map(|p| capture.abort(p, "the upstream refused it"))).await;
@@ -499,7 +501,7 @@ impl Forwarder {
         let info = request_info(&req);
         let tags = meta::tag_set(&req.input.tagging.tag_set);
         let (bucket, key, version) = (req.input.bucket.clone(), req.input.key.clone(), req.input.version_id.clone());
-        let forward = self.proxy.put_object_tagging(req.for_sdk());
+        let forward = self.proxy_for(&req).put_object_tagging(req.for_sdk());
         self.tagging("PutObjectTagging", Op::PutTagging, &info, (bucket, key, version), tags, forward).await
     }
 
@@ -509,7 +511,7 @@ impl Forwarder {
     ) -> S3Result<S3Response<dto::DeleteObjectTaggingOutput>> {
         let info = request_info(&req);
         let (bucket, key, version) = (req.input.bucket.clone(), req.input.key.clone(), req.input.version_id.clone());
-        let forward = self.proxy.delete_object_tagging(req.for_sdk());
+        let forward = self.proxy_for(&req).delete_object_tagging(req.for_sdk());
         self.tagging("DeleteObjectTagging", Op::DeleteTagging, &info, (bucket, key, version), Vec::new(), forward).await
     }
 

@@ -78,3 +78,8 @@ impl rewind_embedded::body::FaultSink for RequestInfo {
         self.fault.get().cloned()
     }
 }
+
+/// Marks an unsigned request the gateway forwards (`server.allow_anonymous`): it goes to
+/// the upstream unsigned too, so the upstream's policies decide what it may do.
+#[derive(Debug, Clone, Copy)]
+pub struct Anonymous;

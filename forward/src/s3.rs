@@ -31,7 +31,9 @@ pub const POST_OBJECT_REFUSAL: &str = "Browser-form POST uploads are not support
 
 /// Forwards S3 operations to the upstream through aws-sdk-s3.
 pub struct Forwarder {
-    pub(crate) proxy: s3s_aws::Proxy,
+    proxy: s3s_aws::Proxy,
+    /// The same upstream without signing, for anonymous requests ([`crate::Anonymous`]).
+    unsigned: s3s_aws::Proxy,
     pub(crate) upstream: aws_sdk_s3::Client,
     pub(crate) metrics: UpstreamMetrics,
     /// Captures mutations of protected buckets; `None` forwards everything as is.
@@ -44,11 +46,19 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// A forwarder that sends every operation to `client`'s endpoint, capturing mutations
-    /// when `capture` is given.
-    pub fn new(client: aws_sdk_s3::Client, metrics: UpstreamMetrics, capture: Option<Arc<Capture>>) -> Self {
+    /// A forwarder that sends every operation to `client`'s endpoint, anonymous requests
+    /// through `unsigned` (the same endpoint, no credentials:
+    /// `rewind_capture::upstream::unsigned_client`), capturing mutations when `capture`
+    /// is given.
+    pub fn new(
+        client: aws_sdk_s3::Client,
+        unsigned: aws_sdk_s3::Client,
+        metrics: UpstreamMetrics,
+        capture: Option<Arc<Capture>>,
+    ) -> Self {
         Self {
             proxy: s3s_aws::Proxy::from(client.clone()),
+            unsigned: s3s_aws::Proxy::from(unsigned),
             upstream: client,
             metrics,
             capture,
@@ -67,6 +77,15 @@ impl Forwarder {
     pub fn with_views(mut self, views: rewind_views::ViewServer) -> Self {
         self.views = Some(views);
         self
+    }
+
+    /// What sends `req` upstream: signed with the gateway's key, or unsigned for an
+    /// anonymous request.
+    pub(crate) fn proxy_for<T>(&self, req: &S3Request<T>) -> &s3s_aws::Proxy {
+        match req.extensions.get::<crate::Anonymous>() {
+            Some(_) => &self.unsigned,
+            None => &self.proxy,
+        }
     }
 
     /// `InvalidArgument` when the upstream cannot store `key`.
@@ -147,7 +166,7 @@ macro_rules! impl_s3 {
                     }
                     let info = request_info(&req);
                     $(rewind_capture::upstream::to_sdk_key(&mut req.input.$key);)?
-                    let call = self.proxy.$op(req);
+                    let call = self.proxy_for(&req).$op(req);
                     // An answer the SDK could not decode, read again (`crate::lenient`).
                     $(let call = async move { $lenient(call.await) };)?
                     self.timed(OPERATION, &info, call).await
@@ -214,12 +233,12 @@ impl_s3! {
 
     async fn create_bucket(&self, req: S3Request<dto::CreateBucketInput>) -> S3Result<S3Response<dto::CreateBucketOutput>> {
         let (info, bucket) = (request_info(&req), req.input.bucket.clone());
-        self.captured_bucket_op("CreateBucket", Op::CreateBucket, &bucket, &info, self.proxy.create_bucket(req)).await
+        self.captured_bucket_op("CreateBucket", Op::CreateBucket, &bucket, &info, self.proxy_for(&req).create_bucket(req)).await
     }
 
     async fn delete_bucket(&self, req: S3Request<dto::DeleteBucketInput>) -> S3Result<S3Response<dto::DeleteBucketOutput>> {
         let (info, bucket) = (request_info(&req), req.input.bucket.clone());
-        self.captured_bucket_op("DeleteBucket", Op::DeleteBucket, &bucket, &info, self.proxy.delete_bucket(req)).await
+        self.captured_bucket_op("DeleteBucket", Op::DeleteBucket, &bucket, &info, self.proxy_for(&req).delete_bucket(req)).await
     }
 
     async fn put_bucket_lifecycle_configuration(
@@ -234,7 +253,7 @@ impl_s3! {
                 && (r.expiration.is_some() || r.noncurrent_version_expiration.is_some())
         });
         let destructive = expires.then_some("a lifecycle rule that expires objects");
-        self.captured_bucket_config(OP, &bucket, &info, destructive, self.proxy.put_bucket_lifecycle_configuration(req)).await
+        self.captured_bucket_config(OP, &bucket, &info, destructive, self.proxy_for(&req).put_bucket_lifecycle_configuration(req)).await
     }
 
     async fn put_bucket_replication(
@@ -247,7 +266,7 @@ impl_s3! {
             r.delete_marker_replication.as_ref().and_then(|d| d.status.as_ref()).is_some_and(|s| s.as_str() == dto::DeleteMarkerReplicationStatus::ENABLED)
         });
         let destructive = deletes.then_some("replication of deletes");
-        self.captured_bucket_config(OP, &bucket, &info, destructive, self.proxy.put_bucket_replication(req)).await
+        self.captured_bucket_config(OP, &bucket, &info, destructive, self.proxy_for(&req).put_bucket_replication(req)).await
     }
 
     async fn post_object(&self, _req: S3Request<dto::PostObjectInput>) -> S3Result<S3Response<dto::PostObjectOutput>> {

@@ -61,7 +61,8 @@ impl S3Auth for ClientKeys {
     }
 }
 
-/// Runs after authentication, once s3s knows the operation: refuses anonymous requests and
+/// Runs after authentication, once s3s knows the operation: refuses anonymous requests
+/// (or marks them to be forwarded unsigned) and
 /// oversized XML bodies, and records the operation and names for the request's log line
 /// and metrics.
 pub struct AccessPolicy {
@@ -70,6 +71,8 @@ pub struct AccessPolicy {
     /// Time-travel views: a request signed with a view's key may only read, and is marked
     /// for the view server (never the upstream).
     pub views: Option<ViewKeys>,
+    /// Forward anonymous requests (unsigned, see `server.allow_anonymous`) or refuse them.
+    pub allow_anonymous: bool,
 }
 
 /// Operations whose request body is streamed rather than read whole into memory.
@@ -93,11 +96,14 @@ impl S3Access for AccessPolicy {
         if let Some(info) = info {
             info.resolve(resolved);
         }
-        if anonymous {
+        if anonymous && !self.allow_anonymous {
             return Err(s3_error!(
                 AccessDenied,
                 "Anonymous access is not allowed; sign requests with a Rewind access key."
             ));
+        }
+        if anonymous {
+            cx.extensions_mut().insert(rewind_forward::Anonymous);
         }
         let view = access_key.as_deref().and_then(|k| self.views.as_ref()?.open_view(k));
         if let Some(view) = view {

@@ -118,6 +118,7 @@ impl Gateway {
             .await
             .map_err(StartError::Embedded)?;
         let upstream = upstream::client(&config.upstream, &target);
+        let unsigned = rewind_capture::upstream::unsigned_client(&config.upstream, &target);
         let metrics = Metrics::new();
         let Engine { capture, reconciler, ops } = Engine::new(
             &config,
@@ -160,7 +161,7 @@ impl Gateway {
 
         let views = rewind_views::ViewServer::new(stores.journal.clone(), stores.vault.clone(), metrics.views.clone());
         let mut forwarder =
-            rewind_forward::Forwarder::new(upstream.clone(), metrics.upstream.clone(), Some(capture.clone()))
+            rewind_forward::Forwarder::new(upstream.clone(), unsigned, metrics.upstream.clone(), Some(capture.clone()))
                 .with_views(views);
         if config.upstream.endpoint.is_none() {
             forwarder = forwarder.with_key_rule(rewind_embedded::fs::unstorable_key);
@@ -171,7 +172,11 @@ impl Gateway {
             ClientKeys::new(client_keys.iter().map(|(id, s)| (id.as_str(), s.expose()))).with_views(view_keys.clone());
         let hosts = VirtualHosts::new(config.server.base_domains.clone());
         builder.set_auth(keys.clone());
-        builder.set_access(AccessPolicy { max_xml_body: config.server.max_xml_body_size.0, views: Some(view_keys) });
+        builder.set_access(AccessPolicy {
+            max_xml_body: config.server.max_xml_body_size.0,
+            views: Some(view_keys),
+            allow_anonymous: config.server.allow_anonymous,
+        });
         builder.set_host(hosts.clone());
         builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3s_limits(&config)))));
         let gate = front::Gate {

@@ -496,3 +496,53 @@ async fn gc_skips_locked_packs_and_collects_them_after_their_retention() {
     let out = s3.get_object().bucket("data").key("k").send().await.unwrap();
     assert_eq!(out.body.collect().await.unwrap().into_bytes().to_vec(), kept);
 }
+
+/// `server.allow_anonymous`: unsigned requests go to the upstream unsigned, so its
+/// policies decide (moto lets anyone read and write); an anonymous write is captured
+/// like any other. Without the option they are refused (see `auth.rs`).
+#[tokio::test]
+async fn anonymous_requests_are_forwarded_unsigned_when_allowed() {
+    let moto = Moto::start().await;
+    let gw = TestGateway::start_with(&moto.target, |c| c.server.allow_anonymous = true).await;
+    gw.client().create_bucket().bucket("public").send().await.unwrap();
+    let anonymous = unsigned_client(&gw.endpoint());
+
+    let put = anonymous.put_object().bucket("public").key("k").acl(aws_sdk_s3::types::ObjectCannedAcl::PublicRead);
+    put.body(ByteStream::from_static(b"anon")).send().await.unwrap();
+    let listed = anonymous.list_objects_v2().bucket("public").send().await.unwrap();
+    assert_eq!(listed.contents().len(), 1);
+    let got = anonymous.get_object().bucket("public").key("k").send().await.unwrap();
+    assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), b"anon");
+    let history = gw.gateway.capture().journal().history("public", "k").unwrap();
+    assert_eq!(history.len(), 1, "the anonymous write is journaled");
+    // moto keeps objects private unless their ACL says otherwise: an anonymous read of
+    // one the gateway's key wrote is refused, so it did not go with that key.
+    gw.client().put_object().bucket("public").key("own").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    let err = anonymous.get_object().bucket("public").key("own").send().await.unwrap_err();
+    assert_eq!(err.raw_response().unwrap().status().as_u16(), 403);
+
+    // Forwarded unsigned, never with the gateway's key: an upstream that refuses
+    // anonymous requests (s3s-fs) refuses them through the gateway too.
+    let private = rewind_testkit::FsUpstream::start().await;
+    let gw = TestGateway::start_with(&private.target, |c| c.server.allow_anonymous = true).await;
+    gw.client().create_bucket().bucket("private").send().await.unwrap();
+    gw.client().put_object().bucket("private").key("k").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    let err = unsigned_client(&gw.endpoint()).get_object().bucket("private").key("k").send().await.unwrap_err();
+    assert_eq!(err.code(), Some("AccessDenied"), "the upstream judged it unsigned");
+
+    let refusing = TestGateway::start(&moto.target).await;
+    let anonymous = unsigned_client(&refusing.endpoint());
+    let err = anonymous.list_objects_v2().bucket("public").send().await.unwrap_err();
+    assert_eq!(err.code(), Some("AccessDenied"), "refused by default");
+}
+
+/// A client that signs nothing.
+fn unsigned_client(endpoint: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .force_path_style(true)
+        .allow_no_auth();
+    aws_sdk_s3::Client::from_conf(config.build())
+}
