@@ -106,7 +106,7 @@ pub fn standard_message(code: &str) -> &'static str {
 }
 
 /// An S3 error document without a `<Message>` gets its code's standard message.
-pub fn with_standard_message(xml: &[u8]) -> Option<Vec<u8>> {
+fn with_standard_message(xml: &[u8]) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(xml).ok()?;
     if !text.contains("<Error>") || text.contains("<Message>") {
         return None;
@@ -118,8 +118,26 @@ pub fn with_standard_message(xml: &[u8]) -> Option<Vec<u8>> {
     Some([&text[..insert_at], "<Message>", message, "</Message>", &text[insert_at..]].concat().into_bytes())
 }
 
+/// An error document as the gateway sends it, and the request id its answer's
+/// `x-amz-request-id` must carry: the document's code gets its standard message if it
+/// has none (s3s's own errors and the embedded upstream's carry none, and SDKs then print
+/// "Unknown"), and `request_id` if it has no `<RequestId>` (an upstream's own id is kept,
+/// and then the header says it too). `None` when the document needs no change.
+pub fn complete_error_document(document: &[u8], request_id: &str) -> (Option<Vec<u8>>, String) {
+    let mut fixed = with_standard_message(document);
+    let current = fixed.as_deref().unwrap_or(document);
+    let id = match request_id_of(current) {
+        Some(upstream) => upstream.to_owned(),
+        None => {
+            fixed = with_request_id(current, request_id).or(fixed);
+            request_id.to_owned()
+        }
+    };
+    (fixed, id)
+}
+
 /// The `<RequestId>` of an S3 error document, if it has one.
-pub fn request_id_of(xml: &[u8]) -> Option<&str> {
+fn request_id_of(xml: &[u8]) -> Option<&str> {
     let text = std::str::from_utf8(xml).ok()?;
     let start = text.find("<RequestId>")? + "<RequestId>".len();
     Some(&text[start..start + text[start..].find("</RequestId>")?])
@@ -127,7 +145,7 @@ pub fn request_id_of(xml: &[u8]) -> Option<&str> {
 
 /// An S3 error document without a `<RequestId>` gets `id` (clients match it with the
 /// `x-amz-request-id` header).
-pub fn with_request_id(xml: &[u8], id: &str) -> Option<Vec<u8>> {
+fn with_request_id(xml: &[u8], id: &str) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(xml).ok()?;
     if text.contains("<RequestId>") {
         return None;
@@ -246,6 +264,11 @@ mod tests {
         let stamped = with_request_id(bare, "abc").unwrap();
         assert_eq!(stamped, b"<Error><Code>NoSuchKey</Code><RequestId>abc</RequestId></Error>");
         assert_eq!(with_request_id(doc, "abc"), None, "the upstream's id is kept");
+        let (completed, id) = complete_error_document(bare, "abc");
+        let completed = String::from_utf8(completed.unwrap()).unwrap();
+        assert!(completed.contains("<Message>") && completed.contains("<RequestId>abc</RequestId>"), "{completed}");
+        assert_eq!(id, "abc");
+        assert_eq!(complete_error_document(fixed.as_bytes(), "abc"), (None, "1".to_owned()));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod mutation;
 mod mutations;
 pub mod request;
 mod s3;
+mod sdk;
 mod tee;
 
 pub use metrics::UpstreamMetrics;

@@ -20,37 +20,9 @@ use crate::mutation::{VaultSide, refuse, refuse_if_tripped, unfinished_upload};
 use crate::request::RequestInfo;
 use crate::s3::{Forwarder, request_info};
 use rewind_capture::metrics::refusal;
-use rewind_capture::upstream::{sdk_key, to_sdk_key};
+use rewind_capture::upstream::sdk_key;
 
-/// A request about to be handed to aws-sdk-s3: its key as the SDK can send it
-/// ([`rewind_capture::upstream::sdk_key`]); the journal has the key as the client gave it.
-trait ForSdk {
-    fn for_sdk(self) -> Self;
-}
-
-macro_rules! for_sdk {
-    ($($input:ident),*) => {$(
-        impl ForSdk for S3Request<dto::$input> {
-            fn for_sdk(mut self) -> Self {
-                to_sdk_key(&mut self.input.key);
-                self
-            }
-        }
-    )*};
-}
-
-for_sdk!(
-    PutObjectInput,
-    UploadPartInput,
-    CreateMultipartUploadInput,
-    UploadPartCopyInput,
-    CompleteMultipartUploadInput,
-    AbortMultipartUploadInput,
-    CopyObjectInput,
-    DeleteObjectInput,
-    PutObjectTaggingInput,
-    DeleteObjectTaggingInput
-);
+use crate::sdk::ForSdk;
 
 /// Concurrent HEADs (and captures) when a batch delete protects its keys first.
 const PROTECT_CONCURRENCY: usize = 16;

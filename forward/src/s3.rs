@@ -154,8 +154,7 @@ macro_rules! impl_s3 {
         impl S3 for Forwarder {
             $($custom)*
             $(
-                #[allow(unused_mut)] // only the inputs that name a key change
-                async fn $op(&self, mut req: S3Request<dto::$input>) -> S3Result<S3Response<dto::$output>> {
+                async fn $op(&self, req: S3Request<dto::$input>) -> S3Result<S3Response<dto::$output>> {
                     const OPERATION: &str = operation_name(stringify!($input));
                     // A view's request is answered from the journal and vault, never upstream.
                     if req.extensions.get::<rewind_views::ViewRequest>().is_some() {
@@ -165,7 +164,7 @@ macro_rules! impl_s3 {
                         };
                     }
                     let info = request_info(&req);
-                    $(rewind_capture::upstream::to_sdk_key(&mut req.input.$key);)?
+                    $(let req = { let _ = stringify!($key); crate::sdk::ForSdk::for_sdk(req) };)?
                     let call = self.proxy_for(&req).$op(req);
                     // An answer the SDK could not decode, read again (`crate::lenient`).
                     $(let call = async move { $lenient(call.await) };)?

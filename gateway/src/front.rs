@@ -262,26 +262,17 @@ fn is_multipart(content_type: &str) -> bool {
     essence.split('/').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("multipart"))
 }
 
-/// Every answer carries `x-amz-request-id`, the gateway's id of the request. An error
-/// document gets the same id as its `<RequestId>` if it has none (an upstream's own id is
-/// kept, and then the header says it too), and its code's standard message if it lacks a
-/// `<Message>` (see `errors::standard_message`): s3s's own errors (a wrong signature) and
-/// the embedded upstream's carry none, and SDKs then print "Unknown".
+/// Every answer carries `x-amz-request-id`; an error document gets its standard message
+/// and request id where it lacks them (`errors::complete_error_document`).
 fn with_error_message(mut response: s3s::HttpResponse, request_id: &str) -> s3s::HttpResponse {
-    use rewind_forward::errors::{request_id_of, with_request_id, with_standard_message};
-    let mut id = request_id.to_owned();
     let document = (response.status().as_u16() >= 400).then(|| response.body().bytes()).flatten();
-    if let Some(document) = document {
-        let mut fixed = with_standard_message(&document);
-        let current = fixed.as_deref().unwrap_or(&document);
-        match request_id_of(current) {
-            Some(upstream) => upstream.clone_into(&mut id),
-            None => fixed = with_request_id(current, &id).or(fixed),
-        }
-        if let Some(fixed) = fixed {
-            response.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(fixed.len()));
-            *response.body_mut() = s3s::Body::from(Bytes::from(fixed));
-        }
+    let (fixed, id) = match document {
+        Some(document) => rewind_forward::errors::complete_error_document(&document, request_id),
+        None => (None, request_id.to_owned()),
+    };
+    if let Some(fixed) = fixed {
+        response.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(fixed.len()));
+        *response.body_mut() = s3s::Body::from(Bytes::from(fixed));
     }
     if let Ok(value) = http::HeaderValue::from_str(&id) {
         response.headers_mut().entry("x-amz-request-id").or_insert(value);
