@@ -166,6 +166,14 @@ impl Watch {
 }
 
 impl Watch {
+    /// The lowest position of a destructive change in the two windows counted.
+    fn first_destructive(&self) -> Option<Seq> {
+        match (self.first_prev, self.first_cur) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Opens an incident for what this watch counted, fired by `signals` at `seq`.
     fn open(
         &mut self,
@@ -187,7 +195,7 @@ impl Watch {
         ] {
             *total += now;
         }
-        let first = self.first_prev.or(self.first_cur).unwrap_or(seq);
+        let first = self.first_destructive().unwrap_or(seq);
         let id = format!("inc-{}-{:04x}", seq.0, rand::random::<u16>());
         self.incident = Some((id.clone(), Instant::now()));
         Incident {
@@ -215,7 +223,14 @@ fn micros(d: Duration) -> i64 {
 enum Decision {
     Nothing,
     Open(Incident),
-    Update(String, Change, Seq),
+    /// Counts `change` at `seq` into the open incident `id`; `persist` when its record is
+    /// due to be written back.
+    Update {
+        id: String,
+        change: Change,
+        seq: Seq,
+        persist: bool,
+    },
 }
 
 /// The tripwire of one gateway.
@@ -262,8 +277,9 @@ impl Tripwire {
             let watch = watches.entry(bucket.to_owned()).or_default().entry(actor.to_owned()).or_default();
             watch.roll(now_us, micros(policy.window));
             watch.cur.add(change);
-            if change != Change::Created && watch.first_cur.is_none() {
-                watch.first_cur = Some(seq);
+            // Changes commit in parallel and may be observed out of order: keep the lowest.
+            if change != Change::Created {
+                watch.first_cur = Some(watch.first_cur.map_or(seq, |s| s.min(seq)));
             }
             match &mut watch.incident {
                 Some((id, persisted)) => {
@@ -271,7 +287,7 @@ impl Tripwire {
                     if due {
                         *persisted = Instant::now();
                     }
-                    Decision::Update(id.clone(), change, if due { seq } else { Seq(0) })
+                    Decision::Update { id: id.clone(), change, seq, persist: due }
                 }
                 None => {
                     let signals = watch.signals(&policy, now_us);
@@ -286,16 +302,22 @@ impl Tripwire {
         match decision {
             Decision::Nothing => Ok(()),
             Decision::Open(incident) => self.opened(incident).await,
-            Decision::Update(id, change, seq) => {
+            Decision::Update { id, change, seq, persist } => {
                 let updated = {
                     let mut open = self.open.write().unwrap_or_else(std::sync::PoisonError::into_inner);
                     let incident = open.get_mut(bucket).and_then(|m| m.get_mut(actor)).filter(|i| i.id == id);
                     incident.map(|i| {
                         i.counts.add(change);
-                        if seq.0 > 0 {
+                        // A change committed before the incident opened but observed after
+                        // it: the incident starts there, or its undo would miss it.
+                        let earlier = change != Change::Created && seq.0 < i.first_seq;
+                        if earlier {
+                            i.first_seq = seq.0;
+                        }
+                        if persist {
                             i.last_seq = i.last_seq.max(seq.0);
                         }
-                        (seq.0 > 0).then(|| i.clone())
+                        (persist || earlier).then(|| i.clone())
                     })
                 };
                 match updated {
@@ -340,7 +362,7 @@ impl Tripwire {
             let signals = watch.signals(&policy, now_us);
             let incident = (!signals.is_empty()).then(|| {
                 let mut incident = watch.open(actor, bucket, &policy, &signals, head, now_us);
-                incident.first_seq = watch.first_prev.or(watch.first_cur).map_or(head.0 + 1, |s| s.0);
+                incident.first_seq = watch.first_destructive().map_or(head.0 + 1, |s| s.0);
                 incident.signals.push("batch_deletes".to_owned());
                 incident.counts.deletes -= deletes;
                 incident
@@ -540,6 +562,30 @@ mod tests {
         assert!(w.signals(&policy(), 1_000_000).is_empty(), "a sync rewriting many objects");
         feed(&mut w, 1_000_000, Change::Overwrote { encrypted: true, sse_c: false }, 10);
         assert_eq!(w.signals(&policy(), 1_000_000), ["encrypted_overwrites"]);
+    }
+
+    /// Parallel deletes commit at positions in one order and reach the tripwire in another:
+    /// the incident (and so its undo) must start at the lowest, even one observed after it
+    /// opened.
+    #[tokio::test]
+    async fn an_incident_starts_at_its_lowest_change_whatever_order_they_are_seen_in() {
+        let keys = Arc::new(rewind_crypto::KeySet::derive(&rewind_crypto::SecretKey::generate().unwrap()));
+        let engine = Arc::new(rewind_journal::MemoryEngine::new());
+        let journal = Journal::over(engine, keys, rewind_journal::Access::ReadWrite).unwrap();
+        let metrics = Metrics::register(&prometheus::Registry::new());
+        let config = TripwireConfig { enabled: true, ..TripwireConfig::default() };
+        let tripwire = Tripwire::new(config, Arc::new(journal), metrics);
+        // Positions 110..150 observed out of order, 105 withheld until the incident is open.
+        for seq in (110..150).rev() {
+            tripwire.observe("AKID", "b", Seq(seq), Change::Deleted).await.unwrap();
+        }
+        let opened = incidents(&tripwire.journal).unwrap();
+        assert_eq!(opened.len(), 1, "forty deletes open an incident");
+        assert_eq!(opened[0].first_seq, 110, "the lowest delete seen, not the first one seen");
+        tripwire.observe("AKID", "b", Seq(105), Change::Deleted).await.unwrap();
+        tripwire.observe("AKID", "b", Seq(104), Change::Created).await.unwrap();
+        let [incident] = &incidents(&tripwire.journal).unwrap()[..] else { panic!("one incident") };
+        assert_eq!(incident.first_seq, 105, "an earlier delete seen late moves the start back");
     }
 
     #[test]
