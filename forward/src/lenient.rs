@@ -7,8 +7,14 @@
 //! `VersioningConfiguration`. Where an answer's meaning survives such a difference, it is
 //! read here from the raw bytes the SDK kept.
 
+use aws_sdk_s3::config::ConfigBag;
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::operation::get_bucket_versioning::GetBucketVersioningError;
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextMut;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::Response;
 use s3s::dto;
 use s3s::{S3Error, S3Response, S3Result};
@@ -52,6 +58,56 @@ pub(crate) fn with_error_headers<E: std::error::Error + 'static, O>(
         }
         err
     })
+}
+
+/// Where a HEAD's `x-amz-tagging-count` rides from the SDK to the front: a metadata entry
+/// no client can set (a header name cannot hold a control character). `HeadObjectOutput`
+/// has no field for the header, though S3 sends it and clients read it.
+const TAGGING_COUNT: &str = "\u{1}rewind-tagging-count";
+
+/// Keeps a HEAD answer's `x-amz-tagging-count` in its output ([`TAGGING_COUNT`]); for the
+/// forwarding clients only, whose outputs [`head_object`] reads.
+#[derive(Debug)]
+pub(crate) struct HeadTaggingCount;
+
+impl Intercept for HeadTaggingCount {
+    fn name(&self) -> &'static str {
+        "RewindHeadTaggingCount"
+    }
+
+    fn modify_before_attempt_completion(
+        &self,
+        context: &mut FinalizerInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(count) = context.response().and_then(|r| r.headers().get("x-amz-tagging-count")).map(str::to_owned)
+        else {
+            return Ok(());
+        };
+        if let Some(Ok(output)) = context.output_or_error_mut()
+            && let Some(head) = output.downcast_mut::<HeadObjectOutput>()
+        {
+            head.metadata.get_or_insert_default().insert(TAGGING_COUNT.to_owned(), count);
+        }
+        Ok(())
+    }
+}
+
+/// A forwarded HeadObject: a delete marker's or a 304's headers kept
+/// ([`with_error_headers`]), and the tagging count [`HeadTaggingCount`] kept sent on.
+pub(crate) fn head_object(
+    answer: S3Result<S3Response<dto::HeadObjectOutput>>,
+) -> S3Result<S3Response<dto::HeadObjectOutput>> {
+    let mut answer = with_error_headers::<aws_sdk_s3::operation::head_object::HeadObjectError, _>(answer)?;
+    let count = answer.output.metadata.as_mut().and_then(|m| m.remove(TAGGING_COUNT));
+    if answer.output.metadata.as_ref().is_some_and(|m| m.is_empty()) {
+        answer.output.metadata = None;
+    }
+    if let Some(value) = count.and_then(|c| http::HeaderValue::from_str(&c).ok()) {
+        answer.headers.insert("x-amz-tagging-count", value);
+    }
+    Ok(answer)
 }
 
 /// The upstream's answer behind `err`, if it came from the SDK with one.

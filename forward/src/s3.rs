@@ -56,9 +56,14 @@ impl Forwarder {
         metrics: UpstreamMetrics,
         capture: Option<Arc<Capture>>,
     ) -> Self {
+        // What the forwarding clients keep of an answer beyond what s3s-aws passes on.
+        let forwarding = |c: &aws_sdk_s3::Client| {
+            let config = c.config().to_builder().interceptor(crate::lenient::HeadTaggingCount).build();
+            s3s_aws::Proxy::from(aws_sdk_s3::Client::from_conf(config))
+        };
         Self {
-            proxy: s3s_aws::Proxy::from(client.clone()),
-            unsigned: s3s_aws::Proxy::from(unsigned),
+            proxy: forwarding(&client),
+            unsigned: forwarding(&unsigned),
             upstream: client,
             metrics,
             capture,
@@ -339,7 +344,7 @@ impl_s3! {
         get_object_torrent(GetObjectTorrentInput) -> GetObjectTorrentOutput, key;
         get_public_access_block(GetPublicAccessBlockInput) -> GetPublicAccessBlockOutput;
         head_bucket(HeadBucketInput) -> HeadBucketOutput;
-        head_object(HeadObjectInput) -> HeadObjectOutput, key via crate::lenient::with_error_headers::<aws_sdk_s3::operation::head_object::HeadObjectError, _>;
+        head_object(HeadObjectInput) -> HeadObjectOutput, key via crate::lenient::head_object;
         list_bucket_analytics_configurations(ListBucketAnalyticsConfigurationsInput) -> ListBucketAnalyticsConfigurationsOutput;
         list_bucket_intelligent_tiering_configurations(ListBucketIntelligentTieringConfigurationsInput) -> ListBucketIntelligentTieringConfigurationsOutput;
         list_bucket_inventory_configurations(ListBucketInventoryConfigurationsInput) -> ListBucketInventoryConfigurationsOutput;

@@ -38,7 +38,6 @@ for_sdk!(
     DeleteObjectTaggingInput,
     GetObjectInput,
     GetObjectAclInput,
-    GetObjectAttributesInput,
     GetObjectLegalHoldInput,
     GetObjectRetentionInput,
     GetObjectTaggingInput,
@@ -51,3 +50,33 @@ for_sdk!(
     RestoreObjectInput,
     SelectObjectContentInput,
 );
+
+/// One `x-amz-object-attributes` header may list several attributes, comma-separated (what
+/// boto3 sends); s3s keeps such a header as one value, which the SDK would then send
+/// quoted, as one unknown attribute. Each attribute goes on its own.
+impl ForSdk for S3Request<dto::GetObjectAttributesInput> {
+    fn for_sdk(mut self) -> Self {
+        to_sdk_key(&mut self.input.key);
+        self.input.object_attributes = split_list(&self.input.object_attributes);
+        self
+    }
+}
+
+fn split_list(attributes: &[dto::ObjectAttributes]) -> Vec<dto::ObjectAttributes> {
+    let names = attributes.iter().flat_map(|a| a.as_str().split(','));
+    names.map(str::trim).filter(|n| !n.is_empty()).map(|n| dto::ObjectAttributes::from(n.to_owned())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_comma_separated_attribute_header_becomes_one_attribute_each() {
+        let one_header = [dto::ObjectAttributes::from("ETag, ObjectSize,StorageClass".to_owned())];
+        let each: Vec<String> = split_list(&one_header).iter().map(|a| a.as_str().to_owned()).collect();
+        assert_eq!(each, ["ETag", "ObjectSize", "StorageClass"]);
+        let repeated = [dto::ObjectAttributes::from_static("ETag"), dto::ObjectAttributes::from_static("Checksum")];
+        assert_eq!(split_list(&repeated).len(), 2, "headers already one per attribute stay as they are");
+    }
+}

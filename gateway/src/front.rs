@@ -92,6 +92,7 @@ impl hyper::service::Service<http::Request<Incoming>> for S3Front {
         };
         let refusal = self.gate.admit(&mut parts, &info).err();
         let whole_body = self.gate.body_read_whole(&parts);
+        let undeclared = is_undeclared_object_body(&parts);
         let req = http::Request::from_parts(parts, s3s::Body::http_body(body));
         let s3 = self.s3.clone();
         let metrics = self.metrics.clone();
@@ -105,7 +106,14 @@ impl hyper::service::Service<http::Request<Incoming>> for S3Front {
                 None => match gate.hold_body(whole_body).await {
                     Ok(charge) => {
                         held = charge;
-                        s3.call(req).instrument(span.clone()).await.unwrap_or_else(|_| plain_500())
+                        let req = match undeclared {
+                            true => with_declared_length(req, gate.max_xml_body).await,
+                            false => Ok(req),
+                        };
+                        match req {
+                            Ok(req) => s3.call(req).instrument(span.clone()).await.unwrap_or_else(|_| plain_500()),
+                            Err(err) => error_response(err),
+                        }
                     }
                     Err(err) => error_response(err),
                 },
@@ -210,7 +218,7 @@ impl Gate {
             _ => false,
         };
         if !xml {
-            return None;
+            return is_undeclared_object_body(parts).then_some(self.max_xml_body);
         }
         let declared =
             parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -228,6 +236,48 @@ impl Gate {
             .await
             .map_err(|_| s3s::S3Error::with_message(s3s::S3ErrorCode::SlowDown, "Please reduce your request rate."))
     }
+}
+
+/// Whether a PUT sends its body in HTTP chunks without saying its length (neither
+/// Content-Length nor aws-chunked's decoded length). S3 refuses such uploads (411); moto
+/// and Ceph take them, and clients that stream from a pipe send them.
+fn is_undeclared_object_body(parts: &http::request::Parts) -> bool {
+    let chunked =
+        parts.headers.get_all(http::header::TRANSFER_ENCODING).iter().any(|v| {
+            v.to_str().is_ok_and(|v| v.split(',').any(|coding| coding.trim().eq_ignore_ascii_case("chunked")))
+        });
+    parts.method == http::Method::PUT
+        && chunked
+        && !parts.headers.contains_key(http::header::CONTENT_LENGTH)
+        && !parts.headers.contains_key("x-amz-decoded-content-length")
+}
+
+/// `req` with its body read whole and its length declared, so that it can be captured and
+/// sent upstream like any other; past `limit` bytes it is refused as S3 refuses it. The
+/// memory is held from the bodies' share beforehand (`Gate::body_read_whole`).
+async fn with_declared_length(
+    req: http::Request<s3s::Body>,
+    limit: u64,
+) -> Result<http::Request<s3s::Body>, s3s::S3Error> {
+    use http_body_util::BodyExt;
+    let (mut parts, body) = req.into_parts();
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let bytes = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            let why = format!(
+                "Send a Content-Length: a body without one is taken only up to {limit} bytes (server.max_xml_body_size)."
+            );
+            return Err(s3s::S3Error::with_message(s3s::S3ErrorCode::MissingContentLength, why));
+        }
+        Err(_) => {
+            let why = "The request body ended before its last chunk.";
+            return Err(s3s::S3Error::with_message(s3s::S3ErrorCode::IncompleteBody, why));
+        }
+    };
+    // Added, not replacing anything: a signature that covered Transfer-Encoding still holds.
+    parts.headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(bytes.len()));
+    Ok(http::Request::from_parts(parts, s3s::Body::from(bytes)))
 }
 
 /// Whether a Content-Type names a `multipart/*` type, compared as MIME types are

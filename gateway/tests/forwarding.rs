@@ -382,3 +382,58 @@ async fn keys_of_only_whitespace_work_as_on_s3() {
     }
     assert_eq!(list_keys(&s3, "bkt").await, ["copied"]);
 }
+
+/// A PUT whose body comes in HTTP chunks without a length (a client streaming from a pipe,
+/// or s3-tests' `test_object_write_with_chunked_transfer_encoding`): taken up to the body
+/// limit and captured like any other; past the limit, S3's own answer (411).
+#[tokio::test]
+async fn uploads_without_a_length_are_taken_up_to_the_limit() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_upstream, gw, s3) = setup().await;
+    s3.create_bucket().bucket("bkt").send().await.unwrap();
+    let put_chunked = |key: &str, body: Vec<u8>| {
+        let mut req = http::Request::put(format!("{}/bkt/{key}", gw.endpoint()))
+            .header("transfer-encoding", "chunked")
+            .body(Vec::new())
+            .unwrap();
+        raw::sign_request(
+            &mut req,
+            &gw.access_key_id,
+            &gw.secret,
+            std::time::SystemTime::now(),
+            &raw::sha256_hex(&body),
+        );
+        let addr = gw.addr();
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut wire = format!("PUT {} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n", req.uri().path());
+            for (k, v) in req.headers() {
+                wire.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
+            }
+            let mut wire = format!("{wire}\r\n").into_bytes();
+            for piece in body.chunks(100_000) {
+                wire.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+                wire.extend_from_slice(piece);
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b"0\r\n\r\n");
+            // The gateway may answer (411) before it has read everything: a failed write is fine then.
+            let _ = stream.write_all(&wire).await;
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer).await;
+            String::from_utf8_lossy(&answer).into_owned()
+        }
+    };
+    let body = pattern(300_000, 3);
+    let answer = put_chunked("streamed", body.clone()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let got = s3.get_object().bucket("bkt").key("streamed").send().await.unwrap();
+    assert_eq!(body_of(got).await, body);
+    let history = gw.gateway.capture().journal().history("bkt", "streamed").unwrap();
+    assert_eq!(history.len(), 1, "captured like any PUT");
+
+    // The default body limit is 4 MiB.
+    let answer = put_chunked("too-long", pattern(5 << 20, 4)).await;
+    assert!(answer.starts_with("HTTP/1.1 411") && answer.contains("MissingContentLength"), "{answer}");
+    assert!(s3.head_object().bucket("bkt").key("too-long").send().await.is_err(), "nothing stored");
+}
