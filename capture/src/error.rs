@@ -151,6 +151,15 @@ where
     }
 }
 
+/// Whether an upstream error is a 400 without an error code: what moto answers a HEAD of
+/// a version it does not have (a HEAD answer has no document to carry a code).
+pub(crate) fn is_bare_bad_request<E>(e: &SdkError<E, aws_smithy_runtime_api::http::Response>) -> bool
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    matches!(e, SdkError::ServiceError(s) if s.raw().status().as_u16() == 400 && s.err().code().is_none())
+}
+
 /// `Ok(None)` when an upstream error says the object (or its bucket) is not there; the
 /// error otherwise.
 pub(crate) fn absent_or_error<T, E>(

@@ -4,7 +4,7 @@
 use rewind_model::{Body, Commit, Effect, LogKey, ObjectVersion, Op};
 use rewind_vault::Manifest;
 
-use crate::error::{absent_or_error, is_absent};
+use crate::error::{absent_or_error, is_absent, is_bare_bad_request};
 use crate::upstream::sdk_key;
 use crate::{Actor, Capture, CaptureError, ObjectMeta, TeeError, plain_etag, upstream_error, version_of};
 
@@ -55,6 +55,28 @@ impl Capture {
                 let current = Box::pin(self.head(bucket, key, None)).await?;
                 Ok(current.filter(|h| h.version_id.as_deref().is_none_or(|v| v == NULL_VERSION)))
             }
+            Err(e) if version_id.is_some() && is_bare_bad_request(&e) => {
+                self.head_by_get(bucket, key, version_id).await
+            }
+            Err(e) => absent_or_error(e),
+        }
+    }
+
+    /// [`Capture::head`] by a GET, for a HEAD answered with a bare 400: a GET's error
+    /// carries a code that says whether the version is absent. Its body is left unread.
+    async fn head_by_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<UpstreamHead>, CaptureError> {
+        let get = self.upstream.get_object().bucket(bucket).key(sdk_key(key));
+        match get.set_version_id(version_id.map(Into::into)).send().await {
+            Ok(o) => Ok(Some(UpstreamHead {
+                etag: plain_etag(o.e_tag().unwrap_or_default()).to_owned(),
+                size: o.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                version_id: o.version_id().map(Into::into),
+            })),
             Err(e) => absent_or_error(e),
         }
     }

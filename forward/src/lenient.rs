@@ -110,6 +110,20 @@ pub(crate) fn head_object(
     Ok(answer)
 }
 
+/// A success document of `operation` as S3 writes it, where s3s writes it otherwise:
+/// GetObjectAttributes' `<ETag>` bare (s3s quotes every ETag it writes; S3 quotes none in
+/// that document, and clients compare it with the hex digest). `None` when unchanged.
+pub fn as_s3_writes(operation: &str, document: &[u8]) -> Option<Vec<u8>> {
+    if operation != "GetObjectAttributes" {
+        return None;
+    }
+    let text = std::str::from_utf8(document).ok()?;
+    let start = text.find("<ETag>\"")? + "<ETag>".len();
+    let end = start + text[start..].find("</ETag>")?;
+    let bare = text[start..end].strip_prefix('"')?.strip_suffix('"')?;
+    Some([&text[..start], bare, &text[end..]].concat().into_bytes())
+}
+
 /// The upstream's answer behind `err`, if it came from the SDK with one.
 fn raw_response<E: std::error::Error + 'static>(err: &S3Error) -> Option<&Response> {
     err.source()?.downcast_ref::<SdkError<E, Response>>()?.raw_response()
@@ -137,6 +151,18 @@ fn element(xml: &str, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn object_attributes_carry_a_bare_etag() {
+        let quoted = br#"<GetObjectAttributesResponse><ETag>"acbd18db4cc2f85c-2"</ETag><ObjectSize>3</ObjectSize></GetObjectAttributesResponse>"#;
+        let bare = as_s3_writes("GetObjectAttributes", quoted).unwrap();
+        assert_eq!(
+            String::from_utf8(bare).unwrap(),
+            "<GetObjectAttributesResponse><ETag>acbd18db4cc2f85c-2</ETag><ObjectSize>3</ObjectSize></GetObjectAttributesResponse>"
+        );
+        assert_eq!(as_s3_writes("GetObjectAttributes", b"<R><ETag>abc</ETag></R>"), None, "already bare");
+        assert_eq!(as_s3_writes("CopyObject", quoted), None, "other documents quote their ETags, as S3 does");
+    }
 
     #[test]
     fn elements_are_found_under_any_root() {

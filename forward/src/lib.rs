@@ -15,6 +15,7 @@ mod s3;
 mod sdk;
 mod tee;
 
+pub use lenient::as_s3_writes;
 pub use metrics::UpstreamMetrics;
 pub use request::Anonymous;
 pub use s3::{Forwarder, POST_OBJECT_REFUSAL};

@@ -119,7 +119,7 @@ impl hyper::service::Service<http::Request<Incoming>> for S3Front {
                 },
             };
             drop(writes);
-            let mut response = with_error_message(response, info.id());
+            let mut response = as_s3_writes(with_error_message(response, info.id()), &info);
             if close_after {
                 response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
             }
@@ -326,6 +326,17 @@ fn with_error_message(mut response: s3s::HttpResponse, request_id: &str) -> s3s:
     }
     if let Ok(value) = http::HeaderValue::from_str(&id) {
         response.headers_mut().entry("x-amz-request-id").or_insert(value);
+    }
+    response
+}
+
+/// A success document rewritten where s3s writes it unlike S3 ([`rewind_forward::as_s3_writes`]).
+fn as_s3_writes(mut response: s3s::HttpResponse, info: &RequestInfo) -> s3s::HttpResponse {
+    let Some(operation) = info.resolved().operation.filter(|_| response.status().is_success()) else { return response };
+    let Some(document) = response.body().bytes() else { return response };
+    if let Some(fixed) = rewind_forward::as_s3_writes(&operation, &document) {
+        response.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(fixed.len()));
+        *response.body_mut() = s3s::Body::from(Bytes::from(fixed));
     }
     response
 }

@@ -233,7 +233,10 @@ async fn head_and_attributes_say_what_the_upstream_says(gw: &TestGateway, s3: &a
         .unwrap();
     assert_eq!(attributes.object_size(), Some(1));
     assert!(attributes.storage_class().is_some(), "{attributes:?}");
-    assert!(attributes.e_tag().is_some_and(|e| !e.is_empty()), "{attributes:?}");
+    assert!(
+        attributes.e_tag().is_some_and(|e| !e.is_empty() && !e.contains('"')),
+        "bare, as S3 writes it: {attributes:?}"
+    );
 }
 
 async fn conditionals(s3: &aws_sdk_s3::Client) {
@@ -339,6 +342,22 @@ async fn versioned_deletes_are_journaled(gw: &TestGateway, s3: &aws_sdk_s3::Clie
     assert_eq!(raw.headers().get("x-amz-delete-marker"), Some("true"));
     assert_eq!(raw.headers().get("x-amz-version-id"), Some(marker_id));
     assert_eq!(current.version_id.as_deref(), v1.version_id());
+
+    // In a suspended bucket moto answers a HEAD by version id with a bare 400 (no code),
+    // whether it has the version or not; its delete works. The capture asks GET instead.
+    let susp = "susp";
+    s3.create_bucket().bucket(susp).send().await.unwrap();
+    let versioning = |status| VersioningConfiguration::builder().status(status).build();
+    let enable = versioning(BucketVersioningStatus::Enabled);
+    s3.put_bucket_versioning().bucket(susp).versioning_configuration(enable).send().await.unwrap();
+    let old = s3.put_object().bucket(susp).key("k").body(ByteStream::from_static(b"old")).send().await.unwrap();
+    let old = old.version_id().unwrap();
+    let suspend = versioning(BucketVersioningStatus::Suspended);
+    s3.put_bucket_versioning().bucket(susp).versioning_configuration(suspend).send().await.unwrap();
+    s3.put_object().bucket(susp).key("k").body(ByteStream::from_static(b"null")).send().await.unwrap();
+    let direct_head = direct.head_object().bucket(susp).key("k").version_id(old).send().await.unwrap_err();
+    assert_eq!(direct_head.raw_response().unwrap().status().as_u16(), 400, "moto's answer changed: {direct_head:?}");
+    s3.delete_object().bucket(susp).key("k").version_id(old).send().await.expect("as the upstream answers it");
 }
 
 /// An S3 vault in a bucket with Object Lock: every pack gets a governance retention date,
