@@ -77,7 +77,8 @@ pub struct ServerConfig {
     pub header_read_timeout: HumanDuration,
     /// Longest pause allowed while a client sends a request body.
     pub body_idle_timeout: HumanDuration,
-    /// Largest XML request body accepted (DeleteObjects, CompleteMultipartUpload, configurations).
+    /// Largest XML request body accepted (DeleteObjects, CompleteMultipartUpload, configurations),
+    /// and largest object body taken without a declared length (read whole, then captured).
     pub max_xml_body_size: ByteSize,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     pub shutdown_grace: HumanDuration,
