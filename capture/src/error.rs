@@ -89,6 +89,10 @@ impl CaptureError {
     }
 }
 
+/// What a client reads when the upstream refused a capture step without saying why.
+const BARE_REFUSAL: &str = "Rewind reads the version a change replaces before making the change, and the upstream \
+refused that read without an error code, so the change was not made. The upstream answered";
+
 /// An upstream call's failure as a capture error: a client error (4xx) is the upstream
 /// refusing, anything else is the upstream failing; the SDK's error is kept as the source.
 pub fn upstream_error<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
@@ -97,11 +101,12 @@ pub fn upstream_error<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::E
     if let SdkError::ServiceError(s) = &e {
         let status = s.raw().status().as_u16();
         if (400..500).contains(&status) {
-            return CaptureError::Refused {
-                code: s.err().code().unwrap_or("InvalidRequest").to_owned(),
-                message: s.err().message().unwrap_or_default().to_owned(),
-                status,
+            let (code, message) = match s.err().code() {
+                Some(code) => (code.to_owned(), s.err().message().unwrap_or_default().to_owned()),
+                // Nothing of the upstream's own to pass on (a HEAD's answer has no document).
+                None => ("InvalidRequest".to_owned(), format!("{BARE_REFUSAL} {status}.")),
             };
+            return CaptureError::Refused { code, message, status };
         }
     }
     CaptureError::Upstream { detail: describe(&e), source: Some(Box::new(e)) }
@@ -172,4 +177,31 @@ where
         return Ok(None);
     }
     Err(upstream_error(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::operation::head_object::HeadObjectError;
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn refused(status: u16, meta: ErrorMetadata) -> CaptureError {
+        let raw = Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        upstream_error(SdkError::service_error(HeadObjectError::generic(meta), raw))
+    }
+
+    #[test]
+    fn a_refusal_without_a_code_says_what_was_refused() {
+        let CaptureError::Refused { code, message, status } = refused(400, ErrorMetadata::builder().build()) else {
+            panic!("a 4xx is a refusal")
+        };
+        assert_eq!((code.as_str(), status), ("InvalidRequest", 400));
+        assert!(message.contains("without an error code") && message.ends_with("answered 400."), "{message}");
+
+        let meta = ErrorMetadata::builder().code("AccessDenied").message("Access Denied").build();
+        let CaptureError::Refused { code, message, .. } = refused(403, meta) else { panic!("a refusal") };
+        assert_eq!((code.as_str(), message.as_str()), ("AccessDenied", "Access Denied"), "the upstream's own words");
+    }
 }
