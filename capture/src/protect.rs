@@ -28,6 +28,17 @@ pub struct UpstreamHead {
     pub version_id: Option<String>,
 }
 
+impl UpstreamHead {
+    /// From an answer's ETag, Content-Length and version id headers.
+    fn of(etag: Option<&str>, length: Option<i64>, version_id: Option<&str>) -> Self {
+        Self {
+            etag: plain_etag(etag.unwrap_or_default()).to_owned(),
+            size: length.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+            version_id: version_id.map(Into::into),
+        }
+    }
+}
+
 impl Capture {
     /// What the upstream holds under `bucket`/`key` (a specific version when given), or
     /// `None` when nothing (or no such bucket).
@@ -46,11 +57,7 @@ impl Capture {
             .send()
             .await;
         match result {
-            Ok(o) => Ok(Some(UpstreamHead {
-                etag: plain_etag(o.e_tag().unwrap_or_default()).to_owned(),
-                size: o.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
-                version_id: o.version_id().map(Into::into),
-            })),
+            Ok(o) => Ok(Some(UpstreamHead::of(o.e_tag(), o.content_length(), o.version_id()))),
             Err(e) if is_null_version(version_id) && !is_absent(&e) => {
                 let current = Box::pin(self.head(bucket, key, None)).await?;
                 Ok(current.filter(|h| h.version_id.as_deref().is_none_or(|v| v == NULL_VERSION)))
@@ -72,11 +79,7 @@ impl Capture {
     ) -> Result<Option<UpstreamHead>, CaptureError> {
         let get = self.upstream.get_object().bucket(bucket).key(sdk_key(key));
         match get.set_version_id(version_id.map(Into::into)).send().await {
-            Ok(o) => Ok(Some(UpstreamHead {
-                etag: plain_etag(o.e_tag().unwrap_or_default()).to_owned(),
-                size: o.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
-                version_id: o.version_id().map(Into::into),
-            })),
+            Ok(o) => Ok(Some(UpstreamHead::of(o.e_tag(), o.content_length(), o.version_id()))),
             Err(e) => absent_or_error(e),
         }
     }

@@ -171,7 +171,7 @@ macro_rules! impl_s3 {
                     let info = request_info(&req);
                     $(let req = { let _ = stringify!($key); crate::sdk::ForSdk::for_sdk(req) };)?
                     let call = self.proxy_for(&req).$op(req);
-                    // An answer the SDK could not decode, read again (`crate::lenient`).
+                    // What s3s-aws loses of an answer, read again from the raw one (`crate::lenient`).
                     $(let call = async move { $lenient(call.await) };)?
                     self.timed(OPERATION, &info, call).await
                 }
