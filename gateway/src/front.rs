@@ -107,7 +107,7 @@ impl hyper::service::Service<http::Request<Incoming>> for S3Front {
                     Ok(charge) => {
                         held = charge;
                         let req = match undeclared {
-                            true => with_declared_length(req, gate.max_xml_body).await,
+                            true => with_declared_length(req, gate.max_xml_body, &info).await,
                             false => Ok(req),
                         };
                         match req {
@@ -258,6 +258,7 @@ fn is_undeclared_object_body(parts: &http::request::Parts) -> bool {
 async fn with_declared_length(
     req: http::Request<s3s::Body>,
     limit: u64,
+    info: &RequestInfo,
 ) -> Result<http::Request<s3s::Body>, s3s::S3Error> {
     use http_body_util::BodyExt;
     let (mut parts, body) = req.into_parts();
@@ -271,6 +272,10 @@ async fn with_declared_length(
             return Err(s3s::S3Error::with_message(s3s::S3ErrorCode::MissingContentLength, why));
         }
         Err(_) => {
+            // A stalled client: the answer a body with a length gets (RequestTimeout).
+            if let Some(fault) = info.fault() {
+                return Err(rewind_forward::errors::from_body_fault(fault));
+            }
             let why = "The request body ended before its last chunk.";
             return Err(s3s::S3Error::with_message(s3s::S3ErrorCode::IncompleteBody, why));
         }
@@ -280,8 +285,6 @@ async fn with_declared_length(
     Ok(http::Request::from_parts(parts, s3s::Body::from(bytes)))
 }
 
-/// Whether a Content-Type names a `multipart/*` type, compared as MIME types are
-/// (case-insensitively, parameters and spaces ignored).
 /// Whether an HTTP/1 request asks for `100 Continue` but has no body to send.
 ///
 /// hyper answers such a request with its final status only (there is no body to invite),
@@ -307,6 +310,8 @@ fn waits_for_continue_without_body<B>(req: &http::Request<B>) -> bool {
     }
 }
 
+/// Whether a Content-Type names a `multipart/*` type, compared as MIME types are
+/// (case-insensitively, parameters and spaces ignored).
 fn is_multipart(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     essence.split('/').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("multipart"))

@@ -214,6 +214,23 @@ async fn a_stalled_body_times_out_and_is_not_stored() {
         tokio::time::timeout(Duration::from_secs(20), raw::read_response(stream)).await.expect("the gateway answers");
     assert_eq!((res.status, error_code(&res).as_str()), (400, "RequestTimeout"), "{}", res.text());
     assert!(!exists_upstream(&upstream, "stalled").await);
+
+    // The same in HTTP chunks without a length (read whole by the front first).
+    let mut req = put_request(&gw, "stalled-chunked", b"");
+    req.headers_mut().insert("transfer-encoding", http::HeaderValue::from_static("chunked"));
+    raw::sign_request(&mut req, &gw.access_key_id, &gw.secret, SystemTime::now(), "UNSIGNED-PAYLOAD");
+    let mut stream = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let mut head = format!("PUT {} HTTP/1.1\r\nhost: {}\r\n", req.uri().path(), gw.addr());
+    for (k, v) in req.headers() {
+        head.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
+    }
+    head.push_str("\r\n64\r\n");
+    tokio::io::AsyncWriteExt::write_all(&mut stream, head.as_bytes()).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stream, &[7u8; 100]).await.unwrap();
+    let res =
+        tokio::time::timeout(Duration::from_secs(20), raw::read_response(stream)).await.expect("the gateway answers");
+    assert_eq!((res.status, error_code(&res).as_str()), (400, "RequestTimeout"), "{}", res.text());
+    assert!(!exists_upstream(&upstream, "stalled-chunked").await);
 }
 
 /// Browser-form POST uploads are refused before any of the body is read: s3s would buffer
