@@ -113,6 +113,15 @@ pub trait Engine: Send + Sync + 'static {
     /// `f` may read the engine (not write it).
     fn scan(&self, table: Table, from: &[u8], f: Visit<'_>) -> Result<(), EngineError>;
 
+    /// Calls `f` with each entry whose key starts with `prefix`, in key order, until it
+    /// returns `false`. An engine that can should stop at the prefix's end without reading
+    /// past it: a table whose entries come and go (open intents) holds, right after a
+    /// prefix, the deleted entries of every key after it, which a scan stopping only at
+    /// the next live entry would step over one by one.
+    fn scan_prefix_entries(&self, table: Table, prefix: &[u8], f: Visit<'_>) -> Result<(), EngineError> {
+        self.scan(table, prefix, &mut |k, v| k.starts_with(prefix) && f(k, v))
+    }
+
     /// The last entry at or before `key`.
     fn last_at_or_before(&self, table: Table, key: &[u8]) -> Result<Option<Entry>, EngineError>;
 
@@ -204,16 +213,11 @@ pub(crate) trait EngineExt {
 impl<E: Engine + ?Sized> EngineExt for E {
     fn scan_prefix(&self, table: Table, prefix: &[u8], f: VisitOr<'_>) -> Result<(), crate::JournalError> {
         let mut failed = None;
-        self.scan(table, prefix, &mut |k, v| {
-            if !k.starts_with(prefix) {
-                return false;
-            }
-            match f(k, v) {
-                Ok(()) => true,
-                Err(e) => {
-                    failed = Some(e);
-                    false
-                }
+        self.scan_prefix_entries(table, prefix, &mut |k, v| match f(k, v) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
             }
         })?;
         failed.map_or(Ok(()), Err)

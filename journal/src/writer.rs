@@ -72,13 +72,9 @@ impl View<'_> {
     /// Every key starting with `prefix`.
     pub(crate) fn keys_with_prefix(&self, table: Table, prefix: &[u8]) -> Result<Vec<Vec<u8>>, JournalError> {
         let mut keys = std::collections::BTreeSet::new();
-        self.engine.scan(table, prefix, &mut |k, _| {
-            if k.starts_with(prefix) {
-                keys.insert(k.to_vec());
-                true
-            } else {
-                false
-            }
+        self.engine.scan_prefix_entries(table, prefix, &mut |k, _| {
+            keys.insert(k.to_vec());
+            true
         })?;
         for ((t, k), v) in self.overlay.range((table, prefix.to_vec())..) {
             if *t != table || !k.starts_with(prefix) {
