@@ -15,8 +15,11 @@ use crate::CryptoError;
 /// Envelope format version.
 pub const ENVELOPE_V1: u8 = 1;
 /// Bytes an envelope adds to its plaintext.
-pub const ENVELOPE_OVERHEAD: usize = 1 + NONCE_LEN + TAG_LEN;
-const TAG_LEN: usize = 16;
+pub const ENVELOPE_OVERHEAD: usize = ENVELOPE_HEAD + TAG_LEN;
+/// Bytes before an envelope's ciphertext: the version and the nonce.
+pub const ENVELOPE_HEAD: usize = 1 + NONCE_LEN;
+/// Bytes after it: the authentication tag.
+pub const TAG_LEN: usize = 16;
 
 fn cipher(key: &[u8; 32]) -> LessSafeKey {
     LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("invariant: a 32-byte key fits AES-256"))
@@ -39,14 +42,30 @@ pub fn seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, Cry
 /// [`nonce_of`]): a nonce must never seal a different message under the same key.
 pub fn seal_with_nonce(key: &[u8; 32], nonce: [u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(plaintext.len() + ENVELOPE_OVERHEAD);
-    out.push(ENVELOPE_V1);
-    out.extend_from_slice(&nonce);
+    out.resize(ENVELOPE_HEAD, 0);
     out.extend_from_slice(plaintext);
-    let tag = cipher(key)
-        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut out[1 + NONCE_LEN..])
-        .expect("invariant: AES-GCM sealing only fails beyond 64 GiB per message");
-    out.extend_from_slice(tag.as_ref());
+    seal_prepared_with_nonce(key, nonce, aad, &mut out);
     out
+}
+
+/// Seals, where it lies, a plaintext placed in `buf` after [`ENVELOPE_HEAD`] bytes of room:
+/// `buf` becomes the envelope [`seal`] would make, without copying the plaintext. Reserve
+/// [`TAG_LEN`] more bytes of capacity and the tag is appended without reallocating.
+pub fn seal_prepared(key: &[u8; 32], aad: &[u8], buf: &mut Vec<u8>) -> Result<(), CryptoError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    random_bytes(&mut nonce)?;
+    seal_prepared_with_nonce(key, nonce, aad, buf);
+    Ok(())
+}
+
+fn seal_prepared_with_nonce(key: &[u8; 32], nonce: [u8; NONCE_LEN], aad: &[u8], buf: &mut Vec<u8>) {
+    assert!(buf.len() >= ENVELOPE_HEAD, "invariant: the caller left room for the envelope's head");
+    buf[0] = ENVELOPE_V1;
+    buf[1..ENVELOPE_HEAD].copy_from_slice(&nonce);
+    let tag = cipher(key)
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf[ENVELOPE_HEAD..])
+        .expect("invariant: AES-GCM sealing only fails beyond 64 GiB per message");
+    buf.extend_from_slice(tag.as_ref());
 }
 
 /// The nonce an envelope was sealed with, if it is long enough to be one.
@@ -116,6 +135,18 @@ mod tests {
             sealed[bit / 8] ^= 1 << (bit % 8);
             prop_assert!(open(&key, b"aad", &sealed, "test").is_err());
         }
+    }
+
+    #[test]
+    fn sealing_in_place_makes_an_envelope_that_opens() {
+        let mut buf = vec![0xEE; ENVELOPE_HEAD];
+        buf.extend_from_slice(b"in place");
+        buf.reserve_exact(TAG_LEN);
+        let room = buf.capacity();
+        seal_prepared(&[3; 32], b"id", &mut buf).unwrap();
+        assert_eq!(buf.capacity(), room, "the tag fits the reserved room");
+        assert_eq!(buf.len(), b"in place".len() + ENVELOPE_OVERHEAD);
+        assert_eq!(open(&[3; 32], b"id", &buf, "x").unwrap(), b"in place");
     }
 
     #[test]

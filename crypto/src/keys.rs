@@ -151,6 +151,12 @@ impl KeySet {
         aead::seal(&self.chunk_key(id), id.as_bytes(), stored)
     }
 
+    /// [`KeySet::seal_chunk`] of a plaintext already in `buf` after the envelope's head
+    /// room ([`aead::seal_prepared`]): `buf` becomes the envelope.
+    pub fn seal_chunk_prepared(&self, id: &ChunkId, buf: &mut Vec<u8>) -> Result<(), CryptoError> {
+        aead::seal_prepared(&self.chunk_key(id), id.as_bytes(), buf)
+    }
+
     /// Decrypts what [`KeySet::seal_chunk`] made for `id`.
     pub fn open_chunk(&self, id: &ChunkId, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
         aead::open(&self.chunk_key(id), id.as_bytes(), sealed, "chunk")

@@ -4,8 +4,38 @@
 //! chunk and a piece, and cuts exactly where FastCDC would cut the whole object at once,
 //! so the same content chunks (and deduplicates) the same way however the network split it.
 
-use bytes::Bytes;
 use fastcdc::v2020::{FastCDC, Normalization};
+use rewind_crypto::aead::{ENVELOPE_HEAD, TAG_LEN};
+
+/// A chunk cut from a stream, in a buffer laid out to become its own envelope: room for
+/// the envelope's head before the plaintext and for its tag after, so sealing it is
+/// encryption in place, not a copy (`seal_chunk_as`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk(Vec<u8>);
+
+impl Chunk {
+    /// A chunk holding a copy of `plaintext`.
+    pub fn copy_of(plaintext: &[u8]) -> Self {
+        let mut buf = Vec::with_capacity(ENVELOPE_HEAD + plaintext.len() + TAG_LEN);
+        buf.resize(ENVELOPE_HEAD, 0);
+        buf.extend_from_slice(plaintext);
+        Self(buf)
+    }
+
+    /// The buffer: [`ENVELOPE_HEAD`] bytes of room, then the plaintext (and capacity for
+    /// the tag).
+    pub fn into_envelope_buffer(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+impl std::ops::Deref for Chunk {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0[ENVELOPE_HEAD..]
+    }
+}
 
 /// Chunk size bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +135,7 @@ impl StreamingChunker {
     }
 
     /// Adds the next piece of the stream; returns the chunks it completed.
-    pub fn push(&mut self, piece: &[u8]) -> Vec<Bytes> {
+    pub fn push(&mut self, piece: &[u8]) -> Vec<Chunk> {
         let mut out = Vec::new();
         for part in piece.chunks(PIECE_LIMIT) {
             self.make_room(part.len());
@@ -119,7 +149,7 @@ impl StreamingChunker {
 
     /// Ends the stream; returns its last chunks (none for an empty stream). The chunker is
     /// empty afterwards.
-    pub fn finish(&mut self) -> Vec<Bytes> {
+    pub fn finish(&mut self) -> Vec<Chunk> {
         let mut out = Vec::new();
         while let Some(len) = self.scan(true) {
             out.push(self.take(len));
@@ -172,8 +202,8 @@ impl StreamingChunker {
         (at_end || available >= max).then_some(limit)
     }
 
-    fn take(&mut self, len: usize) -> Bytes {
-        let chunk = Bytes::copy_from_slice(&self.buffer[self.start..self.start + len]);
+    fn take(&mut self, len: usize) -> Chunk {
+        let chunk = Chunk::copy_of(&self.buffer[self.start..self.start + len]);
         self.start += len;
         self.index = self.sizes.min as usize / 2;
         self.hash = 0;
@@ -229,7 +259,7 @@ mod tests {
         let sizes = ChunkSizes::default();
         let mut c = StreamingChunker::new(sizes, 7);
         assert!(c.push(&[1; 1000]).is_empty());
-        assert_eq!(c.finish().iter().map(Bytes::len).collect::<Vec<_>>(), [1000]);
+        assert_eq!(c.finish().iter().map(|c| c.len()).collect::<Vec<_>>(), [1000]);
         assert!(StreamingChunker::new(sizes, 7).finish().is_empty());
     }
 
@@ -243,7 +273,7 @@ mod tests {
         }
         got.extend(c.finish());
         let want = chunk_all(&[0u8; 50_000], SMALL, 3);
-        assert_eq!(got.iter().map(Bytes::len).collect::<Vec<_>>(), want.iter().map(|c| c.len()).collect::<Vec<_>>());
+        assert_eq!(got.iter().map(|c| c.len()).collect::<Vec<_>>(), want.iter().map(|c| c.len()).collect::<Vec<_>>());
         assert!(got[..got.len() - 1].iter().all(|c| c.len() == SMALL.max as usize));
     }
 

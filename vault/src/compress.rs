@@ -20,13 +20,30 @@ pub fn compress(chunk: &[u8], level: i32) -> Option<Vec<u8>> {
         // The middle avoids headers (file formats often start with a compressible preamble).
         let start = (chunk.len() - PROBE_BYTES) / 2;
         let sample = &chunk[start..start + PROBE_BYTES];
-        let probe = zstd::bulk::compress(sample, level).ok()?;
+        let probe = zstd_compress(sample, level)?;
         if probe.len() as f64 > PROBE_KEEP_RATIO * sample.len() as f64 {
             return None;
         }
     }
-    let packed = zstd::bulk::compress(chunk, level).ok()?;
+    let packed = zstd_compress(chunk, level)?;
     (packed.len() as f64 <= MIN_SAVING_RATIO * chunk.len() as f64).then_some(packed)
+}
+
+thread_local! {
+    /// This thread's zstd context and its level: made once, not per chunk (a context is
+    /// hundreds of KiB to allocate and set up, more than compressing a small chunk costs).
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn zstd_compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
+    COMPRESSOR.with_borrow_mut(|slot| {
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level).ok()?));
+        }
+        let (_, compressor) = slot.as_mut()?;
+        compressor.compress(data).ok()
+    })
 }
 
 /// Reverses [`compress`]; `raw_len` is the chunk's original size (bounds the output).

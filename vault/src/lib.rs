@@ -23,7 +23,7 @@ use rewind_model::ChunkId;
 
 pub use backend::{Backend, LocalBackend};
 pub use budget::{Charge, MemoryBudget, Share};
-pub use chunker::{ChunkSizes, StreamingChunker};
+pub use chunker::{Chunk, ChunkSizes, StreamingChunker};
 pub use epoch::{Epochs, WriteGuard};
 pub use index::{ChunkIndex, ChunkLocation, MemoryIndex};
 pub use pack::{Pack, PackBuilder, PackEntry};
@@ -111,16 +111,22 @@ pub struct SealedChunk {
 /// Identifies, compresses (when it pays, at `level`; `None` turns compression off) and
 /// seals one chunk.
 pub fn seal_chunk(keys: &KeySet, chunk: &[u8], level: Option<i32>) -> Result<SealedChunk, VaultError> {
-    seal_chunk_as(keys, keys.chunk_id(chunk), chunk, level)
+    seal_chunk_as(keys, keys.chunk_id(chunk), Chunk::copy_of(chunk), level)
 }
 
 /// [`seal_chunk`] for a chunk whose id (`keys.chunk_id(chunk)`) is already known, so that
-/// the chunk is hashed once.
-pub fn seal_chunk_as(keys: &KeySet, id: ChunkId, chunk: &[u8], level: Option<i32>) -> Result<SealedChunk, VaultError> {
-    let packed = level.and_then(|l| compress::compress(chunk, l));
-    let sealed = keys.seal_chunk(&id, packed.as_deref().unwrap_or(chunk))?;
+/// the chunk is hashed once. A chunk stored raw is encrypted in its own buffer.
+pub fn seal_chunk_as(keys: &KeySet, id: ChunkId, chunk: Chunk, level: Option<i32>) -> Result<SealedChunk, VaultError> {
     let raw_len = u32::try_from(chunk.len()).expect("invariant: chunks are at most 8 MiB");
-    Ok(SealedChunk { id, sealed, raw_len, compressed: packed.is_some() })
+    let (sealed, compressed) = match level.and_then(|l| compress::compress(&chunk, l)) {
+        Some(packed) => (keys.seal_chunk(&id, &packed)?, true),
+        None => {
+            let mut buf = chunk.into_envelope_buffer();
+            keys.seal_chunk_prepared(&id, &mut buf)?;
+            (buf, false)
+        }
+    };
+    Ok(SealedChunk { id, sealed, raw_len, compressed })
 }
 
 /// Opens a chunk read from a pack and checks that it is the chunk `entry` names.

@@ -22,6 +22,8 @@ pub(crate) struct OpenPack {
     pub(crate) retired: u64,
     /// The chunks of the last [`RECENT_PACKS`] retired packs, newest last, with their count.
     recent: VecDeque<(u64, HashSet<ChunkId>)>,
+    /// The buffer of the last pack made durable, for the next [`PackBuilder`].
+    pub(crate) spare: Option<bytes::BytesMut>,
 }
 
 /// Retired packs whose chunks a writer can still check without the index: enough for the

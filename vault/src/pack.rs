@@ -57,16 +57,35 @@ pub struct PackBuilder {
     entries: Vec<PackEntry>,
 }
 
+/// What a pack's buffer is allocated to hold: a full pack and one more maximum chunk.
+const PACK_CAPACITY: usize = TARGET_PACK_SIZE + 8 * 1024 * 1024;
+
 impl Default for PackBuilder {
     fn default() -> Self {
-        let mut bytes = BytesMut::with_capacity(TARGET_PACK_SIZE + 8 * 1024 * 1024);
-        bytes.put_slice(MAGIC);
-        bytes.put_u8(VERSION);
-        Self { bytes, entries: Vec::new() }
+        Self::in_buffer(BytesMut::with_capacity(PACK_CAPACITY))
     }
 }
 
 impl PackBuilder {
+    /// A builder writing into `buffer` (emptied first): the buffer of a pack written
+    /// earlier, so filling this one touches pages already mapped instead of faulting in
+    /// 40 MiB of new ones. Falls back to a new buffer when `buffer` is too small.
+    pub fn reusing(buffer: Option<BytesMut>) -> Self {
+        match buffer {
+            Some(mut bytes) if bytes.capacity() >= PACK_CAPACITY => {
+                bytes.clear();
+                Self::in_buffer(bytes)
+            }
+            _ => Self::default(),
+        }
+    }
+
+    fn in_buffer(mut bytes: BytesMut) -> Self {
+        bytes.put_slice(MAGIC);
+        bytes.put_u8(VERSION);
+        Self { bytes, entries: Vec::new() }
+    }
+
     /// Adds a sealed chunk.
     pub fn add(&mut self, id: ChunkId, sealed: &[u8], raw_len: u32, compressed: bool) {
         let offset = self.bytes.len() as u64;

@@ -18,7 +18,7 @@ use crate::budget::{Charge, MemoryBudget};
 use crate::index::{ChunkIndex, ChunkLocation};
 use crate::open_pack::OpenPack;
 use crate::pack::{PackBuilder, PackEntry, TARGET_PACK_SIZE};
-use crate::{Backend, Check, ChunkSizes, StreamingChunker, VaultError, open_chunk_as, seal_chunk_as};
+use crate::{Backend, Check, Chunk, ChunkSizes, StreamingChunker, VaultError, open_chunk_as, seal_chunk_as};
 
 /// How the vault stores chunks.
 #[derive(Debug, Clone, Copy)]
@@ -253,7 +253,7 @@ impl Vault {
     /// Stores one chunk unless the vault already holds it; returns its id. `charge` pays
     /// for the chunk and its sealed copy: released at once for a chunk the vault holds,
     /// half when the sealed copy is in the open pack, the rest when that pack is durable.
-    async fn store_chunk(self: &Arc<Self>, chunk: Bytes, mut charge: Charge) -> Result<ChunkId, VaultError> {
+    async fn store_chunk(self: &Arc<Self>, chunk: Chunk, mut charge: Charge) -> Result<ChunkId, VaultError> {
         // Hashing, compression and encryption are CPU work: keep them off the async
         // threads, and hash once (the id decides dedup and keys the encryption).
         let vault = self.clone();
@@ -272,7 +272,7 @@ impl Vault {
                 vault.remember_compression(id, location.entry.compressed);
                 return Ok(Err(id));
             }
-            seal_chunk_as(&vault.keys, id, &chunk, vault.settings.compression).map(|sealed| Ok((sealed, seen)))
+            seal_chunk_as(&vault.keys, id, chunk, vault.settings.compression).map(|sealed| Ok((sealed, seen)))
         })
         .await
         .expect("invariant: sealing does not panic")?;
@@ -322,7 +322,8 @@ impl Vault {
         let pending: Vec<crate::Pack> = {
             let mut open = self.lock_open();
             if !open.builder.is_empty() {
-                let builder = std::mem::take(&mut open.builder);
+                let next = PackBuilder::reusing(open.spare.take());
+                let builder = std::mem::replace(&mut open.builder, next);
                 let ids = std::mem::take(&mut open.ids);
                 let charges = std::mem::take(&mut open.charges);
                 open.unsynced.push((builder.finish(&self.keys)?, ids, charges));
@@ -341,8 +342,13 @@ impl Vault {
             // Indexed before it leaves the unsynced list, so a chunk is always in one or
             // the other; the index's synced write runs under no lock.
             self.index.insert_pack(&name, &pack.entries).await?;
-            self.lock_open().retire(&pack.name);
             self.count(|s| s.stored_bytes += pack.bytes.len() as u64);
+            let mut open = self.lock_open();
+            open.retire(&pack.name);
+            // Nothing else holds the pack's bytes once it is retired: its buffer is reused.
+            if let Ok(buffer) = pack.bytes.try_into_mut() {
+                open.spare = Some(buffer);
+            }
         }
         Ok(())
     }
@@ -553,7 +559,7 @@ impl ObjectWriter {
     }
 
     /// Starts storing `chunk` once the capture share has room for it.
-    async fn start(&mut self, chunk: Bytes) {
+    async fn start(&mut self, chunk: Chunk) {
         let vault = self.vault.clone();
         let charge = vault.charge_chunk(chunk.len()).await;
         self.in_flight.push_back(tokio::spawn(async move { vault.store_chunk(chunk, charge).await }));
