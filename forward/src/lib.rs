@@ -5,6 +5,7 @@
 //! crate wraps it in a server (listeners, authentication, admin API, timers).
 
 pub mod errors;
+pub mod lean;
 mod lenient;
 mod meta;
 pub mod metrics;
@@ -15,6 +16,7 @@ mod s3;
 mod sdk;
 mod tee;
 
+pub use lean::LeanUpstream;
 pub use lenient::as_s3_writes;
 pub use metrics::UpstreamMetrics;
 pub use request::Anonymous;

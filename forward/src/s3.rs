@@ -43,6 +43,8 @@ pub struct Forwarder {
     pub(crate) unstorable: Option<fn(&str) -> Option<&'static str>>,
     /// Answers requests signed with a time-travel view's key, from the journal and vault.
     pub(crate) views: Option<rewind_views::ViewServer>,
+    /// Sends the reads that need no typed handling (`lean.rs`); `None` sends them typed.
+    pub(crate) lean: Option<crate::LeanUpstream>,
 }
 
 impl Forwarder {
@@ -69,7 +71,14 @@ impl Forwarder {
             capture,
             unstorable: None,
             views: None,
+            lean: None,
         }
+    }
+
+    /// Sends GetObject and HeadObject through `lean` instead of aws-sdk-s3.
+    pub fn with_lean(mut self, lean: crate::LeanUpstream) -> Self {
+        self.lean = Some(lean);
+        self
     }
 
     /// Refuses keys `rule` names a reason for, before anything else (see `unstorable`).
@@ -153,7 +162,7 @@ fn verified_body(
 macro_rules! impl_s3 {
     (
         custom { $($custom:item)* }
-        forward { $($op:ident($input:ident) -> $output:ident $(, $key:ident)? $(via $lenient:path)?;)* }
+        forward { $($op:ident($input:ident) -> $output:ident $(, $key:ident)? $(via $lenient:path)? $(, lean $lean:path)?;)* }
     ) => {
         #[async_trait::async_trait]
         impl S3 for Forwarder {
@@ -169,6 +178,10 @@ macro_rules! impl_s3 {
                         };
                     }
                     let info = request_info(&req);
+                    // A read that needs no typed handling, sent as the client sent it.
+                    $(if let Some(lean) = &self.lean {
+                        return self.timed(OPERATION, &info, $lean(lean, req)).await;
+                    })?
                     $(let req = { let _ = stringify!($key); crate::sdk::ForSdk::for_sdk(req) };)?
                     let call = self.proxy_for(&req).$op(req);
                     // What s3s-aws loses of an answer, read again from the raw one (`crate::lenient`).
@@ -334,7 +347,7 @@ impl_s3! {
         get_bucket_tagging(GetBucketTaggingInput) -> GetBucketTaggingOutput;
         get_bucket_versioning(GetBucketVersioningInput) -> GetBucketVersioningOutput via crate::lenient::get_bucket_versioning;
         get_bucket_website(GetBucketWebsiteInput) -> GetBucketWebsiteOutput;
-        get_object(GetObjectInput) -> GetObjectOutput, key via crate::lenient::with_error_headers::<aws_sdk_s3::operation::get_object::GetObjectError, _>;
+        get_object(GetObjectInput) -> GetObjectOutput, key via crate::lenient::with_error_headers::<aws_sdk_s3::operation::get_object::GetObjectError, _>, lean crate::lean::get_object;
         get_object_acl(GetObjectAclInput) -> GetObjectAclOutput, key;
         get_object_attributes(GetObjectAttributesInput) -> GetObjectAttributesOutput, key;
         get_object_legal_hold(GetObjectLegalHoldInput) -> GetObjectLegalHoldOutput, key;
@@ -344,7 +357,7 @@ impl_s3! {
         get_object_torrent(GetObjectTorrentInput) -> GetObjectTorrentOutput, key;
         get_public_access_block(GetPublicAccessBlockInput) -> GetPublicAccessBlockOutput;
         head_bucket(HeadBucketInput) -> HeadBucketOutput;
-        head_object(HeadObjectInput) -> HeadObjectOutput, key via crate::lenient::head_object;
+        head_object(HeadObjectInput) -> HeadObjectOutput, key via crate::lenient::head_object, lean crate::lean::head_object;
         list_bucket_analytics_configurations(ListBucketAnalyticsConfigurationsInput) -> ListBucketAnalyticsConfigurationsOutput;
         list_bucket_intelligent_tiering_configurations(ListBucketIntelligentTieringConfigurationsInput) -> ListBucketIntelligentTieringConfigurationsOutput;
         list_bucket_inventory_configurations(ListBucketInventoryConfigurationsInput) -> ListBucketInventoryConfigurationsOutput;

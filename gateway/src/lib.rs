@@ -166,6 +166,9 @@ impl Gateway {
         if config.upstream.endpoint.is_none() {
             forwarder = forwarder.with_key_rule(rewind_embedded::fs::unstorable_key);
         }
+        if let Some(lean) = rewind_forward::LeanUpstream::new(&config.upstream, &target) {
+            forwarder = forwarder.with_lean(lean);
+        }
         let mut builder = S3ServiceBuilder::new(forwarder);
         let view_keys = rewind_views::ViewKeys::new(stores.journal.clone(), stores.keys.clone());
         let keys =

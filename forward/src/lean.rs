@@ -1,0 +1,430 @@
+//! The lean forwarding path: reads that need no typed handling (GetObject, HeadObject)
+//! go upstream as the client sent them, re-signed with the gateway's key (aws-sigv4) and
+//! sent through one pooled hyper client, and their answers come back as the upstream gave
+//! them, body streamed, headers whole.
+//!
+//! The typed path (s3s-aws and aws-sdk-s3) converts every field of the input into an SDK
+//! request and every field of the output back, and runs the SDK's orchestrator (endpoint
+//! rules, interceptors, retries, signing): most of the gateway's CPU for a small GET. Here a
+//! request costs a signature and a pooled connection. A header an SDK output has no field
+//! for (`x-amz-tagging-count`, `x-amz-mp-parts-count`, a newer checksum) passes through.
+//!
+//! What travels: the method, the bucket and key (path-style, or virtual-hosted as the SDK
+//! would address them), the query without the client's signature, and the client's
+//! headers without its authentication and hop-by-hop headers. An error answer becomes the
+//! S3 error it names (code, message, status, and the headers clients read on errors), and
+//! then goes through the same mapping as the typed path's (`errors::from_upstream`).
+
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode,
+    sign,
+};
+use aws_sigv4::sign::v4;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use rewind_capture::upstream::UpstreamTarget;
+use rewind_config::UpstreamConfig;
+use s3s::dto;
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// Idle connections kept per upstream host: enough for a burst of small requests from many
+/// clients without reconnecting.
+const IDLE_PER_HOST: usize = 256;
+/// How long an idle upstream connection is kept (below S3's own idle cut of about 20 s).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// The most of an error answer read to find its code and message.
+const ERROR_BODY_MAX: usize = 64 * 1024;
+
+/// Characters a path segment keeps unencoded: RFC 3986's unreserved ones (S3's rule; `/`
+/// is kept by encoding each segment apart).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Headers of the client's request that never go upstream: its authentication (the
+/// gateway signs anew), and what belongs to one connection.
+const NOT_FORWARDED: [&str; 14] = [
+    "authorization",
+    "x-amz-date",
+    "x-amz-content-sha256",
+    "x-amz-security-token",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+];
+
+/// Query parameters that carry the client's signature (SigV4 presigned URLs).
+const SIGNATURE_PARAMS: [&str; 7] = [
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Signature",
+    "X-Amz-Security-Token",
+];
+
+/// Headers of the upstream's answer that are not passed on: its connection's, and its own
+/// request ids (the gateway's answer carries the gateway's).
+const NOT_RETURNED: [&str; 7] =
+    ["connection", "keep-alive", "transfer-encoding", "date", "server", "x-amz-request-id", "x-amz-id-2"];
+
+/// Headers of an error answer that clients read (a 304's validators, a delete marker's
+/// version), kept on the S3 error.
+const ERROR_HEADERS: [&str; 4] = ["etag", "last-modified", "x-amz-delete-marker", "x-amz-version-id"];
+
+/// One pooled, signing HTTP client for the upstream.
+pub struct LeanUpstream {
+    http: Client<Connector, Empty<Bytes>>,
+    scheme: http::uri::Scheme,
+    /// `host[:port]` of the endpoint.
+    authority: http::uri::Authority,
+    /// The endpoint's path, without a trailing `/` (usually empty).
+    base_path: String,
+    /// Whether the endpoint is an IP address (never virtual-hosted).
+    ip_host: bool,
+    force_path_style: bool,
+    credentials: aws_smithy_runtime_api::client::identity::Identity,
+    region: String,
+}
+
+/// An upstream answer to a read, passed on whole.
+pub struct Answer {
+    /// 200 or 206.
+    pub status: StatusCode,
+    /// The upstream's headers, less [`NOT_RETURNED`].
+    pub headers: HeaderMap,
+    /// The body, streamed.
+    pub body: s3s::dto::StreamingBlob,
+}
+
+impl LeanUpstream {
+    /// A client for `target`, as `cfg` says to reach it; `None` when its endpoint is not a
+    /// URL this client can use (then the typed path serves everything).
+    pub fn new(cfg: &UpstreamConfig, target: &UpstreamTarget) -> Option<Self> {
+        let uri: http::Uri = target.endpoint.parse().ok()?;
+        let scheme = uri.scheme().cloned()?;
+        let authority = uri.authority().cloned()?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(cfg.connect_timeout.0));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .ok()?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(IDLE_PER_HOST)
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .build(connector);
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        Some(Self {
+            http: client,
+            scheme,
+            ip_host: host.parse::<std::net::IpAddr>().is_ok(),
+            authority,
+            base_path: uri.path().trim_end_matches('/').to_owned(),
+            force_path_style: cfg.force_path_style,
+            credentials: Credentials::new(&target.access_key_id, target.secret.expose(), None, None, "rewind-upstream")
+                .into(),
+            region: cfg.region.clone(),
+        })
+    }
+
+    /// Sends a GET or HEAD of `bucket`/`key` made from the client's request (`uri` for its
+    /// query, `headers`), signed unless `anonymous`; the answer, or the S3 error it names.
+    pub async fn read(
+        &self,
+        method: &Method,
+        bucket: &str,
+        key: &str,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+        anonymous: bool,
+    ) -> S3Result<Answer> {
+        let request = self.request(method, bucket, key, uri, headers, anonymous)?;
+        let response = self.http.request(request).await.map_err(|e| {
+            tracing::warn!(cause = %error_chain(&e), "upstream unreachable");
+            S3Error::with_message(
+                S3ErrorCode::ServiceUnavailable,
+                "The gateway could not reach its upstream S3 endpoint; retry later.",
+            )
+        })?;
+        let (parts, body) = response.into_parts();
+        if !parts.status.is_success() {
+            let document = read_error_body(body, *method == Method::HEAD).await;
+            return Err(error_of(parts.status, &parts.headers, &document));
+        }
+        let mut headers = parts.headers;
+        for name in NOT_RETURNED {
+            headers.remove(name);
+        }
+        Ok(Answer { status: parts.status, headers, body: s3s::dto::StreamingBlob::wrap(body.into_data_stream()) })
+    }
+
+    /// The upstream request: addressed, headers carried over, signed.
+    fn request(
+        &self,
+        method: &Method,
+        bucket: &str,
+        key: &str,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+        anonymous: bool,
+    ) -> S3Result<http::Request<Empty<Bytes>>> {
+        let key_path: String =
+            key.split('/').map(|s| utf8_percent_encode(s, SEGMENT).to_string()).collect::<Vec<_>>().join("/");
+        let (authority, path) = if self.virtual_hosted(bucket) {
+            (format!("{bucket}.{}", self.authority), format!("{}/{key_path}", self.base_path))
+        } else {
+            (
+                self.authority.to_string(),
+                format!("{}/{}/{key_path}", self.base_path, utf8_percent_encode(bucket, SEGMENT)),
+            )
+        };
+        let query = forwarded_query(uri.query());
+        let target = if query.is_empty() {
+            format!("{}://{authority}{path}", self.scheme)
+        } else {
+            format!("{}://{authority}{path}?{query}", self.scheme)
+        };
+        let mut request =
+            http::Request::builder().method(method.clone()).uri(&target).body(Empty::new()).map_err(|e| {
+                S3Error::with_message(S3ErrorCode::InvalidURI, format!("The request cannot be forwarded: {e}"))
+            })?;
+        let forwarded = request.headers_mut();
+        for (name, value) in headers {
+            if !NOT_FORWARDED.contains(&name.as_str()) {
+                forwarded.append(name.clone(), value.clone());
+            }
+        }
+        forwarded.insert(http::header::HOST, header_value(&authority)?);
+        if !anonymous {
+            self.sign(&mut request, &target)?;
+        }
+        Ok(request)
+    }
+
+    /// Addressed as `bucket.host` rather than `host/bucket`: as aws-sdk-s3 would, unless
+    /// path style is forced, the host is an IP address, or the name cannot be a host label.
+    fn virtual_hosted(&self, bucket: &str) -> bool {
+        !self.force_path_style
+            && !self.ip_host
+            && (3..=63).contains(&bucket.len())
+            && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !bucket.starts_with('-')
+            && !bucket.ends_with('-')
+    }
+
+    fn sign(&self, request: &mut http::Request<Empty<Bytes>>, target: &str) -> S3Result<()> {
+        let failed = |e: &dyn std::fmt::Display| {
+            tracing::warn!(error = %e, "could not sign an upstream request");
+            S3Error::with_message(S3ErrorCode::InternalError, "The gateway could not sign its upstream request.")
+        };
+        let mut settings = SigningSettings::default();
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        let params = v4::SigningParams::builder()
+            .identity(&self.credentials)
+            .region(&self.region)
+            .name("s3")
+            .time(SystemTime::now())
+            .settings(settings)
+            .build()
+            .map_err(|e| failed(&e))?
+            .into();
+        let headers: Vec<(&str, &str)> =
+            request.headers().iter().filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))).collect();
+        let signable =
+            SignableRequest::new(request.method().as_str(), target, headers.into_iter(), SignableBody::UnsignedPayload)
+                .map_err(|e| failed(&e))?;
+        let (instructions, _) = sign(signable, &params).map_err(|e| failed(&e))?.into_parts();
+        instructions.apply_to_request_http1x(request);
+        Ok(())
+    }
+}
+
+fn header_value(text: &str) -> S3Result<HeaderValue> {
+    HeaderValue::from_str(text)
+        .map_err(|_| S3Error::with_message(S3ErrorCode::InvalidURI, "The request's host cannot be forwarded."))
+}
+
+/// The client's query without its signature, re-encoded the way it will be signed.
+fn forwarded_query(query: Option<&str>) -> String {
+    let Some(query) = query.filter(|q| !q.is_empty()) else { return String::new() };
+    let mut out = String::with_capacity(query.len());
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if SIGNATURE_PARAMS.contains(&name.as_ref()) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('&');
+        }
+        out.extend(utf8_percent_encode(&name, SEGMENT));
+        out.push('=');
+        out.extend(utf8_percent_encode(&value, SEGMENT));
+    }
+    out
+}
+
+/// Up to [`ERROR_BODY_MAX`] of an error answer's body (none for a HEAD's).
+async fn read_error_body(body: hyper::body::Incoming, head: bool) -> Vec<u8> {
+    if head {
+        return Vec::new();
+    }
+    let limited = http_body_util::Limited::new(body, ERROR_BODY_MAX);
+    limited.collect().await.map(|c| c.to_bytes().to_vec()).unwrap_or_default()
+}
+
+/// The S3 error an upstream's error answer names: the code and message of its document,
+/// or for an answer without one (a HEAD's, a 304), the code S3's SDKs give that status.
+fn error_of(status: StatusCode, headers: &HeaderMap, document: &[u8]) -> S3Error {
+    let text = std::str::from_utf8(document).unwrap_or_default();
+    let code = element(text, "Code").map_or_else(|| code_of_status(status), code_named);
+    let mut err = match element(text, "Message") {
+        Some(message) => S3Error::with_message(code, unescape(message)),
+        None => S3Error::new(code),
+    };
+    err.set_status_code(status);
+    let mut kept = HeaderMap::new();
+    for name in ERROR_HEADERS {
+        if let Some(value) = headers.get(name) {
+            kept.insert(HeaderName::from_static(name), value.clone());
+        }
+    }
+    if !kept.is_empty() {
+        kept.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+        err.set_headers(kept);
+    }
+    err
+}
+
+fn code_of_status(status: StatusCode) -> S3ErrorCode {
+    let code = match status.as_u16() {
+        304 => "NotModified",
+        400 => "BadRequest",
+        403 => "Forbidden",
+        404 => "NotFound",
+        405 => "MethodNotAllowed",
+        412 => "PreconditionFailed",
+        416 => "InvalidRange",
+        503 => "ServiceUnavailable",
+        _ => return S3ErrorCode::InternalError,
+    };
+    code_named(code)
+}
+
+fn code_named(code: &str) -> S3ErrorCode {
+    S3ErrorCode::from_bytes(code.as_bytes()).unwrap_or(S3ErrorCode::InternalError)
+}
+
+/// The text of the first `<name>` element of an S3 error document.
+fn element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let open = format!("<{name}>");
+    let start = xml.find(&open)? + open.len();
+    let end = start + xml[start..].find(&format!("</{name}>"))?;
+    Some(&xml[start..end])
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// GetObject through the lean path: the answer's headers and body as the upstream gave them.
+pub(crate) async fn get_object(
+    lean: &LeanUpstream,
+    req: S3Request<dto::GetObjectInput>,
+) -> S3Result<S3Response<dto::GetObjectOutput>> {
+    let anonymous = req.extensions.get::<crate::Anonymous>().is_some();
+    let answer = lean.read(&req.method, &req.input.bucket, &req.input.key, &req.uri, &req.headers, anonymous).await?;
+    // s3s answers 206 for an output with a range, and takes every other header from ours.
+    let content_range = answer.headers.get(http::header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).map(Into::into);
+    let partial = answer.status == StatusCode::PARTIAL_CONTENT;
+    let output = dto::GetObjectOutput {
+        body: Some(answer.body),
+        content_range: content_range.filter(|_| partial),
+        ..Default::default()
+    };
+    let mut response = S3Response::new(output);
+    response.headers = answer.headers;
+    Ok(response)
+}
+
+/// HeadObject through the lean path.
+pub(crate) async fn head_object(
+    lean: &LeanUpstream,
+    req: S3Request<dto::HeadObjectInput>,
+) -> S3Result<S3Response<dto::HeadObjectOutput>> {
+    let anonymous = req.extensions.get::<crate::Anonymous>().is_some();
+    let answer = lean.read(&req.method, &req.input.bucket, &req.input.key, &req.uri, &req.headers, anonymous).await?;
+    let mut response = S3Response::new(dto::HeadObjectOutput::default());
+    response.headers = answer.headers;
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_loses_the_clients_signature_and_keeps_the_rest() {
+        let q =
+            "versionId=a%2Bb&X-Amz-Signature=00&X-Amz-Credential=k%2F1&response-content-type=text%2Fplain&partNumber=2";
+        assert_eq!(forwarded_query(Some(q)), "versionId=a%2Bb&response-content-type=text%2Fplain&partNumber=2");
+        assert_eq!(forwarded_query(Some("")), "");
+        assert_eq!(forwarded_query(None), "");
+    }
+
+    #[test]
+    fn an_error_document_gives_its_code_message_and_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-amz-delete-marker", HeaderValue::from_static("true"));
+        headers.insert("x-amz-request-id", HeaderValue::from_static("upstream"));
+        let doc = b"<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code><Message>No &amp; such</Message></Error>";
+        let err = error_of(StatusCode::NOT_FOUND, &headers, doc);
+        assert_eq!(*err.code(), S3ErrorCode::NoSuchKey);
+        assert_eq!(err.message(), Some("No & such"));
+        assert_eq!(err.status_code(), Some(StatusCode::NOT_FOUND));
+        let kept = err.headers().unwrap();
+        assert_eq!(kept.get("x-amz-delete-marker").unwrap(), "true");
+        assert!(kept.get("x-amz-request-id").is_none());
+    }
+
+    #[test]
+    fn an_answer_without_a_document_gets_the_code_of_its_status() {
+        let err = error_of(StatusCode::NOT_MODIFIED, &HeaderMap::new(), b"");
+        assert_eq!(err.code().as_str(), "NotModified");
+        assert_eq!(err.status_code(), Some(StatusCode::NOT_MODIFIED));
+        assert!(err.headers().is_none());
+        assert_eq!(*error_of(StatusCode::IM_A_TEAPOT, &HeaderMap::new(), b"").code(), S3ErrorCode::InternalError);
+    }
+}
