@@ -18,6 +18,8 @@ pub fn filter_directives(level: &str) -> String {
 /// Log lines waiting for the writer thread; past this, request tasks wait (lines are
 /// never dropped: they are the access log).
 const LOG_BUFFER_LINES: usize = 64 * 1024;
+/// Bytes of lines the writer thread gathers before writing them.
+const LOG_WRITE_BUFFER: usize = 64 * 1024;
 
 /// Installs the global subscriber; call once, early in `main`, and keep the returned guard
 /// until exit (dropping it flushes what is buffered).
@@ -25,8 +27,11 @@ pub fn init(cfg: &TelemetryConfig) -> Result<WorkerGuard, String> {
     let filter =
         EnvFilter::try_new(filter_directives(&cfg.log_level)).map_err(|e| format!("telemetry.log_level: {e}"))?;
     // Writing happens on a dedicated thread so a slow terminal or pipe does not stall requests.
+    // The thread writes what it has taken from the queue in one go and flushes whenever the
+    // queue is empty: under load, one write per batch of lines instead of one per line.
+    let stderr = std::io::BufWriter::with_capacity(LOG_WRITE_BUFFER, std::io::stderr());
     let (writer, guard) =
-        NonBlockingBuilder::default().buffered_lines_limit(LOG_BUFFER_LINES).lossy(false).finish(std::io::stderr());
+        NonBlockingBuilder::default().buffered_lines_limit(LOG_BUFFER_LINES).lossy(false).finish(stderr);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
