@@ -57,6 +57,17 @@ impl EmbeddedUpstream {
         shutdown: CancellationToken,
         tracker: &tokio_util::task::TaskTracker,
     ) -> std::io::Result<Self> {
+        Self::start_answering_after(root, Duration::ZERO, shutdown, tracker).await
+    }
+
+    /// [`EmbeddedUpstream::start`], holding every answer back by `delay`: a loopback
+    /// upstream with a remote one's latency, for benches and tests.
+    pub async fn start_answering_after(
+        root: &Path,
+        delay: Duration,
+        shutdown: CancellationToken,
+        tracker: &tokio_util::task::TaskTracker,
+    ) -> std::io::Result<Self> {
         std::fs::create_dir_all(root)?;
         let fs = crate::fs::EmbeddedFs::new(root)?;
         let (access_key_id, secret) = random_key_pair();
@@ -71,7 +82,14 @@ impl EmbeddedUpstream {
             header_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
         };
-        tracker.spawn(server::serve("embedded-upstream", listener, S3sService(service), limits, shutdown, None));
+        tracker.spawn(server::serve(
+            "embedded-upstream",
+            listener,
+            S3sService { service, delay },
+            limits,
+            shutdown,
+            None,
+        ));
         Ok(Self { target: UpstreamTarget { endpoint, access_key_id, secret } })
     }
 }
@@ -96,9 +114,13 @@ impl s3s::access::S3Access for EmbeddedPolicy {
     }
 }
 
-/// Adapts an s3s service (whose errors are `HttpError`) to the accept loop's `Infallible`.
+/// Adapts an s3s service (whose errors are `HttpError`) to the accept loop's `Infallible`,
+/// answering each request no sooner than `delay` after it arrived.
 #[derive(Clone)]
-pub struct S3sService(pub s3s::service::S3Service);
+struct S3sService {
+    service: s3s::service::S3Service,
+    delay: Duration,
+}
 
 impl hyper::service::Service<http::Request<Incoming>> for S3sService {
     type Response = s3s::HttpResponse;
@@ -106,9 +128,14 @@ impl hyper::service::Service<http::Request<Incoming>> for S3sService {
     type Future = futures::future::BoxFuture<'static, Result<Self::Response, Infallible>>;
 
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
-        let service = self.0.clone();
+        let (service, delay) = (self.service.clone(), self.delay);
         Box::pin(async move {
-            Ok(service.call(req.map(s3s::Body::from)).await.unwrap_or_else(|_| {
+            let answer_at = tokio::time::Instant::now() + delay;
+            let res = service.call(req.map(s3s::Body::from)).await;
+            if !delay.is_zero() {
+                tokio::time::sleep_until(answer_at).await;
+            }
+            Ok(res.unwrap_or_else(|_| {
                 let mut res = http::Response::new(s3s::Body::empty());
                 *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
                 res

@@ -43,10 +43,20 @@ impl FsUpstream {
         Self::serve(tempfile::tempdir_in(parent).unwrap()).await
     }
 
+    /// [`FsUpstream::start_in`], answering every request `delay` late (a remote S3's latency).
+    pub async fn start_delayed_in(parent: std::path::PathBuf, delay: std::time::Duration) -> Self {
+        std::fs::create_dir_all(&parent).unwrap();
+        Self::serve_after(tempfile::tempdir_in(parent).unwrap(), delay).await
+    }
+
     async fn serve(root: tempfile::TempDir) -> Self {
+        Self::serve_after(root, std::time::Duration::ZERO).await
+    }
+
+    async fn serve_after(root: tempfile::TempDir, delay: std::time::Duration) -> Self {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let up = EmbeddedUpstream::start(root.path(), shutdown.clone(), &tracker).await.unwrap();
+        let up = EmbeddedUpstream::start_answering_after(root.path(), delay, shutdown.clone(), &tracker).await.unwrap();
         Self { target: up.target, root, shutdown, tracker }
     }
 
