@@ -8,6 +8,7 @@
 
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    StalledStreamProtectionConfig,
 };
 use std::borrow::Cow;
 
@@ -58,6 +59,11 @@ fn builder(cfg: &UpstreamConfig, target: &UpstreamTarget) -> aws_sdk_s3::config:
         // Clients validate what they asked for; validating again here costs CPU per byte.
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
         .timeout_config(TimeoutConfig::builder().connect_timeout(cfg.connect_timeout.0).build())
+        // An upload body is paced by the gateway: a captured one waits for the vault's
+        // memory budget (bounded by `vault.capture_timeout`), a client's stalls end at
+        // `server.body_idle_timeout`. The SDK's own stall check (nothing sent for 5 s)
+        // cut such uploads off, answering 503 to writers that only had to wait their turn.
+        .stalled_stream_protection(StalledStreamProtectionConfig::enabled().upload_enabled(false).build())
         .interceptor(BlankKeys)
 }
 
