@@ -51,8 +51,12 @@ pub fn from_upstream(operation: &str, err: S3Error, fault: Option<&BodyFault>) -
 
 /// The error and its causes, for the log line (never for the client).
 fn cause_chain(err: &S3Error) -> String {
-    let mut text = err.code().as_str().to_owned();
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = err.source().map(|s| s as _);
+    chain(err.code().as_str().to_owned(), err.source().map(|s| s as _))
+}
+
+/// `head`, then each error of the chain from `cause` on, joined by ": " (for log lines).
+pub(crate) fn chain(head: String, cause: Option<&(dyn std::error::Error + 'static)>) -> String {
+    let (mut text, mut cause) = (head, cause);
     while let Some(e) = cause {
         text.push_str(": ");
         text.push_str(&e.to_string());

@@ -17,6 +17,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::lenient::element;
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
     PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode,
@@ -103,6 +104,27 @@ pub struct LeanUpstream {
     region: String,
 }
 
+/// A client's GET or HEAD of an object, as it goes upstream.
+#[derive(Clone, Copy)]
+pub struct Read<'a> {
+    method: &'a Method,
+    bucket: &'a str,
+    key: &'a str,
+    /// The client's URI, for its query.
+    uri: &'a http::Uri,
+    headers: &'a HeaderMap,
+    /// Sent unsigned (the client's was, [`crate::Anonymous`]).
+    anonymous: bool,
+}
+
+impl<'a> Read<'a> {
+    /// The read `req` asks for, of `bucket`/`key`.
+    fn of<T>(req: &'a S3Request<T>, bucket: &'a str, key: &'a str) -> Self {
+        let anonymous = req.extensions.get::<crate::Anonymous>().is_some();
+        Self { method: &req.method, bucket, key, uri: &req.uri, headers: &req.headers, anonymous }
+    }
+}
+
 /// An upstream answer to a read, passed on whole.
 pub struct Answer {
     /// 200 or 206.
@@ -148,20 +170,11 @@ impl LeanUpstream {
         })
     }
 
-    /// Sends a GET or HEAD of `bucket`/`key` made from the client's request (`uri` for its
-    /// query, `headers`), signed unless `anonymous`; the answer, or the S3 error it names.
-    pub async fn read(
-        &self,
-        method: &Method,
-        bucket: &str,
-        key: &str,
-        uri: &http::Uri,
-        headers: &HeaderMap,
-        anonymous: bool,
-    ) -> S3Result<Answer> {
-        let request = self.request(method, bucket, key, uri, headers, anonymous)?;
+    /// Sends `read` upstream: the answer, or the S3 error it names.
+    pub async fn read(&self, read: &Read<'_>) -> S3Result<Answer> {
+        let request = self.request(read)?;
         let response = self.http.request(request).await.map_err(|e| {
-            tracing::warn!(cause = %error_chain(&e), "upstream unreachable");
+            tracing::warn!(cause = %crate::errors::chain(e.to_string(), std::error::Error::source(&e)), "upstream unreachable");
             S3Error::with_message(
                 S3ErrorCode::ServiceUnavailable,
                 "The gateway could not reach its upstream S3 endpoint; retry later.",
@@ -169,7 +182,7 @@ impl LeanUpstream {
         })?;
         let (parts, body) = response.into_parts();
         if !parts.status.is_success() {
-            let document = read_error_body(body, *method == Method::HEAD).await;
+            let document = read_error_body(body, *read.method == Method::HEAD).await;
             return Err(error_of(parts.status, &parts.headers, &document));
         }
         let mut headers = parts.headers;
@@ -180,15 +193,8 @@ impl LeanUpstream {
     }
 
     /// The upstream request: addressed, headers carried over, signed.
-    fn request(
-        &self,
-        method: &Method,
-        bucket: &str,
-        key: &str,
-        uri: &http::Uri,
-        headers: &HeaderMap,
-        anonymous: bool,
-    ) -> S3Result<http::Request<Empty<Bytes>>> {
+    fn request(&self, read: &Read<'_>) -> S3Result<http::Request<Empty<Bytes>>> {
+        let Read { method, bucket, key, uri, headers, anonymous } = *read;
         let key_path: String =
             key.split('/').map(|s| utf8_percent_encode(s, SEGMENT).to_string()).collect::<Vec<_>>().join("/");
         let (authority, path) = if self.virtual_hosted(bucket) {
@@ -298,9 +304,9 @@ async fn read_error_body(body: hyper::body::Incoming, head: bool) -> Vec<u8> {
 /// or for an answer without one (a HEAD's, a 304), the code S3's SDKs give that status.
 fn error_of(status: StatusCode, headers: &HeaderMap, document: &[u8]) -> S3Error {
     let text = std::str::from_utf8(document).unwrap_or_default();
-    let code = element(text, "Code").map_or_else(|| code_of_status(status), code_named);
+    let code = element(text, "Code").map_or_else(|| code_of_status(status), |c| code_named(&c));
     let mut err = match element(text, "Message") {
-        Some(message) => S3Error::with_message(code, unescape(message)),
+        Some(message) => S3Error::with_message(code, unescape(&message)),
         None => S3Error::new(code),
     };
     err.set_status_code(status);
@@ -336,27 +342,8 @@ fn code_named(code: &str) -> S3ErrorCode {
     S3ErrorCode::from_bytes(code.as_bytes()).unwrap_or(S3ErrorCode::InternalError)
 }
 
-/// The text of the first `<name>` element of an S3 error document.
-fn element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
-    let open = format!("<{name}>");
-    let start = xml.find(&open)? + open.len();
-    let end = start + xml[start..].find(&format!("</{name}>"))?;
-    Some(&xml[start..end])
-}
-
 fn unescape(text: &str) -> String {
     text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 /// GetObject through the lean path: the answer's headers and body as the upstream gave them.
@@ -364,8 +351,7 @@ pub(crate) async fn get_object(
     lean: &LeanUpstream,
     req: S3Request<dto::GetObjectInput>,
 ) -> S3Result<S3Response<dto::GetObjectOutput>> {
-    let anonymous = req.extensions.get::<crate::Anonymous>().is_some();
-    let answer = lean.read(&req.method, &req.input.bucket, &req.input.key, &req.uri, &req.headers, anonymous).await?;
+    let answer = lean.read(&Read::of(&req, &req.input.bucket, &req.input.key)).await?;
     // s3s answers 206 for an output with a range, and takes every other header from ours.
     let content_range = answer.headers.get(http::header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).map(Into::into);
     let partial = answer.status == StatusCode::PARTIAL_CONTENT;
@@ -384,8 +370,7 @@ pub(crate) async fn head_object(
     lean: &LeanUpstream,
     req: S3Request<dto::HeadObjectInput>,
 ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
-    let anonymous = req.extensions.get::<crate::Anonymous>().is_some();
-    let answer = lean.read(&req.method, &req.input.bucket, &req.input.key, &req.uri, &req.headers, anonymous).await?;
+    let answer = lean.read(&Read::of(&req, &req.input.bucket, &req.input.key)).await?;
     let mut response = S3Response::new(dto::HeadObjectOutput::default());
     response.headers = answer.headers;
     Ok(response)

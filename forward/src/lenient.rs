@@ -140,7 +140,7 @@ fn undecoded_success<E: std::error::Error + 'static>(err: &S3Error) -> Option<&[
 
 /// The text of the first `<name>...</name>` in `xml`, whatever its parent, trimmed;
 /// `None` if absent or empty.
-fn element(xml: &str, name: &str) -> Option<String> {
+pub(crate) fn element(xml: &str, name: &str) -> Option<String> {
     let open = format!("<{name}>");
     let start = xml.find(&open)? + open.len();
     let end = start + xml[start..].find(&format!("</{name}>"))?;

@@ -24,8 +24,9 @@
 //! `--tripwire` runs only the tripwire check: PUT 4 KiB x32 overwrites through two
 //! capturing gateways, the ransomware tripwire on and off, with each one's CPU per operation.
 //!
-//! Every mode shares the gateway launcher, the load runner and the CPU and memory readers
-//! kept here, which is why this file is long; modes with more than a table of their own
+//! Every mode shares the gateway launcher, the load runner, the CPU and memory readers
+//! and the pipeline calibration its CPU targets are read against, kept here, which is why
+//! this file is long; modes with more than a table of their own
 //! (the shared journal) sit in modules beside it.
 //!
 //! `--mirrors` runs only the mirrors check: PUT 64 MiB x4 through two capturing gateways,
