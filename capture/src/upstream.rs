@@ -11,6 +11,7 @@ use aws_sdk_s3::config::{
     StalledStreamProtectionConfig,
 };
 use std::borrow::Cow;
+use std::time::Duration;
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -45,6 +46,20 @@ pub fn unsigned_client(cfg: &UpstreamConfig, target: &UpstreamTarget) -> aws_sdk
     aws_sdk_s3::Client::from_conf(builder(cfg, target).allow_no_auth().build())
 }
 
+/// Beyond the SDK's own grace (nothing moving for 5 s), how long a paced body may rest.
+const STALL_MARGIN: Duration = Duration::from_secs(5);
+
+/// `client` for bodies the gateway paces, which may rest up to `wait`: a captured body waits
+/// for the vault's memory budget (up to `vault.capture_timeout` per wait), a client's body
+/// for its client (up to `server.body_idle_timeout`). The SDK's stall check ends a transfer
+/// that moves nothing for 5 s; it cut off writers that only had to wait their turn (503 to
+/// the back of 16 concurrent 64 MiB uploads). It now allows `wait` and a margin, so it
+/// still ends a transfer an upstream has stopped serving.
+pub fn paced(client: &aws_sdk_s3::Client, wait: Duration) -> aws_sdk_s3::Client {
+    let stalls = StalledStreamProtectionConfig::enabled().grace_period(wait + STALL_MARGIN).build();
+    aws_sdk_s3::Client::from_conf(client.config().to_builder().stalled_stream_protection(stalls).build())
+}
+
 fn builder(cfg: &UpstreamConfig, target: &UpstreamTarget) -> aws_sdk_s3::config::Builder {
     let checksums = match cfg.request_checksum_calculation {
         ChecksumPolicy::WhenSupported => RequestChecksumCalculation::WhenSupported,
@@ -59,11 +74,6 @@ fn builder(cfg: &UpstreamConfig, target: &UpstreamTarget) -> aws_sdk_s3::config:
         // Clients validate what they asked for; validating again here costs CPU per byte.
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
         .timeout_config(TimeoutConfig::builder().connect_timeout(cfg.connect_timeout.0).build())
-        // An upload body is paced by the gateway: a captured one waits for the vault's
-        // memory budget (bounded by `vault.capture_timeout`), a client's stalls end at
-        // `server.body_idle_timeout`. The SDK's own stall check (nothing sent for 5 s)
-        // cut such uploads off, answering 503 to writers that only had to wait their turn.
-        .stalled_stream_protection(StalledStreamProtectionConfig::enabled().upload_enabled(false).build())
         .interceptor(BlankKeys)
 }
 

@@ -117,8 +117,9 @@ impl Gateway {
         let target = rewind_embedded::upstream_target(&config, shutdown.child_token(), &tracker)
             .await
             .map_err(StartError::Embedded)?;
-        let upstream = upstream::client(&config.upstream, &target);
-        let unsigned = rewind_capture::upstream::unsigned_client(&config.upstream, &target);
+        let rests = config.vault.capture_timeout.0.max(config.server.body_idle_timeout.0);
+        let upstream = upstream::paced(&upstream::client(&config.upstream, &target), rests);
+        let unsigned = upstream::paced(&upstream::unsigned_client(&config.upstream, &target), rests);
         let metrics = Metrics::new();
         let Engine { capture, reconciler, ops } = Engine::new(
             &config,
