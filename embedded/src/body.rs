@@ -145,6 +145,18 @@ impl Algorithm {
         }
     }
 
+    /// The length of this digest's value as S3 writes it (base64).
+    pub fn value_len(self) -> usize {
+        let digest: usize = match self {
+            Self::Crc32 | Self::Crc32c => 4,
+            Self::Crc64Nvme => 8,
+            Self::Sha1 => 20,
+            Self::Sha256 => 32,
+            Self::Md5 => 16,
+        };
+        digest.div_ceil(3) * 4
+    }
+
     /// Whether an upstream can be asked to store this checksum with the object.
     pub fn is_checksum(self) -> bool {
         self != Self::Md5
@@ -209,6 +221,8 @@ pub enum Expected {
     Header(String),
     /// Sent as a trailer after the body (aws-chunked); read when the body ends.
     Trailer(TrailingHeaders),
+    /// Nothing declared: computed only, for the gateway to send upstream itself.
+    Computed,
 }
 
 /// A digest the client asked the gateway to hold its body to.
@@ -241,13 +255,31 @@ impl ChecksumCheck {
         checks
     }
 
+    /// A digest of `algorithm` the client did not declare, computed for the upstream.
+    pub fn computed(algorithm: Algorithm) -> Self {
+        Self { algorithm, expected: Expected::Computed }
+    }
+
     fn expected_value(&self) -> Option<String> {
         match &self.expected {
             Expected::Header(v) => Some(v.clone()),
+            Expected::Computed => None,
             Expected::Trailer(t) => t
                 .read(|h| h.get(self.algorithm.header()).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_owned()))
                 .flatten(),
         }
+    }
+}
+
+/// The digests of a body that ended verified, filled when it ends (before its last piece
+/// is released): what the gateway may send upstream as the body's trailer.
+#[derive(Clone, Default)]
+pub struct Digests(Arc<std::sync::OnceLock<Vec<(Algorithm, String)>>>);
+
+impl Digests {
+    /// The value of `algorithm`'s digest, once the body has ended verified.
+    pub fn value(&self, algorithm: Algorithm) -> Option<&str> {
+        self.0.get()?.iter().find(|(a, _)| *a == algorithm).map(|(_, v)| v.as_str())
     }
 }
 
@@ -260,6 +292,7 @@ pub struct VerifiedUpload {
     checks: Vec<(ChecksumCheck, Hasher)>,
     info: Arc<dyn FaultSink>,
     finished: bool,
+    digests: Digests,
 }
 
 impl VerifiedUpload {
@@ -270,8 +303,20 @@ impl VerifiedUpload {
         checks: Vec<ChecksumCheck>,
         info: Arc<dyn FaultSink>,
     ) -> StreamingBlob {
+        Self::wrap_reporting(body, declared, checks, info).0
+    }
+
+    /// [`Self::wrap`], and where the digests of `checks` can be read once the body has
+    /// ended verified.
+    pub fn wrap_reporting(
+        body: StreamingBlob,
+        declared: Option<u64>,
+        checks: Vec<ChecksumCheck>,
+        info: Arc<dyn FaultSink>,
+    ) -> (StreamingBlob, Digests) {
         let checks = checks.into_iter().map(|c| (c.algorithm.hasher(), c)).map(|(h, c)| (c, h)).collect();
-        StreamingBlob::new(Self {
+        let digests = Digests::default();
+        let blob = StreamingBlob::new(Self {
             inner: body.into(),
             held: None,
             declared,
@@ -279,7 +324,9 @@ impl VerifiedUpload {
             checks,
             info,
             finished: false,
-        })
+            digests: digests.clone(),
+        });
+        (blob, digests)
     }
 
     fn fail(&mut self, fault: BodyFault) -> Poll<Option<Result<Bytes, StdError>>> {
@@ -295,13 +342,18 @@ impl VerifiedUpload {
         if self.declared.is_some_and(|d| d != self.received) {
             return Err(BodyFault::Incomplete);
         }
+        let mut digests = Vec::new();
         for (check, hasher) in std::mem::take(&mut self.checks) {
             let computed = check.algorithm.finish(hasher);
+            let expected = check.expected_value();
             // A declared trailer that never came is as bad as a wrong one.
-            if check.expected_value().is_none() || computed != check.expected_value() {
+            let declared = !matches!(check.expected, Expected::Computed);
+            if declared && (expected.is_none() || computed != expected) {
                 return Err(BodyFault::ChecksumMismatch { algorithm: check.algorithm.name() });
             }
+            digests.extend(computed.map(|c| (check.algorithm, c)));
         }
+        let _ = self.digests.0.set(digests);
         Ok(())
     }
 }

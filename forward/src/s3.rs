@@ -75,10 +75,23 @@ impl Forwarder {
         }
     }
 
-    /// Sends GetObject and HeadObject through `lean` instead of aws-sdk-s3.
+    /// Sends GetObject, HeadObject, and uploads to buckets it does not capture through
+    /// `lean` instead of aws-sdk-s3.
     pub fn with_lean(mut self, lean: crate::LeanUpstream) -> Self {
         self.lean = Some(lean);
         self
+    }
+
+    /// The lean path, for an upload to `bucket` that it can carry: one the gateway does not
+    /// capture, whose length is known up front.
+    fn lean_for(
+        &self,
+        bucket: &str,
+        content_length: Option<i64>,
+        body: Option<&dto::StreamingBlob>,
+    ) -> Option<&crate::LeanUpstream> {
+        let uncaptured = self.capture.as_ref().is_none_or(|c| !c.protects(bucket));
+        self.lean.as_ref().filter(|_| uncaptured && crate::lean::fits(content_length, body))
     }
 
     /// Refuses keys `rule` names a reason for, before anything else (see `unstorable`).
@@ -197,6 +210,9 @@ impl_s3! {
     custom {
     async fn put_object(&self, mut req: S3Request<dto::PutObjectInput>) -> S3Result<S3Response<dto::PutObjectOutput>> {
         let info = request_info(&req);
+        if let Some(lean) = self.lean_for(&req.input.bucket, req.input.content_length, req.input.body.as_ref()) {
+            return self.timed("PutObject", &info, crate::lean::put_object(lean, req, &info)).await;
+        }
         let checks = ChecksumCheck::from_request(&req.headers, req.trailing_headers.clone());
         let input = &mut req.input;
         input.content_encoding = strip_aws_chunked(input.content_encoding.take());
@@ -206,6 +222,9 @@ impl_s3! {
 
     async fn upload_part(&self, mut req: S3Request<dto::UploadPartInput>) -> S3Result<S3Response<dto::UploadPartOutput>> {
         let info = request_info(&req);
+        if let Some(lean) = self.lean_for(&req.input.bucket, req.input.content_length, req.input.body.as_ref()) {
+            return self.timed("UploadPart", &info, crate::lean::upload_part(lean, req, &info)).await;
+        }
         let checks = ChecksumCheck::from_request(&req.headers, req.trailing_headers.clone());
         let input = &mut req.input;
         input.body = verified_body(input.body.take(), input.content_length, &mut input.checksum_algorithm, checks, &info);

@@ -13,10 +13,20 @@ use rewind_testkit::raw::{self, RawResponse};
 use rewind_testkit::{FsUpstream, TestGateway, client_config, key_pair, s3_client};
 
 async fn setup() -> (FsUpstream, TestGateway) {
+    setup_with(|_| {}).await
+}
+
+async fn setup_with(configure: impl FnOnce(&mut rewind_config::Config)) -> (FsUpstream, TestGateway) {
     let upstream = FsUpstream::start().await;
-    let gw = TestGateway::start(&upstream.target).await;
+    let gw = TestGateway::start_with(&upstream.target, configure).await;
     gw.client().create_bucket().bucket("sec").send().await.unwrap();
     (upstream, gw)
+}
+
+/// A gateway that captures the bucket (uploads take the typed path), and one that does
+/// not (uploads take the lean path): bodies must be held to the same checks on both.
+async fn both_paths() -> [(FsUpstream, TestGateway); 2] {
+    [setup().await, setup_with(|c| c.protection.buckets = Vec::new()).await]
 }
 
 fn error_code(res: &RawResponse) -> String {
@@ -132,15 +142,20 @@ async fn presigned_get_and_put_work_and_expire() {
 
 #[tokio::test]
 async fn a_body_that_does_not_match_its_signed_hash_is_not_stored() {
-    let (upstream, gw) = setup().await;
-    let mut req = put_request(&gw, "forged", b"what was actually sent");
+    for (upstream, gw) in both_paths().await {
+        a_body_that_does_not_match_its_signed_hash_is_not_stored_by(&upstream, &gw).await;
+    }
+}
+
+async fn a_body_that_does_not_match_its_signed_hash_is_not_stored_by(upstream: &FsUpstream, gw: &TestGateway) {
+    let mut req = put_request(gw, "forged", b"what was actually sent");
     raw::sign_request(&mut req, &gw.access_key_id, &gw.secret, SystemTime::now(), &raw::sha256_hex(b"what was signed"));
     let res = raw::send(gw.addr(), &req).await;
     assert_eq!((res.status, error_code(&res).as_str()), (400, "XAmzContentSHA256Mismatch"), "{}", res.text());
-    assert!(!exists_upstream(&upstream, "forged").await, "a rejected body must not complete upstream");
+    assert!(!exists_upstream(upstream, "forged").await, "a rejected body must not complete upstream");
 
     // The same request, honestly signed, goes through: the check above can fail.
-    let mut req = put_request(&gw, "honest", b"what was actually sent");
+    let mut req = put_request(gw, "honest", b"what was actually sent");
     raw::sign_request(
         &mut req,
         &gw.access_key_id,
@@ -149,22 +164,23 @@ async fn a_body_that_does_not_match_its_signed_hash_is_not_stored() {
         &raw::sha256_hex(b"what was actually sent"),
     );
     assert_eq!(raw::send(gw.addr(), &req).await.status, 200);
-    assert!(exists_upstream(&upstream, "honest").await);
+    assert!(exists_upstream(upstream, "honest").await);
 }
 
 /// A wrong checksum header is caught by the gateway itself, before the upstream sees the
 /// whole body.
 #[tokio::test]
 async fn a_wrong_checksum_header_gets_bad_digest() {
-    let (upstream, gw) = setup().await;
-    let body = b"checksummed body";
-    let mut req = put_request(&gw, "bad-crc", body);
-    // CRC32 of something else, base64.
-    req.headers_mut().insert("x-amz-checksum-crc32", "AAAAAA==".parse().unwrap());
-    raw::sign_request(&mut req, &gw.access_key_id, &gw.secret, SystemTime::now(), &raw::sha256_hex(body));
-    let res = raw::send(gw.addr(), &req).await;
-    assert_eq!((res.status, error_code(&res).as_str()), (400, "BadDigest"), "{}", res.text());
-    assert!(!exists_upstream(&upstream, "bad-crc").await);
+    for (upstream, gw) in both_paths().await {
+        let body = b"checksummed body";
+        let mut req = put_request(&gw, "bad-crc", body);
+        // CRC32 of something else, base64.
+        req.headers_mut().insert("x-amz-checksum-crc32", "AAAAAA==".parse().unwrap());
+        raw::sign_request(&mut req, &gw.access_key_id, &gw.secret, SystemTime::now(), &raw::sha256_hex(body));
+        let res = raw::send(gw.addr(), &req).await;
+        assert_eq!((res.status, error_code(&res).as_str()), (400, "BadDigest"), "{}", res.text());
+        assert!(!exists_upstream(&upstream, "bad-crc").await);
+    }
 }
 
 /// An aws-chunked upload (unsigned payload, CRC32 trailer), as current SDKs send it.
@@ -183,29 +199,46 @@ fn chunked_upload(gw: &TestGateway, key: &str, data: &[u8], trailer_crc: &str) -
 
 #[tokio::test]
 async fn trailing_checksums_are_verified() {
-    let (upstream, gw) = setup().await;
-    let data = b"hello world";
-    // CRC32("hello world") = 0x0d4a1185.
-    let good = raw::send(gw.addr(), &chunked_upload(&gw, "trailer-ok", data, "DUoRhQ==")).await;
-    assert_eq!(good.status, 200, "{}", good.text());
-    let stored = upstream.client().get_object().bucket("sec").key("trailer-ok").send().await.unwrap();
-    assert_eq!(stored.content_encoding(), None, "the aws-chunked marker is not forwarded");
-    assert_eq!(stored.body.collect().await.unwrap().into_bytes().as_ref(), data, "framing is decoded, not stored");
+    for (upstream, gw) in both_paths().await {
+        let data = b"hello world";
+        // CRC32("hello world") = 0x0d4a1185.
+        let good = raw::send(gw.addr(), &chunked_upload(&gw, "trailer-ok", data, "DUoRhQ==")).await;
+        assert_eq!(good.status, 200, "{}", good.text());
+        let stored = upstream
+            .client()
+            .get_object()
+            .bucket("sec")
+            .key("trailer-ok")
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stored.content_encoding(), None, "the aws-chunked marker is not stored");
+        assert_eq!(stored.checksum_crc32(), Some("DUoRhQ=="), "the client's checksum is stored with the object");
+        assert_eq!(stored.body.collect().await.unwrap().into_bytes().as_ref(), data, "framing is decoded, not stored");
 
-    let bad = raw::send(gw.addr(), &chunked_upload(&gw, "trailer-bad", data, "AAAAAA==")).await;
-    assert_eq!((bad.status, error_code(&bad).as_str()), (400, "BadDigest"), "{}", bad.text());
-    assert!(!exists_upstream(&upstream, "trailer-bad").await);
+        let bad = raw::send(gw.addr(), &chunked_upload(&gw, "trailer-bad", data, "AAAAAA==")).await;
+        assert_eq!((bad.status, error_code(&bad).as_str()), (400, "BadDigest"), "{}", bad.text());
+        assert!(!exists_upstream(&upstream, "trailer-bad").await);
+    }
 }
 
 #[tokio::test]
 async fn a_stalled_body_times_out_and_is_not_stored() {
-    let upstream = FsUpstream::start().await;
-    let gw = TestGateway::start_with(&upstream.target, |c| {
-        c.server.body_idle_timeout = rewind_config::HumanDuration(Duration::from_millis(300));
-    })
-    .await;
-    gw.client().create_bucket().bucket("sec").send().await.unwrap();
-    let mut req = put_request(&gw, "stalled", b"");
+    for captured in [true, false] {
+        let (upstream, gw) = setup_with(|c| {
+            c.server.body_idle_timeout = rewind_config::HumanDuration(Duration::from_millis(300));
+            if !captured {
+                c.protection.buckets = Vec::new();
+            }
+        })
+        .await;
+        a_stalled_body_times_out_and_is_not_stored_by(&upstream, &gw).await;
+    }
+}
+
+async fn a_stalled_body_times_out_and_is_not_stored_by(upstream: &FsUpstream, gw: &TestGateway) {
+    let mut req = put_request(gw, "stalled", b"");
     raw::sign_request(&mut req, &gw.access_key_id, &gw.secret, SystemTime::now(), "UNSIGNED-PAYLOAD");
     let mut stream = raw::send_head(gw.addr(), &req, 1000).await;
     tokio::io::AsyncWriteExt::write_all(&mut stream, &[7u8; 100]).await.unwrap();
@@ -213,10 +246,10 @@ async fn a_stalled_body_times_out_and_is_not_stored() {
     let res =
         tokio::time::timeout(Duration::from_secs(20), raw::read_response(stream)).await.expect("the gateway answers");
     assert_eq!((res.status, error_code(&res).as_str()), (400, "RequestTimeout"), "{}", res.text());
-    assert!(!exists_upstream(&upstream, "stalled").await);
+    assert!(!exists_upstream(upstream, "stalled").await);
 
     // The same in HTTP chunks without a length (read whole by the front first).
-    let mut req = put_request(&gw, "stalled-chunked", b"");
+    let mut req = put_request(gw, "stalled-chunked", b"");
     req.headers_mut().insert("transfer-encoding", http::HeaderValue::from_static("chunked"));
     raw::sign_request(&mut req, &gw.access_key_id, &gw.secret, SystemTime::now(), "UNSIGNED-PAYLOAD");
     let mut stream = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
@@ -230,7 +263,7 @@ async fn a_stalled_body_times_out_and_is_not_stored() {
     let res =
         tokio::time::timeout(Duration::from_secs(20), raw::read_response(stream)).await.expect("the gateway answers");
     assert_eq!((res.status, error_code(&res).as_str()), (400, "RequestTimeout"), "{}", res.text());
-    assert!(!exists_upstream(&upstream, "stalled-chunked").await);
+    assert!(!exists_upstream(upstream, "stalled-chunked").await);
 }
 
 /// Browser-form POST uploads are refused before any of the body is read: s3s would buffer
@@ -300,7 +333,12 @@ async fn exists_in(upstream: &FsUpstream, bucket: &str, key: &str) -> bool {
 /// a later one) leaves nothing upstream.
 #[tokio::test]
 async fn signed_chunked_uploads_verify_every_chunk() {
-    let (upstream, gw) = setup().await;
+    for (upstream, gw) in both_paths().await {
+        signed_chunked_uploads_verify_every_chunk_by(&upstream, &gw).await;
+    }
+}
+
+async fn signed_chunked_uploads_verify_every_chunk_by(upstream: &FsUpstream, gw: &TestGateway) {
     let (a, b) = (vec![1u8; 64 * 1024], vec![2u8; 10_000]);
     let uri = |key: &str| format!("{}/sec/{key}", gw.endpoint());
 
@@ -315,7 +353,7 @@ async fn signed_chunked_uploads_verify_every_chunk() {
     let tampered = raw::signed_chunked_put(&uri("chunked-bad"), &gw.access_key_id, &gw.secret, &[&a, &b], Some(1));
     let res = raw::send(gw.addr(), &tampered).await;
     assert_eq!((res.status, error_code(&res).as_str()), (403, "SignatureDoesNotMatch"), "{}", res.text());
-    assert!(!exists_upstream(&upstream, "chunked-bad").await);
+    assert!(!exists_upstream(upstream, "chunked-bad").await);
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! The lean forwarding path for reads (`rewind_forward::lean`): what goes upstream for a
-//! GET or HEAD, and that the upstream's answer comes back whole. The upstream here is a
+//! The lean forwarding path (`rewind_forward::lean`): what goes upstream for a GET or
+//! HEAD and for an upload to a bucket the gateway does not capture, and that the upstream's
+//! answer comes back whole. The upstream here is a
 //! recording stand-in on loopback, so the request it received can be read back.
 
 #![allow(clippy::unwrap_used)] // test helpers, like tests, may unwrap
@@ -9,8 +10,8 @@ use std::time::SystemTime;
 
 use rewind_testkit::{TestGateway, key_pair, raw};
 
-/// What the stand-in upstream received: method, path and query, headers.
-type Seen = Arc<Mutex<Vec<(String, String, http::HeaderMap)>>>;
+/// What the stand-in upstream received: method, path and query, headers, body.
+type Seen = Arc<Mutex<Vec<(String, String, http::HeaderMap, Vec<u8>)>>>;
 
 /// A loopback HTTP server that answers every request with a small object and a header no
 /// SDK output has a field for, and records what it received.
@@ -25,9 +26,12 @@ async fn recording_upstream() -> (String, Seen) {
             let record = record.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let target = req.uri().path_and_query().map(ToString::to_string).unwrap_or_default();
-                    record.lock().unwrap().push((req.method().to_string(), target, req.headers().clone()));
+                    let record = record.clone();
                     async move {
+                        let target = req.uri().path_and_query().map(ToString::to_string).unwrap_or_default();
+                        let (parts, body) = req.into_parts();
+                        let body = http_body_util::BodyExt::collect(body).await.unwrap().to_bytes().to_vec();
+                        record.lock().unwrap().push((parts.method.to_string(), target, parts.headers, body));
                         let res = http::Response::builder()
                             .header("etag", "\"5d41402abc4b2a76b9719d911017c592\"")
                             .header("content-type", "text/plain")
@@ -47,8 +51,9 @@ async fn recording_upstream() -> (String, Seen) {
     (endpoint, seen)
 }
 
-#[tokio::test]
-async fn a_read_goes_upstream_as_sent_re_signed_and_comes_back_whole() {
+/// A gateway capturing no bucket in front of [`recording_upstream`], and the upstream's
+/// access key id.
+async fn gateway_before_recorder() -> (TestGateway, Seen, String) {
     let (endpoint, seen) = recording_upstream().await;
     let (upstream_id, upstream_secret) = key_pair();
     let target = rewind_capture::upstream::UpstreamTarget {
@@ -57,6 +62,12 @@ async fn a_read_goes_upstream_as_sent_re_signed_and_comes_back_whole() {
         secret: rewind_config::Secret::new(upstream_secret),
     };
     let gw = TestGateway::start_with(&target, |c| c.protection.buckets = Vec::new()).await;
+    (gw, seen, upstream_id)
+}
+
+#[tokio::test]
+async fn a_read_goes_upstream_as_sent_re_signed_and_comes_back_whole() {
+    let (gw, seen, upstream_id) = gateway_before_recorder().await;
     let base = gw.endpoint();
 
     for method in ["GET", "HEAD"] {
@@ -83,7 +94,7 @@ async fn a_read_goes_upstream_as_sent_re_signed_and_comes_back_whole() {
             assert_eq!(res.body, b"hello");
         }
 
-        let (got_method, target, headers) = seen.lock().unwrap().pop().unwrap();
+        let (got_method, target, headers, _) = seen.lock().unwrap().pop().unwrap();
         assert_eq!(got_method, method);
         // Path-style to an IP endpoint, the key encoded as S3 encodes it, the query kept.
         assert_eq!(target, "/photos/2026/a%20b%2Bc.txt?versionId=v%2B1&response-cache-control=no-store");
@@ -96,6 +107,79 @@ async fn a_read_goes_upstream_as_sent_re_signed_and_comes_back_whole() {
         assert!(!auth.contains(&gw.access_key_id), "{auth}");
         assert!(auth.contains("SignedHeaders=") && auth.contains("range"), "{auth}");
         assert_eq!(sent("x-amz-content-sha256").as_deref(), Some("UNSIGNED-PAYLOAD"));
+    }
+    gw.gateway.shutdown().await;
+}
+
+/// An upload to a bucket the gateway does not capture goes upstream decoded, re-signed,
+/// with the checksum the client chose: its header as sent, its trailer framed anew with the
+/// verified value, or, when it chose none, a CRC32 trailer of the gateway's own.
+#[tokio::test]
+async fn an_upload_goes_upstream_decoded_re_signed_and_with_its_checksum() {
+    let (gw, seen, upstream_id) = gateway_before_recorder().await;
+    let data = b"hello world";
+    // CRC32("hello world") = 0x0d4a1185.
+    let crc = "DUoRhQ==";
+    let put = |key: &str, body: Vec<u8>| {
+        http::Request::builder()
+            .method("PUT")
+            .uri(format!("{}/photos/{key}", gw.endpoint()))
+            .header("x-amz-meta-owner", "alice")
+            .body(body)
+            .unwrap()
+    };
+
+    // A trailer, as current SDKs send it.
+    let mut framed = format!("{:x}\r\n", data.len()).into_bytes();
+    framed.extend_from_slice(data);
+    framed.extend_from_slice(format!("\r\n0\r\nx-amz-checksum-crc32:{crc}\r\n\r\n").as_bytes());
+    let mut trailer = put("trailer", framed.clone());
+    let h = trailer.headers_mut();
+    h.insert("content-encoding", "aws-chunked".parse().unwrap());
+    h.insert("x-amz-decoded-content-length", data.len().to_string().parse().unwrap());
+    h.insert("x-amz-trailer", "x-amz-checksum-crc32".parse().unwrap());
+    raw::sign_request(
+        &mut trailer,
+        &gw.access_key_id,
+        &gw.secret,
+        SystemTime::now(),
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    );
+    // A checksum header, with a plain body.
+    let mut header = put("header", data.to_vec());
+    header.headers_mut().insert("x-amz-checksum-crc32", crc.parse().unwrap());
+    raw::sign_request(&mut header, &gw.access_key_id, &gw.secret, SystemTime::now(), &raw::sha256_hex(data));
+    // No checksum at all.
+    let mut none = put("none", data.to_vec());
+    raw::sign_request(&mut none, &gw.access_key_id, &gw.secret, SystemTime::now(), "UNSIGNED-PAYLOAD");
+
+    for (req, framed_upstream) in [(trailer, true), (header, false), (none, true)] {
+        let key = req.uri().path().to_owned();
+        let res = raw::send(gw.addr(), &req).await;
+        assert_eq!(res.status, 200, "{key}: {}", res.text());
+        let etag = res.headers.iter().find(|(n, _)| n == "etag").map(|(_, v)| v.clone());
+        assert_eq!(etag.as_deref(), Some("\"5d41402abc4b2a76b9719d911017c592\""), "{key}: the upstream's answer");
+
+        let (method, path, headers, body) = seen.lock().unwrap().pop().unwrap();
+        assert_eq!((method.as_str(), path.as_str()), ("PUT", key.as_str()));
+        let sent = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(sent("x-amz-meta-owner").as_deref(), Some("alice"), "{key}");
+        let auth = sent("authorization").unwrap();
+        assert!(auth.starts_with(&format!("AWS4-HMAC-SHA256 Credential={upstream_id}/")), "{key}: {auth}");
+        assert_eq!(sent("content-length"), Some(body.len().to_string()), "{key}");
+        if framed_upstream {
+            assert_eq!(body, framed, "{key}: one chunk, then the verified CRC32 as the trailer");
+            assert_eq!(sent("content-encoding").as_deref(), Some("aws-chunked"), "{key}");
+            assert_eq!(sent("x-amz-decoded-content-length").as_deref(), Some("11"), "{key}");
+            assert_eq!(sent("x-amz-trailer").as_deref(), Some("x-amz-checksum-crc32"), "{key}");
+            assert_eq!(sent("x-amz-content-sha256").as_deref(), Some("STREAMING-UNSIGNED-PAYLOAD-TRAILER"), "{key}");
+        } else {
+            assert_eq!(body, data, "{key}: the body as decoded");
+            assert_eq!(sent("x-amz-checksum-crc32").as_deref(), Some(crc), "{key}");
+            assert_eq!(sent("content-encoding"), None, "{key}");
+            assert_eq!(sent("x-amz-trailer"), None, "{key}");
+            assert_eq!(sent("x-amz-content-sha256").as_deref(), Some("UNSIGNED-PAYLOAD"), "{key}");
+        }
     }
     gw.gateway.shutdown().await;
 }

@@ -126,7 +126,11 @@ def run(kind, through_gateway, args, work):
         endpoint, key = upstream.endpoint, upstream.key
         if through_gateway:
             # Anonymous requests go to the upstream unsigned, as they would reach it direct.
-            (work / "gateway.toml").write_text("[server]\nallow_anonymous = true\n")
+            toml = "[server]\nallow_anonymous = true\n"
+            if args.uncaptured:
+                # No bucket captured: uploads take the lean path (rewind_forward::lean).
+                toml += "[protection]\nbuckets = []\n"
+            (work / "gateway.toml").write_text(toml)
             gw = Gateway(args.bin_dir / "rewind-gateway", work / "gateway", work / "gateway.log",
                          {**upstream.gateway_env(), "REWIND_CONFIG": str(work / "gateway.toml")})
             endpoint, key = gw.endpoint, (gw.key_id, gw.secret)
@@ -150,6 +154,8 @@ def main():
     default_bins = Path(os.environ.get("CARGO_TARGET_DIR", "target")) / "debug"
     parser.add_argument("--bin-dir", type=Path, default=default_bins)
     parser.add_argument("--upstream", choices=["fs", "moto", "both"], default="both")
+    parser.add_argument("--uncaptured", action="store_true",
+                        help="run the gateway capturing no bucket (its pass-through paths)")
     parser.add_argument("-k", help="a further pytest -k filter (e.g. one test while fixing it)")
     parser.add_argument("--keep", type=Path, help="keep logs and JUnit files here (else a temp dir)")
     args = parser.parse_args()

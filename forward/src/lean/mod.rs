@@ -1,7 +1,8 @@
-//! The lean forwarding path: reads that need no typed handling (GetObject, HeadObject)
-//! go upstream as the client sent them, re-signed with the gateway's key (aws-sigv4) and
-//! sent through one pooled hyper client, and their answers come back as the upstream gave
-//! them, body streamed, headers whole.
+//! The lean forwarding path: operations that need no typed handling (GetObject,
+//! HeadObject, and uploads to buckets the gateway does not capture, `write.rs`) go upstream
+//! as the client sent them, re-signed with the gateway's key (aws-sigv4) and sent through
+//! one pooled hyper client, and their answers come back as the upstream gave them, body
+//! streamed, headers whole.
 //!
 //! The typed path (s3s-aws and aws-sdk-s3) converts every field of the input into an SDK
 //! request and every field of the output back, and runs the SDK's orchestrator (endpoint
@@ -15,6 +16,8 @@
 //! S3 error it names (code, message, status, and the headers clients read on errors), and
 //! then goes through the same mapping as the typed path's (`errors::from_upstream`).
 
+mod write;
+
 use std::time::{Duration, SystemTime};
 
 use crate::lenient::element;
@@ -26,17 +29,23 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use rewind_capture::upstream::UpstreamTarget;
-use rewind_config::UpstreamConfig;
+use rewind_config::{ChecksumPolicy, UpstreamConfig};
 use s3s::dto;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
+pub(crate) use write::{fits, put_object, upload_part};
+
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type StdError = Box<dyn std::error::Error + Send + Sync + 'static>;
+/// What a lean request carries: nothing (reads), or an upload's body (`write.rs`).
+type Body = UnsyncBoxBody<Bytes, StdError>;
 
 /// Idle connections kept per upstream host: enough for a burst of small requests from many
 /// clients without reconnecting.
@@ -69,6 +78,10 @@ const NOT_FORWARDED: [&str; 14] = [
     "expect",
 ];
 
+/// Headers that describe the client's body as it arrived: the gateway sends its own
+/// (`Payload`), since the body goes upstream decoded, or framed anew.
+const BODY_HEADERS: [&str; 4] = ["content-length", "content-encoding", "x-amz-decoded-content-length", "x-amz-trailer"];
+
 /// Query parameters that carry the client's signature (SigV4 presigned URLs).
 const SIGNATURE_PARAMS: [&str; 7] = [
     "X-Amz-Algorithm",
@@ -91,7 +104,7 @@ const ERROR_HEADERS: [&str; 4] = ["etag", "last-modified", "x-amz-delete-marker"
 
 /// One pooled, signing HTTP client for the upstream.
 pub struct LeanUpstream {
-    http: Client<Connector, Empty<Bytes>>,
+    http: Client<Connector, Body>,
     scheme: http::uri::Scheme,
     /// `host[:port]` of the endpoint.
     authority: http::uri::Authority,
@@ -102,9 +115,12 @@ pub struct LeanUpstream {
     force_path_style: bool,
     credentials: aws_smithy_runtime_api::client::identity::Identity,
     region: String,
+    /// Whether uploads the client sent no checksum for get one (CRC32) on the way up, as
+    /// the typed path's SDK would.
+    checksums: ChecksumPolicy,
 }
 
-/// A client's GET or HEAD of an object, as it goes upstream.
+/// A client's request for an object, as it goes upstream.
 #[derive(Clone, Copy)]
 pub struct Read<'a> {
     method: &'a Method,
@@ -125,9 +141,28 @@ impl<'a> Read<'a> {
     }
 }
 
-/// An upstream answer to a read, passed on whole.
+/// What goes upstream as the request's body, with the headers that describe it.
+struct Payload {
+    body: Body,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// How the signature covers the body.
+    signed_as: SignableBody<'static>,
+}
+
+impl Payload {
+    /// No body (GET, HEAD).
+    fn none() -> Self {
+        Self {
+            body: Empty::new().map_err(|never| match never {}).boxed_unsync(),
+            headers: Vec::new(),
+            signed_as: SignableBody::UnsignedPayload,
+        }
+    }
+}
+
+/// An upstream answer, passed on whole.
 pub struct Answer {
-    /// 200 or 206.
+    /// A success: 200 or 206.
     pub status: StatusCode,
     /// The upstream's headers, less [`NOT_RETURNED`].
     pub headers: HeaderMap,
@@ -167,14 +202,25 @@ impl LeanUpstream {
             credentials: Credentials::new(&target.access_key_id, target.secret.expose(), None, None, "rewind-upstream")
                 .into(),
             region: cfg.region.clone(),
+            checksums: cfg.request_checksum_calculation,
         })
     }
 
     /// Sends `read` upstream: the answer, or the S3 error it names.
     pub async fn read(&self, read: &Read<'_>) -> S3Result<Answer> {
-        let request = self.request(read)?;
+        self.send(read, Payload::none()).await
+    }
+
+    /// Sends `call` upstream with `payload`: the answer, or the S3 error it names.
+    async fn send(&self, call: &Read<'_>, payload: Payload) -> S3Result<Answer> {
+        let request = self.request(call, payload)?;
         let response = self.http.request(request).await.map_err(|e| {
-            tracing::warn!(cause = %crate::errors::chain(e.to_string(), std::error::Error::source(&e)), "upstream unreachable");
+            // A body that failed its checks ends the request; the client hears why from
+            // the fault its body recorded (`errors::from_upstream`), not from here.
+            let source = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<hyper::Error>());
+            if !source.is_some_and(hyper::Error::is_user) {
+                tracing::warn!(cause = %crate::errors::chain(e.to_string(), std::error::Error::source(&e)), "upstream unreachable");
+            }
             S3Error::with_message(
                 S3ErrorCode::ServiceUnavailable,
                 "The gateway could not reach its upstream S3 endpoint; retry later.",
@@ -182,7 +228,7 @@ impl LeanUpstream {
         })?;
         let (parts, body) = response.into_parts();
         if !parts.status.is_success() {
-            let document = read_error_body(body, *read.method == Method::HEAD).await;
+            let document = read_error_body(body, *call.method == Method::HEAD).await;
             return Err(error_of(parts.status, &parts.headers, &document));
         }
         let mut headers = parts.headers;
@@ -192,9 +238,9 @@ impl LeanUpstream {
         Ok(Answer { status: parts.status, headers, body: s3s::dto::StreamingBlob::wrap(body.into_data_stream()) })
     }
 
-    /// The upstream request: addressed, headers carried over, signed.
-    fn request(&self, read: &Read<'_>) -> S3Result<http::Request<Empty<Bytes>>> {
-        let Read { method, bucket, key, uri, headers, anonymous } = *read;
+    /// The upstream request: addressed, headers carried over, body attached, signed.
+    fn request(&self, call: &Read<'_>, payload: Payload) -> S3Result<http::Request<Body>> {
+        let Read { method, bucket, key, uri, headers, anonymous } = *call;
         let key_path: String =
             key.split('/').map(|s| utf8_percent_encode(s, SEGMENT).to_string()).collect::<Vec<_>>().join("/");
         let (authority, path) = if self.virtual_hosted(bucket) {
@@ -211,19 +257,20 @@ impl LeanUpstream {
         } else {
             format!("{}://{authority}{path}?{query}", self.scheme)
         };
-        let mut request =
-            http::Request::builder().method(method.clone()).uri(&target).body(Empty::new()).map_err(|e| {
-                S3Error::with_message(S3ErrorCode::InvalidURI, format!("The request cannot be forwarded: {e}"))
-            })?;
+        let Payload { body, headers: described, signed_as } = payload;
+        let mut request = http::Request::builder().method(method.clone()).uri(&target).body(body).map_err(|e| {
+            S3Error::with_message(S3ErrorCode::InvalidURI, format!("The request cannot be forwarded: {e}"))
+        })?;
         let forwarded = request.headers_mut();
         for (name, value) in headers {
-            if !NOT_FORWARDED.contains(&name.as_str()) {
+            if !NOT_FORWARDED.contains(&name.as_str()) && !BODY_HEADERS.contains(&name.as_str()) {
                 forwarded.append(name.clone(), value.clone());
             }
         }
+        forwarded.extend(described);
         forwarded.insert(http::header::HOST, header_value(&authority)?);
         if !anonymous {
-            self.sign(&mut request, &target)?;
+            self.sign(&mut request, &target, signed_as)?;
         }
         Ok(request)
     }
@@ -239,7 +286,7 @@ impl LeanUpstream {
             && !bucket.ends_with('-')
     }
 
-    fn sign(&self, request: &mut http::Request<Empty<Bytes>>, target: &str) -> S3Result<()> {
+    fn sign(&self, request: &mut http::Request<Body>, target: &str, body: SignableBody<'_>) -> S3Result<()> {
         let failed = |e: &dyn std::fmt::Display| {
             tracing::warn!(error = %e, "could not sign an upstream request");
             S3Error::with_message(S3ErrorCode::InternalError, "The gateway could not sign its upstream request.")
@@ -259,9 +306,8 @@ impl LeanUpstream {
             .into();
         let headers: Vec<(&str, &str)> =
             request.headers().iter().filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))).collect();
-        let signable =
-            SignableRequest::new(request.method().as_str(), target, headers.into_iter(), SignableBody::UnsignedPayload)
-                .map_err(|e| failed(&e))?;
+        let signable = SignableRequest::new(request.method().as_str(), target, headers.into_iter(), body)
+            .map_err(|e| failed(&e))?;
         let (instructions, _) = sign(signable, &params).map_err(|e| failed(&e))?.into_parts();
         instructions.apply_to_request_http1x(request);
         Ok(())
