@@ -18,7 +18,7 @@ use crate::errors::{self, Applied};
 use crate::meta;
 use crate::mutation::{VaultSide, refuse, refuse_if_tripped, unfinished_upload};
 use crate::request::RequestInfo;
-use crate::s3::{Forwarder, request_info};
+use crate::s3::{Forwarder, Via, request_info};
 use rewind_capture::metrics::refusal;
 use rewind_capture::upstream::sdk_key;
 
@@ -39,11 +39,12 @@ impl Forwarder {
     pub(crate) async fn captured_put_object(
         &self,
         mut req: S3Request<dto::PutObjectInput>,
+        via: Via<'_>,
     ) -> S3Result<S3Response<dto::PutObjectOutput>> {
         const OP: &str = "PutObject";
         let info = request_info(&req);
         let Some(capture) = self.capture_for(&req.input.bucket) else {
-            return self.timed(OP, &info, self.proxy_for(&req).put_object(req.for_sdk())).await;
+            return self.timed(OP, &info, self.put_upstream(req, via)).await;
         };
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         // Refused before a byte moves, rather than after the body.
@@ -52,7 +53,7 @@ impl Forwarder {
         let sse_c = req.input.sse_customer_algorithm.is_some();
         let meta = meta::from_put(&req.input);
         let (side, gate) = VaultSide::start_gated(&capture, &mut req.input.body);
-        let upstream = self.timed(OP, &info, self.proxy_for(&req).put_object(req.for_sdk()));
+        let upstream = self.timed(OP, &info, self.put_upstream(req, via));
         let gated = gate.is_some();
         let lock_then_complete = async {
             // The key's lock, capture-before-destroy and the intent come once the body is
@@ -98,6 +99,7 @@ impl Forwarder {
     pub(crate) async fn captured_upload_part(
         &self,
         mut req: S3Request<dto::UploadPartInput>,
+        via: Via<'_>,
     ) -> S3Result<S3Response<dto::UploadPartOutput>> {
         const OP: &str = "UploadPart";
         let info = request_info(&req);
@@ -106,11 +108,11 @@ impl Forwarder {
         let capture = match self.capture_for(&i.bucket) {
             // Uploads started before the gateway saw them are captured whole on completion.
             Some(c) if c.upload_template(&prefix).map_err(|e| refuse(&c, OP, &e, Applied::No))?.is_some() => c,
-            _ => return self.timed(OP, &info, self.proxy_for(&req).upload_part(req.for_sdk())).await,
+            _ => return self.timed(OP, &info, self.upload_part_upstream(req, via)).await,
         };
         let number = req.input.part_number;
         let side = VaultSide::start(&capture, &mut req.input.body);
-        let upstream = self.timed(OP, &info, self.proxy_for(&req).upload_part(req.for_sdk())).await;
+        let upstream = self.timed(OP, &info, self.upload_part_upstream(req, via)).await;
         let manifest = side.finish().await;
         let (response, manifest) = match (upstream, manifest) {
             (Ok(r), Ok(m)) => (r, m),

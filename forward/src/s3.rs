@@ -82,16 +82,37 @@ impl Forwarder {
         self
     }
 
-    /// The lean path, for an upload to `bucket` that it can carry: one the gateway does not
-    /// capture, whose length is known up front.
-    fn lean_for(
+    /// The lean path, for an upload it can carry (its length known up front).
+    fn lean_upload(
         &self,
-        bucket: &str,
         content_length: Option<i64>,
         body: Option<&dto::StreamingBlob>,
     ) -> Option<&crate::LeanUpstream> {
-        let uncaptured = self.capture.as_ref().is_none_or(|c| !c.protects(bucket));
-        self.lean.as_ref().filter(|_| uncaptured && crate::lean::fits(content_length, body))
+        self.lean.as_ref().filter(|_| crate::lean::fits(content_length, body))
+    }
+
+    /// Sends PutObject upstream `via` one path or the other.
+    pub(crate) async fn put_upstream(
+        &self,
+        req: S3Request<dto::PutObjectInput>,
+        via: Via<'_>,
+    ) -> S3Result<S3Response<dto::PutObjectOutput>> {
+        match via {
+            Via::Lean(lean, framing) => crate::lean::put_object(lean, req, framing).await,
+            Via::Typed => self.proxy_for(&req).put_object(crate::sdk::ForSdk::for_sdk(req)).await,
+        }
+    }
+
+    /// Sends UploadPart upstream `via` one path or the other.
+    pub(crate) async fn upload_part_upstream(
+        &self,
+        req: S3Request<dto::UploadPartInput>,
+        via: Via<'_>,
+    ) -> S3Result<S3Response<dto::UploadPartOutput>> {
+        match via {
+            Via::Lean(lean, framing) => crate::lean::upload_part(lean, req, framing).await,
+            Via::Typed => self.proxy_for(&req).upload_part(crate::sdk::ForSdk::for_sdk(req)).await,
+        }
     }
 
     /// Refuses keys `rule` names a reason for, before anything else (see `unstorable`).
@@ -139,6 +160,14 @@ impl Forwarder {
         self.metrics.observe(operation, result.is_ok(), start.elapsed().as_secs_f64());
         result.map_err(|e| errors::from_upstream(operation, e, info.fault()))
     }
+}
+
+/// How an upload goes upstream.
+pub(crate) enum Via<'a> {
+    /// Through aws-sdk-s3, its body prepared by `verified_body`.
+    Typed,
+    /// Through the lean client, its body verified by `lean::verified`.
+    Lean(&'a crate::LeanUpstream, crate::lean::Framing),
 }
 
 /// The request's shared info, inserted by the HTTP layer (a fresh one when called directly).
@@ -210,25 +239,32 @@ impl_s3! {
     custom {
     async fn put_object(&self, mut req: S3Request<dto::PutObjectInput>) -> S3Result<S3Response<dto::PutObjectOutput>> {
         let info = request_info(&req);
-        if let Some(lean) = self.lean_for(&req.input.bucket, req.input.content_length, req.input.body.as_ref()) {
-            return self.timed("PutObject", &info, crate::lean::put_object(lean, req, &info)).await;
+        // The object's encoding, as recorded and as the typed path sends it.
+        req.input.content_encoding = strip_aws_chunked(req.input.content_encoding.take());
+        if let Some(lean) = self.lean_upload(req.input.content_length, req.input.body.as_ref()) {
+            let body = req.input.body.take();
+            let (body, framing) = crate::lean::verified(lean, &req, body, req.input.content_length, &info);
+            req.input.body = Some(body);
+            return self.captured_put_object(req, Via::Lean(lean, framing)).await;
         }
         let checks = ChecksumCheck::from_request(&req.headers, req.trailing_headers.clone());
         let input = &mut req.input;
-        input.content_encoding = strip_aws_chunked(input.content_encoding.take());
         input.body = verified_body(input.body.take(), input.content_length, &mut input.checksum_algorithm, checks, &info);
-        self.captured_put_object(req).await
+        self.captured_put_object(req, Via::Typed).await
     }
 
     async fn upload_part(&self, mut req: S3Request<dto::UploadPartInput>) -> S3Result<S3Response<dto::UploadPartOutput>> {
         let info = request_info(&req);
-        if let Some(lean) = self.lean_for(&req.input.bucket, req.input.content_length, req.input.body.as_ref()) {
-            return self.timed("UploadPart", &info, crate::lean::upload_part(lean, req, &info)).await;
+        if let Some(lean) = self.lean_upload(req.input.content_length, req.input.body.as_ref()) {
+            let body = req.input.body.take();
+            let (body, framing) = crate::lean::verified(lean, &req, body, req.input.content_length, &info);
+            req.input.body = Some(body);
+            return self.captured_upload_part(req, Via::Lean(lean, framing)).await;
         }
         let checks = ChecksumCheck::from_request(&req.headers, req.trailing_headers.clone());
         let input = &mut req.input;
         input.body = verified_body(input.body.take(), input.content_length, &mut input.checksum_algorithm, checks, &info);
-        self.captured_upload_part(req).await
+        self.captured_upload_part(req, Via::Typed).await
     }
 
     async fn create_multipart_upload(&self, req: S3Request<dto::CreateMultipartUploadInput>) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {

@@ -62,12 +62,14 @@ async fn put(s3: &aws_sdk_s3::Client, key: &str, data: &[u8]) {
 async fn overwritten_and_deleted_versions_stay_in_the_vault() {
     let (_up, gw, s3) = setup().await;
     let (first, second) = (pattern(1_500_000, 1), pattern(700, 2));
-    s3.put_object()
+    let answer = s3
+        .put_object()
         .bucket("bkt")
         .key("doc")
         .content_type("text/plain")
         .metadata("owner", "ops")
         .tagging("env=prod&team=a%20b")
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32C)
         .body(ByteStream::from(first.clone()))
         .send()
         .await
@@ -85,6 +87,11 @@ async fn overwritten_and_deleted_versions_stay_in_the_vault() {
     assert!(v1.headers.contains(&("content-type".into(), "text/plain".into())), "{:?}", v1.headers);
     assert_eq!(v1.metadata, vec![("owner".into(), "ops".into())]);
     assert_eq!(v1.tags, vec![("env".into(), "prod".into()), ("team".into(), "a b".into())]);
+    // What the upstream answered is recorded: the ETag, and the client's checksum (sent as
+    // an aws-chunked trailer) as the upstream stored it.
+    assert_eq!(format!("\"{}\"", v1.etag.trim_matches('"')), answer.e_tag().unwrap());
+    let crc32c = answer.checksum_crc32_c().unwrap();
+    assert!(v1.checksums.contains(&("crc32c".into(), crc32c.into())), "{:?}", v1.checksums);
     assert_eq!(vault_bytes(&gw, version(&h[1].1)).await, second);
     assert!(matches!(h[2].1, Effect::Deleted { .. }));
     assert!(capture(&gw).journal().unresolved_intents().unwrap().is_empty());

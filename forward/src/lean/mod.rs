@@ -1,5 +1,5 @@
 //! The lean forwarding path: operations that need no typed handling (GetObject,
-//! HeadObject, and uploads to buckets the gateway does not capture, `write.rs`) go upstream
+//! HeadObject, PutObject and UploadPart, `write.rs`) go upstream
 //! as the client sent them, re-signed with the gateway's key (aws-sigv4) and sent through
 //! one pooled hyper client, and their answers come back as the upstream gave them, body
 //! streamed, headers whole.
@@ -40,7 +40,7 @@ use rewind_config::{ChecksumPolicy, UpstreamConfig};
 use s3s::dto;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
-pub(crate) use write::{fits, put_object, upload_part};
+pub(crate) use write::{Framing, fits, put_object, upload_part, verified};
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 type StdError = Box<dyn std::error::Error + Send + Sync + 'static>;

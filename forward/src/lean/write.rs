@@ -1,6 +1,7 @@
-//! Uploads through the lean path: PutObject and UploadPart to buckets the gateway does not
-//! capture. Nothing is recorded for them, so they need none of the typed path's fields;
-//! what they need is the body checked as the typed path checks it.
+//! Uploads through the lean path: PutObject and UploadPart whose length is known up front,
+//! captured or not. Capture reads what it records of the answer (ETag, version, checksums)
+//! from the answer's headers; everything else the typed path did per field, the upstream's
+//! headers now carry whole.
 //!
 //! The body goes upstream as s3s decoded it, through [`VerifiedUpload`]: counted, held to
 //! every digest the client declared, its last piece released only once they match. The
@@ -29,49 +30,107 @@ use s3s::{S3Request, S3Response, S3Result};
 use super::{LeanUpstream, Payload, Read, StdError};
 use crate::request::RequestInfo;
 
-/// PutObject through the lean path (for uploads that [`fits`]).
-pub(crate) async fn put_object(
-    lean: &LeanUpstream,
-    mut req: S3Request<dto::PutObjectInput>,
-    info: &Arc<RequestInfo>,
-) -> S3Result<S3Response<dto::PutObjectOutput>> {
-    let body = req.input.body.take();
-    let (bucket, key, length) = (&req.input.bucket, &req.input.key, req.input.content_length);
-    send(lean, &req, (bucket, key), body, length, info).await
-}
-
-/// UploadPart through the lean path.
-pub(crate) async fn upload_part(
-    lean: &LeanUpstream,
-    mut req: S3Request<dto::UploadPartInput>,
-    info: &Arc<RequestInfo>,
-) -> S3Result<S3Response<dto::UploadPartOutput>> {
-    let body = req.input.body.take();
-    let (bucket, key, length) = (&req.input.bucket, &req.input.key, req.input.content_length);
-    send(lean, &req, (bucket, key), body, length, info).await
-}
-
-/// Sends `req`'s upload of `body` (`length` bytes decoded) to `bucket`/`key`; the answer's
-/// headers (ETag, version, checksums) pass back whole.
-async fn send<T, O: Default>(
-    lean: &LeanUpstream,
-    req: &S3Request<T>,
-    (bucket, key): (&str, &str),
-    body: Option<StreamingBlob>,
-    length: Option<i64>,
-    info: &Arc<RequestInfo>,
-) -> S3Result<S3Response<O>> {
-    let upload = Upload::of(lean, req, body, length, info);
-    let answer = lean.send(&Read::of(req, bucket, key), upload).await?;
-    let mut response = S3Response::new(O::default());
-    response.headers = answer.headers;
-    Ok(response)
+/// How a verified upload body goes upstream: [`verified`] makes it, [`put_object`] and
+/// [`upload_part`] send the body with it (the body itself, or what a tee passes on of it).
+pub(crate) struct Framing {
+    /// The checksum sent as the body's trailer, and where its value comes from.
+    trailer: Option<(Algorithm, Digests)>,
+    /// The client's Content-Encoding without `aws-chunked`.
+    encoding: Option<String>,
+    /// The body's decoded length.
+    decoded: u64,
 }
 
 /// Whether an upload can take the lean path: its decoded length must be known before it
 /// starts, for the upstream's Content-Length.
 pub(crate) fn fits(content_length: Option<i64>, body: Option<&StreamingBlob>) -> bool {
     content_length.is_some() || body.is_none()
+}
+
+/// `req`'s upload `body`, `declared` bytes long (for uploads that [`fits`]), verified as the
+/// typed path verifies it, and how it is to go upstream.
+pub(crate) fn verified<T>(
+    lean: &LeanUpstream,
+    req: &S3Request<T>,
+    body: Option<StreamingBlob>,
+    declared: Option<i64>,
+    info: &Arc<RequestInfo>,
+) -> (StreamingBlob, Framing) {
+    let mut checks = ChecksumCheck::from_request(&req.headers, req.trailing_headers.clone());
+    let mut trailer = checks.iter().find(|c| matches!(c.expected, Expected::Trailer(_))).map(|c| c.algorithm);
+    if trailer.is_none()
+        && lean.checksums == ChecksumPolicy::WhenSupported
+        && !checks.iter().any(|c| c.algorithm.is_checksum())
+    {
+        checks.push(ChecksumCheck::computed(Algorithm::Crc32));
+        trailer = Some(Algorithm::Crc32);
+    }
+    let declared = match &body {
+        Some(_) => declared.and_then(|n| u64::try_from(n).ok()),
+        None => Some(0),
+    };
+    let body = body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>()));
+    let (body, digests) = VerifiedUpload::wrap_reporting(body, declared, checks, info.clone());
+    let encoding = req.headers.get(http::header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+    let framing = Framing {
+        trailer: trailer.map(|algorithm| (algorithm, digests)),
+        encoding: strip_aws_chunked(encoding.map(str::to_owned)),
+        decoded: declared.unwrap_or(0),
+    };
+    (body, framing)
+}
+
+/// PutObject through the lean path: the body (from [`verified`]) sent with `framing`. The
+/// answer's headers pass back whole, and the output has the fields capture reads.
+pub(crate) async fn put_object(
+    lean: &LeanUpstream,
+    mut req: S3Request<dto::PutObjectInput>,
+    framing: Framing,
+) -> S3Result<S3Response<dto::PutObjectOutput>> {
+    let body = req.input.body.take();
+    let headers = send(lean, &req, (&req.input.bucket, &req.input.key), body, framing).await?;
+    let read = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let output = dto::PutObjectOutput {
+        e_tag: headers.get(http::header::ETAG).and_then(|v| dto::ETag::parse_http_header(v.as_bytes()).ok()),
+        version_id: read("x-amz-version-id"),
+        checksum_crc32: read("x-amz-checksum-crc32"),
+        checksum_crc32c: read("x-amz-checksum-crc32c"),
+        checksum_crc64nvme: read("x-amz-checksum-crc64nvme"),
+        checksum_sha1: read("x-amz-checksum-sha1"),
+        checksum_sha256: read("x-amz-checksum-sha256"),
+        checksum_type: read("x-amz-checksum-type").map(dto::ChecksumType::from),
+        ..Default::default()
+    };
+    let mut response = S3Response::new(output);
+    response.headers = headers;
+    Ok(response)
+}
+
+/// UploadPart through the lean path, as [`put_object`].
+pub(crate) async fn upload_part(
+    lean: &LeanUpstream,
+    mut req: S3Request<dto::UploadPartInput>,
+    framing: Framing,
+) -> S3Result<S3Response<dto::UploadPartOutput>> {
+    let body = req.input.body.take();
+    let headers = send(lean, &req, (&req.input.bucket, &req.input.key), body, framing).await?;
+    let e_tag = headers.get(http::header::ETAG).and_then(|v| dto::ETag::parse_http_header(v.as_bytes()).ok());
+    let mut response = S3Response::new(dto::UploadPartOutput { e_tag, ..Default::default() });
+    response.headers = headers;
+    Ok(response)
+}
+
+/// Sends `req`'s upload of `body` to `bucket`/`key`: the answer's headers.
+async fn send<T>(
+    lean: &LeanUpstream,
+    req: &S3Request<T>,
+    (bucket, key): (&str, &str),
+    body: Option<StreamingBlob>,
+    framing: Framing,
+) -> S3Result<http::HeaderMap> {
+    let body = body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>()));
+    let answer = lean.send(&Read::of(req, bucket, key), Upload::payload(body, framing)).await?;
+    Ok(answer.headers)
 }
 
 /// An upload's body on its way upstream: see the module documentation.
@@ -89,33 +148,11 @@ struct Upload {
 }
 
 impl Upload {
-    /// The payload for `req`'s upload of `body`, `declared` bytes long.
-    fn of<T>(
-        lean: &LeanUpstream,
-        req: &S3Request<T>,
-        body: Option<StreamingBlob>,
-        declared: Option<i64>,
-        info: &Arc<RequestInfo>,
-    ) -> Payload {
-        let mut checks = ChecksumCheck::from_request(&req.headers, req.trailing_headers.clone());
-        let mut trailer = checks.iter().find(|c| matches!(c.expected, Expected::Trailer(_))).map(|c| c.algorithm);
-        if trailer.is_none()
-            && lean.checksums == ChecksumPolicy::WhenSupported
-            && !checks.iter().any(|c| c.algorithm.is_checksum())
-        {
-            checks.push(ChecksumCheck::computed(Algorithm::Crc32));
-            trailer = Some(Algorithm::Crc32);
-        }
-        let declared = declared.and_then(|n| u64::try_from(n).ok());
-        let body =
-            body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>()));
-        let decoded = declared.unwrap_or(0);
-        let (body, digests) = VerifiedUpload::wrap_reporting(body, declared, checks, info.clone());
-        let encoding = req.headers.get(http::header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
-        let encoding = strip_aws_chunked(encoding.map(str::to_owned));
+    /// What goes upstream for `body`, framed as `framing` says.
+    fn payload(body: StreamingBlob, framing: Framing) -> Payload {
+        let Framing { trailer, encoding, decoded } = framing;
+        let upload = Self::new(body, trailer, decoded);
         let mut headers = Vec::new();
-        let framed = trailer.map(|algorithm| (algorithm, digests));
-        let upload = Self::new(body, framed, decoded);
         match &upload.trailer {
             Some((algorithm, _)) => {
                 let encoding = encoding.map_or_else(|| "aws-chunked".to_owned(), |e| format!("aws-chunked,{e}"));
