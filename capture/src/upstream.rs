@@ -49,6 +49,12 @@ pub fn unsigned_client(cfg: &UpstreamConfig, target: &UpstreamTarget) -> aws_sdk
 /// Beyond the SDK's own grace (nothing moving for 5 s), how long a paced body may rest.
 const STALL_MARGIN: Duration = Duration::from_secs(5);
 
+/// How long a transfer whose bodies may rest up to `wait` may move nothing before it is
+/// given up as stalled: `wait` and a margin.
+pub fn stall_grace(wait: Duration) -> Duration {
+    wait + STALL_MARGIN
+}
+
 /// `client` for bodies the gateway paces, which may rest up to `wait`: a captured body waits
 /// for the vault's memory budget (up to `vault.capture_timeout` per wait), a client's body
 /// for its client (up to `server.body_idle_timeout`). The SDK's stall check ends a transfer
@@ -56,7 +62,7 @@ const STALL_MARGIN: Duration = Duration::from_secs(5);
 /// the back of 16 concurrent 64 MiB uploads). It now allows `wait` and a margin, so it
 /// still ends a transfer an upstream has stopped serving.
 pub fn paced(client: &aws_sdk_s3::Client, wait: Duration) -> aws_sdk_s3::Client {
-    let stalls = StalledStreamProtectionConfig::enabled().grace_period(wait + STALL_MARGIN).build();
+    let stalls = StalledStreamProtectionConfig::enabled().grace_period(stall_grace(wait)).build();
     aws_sdk_s3::Client::from_conf(client.config().to_builder().stalled_stream_protection(stalls).build())
 }
 

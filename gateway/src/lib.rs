@@ -167,7 +167,7 @@ impl Gateway {
         if config.upstream.endpoint.is_none() {
             forwarder = forwarder.with_key_rule(rewind_embedded::fs::unstorable_key);
         }
-        if let Some(lean) = rewind_forward::LeanUpstream::new(&config.upstream, &target) {
+        if let Some(lean) = rewind_forward::LeanUpstream::new(&config.upstream, &target, upstream::stall_grace(rests)) {
             forwarder = forwarder.with_lean(lean);
         }
         let mut builder = S3ServiceBuilder::new(forwarder);

@@ -183,3 +183,91 @@ async fn an_upload_goes_upstream_decoded_re_signed_and_with_its_checksum() {
     }
     gw.gateway.shutdown().await;
 }
+
+/// A stand-in upstream that reads a request's head and then stalls: a PUT's body is never
+/// read; a GET is answered 10 of the 100 bytes it promises.
+async fn stalling_upstream() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let mut byte = [0u8];
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                if head.starts_with(b"GET") {
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789";
+                    stream.write_all(answer).await.unwrap();
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+                drop(stream);
+            });
+        }
+    });
+    endpoint
+}
+
+/// An upstream that stops reading an upload, or stops sending an answer, is given up
+/// after the stall grace (here 5.3 s: the gateway's 300 ms waits and a 5 s margin), as the
+/// SDK's stall check gives it up on the typed path, instead of holding the request forever.
+#[tokio::test]
+async fn an_upstream_that_stalls_is_given_up() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (upstream_id, upstream_secret) = key_pair();
+    let target = rewind_capture::upstream::UpstreamTarget {
+        endpoint: stalling_upstream().await,
+        access_key_id: upstream_id,
+        secret: rewind_config::Secret::new(upstream_secret),
+    };
+    let short = rewind_config::HumanDuration(std::time::Duration::from_millis(300));
+    let gw = TestGateway::start_with(&target, |c| {
+        c.protection.buckets = Vec::new();
+        c.server.body_idle_timeout = short;
+        c.vault.capture_timeout = short;
+    })
+    .await;
+    let limit = std::time::Duration::from_secs(30);
+    let signed = |method: &str, key: &str| {
+        let uri = format!("{}/photos/{key}", gw.endpoint());
+        let mut req = http::Request::builder().method(method).uri(uri).body(Vec::new()).unwrap();
+        raw::sign_request(&mut req, &gw.access_key_id, &gw.secret, SystemTime::now(), "UNSIGNED-PAYLOAD");
+        req
+    };
+
+    // An upload far larger than the socket buffers between the gateway and the upstream.
+    let upload = async {
+        let size = 64 << 20;
+        let req = signed("PUT", "big");
+        let (mut from_gateway, mut to_gateway) = raw::send_head(gw.addr(), &req, size).await.into_split();
+        let writer = tokio::spawn(async move {
+            let piece = vec![7u8; 1 << 20];
+            for _ in 0..size >> 20 {
+                if to_gateway.write_all(&piece).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(limit, from_gateway.read_to_end(&mut answer)).await;
+        writer.abort();
+        assert!(read.is_ok(), "the gateway still waits on an upstream that stopped reading");
+        String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned()
+    };
+    let download = async {
+        let res = tokio::time::timeout(limit, raw::send(gw.addr(), &signed("GET", "cut"))).await;
+        let res = res.expect("the gateway still waits on an upstream that stopped sending");
+        (res.status, res.body.len())
+    };
+    let (upload, download) = tokio::join!(upload, download);
+    assert!(upload.contains(" 503 "), "{upload}");
+    // The answer's head was already sent; the cut body ends the connection early.
+    assert_eq!(download, (200, 10));
+    gw.gateway.shutdown().await;
+}

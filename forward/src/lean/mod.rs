@@ -42,7 +42,15 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
 pub(crate) use write::{Framing, fits, put_object, upload_part, verified};
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+/// How stalls are caught: a write to the upstream (a request's head or a piece of its body)
+/// or a read from it (its answer) pending for the grace fails, and with it the connection.
+/// A read's wait restarts at every write, so a long upload is never a stalled read; a body
+/// waiting on its own source (a slow client, the vault's budget) has no write pending, and
+/// those waits have limits shorter than the grace (`rewind_capture::upstream::stall_grace`).
+/// This is the typed path's stall check (`rewind_capture::upstream::paced`), for one
+/// connection; without it an upstream that stopped reading would hold the request, the
+/// client's body and the vault's budget share forever.
+type Connector = hyper_timeout::TimeoutConnector<hyper_rustls::HttpsConnector<HttpConnector>>;
 type StdError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// What a lean request carries: nothing (reads), or an upload's body (`write.rs`).
 type Body = UnsyncBoxBody<Bytes, StdError>;
@@ -171,9 +179,11 @@ pub struct Answer {
 }
 
 impl LeanUpstream {
-    /// A client for `target`, as `cfg` says to reach it; `None` when its endpoint is not a
-    /// URL this client can use (then the typed path serves everything).
-    pub fn new(cfg: &UpstreamConfig, target: &UpstreamTarget) -> Option<Self> {
+    /// A client for `target`, as `cfg` says to reach it, that gives up a connection whose
+    /// upstream has stopped reading or sending for `stall_grace` (see `Connector`); `None`
+    /// when its endpoint is not a URL this client can use (then the typed path serves
+    /// everything).
+    pub fn new(cfg: &UpstreamConfig, target: &UpstreamTarget, stall_grace: Duration) -> Option<Self> {
         let uri: http::Uri = target.endpoint.parse().ok()?;
         let scheme = uri.scheme().cloned()?;
         let authority = uri.authority().cloned()?;
@@ -187,6 +197,10 @@ impl LeanUpstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
+        let mut connector = hyper_timeout::TimeoutConnector::new(connector);
+        connector.set_read_timeout(Some(stall_grace));
+        connector.set_write_timeout(Some(stall_grace));
+        connector.set_reset_reader_on_write(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(IDLE_PER_HOST)
             .pool_idle_timeout(IDLE_TIMEOUT)
