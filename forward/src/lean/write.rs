@@ -69,7 +69,7 @@ pub(crate) fn verified<T>(
         Some(_) => declared.and_then(|n| u64::try_from(n).ok()),
         None => Some(0),
     };
-    let body = body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>()));
+    let body = body.unwrap_or_else(no_body);
     let (body, digests) = VerifiedUpload::wrap_reporting(body, declared, checks, info.clone());
     let encoding = req.headers.get(http::header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
     let framing = Framing {
@@ -128,9 +128,14 @@ async fn send<T>(
     body: Option<StreamingBlob>,
     framing: Framing,
 ) -> S3Result<http::HeaderMap> {
-    let body = body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>()));
+    let body = body.unwrap_or_else(no_body);
     let answer = lean.send(&Read::of(req, bucket, key), Upload::payload(body, framing)).await?;
     Ok(answer.headers)
+}
+
+/// The body of an upload that came without one.
+fn no_body() -> StreamingBlob {
+    StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
 }
 
 /// An upload's body on its way upstream: see the module documentation.
