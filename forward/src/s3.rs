@@ -82,13 +82,28 @@ impl Forwarder {
         self
     }
 
-    /// The lean path, for an upload it can carry (its length known up front).
-    fn lean_upload(
-        &self,
-        content_length: Option<i64>,
-        body: Option<&dto::StreamingBlob>,
-    ) -> Option<&crate::LeanUpstream> {
-        self.lean.as_ref().filter(|_| crate::lean::fits(content_length, body))
+    /// Verifies `req`'s upload body on its way, and says which path takes it upstream: the
+    /// lean one when it can carry the upload (its length known up front), else the typed
+    /// one, with the client's checksum algorithm requested so that the stored object
+    /// carries the same checksum.
+    fn prepare_upload<T: UploadInput>(&self, req: &mut S3Request<T>, info: &Arc<RequestInfo>) -> Via<'_> {
+        let length = req.input.content_length();
+        if let Some(lean) = self.lean.as_ref().filter(|_| crate::lean::fits(length, req.input.body().as_ref())) {
+            let body = req.input.body().take();
+            let (body, framing) = crate::lean::verified(lean, req, body, length, info);
+            *req.input.body() = Some(body);
+            return Via::Lean(lean, framing);
+        }
+        let checks = ChecksumCheck::from_request(&req.headers, req.trailing_headers.clone());
+        if let Some(check) = checks.iter().find(|c| c.algorithm.is_checksum())
+            && req.input.checksum_algorithm().is_none()
+        {
+            *req.input.checksum_algorithm() = Some(dto::ChecksumAlgorithm::from_static(check.algorithm.name()));
+        }
+        let declared = length.and_then(|n| u64::try_from(n).ok());
+        let body = req.input.body().take();
+        *req.input.body() = body.map(|b| VerifiedUpload::wrap(b, declared, checks, info.clone()));
+        Via::Typed
     }
 
     /// Sends PutObject upstream `via` one path or the other.
@@ -164,7 +179,7 @@ impl Forwarder {
 
 /// How an upload goes upstream.
 pub(crate) enum Via<'a> {
-    /// Through aws-sdk-s3, its body prepared by `verified_body`.
+    /// Through aws-sdk-s3, its body verified by `Forwarder::prepare_upload`.
     Typed,
     /// Through the lean client, its body verified by `lean::verified`.
     Lean(&'a crate::LeanUpstream, crate::lean::Framing),
@@ -180,23 +195,29 @@ const fn operation_name(input_type: &'static str) -> &'static str {
     input_type.split_at(input_type.len() - "Input".len()).0
 }
 
-/// Prepares an upload's body for forwarding: verified, counted, and with the client's
-/// checksum algorithm requested upstream so the stored object carries the same checksum.
-fn verified_body(
-    body: Option<dto::StreamingBlob>,
-    content_length: Option<i64>,
-    checksum_algorithm: &mut Option<dto::ChecksumAlgorithm>,
-    checks: Vec<ChecksumCheck>,
-    info: &Arc<RequestInfo>,
-) -> Option<dto::StreamingBlob> {
-    if let Some(check) = checks.iter().find(|c| c.algorithm.is_checksum())
-        && checksum_algorithm.is_none()
-    {
-        *checksum_algorithm = Some(dto::ChecksumAlgorithm::from_static(check.algorithm.name()));
-    }
-    let declared = content_length.and_then(|n| u64::try_from(n).ok());
-    body.map(|b| VerifiedUpload::wrap(b, declared, checks, info.clone()))
+/// What [`Forwarder::prepare_upload`] touches of an upload's input.
+trait UploadInput {
+    fn body(&mut self) -> &mut Option<dto::StreamingBlob>;
+    fn content_length(&self) -> Option<i64>;
+    fn checksum_algorithm(&mut self) -> &mut Option<dto::ChecksumAlgorithm>;
 }
+
+macro_rules! upload_input {
+    ($($input:ident),*) => {$(
+        impl UploadInput for dto::$input {
+            fn body(&mut self) -> &mut Option<dto::StreamingBlob> {
+                &mut self.body
+            }
+            fn content_length(&self) -> Option<i64> {
+                self.content_length
+            }
+            fn checksum_algorithm(&mut self) -> &mut Option<dto::ChecksumAlgorithm> {
+                &mut self.checksum_algorithm
+            }
+        }
+    )*};
+}
+upload_input!(PutObjectInput, UploadPartInput);
 
 /// Writes the `S3` impl: the hand-written methods as given, and a forwarding method for
 /// every listed operation. The impl is produced whole so that `async_trait` sees the
@@ -241,30 +262,14 @@ impl_s3! {
         let info = request_info(&req);
         // The object's encoding, as recorded and as the typed path sends it.
         req.input.content_encoding = strip_aws_chunked(req.input.content_encoding.take());
-        if let Some(lean) = self.lean_upload(req.input.content_length, req.input.body.as_ref()) {
-            let body = req.input.body.take();
-            let (body, framing) = crate::lean::verified(lean, &req, body, req.input.content_length, &info);
-            req.input.body = Some(body);
-            return self.captured_put_object(req, Via::Lean(lean, framing)).await;
-        }
-        let checks = ChecksumCheck::from_request(&req.headers, req.trailing_headers.clone());
-        let input = &mut req.input;
-        input.body = verified_body(input.body.take(), input.content_length, &mut input.checksum_algorithm, checks, &info);
-        self.captured_put_object(req, Via::Typed).await
+        let via = self.prepare_upload(&mut req, &info);
+        self.captured_put_object(req, via).await
     }
 
     async fn upload_part(&self, mut req: S3Request<dto::UploadPartInput>) -> S3Result<S3Response<dto::UploadPartOutput>> {
         let info = request_info(&req);
-        if let Some(lean) = self.lean_upload(req.input.content_length, req.input.body.as_ref()) {
-            let body = req.input.body.take();
-            let (body, framing) = crate::lean::verified(lean, &req, body, req.input.content_length, &info);
-            req.input.body = Some(body);
-            return self.captured_upload_part(req, Via::Lean(lean, framing)).await;
-        }
-        let checks = ChecksumCheck::from_request(&req.headers, req.trailing_headers.clone());
-        let input = &mut req.input;
-        input.body = verified_body(input.body.take(), input.content_length, &mut input.checksum_algorithm, checks, &info);
-        self.captured_upload_part(req, Via::Typed).await
+        let via = self.prepare_upload(&mut req, &info);
+        self.captured_upload_part(req, via).await
     }
 
     async fn create_multipart_upload(&self, req: S3Request<dto::CreateMultipartUploadInput>) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
