@@ -101,15 +101,36 @@ pub fn upstream_error<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::E
     if let SdkError::ServiceError(s) = &e {
         let status = s.raw().status().as_u16();
         if (400..500).contains(&status) {
-            let (code, message) = match s.err().code() {
-                Some(code) => (code.to_owned(), s.err().message().unwrap_or_default().to_owned()),
-                // Nothing of the upstream's own to pass on (a HEAD's answer has no document).
-                None => ("InvalidRequest".to_owned(), format!("{BARE_REFUSAL} {status}.")),
-            };
-            return CaptureError::Refused { code, message, status };
+            return refused(status, s.err().code(), s.err().message());
         }
     }
     CaptureError::Upstream { detail: describe(&e), source: Some(Box::new(e)) }
+}
+
+/// An upstream's error answer (`status`, and the code and message of its document) as a
+/// capture error, as [`upstream_error`] tells it; for callers that read answers themselves.
+pub fn answer_error(status: u16, code: Option<&str>, message: Option<&str>) -> CaptureError {
+    if (400..500).contains(&status) {
+        return refused(status, code, message);
+    }
+    CaptureError::upstream(answered(status, code.unwrap_or("an error"), message))
+}
+
+fn refused(status: u16, code: Option<&str>, message: Option<&str>) -> CaptureError {
+    let (code, message) = match code {
+        Some(code) => (code.to_owned(), message.unwrap_or_default().to_owned()),
+        // Nothing of the upstream's own to pass on (a HEAD's answer has no document).
+        None => ("InvalidRequest".to_owned(), format!("{BARE_REFUSAL} {status}.")),
+    };
+    CaptureError::Refused { code, message, status }
+}
+
+/// "the upstream answered 503 SlowDown: ..." for an error answer.
+fn answered(status: u16, code: &str, message: Option<&str>) -> String {
+    match message {
+        Some(m) if !m.is_empty() => format!("the upstream answered {status} {code}: {m}"),
+        _ => format!("the upstream answered {status} {code}"),
+    }
 }
 
 /// One sentence for an upstream call's failure: what an operator reads in a log line or a
@@ -119,12 +140,7 @@ pub fn describe<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error +
 ) -> String {
     match e {
         SdkError::ServiceError(s) => {
-            let status = s.raw().status().as_u16();
-            let code = s.err().code().unwrap_or("an error");
-            match s.err().message() {
-                Some(m) if !m.is_empty() => format!("the upstream answered {status} {code}: {m}"),
-                _ => format!("the upstream answered {status} {code}"),
-            }
+            answered(s.raw().status().as_u16(), s.err().code().unwrap_or("an error"), s.err().message())
         }
         SdkError::TimeoutError(_) => "the upstream did not answer in time".to_owned(),
         SdkError::DispatchFailure(d) => match d.as_connector_error() {

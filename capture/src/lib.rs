@@ -16,6 +16,7 @@ pub mod chain;
 pub mod compact;
 mod error;
 mod incidents;
+pub mod lean;
 pub mod locks;
 pub mod meta;
 pub mod metrics;
@@ -45,7 +46,7 @@ use rewind_model::{Abort, Body, Commit, Effect, Intent, ObjectVersion, Observed,
 use rewind_vault::{Manifest, Vault};
 use tokio_util::task::TaskTracker;
 
-pub use error::{CaptureError, TeeError, describe, upstream_error};
+pub use error::{CaptureError, TeeError, answer_error, describe, upstream_error};
 pub use locks::{Held, KeyLocks};
 pub use meta::ObjectMeta;
 pub use metrics::Metrics;
@@ -153,6 +154,8 @@ pub struct Capture {
     journal: Arc<Journal>,
     vault: Arc<Vault>,
     upstream: aws_sdk_s3::Client,
+    /// The upstream's lean client, for restores' single PUTs (`None`: the SDK's serves).
+    lean: Option<lean::LeanClient>,
     locks: KeyLocks,
     protection: ProtectionConfig,
     timeout: Duration,
@@ -183,7 +186,26 @@ impl Capture {
         let orphans = Orphans::default();
         let off = rewind_config::TripwireConfig { enabled: false, ..Default::default() };
         let tripwire = Arc::new(tripwire::Tripwire::new(off, journal.clone(), metrics.clone()));
-        Self { journal, vault, upstream, locks, protection, timeout, metrics, recover_up_to, tasks, orphans, tripwire }
+        Self {
+            journal,
+            vault,
+            upstream,
+            lean: None,
+            locks,
+            protection,
+            timeout,
+            metrics,
+            recover_up_to,
+            tasks,
+            orphans,
+            tripwire,
+        }
+    }
+
+    /// Restores write small objects through `lean` rather than the SDK's client.
+    pub fn with_lean(mut self, lean: Option<lean::LeanClient>) -> Self {
+        self.lean = lean;
+        self
     }
 
     /// Spawns the aborts of requests that went away on `tasks` (the gateway's one tracker),

@@ -17,9 +17,13 @@ use rewind_model::{Effect, ObjectVersion, Op};
 use rewind_vault::Check;
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sigv4::http_request::SignableBody;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http_body_util::{BodyExt, Full, Limited};
 
-use super::{Capture, CaptureError, plain_etag, upstream_error};
+use super::{Capture, CaptureError, answer_error, plain_etag, upstream_error};
 use crate::Actor;
+use crate::lean::{Call, LeanClient, element, unescape};
 use crate::upstream::sdk_key;
 
 /// What S3 reports for an object stored without a content type. The SDK would otherwise
@@ -109,13 +113,99 @@ where
     E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
     let status = e.raw_response().map(|r| r.status().as_u16());
-    let code = e.as_service_error().and_then(ProvideErrorMetadata::code);
-    if conditional
-        && (matches!(status, Some(412 | 501)) || matches!(code, Some("PreconditionFailed" | "NotImplemented")))
-    {
+    if conditional && condition_failed(status, e.as_service_error().and_then(ProvideErrorMetadata::code)) {
         return UploadError::Changed;
     }
     UploadError::Failed(upstream_error(e))
+}
+
+/// Whether a conditional write's error says the condition did not hold: the object changed
+/// (412), or the upstream cannot write on condition (501; then the write is made again after
+/// capture-before-destroy, unconditionally).
+fn condition_failed(status: Option<u16>, code: Option<&str>) -> bool {
+    matches!(status, Some(412 | 501)) || matches!(code, Some("PreconditionFailed" | "NotImplemented"))
+}
+
+/// The most of an error answer read to find its code and message.
+const ERROR_BODY_MAX: usize = 64 * 1024;
+
+/// A single PUT of `body`, `v`'s bytes, through the lean client, with `v`'s headers,
+/// metadata and tags (what [`with_object_meta`] gives the SDK's), on the condition
+/// `unchanged` sets. The body's SHA-256 is signed: the upstream checks the bytes it keeps.
+/// Returns the new ETag and version id.
+async fn put_lean(
+    lean: &LeanClient,
+    bucket: &str,
+    key: &str,
+    v: &ObjectVersion,
+    body: bytes::Bytes,
+    unchanged: Option<&Unchanged>,
+) -> Result<(String, Option<String>), UploadError> {
+    let mut headers = HeaderMap::new();
+    let mut set = |name: &str, value: &str| -> Result<(), UploadError> {
+        let (Ok(header), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) else {
+            return Err(UploadError::Failed(CaptureError::upstream(format!(
+                "the version's header or metadata {name:?} cannot be sent in a request"
+            ))));
+        };
+        headers.append(header, value);
+        Ok(())
+    };
+    set("content-length", &body.len().to_string())?;
+    set("content-type", header(v, "content-type").unwrap_or(S3_DEFAULT_TYPE))?;
+    for name in [
+        "cache-control",
+        "content-disposition",
+        "content-encoding",
+        "content-language",
+        "x-amz-website-redirect-location",
+    ] {
+        if let Some(value) = header(v, name) {
+            set(name, value)?;
+        }
+    }
+    if let Some(expires) = expires(v).and_then(|t| t.fmt(DateTimeFormat::HttpDate).ok()) {
+        set("expires", &expires)?;
+    }
+    for (name, value) in &v.metadata {
+        set(&format!("x-amz-meta-{name}"), value)?;
+    }
+    if let Some(tags) = tagging(&v.tags) {
+        set("x-amz-tagging", &tags)?;
+    }
+    match unchanged {
+        Some(Unchanged::Absent) => set("if-none-match", "*")?,
+        Some(Unchanged::Etag(etag)) => set("if-match", etag)?,
+        None => {}
+    }
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+    let call = Call {
+        method: &Method::PUT,
+        bucket,
+        key,
+        query: "",
+        headers,
+        body: Full::new(body).map_err(|never| match never {}).boxed_unsync(),
+        signed_as: SignableBody::Precomputed(sha256),
+        anonymous: false,
+    };
+    let response = lean.send(call).await.map_err(|e| {
+        UploadError::Failed(CaptureError::Upstream { detail: e.to_string(), source: Some(Box::new(e)) })
+    })?;
+    let (parts, answer) = response.into_parts();
+    let read = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    if parts.status.is_success() {
+        let etag = plain_etag(read("etag").unwrap_or_default()).to_owned();
+        return Ok((etag, read("x-amz-version-id").map(Into::into)));
+    }
+    let document = Limited::new(answer, ERROR_BODY_MAX).collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let document = std::str::from_utf8(&document).unwrap_or_default();
+    let (code, message) = (element(document, "Code"), element(document, "Message").map(|m| unescape(&m)));
+    let status = parts.status.as_u16();
+    if unchanged.is_some() && condition_failed(Some(status), code.as_deref()) {
+        return Err(UploadError::Changed);
+    }
+    Err(UploadError::Failed(answer_error(status, code.as_deref(), message.as_deref())))
 }
 
 /// Sets a version's content headers, user metadata and tags on a PutObject or
@@ -261,6 +351,10 @@ impl Capture {
             let body = if chunks.len() == 1 { chunks.remove(0) } else { bytes::Bytes::from(chunks.concat()) };
             if body.len() as u64 != v.size || *blake3::hash(&body).as_bytes() != v.blake3 {
                 return Err(mismatch().into());
+            }
+            if let Some(lean) = &self.lean {
+                let (etag, version_id) = put_lean(lean, bucket, key, v, body, unchanged).await?;
+                return Ok((etag, version_id, Vec::new()));
             }
             let put = self.upstream.put_object().bucket(bucket).key(sdk_key(key)).body(ByteStream::from(body));
             let put = match unchanged {

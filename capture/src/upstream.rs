@@ -49,6 +49,13 @@ pub fn unsigned_client(cfg: &UpstreamConfig, target: &UpstreamTarget) -> aws_sdk
 /// Beyond the SDK's own grace (nothing moving for 5 s), how long a paced body may rest.
 const STALL_MARGIN: Duration = Duration::from_secs(5);
 
+/// How long a body the gateway paces may rest: a captured body waits for the vault's
+/// memory budget (up to `vault.capture_timeout` per wait), a client's body for its client
+/// (up to `server.body_idle_timeout`).
+pub fn longest_rest(config: &rewind_config::Config) -> Duration {
+    config.vault.capture_timeout.0.max(config.server.body_idle_timeout.0)
+}
+
 /// How long a transfer whose bodies may rest up to `wait` may move nothing before it is
 /// given up as stalled: `wait` and a margin.
 pub fn stall_grace(wait: Duration) -> Duration {

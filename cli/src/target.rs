@@ -18,6 +18,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use http::Method;
 use http_body_util::BodyExt;
+use rewind_capture::lean::LeanClient;
 use rewind_capture::open::{self, Purpose};
 use rewind_capture::{Metrics, ship};
 use rewind_config::Config;
@@ -128,8 +129,10 @@ impl Local {
             .await
             .map_err(|e| CliError::other(format!("the embedded upstream did not start: {e}")))?;
         let upstream = rewind_capture::upstream::client(&config.upstream, &target);
+        let rests = rewind_capture::upstream::longest_rest(config);
+        let lean = LeanClient::new(&config.upstream, &target, rewind_capture::upstream::stall_grace(rests));
         let Engine { capture, ops, .. } =
-            Engine::new(config, stores, upstream, metrics, work.clone(), stop.child_token());
+            Engine::new(config, stores, upstream, lean, metrics, work.clone(), stop.child_token());
         match capture.recover().await {
             Ok(r) if r.committed + r.aborted > 0 => {
                 tracing::info!(committed = r.committed, aborted = r.aborted, "resolved interrupted mutations");

@@ -16,6 +16,7 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextMut;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::Response;
+use rewind_capture::lean::element;
 use s3s::dto;
 use s3s::{S3Error, S3Response, S3Result};
 
@@ -136,16 +137,6 @@ fn undecoded_success<E: std::error::Error + 'static>(err: &S3Error) -> Option<&[
         return None;
     }
     raw.body().bytes()
-}
-
-/// The text of the first `<name>...</name>` in `xml`, whatever its parent, trimmed;
-/// `None` if absent or empty.
-pub(crate) fn element(xml: &str, name: &str) -> Option<String> {
-    let open = format!("<{name}>");
-    let start = xml.find(&open)? + open.len();
-    let end = start + xml[start..].find(&format!("</{name}>"))?;
-    let value = xml[start..end].trim();
-    (!value.is_empty()).then(|| value.to_owned())
 }
 
 #[cfg(test)]

@@ -117,14 +117,17 @@ impl Gateway {
         let target = rewind_embedded::upstream_target(&config, shutdown.child_token(), &tracker)
             .await
             .map_err(StartError::Embedded)?;
-        let rests = config.vault.capture_timeout.0.max(config.server.body_idle_timeout.0);
+        let rests = upstream::longest_rest(&config);
         let upstream = upstream::paced(&upstream::client(&config.upstream, &target), rests);
         let unsigned = upstream::paced(&upstream::unsigned_client(&config.upstream, &target), rests);
+        // One pool of upstream connections for forwarding and restores.
+        let lean = rewind_capture::lean::LeanClient::new(&config.upstream, &target, upstream::stall_grace(rests));
         let metrics = Metrics::new();
         let Engine { capture, reconciler, ops } = Engine::new(
             &config,
             stores.clone(),
             upstream.clone(),
+            lean.clone(),
             metrics.engine.clone(),
             tracker.clone(),
             shutdown.child_token(),
@@ -167,8 +170,8 @@ impl Gateway {
         if config.upstream.endpoint.is_none() {
             forwarder = forwarder.with_key_rule(rewind_embedded::fs::unstorable_key);
         }
-        if let Some(lean) = rewind_forward::LeanUpstream::new(&config.upstream, &target, upstream::stall_grace(rests)) {
-            forwarder = forwarder.with_lean(lean);
+        if let Some(lean) = lean {
+            forwarder = forwarder.with_lean(rewind_forward::LeanUpstream::over(lean, &config.upstream));
         }
         let mut builder = S3ServiceBuilder::new(forwarder);
         let view_keys = rewind_views::ViewKeys::new(stores.journal.clone(), stores.keys.clone());

@@ -13,33 +13,53 @@ use rewind_testkit::{TestGateway, key_pair, raw};
 /// What the stand-in upstream received: method, path and query, headers, body.
 type Seen = Arc<Mutex<Vec<(String, String, http::HeaderMap, Vec<u8>)>>>;
 
-/// A loopback HTTP server that answers every request with a small object and a header no
-/// SDK output has a field for, and records what it received.
-async fn recording_upstream() -> (String, Seen) {
+/// A loopback HTTP server that records what it received and answers every request with a
+/// small object and a header no SDK output has a field for, or, with `forward_to`, with
+/// what that endpoint answers it.
+async fn recorder(forward_to: Option<String>) -> (String, Seen) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let seen: Seen = Arc::default();
     let record = seen.clone();
+    let forward = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
-            let record = record.clone();
+            let (record, forward, forward_to) = (record.clone(), forward.clone(), forward_to.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let record = record.clone();
+                    let (record, forward, forward_to) = (record.clone(), forward.clone(), forward_to.clone());
                     async move {
                         let target = req.uri().path_and_query().map(ToString::to_string).unwrap_or_default();
                         let (parts, body) = req.into_parts();
-                        let body = http_body_util::BodyExt::collect(body).await.unwrap().to_bytes().to_vec();
-                        record.lock().unwrap().push((parts.method.to_string(), target, parts.headers, body));
-                        let res = http::Response::builder()
-                            .header("etag", "\"5d41402abc4b2a76b9719d911017c592\"")
-                            .header("content-type", "text/plain")
-                            .header("x-amz-meta-owner", "alice")
-                            .header("x-amz-probe-only-upstream-knows", "passed on")
-                            .header("x-amz-request-id", "UPSTREAMID")
-                            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"hello")))
-                            .unwrap();
+                        let body = http_body_util::BodyExt::collect(body).await.unwrap().to_bytes();
+                        record.lock().unwrap().push((
+                            parts.method.to_string(),
+                            target.clone(),
+                            parts.headers.clone(),
+                            body.to_vec(),
+                        ));
+                        let res = match forward_to {
+                            Some(to) => {
+                                // Host stays as signed: the endpoint checks the signature.
+                                let mut out = http::Request::new(http_body_util::Full::new(body));
+                                *out.method_mut() = parts.method;
+                                *out.uri_mut() = format!("{to}{target}").parse().unwrap();
+                                *out.headers_mut() = parts.headers;
+                                let (head, body) = forward.request(out).await.unwrap().into_parts();
+                                let body = http_body_util::BodyExt::collect(body).await.unwrap().to_bytes();
+                                http::Response::from_parts(head, http_body_util::Full::new(body))
+                            }
+                            None => http::Response::builder()
+                                .header("etag", "\"5d41402abc4b2a76b9719d911017c592\"")
+                                .header("content-type", "text/plain")
+                                .header("x-amz-meta-owner", "alice")
+                                .header("x-amz-probe-only-upstream-knows", "passed on")
+                                .header("x-amz-request-id", "UPSTREAMID")
+                                .body(http_body_util::Full::new(bytes::Bytes::from_static(b"hello")))
+                                .unwrap(),
+                        };
                         Ok::<_, std::convert::Infallible>(res)
                     }
                 });
@@ -51,10 +71,10 @@ async fn recording_upstream() -> (String, Seen) {
     (endpoint, seen)
 }
 
-/// A gateway capturing no bucket in front of [`recording_upstream`], and the upstream's
+/// A gateway capturing no bucket in front of a [`recorder`], and the upstream's
 /// access key id.
 async fn gateway_before_recorder() -> (TestGateway, Seen, String) {
-    let (endpoint, seen) = recording_upstream().await;
+    let (endpoint, seen) = recorder(None).await;
     let (upstream_id, upstream_secret) = key_pair();
     let target = rewind_capture::upstream::UpstreamTarget {
         endpoint,
@@ -270,4 +290,61 @@ async fn an_upstream_that_stalls_is_given_up() {
     // The answer's head was already sent; the cut body ends the connection early.
     assert_eq!(download, (200, 10));
     gw.gateway.shutdown().await;
+}
+
+/// A restore writes a small object with one PUT through the lean client, not the SDK's:
+/// the version's headers, metadata and tags, the listing's condition, and the body's
+/// SHA-256 signed, so the upstream checks the bytes it keeps.
+#[tokio::test]
+async fn a_restore_puts_through_the_lean_client_with_the_versions_headers() {
+    let upstream = rewind_testkit::FsUpstream::start().await;
+    let (endpoint, seen) = recorder(Some(upstream.target.endpoint.clone())).await;
+    let target = rewind_capture::upstream::UpstreamTarget { endpoint, ..upstream.target.clone() };
+    let gw = TestGateway::start(&target).await;
+    let s3 = gw.client();
+    s3.create_bucket().bucket("bkt").send().await.unwrap();
+    let data = b"restored through the lean client";
+    s3.put_object()
+        .bucket("bkt")
+        .key("docs/a b.txt")
+        .content_type("text/markdown")
+        .cache_control("no-cache")
+        .metadata("owner", "alice")
+        .tagging("team=red")
+        .body(data.to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let capture = gw.gateway.capture();
+    let entry = capture.journal().state_at("bkt", "", rewind_model::Seq::LATEST).unwrap().pop().unwrap();
+    s3.delete_object().bucket("bkt").key("docs/a b.txt").send().await.unwrap();
+    seen.lock().unwrap().clear();
+
+    let actor = rewind_capture::Actor::internal("rewind-restore", "test".into());
+    let listed = rewind_capture::restore::Listed::Absent;
+    let done = capture.restore_version("bkt", "docs/a b.txt", &entry.version, Some(&listed), &actor).await.unwrap();
+    assert_eq!(done, rewind_capture::restore::Restored::Done);
+
+    let (method, path, headers, body) = seen.lock().unwrap().pop().unwrap();
+    assert_eq!((method.as_str(), path.as_str(), &body[..]), ("PUT", "/bkt/docs/a%20b.txt", &data[..]));
+    let sent = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+    // No SDK on the way: it would add its invocation id.
+    assert_eq!(sent("amz-sdk-invocation-id"), None);
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data));
+    assert_eq!(sent("x-amz-content-sha256"), Some(sha256));
+    assert_eq!(sent("if-none-match").as_deref(), Some("*"));
+    assert_eq!(sent("content-type").as_deref(), Some("text/markdown"));
+    assert_eq!(sent("cache-control").as_deref(), Some("no-cache"));
+    assert_eq!(sent("x-amz-meta-owner").as_deref(), Some("alice"));
+    assert_eq!(sent("x-amz-tagging").as_deref(), Some("team=red"));
+
+    // What the upstream now holds, read back through the gateway (s3s-fs keeps no tags).
+    let got = s3.get_object().bucket("bkt").key("docs/a b.txt").send().await.unwrap();
+    assert_eq!(got.content_type(), Some("text/markdown"));
+    assert_eq!(got.metadata().unwrap().get("owner").map(String::as_str), Some("alice"));
+    assert_eq!(&got.body.collect().await.unwrap().into_bytes()[..], data);
+    let history = capture.journal().state_at("bkt", "", rewind_model::Seq::LATEST).unwrap();
+    assert_eq!(history.len(), 1, "the restore is journaled");
+    gw.gateway.shutdown().await;
+    upstream.stop().await;
 }

@@ -1,8 +1,8 @@
 //! The lean forwarding path: operations that need no typed handling (GetObject,
 //! HeadObject, PutObject and UploadPart, `write.rs`) go upstream
-//! as the client sent them, re-signed with the gateway's key (aws-sigv4) and sent through
-//! one pooled hyper client, and their answers come back as the upstream gave them, body
-//! streamed, headers whole.
+//! as the client sent them, re-signed with the gateway's key and sent through the upstream's
+//! lean client (`rewind_capture::lean`: aws-sigv4 and one pooled hyper client), and their
+//! answers come back as the upstream gave them, body streamed, headers whole.
 //!
 //! The typed path (s3s-aws and aws-sdk-s3) converts every field of the input into an SDK
 //! request and every field of the output back, and runs the SDK's orchestrator (endpoint
@@ -18,54 +18,20 @@
 
 mod write;
 
-use std::time::{Duration, SystemTime};
-
-use crate::lenient::element;
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode,
-    sign,
-};
-use aws_sigv4::sign::v4;
-use bytes::Bytes;
+use aws_sigv4::http_request::SignableBody;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use rewind_capture::upstream::UpstreamTarget;
+use percent_encoding::utf8_percent_encode;
+use rewind_capture::lean::element;
+use rewind_capture::lean::{Body, Call, LeanClient, LeanError, SEGMENT, StdError, unescape};
 use rewind_config::{ChecksumPolicy, UpstreamConfig};
 use s3s::dto;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
 pub(crate) use write::{Framing, fits, put_object, upload_part, verified};
 
-/// How stalls are caught: a write to the upstream (a request's head or a piece of its body)
-/// or a read from it (its answer) pending for the grace fails, and with it the connection.
-/// A read's wait restarts at every write, so a long upload is never a stalled read; a body
-/// waiting on its own source (a slow client, the vault's budget) has no write pending, and
-/// those waits have limits shorter than the grace (`rewind_capture::upstream::stall_grace`).
-/// This is the typed path's stall check (`rewind_capture::upstream::paced`), for one
-/// connection; without it an upstream that stopped reading would hold the request, the
-/// client's body and the vault's budget share forever.
-type Connector = hyper_timeout::TimeoutConnector<hyper_rustls::HttpsConnector<HttpConnector>>;
-type StdError = Box<dyn std::error::Error + Send + Sync + 'static>;
-/// What a lean request carries: nothing (reads), or an upload's body (`write.rs`).
-type Body = UnsyncBoxBody<Bytes, StdError>;
-
-/// Idle connections kept per upstream host: enough for a burst of small requests from many
-/// clients without reconnecting.
-const IDLE_PER_HOST: usize = 256;
-/// How long an idle upstream connection is kept (below S3's own idle cut of about 20 s).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// The most of an error answer read to find its code and message.
 const ERROR_BODY_MAX: usize = 64 * 1024;
-
-/// Characters a path segment keeps unencoded: RFC 3986's unreserved ones (S3's rule; `/`
-/// is kept by encoding each segment apart).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// Headers of the client's request that never go upstream: its authentication (the
 /// gateway signs anew), and what belongs to one connection.
@@ -110,19 +76,9 @@ const NOT_RETURNED: [&str; 7] =
 /// version), kept on the S3 error.
 const ERROR_HEADERS: [&str; 4] = ["etag", "last-modified", "x-amz-delete-marker", "x-amz-version-id"];
 
-/// One pooled, signing HTTP client for the upstream.
+/// The lean client, with what the gateway adds to what it forwards.
 pub struct LeanUpstream {
-    http: Client<Connector, Body>,
-    scheme: http::uri::Scheme,
-    /// `host[:port]` of the endpoint.
-    authority: http::uri::Authority,
-    /// The endpoint's path, without a trailing `/` (usually empty).
-    base_path: String,
-    /// Whether the endpoint is an IP address (never virtual-hosted).
-    ip_host: bool,
-    force_path_style: bool,
-    credentials: aws_smithy_runtime_api::client::identity::Identity,
-    region: String,
+    client: LeanClient,
     /// Whether uploads the client sent no checksum for get one (CRC32) on the way up, as
     /// the typed path's SDK would.
     checksums: ChecksumPolicy,
@@ -179,45 +135,9 @@ pub struct Answer {
 }
 
 impl LeanUpstream {
-    /// A client for `target`, as `cfg` says to reach it, that gives up a connection whose
-    /// upstream has stopped reading or sending for `stall_grace` (see `Connector`); `None`
-    /// when its endpoint is not a URL this client can use (then the typed path serves
-    /// everything).
-    pub fn new(cfg: &UpstreamConfig, target: &UpstreamTarget, stall_grace: Duration) -> Option<Self> {
-        let uri: http::Uri = target.endpoint.parse().ok()?;
-        let scheme = uri.scheme().cloned()?;
-        let authority = uri.authority().cloned()?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(cfg.connect_timeout.0));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .ok()?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let mut connector = hyper_timeout::TimeoutConnector::new(connector);
-        connector.set_read_timeout(Some(stall_grace));
-        connector.set_write_timeout(Some(stall_grace));
-        connector.set_reset_reader_on_write(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(IDLE_PER_HOST)
-            .pool_idle_timeout(IDLE_TIMEOUT)
-            .build(connector);
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
-        Some(Self {
-            http: client,
-            scheme,
-            ip_host: host.parse::<std::net::IpAddr>().is_ok(),
-            authority,
-            base_path: uri.path().trim_end_matches('/').to_owned(),
-            force_path_style: cfg.force_path_style,
-            credentials: Credentials::new(&target.access_key_id, target.secret.expose(), None, None, "rewind-upstream")
-                .into(),
-            region: cfg.region.clone(),
-            checksums: cfg.request_checksum_calculation,
-        })
+    /// The gateway's lean path over `client`, configured by `cfg`.
+    pub fn over(client: LeanClient, cfg: &UpstreamConfig) -> Self {
+        Self { client, checksums: cfg.request_checksum_calculation }
     }
 
     /// Sends `read` upstream: the answer, or the S3 error it names.
@@ -227,22 +147,39 @@ impl LeanUpstream {
 
     /// Sends `call` upstream with `payload`: the answer, or the S3 error it names.
     async fn send(&self, call: &Read<'_>, payload: Payload) -> S3Result<Answer> {
-        let request = self.request(call, payload)?;
-        let response = self.http.request(request).await.map_err(|e| {
-            // A body that failed its checks ends the request; the client hears why from
-            // the fault its body recorded (`errors::from_upstream`), not from here.
-            let source = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<hyper::Error>());
-            if !source.is_some_and(hyper::Error::is_user) {
-                tracing::warn!(cause = %crate::errors::chain(e.to_string(), std::error::Error::source(&e)), "upstream unreachable");
+        let Read { method, bucket, key, uri, headers: client_headers, anonymous } = *call;
+        let Payload { body, headers: described, signed_as } = payload;
+        let mut headers = HeaderMap::with_capacity(client_headers.len() + described.len());
+        for (name, value) in client_headers {
+            if !NOT_FORWARDED.contains(&name.as_str()) && !BODY_HEADERS.contains(&name.as_str()) {
+                headers.append(name.clone(), value.clone());
             }
-            S3Error::with_message(
-                S3ErrorCode::ServiceUnavailable,
-                "The gateway could not reach its upstream S3 endpoint; retry later.",
-            )
+        }
+        headers.extend(described);
+        let query = forwarded_query(uri.query());
+        let call = Call { method, bucket, key, query: &query, headers, body, signed_as, anonymous };
+        let response = self.client.send(call).await.map_err(|e| match e {
+            LeanError::Address(_) => S3Error::with_message(S3ErrorCode::InvalidURI, format!("The request cannot be forwarded: {e}")),
+            LeanError::Sign(_) => {
+                tracing::warn!(error = %e, "could not sign an upstream request");
+                S3Error::with_message(S3ErrorCode::InternalError, "The gateway could not sign its upstream request.")
+            }
+            LeanError::Unreachable(e) => {
+                // A body that failed its checks ends the request; the client hears why from
+                // the fault its body recorded (`errors::from_upstream`), not from here.
+                let source = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<hyper::Error>());
+                if !source.is_some_and(hyper::Error::is_user) {
+                    tracing::warn!(cause = %crate::errors::chain(e.to_string(), std::error::Error::source(&e)), "upstream unreachable");
+                }
+                S3Error::with_message(
+                    S3ErrorCode::ServiceUnavailable,
+                    "The gateway could not reach its upstream S3 endpoint; retry later.",
+                )
+            }
         })?;
         let (parts, body) = response.into_parts();
         if !parts.status.is_success() {
-            let document = read_error_body(body, *call.method == Method::HEAD).await;
+            let document = read_error_body(body, *method == Method::HEAD).await;
             return Err(error_of(parts.status, &parts.headers, &document));
         }
         let mut headers = parts.headers;
@@ -251,86 +188,6 @@ impl LeanUpstream {
         }
         Ok(Answer { status: parts.status, headers, body: s3s::dto::StreamingBlob::wrap(body.into_data_stream()) })
     }
-
-    /// The upstream request: addressed, headers carried over, body attached, signed.
-    fn request(&self, call: &Read<'_>, payload: Payload) -> S3Result<http::Request<Body>> {
-        let Read { method, bucket, key, uri, headers, anonymous } = *call;
-        let key_path: String =
-            key.split('/').map(|s| utf8_percent_encode(s, SEGMENT).to_string()).collect::<Vec<_>>().join("/");
-        let (authority, path) = if self.virtual_hosted(bucket) {
-            (format!("{bucket}.{}", self.authority), format!("{}/{key_path}", self.base_path))
-        } else {
-            (
-                self.authority.to_string(),
-                format!("{}/{}/{key_path}", self.base_path, utf8_percent_encode(bucket, SEGMENT)),
-            )
-        };
-        let query = forwarded_query(uri.query());
-        let target = if query.is_empty() {
-            format!("{}://{authority}{path}", self.scheme)
-        } else {
-            format!("{}://{authority}{path}?{query}", self.scheme)
-        };
-        let Payload { body, headers: described, signed_as } = payload;
-        let mut request = http::Request::builder().method(method.clone()).uri(&target).body(body).map_err(|e| {
-            S3Error::with_message(S3ErrorCode::InvalidURI, format!("The request cannot be forwarded: {e}"))
-        })?;
-        let forwarded = request.headers_mut();
-        for (name, value) in headers {
-            if !NOT_FORWARDED.contains(&name.as_str()) && !BODY_HEADERS.contains(&name.as_str()) {
-                forwarded.append(name.clone(), value.clone());
-            }
-        }
-        forwarded.extend(described);
-        forwarded.insert(http::header::HOST, header_value(&authority)?);
-        if !anonymous {
-            self.sign(&mut request, &target, signed_as)?;
-        }
-        Ok(request)
-    }
-
-    /// Addressed as `bucket.host` rather than `host/bucket`: as aws-sdk-s3 would, unless
-    /// path style is forced, the host is an IP address, or the name cannot be a host label.
-    fn virtual_hosted(&self, bucket: &str) -> bool {
-        !self.force_path_style
-            && !self.ip_host
-            && (3..=63).contains(&bucket.len())
-            && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !bucket.starts_with('-')
-            && !bucket.ends_with('-')
-    }
-
-    fn sign(&self, request: &mut http::Request<Body>, target: &str, body: SignableBody<'_>) -> S3Result<()> {
-        let failed = |e: &dyn std::fmt::Display| {
-            tracing::warn!(error = %e, "could not sign an upstream request");
-            S3Error::with_message(S3ErrorCode::InternalError, "The gateway could not sign its upstream request.")
-        };
-        let mut settings = SigningSettings::default();
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-        let params = v4::SigningParams::builder()
-            .identity(&self.credentials)
-            .region(&self.region)
-            .name("s3")
-            .time(SystemTime::now())
-            .settings(settings)
-            .build()
-            .map_err(|e| failed(&e))?
-            .into();
-        let headers: Vec<(&str, &str)> =
-            request.headers().iter().filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))).collect();
-        let signable = SignableRequest::new(request.method().as_str(), target, headers.into_iter(), body)
-            .map_err(|e| failed(&e))?;
-        let (instructions, _) = sign(signable, &params).map_err(|e| failed(&e))?.into_parts();
-        instructions.apply_to_request_http1x(request);
-        Ok(())
-    }
-}
-
-fn header_value(text: &str) -> S3Result<HeaderValue> {
-    HeaderValue::from_str(text)
-        .map_err(|_| S3Error::with_message(S3ErrorCode::InvalidURI, "The request's host cannot be forwarded."))
 }
 
 /// The client's query without its signature, re-encoded the way it will be signed.
@@ -400,10 +257,6 @@ fn code_of_status(status: StatusCode) -> S3ErrorCode {
 
 fn code_named(code: &str) -> S3ErrorCode {
     S3ErrorCode::from_bytes(code.as_bytes()).unwrap_or(S3ErrorCode::InternalError)
-}
-
-fn unescape(text: &str) -> String {
-    text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
 }
 
 /// GetObject through the lean path: the answer's headers and body as the upstream gave them.

@@ -173,13 +173,15 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// The engine over `stores` and `upstream` as `config` sets it up; background work
-    /// (restores, reconciles, aborts of requests that went away) runs on `tasks` and
-    /// passes stop when `stop` is cancelled. Recovery is the caller's to start.
+    /// The engine over `stores` and `upstream` (its SDK client, and its `lean` one when its
+    /// endpoint allows one) as `config` sets it up; background work (restores, reconciles,
+    /// aborts of requests that went away) runs on `tasks` and passes stop when `stop` is
+    /// cancelled. Recovery is the caller's to start.
     pub fn new(
         config: &rewind_config::Config,
         stores: Arc<Stores>,
         upstream: aws_sdk_s3::Client,
+        lean: Option<rewind_capture::lean::LeanClient>,
         metrics: Metrics,
         tasks: TaskTracker,
         stop: tokio_util::sync::CancellationToken,
@@ -194,6 +196,7 @@ impl Engine {
                 metrics.clone(),
             )
             .with_tasks(tasks.clone())
+            .with_lean(lean)
             .with_tripwire(config.tripwire.clone()),
         );
         let p = &config.protection;
