@@ -4,7 +4,13 @@
 use rewind_model::{Body, Commit, Effect, LogKey, ObjectVersion, Op};
 use rewind_vault::Manifest;
 
+use aws_sigv4::http_request::SignableBody;
+use http::{HeaderMap, Method};
+use http_body_util::{BodyExt, Empty};
+use percent_encoding::utf8_percent_encode;
+
 use crate::error::{absent_or_error, is_absent, is_bare_bad_request};
+use crate::lean::{Call, LeanClient, SEGMENT};
 use crate::upstream::sdk_key;
 use crate::{Actor, Capture, CaptureError, ObjectMeta, TeeError, plain_etag, upstream_error, version_of};
 
@@ -48,6 +54,11 @@ impl Capture {
         key: &str,
         version_id: Option<&str>,
     ) -> Result<Option<UpstreamHead>, CaptureError> {
+        if let Some(lean) = &self.lean
+            && let Some(known) = lean_head(lean, bucket, key, version_id).await
+        {
+            return Ok(known);
+        }
         let result = self
             .upstream
             .head_object()
@@ -279,6 +290,41 @@ const NULL_VERSION: &str = "null";
 /// meaning the object written while versioning was off; some stores (moto) refuse it on a
 /// bucket that never versioned, where it is simply the current object. Tools that empty a
 /// bucket send it (boto3's `object_versions.delete()`, the s3-tests suite).
+/// A HEAD through the lean client, for the answers whose meaning is plain: the object
+/// (2xx), or nothing there (404, or 405 for a delete marker). `None` for any other answer
+/// or failure: the SDK's HEAD then asks again and tells what it means (a moto's bare 400, a
+/// refusal, an unreachable upstream), so both clients judge every answer alike.
+async fn lean_head(
+    lean: &LeanClient,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+) -> Option<Option<UpstreamHead>> {
+    let query = version_id.map(|v| format!("versionId={}", utf8_percent_encode(v, SEGMENT))).unwrap_or_default();
+    let call = Call {
+        method: &Method::HEAD,
+        bucket,
+        key,
+        query: &query,
+        headers: HeaderMap::new(),
+        body: Empty::new().map_err(|never| match never {}).boxed_unsync(),
+        signed_as: SignableBody::Bytes(b""),
+        anonymous: false,
+    };
+    let answer = lean.send(call).await.ok()?;
+    let read = |name: &str| answer.headers().get(name).and_then(|v| v.to_str().ok());
+    match answer.status().as_u16() {
+        200..=299 => Some(Some(UpstreamHead::of(
+            read("etag"),
+            read("content-length").and_then(|n| n.parse().ok()),
+            read("x-amz-version-id"),
+        ))),
+        404 => Some(None),
+        405 if read("x-amz-delete-marker") == Some("true") => Some(None),
+        _ => None,
+    }
+}
+
 fn is_null_version(version_id: Option<&str>) -> bool {
     version_id == Some(NULL_VERSION)
 }

@@ -292,11 +292,11 @@ async fn an_upstream_that_stalls_is_given_up() {
     gw.gateway.shutdown().await;
 }
 
-/// A restore writes a small object with one PUT through the lean client, not the SDK's:
-/// the version's headers, metadata and tags, the listing's condition, and the body's
-/// SHA-256 signed, so the upstream checks the bytes it keeps.
+/// Capture-before-destroy's HEAD goes through the lean client, not the SDK's, and so does a
+/// restore's single PUT: with the version's headers, metadata and tags, the listing's
+/// condition, and the body's SHA-256 signed, so the upstream checks the bytes it keeps.
 #[tokio::test]
-async fn a_restore_puts_through_the_lean_client_with_the_versions_headers() {
+async fn capture_heads_and_restore_puts_go_through_the_lean_client() {
     let upstream = rewind_testkit::FsUpstream::start().await;
     let (endpoint, seen) = recorder(Some(upstream.target.endpoint.clone())).await;
     let target = rewind_capture::upstream::UpstreamTarget { endpoint, ..upstream.target.clone() };
@@ -315,6 +315,12 @@ async fn a_restore_puts_through_the_lean_client_with_the_versions_headers() {
         .send()
         .await
         .unwrap();
+    // Capture-before-destroy asked what the key held with a HEAD of its own, also lean.
+    let heads: Vec<_> =
+        seen.lock().unwrap().iter().filter(|r| r.0 == "HEAD").map(|r| (r.1.clone(), r.2.clone())).collect();
+    assert_eq!(heads.len(), 1);
+    assert_eq!(heads[0].0, "/bkt/docs/a%20b.txt");
+    assert!(heads[0].1.get("amz-sdk-invocation-id").is_none(), "{:?}", heads[0].1);
     let capture = gw.gateway.capture();
     let entry = capture.journal().state_at("bkt", "", rewind_model::Seq::LATEST).unwrap().pop().unwrap();
     s3.delete_object().bucket("bkt").key("docs/a b.txt").send().await.unwrap();
