@@ -74,6 +74,9 @@ const REINDEX_PARALLEL: usize = 16;
 
 /// Chunks up to this stored size are decrypted (and decompressed) on the calling task.
 const INLINE_OPEN_MAX: usize = 64 << 10;
+/// Chunks up to this size are hashed, compressed and sealed on the calling task: tens of
+/// microseconds, about what a trip to the blocking pool costs.
+const INLINE_SEAL_MAX: usize = 16 << 10;
 
 /// A vault: keys, a backend, and an index of what it holds.
 pub struct Vault {
@@ -255,9 +258,12 @@ impl Vault {
     /// half when the sealed copy is in the open pack, the rest when that pack is durable.
     async fn store_chunk(self: &Arc<Self>, chunk: Chunk, mut charge: Charge) -> Result<ChunkId, VaultError> {
         // Hashing, compression and encryption are CPU work: keep them off the async
-        // threads, and hash once (the id decides dedup and keys the encryption).
+        // threads, unless the chunk is small enough that a trip to the blocking pool (two
+        // thread switches) costs more; and hash once (the id decides dedup and keys the
+        // encryption).
         let vault = self.clone();
-        let sealed = tokio::task::spawn_blocking(move || {
+        let inline = chunk.len() <= INLINE_SEAL_MAX;
+        let seal = move || {
             let id = vault.keys.chunk_id(&chunk);
             // Read with `holds`: a pack retired after this is in `recent` (below), one
             // retired before it is in the index.
@@ -273,9 +279,12 @@ impl Vault {
                 return Ok(Err(id));
             }
             seal_chunk_as(&vault.keys, id, chunk, vault.settings.compression).map(|sealed| Ok((sealed, seen)))
-        })
-        .await
-        .expect("invariant: sealing does not panic")?;
+        };
+        let sealed = if inline {
+            seal()?
+        } else {
+            tokio::task::spawn_blocking(seal).await.expect("invariant: sealing does not panic")?
+        };
         let (sealed, seen) = match sealed {
             Ok(sealed) => sealed,
             Err(id) => {
