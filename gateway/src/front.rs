@@ -30,7 +30,9 @@ type StdError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Clone)]
 pub struct S3Front {
     s3: s3s::service::S3Service,
-    metrics: Metrics,
+    /// Shared: each request holds it until its answer is sent, and a clone of the struct
+    /// itself would touch every one of its counters' reference counts.
+    metrics: Arc<Metrics>,
     body_idle_timeout: Duration,
     gate: Arc<Gate>,
 }
@@ -57,7 +59,7 @@ pub struct Gate {
 impl S3Front {
     /// Wraps an s3s service.
     pub fn new(s3: s3s::service::S3Service, metrics: Metrics, body_idle_timeout: Duration, gate: Gate) -> Self {
-        Self { s3, metrics, body_idle_timeout, gate: Arc::new(gate) }
+        Self { s3, metrics: Arc::new(metrics), body_idle_timeout, gate: Arc::new(gate) }
     }
 }
 
@@ -465,7 +467,7 @@ struct Completion {
     status: http::StatusCode,
     info: Arc<RequestInfo>,
     received: Arc<AtomicU64>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     span: Span,
     /// Memory budget held for the request's body until it is answered.
     _held: Charge,
