@@ -3,8 +3,9 @@
 //!
 //! Restore: objects are written through the gateway (captured), deleted, then restored by
 //! the admin API from the local vault into the upstream. Plain copy: the same bytes, held
-//! in memory, PUT straight into the upstream with the same client library (aws-sdk-s3) and
-//! the same parallelism. Upstream, journal and vault are on /dev/shm when it exists, so the
+//! in memory, PUT straight into the upstream with aws-sdk-s3 (as a copy tool would) and the
+//! same parallelism. A restore writes objects up to 16 MiB through the gateway's lean client
+//! (`rewind_capture::lean`), larger ones through aws-sdk-s3. Upstream, journal and vault are on /dev/shm when it exists, so the
 //! figures compare software, not this machine's disk.
 //!
 //! `4k-late` repeats the 4 KiB case with the upstream answering every request 10 ms late
