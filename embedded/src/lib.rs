@@ -2,11 +2,15 @@
 //! the gateway relies on it, `fs.rs`) on a loopback port, the default when no upstream is
 //! configured. It shares with the gateway's S3 front what both need to answer like S3: the
 //! accept loop with its connection limits (`server.rs`) and the checks of upload bodies
-//! against their declared digests (`body.rs`).
+//! against their declared digests (`body.rs`). The front's own request checks that need
+//! no server state live here too, below it: SigV2 verification (`sigv2.rs`) and the query
+//! string it reads (`query.rs`).
 
 pub mod body;
 pub mod fs;
+pub mod query;
 pub mod server;
+pub mod sigv2;
 
 use std::convert::Infallible;
 use std::path::Path;

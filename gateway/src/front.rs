@@ -19,9 +19,9 @@ use rewind_vault::Charge;
 
 use crate::auth::{ClientKeys, VirtualHosts};
 use crate::metrics::{Metrics, UNRESOLVED_OPERATION};
-use crate::query::Query;
-use crate::sigv2;
 use rewind_embedded::body::FaultSink;
+use rewind_embedded::query::Query;
+use rewind_embedded::sigv2;
 use rewind_forward::request::{BodyFault, RequestInfo};
 
 type StdError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -145,7 +145,7 @@ impl Gate {
     ///   memory (up to 5 GB) before authentication decides anything, and Rewind does not
     ///   support them; any `multipart/*` type, in any letter case, as s3s parses it;
     /// - presigned SigV4 URLs may live 7 days at most (s3s 0.14 accepts any lifetime);
-    /// - SigV2 is verified here (see `sigv2.rs`) and removed, or refused when disabled.
+    /// - SigV2 is verified here (`rewind_embedded::sigv2`) and removed, or refused when disabled.
     fn admit(&self, parts: &mut http::request::Parts, info: &RequestInfo) -> Result<(), s3s::S3Error> {
         let content_type = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         if parts.method == http::Method::POST && content_type.is_some_and(is_multipart) {
@@ -155,7 +155,7 @@ impl Gate {
             ));
         }
         let query = Query::parse(parts.uri.query());
-        let lifetime = crate::sigv2::MAX_PRESIGNED_LIFETIME.as_secs();
+        let lifetime = sigv2::MAX_PRESIGNED_LIFETIME.as_secs();
         if query.all("X-Amz-Expires").any(|v| v.trim().parse::<u64>().map_or(true, |s| s > lifetime)) {
             return Err(s3s::S3Error::with_message(
                 s3s::S3ErrorCode::AuthorizationQueryParametersError,
@@ -178,7 +178,7 @@ impl Gate {
             headers: &parts.headers,
             virtual_bucket: virtual_host.as_ref().and_then(|vh| vh.bucket()),
         };
-        let access_key = sigv2::verify(&carrier, &signed, &self.keys, std::time::SystemTime::now())?;
+        let access_key = sigv2::verify(&carrier, &signed, |id| self.keys.secret(id), std::time::SystemTime::now())?;
         // s3s sees an unsigned request; the access check takes the identity from `info`.
         match carrier {
             sigv2::Carrier::Header { .. } => {

@@ -7,8 +7,6 @@ pub mod auth;
 pub mod credentials;
 pub mod front;
 pub mod metrics;
-pub mod query;
-pub mod sigv2;
 pub mod telemetry;
 mod timers;
 pub mod upstream;
