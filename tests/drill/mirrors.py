@@ -9,7 +9,9 @@ directory) and comes back. Then the gateway is SIGKILLed, and its data directory
 primary vault are deleted. For each mirror alone, with the operator's copy of the key:
   1. `rewind rebuild --vault <mirror>` makes a new data directory;
   2. `rewind restore --at <the moment of the loss> --to-dir` brings back, byte for byte,
-     every write acknowledged more than the mirrors' lag before the loss;
+     every write acknowledged more than that mirror's lag before the loss: the lag the
+     gateway reported for it (rewind_mirror_lag_seconds) just before the kill, plus one
+     journal shipping interval (a record reaches a mirror's queue with its segment);
   3. `rewind verify --read-data` passes.
 
 Usage: tests/drill/mirrors.py [--bin-dir DIR] [--seconds 8]
@@ -36,8 +38,12 @@ from harness import Gateway, Moto, sh  # noqa: E402
 from host_loss import BUCKET, WRITERS, client, write  # noqa: E402
 
 SHIP_SECONDS = 1.0
-# What a mirror may lag behind by here: a shipping interval, then the copy.
-LAG = SHIP_SECONDS + 2.0
+# A mirror's steady-state lag must stay under this (the mirrors issue's bound); the S3
+# mirror on moto shares two cores with a debug gateway and four writers, so its lag here
+# is seconds, not the milliseconds of the directory mirror.
+MAX_LAG = 10.0
+# What the lag reading may miss: the sampling, and a segment's write to the primary.
+MARGIN = 0.5
 
 
 def mirror_lag(gw):
@@ -47,9 +53,9 @@ def mirror_lag(gw):
             if line.startswith("rewind_mirror_lag_seconds{")}
 
 
-def check_restore(rewind, data_dir, at, restored, logs, killed_at, env):
+def check_restore(rewind, data_dir, at, restored, logs, killed_at, window, env):
     """Restores BUCKET at `at` into `restored`; returns problems (and how many keys had to
-    be there)."""
+    be there: those acknowledged more than `window` seconds before the loss)."""
     sh([rewind, "--json", "--data-dir", data_dir, "restore", "--bucket", BUCKET, "--at", at,
         "--to-dir", restored, "--yes"], env=env)
     got = {p.relative_to(restored).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -58,7 +64,7 @@ def check_restore(rewind, data_dir, at, restored, logs, killed_at, env):
     for log in logs:
         for key in sorted({e[0] for e in log}):
             writes = [e for e in log if e[0] == key]
-            old = [i for i, e in enumerate(writes) if e[3] is not None and e[3] < killed_at - LAG]
+            old = [i for i, e in enumerate(writes) if e[3] is not None and e[3] < killed_at - window]
             allowed = {e[1] for e in writes[old[-1]:]} if old else {e[1] for e in writes}
             if old:
                 must += 1
@@ -152,9 +158,9 @@ def main():
             point(mirror_dir, mirror_real)
             print(f"1. the directory mirror was away for {args.seconds / 2:.1f} s of traffic "
                   f"(lag then: {behind}); it is back")
-            time.sleep(args.seconds / 4 + LAG)
-            print(f"   lag before the loss: {mirror_lag(gw)} (seconds, by mirror)")
+            time.sleep(args.seconds / 4 + SHIP_SECONDS + 2.0)
             check_cli(rewind, tmp, mirror_dir)
+            lag = mirror_lag(gw)
             killed_at = time.time()
             gw.proc.kill()
             gw.proc.wait()
@@ -164,25 +170,28 @@ def main():
             shutil.rmtree(host_dir)
             shutil.rmtree(tmp / "vault")
             acked = sum(1 for log in logs for e in log if e[3] is not None)
-            print(f"2. the gateway was killed after {acked} acknowledged writes; its data directory "
-                  "and the primary vault are deleted")
+            print(f"2. the gateway was killed after {acked} acknowledged writes, the mirrors {lag} s "
+                  "behind; its data directory and the primary vault are deleted")
+            assert all(0 <= v < MAX_LAG for v in lag.values()) and len(lag) == 2, lag
 
             at = datetime.datetime.fromtimestamp(killed_at, datetime.timezone.utc).isoformat()
             s3_env = {**os.environ, "REWIND_VAULT_ENDPOINT": moto.endpoint,
                       "REWIND_VAULT_ACCESS_KEY_ID": mirror_key[0], "REWIND_VAULT_SECRET_ACCESS_KEY": mirror_key[1]}
-            for name, vault, env in [("directory", str(mirror_dir), None),
-                                     ("S3", "s3://mirror-vault/offsite", s3_env)]:
+            for number, name, vault, env in [("1", "directory", str(mirror_dir), None),
+                                             ("2", "S3", "s3://mirror-vault/offsite", s3_env)]:
+                window = SHIP_SECONDS + lag[number] + MARGIN
                 new = tmp / f"rebuilt-{name}"
                 out = sh([rewind, "--json", "--data-dir", new, "rebuild", "--vault", vault,
                           "--key-file", tmp / "operator.key"], env=env)
-                problems, must, got = check_restore(rewind, new, at, tmp / f"restored-{name}", logs, killed_at, env)
+                problems, must, got = check_restore(rewind, new, at, tmp / f"restored-{name}", logs, killed_at,
+                                                    window, env)
                 assert must > 100, f"too little traffic to mean anything ({must} keys)"
                 assert not problems, f"from the {name} mirror:\n" + "\n".join(problems[:20])
                 sh([rewind, "--json", "--data-dir", new, "verify", "--read-data"], env=env)
                 rebuilt = json.loads(out.stdout)
                 print(f"3. from the {name} mirror alone: rebuilt {rebuilt['records']} records from "
                       f"{rebuilt['segments']} segments, {got} keys "
-                      f"restored; all {must} keys written > {LAG:.0f} s before the loss are byte-exact; "
+                      f"restored; all {must} keys written > {window:.1f} s before the loss are byte-exact; "
                       "verify --read-data clean")
         finally:
             if gw is not None and gw.proc.poll() is None:
