@@ -4,10 +4,12 @@
 //! accept loop with its connection limits (`server.rs`) and the checks of upload bodies
 //! against their declared digests (`body.rs`). The front's own request checks that need
 //! no server state live here too, below it: SigV2 verification (`sigv2.rs`) and the query
-//! string it reads (`query.rs`).
+//! string it reads (`query.rs`); so does the thread that writes the gateway's log lines in
+//! batches (`log_lines.rs`).
 
 pub mod body;
 pub mod fs;
+pub mod log_lines;
 pub mod query;
 pub mod server;
 pub mod sigv2;
