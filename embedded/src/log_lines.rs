@@ -29,7 +29,8 @@ struct Pending {
     bytes: Vec<u8>,
     /// Asked to stop: write what is here and end.
     closing: bool,
-    /// The writer thread has ended; later lines go straight to `direct`.
+    /// The writer thread has ended; later lines go straight to stderr (the output the
+    /// gateway gives it), so a line logged during shutdown is not lost.
     ended: bool,
 }
 
@@ -97,7 +98,7 @@ impl Lines {
             std::thread::sleep(GATHER);
             std::mem::swap(&mut self.lock().bytes, &mut batch);
             self.room.notify_all();
-            // A log that cannot be written (stderr closed) must not stop the gateway.
+            // A log that cannot be written (its output closed) must not stop the gateway.
             let _ = out.write_all(&batch).and_then(|()| out.flush());
             batch.clear();
             if batch.capacity() > LOG_BUFFER_BYTES {
