@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use rewind_config::ProtectionConfig;
 use rewind_journal::{Durability, Journal, Progress};
 use rewind_model::{Abort, Body, Commit, Effect, Intent, ObjectVersion, Observed, Op, Seq};
-use rewind_vault::{Manifest, Vault};
+use rewind_vault::{Manifest, Vault, WrittenPack};
 use tokio_util::task::TaskTracker;
 
 pub use error::{CaptureError, TeeError, answer_error, describe, upstream_error};
@@ -168,6 +168,9 @@ pub struct Capture {
     orphans: Orphans,
     /// The ransomware tripwire (off unless [`Capture::with_tripwire`] set it up).
     tripwire: Arc<tripwire::Tripwire>,
+    /// Whether the vault's chunk index is kept in this journal, so a commit can carry the
+    /// index entries of the chunks it references (see [`Capture::defers_index`]).
+    index_in_journal: bool,
 }
 
 impl Capture {
@@ -186,6 +189,11 @@ impl Capture {
         let orphans = Orphans::default();
         let off = rewind_config::TripwireConfig { enabled: false, ..Default::default() };
         let tripwire = Arc::new(tripwire::Tripwire::new(off, journal.clone(), metrics.clone()));
+        let index_in_journal = vault
+            .index()
+            .as_any()
+            .downcast_ref::<open::JournalIndex>()
+            .is_some_and(|index| Arc::ptr_eq(&index.0, &journal));
         Self {
             journal,
             vault,
@@ -199,6 +207,7 @@ impl Capture {
             tasks,
             orphans,
             tripwire,
+            index_in_journal,
         }
     }
 
@@ -233,6 +242,16 @@ impl Capture {
     /// The vault.
     pub fn vault(&self) -> &Arc<Vault> {
         &self.vault
+    }
+
+    /// Whether a body stored for a mutation may leave its chunks' index entries to the
+    /// mutation's commit ([`rewind_vault::ObjectWriter::finish_written`]): true when the
+    /// vault's index is kept in this journal. Every commit carries the entries of every
+    /// pack written and not yet indexed, in its own atomic batch, so a commit is never
+    /// durable without the index entries of the chunks it references, and a captured PUT
+    /// pays one synced journal write fewer.
+    pub fn defers_index(&self) -> bool {
+        self.index_in_journal
     }
 
     /// Whether mutations of `bucket` are captured.
@@ -330,13 +349,18 @@ impl Capture {
         // open instead is resolved by recovery.
         pending.armed = false;
         let start = Instant::now();
-        let then = std::mem::take(&mut pending.then);
+        let mut then = std::mem::take(&mut pending.then);
+        let indexing = if self.index_in_journal { self.vault.unindexed() } else { Vec::new() };
+        if !indexing.is_empty() {
+            then.push(Progress::IndexChunks(indexing.iter().flat_map(WrittenPack::index_rows).collect()));
+        }
         let result = self.journal.append_with(Body::Commit(commit), Durability::Synced, then).await;
         self.count(record_kind::COMMIT, result.is_ok());
         if result.is_err() {
             self.orphans.add(pending.seq);
         }
         let appended = result?;
+        self.vault.indexed(&indexing);
         self.metrics.journal_commit_duration.observe(start.elapsed().as_secs_f64());
         self.metrics.journal_last_commit.set(now_seconds());
         Ok(appended.seq)

@@ -153,9 +153,11 @@ impl ChunkIndex for JournalIndex {
     }
 
     async fn insert_pack(&self, pack: &str, entries: &[PackEntry]) -> Result<(), VaultError> {
-        let rows: Vec<([u8; 32], Vec<u8>)> =
-            entries.iter().map(|e| (e.id.0, ChunkLocation { pack: pack.to_owned(), entry: *e }.encode())).collect();
-        self.0.chunk_put_all(rows).await.map_err(index_error)
+        self.0.chunk_put_all(ChunkLocation::rows(pack, entries)).await.map_err(index_error)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -16,7 +16,7 @@ use s3s::{S3Error, S3Response, S3Result};
 use crate::errors::{self, Applied};
 use crate::request::RequestInfo;
 use crate::s3::Forwarder;
-use crate::tee::Gate;
+use crate::tee::{Ending, Gate};
 use rewind_capture::metrics::refusal;
 
 /// Counts a refusal and says why, as an S3 error.
@@ -215,11 +215,13 @@ impl VaultSide {
 
     /// Like [`VaultSide::start`], holding the body's end back from the upstream until the
     /// returned gate opens; no gate when there is nothing to hold back (see
-    /// [`crate::tee::start_gated`]).
+    /// [`crate::tee::start_gated`]). The body's chunks are indexed by the mutation's commit
+    /// when the capture allows it ([`Capture::defers_index`]): the caller commits.
     pub(crate) fn start_gated(capture: &Capture, body: &mut Option<dto::StreamingBlob>) -> (Self, Option<Gate>) {
+        let ending = if capture.defers_index() { Ending::Written } else { Ending::Indexed };
         match body.take() {
             Some(b) => {
-                let (tee, gate) = crate::tee::start_gated(b, capture.vault(), capture.timeout());
+                let (tee, gate) = crate::tee::start_gated(b, capture.vault(), capture.timeout(), ending);
                 *body = Some(tee.upstream_body);
                 (Self::Tee(tee.vault), gate)
             }

@@ -49,30 +49,40 @@ pub struct Gate {
     pub open: oneshot::Sender<()>,
 }
 
+/// How the vault side ends the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Its chunks durable and indexed ([`ObjectWriter::finish`]).
+    Indexed,
+    /// Its chunks durable, their index entries left to the mutation's commit
+    /// ([`ObjectWriter::finish_written`], see `Capture::defers_index`).
+    Written,
+}
+
 /// Starts teeing `body` into `vault`; `timeout` bounds each wait for the vault.
 pub fn start(body: StreamingBlob, vault: &Arc<Vault>, timeout: Duration) -> Tee {
-    spawn(body, vault, timeout, None)
+    spawn(body, vault, timeout, None, Ending::Indexed)
 }
 
 /// Like [`start`], holding the body's end back until the gate opens. `None` for a body
 /// known to be empty: an upstream may apply that as soon as it has the request's head,
 /// so there is nothing to hold back.
-pub fn start_gated(body: StreamingBlob, vault: &Arc<Vault>, timeout: Duration) -> (Tee, Option<Gate>) {
+pub fn start_gated(body: StreamingBlob, vault: &Arc<Vault>, timeout: Duration, ending: Ending) -> (Tee, Option<Gate>) {
     if body.remaining_length().exact() == Some(0) {
-        return (start(body, vault, timeout), None);
+        return (spawn(body, vault, timeout, None, ending), None);
     }
     let (arrived_tx, arrived) = oneshot::channel();
     let (open, open_rx) = oneshot::channel();
-    (spawn(body, vault, timeout, Some((arrived_tx, open_rx))), Some(Gate { arrived, open }))
+    (spawn(body, vault, timeout, Some((arrived_tx, open_rx)), ending), Some(Gate { arrived, open }))
 }
 
 type PumpGate = (oneshot::Sender<()>, oneshot::Receiver<()>);
 
-fn spawn(body: StreamingBlob, vault: &Arc<Vault>, timeout: Duration, gate: Option<PumpGate>) -> Tee {
+fn spawn(body: StreamingBlob, vault: &Arc<Vault>, timeout: Duration, gate: Option<PumpGate>, ending: Ending) -> Tee {
     let length = body.remaining_length().exact().map(|n| n as u64);
     let writer = vault.writer_sized(length);
     let (tx, rx) = mpsc::channel(UPSTREAM_SLOTS);
-    let vault = tokio::spawn(pump(body, writer, tx, timeout, gate));
+    let vault = tokio::spawn(pump(body, writer, tx, timeout, gate, ending));
     Tee { upstream_body: StreamingBlob::new(UpstreamBody { rx, remaining: length }), vault }
 }
 
@@ -82,6 +92,7 @@ async fn pump(
     tx: mpsc::Sender<Result<Bytes, StdError>>,
     timeout: Duration,
     gate: Option<PumpGate>,
+    ending: Ending,
 ) -> Result<Manifest, TeeError> {
     let mut held: Option<Bytes> = None;
     loop {
@@ -112,7 +123,13 @@ async fn pump(
             tx.send(Ok(previous)).await.map_err(|_| TeeError::UpstreamGone)?;
         }
     }
-    let manifest = match within(timeout, writer.finish()).await {
+    let finish = async {
+        match ending {
+            Ending::Indexed => writer.finish().await,
+            Ending::Written => writer.finish_written().await,
+        }
+    };
+    let manifest = match within(timeout, finish).await {
         Ok(m) => m,
         Err(e) => {
             let _ = tx.send(Err(e.to_string().into())).await;

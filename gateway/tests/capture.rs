@@ -98,6 +98,30 @@ async fn overwritten_and_deleted_versions_stay_in_the_vault() {
     assert!(capture(&gw).journal().verify().unwrap().problems.is_empty());
 }
 
+/// A PUT's chunks are indexed by its commit, in the same journal batch, and so are those of
+/// any pack written for a mutation that never committed.
+#[tokio::test]
+async fn a_commit_indexes_the_chunks_of_every_written_pack() {
+    let (_up, gw, s3) = setup().await;
+    let vault = capture(&gw).vault();
+    assert!(capture(&gw).defers_index(), "the gateway's index is in its journal");
+    let indexed = |v: &ObjectVersion| v.chunks.iter().all(|id| vault.locate(id).unwrap().is_some());
+
+    put(&s3, "a", &pattern(4096, 31)).await;
+    let a = history(&gw, "bkt", "a").pop().unwrap().1;
+    assert!(vault.unindexed().is_empty() && indexed(version(&a)));
+
+    // A body stored for a mutation that went away before its commit.
+    let mut left = vault.writer();
+    left.push(&pattern(5000, 32)).await.unwrap();
+    let left = left.finish_written().await.unwrap();
+    assert_eq!(vault.unindexed().len(), 1);
+    put(&s3, "b", &pattern(4096, 33)).await;
+    assert!(vault.unindexed().is_empty(), "the next commit carried it");
+    assert!(left.chunks.iter().all(|id| vault.locate(id).unwrap().is_some()));
+    assert_eq!(vault_bytes(&gw, version(&history(&gw, "bkt", "b").pop().unwrap().1)).await, pattern(4096, 33));
+}
+
 #[tokio::test]
 async fn objects_written_before_the_gateway_are_captured_before_their_first_overwrite_or_delete() {
     let (up, gw, s3) = setup().await;

@@ -155,6 +155,10 @@ pub enum Progress {
     Remove(Vec<u8>),
     /// Removes every entry whose key starts with the prefix.
     RemovePrefix(Vec<u8>),
+    /// Adds chunk index entries (chunk id, the vault's encoded location), keeping existing
+    /// ones, as [`Journal::chunk_put_all`] does: a commit carries the entries of the
+    /// chunks it references that are durable in the vault and not yet indexed.
+    IndexChunks(Vec<([u8; 32], Vec<u8>)>),
 }
 
 /// A work-in-progress entry: key and decrypted value.

@@ -181,11 +181,7 @@ impl Journal {
     pub async fn chunk_put_all(&self, entries: Vec<([u8; 32], Vec<u8>)>) -> Result<(), JournalError> {
         self.change(Box::new(move |view: &View<'_>| {
             let mut writes = Vec::with_capacity(entries.len());
-            for (id, location) in entries {
-                if view.get(Table::Chunks, &id)?.is_none() {
-                    writes.push(Write::Put(Table::Chunks, id.to_vec(), location));
-                }
-            }
+            chunk_puts(view, entries, &mut writes)?;
             Ok(writes)
         }))
         .await
@@ -267,9 +263,23 @@ pub(crate) fn progress_writes(
                     writes.push(Write::Delete(Table::Progress, key));
                 }
             }
+            Progress::IndexChunks(entries) => chunk_puts(view, entries, &mut writes)?,
         }
     }
     Ok(writes)
+}
+
+/// Adds to `writes` the chunk index entries of `entries` that `view` lacks. An entry the
+/// batch already wrote counts as existing: many commits of one batch may carry one pack's.
+fn chunk_puts(view: &View<'_>, entries: Vec<([u8; 32], Vec<u8>)>, writes: &mut Vec<Write>) -> Result<(), JournalError> {
+    let mut added = std::collections::HashSet::new();
+    for (id, location) in entries {
+        if !added.contains(&id) && view.get(Table::Chunks, &id)?.is_none() {
+            added.insert(id);
+            writes.push(Write::Put(Table::Chunks, id.to_vec(), location));
+        }
+    }
+    Ok(())
 }
 
 /// Decrypts a work-in-progress entry. Entries written before per-entry keys open with the

@@ -35,6 +35,11 @@ impl ChunkLocation {
         out
     }
 
+    /// The index entries of a pack's chunks: each chunk's id and encoded location.
+    pub fn rows(pack: &str, entries: &[PackEntry]) -> Vec<([u8; 32], Vec<u8>)> {
+        entries.iter().map(|e| (e.id.0, Self { pack: pack.to_owned(), entry: *e }.encode())).collect()
+    }
+
     /// Decodes what [`ChunkLocation::encode`] produced for chunk `id`.
     pub fn decode(id: ChunkId, bytes: &[u8]) -> Result<Self, VaultError> {
         let corrupt =
@@ -63,6 +68,8 @@ pub trait ChunkIndex: Send + Sync {
     fn lookup(&self, id: &ChunkId) -> Result<Option<ChunkLocation>, VaultError>;
     /// Records every chunk of a pack that is now durable, durably.
     async fn insert_pack(&self, pack: &str, entries: &[PackEntry]) -> Result<(), VaultError>;
+    /// The index itself, so that an owner can tell which index a vault has.
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// An in-memory [`ChunkIndex`], for tests and tools.
@@ -81,5 +88,9 @@ impl ChunkIndex for MemoryIndex {
             map.entry(e.id).or_insert_with(|| ChunkLocation { pack: pack.to_owned(), entry: *e });
         }
         Ok(())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

@@ -14,6 +14,7 @@ pub mod pack;
 pub mod reclaim;
 pub mod s3;
 pub mod store;
+mod writer;
 
 use std::sync::Arc;
 
@@ -29,7 +30,8 @@ pub use index::{ChunkIndex, ChunkLocation, MemoryIndex};
 pub use pack::{Pack, PackBuilder, PackEntry};
 pub use reclaim::{Deleted, Reclaim};
 pub use s3::S3Backend;
-pub use store::{Manifest, ObjectWriter, Vault, VaultSettings, VaultStats};
+pub use store::{Manifest, Vault, VaultSettings, VaultStats, WrittenPack};
+pub use writer::ObjectWriter;
 
 /// What went wrong in the vault.
 #[derive(Debug, thiserror::Error)]

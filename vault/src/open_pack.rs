@@ -1,6 +1,6 @@
 //! What a vault has stored but not yet indexed: the pack being filled, packs not yet
-//! durable, and the packs indexed most recently, so a writer can decide dedup without a
-//! second index read.
+//! durable, packs durable but not yet indexed, and the packs indexed most recently, so a
+//! writer can decide dedup without a second index read.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -9,15 +9,27 @@ use rewind_model::ChunkId;
 use crate::budget::Charge;
 use crate::pack::PackBuilder;
 
-/// Chunks stored but not yet durable: the pack being filled, and finished packs whose
-/// upload failed (retried by the next sync; a sync succeeds only once they are all written).
-/// Each keeps the budget charges of its chunks until it is durable.
+/// A finished pack that is not yet indexed.
+pub(crate) struct Unsynced {
+    /// The pack; its bytes are let go once it is written.
+    pub(crate) pack: crate::Pack,
+    pub(crate) ids: HashSet<ChunkId>,
+    /// The budget charges of its chunks, released once it is written.
+    pub(crate) charges: Vec<Charge>,
+    /// Durable in the backend: only its index entries are still to come.
+    pub(crate) written: bool,
+}
+
+/// Chunks stored but not yet indexed: the pack being filled, finished packs not yet written
+/// (their upload failed or is under way; the next sync retries, and succeeds only once they
+/// are all written), and written packs whose index entries are still to come (see
+/// `Vault::unindexed`).
 #[derive(Default)]
 pub(crate) struct OpenPack {
     pub(crate) builder: PackBuilder,
     pub(crate) ids: HashSet<ChunkId>,
     pub(crate) charges: Vec<Charge>,
-    pub(crate) unsynced: Vec<(crate::Pack, HashSet<ChunkId>, Vec<Charge>)>,
+    pub(crate) unsynced: Vec<Unsynced>,
     /// Packs that have left `unsynced` (indexed), counted.
     pub(crate) retired: u64,
     /// The chunks of the last [`RECENT_PACKS`] retired packs, newest last, with their count.
@@ -32,7 +44,7 @@ const RECENT_PACKS: usize = 64;
 
 impl OpenPack {
     pub(crate) fn holds(&self, id: &ChunkId) -> bool {
-        self.ids.contains(id) || self.unsynced.iter().any(|(_, ids, _)| ids.contains(id))
+        self.ids.contains(id) || self.unsynced.iter().any(|u| u.ids.contains(id))
     }
 
     /// Whether a pack retired since `seen` (a value of `retired`) holds `id`; `None` when
@@ -50,8 +62,8 @@ impl OpenPack {
 
     /// Moves the pack named `name` from `unsynced` to `recent`: it is indexed now.
     pub(crate) fn retire(&mut self, name: &str) {
-        let Some(i) = self.unsynced.iter().position(|(p, _, _)| p.name == name) else { return };
-        let (_, ids, _) = self.unsynced.remove(i);
+        let Some(i) = self.unsynced.iter().position(|u| u.pack.name == name) else { return };
+        let Unsynced { ids, .. } = self.unsynced.remove(i);
         self.retired += 1;
         if self.recent.len() == RECENT_PACKS {
             self.recent.pop_front();
@@ -66,7 +78,8 @@ mod tests {
 
     fn unsynced(open: &mut OpenPack, name: &str, ids: &[u8]) {
         let pack = crate::Pack { name: name.into(), bytes: bytes::Bytes::new(), entries: Vec::new() };
-        open.unsynced.push((pack, ids.iter().map(|b| ChunkId([*b; 32])).collect(), Vec::new()));
+        let ids = ids.iter().map(|b| ChunkId([*b; 32])).collect();
+        open.unsynced.push(Unsynced { pack, ids, charges: Vec::new(), written: false });
     }
 
     #[test]

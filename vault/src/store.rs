@@ -5,6 +5,8 @@
 //! writer whose sync waits behind another's finds its chunks already flushed, so
 //! concurrent commits share pack writes (group flushing). Uploads happen outside the lock
 //! writers take, so a slow (S3) vault does not stop chunks being added meanwhile.
+//! [`Vault::sync_unindexed`] writes packs without indexing them: a journal commit then
+//! carries their index entries ([`Vault::unindexed`], [`Vault::indexed`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,9 +18,10 @@ use rewind_model::ChunkId;
 
 use crate::budget::{Charge, MemoryBudget};
 use crate::index::{ChunkIndex, ChunkLocation};
-use crate::open_pack::OpenPack;
+use crate::open_pack::{OpenPack, Unsynced};
 use crate::pack::{PackBuilder, PackEntry, TARGET_PACK_SIZE};
-use crate::{Backend, Check, Chunk, ChunkSizes, StreamingChunker, VaultError, open_chunk_as, seal_chunk_as};
+use crate::writer::ObjectWriter;
+use crate::{Backend, Check, Chunk, ChunkSizes, VaultError, open_chunk_as, seal_chunk_as};
 
 /// How the vault stores chunks.
 #[derive(Debug, Clone, Copy)]
@@ -66,6 +69,31 @@ pub struct Manifest {
     pub blake3: [u8; 32],
 }
 
+/// A pack written to the backend whose chunks are not yet indexed (see [`Vault::unindexed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenPack {
+    /// Its name as chunk locations name it (`packs/<2>/<name>`).
+    pub location: String,
+    /// What it holds.
+    pub entries: Vec<PackEntry>,
+}
+
+impl WrittenPack {
+    /// Its chunk index entries (see [`ChunkLocation::rows`]).
+    pub fn index_rows(&self) -> Vec<([u8; 32], Vec<u8>)> {
+        ChunkLocation::rows(&self.location, &self.entries)
+    }
+
+    fn content_name(&self) -> &str {
+        self.location.rsplit('/').next().unwrap_or_default()
+    }
+}
+
+/// Where the pack with content name `name` is stored, as chunk locations name it.
+fn pack_location(name: &str) -> String {
+    format!("packs/{}/{}", &name[..2], name)
+}
+
 /// Chunks whose compression the vault remembers (see [`Vault::compresses`]).
 const COMPRESSED_CACHE: usize = 1 << 16;
 
@@ -83,7 +111,7 @@ pub struct Vault {
     keys: Arc<KeySet>,
     backend: Arc<dyn Backend>,
     index: Arc<dyn ChunkIndex>,
-    settings: VaultSettings,
+    pub(crate) settings: VaultSettings,
     /// Short critical sections only, never held across an await.
     open: Mutex<OpenPack>,
     /// Serializes flushes, which upload outside `open` so writers keep adding chunks.
@@ -164,7 +192,12 @@ impl Vault {
     /// this vault but not yet indexed: its index entries are still to come.
     pub fn is_unsynced(&self, name: &str) -> bool {
         let content_name = name.rsplit('/').next().unwrap_or_default();
-        self.lock_open().unsynced.iter().any(|(p, _, _)| p.name == content_name)
+        self.lock_open().unsynced.iter().any(|u| u.pack.name == content_name)
+    }
+
+    /// The chunk index.
+    pub fn index(&self) -> &Arc<dyn ChunkIndex> {
+        &self.index
     }
 
     /// The backend.
@@ -191,7 +224,7 @@ impl Vault {
     /// written to the backend.
     pub fn unsynced_bytes(&self) -> usize {
         let open = self.lock_open();
-        open.builder.len() + open.unsynced.iter().map(|(p, _, _)| p.bytes.len()).sum::<usize>()
+        open.builder.len() + open.unsynced.iter().map(|u| u.pack.bytes.len()).sum::<usize>()
     }
 
     /// Starts writing one object of unknown size.
@@ -202,22 +235,13 @@ impl Vault {
     /// Starts writing one object whose size is `size` when known (its look-ahead need not
     /// be reserved beyond it).
     pub fn writer_sized(self: &Arc<Self>, size: Option<u64>) -> ObjectWriter {
-        ObjectWriter {
-            vault: self.clone(),
-            in_flight: std::collections::VecDeque::new(),
-            chunker: StreamingChunker::new(self.settings.sizes, self.keys.chunker_seed),
-            hasher: blake3::Hasher::new(),
-            size: 0,
-            chunks: Vec::new(),
-            expected: size,
-            lookahead: None,
-        }
+        ObjectWriter::new(self.clone(), size)
     }
 
     /// Capture-share bytes for a chunk of `len` (the chunk and its sealed copy). When the
     /// share is used up and the open pack holds charges, that pack is flushed early to
     /// release them; then this waits.
-    async fn charge_chunk(self: &Arc<Self>, len: usize) -> Charge {
+    pub(crate) async fn charge_chunk(self: &Arc<Self>, len: usize) -> Charge {
         let bytes = len.saturating_mul(2);
         if let Some(charge) = self.budget.capture.try_acquire(bytes) {
             return charge;
@@ -245,7 +269,7 @@ impl Vault {
         *self.stats.lock().expect("invariant: no panics while holding this lock")
     }
 
-    fn count(&self, f: impl FnOnce(&mut VaultStats)) {
+    pub(crate) fn count(&self, f: impl FnOnce(&mut VaultStats)) {
         f(&mut self.stats.lock().expect("invariant: no panics while holding this lock"));
     }
 
@@ -256,7 +280,7 @@ impl Vault {
     /// Stores one chunk unless the vault already holds it; returns its id. `charge` pays
     /// for the chunk and its sealed copy: released at once for a chunk the vault holds,
     /// half when the sealed copy is in the open pack, the rest when that pack is durable.
-    async fn store_chunk(self: &Arc<Self>, chunk: Chunk, mut charge: Charge) -> Result<ChunkId, VaultError> {
+    pub(crate) async fn store_chunk(self: &Arc<Self>, chunk: Chunk, mut charge: Charge) -> Result<ChunkId, VaultError> {
         // Hashing, compression and encryption are CPU work: keep them off the async
         // threads, unless the chunk is small enough that a trip to the blocking pool (two
         // thread switches) costs more; and hash once (the id decides dedup and keys the
@@ -321,45 +345,95 @@ impl Vault {
         Ok(id)
     }
 
-    /// Makes every chunk stored so far durable.
+    /// Makes every chunk stored so far durable, and indexed.
     ///
     /// Flushes take turns; each seals the filling pack and uploads, in order, every pack not
-    /// yet durable, outside the lock writers use. Only flushes remove packs from the
-    /// unsynced list, so when this returns, everything stored before the call is durable.
+    /// yet written, outside the lock writers use, then indexes every written pack. Only
+    /// flushes and [`Vault::indexed`] remove packs from the unsynced list, so when this
+    /// returns, everything stored before the call is durable and indexed.
     pub async fn sync(&self) -> Result<(), VaultError> {
         let _turn = self.flushing.lock().await;
-        let pending: Vec<crate::Pack> = {
+        self.write_unsynced().await?;
+        for pack in self.unindexed() {
+            // Indexed before it leaves the unsynced list, so a chunk is always in one or
+            // the other; the index's synced write runs under no lock.
+            self.index.insert_pack(&pack.location, &pack.entries).await?;
+            self.lock_open().retire(pack.content_name());
+        }
+        Ok(())
+    }
+
+    /// Makes every chunk stored so far durable in the backend, leaving the index entries
+    /// of the packs it wrote to a journal write that carries them (see
+    /// [`Vault::unindexed`]): one synced index write fewer for a writer that journals
+    /// anyway. The packs stay in the unsynced list meanwhile, so writers and garbage
+    /// collection still see them.
+    pub async fn sync_unindexed(&self) -> Result<(), VaultError> {
+        let _turn = self.flushing.lock().await;
+        self.write_unsynced().await
+    }
+
+    /// Seals the filling pack and writes every pack not yet written, in order. Called on a
+    /// flush's turn.
+    async fn write_unsynced(&self) -> Result<(), VaultError> {
+        let pending: Vec<(String, Bytes)> = {
             let mut open = self.lock_open();
             if !open.builder.is_empty() {
                 let next = PackBuilder::reusing(open.spare.take());
                 let builder = std::mem::replace(&mut open.builder, next);
                 let ids = std::mem::take(&mut open.ids);
                 let charges = std::mem::take(&mut open.charges);
-                open.unsynced.push((builder.finish(&self.keys)?, ids, charges));
+                let pack = builder.finish(&self.keys)?;
+                open.unsynced.push(Unsynced { pack, ids, charges, written: false });
             }
-            open.unsynced.iter().map(|(pack, _, _)| pack.clone()).collect()
+            open.unsynced.iter().filter(|u| !u.written).map(|u| (u.pack.name.clone(), u.pack.bytes.clone())).collect()
         };
-        for pack in pending {
-            let name = format!("packs/{}/{}", &pack.name[..2], pack.name);
-            match self.backend.put(&name, pack.bytes.clone()).await {
+        for (content_name, bytes) in pending {
+            match self.backend.put(&pack_location(&content_name), bytes.clone()).await {
                 // The same bytes under their content name: already durable.
                 Ok(()) | Err(VaultError::AlreadyExists { .. }) => {}
-                // The pack stays unsynced for the next sync; nothing depending on it is
+                // The pack stays unwritten for the next sync; nothing depending on it is
                 // acknowledged, since this sync fails.
                 Err(e) => return Err(e),
             }
-            // Indexed before it leaves the unsynced list, so a chunk is always in one or
-            // the other; the index's synced write runs under no lock.
-            self.index.insert_pack(&name, &pack.entries).await?;
-            self.count(|s| s.stored_bytes += pack.bytes.len() as u64);
-            let mut open = self.lock_open();
-            open.retire(&pack.name);
-            // Nothing else holds the pack's bytes once it is retired: its buffer is reused.
-            if let Ok(buffer) = pack.bytes.try_into_mut() {
-                open.spare = Some(buffer);
+            self.count(|s| s.stored_bytes += bytes.len() as u64);
+            let (kept, charges) = {
+                let mut open = self.lock_open();
+                match open.unsynced.iter_mut().find(|u| u.pack.name == content_name) {
+                    Some(u) => {
+                        u.written = true;
+                        (std::mem::take(&mut u.pack.bytes), std::mem::take(&mut u.charges))
+                    }
+                    None => (Bytes::new(), Vec::new()),
+                }
+            };
+            drop((bytes, charges));
+            // Nothing else holds a written pack's bytes: its buffer is reused.
+            if let Ok(buffer) = kept.try_into_mut() {
+                self.lock_open().spare = Some(buffer);
             }
         }
         Ok(())
+    }
+
+    /// The packs written to the backend whose chunks are not yet indexed. A journal write
+    /// that references chunks stored with [`ObjectWriter::finish_written`] carries these
+    /// packs' index entries (every such pack, not only its own: it may have found its
+    /// chunks in another writer's), then calls [`Vault::indexed`] once it is durable.
+    pub fn unindexed(&self) -> Vec<WrittenPack> {
+        let open = self.lock_open();
+        let written = open.unsynced.iter().filter(|u| u.written);
+        written
+            .map(|u| WrittenPack { location: pack_location(&u.pack.name), entries: u.pack.entries.clone() })
+            .collect()
+    }
+
+    /// Says that `packs` (from [`Vault::unindexed`]) are durably indexed now.
+    pub fn indexed(&self, packs: &[WrittenPack]) {
+        let mut open = self.lock_open();
+        for pack in packs {
+            open.retire(pack.content_name());
+        }
     }
 
     /// Writes `chunks` (entries of other packs and their sealed envelopes, copied as they
@@ -377,7 +451,7 @@ impl Vault {
             builder.add(entry.id, &sealed, entry.raw_len, entry.compressed);
             if builder.len() >= TARGET_PACK_SIZE || rest.peek().is_none() {
                 let pack = std::mem::take(&mut builder).finish(&self.keys)?;
-                let name = format!("packs/{}/{}", &pack.name[..2], pack.name);
+                let name = pack_location(&pack.name);
                 match self.backend.put(&name, pack.bytes.clone()).await {
                     Ok(()) | Err(VaultError::AlreadyExists { .. }) => {}
                     Err(e) => return Err(e),
@@ -481,102 +555,5 @@ impl Vault {
             });
         }
         Ok(out)
-    }
-}
-
-/// Chunks of one object being compressed and sealed at once, while the next is cut. Two
-/// keep both cores of a small machine busy; each is paid for from the capture share.
-const SEALS_IN_FLIGHT: usize = 2;
-
-/// Writes one object into the vault as its bytes arrive. Completed chunks are stored by
-/// spawned tasks, so sealing chunk N overlaps cutting chunk N+1; their ids are collected
-/// in object order.
-pub struct ObjectWriter {
-    vault: Arc<Vault>,
-    in_flight: std::collections::VecDeque<tokio::task::JoinHandle<Result<ChunkId, VaultError>>>,
-    chunker: StreamingChunker,
-    hasher: blake3::Hasher,
-    size: u64,
-    chunks: Vec<ChunkId>,
-    /// The object's size, when the writer was told it.
-    expected: Option<u64>,
-    /// The look-ahead share reserved for the chunker's buffer.
-    lookahead: Option<Charge>,
-}
-
-impl ObjectWriter {
-    /// Adds the next piece of the object.
-    pub async fn push(&mut self, piece: &[u8]) -> Result<(), VaultError> {
-        self.reserve_lookahead(piece.len()).await;
-        self.hasher.update(piece);
-        self.size += piece.len() as u64;
-        for chunk in self.chunker.push(piece) {
-            self.start(chunk).await;
-            while self.in_flight.len() > SEALS_IN_FLIGHT {
-                self.collect_one().await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Ends the object: stores its last chunks, makes them durable, returns its manifest.
-    pub async fn finish(self) -> Result<Manifest, VaultError> {
-        let vault = self.vault.clone();
-        let manifest = self.finish_unsynced().await?;
-        // An empty object has nothing to make durable: do not flush other writers' pack.
-        if !manifest.chunks.is_empty() {
-            vault.sync().await?;
-        }
-        Ok(manifest)
-    }
-
-    /// Ends the object like [`ObjectWriter::finish`] but leaves its last chunks in the open
-    /// pack: they are durable only after a later [`Vault::sync`]. Writers of many small
-    /// objects (an import) call it so that their objects share packs, then sync once before
-    /// journaling any of them.
-    pub async fn finish_unsynced(mut self) -> Result<Manifest, VaultError> {
-        for chunk in self.chunker.finish() {
-            self.start(chunk).await;
-        }
-        while !self.in_flight.is_empty() {
-            self.collect_one().await?;
-        }
-        self.vault.count(|s| s.logical_bytes += self.size);
-        let blake3 = *self.hasher.finalize().as_bytes();
-        Ok(Manifest { chunks: std::mem::take(&mut self.chunks), size: self.size, blake3 })
-    }
-
-    /// Reserves, on the first piece, what the chunker's buffer can grow to: the whole
-    /// look-ahead at once, so a writer never waits holding part of it. A writer told its
-    /// object's size reserves no more than that (should more arrive, it reserves the rest).
-    async fn reserve_lookahead(&mut self, incoming: usize) {
-        let share = &self.vault.budget.lookahead;
-        let cap = StreamingChunker::capacity(self.vault.settings.sizes);
-        let need = match self.expected {
-            Some(size) if self.size + incoming as u64 <= size => usize::try_from(size).unwrap_or(cap).min(cap),
-            _ => cap,
-        }
-        .min(share.size());
-        let held = self.lookahead.as_ref().map_or(0, Charge::bytes);
-        if need > held {
-            let more = share.acquire(need - held).await;
-            match &mut self.lookahead {
-                Some(charge) => charge.merge(more),
-                None => self.lookahead = Some(more),
-            }
-        }
-    }
-
-    /// Starts storing `chunk` once the capture share has room for it.
-    async fn start(&mut self, chunk: Chunk) {
-        let vault = self.vault.clone();
-        let charge = vault.charge_chunk(chunk.len()).await;
-        self.in_flight.push_back(tokio::spawn(async move { vault.store_chunk(chunk, charge).await }));
-    }
-
-    async fn collect_one(&mut self) -> Result<(), VaultError> {
-        let task = self.in_flight.pop_front().expect("invariant: called with tasks in flight");
-        self.chunks.push(task.await.expect("invariant: storing a chunk does not panic")?);
-        Ok(())
     }
 }

@@ -351,6 +351,50 @@ mod objects {
         assert!(!backend.inner.list("packs/").await.unwrap().is_empty());
     }
 
+    /// A written pack's chunks stay where writers and garbage collection see them (the
+    /// unsynced list) until their index entries are in: carried by a journal write
+    /// (`indexed`), or written by the next full sync.
+    #[tokio::test]
+    async fn written_packs_stay_visible_until_their_index_entries_are_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vault, backend) = vault(dir.path());
+        let write = async |object: &[u8]| {
+            let mut w = vault.writer();
+            w.push(object).await.unwrap();
+            w.finish_written().await.unwrap()
+        };
+        let (first, second) = (data(300_000, 21), data(300_000, 22));
+        let m = write(&first).await;
+        let written = vault.unindexed();
+        assert_eq!(written.len(), 1, "one pack, written and not yet indexed");
+        assert_eq!(backend.inner.list("packs/").await.unwrap(), vec![written[0].location.clone()], "durable");
+        let ids: std::collections::HashSet<_> = written[0].entries.iter().map(|e| e.id).collect();
+        assert!(m.chunks.iter().all(|id| ids.contains(id) && vault.locate(id).unwrap().is_none()));
+        assert!(vault.is_unsynced(&written[0].location), "garbage collection must leave it alone");
+        let rows = written[0].index_rows();
+        assert_eq!(rows.len(), written[0].entries.len());
+        assert_eq!(ChunkLocation::decode(ChunkId(rows[0].0), &rows[0].1).unwrap().pack, written[0].location);
+
+        // Another writer of the same bytes finds them without the index: nothing new.
+        let stored = vault.stats().new_chunks;
+        assert_eq!(write(&first).await, m);
+        assert_eq!(vault.stats().new_chunks, stored);
+        assert_eq!(vault.unindexed(), written, "no second pack");
+
+        // The journal write that carried the entries retires the pack.
+        vault.index().insert_pack(&written[0].location, &written[0].entries).await.unwrap();
+        vault.indexed(&written);
+        assert!(vault.unindexed().is_empty() && !vault.is_unsynced(&written[0].location));
+        assert_eq!(vault.read_object(&m).await.unwrap(), first);
+
+        // Written packs no journal write carried are indexed by the next full sync.
+        let m = write(&second).await;
+        assert_eq!(vault.unindexed().len(), 1);
+        vault.sync().await.unwrap();
+        assert!(vault.unindexed().is_empty());
+        assert_eq!(vault.read_object(&m).await.unwrap(), second);
+    }
+
     #[tokio::test]
     async fn writers_keep_adding_chunks_while_a_flush_uploads() {
         let dir = tempfile::tempdir().unwrap();
