@@ -37,7 +37,7 @@ pub use shared::{
     journals_in_several_processes_form_one_chain, leases_pass_to_another_process_only_once_they_lapse,
     shared_locks_exclude_other_processes_and_die_with_them,
 };
-pub use side::side_tables_keep_progress_chunks_marks_and_unresolved_intents;
+pub use side::{each_key_finds_its_open_intents, side_tables_keep_progress_chunks_marks_and_unresolved_intents};
 
 /// A store an engine keeps its data in, for the length of one test.
 pub trait Fixture: Send + Sync {
@@ -63,6 +63,7 @@ macro_rules! journal_conformance {
             seq_at_finds_the_last_record_at_or_before_a_time,
             labels_and_holds_are_placed_once_and_survive_reopening,
             side_tables_keep_progress_chunks_marks_and_unresolved_intents,
+            each_key_finds_its_open_intents,
             a_commit_and_its_side_change_land_together_or_not_at_all,
             verify_detects_records_and_index_entries_changed_under_the_journal,
             checkpoints_are_written_and_checked,

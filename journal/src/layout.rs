@@ -61,10 +61,13 @@ pub fn key_lock_id(bucket: &str, key: &str) -> i64 {
     i64::from_le_bytes(bytes)
 }
 
+/// `open`: the first byte of every mark (an intent's own entry is its 8-byte seq).
+pub const OPEN_MARK_TAG: u8 = b'K';
+
 /// `open`: where the marks of the intents open on key lock id `id` begin.
 pub fn open_mark_prefix(id: i64) -> [u8; 9] {
     let mut k = [0u8; 9];
-    k[0] = b'K';
+    k[0] = OPEN_MARK_TAG;
     k[1..].copy_from_slice(&id.cast_unsigned().to_be_bytes());
     k
 }
@@ -74,6 +77,12 @@ pub fn open_mark(id: i64, seq: Seq) -> Vec<u8> {
     let mut k = open_mark_prefix(id).to_vec();
     k.extend_from_slice(&seq_key(seq));
     k
+}
+
+/// `open`: the key lock id a mark is filed under; `None` for an entry that is no mark.
+pub fn open_mark_id(k: &[u8]) -> Option<i64> {
+    let id: [u8; 8] = k.strip_prefix(&[OPEN_MARK_TAG])?.get(..8)?.try_into().ok()?;
+    (k.len() == 17).then(|| u64::from_be_bytes(id).cast_signed())
 }
 
 /// `open`: the intent an entry names, when it is the intent's own entry (not a mark).

@@ -144,8 +144,12 @@ impl Journal {
     /// Intents on `bucket`/`key` with neither a commit nor an abort, oldest first, each with
     /// its owner: found through the marks filed under the key's lock id.
     pub fn unresolved_on(&self, bucket: &str, key: &str) -> Result<Vec<(Record, String)>, JournalError> {
+        let id = layout::key_lock_id(bucket, key);
+        if !self.marks.may_have(id) {
+            return Ok(Vec::new());
+        }
         let mut seqs = Vec::new();
-        let prefix = layout::open_mark_prefix(layout::key_lock_id(bucket, key));
+        let prefix = layout::open_mark_prefix(id);
         self.engine.scan_prefix(Table::Unresolved, &prefix, &mut |k, _| {
             seqs.extend(layout::seq_of(&k[prefix.len()..]));
             Ok(())

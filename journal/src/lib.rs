@@ -19,6 +19,7 @@ pub mod horizon;
 mod incidents;
 pub mod layout;
 pub mod leases;
+mod marks;
 pub mod memory;
 pub mod postgres;
 pub mod record;
@@ -50,6 +51,7 @@ pub use views::ViewEntry;
 pub use writer::{CHECKPOINT_EVERY, CHECKPOINT_INTERVAL};
 
 use engine::EngineExt;
+use marks::OpenMarks;
 use side::progress_writes;
 use writer::{Build, Request, Writer};
 
@@ -189,6 +191,8 @@ pub struct Journal {
     owner: Arc<str>,
     tx: Option<mpsc::Sender<Request>>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// Keys with open intents, when this process alone writes the engine (see `marks.rs`).
+    marks: Arc<OpenMarks>,
 }
 
 impl Journal {
@@ -231,8 +235,10 @@ impl Journal {
         let head = read_head(&*engine)?;
         let owner: Arc<str> = Arc::from(owner);
         if access == Access::ReadOnly {
-            return Ok(Self { engine, keys, clock, owner, tx: None, writer: None });
+            let marks = Arc::new(OpenMarks::unknown());
+            return Ok(Self { engine, keys, clock, owner, tx: None, writer: None, marks });
         }
+        let marks = Arc::new(if engine.shared() { OpenMarks::unknown() } else { OpenMarks::load(&*engine)? });
         let last_checkpoint = last_checkpoint(&*engine)?.unwrap_or(Seq(0));
         let (tx, rx) = mpsc::channel(writer::QUEUE_DEPTH);
         let state = Writer {
@@ -243,12 +249,13 @@ impl Journal {
             last_checkpoint_at: std::time::Instant::now(),
             clock: clock.clone(),
             owner: owner.clone(),
+            marks: marks.clone(),
         };
         let writer = std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || state.run(rx))
             .map_err(|e| JournalError::Io { path: PathBuf::new(), source: Arc::new(e) })?;
-        Ok(Self { engine, keys, clock, owner, tx: Some(tx), writer: Some(writer) })
+        Ok(Self { engine, keys, clock, owner, tx: Some(tx), writer: Some(writer), marks })
     }
 
     /// The time now, by the journal's clock.

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::engine::{Engine, Table, Write};
 use crate::horizon::{Horizon, RetainedDigest};
 use crate::layout;
+use crate::marks::OpenMarks;
 use crate::{Appended, Durability, JournalError, record};
 
 /// Records between checkpoints. A checkpoint costs one small extra write per batch.
@@ -101,6 +102,8 @@ pub(crate) struct Writer {
     /// Who this journal's intents belong to (see `leases.rs`); empty on a journal one
     /// process has to itself.
     pub(crate) owner: Arc<str>,
+    /// Keys with open intents, counted as batches file and delete their marks.
+    pub(crate) marks: Arc<OpenMarks>,
 }
 
 /// A batch being built.
@@ -151,6 +154,7 @@ impl Writer {
         let mut answers = Vec::new();
         let mut start = (self.head, self.last_checkpoint);
         let first = engine.shared().then_some((Table::Meta, layout::HEAD_KEY));
+        let mut unmarked = Vec::new();
         let written = engine.write_batch(first, &mut |stored_head| {
             let requests = requests.take()?;
             if let Err(e) = self.refresh(stored_head) {
@@ -159,10 +163,12 @@ impl Writer {
             }
             start = (self.head, self.last_checkpoint);
             let batch = self.build(requests, &mut answers);
+            unmarked = self.marks.filing(&batch.writes);
             (!batch.writes.is_empty()).then_some((batch.writes, batch.sync))
         });
-        if written.is_err() {
-            (self.head, self.last_checkpoint) = start;
+        match written {
+            Ok(()) => self.marks.deleted(&unmarked),
+            Err(_) => (self.head, self.last_checkpoint) = start,
         }
         answer(answers, written.err().map(JournalError::Storage));
     }

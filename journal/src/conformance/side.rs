@@ -65,3 +65,41 @@ pub async fn side_tables_keep_progress_chunks_marks_and_unresolved_intents(fixtu
     assert!(!j.is_unresolved(committed).unwrap() && !j.is_unresolved(aborted).unwrap());
     assert_intact(&j);
 }
+
+/// Each key's open intents are found before its next mutation (G2): after many rewrites of
+/// the key, after aborts, after a batch that failed, and after a reopen.
+pub async fn each_key_finds_its_open_intents(fixture: &dyn Fixture) {
+    let keys = keys();
+    let open_on = |j: &Journal, key: &str| -> Vec<Seq> {
+        j.unresolved_on("b", key).unwrap().into_iter().map(|(r, _)| r.seq).collect()
+    };
+    let left = {
+        let flaky = Arc::new(Flaky { inner: fixture.engine(), budget: AtomicU64::new(u64::MAX) });
+        let j = Journal::over(flaky.clone(), keys.clone(), Access::ReadWrite).unwrap();
+        for n in 0..50 {
+            write(&j, "hot", Effect::Tags(vec![("n".into(), n.to_string())])).await;
+        }
+        assert!(open_on(&j, "hot").is_empty());
+        let open = j.append(intent("hot"), Durability::Synced).await.unwrap().seq;
+        assert_eq!(open_on(&j, "hot"), [open]);
+        let aborted = j.append(intent("gone"), Durability::Synced).await.unwrap().seq;
+        j.append(Body::Abort(Abort { intent: aborted, reason: "x".into() }), Durability::Synced).await.unwrap();
+        assert!(open_on(&j, "gone").is_empty());
+        // A commit whose batch fails leaves its intent open, and findable.
+        flaky.budget.store(0, Ordering::SeqCst);
+        assert!(j.append(tags(open, "hot", "lost"), Durability::Synced).await.is_err());
+        assert_eq!(open_on(&j, "hot"), [open], "the failed commit's intent must stay visible");
+        flaky.budget.store(u64::MAX, Ordering::SeqCst);
+        let other = j.append(intent("cold"), Durability::Synced).await.unwrap().seq;
+        j.close();
+        (open, other)
+    };
+    let j = open(fixture, &keys);
+    assert_eq!(open_on(&j, "hot"), [left.0], "an intent left open before the restart");
+    assert_eq!(open_on(&j, "cold"), [left.1]);
+    assert!(open_on(&j, "gone").is_empty() && open_on(&j, "never").is_empty());
+    j.append(tags(left.0, "hot", "done"), Durability::Synced).await.unwrap();
+    assert!(open_on(&j, "hot").is_empty());
+    let again = j.append(intent("hot"), Durability::Buffered).await.unwrap().seq;
+    assert_eq!(open_on(&j, "hot"), [again]);
+}
