@@ -81,8 +81,10 @@ pub fn open_mark(id: i64, seq: Seq) -> Vec<u8> {
 
 /// `open`: the key lock id a mark is filed under; `None` for an entry that is no mark.
 pub fn open_mark_id(k: &[u8]) -> Option<i64> {
-    let id: [u8; 8] = k.strip_prefix(&[OPEN_MARK_TAG])?.get(..8)?.try_into().ok()?;
-    (k.len() == 17).then(|| u64::from_be_bytes(id).cast_signed())
+    if k.len() != 17 || k[0] != OPEN_MARK_TAG {
+        return None;
+    }
+    Some(u64::from_be_bytes(k[1..9].try_into().ok()?).cast_signed())
 }
 
 /// `open`: the intent an entry names, when it is the intent's own entry (not a mark).
