@@ -124,6 +124,11 @@ impl Journal {
             (Some(seq), Some((_, Some(bytes)))) => Some(record::decode(&self.keys, seq, bytes)?),
             _ => None,
         };
+        // The version the latest entry names, when it is a change of tags alone.
+        let mut named = match (&first, &found[0]) {
+            (Some(_), Some(((_, value), _))) => layout::base_of(value),
+            _ => None,
+        };
         // A tag change newer than the version: (its seq, its time, the tags).
         let mut newest: Option<TagChange> = None;
         while let Some(record) = match first.take() {
@@ -131,6 +136,7 @@ impl Journal {
             None => next.map(|seq| self.record(seq)).transpose()?.flatten(),
         } {
             let (seq, ts) = (record.seq, record.timestamp_us);
+            let named = named.take().filter(|base| *base < seq);
             let Some(change) = indexed_change(record.body, seq, bucket, key)? else { break };
             if matches!(change.effect, Effect::Version(_))
                 && bucket_latest.is_some_and(|b| b > seq)
@@ -155,6 +161,14 @@ impl Journal {
                 Effect::Deleted { .. } => return Ok(None),
                 Effect::Tags(tags) => {
                     newest.get_or_insert(TagChange { seq, timestamp_us: ts, tags });
+                    // Straight to the version it names, past every tag change between;
+                    // one not there (forgotten since) is found by reading back instead.
+                    if let Some(version) =
+                        named.map(|base| self.version_record(bucket, key, base)).transpose()?.flatten()
+                    {
+                        first = Some(version);
+                        continue;
+                    }
                 }
                 Effect::Bucket => {}
             }
@@ -164,6 +178,14 @@ impl Journal {
             };
         }
         Ok(None)
+    }
+
+    /// The record at `seq` when it writes a version of `bucket`/`key`.
+    fn version_record(&self, bucket: &str, key: &str, seq: Seq) -> Result<Option<Record>, JournalError> {
+        let Some(record) = self.record(seq)? else { return Ok(None) };
+        let writes_version = indexed_change(record.body.clone(), seq, bucket, key)?
+            .is_some_and(|c| matches!(c.effect, Effect::Version(_)));
+        Ok(writes_version.then_some(record))
     }
 
     /// Every object of `bucket` under `prefix` as of `at`, in key order.

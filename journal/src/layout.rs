@@ -237,6 +237,13 @@ pub fn version_key(bucket: &str, key: &str, seq: Seq) -> Vec<u8> {
     k
 }
 
+/// The version a `versions` entry's value names as the base of a change of tags alone
+/// (8 bytes, big-endian); `None` for an empty value (any other change, or a base not
+/// known when it was indexed) or a malformed one.
+pub fn base_of(value: &[u8]) -> Option<Seq> {
+    (value.len() == 8).then(|| seq_of(value)).flatten()
+}
+
 /// The `versions` prefix of every key of `bucket` starting with `prefix`, and where the
 /// key begins in an entry.
 pub(crate) fn version_scan(bucket: &str, prefix: &str) -> (Vec<u8>, usize) {

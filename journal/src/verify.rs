@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use rewind_model::{Abort, Body, Commit};
+use rewind_model::{Abort, Body, Commit, Effect, Seq};
 
 use crate::engine::{EngineExt, Table};
 use crate::horizon::RetainedDigest;
@@ -158,22 +158,53 @@ impl Journal {
     /// and key the entry names, and there must be one entry per such record: together,
     /// the index is exactly what the records say (review R3: an edited index could hide a
     /// delete or point a key at another key's version, and verify said nothing).
+    ///
+    /// A tag change's entry may name the version its tags apply to, and reads jump there:
+    /// a named version still in the journal must be the key's last version before the tag
+    /// change, with no deletion between (one forgotten since is harmless: reads then read
+    /// back record by record).
     fn verify_versions_index(&self, changes: u64, found: &mut Checked) -> Result<(), JournalError> {
         let mut entries = 0u64;
-        self.engine.scan(Table::Versions, &[], &mut |k, _| {
+        // The key being read, and its last version so far (`None` after a deletion).
+        let mut current: Option<(String, String, Option<Seq>)> = None;
+        self.engine.scan(Table::Versions, &[], &mut |k, v| {
             entries += 1;
             let Some((bucket, key, seq)) = layout::split_version(k) else {
                 found.problem("a versions index entry is malformed".into());
                 return true;
             };
-            let names =
-                self.record(seq).ok().flatten().and_then(|r| r.body.change().map(|(b, k, _)| b == bucket && k == key));
-            if names != Some(true) {
+            let change = self.record(seq).ok().flatten().map(|r| r.body).and_then(|b| b.into_change());
+            let Some(change) = change.filter(|c| c.bucket == bucket && c.key == key) else {
                 found.problem(format!(
                     "the versions index points {bucket}/{key:?} at record {}, which does not change it",
                     seq.0
                 ));
+                return true;
+            };
+            let last = match current.take() {
+                Some((b, k, last)) if b == bucket && k == key => last,
+                _ => None,
+            };
+            let (named, last) = match change.effect {
+                Effect::Version(_) => (None, Some(seq)),
+                Effect::Tags(_) => (layout::base_of(v), last),
+                Effect::Deleted { .. } => (None, None),
+                Effect::Bucket => (None, last),
+            };
+            if !v.is_empty() && named.is_none() {
+                found.problem(format!("the versions index entry of {bucket}/{key:?} at record {} is malformed", seq.0));
             }
+            if let Some(base) = named
+                && last != Some(base)
+                && self.record(base).ok().flatten().is_some()
+            {
+                found.problem(format!(
+                    "the versions index says record {} retags {bucket}/{key:?} as written at record {}, \
+                     which is not its last version before it",
+                    seq.0, base.0
+                ));
+            }
+            current = Some((bucket, key, last));
             true
         })?;
         if entries != changes {

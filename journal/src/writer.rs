@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rewind_crypto::KeySet;
-use rewind_model::{Abort, Body, Commit, Seq};
+use rewind_model::{Abort, Body, Commit, Effect, Seq};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::{Engine, Table, Write};
@@ -55,6 +55,9 @@ pub(crate) enum Request {
     },
 }
 
+/// An entry as a builder sees it: its key, and its value (`None`: the batch deletes it).
+pub(crate) type Pending = (Vec<u8>, Option<Vec<u8>>);
+
 /// The journal as a builder sees it: the engine, with the batch's writes so far on top.
 pub(crate) struct View<'a> {
     engine: &'a dyn Engine,
@@ -88,6 +91,16 @@ impl View<'_> {
             }
         }
         Ok(keys.into_iter().collect())
+    }
+
+    /// The last entry at or before `key`.
+    pub(crate) fn last_at_or_before(&self, table: Table, key: &[u8]) -> Result<Option<Pending>, JournalError> {
+        let stored = self.engine.last_at_or_before(table, key)?;
+        let pending = self.overlay.range((table, Vec::new())..=(table, key.to_vec())).next_back();
+        Ok(match (stored, pending) {
+            (stored, Some(((_, k), v))) if stored.as_ref().is_none_or(|(s, _)| k >= s) => Some((k.clone(), v.clone())),
+            (stored, _) => stored.map(|(k, v)| (k, Some(v))),
+        })
     }
 }
 
@@ -245,8 +258,7 @@ impl Writer {
                 Ok((bytes, hash)) => {
                     writes.push(Write::Put(Table::Records, layout::seq_key(seq).to_vec(), bytes));
                     let view = View { engine: &*self.engine, overlay: &batch.overlay };
-                    let aborted = aborted_id(&self.keys, &view, &writes, body);
-                    index(&mut writes, seq, body, self.owner.as_bytes(), aborted);
+                    index_record(&self.keys, &view, &mut writes, seq, body, self.owner.as_bytes());
                     self.head = Appended { seq, hash, timestamp_us };
                     appended.push(self.head);
                 }
@@ -274,8 +286,7 @@ impl Writer {
             }
             writes.push(Write::Put(Table::Records, layout::seq_key(*seq).to_vec(), bytes.clone()));
             let view = View { engine: &*self.engine, overlay: &batch.overlay };
-            let aborted = aborted_id(&self.keys, &view, &writes, &record.body);
-            index(&mut writes, *seq, &record.body, &[], aborted);
+            index_record(&self.keys, &view, &mut writes, *seq, &record.body, &[]);
             head = Appended { seq: *seq, hash: record.hash, timestamp_us: record.timestamp_us };
         }
         batch.add(writes);
@@ -313,8 +324,7 @@ impl Writer {
             digest.add(*seq, &record.hash);
             writes.push(Write::Put(Table::Records, layout::seq_key(*seq).to_vec(), bytes.clone()));
             let view = View { engine: &*self.engine, overlay: &batch.overlay };
-            let aborted = aborted_id(&self.keys, &view, &writes, &record.body);
-            index(&mut writes, *seq, &record.body, &[], aborted);
+            index_record(&self.keys, &view, &mut writes, *seq, &record.body, &[]);
             prev = Appended { seq: *seq, hash: record.hash, timestamp_us: record.timestamp_us };
         }
         if digest.finish() != horizon.retained {
@@ -356,13 +366,23 @@ fn answer(answers: Vec<Answer>, failure: Option<JournalError>) {
     }
 }
 
-/// The index entries a record adds: its key's `versions` entry, and the unresolved-intent
+/// Adds to `writes` (this request's writes so far, on top of `view`) the index entries of
+/// the record at `seq`, working out what they point at from the journal as it stands.
+fn index_record(keys: &KeySet, view: &View<'_>, writes: &mut Vec<Write>, seq: Seq, body: &Body, owner: &[u8]) {
+    let aborted = aborted_id(keys, view, writes, body);
+    let base = tags_base(keys, view, writes, seq, body);
+    index(writes, seq, body, owner, aborted, base);
+}
+
+/// The index entries a record adds: its key's `versions` entry (naming, for a change of
+/// tags alone, the `base` version they apply to when known), and the unresolved-intent
 /// entry and mark it opens (naming the intent's `owner`) or closes. An abort names only its
 /// intent: `aborted` says which key lock id that intent was marked under.
-pub(crate) fn index(writes: &mut Vec<Write>, seq: Seq, body: &Body, owner: &[u8], aborted: Option<i64>) {
+fn index(writes: &mut Vec<Write>, seq: Seq, body: &Body, owner: &[u8], aborted: Option<i64>, base: Option<Seq>) {
     // Commits and observations are versions of their key.
     if let Some((bucket, key, _)) = body.change() {
-        writes.push(Write::Put(Table::Versions, layout::version_key(bucket, key, seq), Vec::new()));
+        let value = base.map_or_else(Vec::new, |b| b.0.to_be_bytes().to_vec());
+        writes.push(Write::Put(Table::Versions, layout::version_key(bucket, key, seq), value));
     }
     match body {
         Body::Intent(i) => {
@@ -391,7 +411,49 @@ pub(crate) fn index(writes: &mut Vec<Write>, seq: Seq, body: &Body, owner: &[u8]
 /// the batch) or else `view`; `None` for a body that is no abort, or an intent not found.
 fn aborted_id(keys: &KeySet, view: &View<'_>, local: &[Write], body: &Body) -> Option<i64> {
     let Body::Abort(Abort { intent, .. }) = body else { return None };
-    let key = layout::seq_key(*intent);
+    match read_body(keys, view, local, *intent)? {
+        Body::Intent(i) => Some(layout::key_lock_id(&i.bucket, &i.key)),
+        _ => None,
+    }
+}
+
+/// For a change of a key's tags alone, the position of the version the tags apply to, to
+/// be stored in its `versions` entry: a read of the key jumps there instead of reading
+/// back through every tag change since the version (a key retagged 50,000 times took
+/// 384 ms per read). The key's previous entry says it: a version is the base, a tag
+/// change that names one passes it on. `None` for other bodies, and when the previous
+/// entry does not say (a deletion, a tag change indexed before entries named their base,
+/// an entry the batch deletes): readers then read back record by record, as before.
+fn tags_base(keys: &KeySet, view: &View<'_>, local: &[Write], seq: Seq, body: &Body) -> Option<Seq> {
+    let Some((bucket, key, Effect::Tags(_))) = body.change() else { return None };
+    let prefix = layout::version_prefix(bucket, key);
+    let of_key = |k: &[u8]| k.len() == prefix.len() + 8 && k.starts_with(&prefix);
+    let in_request = local.iter().rev().find_map(|w| match w {
+        Write::Put(Table::Versions, k, v) if of_key(k) => Some((k.clone(), Some(v.clone()))),
+        _ => None,
+    });
+    let (k, value) = match in_request {
+        Some(found) => found,
+        None => {
+            let before = layout::version_key(bucket, key, Seq(seq.0.checked_sub(1)?));
+            view.last_at_or_before(Table::Versions, &before).ok().flatten().filter(|(k, _)| of_key(k))?
+        }
+    };
+    match value?.as_slice() {
+        [] => {}
+        named => return layout::base_of(named),
+    }
+    let prev = layout::seq_of(&k[prefix.len()..])?;
+    match read_body(keys, view, local, prev)?.change()? {
+        (_, _, Effect::Version(_)) => Some(prev),
+        _ => None,
+    }
+}
+
+/// The body of the record at `seq`, from `local` (writes not yet in the batch) or else
+/// `view`; `None` when absent or unreadable.
+fn read_body(keys: &KeySet, view: &View<'_>, local: &[Write], seq: Seq) -> Option<Body> {
+    let key = layout::seq_key(seq);
     let bytes = local
         .iter()
         .rev()
@@ -400,8 +462,5 @@ fn aborted_id(keys: &KeySet, view: &View<'_>, local: &[Write], body: &Body) -> O
             _ => None,
         })
         .or_else(|| view.get(Table::Records, &key).ok().flatten())?;
-    match record::decode(keys, *intent, &bytes).ok()?.body {
-        Body::Intent(i) => Some(layout::key_lock_id(&i.bucket, &i.key)),
-        _ => None,
-    }
+    Some(record::decode(keys, seq, &bytes).ok()?.body)
 }
