@@ -1,15 +1,24 @@
-//! The check before a key's mutation (its open intents, G2) on a key rewritten many times,
-//! against a key never written, on one RocksDB journal. Each round reads the same data two
-//! ways: through a read-only journal, which scans the key's marks in the store as every
-//! journal did before `marks.rs` (and as shared ones still do), and through a read-write
-//! one, which answers from its in-memory count. Run: `cargo bench --bench hot_key`.
+//! A key rewritten many times, on one RocksDB journal.
+//!
+//! First, the check before a key's mutation (its open intents, G2) against a key never
+//! written. Each round reads the same data two ways: through a read-only journal, which
+//! scans the key's marks in the store as every journal did before `marks.rs` (and as shared
+//! ones still do), and through a read-write one, which answers from its in-memory count.
+//!
+//! Then, the current version of a key written once and retagged many times. Each round
+//! reads it two ways: as the index is written now (the latest tag change names the version,
+//! the read jumps there) and as journals indexed it before (the same entry without the
+//! name: the read goes back through every tag change). It also times appending a retag
+//! (the writer looks up the version to name) against appending a new version.
+//!
+//! Run: `cargo bench --bench hot_key`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rewind_crypto::{KeySet, SecretKey};
-use rewind_journal::{Access, Durability, Journal};
-use rewind_model::{Body, Commit, Effect, Intent, Op};
+use rewind_journal::{Access, Durability, Journal, Table, Write, layout};
+use rewind_model::{Body, Commit, Effect, Intent, ObjectVersion, Op, Seq};
 
 /// Mean time of `unresolved_on(key)` over `n` calls.
 fn mean(j: &Journal, key: &str, n: u32) -> Duration {
@@ -20,11 +29,45 @@ fn mean(j: &Journal, key: &str, n: u32) -> Duration {
     start.elapsed() / n
 }
 
+/// Appends an intent on `key` and its commit with `effect`; returns the commit's position.
+async fn write(j: &Journal, key: &str, effect: Effect) -> Seq {
+    let intent =
+        Intent { op: Op::Put, bucket: "b".into(), key: key.into(), access_key: "AK".into(), request_id: "r".into() };
+    let i = j.append(Body::Intent(intent), Durability::Buffered).await.expect("appends");
+    let commit = Commit { intent: i.seq, bucket: "b".into(), key: key.into(), effect };
+    j.append(Body::Commit(commit), Durability::Buffered).await.expect("appends").seq
+}
+
+/// Mean time of `version_at(key)` over `n` calls, checking it finds `written`.
+fn mean_read(j: &Journal, key: &str, written: Seq, n: u32) -> Duration {
+    let start = Instant::now();
+    for _ in 0..n {
+        let entry = j.version_at("b", key, Seq::LATEST).expect("the journal reads");
+        assert_eq!(entry.map(|e| e.written), Some(written));
+    }
+    start.elapsed() / n
+}
+
+/// Mean time of appending `n` intent and commit pairs with the effects `effect` makes.
+async fn mean_write(j: &Journal, key: &str, n: u32, effect: impl Fn(u32) -> Effect) -> Duration {
+    let start = Instant::now();
+    for i in 0..n {
+        write(j, key, effect(i)).await;
+    }
+    start.elapsed() / n
+}
+
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let keys = Arc::new(KeySet::derive(&SecretKey::generate().expect("randomness")));
     let open = |access| Journal::open_with(dir.path(), keys.clone(), access).expect("the journal opens");
+    open_intents(&open).await;
+    retagged(&open(Access::ReadWrite)).await;
+}
+
+/// The G2 check on a hot key: scanned against counted.
+async fn open_intents(open: &dyn Fn(Access) -> Journal) {
     println!(
         "{:<10} {:>14} {:>14} {:>14} {:>14} {:>9}",
         "rewrites", "scan hot", "scan cold", "count hot", "count cold", "scan/count"
@@ -33,17 +76,7 @@ async fn main() {
     for target in [1_000, 10_000, 100_000] {
         let j = open(Access::ReadWrite);
         for _ in written..target {
-            let intent = Intent {
-                op: Op::Put,
-                bucket: "b".into(),
-                key: "hot".into(),
-                access_key: "AK".into(),
-                request_id: "r".into(),
-            };
-            let i = j.append(Body::Intent(intent), Durability::Buffered).await.expect("appends");
-            let commit =
-                Commit { intent: i.seq, bucket: "b".into(), key: "hot".into(), effect: Effect::Tags(Vec::new()) };
-            j.append(Body::Commit(commit), Durability::Buffered).await.expect("appends");
+            write(&j, "hot", Effect::Tags(Vec::new())).await;
         }
         written = target;
         let counted = (mean(&j, "hot", 200), mean(&j, "cold", 200));
@@ -58,6 +91,39 @@ async fn main() {
             counted.0,
             counted.1,
             scanned.0.as_secs_f64() / counted.0.as_secs_f64()
+        );
+    }
+}
+
+/// The current version of a key retagged many times: jumping to the version its latest
+/// tag change names, against reading back as before.
+async fn retagged(j: &Journal) {
+    let version =
+        |n: u32| Effect::Version(ObjectVersion::of_content(u64::from(n), [0; 32], Vec::new(), format!("\"{n}\"")));
+    let retag = |n: u32| Effect::Tags(vec![("n".into(), n.to_string())]);
+    println!();
+    println!(
+        "{:<10} {:>14} {:>14} {:>9} {:>16} {:>16}",
+        "retags", "read back", "jump", "back/jump", "append retag", "append version"
+    );
+    let written = write(j, "tagged", version(0)).await;
+    let mut retags = 0;
+    for target in [1_000, 10_000, 50_000] {
+        let appending = mean_write(j, "tagged", target - retags, retag).await;
+        retags = target;
+        let latest = j.latest_seq_at("b", "tagged", Seq::LATEST).expect("reads").expect("the key has entries");
+        let entry = layout::version_key("b", "tagged", latest);
+        let named = j.engine().get(Table::Versions, &entry).expect("reads").expect("the entry");
+        assert_eq!(layout::base_of(&named), Some(written), "the latest retag names the version");
+        let jump = mean_read(j, "tagged", written, 200);
+        // The same entry as journals indexed it before tag changes named their version.
+        j.engine().write(vec![Write::Put(Table::Versions, entry.clone(), Vec::new())], true).expect("writes");
+        let back = mean_read(j, "tagged", written, if target > 10_000 { 5 } else { 50 });
+        j.engine().write(vec![Write::Put(Table::Versions, entry, named)], true).expect("writes");
+        let versions = mean_write(j, "fresh", 1_000, version).await;
+        println!(
+            "{target:<10} {back:>14?} {jump:>14?} {:>8.0}x {appending:>16?} {versions:>16?}",
+            back.as_secs_f64() / jump.as_secs_f64()
         );
     }
 }
