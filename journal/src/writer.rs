@@ -8,7 +8,7 @@
 //! (labels, marks, chunk index entries, imports). Builders see the writes of the requests
 //! before them in the batch, so a batch is the same as its requests applied one by one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use rewind_crypto::KeySet;
@@ -250,6 +250,7 @@ impl Writer {
         let before = self.head;
         let mut writes = Vec::new();
         let mut appended = Vec::with_capacity(bodies.len());
+        let mut indexer = Indexer::new(&self.keys, self.owner.as_bytes());
         for body in &bodies {
             let seq = Seq(self.head.seq.0 + 1);
             // The gateway clock, never going backwards within the journal.
@@ -258,7 +259,7 @@ impl Writer {
                 Ok((bytes, hash)) => {
                     writes.push(Write::Put(Table::Records, layout::seq_key(seq).to_vec(), bytes));
                     let view = View { engine: &*self.engine, overlay: &batch.overlay };
-                    index_record(&self.keys, &view, &mut writes, seq, body, self.owner.as_bytes());
+                    indexer.index(&view, &mut writes, seq, body);
                     self.head = Appended { seq, hash, timestamp_us };
                     appended.push(self.head);
                 }
@@ -276,6 +277,7 @@ impl Writer {
     fn import(&mut self, batch: &mut Batch, records: &[(Seq, Vec<u8>)]) -> Result<Appended, JournalError> {
         let mut head = self.head;
         let mut writes = Vec::new();
+        let mut indexer = Indexer::new(&self.keys, &[]);
         for (seq, bytes) in records {
             if seq.0 != head.seq.0 + 1 {
                 return Err(JournalError::Corrupt { seq: *seq, detail: format!("expected record {}", head.seq.0 + 1) });
@@ -286,7 +288,7 @@ impl Writer {
             }
             writes.push(Write::Put(Table::Records, layout::seq_key(*seq).to_vec(), bytes.clone()));
             let view = View { engine: &*self.engine, overlay: &batch.overlay };
-            index_record(&self.keys, &view, &mut writes, *seq, &record.body, &[]);
+            indexer.index(&view, &mut writes, *seq, &record.body);
             head = Appended { seq: *seq, hash: record.hash, timestamp_us: record.timestamp_us };
         }
         batch.add(writes);
@@ -312,6 +314,7 @@ impl Writer {
         }
         let mut digest = RetainedDigest::default();
         let mut writes = Vec::new();
+        let mut indexer = Indexer::new(&self.keys, &[]);
         let mut prev = crate::GENESIS_HEAD;
         for (seq, bytes) in records {
             if *seq <= prev.seq || *seq > horizon.seq {
@@ -324,7 +327,7 @@ impl Writer {
             digest.add(*seq, &record.hash);
             writes.push(Write::Put(Table::Records, layout::seq_key(*seq).to_vec(), bytes.clone()));
             let view = View { engine: &*self.engine, overlay: &batch.overlay };
-            index_record(&self.keys, &view, &mut writes, *seq, &record.body, &[]);
+            indexer.index(&view, &mut writes, *seq, &record.body);
             prev = Appended { seq: *seq, hash: record.hash, timestamp_us: record.timestamp_us };
         }
         if digest.finish() != horizon.retained {
@@ -366,12 +369,45 @@ fn answer(answers: Vec<Answer>, failure: Option<JournalError>) {
     }
 }
 
-/// Adds to `writes` (this request's writes so far, on top of `view`) the index entries of
-/// the record at `seq`, working out what they point at from the journal as it stands.
-fn index_record(keys: &KeySet, view: &View<'_>, writes: &mut Vec<Write>, seq: Seq, body: &Body, owner: &[u8]) {
-    let aborted = aborted_id(keys, view, writes, body);
-    let base = tags_base(keys, view, writes, seq, body);
-    index(writes, seq, body, owner, aborted, base);
+/// Indexes the records of one request (an append or an import), in order. It remembers,
+/// for each key it has indexed, the base a tag change of the key would name next, so that
+/// a request of many records (an import) looks none of its own up.
+struct Indexer<'a> {
+    keys: &'a KeySet,
+    /// Who the request's intents belong to (see [`index`]).
+    owner: &'a [u8],
+    /// By the key's `versions` prefix: the base a tag change of it would name next.
+    bases: HashMap<Vec<u8>, Option<Seq>>,
+}
+
+impl<'a> Indexer<'a> {
+    fn new(keys: &'a KeySet, owner: &'a [u8]) -> Self {
+        Self { keys, owner, bases: HashMap::new() }
+    }
+
+    /// Adds to `writes` (this request's writes so far, on top of `view`) the index entries
+    /// of the record at `seq`.
+    fn index(&mut self, view: &View<'_>, writes: &mut Vec<Write>, seq: Seq, body: &Body) {
+        let aborted = aborted_id(self.keys, view, writes, body);
+        let base = body.change().and_then(|(bucket, key, effect)| {
+            let prefix = layout::version_prefix(bucket, key);
+            let base = match effect {
+                Effect::Tags(_) => match self.bases.get(&prefix) {
+                    Some(named) => *named,
+                    None => stored_base(self.keys, view, bucket, key, seq),
+                },
+                Effect::Version(_) | Effect::Deleted { .. } | Effect::Bucket => None,
+            };
+            let next = match effect {
+                Effect::Version(_) => Some(seq),
+                Effect::Tags(_) => base,
+                Effect::Deleted { .. } | Effect::Bucket => None,
+            };
+            self.bases.insert(prefix, next);
+            base
+        });
+        index(writes, seq, body, self.owner, aborted, base);
+    }
 }
 
 /// The index entries a record adds: its key's `versions` entry (naming, for a change of
@@ -417,34 +453,27 @@ fn aborted_id(keys: &KeySet, view: &View<'_>, local: &[Write], body: &Body) -> O
     }
 }
 
-/// For a change of a key's tags alone, the position of the version the tags apply to, to
-/// be stored in its `versions` entry: a read of the key jumps there instead of reading
-/// back through every tag change since the version (a key retagged 50,000 times took
-/// 384 ms per read). The key's previous entry says it: a version is the base, a tag
-/// change that names one passes it on. `None` for other bodies, and when the previous
-/// entry does not say (a deletion, a tag change indexed before entries named their base,
-/// an entry the batch deletes): readers then read back record by record, as before.
-fn tags_base(keys: &KeySet, view: &View<'_>, local: &[Write], seq: Seq, body: &Body) -> Option<Seq> {
-    let Some((bucket, key, Effect::Tags(_))) = body.change() else { return None };
+/// For a change of `bucket`/`key`'s tags alone at `seq`, the position of the version the
+/// tags apply to, to be stored in its `versions` entry: a read of the key jumps there
+/// instead of reading back through every tag change since the version (a key retagged
+/// 50,000 times took about 300 ms per read; `cargo bench --bench hot_key`). The key's
+/// previous entry, in the store or an earlier request of the batch, says it: a version is
+/// the base, a tag change that names one passes it on. `None` when it does not say (a
+/// deletion, a tag change indexed before entries named their base, an entry the batch
+/// deletes): readers then read back record by record, as before.
+fn stored_base(keys: &KeySet, view: &View<'_>, bucket: &str, key: &str, seq: Seq) -> Option<Seq> {
     let prefix = layout::version_prefix(bucket, key);
-    let of_key = |k: &[u8]| k.len() == prefix.len() + 8 && k.starts_with(&prefix);
-    let in_request = local.iter().rev().find_map(|w| match w {
-        Write::Put(Table::Versions, k, v) if of_key(k) => Some((k.clone(), Some(v.clone()))),
-        _ => None,
-    });
-    let (k, value) = match in_request {
-        Some(found) => found,
-        None => {
-            let before = layout::version_key(bucket, key, Seq(seq.0.checked_sub(1)?));
-            view.last_at_or_before(Table::Versions, &before).ok().flatten().filter(|(k, _)| of_key(k))?
-        }
-    };
+    let before = layout::version_key(bucket, key, Seq(seq.0.checked_sub(1)?));
+    let (k, value) = view.last_at_or_before(Table::Versions, &before).ok().flatten()?;
+    if k.len() != prefix.len() + 8 || !k.starts_with(&prefix) {
+        return None;
+    }
     match value?.as_slice() {
         [] => {}
         named => return layout::base_of(named),
     }
     let prev = layout::seq_of(&k[prefix.len()..])?;
-    match read_body(keys, view, local, prev)?.change()? {
+    match read_body(keys, view, &[], prev)?.change()? {
         (_, _, Effect::Version(_)) => Some(prev),
         _ => None,
     }
@@ -463,4 +492,36 @@ fn read_body(keys: &KeySet, view: &View<'_>, local: &[Write], seq: Seq) -> Optio
         })
         .or_else(|| view.get(Table::Records, &key).ok().flatten())?;
     Some(record::decode(keys, seq, &bytes).ok()?.body)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A builder sees the batch's writes on top of the store: the later of the two wins,
+    /// and an entry the batch deletes is found with no value.
+    #[test]
+    fn a_view_finds_the_last_entry_across_store_and_batch() {
+        let engine = crate::MemoryEngine::new();
+        let put = |k: &[u8]| Write::Put(Table::Versions, k.to_vec(), k.to_vec());
+        engine
+            .write(vec![put(b"a1"), put(b"a3"), put(b"a5"), Write::Put(Table::Meta, b"a4".to_vec(), vec![])], true)
+            .unwrap();
+        let mut overlay = BTreeMap::new();
+        overlay.insert((Table::Versions, b"a2".to_vec()), Some(b"new".to_vec()));
+        overlay.insert((Table::Versions, b"a5".to_vec()), None);
+        let view = View { engine: &engine, overlay: &overlay };
+        let last = |k: &[u8]| view.last_at_or_before(Table::Versions, k).unwrap();
+        assert_eq!(last(b"a0"), None);
+        assert_eq!(last(b"a1"), Some((b"a1".to_vec(), Some(b"a1".to_vec()))), "the store's, nothing later");
+        assert_eq!(last(b"a2z"), Some((b"a2".to_vec(), Some(b"new".to_vec()))), "the batch's, later");
+        assert_eq!(
+            last(b"a4"),
+            Some((b"a3".to_vec(), Some(b"a3".to_vec()))),
+            "the store's, later; other tables unseen"
+        );
+        assert_eq!(last(b"a9"), Some((b"a5".to_vec(), None)), "deleted by the batch");
+    }
 }
