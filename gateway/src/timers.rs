@@ -1,6 +1,7 @@
 //! Every background timer of a serving gateway, in one place: journal shipping, scheduled
-//! verify, reconcile passes, and retention (its plan, forget, then garbage collection). Each
-//! is a task of the gateway's one tracker and stops when the gateway does.
+//! verify, reconcile passes, retention (its plan, forget, then garbage collection), and
+//! the journal's one-time upgrade of older index entries. Each is a task of the gateway's
+//! one tracker and stops when the gateway does.
 //!
 //! On a shared journal (several gateways) every gateway renews its liveness lease, and the
 //! work that must run once runs on the gateway that holds the `background` lease, with the
@@ -145,6 +146,26 @@ fn start_once_jobs(parts: &Parts, stop: &CancellationToken, tracker: &TaskTracke
         }
     });
     tracker.spawn(retention_on_schedule(ops.clone(), metrics.clone(), config.retention.schedule.0, stop.child_token()));
+    tracker.spawn(name_retag_bases(stores.journal.clone(), stop.child_token()));
+}
+
+/// Once per journal: names the version each tag change indexed by an older Rewind applies
+/// to, so reads of keys retagged many times jump there (`journal/src/upgrade.rs`).
+async fn name_retag_bases(journal: Arc<rewind_journal::Journal>, stop: CancellationToken) {
+    let started = std::time::Instant::now();
+    match journal.name_retag_bases(rewind_journal::RETAG_STEP, || stop.is_cancelled()).await {
+        Ok(done) if done.named > 0 => tracing::info!(
+            named = done.named,
+            entries_read = done.entries,
+            seconds = started.elapsed().as_secs_f64(),
+            "named the version each older tag change applies to; reads of keys retagged many times now jump there"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(
+            error = %e,
+            "cannot name the versions older tag changes apply to; their keys are read back record by record until the next start retries"
+        ),
+    }
 }
 
 /// Keeps the open views' gauge current (and removes expired views on the way).

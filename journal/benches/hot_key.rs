@@ -9,7 +9,9 @@
 //! reads it two ways: as the index is written now (the latest tag change names the version,
 //! the read jumps there) and as journals indexed it before (the same entry without the
 //! name: the read goes back through every tag change). It also times appending a retag
-//! (the writer looks up the version to name) against appending a new version.
+//! (the writer looks up the version to name) against appending a new version. Then the
+//! same journal as older ones indexed it, upgraded by the one-time naming of retag bases
+//! while appends go on.
 //!
 //! Last, importing (as a rebuild from the vault does) many keys written and then retagged,
 //! against importing the same keys written twice.
@@ -20,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rewind_crypto::{KeySet, SecretKey};
-use rewind_journal::{Access, Durability, Journal, MemoryEngine, Table, Write, layout};
+use rewind_journal::{Access, Durability, Journal, MemoryEngine, RETAG_STEP, Table, Write, layout};
 use rewind_model::{Body, Commit, Effect, Intent, ObjectVersion, Op, Seq};
 
 /// Mean time of `unresolved_on(key)` over `n` calls.
@@ -130,6 +132,51 @@ async fn retagged(j: &Journal) {
             back.as_secs_f64() / jump.as_secs_f64()
         );
     }
+    upgraded(j, written).await;
+}
+
+/// The same journal as an older Rewind indexed it (every `versions` entry empty), upgraded
+/// by the one-time naming of retag bases, while appends go on: how long it takes, and the
+/// longest an append waits behind one of its steps.
+async fn upgraded(j: &Journal, written: Seq) {
+    let mut entries = Vec::new();
+    j.engine()
+        .scan(Table::Versions, &[], &mut |k, _| {
+            entries.push(Write::Put(Table::Versions, k.to_vec(), Vec::new()));
+            true
+        })
+        .expect("reads");
+    j.engine().write(entries, true).expect("writes");
+    j.engine().write(vec![Write::Delete(Table::Meta, layout::BASES_NAMED_KEY.to_vec())], true).expect("writes");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let appends = async {
+        let mut waits = Vec::new();
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            let start = Instant::now();
+            write(j, "busy", Effect::Tags(Vec::new())).await;
+            waits.push(start.elapsed());
+        }
+        waits
+    };
+    let upgrade = async {
+        let start = Instant::now();
+        let named = j.name_retag_bases(RETAG_STEP, || false).await.expect("upgrades");
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (named, start.elapsed())
+    };
+    let ((named, took), mut waits) = tokio::join!(upgrade, appends);
+    waits.sort();
+    let jump = mean_read(j, "tagged", written, 200);
+    println!();
+    println!(
+        "upgrade of {} entries ({} named): {took:?}, {:.0} entries/s; appends meanwhile: {}, median {:?}, longest {:?}; read after: {jump:?}",
+        named.entries,
+        named.named,
+        named.entries as f64 / took.as_secs_f64(),
+        waits.len(),
+        waits.get(waits.len() / 2).copied().unwrap_or_default(),
+        waits.last().copied().unwrap_or_default(),
+    );
 }
 
 /// An import (one request, as a base is) of many keys written and then each retagged once

@@ -34,7 +34,7 @@ mod side;
 pub use fixtures::{MemoryFixture, RocksFixture};
 pub use forget::{a_base_rebuilds_a_journal_that_forget_compacted, forget_removes_records_and_verify_checks_the_rest};
 pub use postgres::{PostgresFixture, PostgresServer, SERVER_ENV, TestServer, test_server};
-pub use retag::retagged_keys_name_the_version_their_tags_apply_to;
+pub use retag::{older_retags_are_named_by_a_one_time_upgrade, retagged_keys_name_the_version_their_tags_apply_to};
 pub use shared::{
     journals_in_several_processes_form_one_chain, leases_pass_to_another_process_only_once_they_lapse,
     shared_locks_exclude_other_processes_and_die_with_them,
@@ -60,6 +60,7 @@ macro_rules! journal_conformance {
             another_key_cannot_read_the_journal,
             point_in_time_reads_answer_as_of_a_position,
             retagged_keys_name_the_version_their_tags_apply_to,
+            older_retags_are_named_by_a_one_time_upgrade,
             state_scans_resume_after_a_key_or_past_a_prefix,
             deleting_a_bucket_ends_its_keys_as_of_then,
             buckets_are_listed_once_each_in_name_order,

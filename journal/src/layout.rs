@@ -41,6 +41,9 @@ pub const LEASE_PREFIX: &[u8] = b"lease/";
 pub const VAULT_ID_KEY: &[u8] = b"vault-id";
 /// `meta`: the generation and digest of the label set last shipped.
 pub const LABELS_SHIPPED_KEY: &[u8] = b"labels-shipped";
+/// `meta`: how far the one-time naming of retag bases has got (see `upgrade.rs`): the last
+/// `versions` entry it read, or empty once done.
+pub const BASES_NAMED_KEY: &[u8] = b"bases-named";
 
 /// How long [`seq_key`] is: a `versions` entry ends in its record's key.
 pub const SEQ_KEY_LEN: usize = 8;

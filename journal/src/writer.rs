@@ -15,7 +15,7 @@ use rewind_crypto::KeySet;
 use rewind_model::{Abort, Body, Commit, Effect, Seq};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::{Engine, Table, Write};
+use crate::engine::{Engine, Entry, Table, Write};
 use crate::horizon::{Horizon, RetainedDigest};
 use crate::layout;
 use crate::marks::OpenMarks;
@@ -91,6 +91,40 @@ impl View<'_> {
             }
         }
         Ok(keys.into_iter().collect())
+    }
+
+    /// Up to `limit` stored entries from `from` on, in key order. The batch's own writes
+    /// are not merged in: a caller that writes an entry back asks [`View::deletes`] first.
+    pub(crate) fn stored_from(&self, table: Table, from: &[u8], limit: usize) -> Result<Vec<Entry>, JournalError> {
+        let mut out = Vec::new();
+        self.engine.scan(table, from, &mut |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// Whether the batch so far deletes `key`.
+    pub(crate) fn deletes(&self, table: Table, key: &[u8]) -> bool {
+        matches!(self.overlay.get(&(table, key.to_vec())), Some(None))
+    }
+
+    /// The stored record each of the `versions` entries `entries` points at, in one round
+    /// trip; `None` for one gone, or deleted by the batch so far.
+    pub(crate) fn records_of(&self, entries: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, JournalError> {
+        let found =
+            self.engine.last_at_or_before_each_then(Table::Versions, entries, Table::Records, layout::SEQ_KEY_LEN)?;
+        Ok(entries
+            .iter()
+            .zip(found)
+            .map(|(asked, found)| match found {
+                Some(((k, _), Some(record))) if k == *asked => {
+                    let at = k.len() - layout::SEQ_KEY_LEN;
+                    (!self.deletes(Table::Records, &k[at..])).then_some(record)
+                }
+                _ => None,
+            })
+            .collect())
     }
 
     /// The last entry at or before `key`.
@@ -461,7 +495,7 @@ fn aborted_id(keys: &KeySet, view: &View<'_>, local: &[Write], body: &Body) -> O
 /// the base, a tag change that names one passes it on. `None` when it does not say (a
 /// deletion, a tag change indexed before entries named their base, an entry the batch
 /// deletes): readers then read back record by record, as before.
-fn stored_base(keys: &KeySet, view: &View<'_>, bucket: &str, key: &str, seq: Seq) -> Option<Seq> {
+pub(crate) fn stored_base(keys: &KeySet, view: &View<'_>, bucket: &str, key: &str, seq: Seq) -> Option<Seq> {
     let prefix = layout::version_prefix(bucket, key);
     let before = layout::version_key(bucket, key, Seq(seq.0.checked_sub(1)?));
     let (k, value) = view.last_at_or_before(Table::Versions, &before).ok().flatten()?;

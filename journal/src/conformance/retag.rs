@@ -106,3 +106,65 @@ pub async fn retagged_keys_name_the_version_their_tags_apply_to(fixture: &dyn Fi
     let problems = copy.verify().unwrap().problems;
     assert!(problems.iter().any(|p| p.contains("not its last version")), "{problems:?}");
 }
+
+/// A journal indexed before tag changes named their base (every `versions` entry empty)
+/// is upgraded once, in steps that stop and resume after a restart: afterwards its
+/// `versions` table is what the writer indexes now, a retag appended between steps
+/// included, verify is clean, and another run reads nothing.
+pub async fn older_retags_are_named_by_a_one_time_upgrade(fixture: &dyn Fixture) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let keys = keys();
+    let j = open(fixture, &keys);
+    let doc = write(&j, "doc", Effect::Version(version(1))).await;
+    let mut doc_retags = Vec::new();
+    for n in 0..7 {
+        doc_retags.push(write(&j, "doc", retag(n)).await);
+    }
+    write(&j, "doc", Effect::Version(version(2))).await;
+    write(&j, "doc", retag(7)).await;
+    write(&j, "doc", Effect::Deleted { version_id: None }).await;
+    write(&j, "doc", retag(8)).await;
+    let last_doc = write(&j, "doc", Effect::Version(version(3))).await;
+    write(&j, "doc", retag(9)).await;
+    let other = write(&j, "other", Effect::Version(version(4))).await;
+    for n in 0..3 {
+        write(&j, "other", retag(n)).await;
+    }
+    write(&j, "plain", Effect::Version(version(5))).await;
+    write(&j, "plain", Effect::Version(version(6))).await;
+    let indexed = versions_table(&j);
+    let named_now = indexed.iter().filter(|(_, v)| !v.is_empty()).count();
+    assert_eq!(named_now, 7 + 1 + 1 + 3, "the writer names every retag with a version before it");
+    assert_eq!(named(&j, "doc", doc_retags[6]), Some(doc));
+
+    // As an older Rewind left it: every entry empty, and no upgrade run yet.
+    let emptied = indexed.iter().map(|(k, _)| Write::Put(Table::Versions, k.clone(), Vec::new())).collect();
+    j.engine().write(emptied, true).unwrap();
+    assert!(!j.retag_bases_named().unwrap());
+    assert_eq!(j.version_at("b", "doc", Seq::LATEST).unwrap().unwrap().written, last_doc, "read back as before");
+
+    // Steps of 3 entries end in the middle of keys; this run stops after two of them.
+    let steps = AtomicUsize::new(0);
+    let part = j.name_retag_bases(3, || steps.fetch_add(1, Ordering::Relaxed) >= 2).await.unwrap();
+    assert_eq!(part.entries, 6);
+    assert!(!j.retag_bases_named().unwrap(), "not done yet");
+    // A retag appended now follows an entry the upgrade has not reached: it names nothing
+    // yet, and the upgrade names it when it gets there.
+    let late = write(&j, "other", retag(3)).await;
+    assert_eq!(named(&j, "other", late), None);
+    j.close();
+
+    let j = open(fixture, &keys);
+    let rest = j.name_retag_bases(3, || false).await.unwrap();
+    assert_eq!(part.entries + rest.entries, indexed.len() as u64 + 1, "each entry read once, across the restart");
+    assert_eq!(part.named + rest.named, named_now as u64 + 1);
+    assert!(j.retag_bases_named().unwrap());
+    let mut expected = indexed;
+    expected.push((layout::version_key("b", "other", late), other.0.to_be_bytes().to_vec()));
+    expected.sort();
+    assert_eq!(versions_table(&j), expected, "the table the writer indexes now");
+    assert!(j.verify().unwrap().problems.is_empty(), "{:?}", j.verify().unwrap().problems);
+    let now = j.version_at("b", "other", Seq::LATEST).unwrap().unwrap();
+    assert_eq!((now.written, now.seq), (other, late));
+    assert_eq!(j.name_retag_bases(3, || false).await.unwrap(), crate::BasesNamed::default(), "done once");
+}
