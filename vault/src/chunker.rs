@@ -9,14 +9,15 @@ use rewind_crypto::aead::{ENVELOPE_HEAD, TAG_LEN};
 
 /// A chunk cut from a stream, in a buffer laid out to become its own envelope: room for
 /// the envelope's head before the plaintext and for its tag after, so sealing it is
-/// encryption in place, not a copy (`seal_chunk_as`).
+/// encryption in place, not a copy (`seal_chunk_as`). A large chunk's buffer is recycled
+/// (`buffers.rs`) when the chunk is dropped, or by whoever its envelope ends with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk(Vec<u8>);
 
 impl Chunk {
     /// A chunk holding a copy of `plaintext`.
     pub fn copy_of(plaintext: &[u8]) -> Self {
-        let mut buf = Vec::with_capacity(ENVELOPE_HEAD + plaintext.len() + TAG_LEN);
+        let mut buf = crate::buffers::take(ENVELOPE_HEAD + plaintext.len() + TAG_LEN);
         buf.resize(ENVELOPE_HEAD, 0);
         buf.extend_from_slice(plaintext);
         Self(buf)
@@ -24,8 +25,14 @@ impl Chunk {
 
     /// The buffer: [`ENVELOPE_HEAD`] bytes of room, then the plaintext (and capacity for
     /// the tag).
-    pub fn into_envelope_buffer(self) -> Vec<u8> {
-        self.0
+    pub fn into_envelope_buffer(mut self) -> Vec<u8> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        crate::buffers::give(std::mem::take(&mut self.0));
     }
 }
 
@@ -183,21 +190,31 @@ impl StreamingChunker {
         }
         let (avg, max) = (self.sizes.avg as usize, self.sizes.max as usize);
         let limit = available.min(max);
-        let data = &self.buffer[self.start..];
+        let data = &self.buffer[self.start..self.start + limit];
+        let (gear, gear_ls) = (&*self.gear, &*self.gear_ls);
         let m = self.masks;
-        while self.index < limit / 2 {
-            let a = self.index * 2;
-            let (mask, mask_ls) = if self.index < avg / 2 { (m.small, m.small_ls) } else { (m.large, m.large_ls) };
-            self.hash = (self.hash << 2).wrapping_add(self.gear_ls[data[a] as usize]);
-            if self.hash & mask_ls == 0 {
-                return Some(a);
+        // The hash and position stay in registers: the loop is bound by the hash's chain
+        // of shifts and adds, and every store or bounds check on the way costs.
+        let (mut hash, mut index) = (self.hash, self.index);
+        // Pairs before the average take the harder masks, the rest the easier ones.
+        for (until, mask, mask_ls) in [(avg / 2, m.small, m.small_ls), (usize::MAX, m.large, m.large_ls)] {
+            let end = until.min(limit / 2);
+            if index >= end {
+                continue;
             }
-            self.hash = self.hash.wrapping_add(self.gear[data[a + 1] as usize]);
-            if self.hash & mask == 0 {
-                return Some(a + 1);
+            for pair in data[index * 2..end * 2].chunks_exact(2) {
+                hash = (hash << 2).wrapping_add(gear_ls[pair[0] as usize]);
+                if hash & mask_ls == 0 {
+                    return Some(index * 2);
+                }
+                hash = hash.wrapping_add(gear[pair[1] as usize]);
+                if hash & mask == 0 {
+                    return Some(index * 2 + 1);
+                }
+                index += 1;
             }
-            self.index += 1;
         }
+        (self.hash, self.index) = (hash, index);
         // No boundary: a chunk of the maximum size, or the stream's last bytes.
         (at_end || available >= max).then_some(limit)
     }

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod budget;
+mod buffers;
 pub mod chunker;
 pub mod compress;
 pub mod durable;

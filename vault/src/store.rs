@@ -331,14 +331,16 @@ impl Vault {
                 };
             if stored {
                 self.count(|s| s.deduplicated_chunks += 1);
-                return Ok(id);
+            } else {
+                open.ids.insert(sealed.id);
+                open.builder.add(sealed.id, &sealed.sealed, sealed.raw_len, sealed.compressed);
+                open.charges.push(charge.split(sealed.sealed.len()));
+                self.count(|s| s.new_chunks += 1);
             }
-            open.ids.insert(sealed.id);
-            open.builder.add(sealed.id, &sealed.sealed, sealed.raw_len, sealed.compressed);
-            open.charges.push(charge.split(sealed.sealed.len()));
-            self.count(|s| s.new_chunks += 1);
-            open.builder.len() >= TARGET_PACK_SIZE
+            !stored && open.builder.len() >= TARGET_PACK_SIZE
         };
+        // The envelope is in the pack now (or was not needed): its buffer holds a later chunk.
+        crate::buffers::give(sealed.sealed);
         if full {
             self.sync().await?;
         }
