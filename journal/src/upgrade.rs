@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use rewind_crypto::KeySet;
 use rewind_model::{Effect, Seq};
@@ -19,8 +20,9 @@ use crate::writer::{View, stored_base};
 use crate::{Journal, JournalError, layout, record};
 
 /// `versions` entries one step reads. A step runs on the writer thread (appends wait for
-/// it), reading and decrypting the record of each entry that names nothing yet.
-pub const RETAG_STEP: usize = 512;
+/// it), reading and decrypting the record of each entry that names nothing yet: about a
+/// millisecond (`cargo bench --bench hot_key`).
+pub const RETAG_STEP: usize = 128;
 
 /// What [`Journal::name_retag_bases`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,21 +36,30 @@ pub struct BasesNamed {
 impl Journal {
     /// Names the base of every tag change indexed before entries named theirs, in steps of
     /// `step` entries, each a synced change that also records how far it got (a restart
-    /// resumes there). Tag changes appended meanwhile name their own. Returns at once on a
-    /// journal already upgraded; `stop` is asked between steps.
+    /// resumes there), with a pause as long as the step between steps. Tag changes appended
+    /// meanwhile name their own. Returns at once on a journal already upgraded; `stop` is
+    /// asked between steps.
     pub async fn name_retag_bases(&self, step: usize, stop: impl Fn() -> bool) -> Result<BasesNamed, JournalError> {
         let entries = Arc::new(AtomicU64::new(0));
         let named = Arc::new(AtomicU64::new(0));
         while !self.retag_bases_named()? && !stop() {
             let (keys, entries, named) = (self.keys.clone(), entries.clone(), named.clone());
+            let took = Arc::new(std::sync::Mutex::new(Duration::ZERO));
+            let timed = took.clone();
             self.change(Box::new(move |view: &View<'_>| {
+                let start = Instant::now();
                 let (read, writes) = name_step(&keys, view, step.max(1))?;
                 entries.fetch_add(read, Ordering::Relaxed);
                 // Every write but the cursor's names one base.
                 named.fetch_add(writes.len().saturating_sub(1) as u64, Ordering::Relaxed);
+                *timed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = start.elapsed();
                 Ok(writes)
             }))
             .await?;
+            // As long again for everyone else: appends meanwhile wait for one step at most,
+            // and the writer spends at most half its time on the upgrade.
+            let took = *took.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            tokio::time::sleep(took).await;
         }
         Ok(BasesNamed { entries: entries.load(Ordering::Relaxed), named: named.load(Ordering::Relaxed) })
     }
