@@ -21,7 +21,7 @@ const ROOMY: usize = (2 << 20) + ENVELOPE_OVERHEAD;
 const KEPT: usize = 8;
 /// A larger buffer (a rare large chunk's) goes back to the allocator: what is kept stays
 /// under 32 MiB.
-const KEPT_UP_TO: usize = 2 * ROOMY;
+pub(crate) const KEPT_UP_TO: usize = 2 * ROOMY;
 
 static FREE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 

@@ -98,8 +98,8 @@ const PIECE_LIMIT: usize = 1 << 20;
 /// one maximum chunk at worst — instead of a maximum chunk ahead of every cut. Boundaries
 /// are exactly those of the `fastcdc` crate on the whole object (`chunk_all`; the property
 /// test below holds them to it), so dedup sees the same chunks however the network split
-/// the object. The buffer is compacted only when a piece would not fit, moving the few
-/// bytes of the chunk in progress.
+/// the object. After each cut the bytes of the chunk in progress (received since the cut)
+/// move to the buffer's front, so it stays near a chunk and a piece, in a recycled buffer.
 #[derive(Debug)]
 pub struct StreamingChunker {
     sizes: ChunkSizes,
@@ -112,6 +112,12 @@ pub struct StreamingChunker {
     /// The scan of that chunk: the next pair of positions, and the hash so far.
     index: usize,
     hash: u64,
+}
+
+impl Drop for StreamingChunker {
+    fn drop(&mut self) {
+        crate::buffers::give(std::mem::take(&mut self.buffer));
+    }
 }
 
 /// The gear masks for the first (`small`, harder) and second half of a chunk, and their
@@ -150,6 +156,13 @@ impl StreamingChunker {
             while let Some(len) = self.scan(false) {
                 out.push(self.take(len));
             }
+            if self.start > 0 {
+                // What is left past the cut is the chunk in progress, all of it from this
+                // part: moving it to the front keeps the buffer near a chunk and a part
+                // instead of growing it to the whole capacity.
+                self.buffer.drain(..self.start);
+                self.start = 0;
+            }
         }
         out
     }
@@ -161,12 +174,14 @@ impl StreamingChunker {
         while let Some(len) = self.scan(true) {
             out.push(self.take(len));
         }
-        self.buffer = Vec::new();
+        crate::buffers::give(std::mem::take(&mut self.buffer));
         self.start = 0;
         out
     }
 
-    /// Drops the bytes already cut when `extra` more would not fit in the capacity.
+    /// Drops the bytes already cut when `extra` more would not fit in the capacity (a
+    /// safety net: [`StreamingChunker::push`] drops them after every cut), and grows the
+    /// buffer, into a recycled one once it is large.
     fn make_room(&mut self, extra: usize) {
         let cap = Self::capacity(self.sizes);
         if self.buffer.len() + extra > cap && self.start > 0 {
@@ -177,7 +192,14 @@ impl StreamingChunker {
         if need > self.buffer.capacity() {
             // Grow geometrically, but never past the capacity the budget reserves.
             let target = need.max(self.buffer.capacity() * 2).min(cap.max(need));
-            self.buffer.reserve_exact(target - self.buffer.len());
+            // A recycled buffer may be roomier than asked: only within the capacity.
+            let mut grown = if cap >= crate::buffers::KEPT_UP_TO {
+                crate::buffers::take(target)
+            } else {
+                Vec::with_capacity(target)
+            };
+            grown.extend_from_slice(&self.buffer);
+            crate::buffers::give(std::mem::replace(&mut self.buffer, grown));
         }
     }
 
@@ -292,6 +314,20 @@ mod tests {
         let want = chunk_all(&[0u8; 50_000], SMALL, 3);
         assert_eq!(got.iter().map(|c| c.len()).collect::<Vec<_>>(), want.iter().map(|c| c.len()).collect::<Vec<_>>());
         assert!(got[..got.len() - 1].iter().all(|c| c.len() == SMALL.max as usize));
+    }
+
+    /// After each cut only the chunk in progress stays: the buffer holds at most a maximum
+    /// chunk and the piece just pushed, not the whole capacity's worth of cut bytes.
+    #[test]
+    fn the_buffer_keeps_only_the_chunk_in_progress() {
+        let data = pseudo_random(200_000, 11);
+        let mut c = StreamingChunker::new(SMALL, 5);
+        let mut cuts = 0;
+        for piece in data.chunks(1000) {
+            cuts += c.push(piece).len();
+            assert!(c.buffer.len() <= SMALL.max as usize + piece.len(), "{} bytes held", c.buffer.len());
+        }
+        assert!(cuts > 40, "{cuts} cuts");
     }
 
     #[test]
