@@ -23,40 +23,58 @@ const KEPT: usize = 8;
 /// under 32 MiB.
 pub(crate) const KEPT_UP_TO: usize = 2 * ROOMY;
 
-static FREE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+/// Buffers given back, for reuse.
+struct Pool(Mutex<Vec<Vec<u8>>>);
 
-fn free() -> MutexGuard<'static, Vec<Vec<u8>>> {
-    // A panic elsewhere while holding it leaves only buffers behind: still usable.
-    FREE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+/// The process's pool.
+static FREE: Pool = Pool::new();
 
 /// An empty buffer with room for `len` bytes: a kept one when `len` is large and one fits.
 pub(crate) fn take(len: usize) -> Vec<u8> {
-    if len < KEPT_FROM {
-        return Vec::with_capacity(len);
-    }
-    let kept = {
-        let mut free = free();
-        free.iter().position(|b| b.capacity() >= len).map(|i| free.swap_remove(i))
-    };
-    match kept {
-        Some(mut buf) => {
-            buf.clear();
-            buf
-        }
-        None => Vec::with_capacity(len.max(ROOMY)),
-    }
+    FREE.take(len)
 }
 
 /// Gives back a buffer whose content is no longer needed; kept if it is one of
 /// [`take`]'s roomy ones and fewer than [`KEPT`] are.
 pub(crate) fn give(buf: Vec<u8>) {
-    if !(ROOMY..=KEPT_UP_TO).contains(&buf.capacity()) {
-        return;
+    FREE.give(buf);
+}
+
+impl Pool {
+    const fn new() -> Self {
+        Self(Mutex::new(Vec::new()))
     }
-    let mut free = free();
-    if free.len() < KEPT {
-        free.push(buf);
+
+    fn free(&self) -> MutexGuard<'_, Vec<Vec<u8>>> {
+        // A panic elsewhere while holding it leaves only buffers behind: still usable.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn take(&self, len: usize) -> Vec<u8> {
+        if len < KEPT_FROM {
+            return Vec::with_capacity(len);
+        }
+        let kept = {
+            let mut free = self.free();
+            free.iter().position(|b| b.capacity() >= len).map(|i| free.swap_remove(i))
+        };
+        match kept {
+            Some(mut buf) => {
+                buf.clear();
+                buf
+            }
+            None => Vec::with_capacity(len.max(ROOMY)),
+        }
+    }
+
+    fn give(&self, buf: Vec<u8>) {
+        if !(ROOMY..=KEPT_UP_TO).contains(&buf.capacity()) {
+            return;
+        }
+        let mut free = self.free();
+        if free.len() < KEPT {
+            free.push(buf);
+        }
     }
 }
 
@@ -64,9 +82,11 @@ pub(crate) fn give(buf: Vec<u8>) {
 mod tests {
     use super::*;
 
-    /// One test touches the process-wide list, so that no other test's buffers interfere.
     #[test]
     fn large_buffers_come_back_small_ones_do_not_and_few_are_kept() {
+        // A pool of its own: other tests in this process use the process's.
+        let pool = Pool::new();
+        let (take, give) = (|len| pool.take(len), |buf| pool.give(buf));
         let large = take(1 << 20);
         assert!(large.capacity() >= ROOMY, "room for most chunks");
         let at = large.as_ptr();
@@ -78,15 +98,15 @@ mod tests {
         let small = take(4096);
         assert_eq!(small.capacity(), 4096, "a small chunk gets an exact allocation");
         give(small);
-        assert!(free().iter().all(|b| b.capacity() >= ROOMY), "and it is not kept");
+        assert!(pool.free().iter().all(|b| b.capacity() >= ROOMY), "and it is not kept");
 
         let many: Vec<_> = (0..KEPT + 3).map(|_| take(1 << 20)).collect();
         many.into_iter().for_each(give);
-        assert_eq!(free().len(), KEPT);
+        assert_eq!(pool.free().len(), KEPT);
         let huge = take(8 << 20);
         assert!(huge.capacity() >= 8 << 20);
-        free().clear();
+        pool.free().clear();
         give(huge);
-        assert!(free().is_empty(), "a buffer far past the usual size goes back to the allocator");
+        assert!(pool.free().is_empty(), "a buffer far past the usual size goes back to the allocator");
     }
 }
