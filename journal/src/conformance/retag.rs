@@ -12,6 +12,17 @@ fn retag(n: usize) -> Effect {
     Effect::Tags(vec![("n".into(), n.to_string())])
 }
 
+/// Writes a version of `key`, then retags it `n` times: the version's position and the
+/// retags'.
+async fn written_then_retagged(j: &Journal, key: &str, n: usize) -> (Seq, Vec<Seq>) {
+    let written = write(j, key, Effect::Version(version(1))).await;
+    let mut retags = Vec::new();
+    for i in 0..n {
+        retags.push(write(j, key, retag(i)).await);
+    }
+    (written, retags)
+}
+
 /// Every entry of the `versions` table, in order.
 fn versions_table(j: &Journal) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut all = Vec::new();
@@ -31,11 +42,7 @@ fn versions_table(j: &Journal) -> Vec<(Vec<u8>, Vec<u8>)> {
 pub async fn retagged_keys_name_the_version_their_tags_apply_to(fixture: &dyn Fixture) {
     let keys = keys();
     let j = open(fixture, &keys);
-    let first = write(&j, "doc", Effect::Version(version(1))).await;
-    let mut retags = Vec::new();
-    for n in 0..20 {
-        retags.push(write(&j, "doc", retag(n)).await);
-    }
+    let (first, retags) = written_then_retagged(&j, "doc", 20).await;
     assert!(retags.iter().all(|s| named(&j, "doc", *s) == Some(first)), "each retag names the version");
     assert_eq!(named(&j, "doc", first), None, "a version names nothing");
     let now = j.version_at("b", "doc", Seq::LATEST).unwrap().unwrap();
@@ -115,11 +122,7 @@ pub async fn older_retags_are_named_by_a_one_time_upgrade(fixture: &dyn Fixture)
     use std::sync::atomic::{AtomicUsize, Ordering};
     let keys = keys();
     let j = open(fixture, &keys);
-    let doc = write(&j, "doc", Effect::Version(version(1))).await;
-    let mut doc_retags = Vec::new();
-    for n in 0..7 {
-        doc_retags.push(write(&j, "doc", retag(n)).await);
-    }
+    let (doc, doc_retags) = written_then_retagged(&j, "doc", 7).await;
     write(&j, "doc", Effect::Version(version(2))).await;
     write(&j, "doc", retag(7)).await;
     write(&j, "doc", Effect::Deleted { version_id: None }).await;
