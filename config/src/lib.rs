@@ -73,6 +73,9 @@ pub struct ServerConfig {
     pub base_domains: Vec<String>,
     /// Connections served at once; further clients wait in the listen backlog.
     pub max_connections: usize,
+    /// Threads that serve requests (the async runtime's workers); 0 picks half the cores
+    /// the gateway may use ([`ServerConfig::workers`]).
+    pub worker_threads: usize,
     /// Time a client may take to send a request's headers.
     pub header_read_timeout: HumanDuration,
     /// Longest pause allowed while a client sends a request body.
@@ -103,6 +106,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./rewind-data"),
             base_domains: vec!["localhost".into()],
             max_connections: 1024,
+            worker_threads: 0,
             header_read_timeout: HumanDuration::secs(30),
             body_idle_timeout: HumanDuration::secs(60),
             // What real bodies need: a DeleteObjects of 1,000 keys of 1,024 bytes is ~1.1 MiB,
@@ -113,6 +117,20 @@ impl Default for ServerConfig {
             allow_sigv2: true,
             allow_anonymous: false,
             admin_hosts: Vec::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The request-serving threads on a host where the gateway may use `cores`: as set,
+    /// or half of them (at least one). The gateway's other work runs on threads of its
+    /// own (sealing and vault writes on the blocking pool, the journal's writer, RocksDB's
+    /// background jobs), and each idle worker more is one more thread that every request
+    /// may wake (a futex wake and two context switches) to find nothing to do.
+    pub fn workers(&self, cores: usize) -> usize {
+        match self.worker_threads {
+            0 => (cores / 2).max(1),
+            set => set,
         }
     }
 }

@@ -127,6 +127,14 @@ fn log_level_typos_are_caught() {
     assert!(c.finish(vec![]).is_ok());
 }
 
+#[test]
+fn workers_are_half_the_cores_unless_set() {
+    let mut server = ServerConfig::default();
+    assert_eq!([1, 2, 8, 9].map(|cores| server.workers(cores)), [1, 1, 4, 4]);
+    server.worker_threads = 3;
+    assert_eq!([1, 8].map(|cores| server.workers(cores)), [3, 3]);
+}
+
 /// The shipped example must parse, validate, and mention every option of the schema.
 #[test]
 fn example_config_parses_and_documents_every_option() {

@@ -103,8 +103,7 @@ impl Signals {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = match load_config(&args) {
         Ok(c) => c,
@@ -125,7 +124,19 @@ async fn main() -> anyhow::Result<()> {
     // Everything the gateway creates (the embedded upstream's objects, vault packs, keys)
     // is for its own user only (review F18: embedded objects were 0644).
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let workers = config.server.workers(cores);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .context("starting the gateway's threads")?;
+    runtime.block_on(serve(config, workers, cores))
+}
+
+async fn serve(config: Config, workers: usize, cores: usize) -> anyhow::Result<()> {
     let _flush_logs_on_exit = telemetry::init(&config.telemetry).map_err(anyhow::Error::msg)?;
+    tracing::info!(workers, cores, "threads serving requests");
     let mut signals = Signals::listen()?;
     let options = StartOptions { announce_generated_credentials: true };
     let gateway = Gateway::start(config, options).await.context("the gateway could not start")?;
