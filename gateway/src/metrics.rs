@@ -20,6 +20,7 @@ pub mod names {
     pub const REQUESTS_IN_FLIGHT: &str = "rewind_requests_in_flight";
     pub const UPSTREAM_UP: &str = "rewind_upstream_up";
     pub const BUILD_INFO: &str = "rewind_build_info";
+    pub const WORKER_THREADS: &str = "rewind_worker_threads";
 }
 
 pub use rewind_capture::metrics::{record_kind, refusal};
@@ -106,7 +107,12 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("REWIND_COMMIT").unwrap_or("unknown")])
             .set(1);
-        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
+        let workers = IntGauge::new(names::WORKER_THREADS, "Threads serving requests (server.worker_threads).")
+            .expect("invariant: static metric definition");
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            workers.set(i64::try_from(runtime.metrics().num_workers()).unwrap_or(i64::MAX));
+        }
+        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
             Box::new(m.requests.clone()),
             Box::new(m.request_duration.clone()),
             Box::new(m.received_bytes.clone()),
@@ -116,6 +122,7 @@ impl Metrics {
             Box::new(m.requests_in_flight.clone()),
             Box::new(m.upstream_up.clone()),
             Box::new(build_info),
+            Box::new(workers),
         ];
         for c in collectors {
             m.registry.register(c).expect("invariant: metric names are unique");

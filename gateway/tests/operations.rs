@@ -52,6 +52,9 @@ async fn metrics_count_requests_bytes_and_upstream_calls() {
     );
     assert_eq!(sample(&m, r#"rewind_request_duration_seconds_count{operation="PutObject"}"#), Some(3.0));
     assert!(m.contains("rewind_build_info{"), "{m}");
+    // The test's runtime serves the in-process gateway: its workers are the gateway's.
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    assert_eq!(sample(&m, "rewind_worker_threads"), Some(workers as f64), "{m}");
     assert!(
         !m.contains(&gw.secret) && !m.contains("k0") && !m.contains("\"met\""),
         "no secrets, keys or buckets in metrics"

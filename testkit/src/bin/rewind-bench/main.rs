@@ -416,9 +416,11 @@ async fn main() {
     }
 
     println!(
-        "rewind-bench: upstream s3s-fs and gateway data on {}, gateway {}",
+        "rewind-bench: upstream s3s-fs and gateway data on {}, gateway {} ({} request threads, {} cores here)",
         work.path().display(),
-        binary.display()
+        binary.display(),
+        worker_threads(&plain).await,
+        std::thread::available_parallelism().map_or(1, usize::from),
     );
     let pipeline = pipeline_ns_per_byte();
     let cpu_byte_target = pipeline * CAPTURE_CPU_FACTOR;
@@ -597,6 +599,15 @@ async fn big_upload(binary: &Path, upstream: &FsUpstream, work: &Path, gib: usiz
 const VIEW_GET_TARGET: f64 = 0.60;
 const VIEW_LIST_TARGET: f64 = 2.0;
 const VIEW_CREATE_TARGET_MS: f64 = 100.0;
+
+/// The threads `gw` serves requests on (`rewind_worker_threads`), or `?` from a gateway
+/// that does not say.
+async fn worker_threads(gw: &GatewayProcess) -> String {
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let metrics = String::from_utf8_lossy(&rewind_testkit::raw::send(gw.admin, &req).await.body).into_owned();
+    let line = metrics.lines().find_map(|l| l.strip_prefix("rewind_worker_threads "));
+    line.map_or_else(|| "?".into(), |n| n.trim().to_owned())
+}
 
 /// Makes a time-travel view of `bucket` through the admin API: its key pair.
 async fn make_view(gw: &GatewayProcess, bucket: &str) -> (String, String) {
