@@ -1,5 +1,5 @@
-//! The upstream's lean client: requests signed with aws-sigv4 and sent through one pooled
-//! hyper client, without aws-sdk-s3's orchestrator (endpoint rules, interceptors, retries),
+//! The upstream's lean client: requests signed with SigV4 (`sigv4.rs`, the day's signing
+//! key kept) and sent through one pooled hyper client, without aws-sdk-s3's orchestrator (endpoint rules, interceptors, retries),
 //! which costs more CPU than a small request's whole transfer.
 //!
 //! This is only the transport: where a request goes (virtual-hosted or path-style, as
@@ -8,14 +8,12 @@
 //! gateway's pass-through (`rewind-forward`'s lean path), and restores' small uploads
 //! (`restore.rs`).
 
+mod sigv4;
+
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode,
-    sign,
-};
-use aws_sigv4::sign::v4;
+use aws_sigv4::http_request::SignableBody;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -63,8 +61,8 @@ pub struct LeanClient {
     /// Whether the endpoint is an IP address (never virtual-hosted).
     ip_host: bool,
     force_path_style: bool,
-    credentials: aws_smithy_runtime_api::client::identity::Identity,
-    region: String,
+    /// Shared by clones, with the day's signing key.
+    signer: Arc<sigv4::Signer>,
 }
 
 /// One request to send.
@@ -89,7 +87,7 @@ pub enum LeanError {
     /// The bucket or key make no valid URL or host.
     #[error("the request cannot be addressed: {0}")]
     Address(String),
-    /// aws-sigv4 refused the request.
+    /// The request's body is of a kind the signer does not know.
     #[error("the request could not be signed: {0}")]
     Sign(String),
     /// The upstream could not be reached, stalled, or the request's body failed.
@@ -131,9 +129,7 @@ impl LeanClient {
             authority,
             base_path: uri.path().trim_end_matches('/').to_owned(),
             force_path_style: cfg.force_path_style,
-            credentials: Credentials::new(&target.access_key_id, target.secret.expose(), None, None, "rewind-upstream")
-                .into(),
-            region: cfg.region.clone(),
+            signer: Arc::new(sigv4::Signer::new(&target.access_key_id, target.secret.expose(), &cfg.region)),
         })
     }
 
@@ -170,7 +166,10 @@ impl LeanClient {
         let host = HeaderValue::from_str(&authority).map_err(|_| LeanError::Address("not a valid host".into()))?;
         request.headers_mut().insert(http::header::HOST, host);
         if !anonymous {
-            self.sign(&mut request, &target, signed_as)?;
+            let payload = sigv4::payload_hash(signed_as)
+                .ok_or_else(|| LeanError::Sign("aws-sigv4 names a body this client does not sign".into()))?;
+            let signable = sigv4::Signable { method: method.as_str(), path: &path, query, payload };
+            self.signer.sign(&signable, request.headers_mut(), SystemTime::now());
         }
         Ok(request)
     }
@@ -184,30 +183,6 @@ impl LeanClient {
             && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !bucket.starts_with('-')
             && !bucket.ends_with('-')
-    }
-
-    fn sign(&self, request: &mut http::Request<Body>, target: &str, body: SignableBody<'_>) -> Result<(), LeanError> {
-        let failed = |e: &dyn std::fmt::Display| LeanError::Sign(e.to_string());
-        let mut settings = SigningSettings::default();
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-        let params = v4::SigningParams::builder()
-            .identity(&self.credentials)
-            .region(&self.region)
-            .name("s3")
-            .time(SystemTime::now())
-            .settings(settings)
-            .build()
-            .map_err(|e| failed(&e))?
-            .into();
-        let headers: Vec<(&str, &str)> =
-            request.headers().iter().filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))).collect();
-        let signable = SignableRequest::new(request.method().as_str(), target, headers.into_iter(), body)
-            .map_err(|e| failed(&e))?;
-        let (instructions, _) = sign(signable, &params).map_err(|e| failed(&e))?.into_parts();
-        instructions.apply_to_request_http1x(request);
-        Ok(())
     }
 }
 

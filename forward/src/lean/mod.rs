@@ -1,7 +1,7 @@
 //! The lean forwarding path: operations that need no typed handling (GetObject,
 //! HeadObject, PutObject and UploadPart, `write.rs`) go upstream
 //! as the client sent them, re-signed with the gateway's key and sent through the upstream's
-//! lean client (`rewind_capture::lean`: aws-sigv4 and one pooled hyper client), and their
+//! lean client (`rewind_capture::lean`: SigV4 and one pooled hyper client), and their
 //! answers come back as the upstream gave them, body streamed, headers whole.
 //!
 //! The typed path (s3s-aws and aws-sdk-s3) converts every field of the input into an SDK
