@@ -416,7 +416,7 @@ async fn main() {
     }
 
     println!(
-        "rewind-bench: upstream s3s-fs and gateway data on {}, gateway {} ({} request threads, {} cores here)",
+        "rewind-bench: upstream s3s-fs and gateway data on {}, gateway {} (request threads: {}; cores here: {})",
         work.path().display(),
         binary.display(),
         worker_threads(&plain).await,
