@@ -87,7 +87,8 @@ pub enum LeanError {
     /// The bucket or key make no valid URL or host.
     #[error("the request cannot be addressed: {0}")]
     Address(String),
-    /// The request's body is of a kind the signer does not know.
+    /// The request could not be signed (a body of a kind the signer does not know, a
+    /// precomputed hash or key id that cannot be a header value).
     #[error("the request could not be signed: {0}")]
     Sign(String),
     /// The upstream could not be reached, stalled, or the request's body failed.
@@ -169,7 +170,7 @@ impl LeanClient {
             let payload = sigv4::payload_hash(signed_as)
                 .ok_or_else(|| LeanError::Sign("aws-sigv4 names a body this client does not sign".into()))?;
             let signable = sigv4::Signable { method: method.as_str(), path: &path, query, payload };
-            self.signer.sign(&signable, request.headers_mut(), SystemTime::now());
+            self.signer.sign(&signable, request.headers_mut(), SystemTime::now()).map_err(LeanError::Sign)?;
         }
         Ok(request)
     }

@@ -54,8 +54,9 @@ impl Signer {
     }
 
     /// Adds `x-amz-date`, `x-amz-content-sha256` and `Authorization` to `headers` (which
-    /// must hold `Host`), signing every header but [`UNSIGNED_HEADERS`].
-    pub(crate) fn sign(&self, request: &Signable<'_>, headers: &mut HeaderMap, now: SystemTime) {
+    /// must hold `Host`), signing every header but [`UNSIGNED_HEADERS`]. Fails when the
+    /// payload hash a caller precomputed, or the configured key id, cannot be a header value.
+    pub(crate) fn sign(&self, request: &Signable<'_>, headers: &mut HeaderMap, now: SystemTime) -> Result<(), String> {
         let now = time::OffsetDateTime::from(now);
         let date = format!("{:04}{:02}{:02}", now.year(), u8::from(now.month()), now.day());
         let amz_date = format!("{date}T{:02}{:02}{:02}Z", now.hour(), now.minute(), now.second());
@@ -63,7 +64,8 @@ impl Signer {
             HeaderName::from_static("x-amz-date"),
             HeaderValue::from_str(&amz_date).expect("invariant: digits and letters"),
         );
-        let payload = HeaderValue::from_str(&request.payload).expect("invariant: hex digits or a marker");
+        let payload = HeaderValue::from_str(&request.payload)
+            .map_err(|_| "the body's hash is not a header value (expected hex digits)".to_owned())?;
         headers.insert(HeaderName::from_static("x-amz-content-sha256"), payload);
 
         let (canonical, signed_headers) = canonical_request(request, headers);
@@ -75,12 +77,12 @@ impl Signer {
             "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
             self.access_key_id
         );
-        // The key id is whatever the operator configured; one that is not a header value
-        // fails at the upstream as an unsigned request would, and is never logged.
-        if let Ok(mut value) = HeaderValue::from_str(&authorization) {
-            value.set_sensitive(true);
-            headers.insert(http::header::AUTHORIZATION, value);
-        }
+        // The message names the setting, never the key id's value.
+        let mut value = HeaderValue::from_str(&authorization)
+            .map_err(|_| "the upstream's access key id has characters a header cannot carry".to_owned())?;
+        value.set_sensitive(true);
+        headers.insert(http::header::AUTHORIZATION, value);
+        Ok(())
     }
 
     /// The signing key of `date` (YYYYMMDD), derived on the first request of each day.
@@ -239,7 +241,7 @@ mod tests {
         let mut headers = headers_of(case);
         let payload = payload_hash(case.body.clone()).unwrap();
         let signable = Signable { method: case.method, path: case.path, query: case.query, payload };
-        signer.sign(&signable, &mut headers, now);
+        signer.sign(&signable, &mut headers, now).unwrap();
         headers
     }
 
@@ -326,6 +328,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_hash_or_key_id_that_cannot_be_a_header_is_an_error() {
+        let now = SystemTime::now();
+        let bad_hash = Signable { method: "PUT", path: "/b/k", query: "", payload: "ab\ncd".into() };
+        let err =
+            Signer::new("id", "secret", "us-east-1").sign(&bad_hash, &mut headers_of(&CASES[0]), now).unwrap_err();
+        assert!(err.contains("hash"), "{err}");
+        let fine = Signable { method: "GET", path: "/b/k", query: "", payload: "UNSIGNED-PAYLOAD".into() };
+        let err = Signer::new("id\n", "secret", "us-east-1").sign(&fine, &mut headers_of(&CASES[0]), now).unwrap_err();
+        assert!(err.contains("access key id") && !err.contains("id\n"), "{err}");
     }
 
     #[test]
