@@ -5,7 +5,7 @@
 //! so the same content chunks (and deduplicates) the same way however the network split it.
 
 use fastcdc::v2020::{FastCDC, Normalization};
-use rewind_crypto::aead::{ENVELOPE_HEAD, TAG_LEN};
+use rewind_crypto::aead::{ENVELOPE_HEAD, ENVELOPE_OVERHEAD, TAG_LEN};
 
 /// A chunk cut from a stream, in a buffer laid out to become its own envelope: room for
 /// the envelope's head before the plaintext and for its tag after, so sealing it is
@@ -20,6 +20,13 @@ impl Chunk {
         let mut buf = crate::buffers::take(ENVELOPE_HEAD + plaintext.len() + TAG_LEN);
         buf.resize(ENVELOPE_HEAD, 0);
         buf.extend_from_slice(plaintext);
+        Self(buf)
+    }
+
+    /// A chunk made of `buf` as it is: [`ENVELOPE_HEAD`] bytes of room, then the
+    /// plaintext, and capacity for the tag after it.
+    fn in_place(buf: Vec<u8>) -> Self {
+        debug_assert!(buf.len() >= ENVELOPE_HEAD && buf.capacity() >= buf.len() + TAG_LEN);
         Self(buf)
     }
 
@@ -100,14 +107,22 @@ const PIECE_LIMIT: usize = 1 << 20;
 /// test below holds them to it), so dedup sees the same chunks however the network split
 /// the object. After each cut the bytes of the chunk in progress (received since the cut)
 /// move to the buffer's front, so it stays near a chunk and a piece, in a recycled buffer.
+///
+/// The buffer is laid out as a [`Chunk`]'s: [`ENVELOPE_HEAD`] bytes of room, then the
+/// data, and room for a tag after it. A chunk that starts at the buffer's front and is
+/// larger than what follows its cut takes the buffer itself, and only those bytes move to
+/// a new one. With 1 MiB chunks and network-sized pieces that is nearly every chunk (the
+/// first cut of a piece, and an object's last chunk): a captured byte is copied once on
+/// its way to sealing, not twice.
 #[derive(Debug)]
 pub struct StreamingChunker {
     sizes: ChunkSizes,
     gear: Box<[u64; 256]>,
     gear_ls: Box<[u64; 256]>,
     masks: Masks,
+    /// Empty, or [`ENVELOPE_HEAD`] bytes of room followed by the data not yet cut.
     buffer: Vec<u8>,
-    /// Where the chunk being scanned starts in `buffer`.
+    /// Where the chunk being scanned starts in `buffer`: [`ENVELOPE_HEAD`] at its front.
     start: usize,
     /// The scan of that chunk: the next pair of positions, and the hash so far.
     index: usize,
@@ -139,12 +154,22 @@ impl StreamingChunker {
         let large = fastcdc::v2020::MASKS[(bits - normalization) as usize];
         let (gear, gear_ls) = fastcdc::v2020::get_gear_with_seed(seed);
         let masks = Masks { small, large, small_ls: small << 1, large_ls: large << 1 };
-        Self { sizes, gear, gear_ls, masks, buffer: Vec::new(), start: 0, index: sizes.min as usize / 2, hash: 0 }
+        Self {
+            sizes,
+            gear,
+            gear_ls,
+            masks,
+            buffer: Vec::new(),
+            start: ENVELOPE_HEAD,
+            index: sizes.min as usize / 2,
+            hash: 0,
+        }
     }
 
-    /// The most bytes the look-ahead buffer ever holds with these bounds.
+    /// The most bytes the look-ahead buffer ever holds with these bounds (a maximum chunk
+    /// and a piece, in a chunk's envelope).
     pub fn capacity(sizes: ChunkSizes) -> usize {
-        sizes.max as usize + PIECE_LIMIT
+        sizes.max as usize + PIECE_LIMIT + ENVELOPE_OVERHEAD
     }
 
     /// Adds the next piece of the stream; returns the chunks it completed.
@@ -154,14 +179,14 @@ impl StreamingChunker {
             self.make_room(part.len());
             self.buffer.extend_from_slice(part);
             while let Some(len) = self.scan(false) {
-                out.push(self.take(len));
+                out.push(self.take(len, true));
             }
-            if self.start > 0 {
+            if self.start > ENVELOPE_HEAD {
                 // What is left past the cut is the chunk in progress, all of it from this
                 // part: moving it to the front keeps the buffer near a chunk and a part
                 // instead of growing it to the whole capacity.
-                self.buffer.drain(..self.start);
-                self.start = 0;
+                self.buffer.drain(ENVELOPE_HEAD..self.start);
+                self.start = ENVELOPE_HEAD;
             }
         }
         out
@@ -172,10 +197,10 @@ impl StreamingChunker {
     pub fn finish(&mut self) -> Vec<Chunk> {
         let mut out = Vec::new();
         while let Some(len) = self.scan(true) {
-            out.push(self.take(len));
+            out.push(self.take(len, false));
         }
         crate::buffers::give(std::mem::take(&mut self.buffer));
-        self.start = 0;
+        self.start = ENVELOPE_HEAD;
         out
     }
 
@@ -184,11 +209,15 @@ impl StreamingChunker {
     /// buffer, into a recycled one once it is large.
     fn make_room(&mut self, extra: usize) {
         let cap = Self::capacity(self.sizes);
-        if self.buffer.len() + extra > cap && self.start > 0 {
-            self.buffer.drain(..self.start);
-            self.start = 0;
+        if self.buffer.len() + extra + TAG_LEN > cap && self.start > ENVELOPE_HEAD {
+            self.buffer.drain(ENVELOPE_HEAD..self.start);
+            self.start = ENVELOPE_HEAD;
         }
-        let need = self.buffer.len() + extra;
+        if self.buffer.is_empty() {
+            self.buffer.resize(ENVELOPE_HEAD, 0);
+        }
+        // Room for a tag after the data, so the buffer can become a chunk as it is.
+        let need = self.buffer.len() + extra + TAG_LEN;
         if need > self.buffer.capacity() {
             // Grow geometrically, but never past the capacity the budget reserves.
             let target = need.max(self.buffer.capacity() * 2).min(cap.max(need));
@@ -206,7 +235,7 @@ impl StreamingChunker {
     /// Continues scanning the chunk at `start`: its length once its end is known; at the
     /// end of the stream every remaining byte belongs to some chunk.
     fn scan(&mut self, at_end: bool) -> Option<usize> {
-        let available = self.buffer.len() - self.start;
+        let available = self.buffer.len().saturating_sub(self.start);
         if available == 0 {
             return None;
         }
@@ -241,9 +270,34 @@ impl StreamingChunker {
         (at_end || available >= max).then_some(limit)
     }
 
-    fn take(&mut self, len: usize) -> Chunk {
-        let chunk = Chunk::copy_of(&self.buffer[self.start..self.start + len]);
-        self.start += len;
+    /// Cuts the next `len` bytes off as a chunk; `more` says whether the stream goes on.
+    fn take(&mut self, len: usize, more: bool) -> Chunk {
+        let end = self.start + len;
+        let rest = self.buffer.len() - end;
+        let chunk = if self.start == ENVELOPE_HEAD && rest < len && self.buffer.capacity() >= end + TAG_LEN {
+            // The chunk is at the front, and more of the buffer than what follows its cut
+            // (the next chunk's first bytes): it takes the buffer, and the rest moves to a
+            // new one, recycled when `make_room` would recycle it. Whichever is smaller is
+            // copied, so a piece holding many small chunks is not copied once per cut.
+            let mut next = Vec::new();
+            if more || rest > 0 {
+                let room = ENVELOPE_OVERHEAD + rest;
+                next = match Self::capacity(self.sizes) >= crate::buffers::KEPT_UP_TO {
+                    true => crate::buffers::take(room.max(crate::buffers::KEPT_FROM)),
+                    // Within the capacity: the old buffer was.
+                    false => Vec::with_capacity(room.max(self.buffer.capacity())),
+                };
+                next.resize(ENVELOPE_HEAD, 0);
+                next.extend_from_slice(&self.buffer[end..]);
+            }
+            let mut whole = std::mem::replace(&mut self.buffer, next);
+            whole.truncate(end);
+            Chunk::in_place(whole)
+        } else {
+            let chunk = Chunk::copy_of(&self.buffer[self.start..end]);
+            self.start = end;
+            chunk
+        };
         self.index = self.sizes.min as usize / 2;
         self.hash = 0;
         chunk
@@ -290,6 +344,10 @@ mod tests {
             for c in &got[..got.len().saturating_sub(1)] {
                 prop_assert!(c.len() >= SMALL.min as usize && c.len() <= SMALL.max as usize);
             }
+            for c in &got {
+                // Sealing appends the tag in place: every buffer has room for it.
+                prop_assert!(c.0.capacity() >= c.0.len() + TAG_LEN);
+            }
         }
     }
 
@@ -325,9 +383,43 @@ mod tests {
         let mut cuts = 0;
         for piece in data.chunks(1000) {
             cuts += c.push(piece).len();
-            assert!(c.buffer.len() <= SMALL.max as usize + piece.len(), "{} bytes held", c.buffer.len());
+            assert!(
+                c.buffer.len() <= ENVELOPE_HEAD + SMALL.max as usize + piece.len(),
+                "{} bytes held",
+                c.buffer.len()
+            );
         }
         assert!(cuts > 40, "{cuts} cuts");
+    }
+
+    /// A chunk at the buffer's front larger than what follows its cut is the buffer
+    /// itself, not a copy of it; a smaller one is copied (then the rest would be).
+    #[test]
+    fn a_chunk_at_the_front_takes_the_buffer() {
+        let mut c = StreamingChunker::new(SMALL, 2);
+        assert!(c.push(&pseudo_random(200, 1)).is_empty());
+        let front = c.buffer.as_ptr();
+        let last = c.finish();
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].0.as_ptr(), front, "an object's only chunk was copied");
+
+        let data = pseudo_random(4 * SMALL.max as usize, 4);
+        let first = chunk_all(&data, SMALL, 2)[0].len();
+        let mut c = StreamingChunker::new(SMALL, 2);
+        let piece = &data[..first + 10];
+        let got = c.push(piece);
+        assert_eq!(got.len(), 1);
+        // A copy has a buffer of its own size; the buffer the piece went into has room for
+        // all of the piece.
+        assert!(got[0].0.capacity() >= ENVELOPE_OVERHEAD + piece.len(), "the chunk was copied");
+        assert_eq!(c.buffer[..ENVELOPE_HEAD], [0; ENVELOPE_HEAD], "the rest sits behind room for a head");
+        assert_eq!(c.buffer[ENVELOPE_HEAD..], data[first..first + 10]);
+
+        let mut c = StreamingChunker::new(SMALL, 2);
+        let piece = &data[..2 * first + 1];
+        let got = c.push(piece);
+        assert_eq!(&got[0][..], &data[..first]);
+        assert!(got[0].0.capacity() < ENVELOPE_OVERHEAD + piece.len(), "the larger rest was copied instead");
     }
 
     #[test]
