@@ -37,6 +37,34 @@ pub trait Backend: Send + Sync {
     }
     /// Whether an object exists.
     async fn exists(&self, name: &str) -> Result<bool, VaultError>;
+    /// A new object to write as its bytes come, named once they are all there; `None`
+    /// when this backend takes whole objects only (the writer then holds them in memory
+    /// and calls [`Backend::put`]). Packs are named by their bytes' hash: a local vault
+    /// writes them to a file as they fill, without a copy in memory first.
+    fn spool(&self) -> Result<Option<Box<dyn Spool>>, VaultError> {
+        Ok(None)
+    }
+}
+
+/// An object being written as its bytes come (see [`Backend::spool`]). Its methods
+/// block: call them where blocking is allowed.
+pub trait Spool: Send + std::fmt::Debug {
+    /// Appends `data`. After a failure the spool holds what it held before, and the next
+    /// append goes where this one would have.
+    fn append(&mut self, data: &[u8]) -> std::io::Result<()>;
+    /// Bytes appended so far.
+    fn len(&self) -> u64;
+    /// Whether nothing was appended.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Makes the bytes durable as the object `name`, as [`Backend::put`] would have
+    /// ([`VaultError::AlreadyExists`] if the name is taken). Once this failed otherwise
+    /// the spool is not to be finished again: the bytes are to be read back with
+    /// [`Spool::read_all`], checked and put.
+    fn finish(&mut self, name: &str) -> Result<(), VaultError>;
+    /// Reads all the bytes appended.
+    fn read_all(&mut self) -> std::io::Result<Vec<u8>>;
 }
 
 /// Vault object names: `/`-separated segments of letters, digits, `-`, `_` and `.`, none
@@ -84,7 +112,14 @@ impl LocalBackend {
             .mode(0o600)
             .open(self.root.join(WRITER_LOCK))?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(file)),
+            Ok(()) => {
+                // Spools of a writer that died before finishing them (see `spool`).
+                let removed = crate::durable::remove_stale_temp_files(&self.root)?;
+                if removed > 0 {
+                    tracing::info!(removed, root = %self.root.display(), "removed unfinished packs a previous writer left");
+                }
+                Ok(Some(file))
+            }
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(VaultError::Io(e)),
         }
@@ -109,13 +144,68 @@ fn not_found(name: &str, e: std::io::Error) -> VaultError {
     }
 }
 
+/// The permission bits of a vault object (before the umask): those any plainly created
+/// file gets.
+const OBJECT_MODE: u32 = 0o666;
+
+/// Stores `data` at `path`, with [`Backend::put`]'s errors.
 fn put_durably(path: &Path, name: &str, data: &[u8]) -> Result<(), VaultError> {
     std::fs::create_dir_all(path.parent().expect("invariant: vault paths are under the root"))?;
-    // 0o666 before the umask: the permissions any plainly created file gets.
-    crate::durable::create_new(path, data, 0o666).map_err(|e| match e.kind() {
+    crate::durable::create_new(path, data, OBJECT_MODE).map_err(|e| put_error(name, e))
+}
+
+fn put_error(name: &str, e: std::io::Error) -> VaultError {
+    match e.kind() {
         std::io::ErrorKind::AlreadyExists => VaultError::AlreadyExists { name: name.to_owned() },
         _ => VaultError::Io(e),
-    })
+    }
+}
+
+/// A local vault's spool: a temp file in its root, linked into place when finished.
+#[derive(Debug)]
+struct LocalSpool {
+    backend: LocalBackend,
+    file: crate::durable::TempFile,
+    /// Bytes appended; the file may be longer after a failed append.
+    len: u64,
+    /// A failed append may have left bytes past `len`.
+    torn: bool,
+}
+
+impl Spool for LocalSpool {
+    fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        match self.file.file().write_all_at(data, self.len) {
+            Ok(()) => {
+                self.len += data.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.torn = true;
+                Err(e)
+            }
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn finish(&mut self, name: &str) -> Result<(), VaultError> {
+        let path = self.backend.path(name)?;
+        if self.torn {
+            self.file.file().set_len(self.len)?;
+        }
+        std::fs::create_dir_all(path.parent().expect("invariant: vault paths are under the root"))?;
+        self.file.link_durably(&path).map_err(|e| put_error(name, e))
+    }
+
+    fn read_all(&mut self) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0; usize::try_from(self.len).expect("invariant: spools are pack-sized")];
+        self.file.file().read_exact_at(&mut buf, 0)?;
+        Ok(buf)
+    }
 }
 
 /// Ranges up to this size are read on the calling task (see `get_range`).
@@ -220,6 +310,11 @@ impl Backend for LocalBackend {
 
     async fn exists(&self, name: &str) -> Result<bool, VaultError> {
         Ok(tokio::fs::try_exists(self.path(name)?).await?)
+    }
+
+    fn spool(&self) -> Result<Option<Box<dyn Spool>>, VaultError> {
+        let file = crate::durable::TempFile::create_in(&self.root, OBJECT_MODE)?;
+        Ok(Some(Box::new(LocalSpool { backend: self.clone(), file, len: 0, torn: false })))
     }
 }
 

@@ -9,6 +9,7 @@ pub mod chunker;
 pub mod compress;
 pub mod durable;
 pub mod epoch;
+mod flush;
 pub mod index;
 mod open_pack;
 pub mod pack;

@@ -26,7 +26,8 @@ pub(crate) struct Unsynced {
 /// `Vault::unindexed`).
 #[derive(Default)]
 pub(crate) struct OpenPack {
-    pub(crate) builder: PackBuilder,
+    /// The pack being filled, from its first chunk on.
+    pub(crate) builder: Option<PackBuilder>,
     pub(crate) ids: HashSet<ChunkId>,
     pub(crate) charges: Vec<Charge>,
     pub(crate) unsynced: Vec<Unsynced>,
@@ -77,7 +78,8 @@ mod tests {
     use super::*;
 
     fn unsynced(open: &mut OpenPack, name: &str, ids: &[u8]) {
-        let pack = crate::Pack { name: name.into(), bytes: bytes::Bytes::new(), entries: Vec::new() };
+        let body = crate::pack::Body::Memory(bytes::Bytes::new());
+        let pack = crate::Pack { name: name.into(), size: 0, body, entries: Vec::new() };
         let ids = ids.iter().map(|b| ChunkId([*b; 32])).collect();
         open.unsynced.push(Unsynced { pack, ids, charges: Vec::new(), written: false });
     }

@@ -12,6 +12,7 @@ use rewind_crypto::{KeySet, aead};
 use rewind_model::ChunkId;
 
 use crate::VaultError;
+use crate::backend::Spool;
 
 const MAGIC: &[u8; 6] = b"RWPACK";
 const VERSION: u8 = 1;
@@ -40,25 +41,67 @@ pub struct PackEntry {
 }
 
 /// A finished pack.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Pack {
-    /// Its name: hex BLAKE3 of `bytes`.
+    /// Its name: hex BLAKE3 of its bytes.
     pub name: String,
-    /// The file.
-    pub bytes: Bytes,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its bytes, until they are durable in the backend.
+    pub body: Body,
     /// What it holds.
     pub entries: Vec<PackEntry>,
+}
+
+/// Where a finished pack's bytes are until they are durable.
+#[derive(Debug)]
+pub enum Body {
+    /// In memory, for [`Backend::put`](crate::Backend::put); empty once written.
+    Memory(Bytes),
+    /// In the backend's spool, for [`Spool::finish`].
+    Spooled(Box<dyn Spool>),
+    /// Nowhere: the spool failed and its bytes could not be read back.
+    Lost,
+}
+
+impl Pack {
+    /// Takes the body out, to write it (put back if that fails).
+    pub(crate) fn take_body(&mut self) -> Body {
+        std::mem::replace(&mut self.body, Body::Memory(Bytes::new()))
+    }
 }
 
 /// Accumulates sealed chunks into a pack.
 #[derive(Debug)]
 pub struct PackBuilder {
-    bytes: BytesMut,
+    out: Out,
     entries: Vec<PackEntry>,
+}
+
+/// Where a pack being filled goes.
+#[derive(Debug)]
+enum Out {
+    Memory(BytesMut),
+    /// Into a backend's spool, hashed as it goes (the hash names the pack).
+    Spooled {
+        spool: Box<dyn Spool>,
+        hash: Box<blake3::Hasher>,
+    },
 }
 
 /// What a pack's buffer is allocated to hold: a full pack and one more maximum chunk.
 const PACK_CAPACITY: usize = TARGET_PACK_SIZE + 8 * 1024 * 1024;
+
+/// A pack's first bytes: the magic and the version.
+const PREAMBLE: [u8; PREAMBLE_LEN] = {
+    let mut preamble = [VERSION; PREAMBLE_LEN];
+    let mut i = 0;
+    while i < MAGIC.len() {
+        preamble[i] = MAGIC[i];
+        i += 1;
+    }
+    preamble
+};
 
 impl Default for PackBuilder {
     fn default() -> Self {
@@ -81,22 +124,46 @@ impl PackBuilder {
     }
 
     fn in_buffer(mut bytes: BytesMut) -> Self {
-        bytes.put_slice(MAGIC);
-        bytes.put_u8(VERSION);
-        Self { bytes, entries: Vec::new() }
+        bytes.put_slice(&PREAMBLE);
+        Self { out: Out::Memory(bytes), entries: Vec::new() }
     }
 
-    /// Adds a sealed chunk.
-    pub fn add(&mut self, id: ChunkId, sealed: &[u8], raw_len: u32, compressed: bool) {
-        let offset = self.bytes.len() as u64;
-        self.bytes.put_slice(sealed);
+    /// A builder writing into a backend's spool, with no copy of the pack in memory.
+    /// Adding chunks and finishing block on the spool's writes.
+    pub fn spooled(mut spool: Box<dyn Spool>) -> Result<Self, VaultError> {
+        spool.append(&PREAMBLE)?;
+        let mut hash = Box::new(blake3::Hasher::new());
+        hash.update(&PREAMBLE);
+        Ok(Self { out: Out::Spooled { spool, hash }, entries: Vec::new() })
+    }
+
+    /// Adds a sealed chunk. Fails only when a spool's write fails, and then the pack is
+    /// as it was before.
+    pub fn add(&mut self, id: ChunkId, sealed: &[u8], raw_len: u32, compressed: bool) -> Result<(), VaultError> {
+        let offset = self.len() as u64;
+        self.append(sealed)?;
         let stored_len = u32::try_from(sealed.len()).expect("invariant: chunks are at most 8 MiB");
         self.entries.push(PackEntry { id, offset, stored_len, raw_len, compressed });
+        Ok(())
+    }
+
+    fn append(&mut self, data: &[u8]) -> Result<(), VaultError> {
+        match &mut self.out {
+            Out::Memory(bytes) => bytes.put_slice(data),
+            Out::Spooled { spool, hash } => {
+                spool.append(data)?;
+                hash.update(data);
+            }
+        }
+        Ok(())
     }
 
     /// Bytes so far; close the pack once this passes [`TARGET_PACK_SIZE`].
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        match &self.out {
+            Out::Memory(bytes) => bytes.len(),
+            Out::Spooled { spool, .. } => usize::try_from(spool.len()).expect("invariant: packs are far below 4 GiB"),
+        }
     }
 
     /// Whether no chunk was added.
@@ -104,8 +171,25 @@ impl PackBuilder {
         self.entries.is_empty()
     }
 
-    /// Seals the header and names the pack.
-    pub fn finish(mut self, keys: &KeySet) -> Result<Pack, VaultError> {
+    /// Seals the header and names the pack. When that fails (a spool's write), the error
+    /// comes with the builder as it was.
+    pub fn finish(mut self, keys: &KeySet) -> Result<Pack, (Self, VaultError)> {
+        if let Err(e) = self.seal_header(keys) {
+            return Err((self, e));
+        }
+        let size = self.len() as u64;
+        let (name, body) = match self.out {
+            Out::Memory(bytes) => {
+                let bytes = bytes.freeze();
+                (blake3::hash(&bytes), Body::Memory(bytes))
+            }
+            Out::Spooled { spool, hash } => (hash.finalize(), Body::Spooled(spool)),
+        };
+        Ok(Pack { name: name.to_hex().to_string(), size, body, entries: self.entries })
+    }
+
+    /// Appends the sealed header and the trailer; on failure the pack is as it was.
+    fn seal_header(&mut self, keys: &KeySet) -> Result<(), VaultError> {
         let mut header = Vec::with_capacity(4 + self.entries.len() * ENTRY_LEN);
         header.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         for e in &self.entries {
@@ -115,12 +199,11 @@ impl PackBuilder {
             header.extend_from_slice(&e.raw_len.to_le_bytes());
             header.push(if e.compressed { FLAG_ZSTD } else { 0 });
         }
-        let sealed = aead::seal(keys.pack_header.expose(), &self.bytes[..PREAMBLE_LEN], &header)?;
-        self.bytes.put_slice(&sealed);
-        self.bytes.put_u32_le(u32::try_from(sealed.len()).expect("invariant: headers are far below 4 GiB"));
-        self.bytes.put_slice(TRAILER);
-        let bytes = self.bytes.freeze();
-        Ok(Pack { name: blake3::hash(&bytes).to_hex().to_string(), bytes, entries: self.entries })
+        let mut tail = aead::seal(keys.pack_header.expose(), &PREAMBLE, &header)?;
+        let sealed_len = u32::try_from(tail.len()).expect("invariant: headers are far below 4 GiB");
+        tail.extend_from_slice(&sealed_len.to_le_bytes());
+        tail.extend_from_slice(TRAILER);
+        self.append(&tail)
     }
 }
 
@@ -174,9 +257,8 @@ pub fn read_header_from_tail(keys: &KeySet, name: &str, tail: &[u8], size: u64) 
     if (tail.len() as u64) < sealed_len + fixed {
         return Ok(Tail::Needs(sealed_len + fixed));
     }
-    let preamble = [MAGIC.as_slice(), &[VERSION]].concat();
     let sealed = &tail[len_at - usize::try_from(sealed_len).expect("invariant: within the tail")..len_at];
-    let header = aead::open(keys.pack_header.expose(), &preamble, sealed, "pack header")?;
+    let header = aead::open(keys.pack_header.expose(), &PREAMBLE, sealed, "pack header")?;
     let count = u32::from_le_bytes(
         header.get(..4).ok_or_else(|| corrupt("empty header".into()))?.try_into().expect("invariant: 4 bytes"),
     ) as usize;

@@ -18,7 +18,7 @@ use rewind_model::ChunkId;
 
 use crate::budget::{Charge, MemoryBudget};
 use crate::index::{ChunkIndex, ChunkLocation};
-use crate::open_pack::{OpenPack, Unsynced};
+use crate::open_pack::OpenPack;
 use crate::pack::{PackBuilder, PackEntry, TARGET_PACK_SIZE};
 use crate::writer::ObjectWriter;
 use crate::{Backend, Check, Chunk, ChunkSizes, VaultError, open_chunk_as, seal_chunk_as};
@@ -84,13 +84,13 @@ impl WrittenPack {
         ChunkLocation::rows(&self.location, &self.entries)
     }
 
-    fn content_name(&self) -> &str {
+    pub(crate) fn content_name(&self) -> &str {
         self.location.rsplit('/').next().unwrap_or_default()
     }
 }
 
 /// Where the pack with content name `name` is stored, as chunk locations name it.
-fn pack_location(name: &str) -> String {
+pub(crate) fn pack_location(name: &str) -> String {
     format!("packs/{}/{}", &name[..2], name)
 }
 
@@ -112,10 +112,11 @@ pub struct Vault {
     backend: Arc<dyn Backend>,
     index: Arc<dyn ChunkIndex>,
     pub(crate) settings: VaultSettings,
-    /// Short critical sections only, never held across an await.
+    /// Short critical sections only, never held across an await: the longest is adding a
+    /// chunk to a spooled pack, a write of a chunk into the page cache.
     open: Mutex<OpenPack>,
     /// Serializes flushes, which upload outside `open` so writers keep adding chunks.
-    flushing: tokio::sync::Mutex<()>,
+    pub(crate) flushing: tokio::sync::Mutex<()>,
     stats: Mutex<VaultStats>,
     /// The memory budget (see `budget.rs`).
     budget: Arc<MemoryBudget>,
@@ -224,7 +225,8 @@ impl Vault {
     /// written to the backend.
     pub fn unsynced_bytes(&self) -> usize {
         let open = self.lock_open();
-        open.builder.len() + open.unsynced.iter().map(|u| u.pack.bytes.len()).sum::<usize>()
+        let filling = open.builder.as_ref().map_or(0, PackBuilder::len);
+        filling + open.unsynced.iter().map(|u| usize::try_from(u.pack.size).unwrap_or(usize::MAX)).sum::<usize>()
     }
 
     /// Starts writing one object of unknown size.
@@ -273,53 +275,58 @@ impl Vault {
         f(&mut self.stats.lock().expect("invariant: no panics while holding this lock"));
     }
 
-    fn lock_open(&self) -> std::sync::MutexGuard<'_, OpenPack> {
+    pub(crate) fn lock_open(&self) -> std::sync::MutexGuard<'_, OpenPack> {
         self.open.lock().expect("invariant: no panics while holding this lock")
     }
 
     /// Stores one chunk unless the vault already holds it; returns its id. `charge` pays
     /// for the chunk and its sealed copy: released at once for a chunk the vault holds,
     /// half when the sealed copy is in the open pack, the rest when that pack is durable.
-    pub(crate) async fn store_chunk(self: &Arc<Self>, chunk: Chunk, mut charge: Charge) -> Result<ChunkId, VaultError> {
-        // Hashing, compression and encryption are CPU work: keep them off the async
-        // threads, unless the chunk is small enough that a trip to the blocking pool (two
-        // thread switches) costs more; and hash once (the id decides dedup and keys the
-        // encryption).
+    pub(crate) async fn store_chunk(self: &Arc<Self>, chunk: Chunk, charge: Charge) -> Result<ChunkId, VaultError> {
+        // Hashing, compression, encryption and a spooled pack's write are blocking work:
+        // keep them off the async threads, unless the chunk is small enough that a trip to
+        // the blocking pool (two thread switches) costs more.
         let vault = self.clone();
         let inline = chunk.len() <= INLINE_SEAL_MAX;
-        let seal = move || {
-            let id = vault.keys.chunk_id(&chunk);
-            // Read with `holds`: a pack retired after this is in `recent` (below), one
-            // retired before it is in the index.
-            let (held, seen) = {
-                let open = vault.lock_open();
-                (open.holds(&id), open.retired)
-            };
-            if held {
-                return Ok(Err(id));
-            }
-            if let Some(location) = vault.index.lookup(&id)? {
-                vault.remember_compression(id, location.entry.compressed);
-                return Ok(Err(id));
-            }
-            seal_chunk_as(&vault.keys, id, chunk, vault.settings.compression).map(|sealed| Ok((sealed, seen)))
-        };
-        let sealed = if inline {
-            seal()?
+        let store = move || vault.seal_and_add(chunk, charge);
+        let (id, full) = if inline {
+            store()?
         } else {
-            tokio::task::spawn_blocking(seal).await.expect("invariant: sealing does not panic")?
+            tokio::task::spawn_blocking(store).await.expect("invariant: sealing does not panic")?
         };
-        let (sealed, seen) = match sealed {
-            Ok(sealed) => sealed,
-            Err(id) => {
-                self.count(|s| s.deduplicated_chunks += 1);
-                return Ok(id);
-            }
+        if full {
+            self.sync().await?;
+        }
+        Ok(id)
+    }
+
+    /// Seals `chunk` into the open pack unless the vault holds it; returns its id and
+    /// whether the pack is full. Blocks. The chunk is hashed once: the id decides dedup
+    /// and keys the encryption.
+    fn seal_and_add(&self, chunk: Chunk, mut charge: Charge) -> Result<(ChunkId, bool), VaultError> {
+        let id = self.keys.chunk_id(&chunk);
+        let deduplicated = || {
+            self.count(|s| s.deduplicated_chunks += 1);
+            Ok((id, false))
         };
-        let id = sealed.id;
+        // Read with `holds`: a pack retired after this is in `recent` (below), one retired
+        // before it is in the index.
+        let (held, seen) = {
+            let open = self.lock_open();
+            (open.holds(&id), open.retired)
+        };
+        if held {
+            return deduplicated();
+        }
+        if let Some(location) = self.index.lookup(&id)? {
+            self.remember_compression(id, location.entry.compressed);
+            return deduplicated();
+        }
+        let sealed = seal_chunk_as(&self.keys, id, chunk, self.settings.compression)?;
         self.remember_compression(id, sealed.compressed);
         let full = {
-            let mut open = self.lock_open();
+            let mut guard = self.lock_open();
+            let open = &mut *guard;
             // Another writer of this gateway may have stored the same content meanwhile,
             // and even flushed and indexed it: a pack leaves `unsynced` for `recent` under
             // this lock, after it is indexed, so checking both is conclusive without a
@@ -330,112 +337,21 @@ impl Vault {
                     None => self.index.lookup(&id)?.is_some(),
                 };
             if stored {
-                self.count(|s| s.deduplicated_chunks += 1);
-            } else {
-                open.ids.insert(sealed.id);
-                open.builder.add(sealed.id, &sealed.sealed, sealed.raw_len, sealed.compressed);
-                open.charges.push(charge.split(sealed.sealed.len()));
-                self.count(|s| s.new_chunks += 1);
+                drop(guard);
+                return deduplicated();
             }
-            !stored && open.builder.len() >= TARGET_PACK_SIZE
+            let builder =
+                open.builder.get_or_insert_with(|| crate::flush::next_builder(&*self.backend, open.spare.take()));
+            builder.add(id, &sealed.sealed, sealed.raw_len, sealed.compressed)?;
+            let full = builder.len() >= TARGET_PACK_SIZE;
+            open.ids.insert(id);
+            open.charges.push(charge.split(sealed.sealed.len()));
+            self.count(|s| s.new_chunks += 1);
+            full
         };
-        // The envelope is in the pack now (or was not needed): its buffer holds a later chunk.
+        // The envelope is in the pack now: its buffer holds a later chunk.
         crate::buffers::give(sealed.sealed);
-        if full {
-            self.sync().await?;
-        }
-        Ok(id)
-    }
-
-    /// Makes every chunk stored so far durable, and indexed.
-    ///
-    /// Flushes take turns; each seals the filling pack and uploads, in order, every pack not
-    /// yet written, outside the lock writers use, then indexes every written pack. Only
-    /// flushes and [`Vault::indexed`] remove packs from the unsynced list, so when this
-    /// returns, everything stored before the call is durable and indexed.
-    pub async fn sync(&self) -> Result<(), VaultError> {
-        let _turn = self.flushing.lock().await;
-        self.write_unsynced().await?;
-        for pack in self.unindexed() {
-            // Indexed before it leaves the unsynced list, so a chunk is always in one or
-            // the other; the index's synced write runs under no lock.
-            self.index.insert_pack(&pack.location, &pack.entries).await?;
-            self.lock_open().retire(pack.content_name());
-        }
-        Ok(())
-    }
-
-    /// Makes every chunk stored so far durable in the backend, leaving the index entries
-    /// of the packs it wrote to a journal write that carries them (see
-    /// [`Vault::unindexed`]): one synced index write fewer for a writer that journals
-    /// anyway. The packs stay in the unsynced list meanwhile, so writers and garbage
-    /// collection still see them.
-    pub async fn sync_unindexed(&self) -> Result<(), VaultError> {
-        let _turn = self.flushing.lock().await;
-        self.write_unsynced().await
-    }
-
-    /// Seals the filling pack and writes every pack not yet written, in order. Called on a
-    /// flush's turn.
-    async fn write_unsynced(&self) -> Result<(), VaultError> {
-        let pending: Vec<(String, Bytes)> = {
-            let mut open = self.lock_open();
-            if !open.builder.is_empty() {
-                let next = PackBuilder::reusing(open.spare.take());
-                let builder = std::mem::replace(&mut open.builder, next);
-                let ids = std::mem::take(&mut open.ids);
-                let charges = std::mem::take(&mut open.charges);
-                let pack = builder.finish(&self.keys)?;
-                open.unsynced.push(Unsynced { pack, ids, charges, written: false });
-            }
-            open.unsynced.iter().filter(|u| !u.written).map(|u| (u.pack.name.clone(), u.pack.bytes.clone())).collect()
-        };
-        for (content_name, bytes) in pending {
-            match self.backend.put(&pack_location(&content_name), bytes.clone()).await {
-                // The same bytes under their content name: already durable.
-                Ok(()) | Err(VaultError::AlreadyExists { .. }) => {}
-                // The pack stays unwritten for the next sync; nothing depending on it is
-                // acknowledged, since this sync fails.
-                Err(e) => return Err(e),
-            }
-            self.count(|s| s.stored_bytes += bytes.len() as u64);
-            let (kept, charges) = {
-                let mut open = self.lock_open();
-                match open.unsynced.iter_mut().find(|u| u.pack.name == content_name) {
-                    Some(u) => {
-                        u.written = true;
-                        (std::mem::take(&mut u.pack.bytes), std::mem::take(&mut u.charges))
-                    }
-                    None => (Bytes::new(), Vec::new()),
-                }
-            };
-            drop((bytes, charges));
-            // Nothing else holds a written pack's bytes: its buffer is reused.
-            if let Ok(buffer) = kept.try_into_mut() {
-                self.lock_open().spare = Some(buffer);
-            }
-        }
-        Ok(())
-    }
-
-    /// The packs written to the backend whose chunks are not yet indexed. A journal write
-    /// that references chunks stored with [`ObjectWriter::finish_written`] carries these
-    /// packs' index entries (every such pack, not only its own: it may have found its
-    /// chunks in another writer's), then calls [`Vault::indexed`] once it is durable.
-    pub fn unindexed(&self) -> Vec<WrittenPack> {
-        let open = self.lock_open();
-        let written = open.unsynced.iter().filter(|u| u.written);
-        written
-            .map(|u| WrittenPack { location: pack_location(&u.pack.name), entries: u.pack.entries.clone() })
-            .collect()
-    }
-
-    /// Says that `packs` (from [`Vault::unindexed`]) are durably indexed now.
-    pub fn indexed(&self, packs: &[WrittenPack]) {
-        let mut open = self.lock_open();
-        for pack in packs {
-            open.retire(pack.content_name());
-        }
+        Ok((id, full))
     }
 
     /// Writes `chunks` (entries of other packs and their sealed envelopes, copied as they
@@ -450,16 +366,12 @@ impl Vault {
         let mut builder = PackBuilder::default();
         let mut rest = chunks.into_iter().peekable();
         while let Some((entry, sealed)) = rest.next() {
-            builder.add(entry.id, &sealed, entry.raw_len, entry.compressed);
+            builder.add(entry.id, &sealed, entry.raw_len, entry.compressed)?;
             if builder.len() >= TARGET_PACK_SIZE || rest.peek().is_none() {
-                let pack = std::mem::take(&mut builder).finish(&self.keys)?;
-                let name = pack_location(&pack.name);
-                match self.backend.put(&name, pack.bytes.clone()).await {
-                    Ok(()) | Err(VaultError::AlreadyExists { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-                self.count(|s| s.stored_bytes += pack.bytes.len() as u64);
-                written.push((name, pack.entries));
+                let pack = std::mem::take(&mut builder).finish(&self.keys).map_err(|(_, e)| e)?;
+                self.write_pack(&pack.name, pack.body).await.map_err(|(_, e)| e)?;
+                self.count(|s| s.stored_bytes += pack.size);
+                written.push((pack_location(&pack.name), pack.entries));
             }
         }
         Ok(written)

@@ -27,19 +27,137 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
     generate(len, seed, true)
 }
 
-/// Chunks, seals and packs `object`; returns the pack and the chunk ids in object order.
-fn pack_object(keys: &KeySet, object: &[u8]) -> (Pack, Vec<ChunkId>) {
+/// A pack built in memory.
+struct Packed {
+    name: String,
+    bytes: Bytes,
+    entries: Vec<pack::PackEntry>,
+}
+
+/// Chunks, seals and packs `object` in memory; returns the pack and the chunk ids in
+/// object order.
+fn pack_object(keys: &KeySet, object: &[u8]) -> (Packed, Vec<ChunkId>) {
+    let (pack, order) = pack_object_into(keys, object, PackBuilder::default());
+    let pack::Body::Memory(bytes) = pack.body else { panic!("a default builder fills a buffer") };
+    (Packed { name: pack.name, bytes, entries: pack.entries }, order)
+}
+
+/// Chunks, seals and packs `object` with `builder`.
+fn pack_object_into(keys: &KeySet, object: &[u8], mut builder: PackBuilder) -> (Pack, Vec<ChunkId>) {
     let mut chunker = StreamingChunker::new(ChunkSizes::default(), keys.chunker_seed);
     let mut chunks = chunker.push(object);
     chunks.extend(chunker.finish());
-    let mut builder = PackBuilder::default();
     let mut order = Vec::new();
     for c in &chunks {
         let sealed = seal_chunk(keys, c, Some(compress::DEFAULT_LEVEL)).unwrap();
         order.push(sealed.id);
-        builder.add(sealed.id, &sealed.sealed, sealed.raw_len, sealed.compressed);
+        builder.add(sealed.id, &sealed.sealed, sealed.raw_len, sealed.compressed).unwrap();
     }
-    (builder.finish(keys).unwrap(), order)
+    (builder.finish(keys).map_err(|(_, e)| e).unwrap(), order)
+}
+
+/// Reads `object` back from `bytes`, a pack of its chunks, in `order`.
+fn unpack(keys: &KeySet, bytes: &[u8], entries: &[pack::PackEntry], order: &[ChunkId]) -> Vec<u8> {
+    let mut object = Vec::new();
+    for id in order {
+        let e = entries.iter().find(|e| e.id == *id).unwrap();
+        let sealed = Bytes::copy_from_slice(&bytes[e.offset as usize..][..e.stored_len as usize]);
+        object.extend(open_chunk(keys, e, &sealed).unwrap());
+    }
+    object
+}
+
+/// A pack filled through a local vault's spool is a whole pack once finished, named by
+/// its bytes, laid out as a buffer lays it out; the spool's temp file is gone after.
+#[tokio::test]
+async fn a_spooled_pack_is_the_pack_a_buffer_makes() {
+    let keys = keys();
+    let object = data(3 * 1024 * 1024 + 5, 30);
+    let (in_memory, order) = pack_object(&keys, &object);
+    let dir = tempfile::tempdir().unwrap();
+    let backend = LocalBackend::open(dir.path()).unwrap();
+    let spool = backend.spool().unwrap().expect("a local vault spools");
+    let (pack, spooled_order) = pack_object_into(&keys, &object, PackBuilder::spooled(spool).unwrap());
+    assert_eq!(spooled_order, order);
+    assert_eq!(pack.size, in_memory.bytes.len() as u64);
+    let pack::Body::Spooled(mut spool) = pack.body else { panic!("a spooled builder's pack is in its spool") };
+    let name = format!("packs/{}", pack.name);
+    spool.finish(&name).unwrap();
+    let stored = backend.get(&name).await.unwrap();
+    // The name is the bytes' hash, and the header is authentic and says what was added.
+    let entries = pack::read_header(&keys, &pack.name, &stored).unwrap();
+    assert_eq!(entries, pack.entries);
+    let offsets = |e: &[pack::PackEntry]| e.iter().map(|e| (e.id, e.offset, e.stored_len)).collect::<Vec<_>>();
+    assert_eq!(offsets(&entries), offsets(&in_memory.entries), "laid out as in a buffer");
+    assert_eq!(unpack(&keys, &stored, &entries, &order), object);
+    assert!(matches!(spool.finish(&name), Err(VaultError::AlreadyExists { .. })), "never overwritten");
+    drop(spool);
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["packs"], "the temp file is gone");
+}
+
+/// A spool in memory whose appends fail, half written, while `fail` is set.
+#[derive(Debug, Default)]
+struct FlakySpool {
+    bytes: Vec<u8>,
+    len: usize,
+    fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl backend::Spool for FlakySpool {
+    fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
+        // The next append goes where a failed one would have.
+        self.bytes.truncate(self.len);
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            self.bytes.extend_from_slice(&data[..data.len() / 2]);
+            return Err(std::io::Error::other("disk full"));
+        }
+        self.bytes.extend_from_slice(data);
+        self.len = self.bytes.len();
+        Ok(())
+    }
+    fn len(&self) -> u64 {
+        self.len as u64
+    }
+    fn finish(&mut self, _: &str) -> Result<(), VaultError> {
+        unreachable!("not finished in this test")
+    }
+    fn read_all(&mut self) -> std::io::Result<Vec<u8>> {
+        Ok(self.bytes[..self.len].to_vec())
+    }
+}
+
+/// A chunk whose append fails is not in the pack, nor is a header whose append failed:
+/// the pack is whole, and named by the bytes it holds.
+#[test]
+fn a_failed_append_leaves_the_pack_as_it_was() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let keys = keys();
+    let fail = std::sync::Arc::<std::sync::atomic::AtomicBool>::default();
+    let mut builder = PackBuilder::spooled(Box::new(FlakySpool { fail: fail.clone(), ..Default::default() })).unwrap();
+    let (first, lost, last) = (data(1000, 1), data(3000, 2), data(2000, 3));
+    let mut order = Vec::new();
+    for (chunk, fails) in [(&first, false), (&lost, true), (&last, false)] {
+        let sealed = seal_chunk(&keys, chunk, None).unwrap();
+        let before = builder.len();
+        fail.store(fails, SeqCst);
+        assert_eq!(builder.add(sealed.id, &sealed.sealed, sealed.raw_len, sealed.compressed).is_err(), fails);
+        if fails {
+            assert_eq!(builder.len(), before);
+        } else {
+            order.push(sealed.id);
+        }
+    }
+    fail.store(true, SeqCst);
+    let Err((builder, _)) = builder.finish(&keys) else { panic!("the header's append failed") };
+    fail.store(false, SeqCst);
+    let pack = builder.finish(&keys).map_err(|(_, e)| e).unwrap();
+    let pack::Body::Spooled(mut spool) = pack.body else { unreachable!() };
+    let bytes = spool.read_all().unwrap();
+    assert_eq!(pack.size, bytes.len() as u64);
+    let entries = pack::read_header(&keys, &pack.name, &bytes).unwrap();
+    assert_eq!(entries.iter().map(|e| e.id).collect::<Vec<_>>(), order);
+    assert_eq!(unpack(&keys, &bytes, &entries, &order), [first, last].concat());
 }
 
 #[tokio::test]
@@ -62,6 +180,31 @@ async fn one_writer_at_a_time_claims_a_local_vault() {
     assert_eq!(backend.list("").await.unwrap(), ["keys/master"]);
     drop(held);
     assert!(backend.claim_writer().unwrap().is_some(), "released with its holder");
+}
+
+/// The temp files of a writer that died mid-pack go when the next writer claims the vault;
+/// a spool of the claiming process stays.
+#[test]
+fn claiming_a_vault_removes_the_spools_a_dead_writer_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = LocalBackend::open(dir.path()).unwrap();
+    let ours = backend.spool().unwrap().unwrap();
+    // Past the largest process id Linux gives (2^22): no live process's.
+    let dead = format!("{}4194305-7", durable::TEMP_PREFIX);
+    std::fs::write(dir.path().join(&dead), b"half a pack").unwrap();
+    let names = || {
+        let mut names: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names().len(), 2);
+    let _held = backend.claim_writer().unwrap().unwrap();
+    let left = names();
+    assert!(!left.contains(&dead), "{left:?}");
+    assert_eq!(left.iter().filter(|n| n.starts_with(durable::TEMP_PREFIX)).count(), 1, "ours stays: {left:?}");
+    drop(ours);
+    assert_eq!(names(), [backend::WRITER_LOCK], "a spool dropped unfinished leaves nothing");
 }
 
 #[tokio::test]
@@ -107,7 +250,7 @@ async fn an_object_round_trips_through_a_pack_on_the_backend() {
 
 /// Reads a pack's header from its end the way a rebuild does: a short tail first, then as
 /// much as the header says it needs.
-fn header_from_end(keys: &KeySet, pack: &Pack, bytes: &[u8]) -> Result<Vec<pack::PackEntry>, VaultError> {
+fn header_from_end(keys: &KeySet, pack: &Packed, bytes: &[u8]) -> Result<Vec<pack::PackEntry>, VaultError> {
     let mut want = 20;
     loop {
         let tail = &bytes[bytes.len().saturating_sub(want)..];
@@ -195,244 +338,7 @@ proptest! {
     }
 }
 
-mod objects {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    use super::*;
-    use crate::backend::Backend;
-
-    /// Chunk bounds small enough for many chunks in a few MiB.
-    const SMALL: ChunkSizes = ChunkSizes { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 };
-
-    /// What a test backend does before each upload: fail it, or hold it back.
-    #[async_trait::async_trait]
-    trait PutHook: Send + Sync {
-        async fn before_put(&self) -> Result<(), VaultError>;
-    }
-
-    /// A local backend whose uploads first go through a test's hook.
-    struct Hooked<H> {
-        inner: LocalBackend,
-        hook: H,
-    }
-
-    #[async_trait::async_trait]
-    impl<H: PutHook> Backend for Hooked<H> {
-        async fn put(&self, name: &str, data: Bytes) -> Result<(), VaultError> {
-            self.hook.before_put().await?;
-            self.inner.put(name, data).await
-        }
-        async fn get(&self, name: &str) -> Result<Bytes, VaultError> {
-            self.inner.get(name).await
-        }
-        async fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Bytes, VaultError> {
-            self.inner.get_range(name, offset, len).await
-        }
-        async fn list(&self, prefix: &str) -> Result<Vec<String>, VaultError> {
-            self.inner.list(prefix).await
-        }
-        async fn exists(&self, name: &str) -> Result<bool, VaultError> {
-            self.inner.exists(name).await
-        }
-    }
-
-    /// Uploads fail while `failing` is set, like a full disk or a lost vault.
-    struct Failing(AtomicBool);
-
-    #[async_trait::async_trait]
-    impl PutHook for Failing {
-        async fn before_put(&self) -> Result<(), VaultError> {
-            if self.0.load(Ordering::SeqCst) {
-                return Err(VaultError::Io(std::io::Error::other("vault unreachable")));
-            }
-            Ok(())
-        }
-    }
-
-    /// Uploads wait until the test adds permits; `entered` says one is waiting.
-    struct Gate {
-        entered: AtomicBool,
-        permits: tokio::sync::Semaphore,
-    }
-
-    #[async_trait::async_trait]
-    impl PutHook for Gate {
-        async fn before_put(&self) -> Result<(), VaultError> {
-            self.entered.store(true, Ordering::SeqCst);
-            self.permits.acquire().await.expect("invariant: the semaphore is never closed").forget();
-            Ok(())
-        }
-    }
-
-    fn vault(dir: &std::path::Path) -> (Arc<Vault>, Arc<Hooked<Failing>>) {
-        let backend =
-            Arc::new(Hooked { inner: LocalBackend::open(dir).unwrap(), hook: Failing(AtomicBool::new(false)) });
-        let settings = VaultSettings { sizes: SMALL, ..VaultSettings::default() };
-        (Arc::new(Vault::new(Arc::new(keys()), backend.clone(), Arc::new(MemoryIndex::default()), settings)), backend)
-    }
-
-    async fn store(vault: &Arc<Vault>, object: &[u8]) -> Result<Manifest, VaultError> {
-        let mut w = vault.writer();
-        for piece in object.chunks(100_000) {
-            w.push(piece).await?;
-        }
-        w.finish().await
-    }
-
-    #[tokio::test]
-    async fn objects_round_trip_with_a_verified_manifest() {
-        let dir = tempfile::tempdir().unwrap();
-        let (vault, _) = vault(dir.path());
-        for object in [Vec::new(), b"tiny".to_vec(), data(3 * 1024 * 1024 + 7, 5)] {
-            let m = store(&vault, &object).await.unwrap();
-            assert_eq!((m.size, m.blake3), (object.len() as u64, *blake3::hash(&object).as_bytes()));
-            assert_eq!(vault.read_object(&m).await.unwrap(), object);
-        }
-    }
-
-    #[tokio::test]
-    async fn identical_objects_are_stored_once_even_when_written_concurrently() {
-        let dir = tempfile::tempdir().unwrap();
-        let (vault, _) = vault(dir.path());
-        let object = Arc::new(data(2 * 1024 * 1024, 6));
-        let writers: Vec<_> = (0..4)
-            .map(|_| {
-                let (v, o) = (vault.clone(), object.clone());
-                tokio::spawn(async move { store(&v, &o).await.unwrap() })
-            })
-            .collect();
-        let mut manifests = Vec::new();
-        for w in writers {
-            manifests.push(w.await.unwrap());
-        }
-        assert!(manifests.windows(2).all(|m| m[0] == m[1]));
-        let stats = vault.stats();
-        assert_eq!(stats.logical_bytes, 4 * object.len() as u64);
-        assert!(stats.stored_bytes < object.len() as u64 * 21 / 20, "{stats:?}");
-        assert_eq!(stats.new_chunks as usize, manifests[0].chunks.len());
-    }
-
-    #[tokio::test]
-    async fn local_edits_store_little_new_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let (vault, _) = vault(dir.path());
-        let object = data(8 * 1024 * 1024, 7);
-        store(&vault, &object).await.unwrap();
-        let mut inserted = object.clone();
-        inserted.splice(4_000_000..4_000_000, [0x5a; 1024]);
-        let mut rewritten = object.clone();
-        rewritten[2_000_000..2_000_000 + object.len() / 100].fill(0xee);
-        for edited in [inserted, rewritten] {
-            let before = vault.stats().stored_bytes;
-            let m = store(&vault, &edited).await.unwrap();
-            let new = vault.stats().stored_bytes - before;
-            assert!(new < edited.len() as u64 / 20, "{new} new bytes for a small edit");
-            assert_eq!(vault.read_object(&m).await.unwrap(), edited);
-        }
-    }
-
-    /// G1: a manifest is only returned once its chunks are durable, and chunks of a failed
-    /// flush are written by the next successful one rather than forgotten.
-    #[tokio::test]
-    async fn a_failing_vault_fails_the_write_and_loses_nothing_once_it_recovers() {
-        let dir = tempfile::tempdir().unwrap();
-        let (vault, backend) = vault(dir.path());
-        let object = data(1024 * 1024, 8);
-        let mut w = vault.writer();
-        w.push(&object).await.unwrap();
-        backend.hook.0.store(true, Ordering::SeqCst);
-        assert!(w.finish().await.is_err(), "no manifest while the vault refuses writes");
-
-        backend.hook.0.store(false, Ordering::SeqCst);
-        vault.sync().await.unwrap();
-        let m = store(&vault, &object).await.unwrap();
-        assert_eq!(vault.read_object(&m).await.unwrap(), object);
-        assert!(!backend.inner.list("packs/").await.unwrap().is_empty());
-    }
-
-    /// A written pack's chunks stay where writers and garbage collection see them (the
-    /// unsynced list) until their index entries are in: carried by a journal write
-    /// (`indexed`), or written by the next full sync.
-    #[tokio::test]
-    async fn written_packs_stay_visible_until_their_index_entries_are_in() {
-        let dir = tempfile::tempdir().unwrap();
-        let (vault, backend) = vault(dir.path());
-        let write = async |object: &[u8]| {
-            let mut w = vault.writer();
-            w.push(object).await.unwrap();
-            w.finish_written().await.unwrap()
-        };
-        let (first, second) = (data(300_000, 21), data(300_000, 22));
-        let m = write(&first).await;
-        let written = vault.unindexed();
-        assert_eq!(written.len(), 1, "one pack, written and not yet indexed");
-        assert_eq!(backend.inner.list("packs/").await.unwrap(), vec![written[0].location.clone()], "durable");
-        let ids: std::collections::HashSet<_> = written[0].entries.iter().map(|e| e.id).collect();
-        assert!(m.chunks.iter().all(|id| ids.contains(id) && vault.locate(id).unwrap().is_none()));
-        assert!(vault.is_unsynced(&written[0].location), "garbage collection must leave it alone");
-        let rows = written[0].index_rows();
-        assert_eq!(rows.len(), written[0].entries.len());
-        assert_eq!(ChunkLocation::decode(ChunkId(rows[0].0), &rows[0].1).unwrap().pack, written[0].location);
-
-        // Another writer of the same bytes finds them without the index: nothing new.
-        let stored = vault.stats().new_chunks;
-        assert_eq!(write(&first).await, m);
-        assert_eq!(vault.stats().new_chunks, stored);
-        assert_eq!(vault.unindexed(), written, "no second pack");
-
-        // The journal write that carried the entries retires the pack.
-        vault.index().insert_pack(&written[0].location, &written[0].entries).await.unwrap();
-        vault.indexed(&written);
-        assert!(vault.unindexed().is_empty() && !vault.is_unsynced(&written[0].location));
-        assert_eq!(vault.read_object(&m).await.unwrap(), first);
-
-        // Written packs no journal write carried are indexed by the next full sync.
-        let m = write(&second).await;
-        assert_eq!(vault.unindexed().len(), 1);
-        vault.sync().await.unwrap();
-        assert!(vault.unindexed().is_empty());
-        assert_eq!(vault.read_object(&m).await.unwrap(), second);
-    }
-
-    #[tokio::test]
-    async fn writers_keep_adding_chunks_while_a_flush_uploads() {
-        let dir = tempfile::tempdir().unwrap();
-        let backend = Arc::new(Hooked {
-            inner: LocalBackend::open(dir.path()).unwrap(),
-            hook: Gate { entered: AtomicBool::new(false), permits: tokio::sync::Semaphore::new(0) },
-        });
-        let settings = VaultSettings { sizes: SMALL, ..VaultSettings::default() };
-        let vault = Arc::new(Vault::new(Arc::new(keys()), backend.clone(), Arc::new(MemoryIndex::default()), settings));
-        let (first, second) = (data(500_000, 10), data(500_000, 11));
-
-        let flushing = {
-            let (v, o) = (vault.clone(), first.clone());
-            tokio::spawn(async move { store(&v, &o).await.unwrap() })
-        };
-        while !backend.hook.entered.load(Ordering::SeqCst) {
-            tokio::task::yield_now().await;
-        }
-        // The first object's upload is stuck; a second writer's chunks must still be stored.
-        let stored_before = vault.stats().new_chunks;
-        let mut w = vault.writer();
-        w.push(&second).await.unwrap();
-        let progressed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-            while vault.stats().new_chunks == stored_before {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-        })
-        .await;
-        assert!(progressed.is_ok(), "storing chunks must not wait for an upload");
-        assert!(!flushing.is_finished(), "the first object is not acknowledged before its pack is durable");
-
-        backend.hook.permits.add_permits(100);
-        let m1 = flushing.await.unwrap();
-        let m2 = w.finish().await.unwrap();
-        assert_eq!(vault.read_object(&m1).await.unwrap(), first);
-        assert_eq!(vault.read_object(&m2).await.unwrap(), second);
-    }
-}
+mod objects;
 
 proptest! {
     #[test]
