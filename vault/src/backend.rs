@@ -53,11 +53,7 @@ pub trait Spool: Send + std::fmt::Debug {
     /// append goes where this one would have.
     fn append(&mut self, data: &[u8]) -> std::io::Result<()>;
     /// Bytes appended so far.
-    fn len(&self) -> u64;
-    /// Whether nothing was appended.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+    fn written(&self) -> u64;
     /// Makes the bytes durable as the object `name`, as [`Backend::put`] would have
     /// ([`VaultError::AlreadyExists`] if the name is taken). Once this failed otherwise
     /// the spool is not to be finished again: the bytes are to be read back with
@@ -187,7 +183,7 @@ impl Spool for LocalSpool {
         }
     }
 
-    fn len(&self) -> u64 {
+    fn written(&self) -> u64 {
         self.len
     }
 

@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 /// [`std::io::ErrorKind::AlreadyExists`] if `path` exists, even when another process races
 /// to create it, so nothing is ever overwritten.
 pub fn create_new(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if path.exists() {
         return Err(exists(path));
     }
-    let mut tmp = TempFile::create_in(dir, mode)?;
+    let mut tmp = TempFile::create_in(dir_of(path), mode)?;
     tmp.file.write_all(data)?;
     tmp.link_durably(path)
 }
@@ -58,13 +57,12 @@ impl TempFile {
     /// and report the next fsync clean: a failure here means "write it again from a
     /// copy", never "call this again".
     pub fn link_durably(&self, path: &Path) -> std::io::Result<()> {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if path.exists() {
             return Err(exists(path));
         }
         self.file.sync_all()?;
         std::fs::hard_link(&self.path, path)?;
-        std::fs::File::open(dir)?.sync_all()
+        std::fs::File::open(dir_of(path))?.sync_all()
     }
 }
 
@@ -72,6 +70,11 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// The directory `path` is in.
+fn dir_of(path: &Path) -> &Path {
+    path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
 fn exists(path: &Path) -> std::io::Error {

@@ -101,16 +101,16 @@ impl Vault {
     /// write it from next time.
     pub(crate) async fn write_pack(&self, content_name: &str, body: Body) -> Result<Option<Bytes>, (Body, VaultError)> {
         let location = pack_location(content_name);
-        let outcome = match body {
+        // `AlreadyExists`: the same bytes under their content name, already durable.
+        match body {
             Body::Memory(bytes) => match self.backend().put(&location, bytes.clone()).await {
-                Ok(()) => Ok(Some(bytes)),
+                Ok(()) | Err(VaultError::AlreadyExists { .. }) => Ok(Some(bytes)),
                 Err(e) => Err((Body::Memory(bytes), e)),
             },
             Body::Spooled(mut spool) => {
                 let name = content_name.to_owned();
                 let finish = move || match spool.finish(&location) {
-                    Ok(()) => Ok(None),
-                    Err(e @ VaultError::AlreadyExists { .. }) => Err((Body::Spooled(spool), e)),
+                    Ok(()) | Err(VaultError::AlreadyExists { .. }) => Ok(None),
                     // A failed fsync may have dropped the pages it could not write, and a
                     // second would not say so: the bytes go again, from a copy read back
                     // and checked against the pack's name.
@@ -119,11 +119,6 @@ impl Vault {
                 tokio::task::spawn_blocking(finish).await.expect("invariant: finishing a spool does not panic")
             }
             Body::Lost => Err((Body::Lost, lost(content_name))),
-        };
-        match outcome {
-            // The same bytes under their content name: already durable.
-            Err((_, VaultError::AlreadyExists { .. })) => Ok(None),
-            other => other,
         }
     }
 

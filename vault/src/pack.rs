@@ -162,7 +162,9 @@ impl PackBuilder {
     pub fn len(&self) -> usize {
         match &self.out {
             Out::Memory(bytes) => bytes.len(),
-            Out::Spooled { spool, .. } => usize::try_from(spool.len()).expect("invariant: packs are far below 4 GiB"),
+            Out::Spooled { spool, .. } => {
+                usize::try_from(spool.written()).expect("invariant: packs are far below 4 GiB")
+            }
         }
     }
 

@@ -116,7 +116,7 @@ impl backend::Spool for FlakySpool {
         self.len = self.bytes.len();
         Ok(())
     }
-    fn len(&self) -> u64 {
+    fn written(&self) -> u64 {
         self.len as u64
     }
     fn finish(&mut self, _: &str) -> Result<(), VaultError> {

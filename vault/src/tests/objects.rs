@@ -41,8 +41,8 @@ impl Spool for FaultySpool {
     fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
         self.inner.append(data)
     }
-    fn len(&self) -> u64 {
-        self.inner.len()
+    fn written(&self) -> u64 {
+        self.inner.written()
     }
     fn finish(&mut self, name: &str) -> Result<(), VaultError> {
         if self.faults.finish.load(Ordering::SeqCst) {
