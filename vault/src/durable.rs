@@ -9,9 +9,6 @@ use std::path::{Path, PathBuf};
 /// [`std::io::ErrorKind::AlreadyExists`] if `path` exists, even when another process races
 /// to create it, so nothing is ever overwritten.
 pub fn create_new(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
-    if path.exists() {
-        return Err(exists(path));
-    }
     let mut tmp = TempFile::create_in(dir_of(path), mode)?;
     tmp.file.write_all(data)?;
     tmp.link_durably(path)
